@@ -1,0 +1,269 @@
+r"""Activation functions: value, derivative and backward pass, selectable by name.
+
+Each scalar formula is written once as an inlined ``@njit`` function (:func:`act_scalar`,
+:func:`dact_scalar`) and called from the CPU array kernels here, from the fused dense kernels and
+from the GPU twins in ``kernels.gpu_activations``.
+
+=============  ===================================================  =============================
+name           :math:`f(z)`                                         :math:`f'(z)`
+=============  ===================================================  =============================
+identity       :math:`z`                                            :math:`1`
+step           :math:`1` if :math:`z > 0` else :math:`0`           :math:`0` (a.e.)
+               (the threshold neuron: fires when the weighted sum exceeds the threshold)
+sign           :math:`+1, 0, -1` for :math:`z >0, =0, <0`           :math:`0` (a.e.)
+sigmoid        :math:`1 / (1 + e^{-z})`                             :math:`f(1 - f)`
+tanh           :math:`\tanh z`                                      :math:`1 - f^2`
+relu           :math:`\max(z, 0)`                                   :math:`1` if :math:`z>0` else 0
+leaky_relu     :math:`z` if :math:`z > 0` else :math:`s z`          :math:`1` or :math:`s`
+softplus       :math:`\log(1 + e^{z})`                              :math:`\sigma(z)`
+softmax        :math:`e^{z_j - m} / \sum_k e^{z_k - m}`, row-wise,  Jacobian
+               :math:`m = \max_k z_k`                               :math:`\mathrm{diag}(a) - a a^T`
+=============  ===================================================  =============================
+
+All forms are overflow-free for :math:`|z|` up to the float range: the sigmoid uses the
+branch-stable form, softplus uses :math:`\max(z, 0) + \log(1 + e^{-|z|})` and softmax is
+max-shifted.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import _checks
+from .config import LEAKY_SLOPE
+
+IDENTITY, STEP, SIGN, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, SOFTMAX = range(9)
+
+#: Activation codes by name (the compiled kernels take the integer code).
+ACTIVATIONS = {
+    "identity": IDENTITY,
+    "step": STEP,
+    "sign": SIGN,
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "softplus": SOFTPLUS,
+    "softmax": SOFTMAX,
+}
+#: Names of the activations applied elementwise (all but softmax).
+ELEMENTWISE = tuple(n for n in ACTIVATIONS if n != "softmax")
+
+
+@njit(inline="always", cache=True)
+def sigmoid_scalar(z):
+    """Numerically stable logistic function ``1 / (1 + exp(-z))``."""
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+@njit(inline="always", cache=True)
+def act_scalar(code, z, slope):
+    """Value of elementwise activation ``code`` at ``z`` (softmax is not elementwise)."""
+    if code == IDENTITY:
+        return z
+    if code == TANH:
+        return math.tanh(z)
+    if code == RELU:
+        if z > 0 or z != z:  # NaN propagates
+            return z
+        return 0.0
+    if code == SIGMOID:
+        return sigmoid_scalar(z)
+    if code == LEAKY_RELU:
+        return z if z > 0 else slope * z
+    if code == SOFTPLUS:
+        return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
+    if code == STEP:
+        return 1.0 if z > 0 else 0.0
+    if code == SIGN:
+        if z > 0:
+            return 1.0
+        if z < 0:
+            return -1.0
+        return 0.0
+    return math.nan
+
+
+@njit(inline="always", cache=True)
+def dact_scalar(code, z, a, slope):
+    """Derivative ``f'(z)`` of elementwise activation ``code``, given ``z`` and ``a = f(z)``."""
+    if code == IDENTITY:
+        return 1.0
+    if code == TANH:
+        return 1.0 - a * a
+    if code == RELU:
+        return 1.0 if z > 0 else 0.0
+    if code == SIGMOID:
+        return a * (1.0 - a)
+    if code == LEAKY_RELU:
+        return 1.0 if z > 0 else slope
+    if code == SOFTPLUS:
+        return sigmoid_scalar(z)
+    if code == STEP or code == SIGN:
+        return 0.0
+    return math.nan
+
+
+@njit(cache=True)
+def softmax_rows(z, out):
+    """Row-wise max-shifted softmax of 2-D ``z`` into ``out`` (may alias ``z``)."""
+    n, k = z.shape
+    for i in range(n):
+        m = z[i, 0]
+        for j in range(1, k):
+            if z[i, j] > m:
+                m = z[i, j]
+        s = 0.0
+        for j in range(k):
+            e = math.exp(z[i, j] - m)
+            out[i, j] = e
+            s += e
+        inv = 1.0 / s
+        for j in range(k):
+            out[i, j] *= inv
+
+
+@njit(cache=True)
+def forward_kernel(code, z, out, slope):
+    """``out = f(z)`` for 2-D arrays; softmax is applied row by row."""
+    if code == SOFTMAX:
+        softmax_rows(z, out)
+        return
+    n, k = z.shape
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = act_scalar(code, z[i, j], slope)
+
+
+@njit(cache=True)
+def backward_kernel(code, z, a, delta, out, slope):
+    """``out = dL/dz`` from ``delta = dL/da``: ``delta * f'(z)``, or the softmax
+    vector-Jacobian product ``a * (delta - sum(delta * a))`` row by row. ``out`` may alias
+    ``delta``."""
+    n, k = z.shape
+    if code == SOFTMAX:
+        for i in range(n):
+            s = 0.0
+            for j in range(k):
+                s += delta[i, j] * a[i, j]
+            for j in range(k):
+                out[i, j] = a[i, j] * (delta[i, j] - s)
+        return
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = delta[i, j] * dact_scalar(code, z[i, j], a[i, j], slope)
+
+
+@njit(cache=True)
+def derivative_kernel(code, z, out, slope):
+    """Elementwise ``out = f'(z)`` (not for softmax)."""
+    n, k = z.shape
+    for i in range(n):
+        for j in range(k):
+            zij = z[i, j]
+            out[i, j] = dact_scalar(code, zij, act_scalar(code, zij, slope), slope)
+
+
+def activation_code(name):
+    """Integer code of activation ``name`` (see :data:`ACTIVATIONS`)."""
+    return ACTIVATIONS[_checks.choice("activation", name, ACTIVATIONS)]
+
+
+def _as_2d(z):
+    return z.reshape(1, -1) if z.ndim == 1 else z
+
+
+def _prepare(name, z, out, slope):
+    code = activation_code(name)
+    _checks.float_array("z", z, ndim=(1, 2))
+    slope = _checks.real("slope", slope)
+    out = _checks.out_array("out", out, z.shape, z.dtype)
+    return code, z, out, slope
+
+
+def activate(name, z, out=None, slope=LEAKY_SLOPE):
+    """Apply activation ``name`` to ``z``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ACTIVATIONS`.
+    z : ndarray of shape (n_samples, n_units) or (n_units,)
+        Pre-activations, float32 or float64, C-contiguous.
+    out : ndarray, optional
+        Buffer of the same shape and dtype to write into (may be ``z`` itself).
+    slope : float, default=0.01
+        Negative-side slope of ``leaky_relu``.
+
+    Returns
+    -------
+    out : ndarray of the shape of ``z``
+        ``f(z)``; softmax is taken over the last axis.
+    """
+    code, z, out, slope = _prepare(name, z, out, slope)
+    forward_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
+    return out
+
+
+def derivative(name, z, out=None, slope=LEAKY_SLOPE):
+    """Elementwise derivative ``f'(z)`` of activation ``name``.
+
+    Softmax has a full Jacobian per row; use :func:`activation_backward` for it.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ELEMENTWISE`.
+    z : ndarray of shape (n_samples, n_units) or (n_units,)
+    out : ndarray, optional
+    slope : float, default=0.01
+
+    Returns
+    -------
+    out : ndarray of the shape of ``z``
+    """
+    if name == "softmax":
+        raise ValueError(
+            "name='softmax' has no elementwise derivative; use activation_backward"
+        )
+    code, z, out, slope = _prepare(name, z, out, slope)
+    derivative_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
+    return out
+
+
+def activation_backward(name, z, a, delta, out=None, slope=LEAKY_SLOPE):
+    """Back-propagate ``delta = dL/da`` through the activation: return ``dL/dz``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`ACTIVATIONS`.
+    z : ndarray of shape (n_samples, n_units)
+        Pre-activations of the forward pass.
+    a : ndarray of shape (n_samples, n_units)
+        Activations ``f(z)`` of the forward pass.
+    delta : ndarray of shape (n_samples, n_units)
+        Gradient of the loss with respect to ``a``.
+    out : ndarray, optional
+        Output buffer (may be ``delta``).
+    slope : float, default=0.01
+
+    Returns
+    -------
+    out : ndarray of shape (n_samples, n_units)
+        ``delta * f'(z)`` elementwise, or ``a * (delta - sum(delta * a))`` row-wise for softmax.
+    """
+    code, z, out, slope = _prepare(name, z, out, slope)
+    for arg, v in (("a", a), ("delta", delta)):
+        _checks.float_array(arg, v, dtype=z.dtype)
+        _checks.shape(arg, v, z.shape)
+    backward_kernel(
+        code, _as_2d(z), _as_2d(a), _as_2d(delta), _as_2d(out), z.dtype.type(slope)
+    )
+    return out

@@ -1,0 +1,26 @@
+"""Tuning constants for the kernels, in one place.
+
+Tests may patch these (for example ``THREADS_PER_BLOCK`` small, so that tiny GPU inputs still
+span several blocks). Compiled functions read the values they need as arguments, never as
+globals, so patching takes effect without recompiling.
+"""
+
+#: Below this many multiply-adds per row (``n_in * n_out``) dense products use hand-written
+#: loops; above it they call BLAS through ``np.dot``. Small networks (2-16-16-1) live far below.
+BLAS_MIN_WORK = 4096
+
+#: Dense products with fewer rows than this use hand-written loops even when the layer is large
+#: (a single sample through 784x256 is a matrix-vector product, where loops beat a GEMM call).
+BLAS_MIN_ROWS = 8
+
+#: Default slope of ``leaky_relu`` for negative inputs.
+LEAKY_SLOPE = 0.01
+
+#: Clip applied to probabilities in the probability forms of the cross-entropy losses.
+PROB_EPS32 = 1e-7
+PROB_EPS64 = 1e-12
+
+#: GPU launch configuration (used by ``kernels.gpu_*``).
+THREADS_PER_BLOCK = 256
+TILE = 16
+MAX_BLOCKS = 65535

@@ -1,0 +1,224 @@
+r"""Loss functions of the lecture notes: value (batch mean) and gradient.
+
+Per-sample losses, for targets :math:`y` and predictions :math:`y^*` (or logits :math:`z`):
+
+================================  =========================================================
+name                              per-sample loss
+================================  =========================================================
+``squared``                       :math:`\tfrac12 \sum_j (y_j - y^*_j)^2`
+``binary_cross_entropy``          :math:`\sum_j -y_j \log y^*_j - (1 - y_j)\log(1 - y^*_j)`,
+                                  :math:`y^*` clipped to :math:`[\epsilon, 1 - \epsilon]`
+``binary_cross_entropy_logits``   same with :math:`y^* = \sigma(z)`, computed stably as
+                                  :math:`\max(z, 0) - z y + \log(1 + e^{-|z|})`
+``cross_entropy``                 :math:`-\sum_j y_j \log y^*_j` (:math:`y^*` clipped)
+``cross_entropy_logits``          :math:`\operatorname{logsumexp}(z) - \sum_j y_j z_j`
+                                  (softmax fused, max-shifted)
+================================  =========================================================
+
+The value returned is the mean over the batch; the gradient is that of the mean with respect to
+the predictions (or logits): e.g. :math:`(y^* - y)/N` for squared loss and for both logit forms.
+Targets are float arrays shaped like the predictions; the cross-entropy forms also accept
+integer class labels of shape ``(n_samples,)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from . import _checks
+from .activations import sigmoid_scalar
+from .config import PROB_EPS32, PROB_EPS64
+
+SQUARED, BCE, BCE_LOGITS, CE, CE_LOGITS = range(5)
+
+#: Loss codes by name (the compiled kernels take the integer code).
+LOSSES = {
+    "squared": SQUARED,
+    "binary_cross_entropy": BCE,
+    "binary_cross_entropy_logits": BCE_LOGITS,
+    "cross_entropy": CE,
+    "cross_entropy_logits": CE_LOGITS,
+}
+_CE_FAMILY = ("cross_entropy", "cross_entropy_logits")
+
+
+@njit(inline="always", cache=True)
+def bce_logits_scalar(y, z):
+    """Stable ``-y log s(z) - (1 - y) log(1 - s(z))`` with ``s`` the sigmoid."""
+    return max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
+
+
+@njit(cache=True)
+def loss_dense_kernel(code, y, p, grad, want_grad, eps):
+    """Batch-mean loss ``code`` for float targets ``y`` and predictions/logits ``p`` (2-D).
+
+    Writes the gradient of the mean into ``grad`` when ``want_grad``; returns the mean as a
+    float64 (summed serially, so the value is bitwise repeatable).
+    """
+    n, k = p.shape
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        if code == CE_LOGITS:
+            m = p[i, 0]
+            for j in range(1, k):
+                if p[i, j] > m:
+                    m = p[i, j]
+            s = 0.0
+            for j in range(k):
+                s += math.exp(p[i, j] - m)
+            lse = m + math.log(s)
+            ysum = 0.0
+            for j in range(k):
+                total += y[i, j] * (lse - p[i, j])
+                ysum += y[i, j]
+            if want_grad:
+                # d/dz_j of sum_j y_j (lse - z_j) = softmax_j * sum(y) - y_j
+                for j in range(k):
+                    grad[i, j] = (math.exp(p[i, j] - lse) * ysum - y[i, j]) * inv_n
+            continue
+        for j in range(k):
+            yij = y[i, j]
+            pij = p[i, j]
+            if code == SQUARED:
+                d = pij - yij
+                total += 0.5 * d * d
+                g = d
+            elif code == BCE_LOGITS:
+                total += bce_logits_scalar(yij, pij)
+                g = sigmoid_scalar(pij) - yij
+            elif code == BCE:
+                q = min(max(pij, eps), 1.0 - eps)
+                total += -yij * math.log(q) - (1.0 - yij) * math.log(1.0 - q)
+                g = (q - yij) / (q * (1.0 - q))
+            else:  # CE from probabilities
+                q = max(pij, eps)
+                total += -yij * math.log(q)
+                g = -yij / q
+            if want_grad:
+                grad[i, j] = g * inv_n
+    return total * inv_n
+
+
+@njit(cache=True)
+def loss_labels_kernel(code, labels, p, grad, want_grad, eps):
+    """Batch-mean cross-entropy for integer ``labels`` (``code`` is CE or CE_LOGITS)."""
+    n, k = p.shape
+    inv_n = 1.0 / n
+    total = 0.0
+    for i in range(n):
+        c = labels[i]
+        if code == CE_LOGITS:
+            m = p[i, 0]
+            for j in range(1, k):
+                if p[i, j] > m:
+                    m = p[i, j]
+            s = 0.0
+            for j in range(k):
+                s += math.exp(p[i, j] - m)
+            lse = m + math.log(s)
+            total += lse - p[i, c]
+            if want_grad:
+                for j in range(k):
+                    grad[i, j] = math.exp(p[i, j] - lse) * inv_n
+                grad[i, c] -= inv_n
+        else:
+            q = max(p[i, c], eps)
+            total -= math.log(q)
+            if want_grad:
+                for j in range(k):
+                    grad[i, j] = 0.0
+                grad[i, c] = -inv_n / q
+    return total * inv_n
+
+
+def loss_code(name):
+    """Integer code of loss ``name`` (see :data:`LOSSES`)."""
+    return LOSSES[_checks.choice("loss", name, LOSSES)]
+
+
+def default_eps(dtype):
+    """Probability clip used for ``dtype`` (1e-7 for float32, 1e-12 for float64)."""
+    return PROB_EPS32 if np.dtype(dtype) == np.float32 else PROB_EPS64
+
+
+def _run(name, y_true, y_pred, out, want_grad):
+    code = loss_code(name)
+    _checks.float_array("y_pred", y_pred, ndim=(1, 2), finite=True)
+    _checks.nonempty("y_pred", y_pred)
+    p = y_pred.reshape(-1, 1) if y_pred.ndim == 1 else y_pred
+    grad = None
+    if want_grad:
+        grad = _checks.out_array("out", out, y_pred.shape, y_pred.dtype)
+        grad2 = grad.reshape(p.shape)
+    else:
+        grad2 = np.empty((1, 1), dtype=y_pred.dtype)
+    eps = default_eps(y_pred.dtype)
+    if isinstance(y_true, np.ndarray) and y_true.dtype.kind in "iu":
+        if name not in _CE_FAMILY:
+            raise TypeError(
+                f"y_true has integer dtype {y_true.dtype}; integer class labels are only "
+                f"accepted by {_CE_FAMILY}, loss {name!r} needs float targets"
+            )
+        if y_pred.ndim != 2:
+            raise ValueError("y_pred must be 2-D (n_samples, n_classes) with integer labels")
+        labels = _checks.int_labels("y_true", y_true, p.shape[0], p.shape[1])
+        value = loss_labels_kernel(code, labels, p, grad2, want_grad, eps)
+    else:
+        _checks.float_array("y_true", y_true, dtype=y_pred.dtype, finite=True)
+        _checks.shape("y_true", y_true, y_pred.shape)
+        y = y_true.reshape(p.shape)
+        value = loss_dense_kernel(code, y, p, grad2, want_grad, eps)
+    return float(value), grad
+
+
+def loss(name, y_true, y_pred):
+    """Batch-mean loss.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`LOSSES`.
+    y_true : ndarray of shape (n_samples, n_outputs) or (n_samples,)
+        Targets, same dtype as ``y_pred``; for the cross-entropy forms also integer class
+        labels of shape (n_samples,).
+    y_pred : ndarray of shape (n_samples, n_outputs) or (n_samples,)
+        Predictions (probabilities for the probability forms, logits for ``*_logits``).
+
+    Returns
+    -------
+    float
+        Mean over samples of the per-sample loss.
+    """
+    return _run(name, y_true, y_pred, None, False)[0]
+
+
+def loss_gradient(name, y_true, y_pred, out=None):
+    """Gradient of the batch-mean loss with respect to ``y_pred``.
+
+    Parameters
+    ----------
+    name, y_true, y_pred
+        As in :func:`loss`.
+    out : ndarray, optional
+        Buffer shaped like ``y_pred``.
+
+    Returns
+    -------
+    out : ndarray shaped like ``y_pred``
+    """
+    return _run(name, y_true, y_pred, out, True)[1]
+
+
+def loss_and_gradient(name, y_true, y_pred, out=None):
+    """Both the batch-mean loss and its gradient, in one pass.
+
+    Returns
+    -------
+    value : float
+    grad : ndarray shaped like ``y_pred``
+    """
+    return _run(name, y_true, y_pred, out, True)

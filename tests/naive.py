@@ -1,0 +1,161 @@
+"""Slow, obvious NumPy references for every kernel.
+
+Every kernel test reads ``ref = naive.f(...)``, ``comp = f(...)`` and compares the two. These
+functions favour readability over speed: explicit formulas, float64 arithmetic where it makes
+the reference more trustworthy, no cleverness.
+"""
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# activations
+# ---------------------------------------------------------------------------------------------
+
+LEAKY_SLOPE = 0.01
+
+
+def activate(name, z, slope=LEAKY_SLOPE):
+    """f(z) elementwise (softmax row-wise), computed in float64 then cast back."""
+    x = np.asarray(z, dtype=np.float64)
+    if name == "identity":
+        r = x.copy()
+    elif name == "step":
+        r = (x > 0).astype(np.float64)
+    elif name == "sign":
+        r = np.sign(x)
+    elif name == "sigmoid":
+        r = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+    elif name == "tanh":
+        r = np.tanh(x)
+    elif name == "relu":
+        r = np.maximum(x, 0)
+    elif name == "leaky_relu":
+        r = np.where(x > 0, x, slope * x)
+    elif name == "softplus":
+        r = np.logaddexp(0, x)
+    elif name == "softmax":
+        x2 = np.atleast_2d(x)
+        e = np.exp(x2 - x2.max(axis=1, keepdims=True))
+        r = (e / e.sum(axis=1, keepdims=True)).reshape(x.shape)
+    else:
+        raise KeyError(name)
+    return r.astype(np.asarray(z).dtype)
+
+
+def derivative(name, z, slope=LEAKY_SLOPE):
+    """f'(z) elementwise (not softmax)."""
+    x = np.asarray(z, dtype=np.float64)
+    if name == "identity":
+        r = np.ones_like(x)
+    elif name in ("step", "sign"):
+        r = np.zeros_like(x)
+    elif name == "sigmoid":
+        s = activate("sigmoid", x)
+        r = s * (1 - s)
+    elif name == "tanh":
+        r = 1 - np.tanh(x) ** 2
+    elif name == "relu":
+        r = (x > 0).astype(np.float64)
+    elif name == "leaky_relu":
+        r = np.where(x > 0, 1.0, slope)
+    elif name == "softplus":
+        r = activate("sigmoid", x)
+    else:
+        raise KeyError(name)
+    return r.astype(np.asarray(z).dtype)
+
+
+def activation_backward(name, z, delta, slope=LEAKY_SLOPE):
+    """dL/dz from dL/da; for softmax through the explicit Jacobian diag(a) - a a^T per row."""
+    if name != "softmax":
+        return (np.asarray(delta, np.float64) * derivative(name, z, slope)).astype(z.dtype)
+    a = activate("softmax", np.asarray(z, np.float64))
+    out = np.empty_like(a)
+    for i in range(a.shape[0]):
+        jac = np.diag(a[i]) - np.outer(a[i], a[i])
+        out[i] = jac @ np.asarray(delta[i], np.float64)
+    return out.astype(z.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------------
+
+
+def _onehot(y, k):
+    out = np.zeros((y.shape[0], k))
+    out[np.arange(y.shape[0]), y] = 1.0
+    return out
+
+
+def loss(name, y_true, y_pred, eps):
+    """Batch-mean loss, float64."""
+    p = np.asarray(y_pred, np.float64)
+    p2 = p.reshape(-1, 1) if p.ndim == 1 else p
+    if np.asarray(y_true).dtype.kind in "iu":
+        y = _onehot(np.asarray(y_true), p2.shape[1])
+    else:
+        y = np.asarray(y_true, np.float64).reshape(p2.shape)
+    n = p2.shape[0]
+    if name == "squared":
+        per = 0.5 * ((y - p2) ** 2).sum(axis=1)
+    elif name == "binary_cross_entropy":
+        q = np.clip(p2, eps, 1 - eps)
+        per = (-y * np.log(q) - (1 - y) * np.log(1 - q)).sum(axis=1)
+    elif name == "binary_cross_entropy_logits":
+        q = 1 / (1 + np.exp(-p2))
+        per = (-y * np.log(q) - (1 - y) * np.log(1 - q)).sum(axis=1)
+    elif name == "cross_entropy":
+        per = (-y * np.log(np.maximum(p2, eps))).sum(axis=1)
+    elif name == "cross_entropy_logits":
+        m = p2.max(axis=1, keepdims=True)
+        logsm = p2 - m - np.log(np.exp(p2 - m).sum(axis=1, keepdims=True))
+        per = (-y * logsm).sum(axis=1)
+    else:
+        raise KeyError(name)
+    return per.sum() / n
+
+
+def loss_gradient(name, y_true, y_pred, eps):
+    """Gradient of the batch-mean loss w.r.t. y_pred, float64, written from the formulas."""
+    p = np.asarray(y_pred, np.float64)
+    p2 = p.reshape(-1, 1) if p.ndim == 1 else p
+    if np.asarray(y_true).dtype.kind in "iu":
+        y = _onehot(np.asarray(y_true), p2.shape[1])
+    else:
+        y = np.asarray(y_true, np.float64).reshape(p2.shape)
+    n = p2.shape[0]
+    if name == "squared":
+        g = p2 - y
+    elif name == "binary_cross_entropy":
+        q = np.clip(p2, eps, 1 - eps)
+        g = -y / q + (1 - y) / (1 - q)
+    elif name == "binary_cross_entropy_logits":
+        g = 1 / (1 + np.exp(-p2)) - y
+    elif name == "cross_entropy":
+        g = -y / np.maximum(p2, eps)
+    elif name == "cross_entropy_logits":
+        sm = activate("softmax", p2)
+        g = sm * y.sum(axis=1, keepdims=True) - y
+    else:
+        raise KeyError(name)
+    return (g / n).reshape(p.shape)
+
+
+# ---------------------------------------------------------------------------------------------
+# dense
+# ---------------------------------------------------------------------------------------------
+
+
+def dense_forward(x, W, b, activation, slope=LEAKY_SLOPE):
+    """z = x W + b, a = f(z), in float64; returns (z, a)."""
+    z = np.asarray(x, np.float64) @ np.asarray(W, np.float64) + np.asarray(b, np.float64)
+    return z, activate(activation, z, slope)
+
+
+def dense_backward(x, W, delta):
+    """dW = x^T delta, db = sum_rows delta, dx = delta W^T, in float64."""
+    x = np.asarray(x, np.float64)
+    W = np.asarray(W, np.float64)
+    d = np.asarray(delta, np.float64)
+    return x.T @ d, d.sum(axis=0), d @ W.T

@@ -1,0 +1,12 @@
+"""Models of the lecture notes assembled from the kernels: perceptron, MLP, optimizers,
+the training loop, population training and scikit-learn-style estimators."""
+
+from . import optimizers, schedules
+from .mlp import MLP
+from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
+from .training import History, train
+
+__all__ = [
+    "MLP", "History", "train", "optimizers", "schedules",
+    "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW",
+]

@@ -1,0 +1,310 @@
+"""Compiled core of the MLP: forward, backward, one mini-batch step, a whole epoch, a population.
+
+Everything here works on the flat parameter vector and on one flat float workspace whose regions
+are described by an integer offset table (see :class:`models.mlp.Workspace`); nothing allocates.
+The general path (``MLP.gradient`` plus a Python loop over mini-batches) and the fused epoch call
+the same functions in the same order, so both give bitwise-equal results.
+
+Layer table ``layout`` (int64, shape ``(L, 4)``): ``n_in, n_out, w_off, b_off`` of each layer,
+``W`` being ``params[w_off : w_off + n_in * n_out]`` viewed as ``(n_in, n_out)`` and ``b`` being
+``params[b_off : b_off + n_out]``.
+
+Workspace offsets ``offs`` (int64, shape ``(L + 1, 4)``): for layer ``l`` the starts of its
+``z``, ``a``, dropped-input ``h`` and ``mask`` regions (``-1`` when the layer has no dropout);
+row ``L`` holds the starts of the gathered inputs ``x``, gathered targets ``y`` and the two
+ping-pong delta buffers. Every region is sized for the largest batch; a smaller batch uses the
+first ``B * width`` elements.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numba import njit, prange
+
+from kernels.activations import SOFTMAX, act_scalar, backward_kernel, dact_scalar, softmax_rows
+from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel
+from kernels.dropout import row_key, unit_keep
+from kernels.losses import loss_dense_kernel, loss_labels_kernel
+
+from .optimizers import apply_update
+
+
+@njit(inline="always", cache=True)
+def _view(buf, off, rows, cols):
+    return buf[off : off + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True)
+def gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets):
+    """Copy rows ``order[start:stop]`` of ``X`` (and targets) into the workspace."""
+    L = offs.shape[0] - 1
+    n_in = X.shape[1]
+    B = stop - start
+    xb = _view(ws, offs[L, 0], B, n_in)
+    for i in range(B):
+        r = order[start + i]
+        for k in range(n_in):
+            xb[i, k] = X[r, k]
+    if dense_targets:
+        n_out = Y.shape[1]
+        yb = _view(ws, offs[L, 1], B, n_out)
+        for i in range(B):
+            r = order[start + i]
+            for j in range(n_out):
+                yb[i, j] = Y[r, j]
+    else:
+        for i in range(B):
+            lbuf[i] = labels[order[start + i]]
+
+
+@njit(cache=True)
+def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, step,
+                   min_rows, min_work):
+    """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
+
+    Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
+    mask from the counter hash of ``(seed, step, l, row, unit)``; kept inputs are multiplied by
+    1 (the notes' rule) or ``1 / p`` (``inverted``). At test time with the notes' rule, the
+    layer's outgoing weights are scaled by ``p``, computed as ``(p h) W``; inverted dropout does
+    nothing at test time.
+    """
+    L = layout.shape[0]
+    n0 = layout[0, 0]
+    h = _view(ws, offs[L, 0], B, n0)
+    for l in range(L):
+        n_in = layout[l, 0]
+        n_out = layout[l, 1]
+        W = _view(params, layout[l, 2], n_in, n_out)
+        b = params[layout[l, 3] : layout[l, 3] + n_out]
+        p = keep[l]
+        if p < 1.0 and (train or not inverted):
+            hd = _view(ws, offs[l, 2], B, n_in)
+            if train:
+                m = _view(ws, offs[l, 3], B, n_in)
+                scale = 1.0 / p if inverted else 1.0
+                for i in range(B):
+                    key = row_key(seed, step, l, i)
+                    for k in range(n_in):
+                        m[i, k] = scale if unit_keep(key, k, p) else 0.0
+                        hd[i, k] = h[i, k] * m[i, k]
+            else:
+                for i in range(B):
+                    for k in range(n_in):
+                        hd[i, k] = h[i, k] * p
+            h = hd
+        z = _view(ws, offs[l, 0], B, n_out)
+        a = _view(ws, offs[l, 1], B, n_out)
+        matmul_bias_kernel(h, W, b, z, min_rows, min_work)
+        code = codes[l]
+        if code == SOFTMAX:
+            softmax_rows(z, a)
+        else:
+            for i in range(B):
+                for j in range(n_out):
+                    a[i, j] = act_scalar(code, z[i, j], slope)
+        h = a
+
+
+@njit(cache=True)
+def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
+                     loss_code, fused, dense_targets, eps, min_rows, min_work):
+    """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
+
+    ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
+    squared loss after an identity output), so ``dL/dz`` comes straight from the loss kernel.
+    Otherwise ``dL/da`` is back-propagated through the output activation.
+    """
+    L = layout.shape[0]
+    n_last = layout[L - 1, 1]
+    zL = _view(ws, offs[L - 1, 0], B, n_last)
+    aL = _view(ws, offs[L - 1, 1], B, n_last)
+    delta = _view(ws, offs[L, 2], B, n_last)
+    pred = zL if fused else aL
+    if dense_targets:
+        yb = _view(ws, offs[L, 1], B, n_last)
+        value = loss_dense_kernel(loss_code, yb, pred, delta, True, eps)
+    else:
+        value = loss_labels_kernel(loss_code, lbuf[:B], pred, delta, True, eps)
+    if not fused:
+        backward_kernel(codes[L - 1], zL, aL, delta, delta, slope)
+    cur = 2
+    for l in range(L - 1, -1, -1):
+        n_in = layout[l, 0]
+        n_out = layout[l, 1]
+        delta = _view(ws, offs[L, cur], B, n_out)
+        if keep[l] < 1.0:
+            h = _view(ws, offs[l, 2], B, n_in)
+        elif l == 0:
+            h = _view(ws, offs[L, 0], B, n_in)
+        else:
+            h = _view(ws, offs[l - 1, 1], B, n_in)
+        dW = _view(grad, layout[l, 2], n_in, n_out)
+        db = grad[layout[l, 3] : layout[l, 3] + n_out]
+        grad_weights_kernel(h, delta, dW, db, min_rows, min_work)
+        if l == 0:
+            break
+        W = _view(params, layout[l, 2], n_in, n_out)
+        nxt = 5 - cur
+        dh = _view(ws, offs[L, nxt], B, n_in)
+        grad_input_kernel(delta, W, dh, min_rows, min_work)
+        if keep[l] < 1.0:
+            m = _view(ws, offs[l, 3], B, n_in)
+            for i in range(B):
+                for k in range(n_in):
+                    dh[i, k] *= m[i, k]
+        zp = _view(ws, offs[l - 1, 0], B, n_in)
+        ap = _view(ws, offs[l - 1, 1], B, n_in)
+        cp = codes[l - 1]
+        for i in range(B):
+            for k in range(n_in):
+                dh[i, k] *= dact_scalar(cp, zp[i, k], ap[i, k], slope)
+        cur = nxt
+    return value
+
+
+@njit(cache=True)
+def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
+                          order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
+                          eps, seed, step, min_rows, min_work):
+    """Mean loss of rows ``order[start:stop]`` and its gradient (training mode)."""
+    B = stop - start
+    gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
+    forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
+                   min_rows, min_work)
+    return backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
+                            loss_code, fused, dense_targets, eps, min_rows, min_work)
+
+
+@njit(cache=True)
+def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
+                 ws, offs, lbuf, loss_code, fused, dense_targets, eps, seed, opt_code, hp, s1, s2,
+                 s3, t0, min_rows, min_work, out):
+    """A whole epoch of mini-batch gradient descent in one call.
+
+    Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
+    batch applies optimizer ``opt_code`` (see :func:`models.optimizers.apply_update`) with
+    update count ``t0 + 1, t0 + 2, ...`` (also the dropout step counter). Stops at the first
+    non-finite batch loss.
+
+    Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
+    updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
+    """
+    n = order.shape[0]
+    total = 0.0
+    t = t0
+    rows = 0
+    out[3] = 0.0
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
+                                      labels, order, start, stop, ws, offs, lbuf, loss_code,
+                                      fused, dense_targets, eps, seed, t, min_rows, min_work)
+        rows += stop - start
+        if not math.isfinite(value):
+            total = value
+            out[3] = 1.0
+            break
+        t += 1
+        apply_update(opt_code, params, grad, s1, s2, s3, t, hp)
+        total += value * (stop - start)
+    out[0] = total
+    out[1] = t - t0
+    out[2] = rows
+
+
+@njit(cache=True)
+def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, out,
+                   min_rows, min_work):
+    """Test-mode forward pass of all rows of ``X`` in chunks of ``batch``; outputs into ``out``."""
+    n, n0 = X.shape
+    L = layout.shape[0]
+    n_last = layout[L - 1, 1]
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        B = stop - start
+        xb = _view(ws, offs[L, 0], B, n0)
+        for i in range(B):
+            for k in range(n0):
+                xb[i, k] = X[start + i, k]
+        forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
+                       min_rows, min_work)
+        aL = _view(ws, offs[L - 1, 1], B, n_last)
+        for i in range(B):
+            for j in range(n_last):
+                out[start + i, j] = aL[i, j]
+
+
+@njit(cache=True, parallel=True)
+def population_epoch_kernel(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
+                            batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
+                            opt_codes, HP, S1, S2, S3, T0, OUT):
+    """One epoch for each of K independent networks of one architecture (``prange`` over them).
+
+    Row ``k`` of every 2-D argument belongs to network ``k``: parameters ``P``, gradient ``G``,
+    workspace ``WS``, label buffer ``LB``, visiting order ``orders``, optimizer code and
+    hyper-parameters, optimizer slots ``S1..S3``, update count ``T0`` and results ``OUT``
+    (as in :func:`epoch_kernel`). Each network runs the serial single-network code with BLAS
+    disabled (hand-written loops only, so no second thread pool runs inside the parallel loop).
+    """
+    K = P.shape[0]
+    big = 1 << 62
+    for k in prange(K):
+        epoch_kernel(P[k], G[k], layout, codes, keep, inverted, slope, X, Y, labels, orders[k],
+                     batch, WS[k], offs, LB[k], loss_code, fused, dense_targets, eps, seeds[k],
+                     opt_codes[k], HP[k], S1[k], S2[k], S3[k], T0[k], big, big, OUT[k])
+
+
+@njit(cache=True)
+def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, dense_targets,
+                    chunk, ws, offs, lbuf, loss_code, fused, eps, classify, softmax_out,
+                    min_rows, min_work, out):
+    """Test-mode mean loss (``out[0]``) and accuracy (``out[1]``) over all rows of ``X``.
+
+    The loss is the training loss (computed from the logits for the fused forms) of the full
+    network, dropout replaced by its test-time rule. Accuracy (when ``classify``) is the argmax
+    match for softmax outputs, else the fraction of outputs on the right side of 0.5.
+    """
+    n = X.shape[0]
+    L = layout.shape[0]
+    k = layout[L - 1, 1]
+    order = np.arange(n)
+    total = 0.0
+    correct = 0.0
+    for start in range(0, n, chunk):
+        stop = min(start + chunk, n)
+        B = stop - start
+        gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
+        forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
+                       min_rows, min_work)
+        zL = _view(ws, offs[L - 1, 0], B, k)
+        aL = _view(ws, offs[L - 1, 1], B, k)
+        pred = zL if fused else aL
+        dummy = _view(ws, offs[L, 2], 1, 1)
+        if dense_targets:
+            yb = _view(ws, offs[L, 1], B, k)
+            total += loss_dense_kernel(loss_code, yb, pred, dummy, False, eps) * B
+        else:
+            total += loss_labels_kernel(loss_code, lbuf[:B], pred, dummy, False, eps) * B
+        if classify:
+            for i in range(B):
+                if softmax_out:
+                    best = 0
+                    for j in range(1, k):
+                        if aL[i, j] > aL[i, best]:
+                            best = j
+                    if dense_targets:
+                        truth = 0
+                        for j in range(1, k):
+                            if yb[i, j] > yb[i, truth]:
+                                truth = j
+                    else:
+                        truth = lbuf[i]
+                    correct += 1.0 if best == truth else 0.0
+                else:
+                    for j in range(k):
+                        correct += (1.0 if (aL[i, j] > 0.5) == (yb[i, j] > 0.5) else 0.0) / k
+    out[0] = total / n
+    out[1] = correct / n

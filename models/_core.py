@@ -240,18 +240,21 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
 @njit(cache=True, parallel=True)
 def population_epoch_kernel(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
                             batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                            opt_codes, HP, S1, S2, S3, T0, OUT):
+                            opt_codes, HP, S1, S2, S3, T0, active, OUT):
     """One epoch for each of K independent networks of one architecture (``prange`` over them).
 
     Row ``k`` of every 2-D argument belongs to network ``k``: parameters ``P``, gradient ``G``,
     workspace ``WS``, label buffer ``LB``, visiting order ``orders``, optimizer code and
     hyper-parameters, optimizer slots ``S1..S3``, update count ``T0`` and results ``OUT``
-    (as in :func:`epoch_kernel`). Each network runs the serial single-network code with BLAS
+    (as in :func:`epoch_kernel`); networks with ``active[k] == False`` (e.g. diverged) are
+    skipped. Each network runs the serial single-network code with BLAS
     disabled (hand-written loops only, so no second thread pool runs inside the parallel loop).
     """
     K = P.shape[0]
     big = 1 << 62
     for k in prange(K):
+        if not active[k]:
+            continue
         epoch_kernel(P[k], G[k], layout, codes, keep, inverted, slope, X, Y, labels, orders[k],
                      batch, WS[k], offs, LB[k], loss_code, fused, dense_targets, eps, seeds[k],
                      opt_codes[k], HP[k], S1[k], S2[k], S3[k], T0[k], big, big, OUT[k])

@@ -138,7 +138,8 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         Optimizer state to continue from (``history.state`` of an earlier run).
     fast : bool, default=True
         Use the fused path (a whole epoch in one compiled call) where it applies (backend
-        ``"cpu"``). It gives bitwise the same results as the general path.
+        ``"cpu"``). It gives bitwise the same results as the general path. The ``"cuda"``
+        backend always runs whole epochs on the device.
 
     Returns
     -------
@@ -159,7 +160,7 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     order = np.arange(n, dtype=np.int64)
     hist = History()
     fused = bool(fast) and model.backend == "cpu"
-    hist.path = "fused" if fused else "general"
+    hist.path = "fused" if fused else ("device" if model.backend == "cuda" else "general")
     if model.backend == "cuda":
         state = model._device.adopt_state(optimizer, state)
 
@@ -190,7 +191,10 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
             if shuffle:
                 order = rng.permutation(n).astype(np.int64)
             t0 = time.perf_counter()
-            if fused:
+            if model.backend == "cuda":
+                state, total, done, rows, bad = model._device.epoch(
+                    X, Y, labels, dense, order, batch, optimizer, state, lr)
+            elif fused:
                 state, total, done, rows, bad = _fused_epoch(model, X, Y, labels, dense, order,
                                                              batch, optimizer, state, lr, out)
             else:
@@ -258,10 +262,7 @@ def _general_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, l
         rows += stop - start
         if not math.isfinite(value):
             return state, value, done, rows, True
-        if model.backend == "cuda":
-            state = model._device.update(optimizer, state, lr)
-        else:
-            state = optimizer.update(model.grad, state, model.params, lr)
+        state = optimizer.update(model.grad, state, model.params, lr)
         done += 1
         total += value * (stop - start)
     return state, total, done, rows, False

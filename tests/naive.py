@@ -159,3 +159,96 @@ def dense_backward(x, W, delta):
     W = np.asarray(W, np.float64)
     d = np.asarray(delta, np.float64)
     return x.T @ d, d.sum(axis=0), d @ W.T
+
+
+# ---------------------------------------------------------------------------------------------
+# dropout
+# ---------------------------------------------------------------------------------------------
+
+_U64 = 0xFFFFFFFFFFFFFFFF
+_GOLDEN = 0x9E3779B97F4A7C15
+
+
+def _splitmix_finalise(z):
+    """splitmix64's output function on a Python int, wrapped to 64 bits by hand."""
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _U64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _U64
+    return z ^ (z >> 31)
+
+
+def dropout_hash(seed, step, layer, row, unit):
+    """64-bit hash of the five counters with Python ints: splitmix64 started at ``seed``, then
+    for each further counter c the (c+1)-th splitmix64 output of the stream seeded so far."""
+    h = _splitmix_finalise((seed + _GOLDEN) & _U64)
+    for c in (step, layer, row, unit):
+        h = _splitmix_finalise((h + (c + 1) * _GOLDEN) & _U64)
+    return h
+
+
+def dropout_uniform(seed, step, layer, row, unit):
+    """Top 24 bits of the hash as an exact fraction in [0, 1) (a Python float)."""
+    return (dropout_hash(seed, step, layer, row, unit) >> 40) / 2**24
+
+
+def dropout_mask(shape, p, seed, step=0, layer=0, row_offset=0, dtype=np.float32):
+    """Mask with one Python-level hash per element: 1.0 iff uniform < p."""
+    rows, units = (1, shape[0]) if len(shape) == 1 else shape
+    m = np.zeros((rows, units), dtype=dtype)
+    for i in range(rows):
+        for j in range(units):
+            if dropout_uniform(seed, step, layer, row_offset + i, j) < p:
+                m[i, j] = 1.0
+    return m.reshape(shape)
+
+
+def dropout_apply(a, mask, scale):
+    """a * mask * scale: the exact float64 product rounded once to a's dtype."""
+    return (np.asarray(a, np.float64) * np.asarray(mask, np.float64) * scale).astype(a.dtype)
+
+
+def dropout_backward(delta, mask, scale):
+    """Gradient through dropout: delta * mask * scale (same formula as the forward pass)."""
+    return dropout_apply(delta, mask, scale)
+
+
+def scale_weights(W, p):
+    """Outgoing weights of unit i (row i of W, shape (n_in, n_out)) times its keep prob p_i."""
+    pv = np.broadcast_to(np.asarray(p, np.float64), (W.shape[0],))
+    out = np.empty_like(W)
+    for i in range(W.shape[0]):
+        for j in range(W.shape[1]):
+            out[i, j] = float(W[i, j]) * float(pv[i])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# perceptron
+# ---------------------------------------------------------------------------------------------
+
+
+def perceptron_epoch(X, y, w, b, lr=1.0, order=None):
+    """One epoch of w <- w + lr*y*x, b <- b + lr*y on mistakes (y*s <= 0), in plain Python
+    floats; returns (w, b, mistakes) as new arrays of w's dtype (inputs untouched)."""
+    dtype = np.asarray(w).dtype
+    w = [float(v) for v in w]
+    bias = float(b[0])
+    order = range(len(X)) if order is None else [int(i) for i in order]
+    mistakes = 0
+    for n in order:
+        x = [float(v) for v in X[n]]
+        yn = float(y[n])
+        s = bias
+        for wj, xj in zip(w, x, strict=True):
+            s += wj * xj
+        if yn * s <= 0:
+            mistakes += 1
+            # round to the dtype after every update, as an in-place float32 array would
+            w = [float(dtype.type(wj + lr * yn * xj)) for wj, xj in zip(w, x, strict=True)]
+            bias = float(dtype.type(bias + lr * yn))
+    return np.array(w, dtype=dtype), np.array([bias], dtype=dtype), mistakes
+
+
+def perceptron_predict(X, w, b):
+    """+1 where w.x + b > 0, else -1."""
+    s = np.asarray(X, np.float64) @ np.asarray(w, np.float64) + float(b[0])
+    return np.where(s > 0, 1.0, -1.0)

@@ -116,6 +116,7 @@ class MLP:
         self.sizes = _sizes(sizes)
         L = len(self.sizes) - 1
         if isinstance(activation, str):
+            _checks.choice("activation", activation, ACTIVATIONS)
             hidden = [activation] * (L - 1)
         else:
             hidden = list(activation)
@@ -341,7 +342,7 @@ class MLP:
     def _forward(self, X):
         n = X.shape[0]
         if self.backend == "numpy":
-            return _numpy.forward(self, X, train=False)[-1][1]
+            return _numpy.forward(self, X, train=False)[-1][2]
         if self.backend == "cuda":
             return self._device.forward(X)
         out = np.empty((n, self.n_outputs), dtype=self.dtype)

@@ -168,7 +168,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 h.diverged_epoch = len(h.train_loss)
                 active[k] = False
             else:
-                h.train_loss.append(OUT[k, 0] / rows)
+                h.train_loss.append(float(OUT[k, 0]) / rows)
         record_eval()
         if metrics == "full":
             for k in range(K):

@@ -207,7 +207,7 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
             hist.updates.append(updates)
             hist.grad_evals.append(evals)
             hist.time.append(elapsed)
-            hist.train_loss.append(total / rows if not bad else math.nan)
+            hist.train_loss.append(float(total) / rows if not bad else math.nan)
             if bad:
                 hist.diverged = True
                 hist.diverged_epoch = epoch + 1

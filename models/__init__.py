@@ -4,9 +4,10 @@ the training loop, population training and scikit-learn-style estimators."""
 from . import optimizers, schedules
 from .mlp import MLP
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
+from .population import train_population
 from .training import History, train
 
 __all__ = [
-    "MLP", "History", "train", "optimizers", "schedules",
+    "MLP", "History", "train", "train_population", "optimizers", "schedules",
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW",
 ]

@@ -311,3 +311,35 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
                         correct += (1.0 if (aL[i, j] > 0.5) == (yb[i, j] > 0.5) else 0.0) / k
     out[0] = total / n
     out[1] = correct / n
+
+
+@njit(cache=True)
+def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, n_nets,
+                      seed, out, min_rows, min_work):
+    """Monte-Carlo dropout prediction: the mean output of ``n_nets`` thinned networks.
+
+    Thinned network ``s`` uses the training masks of step ``s`` under ``seed``; each row of
+    ``X`` (its row index within the chunk of ``batch`` rows) gets its own mask. ``out`` is
+    overwritten with the average of the outputs.
+    """
+    n, n0 = X.shape
+    L = layout.shape[0]
+    k = layout[L - 1, 1]
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = 0.0
+    inv = 1.0 / n_nets
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        B = stop - start
+        for s in range(n_nets):
+            xb = _view(ws, offs[L, 0], B, n0)
+            for i in range(B):
+                for c in range(n0):
+                    xb[i, c] = X[start + i, c]
+            forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed,
+                           s, min_rows, min_work)
+            aL = _view(ws, offs[L - 1, 1], B, k)
+            for i in range(B):
+                for j in range(k):
+                    out[start + i, j] += aL[i, j] * inv

@@ -418,6 +418,49 @@ class MLP:
             BLAS_MIN_ROWS, BLAS_MIN_WORK,
         )
 
+    def forward_mc(self, X, n_nets=100, seed=None):
+        """Monte-Carlo dropout: average the outputs of ``n_nets`` sampled thinned networks.
+
+        The alternative the notes set weight scaling against: instead of one network with
+        weights scaled by ``p``, average the predictions of many networks thinned by random
+        masks (each example of each network with its own mask).
+
+        Parameters
+        ----------
+        X : ndarray of shape (n_samples, sizes[0])
+        n_nets : int, default=100
+            Number of thinned networks averaged.
+        seed : int, optional
+            Seed of the masks (default: the model's seed plus one, so they differ from the
+            training masks of the first steps).
+
+        Returns
+        -------
+        ndarray of shape (n_samples, sizes[-1])
+        """
+        X = self.check_X(X)
+        n_nets = _checks.integer("n_nets", n_nets, low=1)
+        seed = self.seed + 1 if seed is None else _checks.integer("seed", seed, low=0)
+        if self.backend == "numpy":
+            out = np.zeros((X.shape[0], self.n_outputs), dtype=self.dtype)
+            saved = self.seed
+            try:
+                self.seed = seed
+                for s in range(n_nets):
+                    out += _numpy.forward(self, X, train=True, step=s)[-1][2] / n_nets
+            finally:
+                self.seed = saved
+            return out
+        if self.backend == "cuda":
+            self._device.pull_params()
+        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
+        chunk = min(X.shape[0], PREDICT_CHUNK)
+        w = self.workspace(chunk)
+        _core.mc_forward_kernel(self.params, self.layout, self.codes, self.keep,
+                                self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk,
+                                n_nets, seed, out, BLAS_MIN_ROWS, BLAS_MIN_WORK)
+        return out
+
     def predict_proba(self, X):
         """Class probabilities: ``(n, n_classes)`` for softmax, ``(n, 2)`` for one sigmoid."""
         if self.output not in ("sigmoid", "softmax"):

@@ -275,3 +275,27 @@ def test_against_torch(rng):
     assert_allclose(value, out.item(), rtol=1e-12)
     ref = np.concatenate([t.grad.numpy().ravel() for t in ts])
     assert_allclose(g, ref, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("backend", ["cpu", "numpy"])
+def test_monte_carlo_dropout_approaches_weight_scaling_for_linear_net(backend, rng):
+    """For a linear network the mean over thinned networks equals the weight-scaled network
+    exactly in expectation; with many samples they agree closely."""
+    model = MLP([5, 20, 1], activation="identity", keep_prob=[0.8, 0.5], dtype=np.float64,
+                backend=backend, seed=4)
+    X = rng.normal(size=(3, 5))
+    scaled = model.forward(X)
+    mc = model.forward_mc(X, n_nets=4000, seed=1)
+    spread = np.abs(scaled).max()
+    assert_allclose(mc, scaled, atol=0.05 * spread + 0.02)
+    assert not np.allclose(model.forward_mc(X, n_nets=1, seed=1), scaled, atol=1e-6)
+
+
+def test_monte_carlo_backends_agree(rng):
+    kw = dict(activation="tanh", output="softmax", loss="cross_entropy", keep_prob=0.7,
+              dtype=np.float64, seed=2)
+    X = rng.normal(size=(6, 3))
+    a = MLP([3, 8, 4], backend="cpu", **kw).forward_mc(X, n_nets=7, seed=3)
+    b = MLP([3, 8, 4], backend="numpy", **kw).forward_mc(X, n_nets=7, seed=3)
+    assert_allclose(a, b, rtol=1e-12)
+    assert_allclose(a.sum(axis=1), 1.0)

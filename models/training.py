@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -9,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kernels import _checks
-from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
+from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, BLAS_THREADED_MIN_ROWS
 
 from . import _core
 from .optimizers import Optimizer
@@ -184,7 +185,11 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     updates = 0
     evals = 0
     out = np.zeros(4)
-    try:
+    with contextlib.ExitStack() as stack:
+        if model.backend == "cpu" and BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
+            stack.enter_context(blas_single_thread())
+        if bar is not None:
+            stack.callback(bar.close)
         for epoch in range(epochs):
             lr = optimizer.lr if schedule is None else float(schedule(epoch))
             _checks.real("lr", lr, low=0.0, low_open=True)
@@ -228,13 +233,22 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
                     break
             if stop:
                 break
-    finally:
-        if bar is not None:
-            bar.close()
     if model.backend == "cuda":
         state = model._device.release_state(optimizer, state)
     hist.state = state
     return hist
+
+
+def blas_single_thread():
+    """Context manager limiting every loaded BLAS library to one thread.
+
+    Numba's ``np.dot`` calls the OpenBLAS that scipy ships, loaded with
+    ``scipy.linalg.cython_blas``: import it first so that the limit reaches it.
+    """
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
 
 
 def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, out):

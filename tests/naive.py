@@ -252,3 +252,76 @@ def perceptron_predict(X, w, b):
     """+1 where w.x + b > 0, else -1."""
     s = np.asarray(X, np.float64) @ np.asarray(w, np.float64) + float(b[0])
     return np.where(s > 0, 1.0, -1.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# optimizers
+# ---------------------------------------------------------------------------------------------
+# One step of each torch.optim rule, straight from the documented formulas, in float64 on new
+# arrays (inputs untouched). State buffers start at zero; t is the 1-based step count.
+
+
+def _f64(*arrays):
+    return [np.array(a, dtype=np.float64) for a in arrays]
+
+
+def sgd_step(p, g, lr):
+    """p - lr g; returns p."""
+    p, g = _f64(p, g)
+    return p - lr * g
+
+
+def momentum_step(p, g, b, lr, mu):
+    """b = mu b + g; p = p - lr b; returns (p, b)."""
+    p, g, b = _f64(p, g, b)
+    b = mu * b + g
+    return p - lr * b, b
+
+
+def nesterov_step(p, g, b, lr, mu):
+    """b = mu b + g; p = p - lr (g + mu b); returns (p, b)."""
+    p, g, b = _f64(p, g, b)
+    b = mu * b + g
+    return p - lr * (g + mu * b), b
+
+
+def adagrad_step(p, g, s, lr, eps):
+    """s = s + g^2; p = p - lr g / (sqrt(s) + eps); returns (p, s)."""
+    p, g, s = _f64(p, g, s)
+    s = s + g**2
+    return p - lr * g / (np.sqrt(s) + eps), s
+
+
+def rmsprop_step(p, g, v, ga, lr, alpha, eps, centered):
+    """v = alpha v + (1-alpha) g^2; centered: ga = alpha ga + (1-alpha) g and
+    denominator sqrt(v - ga^2) + eps, else sqrt(v) + eps; p = p - lr g / denominator.
+    Returns (p, v, ga) (ga unchanged when not centered)."""
+    p, g, v, ga = _f64(p, g, v, ga)
+    v = alpha * v + (1 - alpha) * g**2
+    if centered:
+        ga = alpha * ga + (1 - alpha) * g
+        denom = np.sqrt(v - ga**2) + eps
+    else:
+        denom = np.sqrt(v) + eps
+    return p - lr * g / denom, v, ga
+
+
+def adam_step(p, g, m, v, vmax, t, lr, b1, b2, eps, wd, decoupled, amsgrad):
+    """Adam (decoupled=False, L2 term wd p added to g) or AdamW (decoupled=True, p *= 1 - lr wd
+    first); m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2, m_hat = m / (1 - b1^t),
+    v_hat = v / (1 - b2^t) (with amsgrad: vmax = max(vmax, v), v_hat = vmax / (1 - b2^t)),
+    p = p - lr m_hat / (sqrt(v_hat) + eps). Returns (p, m, v, vmax)."""
+    p, g, m, v, vmax = _f64(p, g, m, v, vmax)
+    if decoupled:
+        p = p * (1 - lr * wd)
+    elif wd != 0:
+        g = g + wd * p
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g**2
+    m_hat = m / (1 - b1**t)
+    if amsgrad:
+        vmax = np.maximum(vmax, v)
+        v_hat = vmax / (1 - b2**t)
+    else:
+        v_hat = v / (1 - b2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v, vmax

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 from numba import njit
 
 from . import _checks

@@ -21,7 +21,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 from numba import njit, prange
 
 from kernels.activations import SOFTMAX, act_scalar, backward_kernel, dact_scalar, softmax_rows

@@ -10,8 +10,9 @@ SGD         :math:`w \leftarrow w - \xi g`  (the notes' fixed learning rate)
 Momentum    :math:`b \leftarrow \mu b + g;\ w \leftarrow w - \xi b`
 Nesterov    :math:`b \leftarrow \mu b + g;\ w \leftarrow w - \xi (g + \mu b)`
 AdaGrad     :math:`s \leftarrow s + g^2;\ w \leftarrow w - \xi g / (\sqrt{s} + \epsilon)`
-RMSProp     :math:`v \leftarrow \alpha v + (1-\alpha) g^2;\ w \leftarrow w - \xi g/(\sqrt{v}+\epsilon)`
-            (centered: :math:`\sqrt{v - \bar g^2}`)
+RMSProp     :math:`v \leftarrow \alpha v + (1-\alpha) g^2;\ w \leftarrow w - \xi g / d`,
+            :math:`d = \sqrt{v} + \epsilon`
+            (centered: :math:`\sqrt{v - \bar g^2}` in the denominator)
 Adam        bias-corrected first and second moments (optionally AMSGrad)
 AdamW       Adam with decoupled weight decay :math:`w \leftarrow w (1 - \xi \lambda)`
 =========== =====================================================================

@@ -24,7 +24,8 @@ def activate(name, z, slope=LEAKY_SLOPE):
     elif name == "sign":
         r = np.sign(x)
     elif name == "sigmoid":
-        r = np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+        e = np.exp(-np.abs(x))
+        r = np.where(x >= 0, 1 / (1 + e), e / (1 + e))
     elif name == "tanh":
         r = np.tanh(x)
     elif name == "relu":

@@ -94,7 +94,7 @@ def test_layer_gradient_central_differences(rng):
     g = L.loss_gradient("cross_entropy_logits", labels, z)
     dW, db, dx = D.dense_backward(x, W, g)
     h = 1e-6
-    for arr, grad, args in ((W, dW, 0), (b, db, 1), (x, dx, 2)):
+    for arr, grad in ((W, dW), (b, db), (x, dx)):
         fd = np.empty_like(arr)
         for idx in np.ndindex(arr.shape):
             save = arr[idx]

@@ -166,6 +166,27 @@ class MLP:
 
             self._device = _cuda.DeviceMLP(self)
 
+    # -- pickling: views must be rebound, buffers rebuilt ------------------------------------
+    def __getstate__(self):
+        if self._device is not None:
+            self._device.pull_params()
+        state = self.__dict__.copy()
+        for key in ("weights", "biases", "_workspaces", "_device"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.params = np.array(self.params)  # writable even if unpickled read-only
+        self.grad = np.array(self.grad)
+        self._workspaces = {}
+        self._device = None
+        self._bind_views()
+        if self.backend == "cuda":
+            from . import _cuda
+
+            self._device = _cuda.DeviceMLP(self)
+
     # -- construction helpers ------------------------------------------------------------------
     @staticmethod
     def _keep_vector(keep_prob, L):

@@ -299,3 +299,15 @@ def test_monte_carlo_backends_agree(rng):
     b = MLP([3, 8, 4], backend="numpy", **kw).forward_mc(X, n_nets=7, seed=3)
     assert_allclose(a, b, rtol=1e-12)
     assert_allclose(a.sum(axis=1), 1.0)
+
+
+def test_pickle_keeps_views_bound(rng):
+    import pickle
+
+    model = MLP([3, 4, 2], output="softmax", loss="cross_entropy", dtype=np.float64)
+    clone = pickle.loads(pickle.dumps(model))
+    assert np.shares_memory(clone.weights[0], clone.params)
+    clone.params[0] = 123.0
+    assert clone.weights[0][0, 0] == 123.0
+    X = rng.normal(size=(4, 3))
+    assert np.array_equal(model.forward(X), pickle.loads(pickle.dumps(model)).forward(X))

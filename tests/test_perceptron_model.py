@@ -1,0 +1,256 @@
+"""The Perceptron model: the notes' rule, Novikoff's bound, XOR, the estimator API."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from models.estimators import NotFittedError
+from models.perceptron import (
+    ConvergenceWarning,
+    Perceptron,
+    max_margin_separator,
+    mistake_bound,
+)
+
+W_TRUE = np.array([1.0, -2.0, 0.5])
+B_TRUE = 0.3
+MARGIN = 0.2
+
+
+def separable_blobs(seed, n=200, margin=MARGIN):
+    """Points in [-2, 2]^3 labelled by ``(W_TRUE, B_TRUE)``, at augmented margin >= ``margin``.
+
+    The margin is measured on ``(x, 1)`` against the unit vector ``(W_TRUE, B_TRUE) / norm``,
+    as in Novikoff's theorem.
+    """
+    rng = np.random.default_rng(seed)
+    v = np.append(W_TRUE, B_TRUE)
+    v = v / np.linalg.norm(v)
+    X = np.empty((0, 3))
+    while len(X) < n:
+        cand = rng.uniform(-2, 2, size=(4 * n, 3))
+        m = cand @ v[:3] + v[3]
+        X = np.vstack([X, cand[np.abs(m) >= margin]])
+    X = X[:n]
+    y = np.where(X @ W_TRUE + B_TRUE > 0, 1, -1)
+    return X, y
+
+
+XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = np.array([0, 1, 1, 0])
+
+
+# -- the rule, worked by hand ---------------------------------------------------------------------
+# X = (3, 1) labelled "pos", (1, 2) labelled "neg"; classes_ = ["neg", "pos"] so pos = +1.
+# Visiting order fixed (shuffle=False), lr = 1, start w = (0, 0), b = 0; s = w.x + b and a
+# mistake is y * s <= 0 (s = 0 is a mistake).
+#
+# epoch 1: n0 (+1): s = 0                      -> mistake: w = (3, 1),   b = 1
+#          n1 (-1): s = 3 + 2 + 1 = 6          -> mistake: w = (2, -1),  b = 0
+# epoch 2: n0 (+1): s = 6 - 1 + 0 = 5          -> correct
+#          n1 (-1): s = 2 - 2 + 0 = 0          -> mistake: w = (1, -3),  b = -1
+# epoch 3: n0 (+1): s = 3 - 3 - 1 = -1         -> mistake: w = (4, -2),  b = 0
+#          n1 (-1): s = 4 - 4 + 0 = 0          -> mistake: w = (3, -4),  b = -1
+# epoch 4: n0: s = 9 - 4 - 1 = 4 > 0, n1: s = 3 - 8 - 1 = -6 < 0 -> no mistake, converged.
+HAND_X = np.array([[3.0, 1.0], [1.0, 2.0]])
+HAND_Y = np.array(["pos", "neg"])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_hand_worked_two_epochs(dtype):
+    clf = Perceptron(shuffle=False, max_epochs=2, dtype=dtype)
+    with pytest.warns(ConvergenceWarning, match="max_epochs=2"):
+        clf.fit(HAND_X, HAND_Y)
+    assert clf.mistakes_ == [2, 1]
+    assert clf.n_epochs_ == 2 and not clf.converged_
+    np.testing.assert_array_equal(clf.coef_, [1.0, -3.0])
+    np.testing.assert_array_equal(clf.intercept_, [-1.0])
+    assert clf.coef_.dtype == dtype
+    assert list(clf.classes_) == ["neg", "pos"]
+
+
+def test_hand_worked_to_convergence():
+    clf = Perceptron(shuffle=False).fit(HAND_X, HAND_Y)
+    assert clf.mistakes_ == [2, 1, 2, 0]
+    assert clf.converged_ and clf.n_epochs_ == 4
+    np.testing.assert_array_equal(clf.coef_, [3.0, -4.0])
+    np.testing.assert_array_equal(clf.intercept_, [-1.0])
+    np.testing.assert_array_equal(clf.decision_function(HAND_X), [4.0, -6.0])
+    np.testing.assert_array_equal(clf.predict(HAND_X), HAND_Y)
+    assert clf.score(HAND_X, HAND_Y) == 1.0
+
+
+def test_learning_rate_scales_weights_only():
+    # From w = 0 the rule with lr = 0.5 is the lr = 1 run scaled by 0.5 (exact in binary).
+    clf = Perceptron(shuffle=False, lr=0.5).fit(HAND_X, HAND_Y)
+    assert clf.mistakes_ == [2, 1, 2, 0]
+    np.testing.assert_array_equal(clf.coef_, [1.5, -2.0])
+    np.testing.assert_array_equal(clf.intercept_, [-0.5])
+
+
+def test_partial_fit_runs_one_epoch_each():
+    clf = Perceptron(shuffle=False)
+    clf.partial_fit(HAND_X, HAND_Y, classes=["neg", "pos"])
+    np.testing.assert_array_equal(clf.coef_, [2.0, -1.0])
+    np.testing.assert_array_equal(clf.intercept_, [0.0])
+    clf.partial_fit(HAND_X, HAND_Y)
+    assert clf.mistakes_ == [2, 1] and clf.n_epochs_ == 2 and not clf.converged_
+    np.testing.assert_array_equal(clf.coef_, [1.0, -3.0])
+    clf.partial_fit(HAND_X, HAND_Y)
+    clf.partial_fit(HAND_X, HAND_Y)
+    assert clf.mistakes_ == [2, 1, 2, 0] and clf.converged_
+
+
+def test_partial_fit_needs_classes_first():
+    with pytest.raises(ValueError, match="classes"):
+        Perceptron().partial_fit(HAND_X, HAND_Y)
+    clf = Perceptron().partial_fit(HAND_X, HAND_Y, classes=["neg", "pos"])
+    with pytest.raises(ValueError, match="classes"):
+        clf.partial_fit(HAND_X, HAND_Y, classes=["neg", "other"])
+    with pytest.raises(ValueError, match="classes_"):
+        clf.partial_fit(HAND_X, np.array(["pos", "maybe"]))
+
+
+# -- Novikoff's bound -----------------------------------------------------------------------------
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_separable_blobs_converge_within_the_mistake_bound(seed):
+    X, y = separable_blobs(seed)
+    bound_true = mistake_bound(X, y, (W_TRUE, B_TRUE))
+    bound_best = mistake_bound(X, y)
+    # R <= sqrt(3 * 2^2 + 1) and the known separator has margin >= MARGIN.
+    assert bound_true <= 13.0 / MARGIN**2
+    assert bound_best <= bound_true * (1 + 1e-9)  # the max-margin separator is at least as good
+    for shuffle in (True, False):
+        clf = Perceptron(seed=seed, shuffle=shuffle, max_epochs=1000).fit(X, y)
+        assert clf.converged_
+        assert clf.mistakes_[-1] == 0
+        assert all(m > 0 for m in clf.mistakes_[:-1])
+        assert clf.n_epochs_ == len(clf.mistakes_)
+        assert sum(clf.mistakes_) <= bound_best
+        assert clf.score(X, y) == 1.0
+        # same mistakes whatever the learning rate, from zero (0.25: exact scaling)
+        slow = Perceptron(seed=seed, shuffle=shuffle, lr=0.25, max_epochs=1000).fit(X, y)
+        assert slow.mistakes_ == clf.mistakes_
+
+
+def test_max_margin_separator_simple_case():
+    # z = (x, 1): (1, 1) with +1 and (-1, 1) with -1; best v = (1, 0), gamma = 1, R^2 = 2.
+    X = np.array([[1.0], [-1.0]])
+    y = np.array([1, -1])
+    w, b, gamma = max_margin_separator(X, y)
+    np.testing.assert_allclose(w, [1.0], atol=1e-6)
+    assert abs(b) < 1e-6 and gamma == pytest.approx(1.0, abs=1e-6)
+    assert mistake_bound(X, y) == pytest.approx(2.0, abs=1e-5)
+    assert mistake_bound(X, y, np.array([1.0, 0.0])) == pytest.approx(2.0)
+    # a worse separator gives a larger, still valid, bound: v = (1, 0.5) -> gamma = 0.5/|v|
+    assert mistake_bound(X, y, (np.array([1.0]), 0.5)) == pytest.approx(2.0 * 1.25 / 0.25)
+
+
+def test_mistake_bound_errors():
+    X, y = separable_blobs(0, n=50)
+    with pytest.raises(ValueError, match="w_star"):
+        mistake_bound(X, y, np.ones(3))  # bias missing
+    with pytest.raises(ValueError, match="w_star does not separate"):
+        mistake_bound(X, y, -np.append(W_TRUE, B_TRUE))  # the opposite side
+    with pytest.raises(ValueError, match="not linearly separable"):
+        mistake_bound(XOR_X, XOR_Y)
+    with pytest.raises(ValueError, match="y must have shape"):
+        mistake_bound(X, y[:-1])
+
+
+# -- XOR: not separable ---------------------------------------------------------------------------
+def test_xor_does_not_converge_and_warns():
+    clf = Perceptron(max_epochs=25)
+    with pytest.warns(ConvergenceWarning, match="not be linearly separable"):
+        clf.fit(XOR_X, XOR_Y)
+    assert not clf.converged_
+    assert clf.n_epochs_ == 25 and len(clf.mistakes_) == 25
+    assert min(clf.mistakes_) > 0
+    assert clf.score(XOR_X, XOR_Y) < 1.0
+
+
+# -- determinism ----------------------------------------------------------------------------------
+def test_same_seed_same_result():
+    X, y = separable_blobs(7)
+    a = Perceptron(seed=3).fit(X, y)
+    b = Perceptron(seed=3).fit(X, y)
+    assert a.mistakes_ == b.mistakes_
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
+    # refitting the same estimator starts again from zero
+    a.fit(X, y)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+
+
+def test_any_two_labels_and_list_input():
+    X, y = separable_blobs(1, n=60)
+    labels = np.where(y > 0, 7, 3)
+    clf = Perceptron().fit(X.tolist(), labels.tolist())
+    np.testing.assert_array_equal(clf.classes_, [3, 7])
+    np.testing.assert_array_equal(clf.predict(X), labels)
+    ref = Perceptron().fit(X, (y > 0).astype(float))
+    np.testing.assert_array_equal(ref.coef_, clf.coef_)
+
+
+# -- errors ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("params", "error", "match"),
+    [
+        ({"lr": 0.0}, ValueError, "lr"),
+        ({"lr": "fast"}, TypeError, "lr"),
+        ({"max_epochs": 0}, ValueError, "max_epochs"),
+        ({"max_epochs": 2.5}, TypeError, "max_epochs"),
+        ({"seed": -1}, ValueError, "seed"),
+        ({"dtype": np.int32}, TypeError, "dtype"),
+    ],
+)
+def test_bad_parameters(params, error, match):
+    with pytest.raises(error, match=match):
+        Perceptron(**params).fit(HAND_X, HAND_Y)
+
+
+def test_bad_data():
+    with pytest.raises(ValueError, match="NaN"):
+        Perceptron().fit(np.array([[np.nan, 1.0], [1.0, 2.0]]), HAND_Y)
+    with pytest.raises(ValueError, match="binary"):
+        Perceptron().fit(np.eye(3), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match="class"):
+        Perceptron().fit(HAND_X, np.array([1, 1]))
+    with pytest.raises(ValueError, match="2D"):
+        Perceptron().fit(np.array([1.0, 2.0]), HAND_Y)
+    with pytest.raises(NotFittedError):
+        Perceptron().predict(HAND_X)
+    clf = Perceptron().fit(HAND_X, HAND_Y)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(np.ones((2, 3)))
+
+
+# -- estimator API --------------------------------------------------------------------------------
+def test_get_set_params():
+    clf = Perceptron(lr=0.5, seed=4)
+    params = clf.get_params()
+    assert params == {"lr": 0.5, "max_epochs": 100, "shuffle": True, "seed": 4,
+                      "dtype": np.float64}
+    assert clf.set_params(max_epochs=3) is clf and clf.max_epochs == 3
+    with pytest.raises(ValueError, match="momentum"):
+        clf.set_params(momentum=0.9)
+
+
+def test_sklearn_estimator_checks():
+    pytest.importorskip("sklearn")
+    from sklearn.base import clone
+    from sklearn.utils.estimator_checks import check_estimator
+
+    est = Perceptron(max_epochs=20)
+    assert clone(est).get_params() == est.get_params()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            results = check_estimator(est, on_fail=None)
+        except TypeError:  # scikit-learn < 1.6: no on_fail, raises on the first failure
+            check_estimator(est)
+            return
+    failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
+    assert not failed
+    assert sum(r["status"] == "passed" for r in results) >= 40

@@ -24,7 +24,7 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.activations import SOFTMAX, act_scalar, backward_kernel, dact_scalar, softmax_rows
-from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel
+from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from kernels.dropout import row_key, unit_keep
 from kernels.losses import loss_dense_kernel, loss_labels_kernel
 
@@ -41,22 +41,72 @@ def gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_target
     """Copy rows ``order[start:stop]`` of ``X`` (and targets) into the workspace."""
     L = offs.shape[0] - 1
     n_in = X.shape[1]
-    B = stop - start
-    xb = _view(ws, offs[L, 0], B, n_in)
-    for i in range(B):
+    xo = offs[L, 0]
+    for i in range(stop - start):
         r = order[start + i]
         for k in range(n_in):
-            xb[i, k] = X[r, k]
+            ws[xo + i * n_in + k] = X[r, k]
     if dense_targets:
         n_out = Y.shape[1]
-        yb = _view(ws, offs[L, 1], B, n_out)
-        for i in range(B):
+        yo = offs[L, 1]
+        for i in range(stop - start):
             r = order[start + i]
             for j in range(n_out):
-                yb[i, j] = Y[r, j]
+                ws[yo + i * n_out + j] = Y[r, j]
     else:
-        for i in range(B):
+        for i in range(stop - start):
             lbuf[i] = labels[order[start + i]]
+
+
+# Flat-index loops for products too small for BLAS. Offsets address the flat arrays directly:
+# creating 2-D views costs more than the arithmetic of a small layer.
+
+
+@njit(inline="always", cache=True)
+def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``."""
+    for i in range(B):
+        zi = zo + i * n_out
+        hi = ho + i * n_in
+        for j in range(n_out):
+            ws[zi + j] = P[bo + j]
+        for k in range(n_in):
+            hik = ws[hi + k]
+            wk = wo + k * n_out
+            for j in range(n_out):
+                ws[zi + j] += hik * P[wk + j]
+
+
+@njit(inline="always", cache=True)
+def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G``."""
+    for j in range(n_out):
+        G[bo + j] = 0.0
+    for k in range(n_in * n_out):
+        G[wo + k] = 0.0
+    for i in range(B):
+        di = do + i * n_out
+        hi = ho + i * n_in
+        for j in range(n_out):
+            G[bo + j] += ws[di + j]
+        for k in range(n_in):
+            hik = ws[hi + k]
+            wk = wo + k * n_out
+            for j in range(n_out):
+                G[wk + j] += hik * ws[di + j]
+
+
+@njit(inline="always", cache=True)
+def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
+    """``dx = delta W^T`` for ``B`` rows."""
+    for i in range(B):
+        di = do + i * n_out
+        for k in range(n_in):
+            wk = wo + k * n_out
+            s = ws[di] * P[wk]
+            for j in range(1, n_out):
+                s += ws[di + j] * P[wk + j]
+            ws[xo + i * n_in + k] = s
 
 
 @njit(cache=True)
@@ -71,40 +121,42 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
     nothing at test time.
     """
     L = layout.shape[0]
-    n0 = layout[0, 0]
-    h = _view(ws, offs[L, 0], B, n0)
+    ho = offs[L, 0]
     for l in range(L):
         n_in = layout[l, 0]
         n_out = layout[l, 1]
-        W = _view(params, layout[l, 2], n_in, n_out)
-        b = params[layout[l, 3] : layout[l, 3] + n_out]
         p = keep[l]
         if p < 1.0 and (train or not inverted):
-            hd = _view(ws, offs[l, 2], B, n_in)
+            hd = offs[l, 2]
             if train:
-                m = _view(ws, offs[l, 3], B, n_in)
+                mo = offs[l, 3]
                 scale = 1.0 / p if inverted else 1.0
                 for i in range(B):
                     key = row_key(seed, step, l, i)
                     for k in range(n_in):
-                        m[i, k] = scale if unit_keep(key, k, p) else 0.0
-                        hd[i, k] = h[i, k] * m[i, k]
+                        e = i * n_in + k
+                        ws[mo + e] = scale if unit_keep(key, k, p) else 0.0
+                        ws[hd + e] = ws[ho + e] * ws[mo + e]
             else:
-                for i in range(B):
-                    for k in range(n_in):
-                        hd[i, k] = h[i, k] * p
-            h = hd
-        z = _view(ws, offs[l, 0], B, n_out)
-        a = _view(ws, offs[l, 1], B, n_out)
-        matmul_bias_kernel(h, W, b, z, min_rows, min_work)
+                for e in range(B * n_in):
+                    ws[hd + e] = ws[ho + e] * p
+            ho = hd
+        zo = offs[l, 0]
+        ao = offs[l, 1]
+        if use_blas(B, n_in, n_out, min_rows, min_work):
+            W = _view(params, layout[l, 2], n_in, n_out)
+            b = params[layout[l, 3] : layout[l, 3] + n_out]
+            matmul_bias_kernel(_view(ws, ho, B, n_in), W, b, _view(ws, zo, B, n_out), min_rows,
+                               min_work)
+        else:
+            _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         code = codes[l]
         if code == SOFTMAX:
-            softmax_rows(z, a)
+            softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
         else:
-            for i in range(B):
-                for j in range(n_out):
-                    a[i, j] = act_scalar(code, z[i, j], slope)
-        h = a
+            for e in range(B * n_out):
+                ws[ao + e] = act_scalar(code, ws[zo + e], slope)
+        ho = ao
 
 
 @njit(cache=True)
@@ -133,33 +185,40 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
     for l in range(L - 1, -1, -1):
         n_in = layout[l, 0]
         n_out = layout[l, 1]
-        delta = _view(ws, offs[L, cur], B, n_out)
+        wo = layout[l, 2]
+        bo = layout[l, 3]
+        do = offs[L, cur]
         if keep[l] < 1.0:
-            h = _view(ws, offs[l, 2], B, n_in)
+            ho = offs[l, 2]
         elif l == 0:
-            h = _view(ws, offs[L, 0], B, n_in)
+            ho = offs[L, 0]
         else:
-            h = _view(ws, offs[l - 1, 1], B, n_in)
-        dW = _view(grad, layout[l, 2], n_in, n_out)
-        db = grad[layout[l, 3] : layout[l, 3] + n_out]
-        grad_weights_kernel(h, delta, dW, db, min_rows, min_work)
+            ho = offs[l - 1, 1]
+        blas = use_blas(B, n_in, n_out, min_rows, min_work)
+        if blas:
+            grad_weights_kernel(_view(ws, ho, B, n_in), _view(ws, do, B, n_out),
+                                _view(grad, wo, n_in, n_out), grad[bo : bo + n_out], min_rows,
+                                min_work)
+        else:
+            _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         if l == 0:
             break
-        W = _view(params, layout[l, 2], n_in, n_out)
         nxt = 5 - cur
-        dh = _view(ws, offs[L, nxt], B, n_in)
-        grad_input_kernel(delta, W, dh, min_rows, min_work)
+        xo = offs[L, nxt]
+        if blas:
+            grad_input_kernel(_view(ws, do, B, n_out), _view(params, wo, n_in, n_out),
+                              _view(ws, xo, B, n_in), min_rows, min_work)
+        else:
+            _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
         if keep[l] < 1.0:
-            m = _view(ws, offs[l, 3], B, n_in)
-            for i in range(B):
-                for k in range(n_in):
-                    dh[i, k] *= m[i, k]
-        zp = _view(ws, offs[l - 1, 0], B, n_in)
-        ap = _view(ws, offs[l - 1, 1], B, n_in)
+            mo = offs[l, 3]
+            for e in range(B * n_in):
+                ws[xo + e] *= ws[mo + e]
+        zp = offs[l - 1, 0]
+        ap = offs[l - 1, 1]
         cp = codes[l - 1]
-        for i in range(B):
-            for k in range(n_in):
-                dh[i, k] *= dact_scalar(cp, zp[i, k], ap[i, k], slope)
+        for e in range(B * n_in):
+            ws[xo + e] *= dact_scalar(cp, ws[zp + e], ws[ap + e], slope)
         cur = nxt
     return value
 

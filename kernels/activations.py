@@ -79,13 +79,15 @@ def act_scalar(code, z, slope):
     if code == SOFTPLUS:
         return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
     if code == STEP:
-        return 1.0 if z > 0 else 0.0
+        if z > 0:
+            return 1.0
+        return 0.0 if z <= 0 else math.nan  # NaN propagates
     if code == SIGN:
         if z > 0:
             return 1.0
         if z < 0:
             return -1.0
-        return 0.0
+        return 0.0 if z == 0 else math.nan
     return math.nan
 
 
@@ -206,7 +208,8 @@ def activate(name, z, out=None, slope=LEAKY_SLOPE):
         ``f(z)``; softmax is taken over the last axis.
     """
     code, z, out, slope = _prepare(name, z, out, slope)
-    forward_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
+    if z.size:  # an empty array (or softmax over zero units) has nothing to compute
+        forward_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
     return out
 
 
@@ -227,12 +230,13 @@ def derivative(name, z, out=None, slope=LEAKY_SLOPE):
     -------
     out : ndarray of the shape of ``z``
     """
-    if name == "softmax":
+    if activation_code(name) == SOFTMAX:
         raise ValueError(
             "name='softmax' has no elementwise derivative; use activation_backward"
         )
     code, z, out, slope = _prepare(name, z, out, slope)
-    derivative_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
+    if z.size:
+        derivative_kernel(code, _as_2d(z), _as_2d(out), z.dtype.type(slope))
     return out
 
 
@@ -262,7 +266,8 @@ def activation_backward(name, z, a, delta, out=None, slope=LEAKY_SLOPE):
     for arg, v in (("a", a), ("delta", delta)):
         _checks.float_array(arg, v, dtype=z.dtype)
         _checks.shape(arg, v, z.shape)
-    backward_kernel(
-        code, _as_2d(z), _as_2d(a), _as_2d(delta), _as_2d(out), z.dtype.type(slope)
-    )
+    if z.size:
+        backward_kernel(
+            code, _as_2d(z), _as_2d(a), _as_2d(delta), _as_2d(out), z.dtype.type(slope)
+        )
     return out

@@ -159,6 +159,8 @@ def dense_forward(x, W, b, activation="identity", z=None, a=None, slope=LEAKY_SL
     a : ndarray of shape (n_samples, n_out)
         ``f(z)``.
     """
+    if b is None:
+        raise TypeError("b must be a numpy.ndarray of shape (n_out,), got None")
     _layer_args(x, W, b)
     code = activation_code(activation)
     slope = _checks.real("slope", slope)

@@ -248,10 +248,35 @@ def launch(kernel, grid, block, *args):
 
 
 def enable_compile_only(cc=(9, 0)):
-    """Switch this process to compile-only mode for compute capability ``cc`` (see above)."""
-    if _numba_cuda_installed() and simulator_enabled():
+    """Switch this process to compile-only mode for compute capability ``cc`` (see above).
+
+    A diagnostic for machines without a GPU: it needs numba-cuda and libNVVM, not a driver.
+    Three process-wide adjustments to numba-cuda make that possible, none of which can be
+    undone: the target architecture is forced to ``cc`` (``NUMBA_FORCE_CUDA_CC``), device
+    functions are compiled for ``cc`` instead of asking the driver for the current device's
+    capability, and when NVRTC is absent (only needed for its list of architectures) its path
+    is left empty.
+    """
+    if simulator_enabled():
         raise RuntimeError("compile-only mode needs the real numba.cuda, not the simulator")
-    _state["compile_only"] = tuple(cc)
+    if not _numba_cuda_installed():
+        raise RuntimeError(MISSING_NUMBA_CUDA)
+    cc = tuple(int(v) for v in cc)
+    import numba.cuda.cuda_paths as cuda_paths
+    import numba.cuda.dispatcher as cuda_dispatcher
+    from numba.cuda import config as cuda_config
+
+    cuda_config.FORCE_CUDA_CC = cc
+
+    class _Device:
+        compute_capability = cc
+
+    cuda_dispatcher.get_current_device = _Device
+    try:
+        cuda_paths._get_nvrtc_path()
+    except Exception:  # noqa: BLE001 - any failure to locate NVRTC
+        cuda_paths._get_nvrtc_path = lambda: cuda_paths._env_path_tuple("unavailable", None)
+    _state["compile_only"] = cc
     _state["cuda"] = None
     require_cuda()
 

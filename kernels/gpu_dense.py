@@ -46,6 +46,7 @@ def _kernels(tile, dtype):
     cuda = g.require_cuda()
     A = g.array_access()
     nbt = from_dtype(np.dtype(dtype))
+    padded = tile + 1  # shared-memory shapes must be compile-time constants
 
     @cuda.jit
     def forward(x, W, b, z, a, code, slope):
@@ -141,7 +142,7 @@ def _kernels(tile, dtype):
         n, n_out = delta.shape
         n_in = W.shape[0]
         ds = cuda.shared.array((tile, tile), nbt)
-        wt = cuda.shared.array((tile, tile + 1), nbt)  # W tile transposed, padded
+        wt = cuda.shared.array((tile, padded), nbt)  # W tile transposed, padded
         ty = cuda.threadIdx.y
         tx = cuda.threadIdx.x
         n_tc = (n_in + tile - 1) // tile

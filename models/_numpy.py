@@ -30,7 +30,7 @@ def _act(name, z, slope):
     if name == "softplus":
         return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
     if name == "step":
-        return (z > 0).astype(z.dtype)
+        return np.where(np.isnan(z), z, (z > 0).astype(z.dtype))
     if name == "sign":
         return np.sign(z)
     e = np.exp(z - z.max(axis=1, keepdims=True))  # softmax

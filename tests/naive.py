@@ -20,7 +20,7 @@ def activate(name, z, slope=LEAKY_SLOPE):
     if name == "identity":
         r = x.copy()
     elif name == "step":
-        r = (x > 0).astype(np.float64)
+        r = np.where(np.isnan(x), np.nan, (x > 0).astype(np.float64))
     elif name == "sign":
         r = np.sign(x)
     elif name == "sigmoid":
@@ -34,6 +34,8 @@ def activate(name, z, slope=LEAKY_SLOPE):
         r = np.where(x > 0, x, slope * x)
     elif name == "softplus":
         r = np.logaddexp(0, x)
+    elif name == "softmax" and x.size == 0:
+        r = x.copy()
     elif name == "softmax":
         x2 = np.atleast_2d(x)
         e = np.exp(x2 - x2.max(axis=1, keepdims=True))

@@ -1,0 +1,291 @@
+r"""GPU twins of :mod:`kernels.optimizers`: every update rule, in place, on flat device arrays.
+
+One kernel serves every rule: a grid-stride loop over the elements in which each thread runs
+the CPU's own compiled rule (``sgd_kernel`` ... ``adam_kernel`` of :mod:`kernels.optimizers`) on
+the one-element slices of its element, through :func:`apply_update`, the twin of
+:func:`models.optimizers.apply_update` (an integer rule code, a hyper-parameter vector in the
+parameter dtype, three slot arrays). Each element therefore sees exactly the CPU's arithmetic:
+the scalar coefficients formed in float64 and rounded once to the parameter dtype, then the
+same per-element expression (a real GPU may still contract a multiply-add into an FMA). The rule
+codes and the vector layout are those of :mod:`models.optimizers`, mirrored here since
+``kernels`` does not import ``models`` (a test checks that they agree), so
+:mod:`models._cuda` and :mod:`kernels.gpu_population` drive the same code as the public
+``gpu_*_update`` functions.
+
+Host arrays in, host arrays updated in place; device arrays in, device arrays updated in place
+(see :mod:`kernels._gpu_arrays`). Every function returns ``params``.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit
+
+from . import _checks
+from . import gpu_config as g
+from ._gpu_arrays import Call, float_array
+from .optimizers import (
+    _cast,
+    _eps,
+    _lr,
+    _unit,
+    adagrad_kernel,
+    adam_kernel,
+    momentum_kernel,
+    nesterov_kernel,
+    rmsprop_kernel,
+    sgd_kernel,
+)
+
+__all__ = [
+    "gpu_sgd_update",
+    "gpu_momentum_update",
+    "gpu_nesterov_update",
+    "gpu_adagrad_update",
+    "gpu_rmsprop_update",
+    "gpu_adam_update",
+    "gpu_adamw_update",
+    "GPU_OPTIMIZERS",
+    "apply_update",
+]
+
+cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
+
+#: Rule codes and hyper-parameter vector layout: the same values as in :mod:`models.optimizers`.
+SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAGRAD_CODE, RMSPROP_CODE, ADAM_CODE = range(6)
+HP_LR, HP_B1, HP_B2, HP_EPS, HP_WD, HP_FLAG, HP_DECOUPLED = range(7)
+HP_SIZE = 7
+
+
+@njit(cache=True)
+def apply_update(code, params, grads, s1, s2, s3, t, hp):
+    """Apply rule ``code`` in place with the CPU kernels; ``t`` is the 1-based update count.
+
+    The twin of :func:`models.optimizers.apply_update` (``hp``: ``lr, beta1 | momentum | alpha,
+    beta2, eps, weight_decay, flag, decoupled``, ``flag`` = centered or amsgrad).
+    """
+    lr = hp[HP_LR]
+    if code == SGD_CODE:
+        sgd_kernel(params, grads, lr)
+    elif code == MOMENTUM_CODE:
+        momentum_kernel(params, grads, s1, lr, hp[HP_B1])
+    elif code == NESTEROV_CODE:
+        nesterov_kernel(params, grads, s1, lr, hp[HP_B1])
+    elif code == ADAGRAD_CODE:
+        adagrad_kernel(params, grads, s1, lr, hp[HP_EPS])
+    elif code == RMSPROP_CODE:
+        rmsprop_kernel(params, grads, s1, s2, lr, hp[HP_B1], hp[HP_EPS], hp[HP_FLAG] != 0)
+    else:
+        adam_kernel(params, grads, s1, s2, s3, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS],
+                    hp[HP_WD], hp[HP_DECOUPLED] != 0, hp[HP_FLAG] != 0)
+
+
+@njit(inline="always", cache=True)
+def update_at(code, i, params, grads, s1, s2, s3, t, hp):
+    """:func:`apply_update` on element ``i`` only (slots may be empty where unused)."""
+    j = i + 1
+    apply_update(code, params[i:j], grads[i:j], s1[i:j], s2[i:j], s3[i:j], t, hp)
+
+
+@functools.cache
+def _kernels():
+    global cuda
+    cuda = g.require_cuda()
+    A = g.array_access()
+
+    @cuda.jit
+    def update(code, params, grads, s1, s2, s3, t, hp, stop):
+        """Rule ``code`` on every element, unless ``stop[0] != 0`` (a diverged epoch)."""
+        params = A(params)
+        grads = A(grads)
+        s1 = A(s1)
+        s2 = A(s2)
+        s3 = A(s3)
+        hp = A(hp)
+        stop = A(stop)
+        if stop[0] != 0:
+            return
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            update_at(code, i, params, grads, s1, s2, s3, t, hp)
+
+    return update
+
+
+_STOP = {}
+
+
+def _no_stop():
+    if "zero" not in _STOP:
+        _STOP["zero"] = g.device_zeros(1, np.float64)
+    return _STOP["zero"]
+
+
+def launch_update(code, params, grads, s1, s2, s3, hp, t, stop=None):
+    """Apply rule ``code`` at update ``t`` to flat device arrays; ``hp`` is a device vector in
+    the parameter dtype laid out as in :mod:`models.optimizers`; unused slots may be empty.
+    ``stop``: a device float64 array whose first element, when non-zero, makes the launch a
+    no-op (the MLP's epoch record after a non-finite loss)."""
+    g.launch(_kernels(), *g.grid_1d(params.shape[0]), int(code), params, grads, s1, s2, s3,
+             int(t), hp, _no_stop() if stop is None else stop)
+
+
+# ---------------------------------------------------------------------------------------------
+# public functions
+# ---------------------------------------------------------------------------------------------
+
+
+def _check_params(params, grads):
+    params = float_array("params", params, ndim=1, writable=True)
+    grads = float_array("grads", grads, ndim=1, dtype=params.dtype, finite=True)
+    _checks.shape("grads", grads, params.shape)
+    return params, grads
+
+
+def _check_slot(name, a, params, others):
+    a = float_array(name, a, ndim=1, dtype=params.dtype, writable=True)
+    _checks.shape(name, a, params.shape)
+    if isinstance(a, np.ndarray):
+        for other_name, other in others:
+            if isinstance(other, np.ndarray) and a.size and np.may_share_memory(a, other):
+                raise ValueError(f"{name} must not share memory with {other_name}")
+    return a
+
+
+def _run(code, params, grads, slots, hp_values, step=1):
+    """Stage, launch and return ``params``; ``slots`` are the (name, array) slot arguments."""
+    call = Call(params, grads, *(a for _, a in slots))
+    g.require_cuda()
+    dp = call.inplace("params", params)
+    dg = call.input(grads)
+    dslots = [call.inplace(name, a) for name, a in slots]
+    empty = g.device_array((0,), params.dtype)
+    while len(dslots) < 3:
+        dslots.append(empty)
+    hp = np.zeros(HP_SIZE, dtype=params.dtype)
+    for idx, v in hp_values.items():
+        hp[idx] = v
+    if params.shape[0]:
+        launch_update(code, dp, dg, dslots[0], dslots[1], dslots[2], g.to_device(hp), step)
+    call.finish()
+    return params
+
+
+def gpu_sgd_update(params, grads, lr):
+    r"""GPU :func:`kernels.optimizers.sgd_update`: :math:`p \leftarrow p - \eta g`, in place.
+
+    Parameters
+    ----------
+    params : ndarray or device array of shape (n,)
+        Flat parameters, float32 or float64; updated in place.
+    grads : array of shape (n,)
+    lr : float > 0
+
+    Returns
+    -------
+    params
+    """
+    params, grads = _check_params(params, grads)
+    t = params.dtype.type
+    return _run(SGD_CODE, params, grads, [], {HP_LR: _lr(t, lr)})
+
+
+def gpu_momentum_update(params, grads, buf, lr, momentum=0.9):
+    """GPU :func:`kernels.optimizers.momentum_update` (heavy ball), in place."""
+    params, grads = _check_params(params, grads)
+    buf = _check_slot("buf", buf, params, (("params", params), ("grads", grads)))
+    t = params.dtype.type
+    return _run(MOMENTUM_CODE, params, grads, [("buf", buf)],
+                {HP_LR: _lr(t, lr), HP_B1: _unit(t, "momentum", momentum)})
+
+
+def gpu_nesterov_update(params, grads, buf, lr, momentum=0.9):
+    """GPU :func:`kernels.optimizers.nesterov_update`, in place."""
+    params, grads = _check_params(params, grads)
+    buf = _check_slot("buf", buf, params, (("params", params), ("grads", grads)))
+    t = params.dtype.type
+    return _run(NESTEROV_CODE, params, grads, [("buf", buf)],
+                {HP_LR: _lr(t, lr), HP_B1: _unit(t, "momentum", momentum)})
+
+
+def gpu_adagrad_update(params, grads, sum_sq, lr=1e-2, eps=1e-10):
+    """GPU :func:`kernels.optimizers.adagrad_update`, in place."""
+    params, grads = _check_params(params, grads)
+    sum_sq = _check_slot("sum_sq", sum_sq, params, (("params", params), ("grads", grads)))
+    t = params.dtype.type
+    return _run(ADAGRAD_CODE, params, grads, [("sum_sq", sum_sq)],
+                {HP_LR: _lr(t, lr), HP_EPS: _eps(t, eps)})
+
+
+def gpu_rmsprop_update(params, grads, sq_avg, grad_avg=None, lr=1e-2, alpha=0.99, eps=1e-8,
+                       centered=False):
+    """GPU :func:`kernels.optimizers.rmsprop_update` (plain or centered), in place."""
+    params, grads = _check_params(params, grads)
+    seen = [("params", params), ("grads", grads)]
+    sq_avg = _check_slot("sq_avg", sq_avg, params, seen)
+    centered = bool(centered)
+    if centered and grad_avg is None:
+        raise ValueError("grad_avg is required when centered=True")
+    slots = [("sq_avg", sq_avg)]
+    if grad_avg is not None:
+        slots.append(("grad_avg", _check_slot("grad_avg", grad_avg, params,
+                                              [*seen, ("sq_avg", sq_avg)])))
+    t = params.dtype.type
+    return _run(RMSPROP_CODE, params, grads, slots,
+                {HP_LR: _lr(t, lr), HP_B1: _unit(t, "alpha", alpha), HP_EPS: _eps(t, eps),
+                 HP_FLAG: float(centered)})
+
+
+def _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgrad, vmax,
+          decoupled):
+    params, grads = _check_params(params, grads)
+    seen = [("params", params), ("grads", grads)]
+    m = _check_slot("m", m, params, seen)
+    seen.append(("m", m))
+    v = _check_slot("v", v, params, seen)
+    seen.append(("v", v))
+    amsgrad = bool(amsgrad)
+    if amsgrad and vmax is None:
+        raise ValueError("vmax is required when amsgrad=True")
+    slots = [("m", m), ("v", v)]
+    if vmax is not None:
+        slots.append(("vmax", _check_slot("vmax", vmax, params, seen)))
+    step = _checks.integer("step", step, low=1, high=2**63 - 1)
+    t = params.dtype.type
+    hp = {
+        HP_LR: _lr(t, lr),
+        HP_B1: _unit(t, "beta1", beta1),
+        HP_B2: _unit(t, "beta2", beta2),
+        HP_EPS: _eps(t, eps),
+        HP_WD: _cast(t, "weight_decay", _checks.real("weight_decay", weight_decay, low=0.0)),
+        HP_FLAG: float(amsgrad),
+        HP_DECOUPLED: float(decoupled),
+    }
+    return _run(ADAM_CODE, params, grads, slots, hp, step)
+
+
+def gpu_adam_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                    weight_decay=0.0, amsgrad=False, vmax=None):
+    """GPU :func:`kernels.optimizers.adam_update` (optionally AMSGrad), in place."""
+    return _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgrad, vmax,
+                 False)
+
+
+def gpu_adamw_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                     weight_decay=1e-2, amsgrad=False, vmax=None):
+    """GPU :func:`kernels.optimizers.adamw_update` (decoupled weight decay), in place."""
+    return _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgrad, vmax,
+                 True)
+
+
+#: Public update functions by name.
+GPU_OPTIMIZERS = {
+    "sgd": gpu_sgd_update,
+    "momentum": gpu_momentum_update,
+    "nesterov": gpu_nesterov_update,
+    "adagrad": gpu_adagrad_update,
+    "rmsprop": gpu_rmsprop_update,
+    "adam": gpu_adam_update,
+    "adamw": gpu_adamw_update,
+}

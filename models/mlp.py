@@ -119,6 +119,10 @@ class MLP:
             _checks.choice("activation", activation, ACTIVATIONS)
             hidden = [activation] * (L - 1)
         else:
+            if not isinstance(activation, (list, tuple)):
+                raise TypeError(
+                    f"activation must be a name or a list of names, got {type(activation).__name__}"
+                )
             hidden = list(activation)
             if len(hidden) != L - 1:
                 raise ValueError(

@@ -1,0 +1,409 @@
+"""The ``"cuda"`` backend of :class:`models.mlp.MLP`: parameters, state and data on the device.
+
+:class:`DeviceMLP` is created by ``MLP(..., backend="cuda")`` and holds, for the model's whole
+life, a device copy of the flat parameter vector and of the gradient (per-layer ``W``, ``b``,
+``dW``, ``db`` are views into them, the host layout), workspaces per batch size, and small
+device records of losses. :func:`models.training.train` drives it through
+:meth:`DeviceMLP.adopt_state`, :meth:`DeviceMLP.epoch` and :meth:`DeviceMLP.release_state`:
+
+* during a training run the data (``X``, targets, validation sets) are uploaded once and cached
+  by identity, the optimizer slots live on the device, and an epoch launches its kernels back to
+  back with no host round trip per step: each mini-batch loss is added to a device record
+  (:data:`kernels.gpu_losses.MODE_EPOCH`), a non-finite loss marks the record diverged and turns
+  the remaining updates of the epoch into no-ops, and the record is copied back once per epoch
+  (with the parameters, so ``model.params`` is current after every epoch);
+* outside a run every call uploads its data afresh (an array changed in place is never stale).
+
+Each step runs the same operations in the same order as :mod:`models._core` (gather, forward
+with the counter-hash dropout masks of ``(seed, step, layer, row, unit)``, loss from the logits
+or outputs, backward, one update by :func:`kernels.gpu_optimizers.apply_update`), with the GPU
+kernels of :mod:`kernels.gpu_dense`, :mod:`kernels.gpu_dropout`, :mod:`kernels.gpu_losses` and
+:mod:`kernels.gpu_activations`; results match the CPU backend up to rounding (summation order of
+the tiled products and reductions, fused multiply-adds), and the dropout masks exactly.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import float64
+
+from kernels import gpu_config as g
+from kernels._gpu_arrays import dummy
+from kernels.gpu_activations import launch_backward
+from kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
+from kernels.gpu_dropout import launch_layer_dropout
+from kernels.gpu_losses import MODE_EPOCH, MODE_STORE, dense_row, label_row, launch_loss
+from kernels.gpu_optimizers import launch_update
+
+cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
+
+#: Rows per chunk when predicting or evaluating (as :data:`models.mlp.PREDICT_CHUNK`).
+CHUNK = 1024
+
+
+@functools.cache
+def _kernels(threads):
+    global cuda
+    cuda = g.require_cuda()
+    A = g.array_access()
+
+    @cuda.jit
+    def gather(X, Y, labels, order, start, B, xb, yb, lb, dense):
+        """Rows ``order[start:start + B]`` of ``X`` and of the targets into the workspace."""
+        X = A(X)
+        Y = A(Y)
+        labels = A(labels)
+        order = A(order)
+        xb = A(xb)
+        yb = A(yb)
+        lb = A(lb)
+        first = cuda.grid(1)
+        stride = cuda.gridsize(1)
+        n_in = X.shape[1]
+        for e in range(first, B * n_in, stride):
+            i = e // n_in
+            xb[i, e - i * n_in] = X[order[start + i], e - i * n_in]
+        if dense:
+            n_out = Y.shape[1]
+            for e in range(first, B * n_out, stride):
+                i = e // n_out
+                yb[i, e - i * n_out] = Y[order[start + i], e - i * n_out]
+        else:
+            for i in range(first, B, stride):
+                lb[i] = labels[order[start + i]]
+
+    @cuda.jit
+    def evaluate(code, Y, labels, P, aL, dense, eps, classify, softmax_out, ev):
+        """Test-mode loss and correct count of a chunk, added to ``ev[0]`` (loss times rows)
+        and ``ev[1]``, as :func:`models._core.evaluate_kernel` counts them; one block."""
+        Y = A(Y)
+        labels = A(labels)
+        P = A(P)
+        aL = A(aL)
+        ev = A(ev)
+        n, k = P.shape
+        inv_n = 1.0 / n
+        tid = cuda.threadIdx.x
+        part = cuda.shared.array(threads, float64)
+        hits = cuda.shared.array(threads, float64)
+        total = 0.0
+        correct = 0.0
+        for i in range(tid, n, threads):
+            if dense:
+                total = dense_row(code, Y[i], P[i], P[i], False, eps, inv_n, total)
+            else:
+                total = label_row(code, labels[i], P[i], P[i], False, eps, inv_n, total)
+            if classify:
+                if softmax_out:
+                    best = 0
+                    for j in range(1, k):
+                        if aL[i, j] > aL[i, best]:
+                            best = j
+                    if dense:
+                        truth = 0
+                        for j in range(1, k):
+                            if Y[i, j] > Y[i, truth]:
+                                truth = j
+                    else:
+                        truth = labels[i]
+                    correct += 1.0 if best == truth else 0.0
+                else:
+                    for j in range(k):
+                        correct += (1.0 if (aL[i, j] > 0.5) == (Y[i, j] > 0.5) else 0.0) / k
+        part[tid] = total
+        hits[tid] = correct
+        cuda.syncthreads()
+        s = threads // 2
+        while s > 0:
+            if tid < s:
+                part[tid] += part[tid + s]
+                hits[tid] += hits[tid + s]
+            cuda.syncthreads()
+            s //= 2
+        if tid == 0:
+            ev[0] += part[0] * inv_n * n
+            ev[1] += hits[0]
+
+    return gather, evaluate
+
+
+class _Workspace:
+    """Device buffers for batches of up to ``batch`` rows (2-D views of the right width)."""
+
+    def __init__(self, sizes, keep, batch, dtype):
+        L = len(sizes) - 1
+        self.batch = batch
+        self.z = [g.device_array((batch, sizes[l + 1]), dtype) for l in range(L)]
+        self.a = [g.device_array((batch, sizes[l + 1]), dtype) for l in range(L)]
+        self.hd = [g.device_array((batch, sizes[l]), dtype) if keep[l] < 1.0 else None
+                   for l in range(L)]
+        self.m = [g.device_array((batch, sizes[l]), dtype) if keep[l] < 1.0 else None
+                  for l in range(L)]
+        self.x = g.device_array((batch, sizes[0]), dtype)
+        self.y = g.device_array((batch, sizes[-1]), dtype)
+        self.lb = g.device_zeros(batch, np.int64)
+        widest = max(sizes)
+        self._delta = [g.device_array(batch * widest, dtype) for _ in range(2)]
+
+    def delta(self, idx, B, width):
+        """Delta buffer ``idx`` (0 or 1) viewed as ``(B, width)``."""
+        return self._delta[idx][: B * width].reshape(B, width)
+
+
+class DeviceState:
+    """Optimizer state while it lives on the device (see :meth:`DeviceMLP.adopt_state`).
+
+    Attributes
+    ----------
+    host : NamedTuple
+        The host state it came from (its slot arrays receive the final values).
+    count : int
+        Update count.
+    slots : list of 3 device arrays
+        The slot arrays of :func:`kernels.gpu_optimizers.apply_update` (empty where unused).
+    """
+
+    def __init__(self, host, count, slots):
+        self.host = host
+        self.count = count
+        self.slots = slots
+
+    def __repr__(self):
+        return f"DeviceState({type(self.host).__name__}, count={self.count})"
+
+
+class DeviceMLP:
+    """Device side of an :class:`models.mlp.MLP` with ``backend="cuda"`` (see the module doc).
+
+    Parameters
+    ----------
+    model : MLP
+        The model; its ``params`` are uploaded now.
+
+    Raises
+    ------
+    RuntimeError
+        When numba-cuda is missing or there is no GPU (and no simulator).
+    """
+
+    def __init__(self, model):
+        g.require_cuda()
+        self.model = model
+        self.dtype = np.dtype(model.dtype)
+        self.d_params = g.to_device(model.params)
+        self.d_grad = g.device_zeros(model.n_params, self.dtype)
+        self.layers = []
+        for n_in, n_out, w_off, b_off in model.layout:
+            n_in, n_out, w_off, b_off = int(n_in), int(n_out), int(w_off), int(b_off)
+            w, b = slice(w_off, w_off + n_in * n_out), slice(b_off, b_off + n_out)
+            self.layers.append((
+                n_in, n_out,
+                self.d_params[w].reshape(n_in, n_out), self.d_params[b],
+                self.d_grad[w].reshape(n_in, n_out), self.d_grad[b],
+            ))
+        self._workspaces = {}
+        self._cache = None  # {id(host array): (host array, device array)} during a run
+        self.record = g.device_zeros(4, np.float64)
+        self.result = g.device_zeros(1, np.float64)
+        self.evaluation = g.device_zeros(2, np.float64)
+
+    # -- parameters and data --------------------------------------------------------------------
+    def push_params(self):
+        """Copy ``model.params`` to the device."""
+        g.copy_to_device(self.d_params, self.model.params)
+
+    def pull_params(self):
+        """Copy the device parameters into ``model.params`` (in place: views stay valid)."""
+        g.copy_to_host(self.d_params, self.model.params)
+
+    def grad_host(self):
+        """Host copy of the gradient of the last :meth:`batch_gradient`."""
+        return g.copy_to_host(self.d_grad)
+
+    def _dev(self, a):
+        """Device copy of host array ``a`` (cached by identity during a training run)."""
+        if self._cache is None:
+            return g.to_device(a)
+        hit = self._cache.get(id(a))
+        if hit is not None and hit[0] is a:
+            return hit[1]
+        d = g.to_device(a)
+        self._cache[id(a)] = (a, d)
+        return d
+
+    def _targets(self, Y, labels, dense):
+        if dense:
+            return self._dev(Y), dummy(np.int64)
+        return dummy(self.dtype, 2), self._dev(labels)
+
+    def _workspace(self, batch):
+        ws = self._workspaces.get(batch)
+        if ws is None:
+            if len(self._workspaces) >= 4:
+                self._workspaces.pop(next(iter(self._workspaces)))
+            ws = _Workspace(self.model.sizes, self.model.keep, batch, self.dtype)
+            self._workspaces[batch] = ws
+        return ws
+
+    # -- passes ---------------------------------------------------------------------------------
+    def _forward(self, h, B, ws, train, step, out=None):
+        """Forward pass of the ``(B, n0)`` device input ``h``; the output activations go to
+        ``out`` when given (else to the workspace). Returns them."""
+        m = self.model
+        inverted = m.dropout == "inverted"
+        last = len(self.layers) - 1
+        for l, (_, _, W, b, _, _) in enumerate(self.layers):
+            p = float(m.keep[l])
+            if p < 1.0 and (train or not inverted):
+                hd = ws.hd[l][:B]
+                launch_layer_dropout(h, hd, ws.m[l][:B], m.seed, step, l, p,
+                                     1.0 / p if inverted else 1.0, train)
+                h = hd
+            a = out if (out is not None and l == last) else ws.a[l][:B]
+            launch_forward(h, W, b, int(m.codes[l]), m.slope, ws.z[l][:B], a)
+            h = a
+        return h
+
+    def _backward(self, x, B, ws, Y, labels, dense, record, mode):
+        """Loss (into ``record`` per ``mode``) and gradient of the batch in the workspace."""
+        m = self.model
+        L = len(self.layers)
+        n_last = self.layers[-1][1]
+        zL, aL = ws.z[L - 1][:B], ws.a[L - 1][:B]
+        delta = ws.delta(0, B, n_last)
+        launch_loss(m.loss_code, Y, labels, zL if m.fused else aL, delta, True, dense, m.eps,
+                    record, mode)
+        if not m.fused:
+            launch_backward(int(m.codes[L - 1]), zL, aL, delta, delta, m.slope)
+        cur = 0
+        for l in range(L - 1, -1, -1):
+            n_in, n_out, W, _, dW, db = self.layers[l]
+            delta = ws.delta(cur, B, n_out)
+            if m.keep[l] < 1.0:
+                h = ws.hd[l][:B]
+            elif l == 0:
+                h = x
+            else:
+                h = ws.a[l - 1][:B]
+            launch_grad_weights(h, delta, dW, db)
+            if l == 0:
+                break
+            nxt = 1 - cur
+            launch_grad_input(delta, W, ws.delta(nxt, B, n_in),
+                              mask=ws.m[l][:B] if m.keep[l] < 1.0 else None,
+                              code=int(m.codes[l - 1]), zp=ws.z[l - 1][:B],
+                              ap=ws.a[l - 1][:B], slope=m.slope)
+            cur = nxt
+
+    def _step(self, dX, dY, dlab, dense, d_order, start, stop, step, record, mode):
+        """Gather rows ``order[start:stop]``, forward in training mode, loss and gradient."""
+        B = stop - start
+        ws = self._workspace(B) if mode == MODE_STORE else self._epoch_ws
+        gather = _kernels(g.reduce_threads())[0]
+        n_in = self.model.sizes[0]
+        n_out = self.model.sizes[-1]
+        xb, yb, lb = ws.x[:B], ws.y[:B], ws.lb[:B]
+        g.launch(gather, *g.grid_1d(B * max(n_in, n_out)), dX, dY, dlab, d_order, int(start),
+                 int(B), xb, yb, lb, bool(dense))
+        self._forward(xb, B, ws, True, step)
+        self._backward(xb, B, ws, yb if dense else dY, lb if not dense else dlab, dense, record,
+                       mode)
+
+    # -- the hooks of MLP and train -------------------------------------------------------------
+    def forward(self, X):
+        """Test-mode outputs of checked host inputs ``X``, as a host array ``(n, n_out)``."""
+        n = X.shape[0]
+        dX = self._dev(X)
+        out = g.device_array((n, self.model.n_outputs), self.dtype)
+        chunk = min(n, CHUNK)
+        ws = self._workspace(chunk)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            self._forward(dX[start:stop], stop - start, ws, False, 0, out=out[start:stop])
+        return g.copy_to_host(out)
+
+    def evaluate(self, X, Y, labels, dense):
+        """``(mean loss, accuracy or NaN)`` of the test-mode network on checked data."""
+        m = self.model
+        n = X.shape[0]
+        dX = self._dev(X)
+        dY, dlab = self._targets(Y, labels, dense)
+        chunk = min(n, CHUNK)
+        ws = self._workspace(chunk)
+        g.copy_to_device(self.evaluation, np.zeros(2))
+        threads = g.reduce_threads()
+        evaluate = _kernels(threads)[1]
+        L = len(self.layers)
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            B = stop - start
+            self._forward(dX[start:stop], B, ws, False, 0)
+            zL, aL = ws.z[L - 1][:B], ws.a[L - 1][:B]
+            g.launch(evaluate, 1, threads, int(m.loss_code), dY[start:stop] if dense else dY,
+                     dlab if dense else dlab[start:stop], zL if m.fused else aL, aL,
+                     bool(dense), float(m.eps), bool(m.is_classifier),
+                     m.output == "softmax", self.evaluation)
+        ev = g.copy_to_host(self.evaluation)
+        return float(ev[0] / n), (float(ev[1] / n) if m.is_classifier else math.nan)
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step):
+        """Loss of rows ``order[start:stop]`` (training mode); the gradient stays on the
+        device (:meth:`grad_host` copies it)."""
+        dX = self._dev(X)
+        dY, dlab = self._targets(Y, labels, dense)
+        self._step(dX, dY, dlab, dense, g.to_device(np.ascontiguousarray(order)), start, stop,
+                   step, self.result, MODE_STORE)
+        return float(g.copy_to_host(self.result)[0])
+
+    def adopt_state(self, optimizer, state):
+        """Start a training run: move ``state``'s slots to the device, start caching data.
+
+        Returns
+        -------
+        DeviceState
+        """
+        slots = optimizer.slots(state, self.model.params)
+        empty = g.device_array((0,), self.dtype)
+        dslots = [g.to_device(a) if a.size else empty for a in slots]
+        self._cache = {}
+        return DeviceState(state, int(state.count), dslots)
+
+    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr):
+        """One epoch on the device; returns ``(state, loss sum weighted by rows, updates, rows,
+        diverged)`` as the CPU's fused epoch does."""
+        dX = self._dev(X)
+        dY, dlab = self._targets(Y, labels, dense)
+        d_order = g.to_device(np.ascontiguousarray(order, dtype=np.int64))
+        hp = g.to_device(optimizer.hyper_vector(self.dtype, lr))
+        g.copy_to_device(self.record, np.zeros(4))
+        self._epoch_ws = self._workspace(batch)
+        s1, s2, s3 = state.slots
+        stop_flag = self.record[3:4]
+        n = order.shape[0]
+        t = state.count
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            self._step(dX, dY, dlab, dense, d_order, start, stop, t, self.record, MODE_EPOCH)
+            t += 1
+            launch_update(optimizer.code, self.d_params, self.d_grad, s1, s2, s3, hp, t,
+                          stop=stop_flag)
+        total, done, rows, bad = (float(v) for v in g.copy_to_host(self.record))
+        self.pull_params()
+        state.count += int(done)
+        return state, total, int(done), int(rows), bad != 0.0
+
+    def release_state(self, optimizer, state):
+        """End a training run: slots back into the host state's arrays, parameters to
+        ``model.params``, data cache dropped. Returns the host state."""
+        self._cache = None
+        self.pull_params()
+        if not isinstance(state, DeviceState):
+            return state
+        host = state.host
+        for d, a in zip(state.slots, host[1:], strict=False):
+            if isinstance(a, np.ndarray) and a.size:
+                g.copy_to_host(d, a)
+        return host._replace(count=state.count)

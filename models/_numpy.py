@@ -7,12 +7,24 @@ very same thinned networks, and optimizer updates use the shared kernels).
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from kernels.dropout import mask_kernel
 from kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED
 
-_WITH_Z = ("sigmoid", "softplus")
+
+def _quiet(fn):
+    """Run ``fn`` with floating-point warnings off: a diverging run's overflow shows up as a
+    non-finite loss, which the training loop records, not as warnings leaking to the user."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 def _act(name, z, slope):
@@ -59,6 +71,7 @@ def _names(model):
     return list(hidden) + [model.output]
 
 
+@_quiet
 def forward(model, X, train, step=0):
     """Per layer ``(h, z, a, mask)``: (dropped) input, pre-activation, activation, mask."""
     h = X
@@ -108,6 +121,7 @@ def _loss_and_delta(model, cache, Y, labels, dense, want_grad=True):
     return float(value), grad.astype(model.dtype, copy=False)
 
 
+@_quiet
 def batch_gradient(model, X, Y, labels, dense, rows, step):
     """Loss of the rows ``rows`` and its gradient into ``model.grad``."""
     Xb = X[rows]
@@ -131,6 +145,7 @@ def batch_gradient(model, X, Y, labels, dense, rows, step):
     return value
 
 
+@_quiet
 def evaluate(model, X, Y, labels, dense):
     """Test-mode ``(mean loss, accuracy)``."""
     cache = forward(model, X, train=False)

@@ -64,49 +64,60 @@ def gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_target
 
 @njit(inline="always", cache=True)
 def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
-    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``."""
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``.
+
+    Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
+    compiler drop the negative-index check and vectorise, which flat offsets prevent.
+    """
+    b = P[bo : bo + n_out]
     for i in range(B):
-        zi = zo + i * n_out
-        hi = ho + i * n_in
+        z = ws[zo + i * n_out : zo + (i + 1) * n_out]
+        h = ws[ho + i * n_in : ho + (i + 1) * n_in]
         for j in range(n_out):
-            ws[zi + j] = P[bo + j]
+            z[j] = b[j]
         for k in range(n_in):
-            hik = ws[hi + k]
-            wk = wo + k * n_out
+            hik = h[k]
+            w = P[wo + k * n_out : wo + (k + 1) * n_out]
             for j in range(n_out):
-                ws[zi + j] += hik * P[wk + j]
+                z[j] += hik * w[j]
 
 
 @njit(inline="always", cache=True)
 def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
-    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G``."""
-    for j in range(n_out):
-        G[bo + j] = 0.0
-    for k in range(n_in * n_out):
-        G[wo + k] = 0.0
+    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns)."""
+    db = G[bo : bo + n_out]
     for i in range(B):
-        di = do + i * n_out
-        hi = ho + i * n_in
-        for j in range(n_out):
-            G[bo + j] += ws[di + j]
-        for k in range(n_in):
-            hik = ws[hi + k]
-            wk = wo + k * n_out
+        d = ws[do + i * n_out : do + (i + 1) * n_out]
+        h = ws[ho + i * n_in : ho + (i + 1) * n_in]
+        if i == 0:
             for j in range(n_out):
-                G[wk + j] += hik * ws[di + j]
+                db[j] = d[j]
+        else:
+            for j in range(n_out):
+                db[j] += d[j]
+        for k in range(n_in):
+            hik = h[k]
+            g = G[wo + k * n_out : wo + (k + 1) * n_out]
+            if i == 0:
+                for j in range(n_out):
+                    g[j] = hik * d[j]
+            else:
+                for j in range(n_out):
+                    g[j] += hik * d[j]
 
 
 @njit(inline="always", cache=True)
 def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
     """``dx = delta W^T`` for ``B`` rows."""
     for i in range(B):
-        di = do + i * n_out
+        d = ws[do + i * n_out : do + (i + 1) * n_out]
+        dx = ws[xo + i * n_in : xo + (i + 1) * n_in]
         for k in range(n_in):
-            wk = wo + k * n_out
-            s = ws[di] * P[wk]
+            w = P[wo + k * n_out : wo + (k + 1) * n_out]
+            s = d[0] * w[0]
             for j in range(1, n_out):
-                s += ws[di + j] * P[wk + j]
-            ws[xo + i * n_in + k] = s
+                s += d[j] * w[j]
+            dx[k] = s
 
 
 @njit(cache=True)
@@ -154,8 +165,10 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         if code == SOFTMAX:
             softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
         else:
+            z = ws[zo : zo + B * n_out]
+            a = ws[ao : ao + B * n_out]
             for e in range(B * n_out):
-                ws[ao + e] = act_scalar(code, ws[zo + e], slope)
+                a[e] = act_scalar(code, z[e], slope)
         ho = ao
 
 
@@ -210,15 +223,16 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
                               _view(ws, xo, B, n_in), min_rows, min_work)
         else:
             _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
+        dx = ws[xo : xo + B * n_in]
         if keep[l] < 1.0:
-            mo = offs[l, 3]
+            m = ws[offs[l, 3] : offs[l, 3] + B * n_in]
             for e in range(B * n_in):
-                ws[xo + e] *= ws[mo + e]
-        zp = offs[l - 1, 0]
-        ap = offs[l - 1, 1]
+                dx[e] *= m[e]
+        zp = ws[offs[l - 1, 0] : offs[l - 1, 0] + B * n_in]
+        ap = ws[offs[l - 1, 1] : offs[l - 1, 1] + B * n_in]
         cp = codes[l - 1]
         for e in range(B * n_in):
-            ws[xo + e] *= dact_scalar(cp, ws[zp + e], ws[ap + e], slope)
+            dx[e] *= dact_scalar(cp, zp[e], ap[e], slope)
         cur = nxt
     return value
 

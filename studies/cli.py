@@ -1,0 +1,292 @@
+"""The ``dlbasics`` command (also ``python -m studies``).
+
+::
+
+    dlbasics list [--profile quick|full]
+    dlbasics run STUDY...|all [--profile quick|full] [--jobs N] [--scheduler ADDR|local]
+                  [--backend cpu|cuda|numpy] [--seeds N] [--fresh] [--store PATH] [--out DIR]
+                  [--no-report] [--quiet]
+    dlbasics report [STUDY...|all] [--profile] [--backend] [--seeds N] [--store] [--out]
+    dlbasics export [STUDY...|all] [--store PATH] [--csv PATH|-] [--no-history]
+    dlbasics bench [ARGS...]          (the speed benchmark, studies.speed)
+
+``--jobs 0`` runs in this process; the default is a process pool with one worker per core.
+Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
+git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr with exit status 2.
+This module imports nothing heavy at import time (process-pool workers re-import it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+DEFAULT_STORE = os.path.join("results", "dlbasics.sqlite")
+PROG = "dlbasics"
+
+
+class UsageError(Exception):
+    """A bad command line: reported on one line, exit status 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def _profile_out(profile, out):
+    if out:
+        return out
+    return os.path.join("reports", "quick") if profile == "quick" else "reports"
+
+
+def _at_least(low):
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {v}")
+        return v
+
+    return parse
+
+
+def _add_common(p, backend=True, seeds=True, profile=True):
+    if profile:
+        p.add_argument("--profile", choices=("quick", "full"), default="quick",
+                       help="quick: seconds, for tests (default); full: the committed reports")
+    if backend:
+        p.add_argument("--backend", choices=("cpu", "cuda", "numpy"), default="cpu")
+    if seeds:
+        p.add_argument("--seeds", type=_at_least(1), default=None, metavar="N",
+                       help="use N seeds instead of the study's")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"results store (default "
+                   f"{DEFAULT_STORE})")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bars or messages")
+
+
+def build_parser():
+    parser = _Parser(prog=PROG, description="Studies of the basics of deep learning: run grids "
+                     "of small networks over seeds, store every run, write reports.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    p = sub.add_parser("list", help="list the studies")
+    p.add_argument("--profile", choices=("quick", "full"), default="quick")
+
+    p = sub.add_parser("run", help="run studies (what is missing), then write their reports")
+    p.add_argument("studies", nargs="+", metavar="STUDY", help="study names, or 'all'")
+    _add_common(p)
+    p.add_argument("--jobs", "-j", type=_at_least(0), default=None, metavar="N",
+                   help="worker processes (default: one per core; 0: in this process)")
+    p.add_argument("--scheduler", default=None, metavar="ADDR",
+                   help="run on a Dask cluster at tcp://HOST:PORT, or 'local' for a "
+                        "LocalCluster on 127.0.0.1")
+    p.add_argument("--fresh", action="store_true", help="redo runs already in the store")
+    p.add_argument("--out", default=None, metavar="DIR", help="reports directory")
+    p.add_argument("--no-report", action="store_true", help="do not write reports")
+
+    p = sub.add_parser("report", help="write reports from the store (runs nothing)")
+    p.add_argument("studies", nargs="*", metavar="STUDY", help="study names or 'all' (default)")
+    _add_common(p)
+    p.add_argument("--out", default=None, metavar="DIR", help="reports directory")
+
+    p = sub.add_parser("export", help="export stored runs to CSV")
+    p.add_argument("studies", nargs="*", metavar="STUDY", help="study names or 'all' (default)")
+    _add_common(p, backend=False, seeds=False, profile=False)
+    p.add_argument("--csv", default=os.path.join("results", "dlbasics.csv"), metavar="PATH",
+                   help="output file, '-' for stdout (default results/dlbasics.csv)")
+    p.add_argument("--no-history", action="store_true", help="leave out the history column")
+
+    sub.add_parser("bench", help="the speed benchmark (studies.speed)", add_help=False)
+    return parser
+
+
+def _command_line(args, name):
+    """The command that regenerates a study's report (options that change results only)."""
+    parts = [PROG, "run", name, "--profile", args.profile]
+    if args.backend != "cpu":
+        parts += ["--backend", args.backend]
+    if args.seeds is not None:
+        parts += ["--seeds", str(args.seeds)]
+    if args.store != DEFAULT_STORE:
+        parts += ["--store", args.store]
+    if args.out:
+        parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def _say(args, msg):
+    if not args.quiet:
+        print(msg, file=sys.stderr)
+
+
+def _load_studies(args):
+    from . import registry
+
+    try:
+        names = registry.resolve(args.studies)
+    except registry.UnknownStudy as exc:
+        raise UsageError(str(exc)) from None
+    studies = []
+    for n in names:
+        try:
+            study = registry.get(n, args.profile).with_seeds(args.seeds)
+            if args.command == "run":
+                study.validate()
+        except (ValueError, TypeError, ImportError) as exc:
+            raise UsageError(f"study {n!r}: {exc}") from None
+        studies.append(study)
+    return studies
+
+
+def _check_backend(backend):
+    if backend != "cuda":
+        return
+    try:
+        from numba import cuda
+
+        ok = cuda.is_available()
+    except Exception:
+        ok = False
+    if not ok:
+        raise UsageError("--backend cuda: no CUDA GPU is available here "
+                         "(pip install dlbasics[cuda] on a machine with one)")
+
+
+def _write_reports(args, studies, store):
+    from .report import write_index, write_report
+    from .results import Results
+
+    out = _profile_out(args.profile, args.out)
+    ok = True
+    for study in studies:
+        results = Results.load(study, store, args.backend)
+        if not results.rows():
+            _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
+            continue
+        d = write_report(study, results, out, _command_line(args, study.name))
+        if (d / "ANALYSIS_FAILED").exists():
+            ok = False
+            print(f"{PROG}: {study.name}: the analysis failed (see {d / 'ANALYSIS_FAILED'})",
+                  file=sys.stderr)
+        _say(args, f"{study.name}: report {d / 'README.md'}")
+    write_index(out)
+    return ok
+
+
+def cmd_list(args):
+    from . import registry
+
+    for n in registry.names():
+        s = registry.get(n, args.profile)
+        print(f"{n:20s} {len(s.settings):4d} settings x {len(s.seeds):2d} seeds  {s.title}")
+    return 0
+
+
+def cmd_run(args):
+    studies = _load_studies(args)
+    _check_backend(args.backend)
+    if args.scheduler and args.scheduler != "local" and "://" not in args.scheduler:
+        raise UsageError(f"--scheduler must be tcp://HOST:PORT or 'local', got "
+                         f"{args.scheduler!r}")
+    if args.backend == "cuda" and args.jobs is None and not args.scheduler:
+        args.jobs = 0  # one GPU: runs one after another in this process by default
+    from .runner import make_executor, run_study
+    from .store import Store
+
+    store = Store(args.store)
+    try:
+        executor = make_executor(args.jobs, args.scheduler)
+    except ImportError as exc:
+        raise UsageError(str(exc)) from None
+    failed = 0
+    try:
+        _say(args, f"running on {executor.name}; store {args.store}")
+        for study in studies:
+            c = run_study(study, store, executor, backend=args.backend, fresh=args.fresh,
+                          progress=not args.quiet)
+            failed += c["failed"]
+            _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
+                       f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed "
+                       f"({c['seconds']:.1f} s)")
+    finally:
+        executor.close()
+    reported = True
+    if not args.no_report:
+        reported = _write_reports(args, studies, store)
+    store.close()
+    return 1 if failed or not reported else 0
+
+
+def cmd_report(args):
+    studies = _load_studies(args)
+    from .store import Store
+
+    if not os.path.exists(args.store):
+        raise UsageError(f"no results store at {args.store} (run a study first)")
+    store = Store(args.store)
+    ok = _write_reports(args, studies, store)
+    store.close()
+    return 0 if ok else 1
+
+
+def cmd_export(args):
+    from . import registry
+    from .store import Store
+
+    if not os.path.exists(args.store):
+        raise UsageError(f"no results store at {args.store} (run a study first)")
+    store = Store(args.store)
+    if args.studies and args.studies != ["all"]:
+        known = set(registry.names()) | set(store.studies())
+        for n in args.studies:
+            if n not in known:
+                raise UsageError(f"unknown study {n!r}; known: {', '.join(sorted(known))}")
+        names = args.studies
+    else:
+        names = None
+    out = sys.stdout if args.csv == "-" else args.csv
+    n = store.export_csv(out, names, history=not args.no_history)
+    store.close()
+    if args.csv != "-":
+        _say(args, f"{n} runs written to {args.csv}")
+    return 0
+
+
+def cmd_bench(argv):
+    import importlib
+
+    try:
+        speed = importlib.import_module("studies.speed")
+    except ModuleNotFoundError as exc:
+        if exc.name != "studies.speed":
+            raise
+        raise UsageError("bench: the speed benchmark (studies.speed) is not available") from None
+    return speed.main(argv) or 0
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] == "bench":
+            return cmd_bench(argv[1:])
+        args = build_parser().parse_args(argv)
+        if args.command is None:
+            build_parser().print_help()
+            return 2
+        return {"list": cmd_list, "run": cmd_run, "report": cmd_report,
+                "export": cmd_export}[args.command](args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `dlbasics export --csv - | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted (finished runs are stored; run again to resume)",
+              file=sys.stderr)
+        return 130

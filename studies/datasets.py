@@ -1,0 +1,389 @@
+"""Problems of the studies: synthetic sets made in code and two real sets available offline.
+
+Every problem is a function of explicit arguments and a ``seed`` (no global random state) that
+returns a :class:`Dataset` with fixed train / validation / test splits. Inputs are standardised
+with the mean and standard deviation of the *training* split only (``standardize=False`` keeps
+the raw inputs).
+
+=============== ======== ======= =============================================================
+name            task     d -> k  what it is
+=============== ======== ======= =============================================================
+``blobs``       binary   d -> 1  two Gaussian-like clouds, linearly separable with a known
+                                 margin ``margin`` around a random hyperplane
+``xor``         binary   2 -> 1  four noisy clusters at (+-1, +-1), label = XOR of the signs
+``moons``       binary   2 -> 1  two interleaving half circles
+``circles``     binary   2 -> 1  a small circle inside a large one
+``spirals``     binary   2 -> 1  two interleaved spirals
+``sine``        regress. 1 -> 1  ``sin(pi x)`` on ``[-1, 1]`` plus noise
+``step``        regress. 1 -> 1  ``1[x > 0]`` plus noise
+``bump``        regress. 1 -> 1  ``1[|x| < 0.5]`` plus noise (the notes' two-sigmoid "bump")
+``digits``      multi.   64 -> 10 scikit-learn's bundled 8x8 digits (needs ``dlbasics[data]``)
+``mnist1d``     multi.   40 -> 10 MNIST-1D generated locally by the ``mnist1d`` package
+                                 (``make_dataset(get_dataset_args())``; never downloaded;
+                                 needs ``dlbasics[data]``)
+=============== ======== ======= =============================================================
+
+Targets: binary problems give float labels in {0, 1} of shape ``(n,)`` (sigmoid output with
+binary cross-entropy), multi-class problems integer labels of shape ``(n,)`` (softmax output with
+cross-entropy), regression problems float targets of shape ``(n, 1)``.
+
+``load(name, seed=0, **args)`` builds a problem (cached per process: a worker process builds
+each data set once); ``dims(name, **args)`` gives ``(n_features, n_outputs, task)`` without
+building it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import random
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Fractions of the samples in the train and validation splits (the rest is the test split).
+SPLIT = (0.6, 0.2)
+
+EXTRA = "pip install dlbasics[data]"
+
+
+class MissingExtra(ImportError):
+    """An optional package needed by a problem is not installed."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A problem with fixed splits.
+
+    Attributes
+    ----------
+    name : str
+    task : {"binary", "multiclass", "regression"}
+    X_train, X_val, X_test : ndarray of shape (n_split, n_features), float32
+    y_train, y_val, y_test : ndarray
+        ``(n_split,)`` float32 in {0, 1} (binary), ``(n_split,)`` int64 (multi-class), or
+        ``(n_split, 1)`` float32 (regression).
+    n_classes : int
+        Number of classes (0 for regression).
+    info : dict
+        Problem-specific facts (e.g. the margin and radius of ``blobs``; the standardisation).
+    """
+
+    name: str
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    n_classes: int
+    info: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self):
+        return self.X_train.shape[1]
+
+    @property
+    def n_outputs(self):
+        """Width of the network output: 1 for binary and regression, ``n_classes`` otherwise."""
+        return self.n_classes if self.task == "multiclass" else 1
+
+    def sizes(self):
+        """``(n_train, n_val, n_test)``."""
+        return self.X_train.shape[0], self.X_val.shape[0], self.X_test.shape[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# splitting and standardisation
+# ----------------------------------------------------------------------------------------------
+
+
+def _split_indices(n, rng, split=SPLIT):
+    perm = rng.permutation(n)
+    n_tr = int(round(split[0] * n))
+    n_va = int(round(split[1] * n))
+    if n_tr < 1 or n_va < 1 or n - n_tr - n_va < 1:
+        raise ValueError(f"n={n} samples is too few for train/validation/test splits {split}")
+    return perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :]
+
+
+def _finish(name, task, X, y, rng, standardize, n_classes=0, info=None, splits=None):
+    """Split ``X, y`` (or use ``splits``), standardise on train, cast, freeze."""
+    info = dict(info or {})
+    if splits is None:
+        splits = _split_indices(X.shape[0], rng)
+    parts = [(X[i], y[i]) for i in splits]
+    mu = np.zeros(X.shape[1])
+    sd = np.ones(X.shape[1])
+    if standardize:
+        Xtr = parts[0][0].astype(np.float64)
+        mu = Xtr.mean(axis=0)
+        sd = Xtr.std(axis=0)
+        sd[sd == 0] = 1.0
+    info["standardize"] = bool(standardize)
+    info["mean"] = mu.tolist() if X.shape[1] <= 8 else "per-feature (train split)"
+    info["std"] = sd.tolist() if X.shape[1] <= 8 else "per-feature (train split)"
+    out = []
+    for Xi, yi in parts:
+        Xi = np.ascontiguousarray((Xi - mu) / sd, dtype=np.float32)
+        if task == "multiclass":
+            yi = np.ascontiguousarray(yi, dtype=np.int64)
+        elif task == "regression":
+            yi = np.ascontiguousarray(yi, dtype=np.float32).reshape(-1, 1)
+        else:
+            yi = np.ascontiguousarray(yi, dtype=np.float32)
+        out.extend([Xi, yi])
+    return Dataset(name, task, *out, n_classes=n_classes, info=info), (mu, sd)
+
+
+def _rng(seed):
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    return np.random.default_rng(int(seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# synthetic classification
+# ----------------------------------------------------------------------------------------------
+
+
+def blobs(seed=0, n=400, dim=2, margin=0.5, spread=1.0, standardize=True):
+    """Linearly separable two-class data with a known margin.
+
+    Points are drawn from ``N(+-(margin + spread) u, spread^2 I)`` for a random unit normal
+    ``u``, and every point closer than ``margin`` to the hyperplane ``u . x = 0`` is drawn again,
+    so the hyperplane separates the classes with margin at least ``margin`` (raw coordinates).
+
+    ``info`` holds ``w, b`` (the separating hyperplane ``w . x + b = 0`` in the *returned*,
+    possibly standardised coordinates), ``margin`` (its geometric margin over all splits, in the
+    returned coordinates), ``margin_raw`` and ``radius`` (largest ``||x||`` over the training
+    split, returned coordinates): the perceptron makes at most ``(radius / margin)^2`` mistakes
+    on the training split (Novikoff), with an input augmented by a constant 1 the bound uses
+    ``radius^2 + 1``.
+    """
+    rng = _rng(seed)
+    if margin <= 0:
+        raise ValueError(f"margin must be > 0, got {margin}")
+    u = rng.normal(size=dim)
+    u /= np.linalg.norm(u)
+    y = (np.arange(n) % 2).astype(np.float64)
+    sign = 2 * y - 1
+    X = np.empty((n, dim))
+    for i in range(n):
+        while True:
+            x = rng.normal(0.0, spread, size=dim) + sign[i] * (margin + spread) * u
+            if sign[i] * (x @ u) >= margin:
+                X[i] = x
+                break
+    ds, (mu, sd) = _finish("blobs", "binary", X, y, rng, standardize, info={"margin_raw": margin})
+    # u . x = 0 with x = sd * x' + mu  ->  (u * sd) . x' + u . mu = 0
+    w = u * sd
+    b = float(u @ mu)
+    Xall = np.vstack([ds.X_train, ds.X_val, ds.X_test]).astype(np.float64)
+    yall = np.concatenate([ds.y_train, ds.y_val, ds.y_test]) * 2 - 1
+    geo = float(np.min(yall * (Xall @ w + b)) / np.linalg.norm(w))
+    ds.info.update(w=w.tolist(), b=b, margin=geo,
+                   radius=float(np.linalg.norm(ds.X_train.astype(np.float64), axis=1).max()))
+    return ds
+
+
+def xor(seed=0, n=400, noise=0.25, standardize=True):
+    """Four Gaussian clusters at ``(+-1, +-1)`` (std ``noise``); label 1 where the signs differ."""
+    rng = _rng(seed)
+    corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=np.float64)
+    c = np.arange(n) % 4
+    X = corners[c] + rng.normal(0.0, noise, size=(n, 2))
+    y = (corners[c, 0] * corners[c, 1] < 0).astype(np.float64)
+    return _finish("xor", "binary", X, y, rng, standardize)[0]
+
+
+def moons(seed=0, n=400, noise=0.1, standardize=True):
+    """Two interleaving half circles (as scikit-learn's ``make_moons``), Gaussian noise."""
+    rng = _rng(seed)
+    y = (np.arange(n) % 2).astype(np.float64)
+    t = rng.uniform(0.0, math.pi, size=n)
+    X = np.where(y[:, None] == 0,
+                 np.c_[np.cos(t), np.sin(t)],
+                 np.c_[1 - np.cos(t), 0.5 - np.sin(t)])
+    X = X + rng.normal(0.0, noise, size=X.shape)
+    return _finish("moons", "binary", X, y, rng, standardize)[0]
+
+
+def circles(seed=0, n=400, noise=0.05, factor=0.5, standardize=True):
+    """A circle of radius ``factor`` (label 1) inside the unit circle (label 0), plus noise."""
+    rng = _rng(seed)
+    y = (np.arange(n) % 2).astype(np.float64)
+    t = rng.uniform(0.0, 2 * math.pi, size=n)
+    r = np.where(y == 1, factor, 1.0)
+    X = np.c_[r * np.cos(t), r * np.sin(t)] + rng.normal(0.0, noise, size=(n, 2))
+    return _finish("circles", "binary", X, y, rng, standardize)[0]
+
+
+def spirals(seed=0, n=400, noise=0.05, turns=1.5, standardize=True):
+    """Two interleaved spirals of ``turns`` turns (the second rotated by pi), plus noise."""
+    rng = _rng(seed)
+    y = (np.arange(n) % 2).astype(np.float64)
+    s = np.sqrt(rng.uniform(0.0, 1.0, size=n))  # uniform density along the arm
+    angle = s * turns * 2 * math.pi + y * math.pi
+    X = np.c_[s * np.cos(angle), s * np.sin(angle)] + rng.normal(0.0, noise, size=(n, 2))
+    return _finish("spirals", "binary", X, y, rng, standardize)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# 1-D regression
+# ----------------------------------------------------------------------------------------------
+
+TARGETS = {
+    "sine": lambda x: np.sin(math.pi * x),
+    "step": lambda x: (x > 0).astype(np.float64),
+    "bump": lambda x: (np.abs(x) < 0.5).astype(np.float64),
+}
+
+
+def _regression(name, seed, n, noise, standardize):
+    rng = _rng(seed)
+    x = rng.uniform(-1.0, 1.0, size=(n, 1))
+    y = TARGETS[name](x[:, 0]) + rng.normal(0.0, noise, size=n)
+    return _finish(name, "regression", x, y, rng, standardize)[0]
+
+
+def sine(seed=0, n=200, noise=0.1, standardize=True):
+    """``y = sin(pi x) + noise`` for ``x ~ U[-1, 1]``."""
+    return _regression("sine", seed, n, noise, standardize)
+
+
+def step(seed=0, n=200, noise=0.05, standardize=True):
+    """``y = 1[x > 0] + noise`` for ``x ~ U[-1, 1]``."""
+    return _regression("step", seed, n, noise, standardize)
+
+
+def bump(seed=0, n=200, noise=0.05, standardize=True):
+    """``y = 1[|x| < 0.5] + noise`` for ``x ~ U[-1, 1]``: the bump two sigmoids can build."""
+    return _regression("bump", seed, n, noise, standardize)
+
+
+# ----------------------------------------------------------------------------------------------
+# real data, offline
+# ----------------------------------------------------------------------------------------------
+
+
+def _need(module, problem):
+    try:
+        return __import__(module, fromlist=["_"])
+    except ImportError as exc:
+        raise MissingExtra(
+            f"problem {problem!r} needs the package {module.split('.')[0]!r}: {EXTRA}"
+        ) from exc
+
+
+def digits(seed=0, n=None, standardize=True):
+    """scikit-learn's bundled 8x8 digits (1797 samples, 64 features, 10 classes), offline.
+
+    ``n`` keeps a random subset of that many samples (all by default).
+    """
+    rng = _rng(seed)
+    sk = _need("sklearn.datasets", "digits")
+    X, y = sk.load_digits(return_X_y=True)
+    if n is not None:
+        keep = np.sort(rng.permutation(X.shape[0])[: int(n)])
+        X, y = X[keep], y[keep]
+    return _finish("digits", "multiclass", X.astype(np.float64), y, rng, standardize,
+                   n_classes=10)[0]
+
+
+def mnist1d(seed=0, n=5000, standardize=True):
+    """MNIST-1D (Greydanus 2020) generated locally: ``make_dataset(get_dataset_args())``.
+
+    ``n`` samples (a multiple of 10), generated with the package's default arguments and its
+    ``seed`` set to ``seed``; its own 80/20 split gives the test set, and the validation set is
+    a quarter of its training part (so 60/20/20 overall). The package seeds NumPy's and
+    Python's global generators; their states are restored afterwards.
+    """
+    rng = _rng(seed)
+    data = _need("mnist1d.data", "mnist1d")
+    args = data.get_dataset_args()
+    args.num_samples = int(n)
+    args.seed = int(seed)
+    np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
+    try:
+        d = data.make_dataset(args)
+    finally:
+        np.random.set_state(np_state)  # noqa: NPY002
+        random.setstate(py_state)
+    Xtr, ytr, Xte, yte = d["x"], d["y"], d["x_test"], d["y_test"]
+    X = np.vstack([Xtr, Xte]).astype(np.float64)
+    y = np.concatenate([ytr, yte])
+    perm = rng.permutation(Xtr.shape[0])
+    n_va = Xtr.shape[0] // 4
+    splits = (perm[n_va:], perm[:n_va], np.arange(Xtr.shape[0], X.shape[0]))
+    return _finish("mnist1d", "multiclass", X, y, rng, standardize, n_classes=10,
+                   splits=splits)[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# registry
+# ----------------------------------------------------------------------------------------------
+
+#: Problem name -> (builder, fixed dims or a function of the arguments, task).
+PROBLEMS = {
+    "blobs": (blobs, lambda a: (int(a.get("dim", 2)), 1), "binary"),
+    "xor": (xor, lambda a: (2, 1), "binary"),
+    "moons": (moons, lambda a: (2, 1), "binary"),
+    "circles": (circles, lambda a: (2, 1), "binary"),
+    "spirals": (spirals, lambda a: (2, 1), "binary"),
+    "sine": (sine, lambda a: (1, 1), "regression"),
+    "step": (step, lambda a: (1, 1), "regression"),
+    "bump": (bump, lambda a: (1, 1), "regression"),
+    "digits": (digits, lambda a: (64, 10), "multiclass"),
+    "mnist1d": (mnist1d, lambda a: (40, 10), "multiclass"),
+}
+
+
+#: Problems that need an optional package (module to import), installed by ``dlbasics[data]``.
+REQUIRES = {"digits": "sklearn", "mnist1d": "mnist1d"}
+
+
+def require(name):
+    """Raise :class:`MissingExtra` if problem ``name`` needs a package that is not installed."""
+    import importlib.util
+
+    module = REQUIRES.get(name)
+    if module is not None and importlib.util.find_spec(module) is None:
+        raise MissingExtra(f"problem {name!r} needs the package {module!r}: {EXTRA}")
+
+
+def check(name, args=None):
+    """Raise ``ValueError`` unless ``name`` is a problem; ``TypeError`` for unknown arguments."""
+    if name not in PROBLEMS:
+        raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
+    import inspect
+
+    params = inspect.signature(PROBLEMS[name][0]).parameters
+    for key in args or {}:
+        if key not in params:
+            raise TypeError(f"problem {name!r} has no argument {key!r} (has: {', '.join(params)})")
+
+
+def dims(name, **args):
+    """``(n_features, n_outputs, task)`` of a problem, without building it."""
+    check(name, args)
+    _, d, task = PROBLEMS[name]
+    return (*d(args), task)
+
+
+@functools.lru_cache(maxsize=16)
+def _load(name, seed, args_json):
+    return PROBLEMS[name][0](seed=seed, **json.loads(args_json))
+
+
+def load(name, seed=0, **args):
+    """Build problem ``name`` with ``seed`` and its arguments (cached per process).
+
+    The cache hands the same arrays to every caller: do not modify them. (They are not made
+    read-only because Numba compiles read-only arrays as a separate type: every kernel would be
+    compiled twice.)
+    """
+    check(name, args)
+    return _load(name, int(seed), json.dumps(args, sort_keys=True))

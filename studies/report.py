@@ -1,0 +1,380 @@
+"""Reports: figures (PNG + SVG, Agg backend), Markdown tables and each study's ``README.md``.
+
+:func:`write_report` builds ``<out>/<study>/README.md`` around what the study's analysis adds
+through a :class:`Report`: title and question, setup (computed from the settings), the
+analysis's sections (figures, tables, text), a table of every setting, the conclusion, the
+command that regenerates the report, and the machines and versions that made the runs.
+:func:`write_index` writes ``<out>/README.md`` listing every study report found there.
+
+Figures never show; they are written and closed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import math
+import traceback
+from pathlib import Path
+
+from . import provenance, stats
+
+#: Matplotlib style of every figure.
+STYLE = {
+    "figure.figsize": (6.4, 4.2),
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.titlesize": 11,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "svg.hashsalt": "dlbasics",
+    "svg.fonttype": "none",
+}
+_pyplot = None
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend with :data:`STYLE` (imported on first use)."""
+    global _pyplot
+    if _pyplot is None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        plt.rcParams.update(STYLE)
+        _pyplot = plt
+    return _pyplot
+
+
+#: Significant digits of the numbers in report tables.
+DIGITS = 4
+
+
+def fmt(x, digits=DIGITS):
+    """A number for a table: ``"-"`` for None/NaN, ``"inf"``, or ``digits`` significant."""
+    if x is None:
+        return "-"
+    if isinstance(x, (int,)) and not isinstance(x, bool):
+        return str(x)
+    x = float(x)
+    if math.isnan(x):
+        return "-"
+    if math.isinf(x):
+        return "inf" if x > 0 else "-inf"
+    return f"{x:.{digits}g}"
+
+
+#: Ranges of common quantities, to clip confidence intervals with (``bounds=``).
+POSITIVE = (0.0, math.inf)
+FRACTION = (0.0, 1.0)
+
+
+def bounds_of(key):
+    """Natural range of a summary key or history metric: accuracies in [0, 1], others >= 0."""
+    if "accuracy" in key:
+        return FRACTION
+    if "loss" in key or key in ("time", "seconds", "train_seconds", "epochs", "updates",
+                                "grad_evals", "wall_s"):
+        return POSITIVE
+    return None
+
+
+def fmt_ci(values, digits=DIGITS, bounds=None):
+    """``"mean [lo, hi]"`` of per-seed values (NaN left out; interval clipped to ``bounds``)."""
+    return stats.mean_ci(values, bounds=bounds).fmt(digits)
+
+
+def md_table(headers, rows):
+    """A Markdown table; cells are converted with ``str`` (numbers: format them first)."""
+    def cell(v):
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cell(h) for h in headers) + " |",
+             "|" + "|".join(" --- " for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def band(ax, x, curves, label, color=None, confidence=0.95, linestyle="-", alpha=0.2,
+         bounds=None):
+    """Plot the mean of ``(n_seeds, n_points)`` curves with its t-interval as a band.
+
+    ``bounds``: clip the band (e.g. :data:`POSITIVE` for a loss, :data:`FRACTION` for an
+    accuracy).
+    """
+    mean, lo, hi, _ = stats.curve_ci(curves, confidence, bounds)
+    (line,) = ax.plot(x, mean, label=label, color=color, linestyle=linestyle, linewidth=1.6)
+    ax.fill_between(x, lo, hi, color=line.get_color(), alpha=alpha, linewidth=0)
+    return line
+
+
+def save_figure(fig, directory, name):
+    """Write ``name.png`` and ``name.svg`` into ``directory``; close the figure."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    fig.savefig(directory / f"{name}.png", dpi=150, bbox_inches="tight",
+                metadata={"Software": None})
+    fig.savefig(directory / f"{name}.svg", bbox_inches="tight", metadata={"Date": None})
+    pyplot().close(fig)
+    return directory / f"{name}.png", directory / f"{name}.svg"
+
+
+class Report:
+    """What an analysis adds to a study's report.
+
+    Parameters
+    ----------
+    directory : Path
+        ``<out>/<study>``; figures are written there at once.
+    results : Results
+    """
+
+    def __init__(self, directory, results):
+        self.directory = Path(directory)
+        self.results = results
+        self.parts = []
+        self.conclusions = []
+        self.figures = []
+
+    @contextlib.contextmanager
+    def figure(self, name, caption, nrows=1, ncols=1, figsize=None, **kw):
+        """``with report.figure("curves", "Validation loss ...") as (fig, ax):`` draw; saved
+        as PNG + SVG on exit and shown in the README with its caption."""
+        if figsize is None:
+            figsize = (6.4 * ncols if ncols > 1 else 6.4, 4.2 * nrows if nrows > 1 else 4.2)
+        plt = pyplot()
+        fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=True, **kw)
+        try:
+            yield fig, axes
+        except BaseException:
+            plt.close(fig)
+            raise
+        fig.tight_layout()
+        self.add_figure(fig, name, caption)
+
+    def add_figure(self, fig, name, caption):
+        """Save a figure made elsewhere and show it in the README."""
+        if not name or not all(c.isalnum() or c in "_-" for c in name):
+            raise ValueError(f"figure name must be letters, digits, '_' or '-', got {name!r}")
+        save_figure(fig, self.directory, name)
+        self.figures.append(name)
+        self.parts.append(f"![{caption}]({name}.png)\n\n*{caption}* ([SVG]({name}.svg))")
+
+    def section(self, title):
+        self.parts.append(f"## {title}")
+
+    def text(self, markdown):
+        self.parts.append(markdown.strip())
+
+    def table(self, headers, rows, caption=None):
+        if caption:
+            self.parts.append(f"*{caption}*")
+        self.parts.append(md_table(headers, rows))
+
+    def conclusion(self, markdown):
+        """A sentence of the conclusion; write it from the numbers, never hard-code it."""
+        self.conclusions.append(markdown.strip())
+
+
+# ----------------------------------------------------------------------------------------------
+# the README of a study
+# ----------------------------------------------------------------------------------------------
+
+
+def _describe_problem(s):
+    from . import datasets
+
+    args = ", ".join(f"{k}={v}" for k, v in s.problem_args.items())
+    try:
+        ds = datasets.load(s.problem, s.data_seed, **s.problem_args)
+        ntr, nva, nte = ds.sizes()
+        split = f"{ntr}/{nva}/{nte} train/val/test, {ds.n_features} features, {ds.task}"
+    except Exception as exc:  # a missing extra must not stop the report
+        split = f"not loadable here: {exc}"
+    return f"`{s.problem}`" + (f" ({args})" if args else "") + f": {split}"
+
+
+def _model_text(model):
+    return ", ".join(f"{k}={v}" for k, v in model.items())
+
+
+def _setup(study):
+    lines = []
+    problems = {}
+    for s in study.settings:
+        problems.setdefault((s.problem, json.dumps(s.problem_args, sort_keys=True),
+                             s.data_seed), s)
+    lines.append("- Problems: " + "; ".join(_describe_problem(s) for s in problems.values())
+                 + ". Inputs standardised with training-split statistics; the data (and its "
+                 "splits) are fixed, seeds vary the network.")
+    models = []
+    for s in study.settings:
+        if s.model not in models:
+            models.append(s.model)
+    lines.append("- Models: " + "; ".join(f"MLP({_model_text(m)})" for m in models) + ".")
+    seeds = study.seeds
+    lines.append(f"- Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); a seed sets the "
+                 "initialisation and the shuffling order.")
+    lines.append(f"- Grid: {len(study.settings)} settings x {len(seeds)} seeds = "
+                 f"{len(study.settings) * len(seeds)} runs.")
+    out = "\n".join(lines)
+    if study.notes:
+        out += "\n\n" + study.notes.strip()
+    rows = []
+    for s in study.settings:
+        hyper = ", ".join(f"{k}={v}" for k, v in s.hyper.items()) or "defaults"
+        if s.schedule:
+            hyper += "; schedule " + ", ".join(f"{k}={v}" for k, v in s.schedule.items())
+        rows.append([s.label, s.problem, _model_text(s.model), s.optimizer, hyper,
+                     "full" if s.batch_size is None else s.batch_size, s.epochs])
+    out += "\n\n" + md_table(["setting", "problem", "model", "optimizer", "hyper-parameters",
+                              "batch", "epochs"], rows)
+    return out
+
+
+#: Columns of the all-settings table: (header, summary key).
+SUMMARY_COLUMNS = (
+    ("final val loss", "final_val_loss"),
+    ("final val acc", "final_val_accuracy"),
+    ("test loss", "test_loss"),
+    ("test acc", "test_accuracy"),
+    ("train s", "train_seconds"),
+)
+
+
+def settings_table(results):
+    """Rows of the all-settings table: label, run counts, mean [95% CI] of summary values."""
+    rows = []
+    for s in results.settings:
+        c = results.counts(s)
+        status = f"{c['ok']}/{c['diverged']}/{c['failed']}/{c['missing']}"
+        rows.append([s.label, status] + [fmt_ci(results.values(s, k), bounds=bounds_of(k))
+                                         for _, k in SUMMARY_COLUMNS])
+    return ["setting", "ok/div/fail/miss"] + [h for h, _ in SUMMARY_COLUMNS], rows
+
+
+def _provenance(results):
+    lines = []
+    for m in results.machines():
+        lines.append(f"- Machine: {provenance.describe_machine(m)}")
+    for v in results.versions():
+        lines.append("- Versions: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+    backends = sorted({r["backend"] for r in results.rows() if r["backend"]})
+    paths = sorted({r["path"] for r in results.rows() if r["path"]})
+    if backends:
+        lines.append(f"- Backend: {', '.join(backends)}; training path: {', '.join(paths)}")
+    lines.append(f"- Report written with commit {provenance.git_commit() or 'unknown'}")
+    return "\n".join(lines) or "- No runs."
+
+
+def default_analysis(results, report):
+    """Used when a study has none: validation-loss curves and the best setting on validation."""
+    with report.figure("val_loss", "Validation loss, mean and 95% CI over seeds") as (_, ax):
+        for s in results.settings[:12]:
+            band(ax, results.epochs(s), results.curves(s, "val_loss"), s.label,
+                 bounds=POSITIVE)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("validation loss")
+        ax.legend()
+    best, _ = stats.best_of_grid(results)
+    if best is not None:
+        ci = stats.mean_ci(results.values(best, "final_val_loss"), bounds=POSITIVE)
+        report.conclusion(f"Lowest mean final validation loss: **{best.label}** ({ci.fmt()}).")
+
+
+def write_report(study, results, out_root, command):
+    """Write ``<out_root>/<study>/README.md`` (+ figures) and ``summary.json``; return the dir."""
+    directory = Path(out_root) / study.name
+    directory.mkdir(parents=True, exist_ok=True)
+    report = Report(directory, results)
+    counts = results.counts()
+    failure = directory / "ANALYSIS_FAILED"
+    failure.unlink(missing_ok=True)
+    if counts["ok"] + counts["diverged"]:
+        try:
+            (study.analysis or default_analysis)(results, report)
+        except Exception as exc:
+            # The runs are safe in the store; keep the generic parts of the report and say so.
+            failure.write_text(traceback.format_exc())
+            pyplot().close("all")
+            report.conclusions = [f"**The analysis failed** ({type(exc).__name__}: {exc}); "
+                                  "the tables below come from the store."]
+    else:
+        report.conclusion("No completed runs yet: nothing to conclude.")
+
+    total = sum(counts.values())
+    parts = [f"# {study.title}", f"**Question.** {study.question.strip()}",
+             f"Profile `{study.profile}`: {counts['ok']} of {total} runs ok, "
+             f"{counts['diverged']} diverged, {counts['failed']} failed, "
+             f"{counts['missing']} missing.",
+             "## Setup", _setup(study)]
+    if report.parts:
+        parts += ["## Results", *report.parts]
+    head, rows = settings_table(results)
+    parts += ["## All settings",
+              "Mean over seeds with its 95% Student-t confidence interval, clipped to the range "
+              "of the quantity (ok runs; diverged runs are counted, not averaged). Accuracies "
+              "are fractions; `train s` is the training time of one run (its share when "
+              "trained in a population; compilation excluded).",
+              md_table(head, rows)]
+    parts += ["## Conclusion", "\n\n".join(report.conclusions) or "No conclusion was drawn."]
+    errors = results.errors()
+    if errors:
+        lines = [f"- `{lab}`, seed {seed}: {err}" for lab, seed, err in errors[:10]]
+        if len(errors) > 10:
+            lines.append(f"- ... and {len(errors) - 10} more")
+        parts += ["## Failed runs", "\n".join(lines)]
+    parts += ["## Reproduce", f"```\n{command}\n```",
+              "Runs already in the results store are not run again; add `--fresh` to redo "
+              "them. `dlbasics report` rewrites this page from the store.",
+              "## Machine and versions", _provenance(results)]
+    (directory / "README.md").write_text("\n\n".join(parts) + "\n")
+    summary = {
+        "name": study.name, "title": study.title, "question": study.question.strip(),
+        "profile": study.profile, "counts": counts, "figures": report.figures,
+        "conclusion": report.conclusions, "command": command,
+        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    }
+    (directory / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return directory
+
+
+def write_index(out_root):
+    """Write ``<out_root>/README.md`` listing every study report found under it."""
+    out_root = Path(out_root)
+    entries = []
+    for sub in sorted(p for p in out_root.iterdir() if p.is_dir()) if out_root.is_dir() else []:
+        if (sub / "summary.json").exists():
+            try:
+                entries.append(json.loads((sub / "summary.json").read_text()))
+                continue
+            except (OSError, ValueError):
+                pass
+        readme = sub / "README.md"
+        if sub.name != "quick" and readme.exists():  # e.g. the speed benchmark's report
+            lines = readme.read_text().splitlines()
+            title = next((ln[2:].strip() for ln in lines if ln.startswith("# ")), sub.name)
+            entries.append({"name": sub.name, "title": title, "question": ""})
+    lines = ["# Studies", "",
+             "Each study asks one question of the lecture notes and answers it with runs over "
+             "a grid and several seeds; its page has the setup, figures, tables, conclusion and "
+             "the command that regenerates it.", ""]
+    rows = []
+    for e in entries:
+        c = e.get("counts")
+        first = (e.get("conclusion") or [""])[0].split("\n")[0]
+        first = first.split(". ")[0].rstrip(".") + "." if first else ""
+        runs = f"{c.get('ok', 0)}/{sum(c.values())}" if c else "-"
+        rows.append([f"[{e['title']}]({e['name']}/README.md)", e.get("question", ""), runs,
+                     first])
+    lines.append(md_table(["study", "question", "runs ok", "finding"], rows) if rows
+                 else "No study reports yet.")
+    out_root.mkdir(parents=True, exist_ok=True)
+    (out_root / "README.md").write_text("\n".join(lines) + "\n")
+    return out_root / "README.md"

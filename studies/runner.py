@@ -1,0 +1,554 @@
+"""Execute a study's runs and write each one to the store as it finishes.
+
+A run is: build the data (:func:`studies.datasets.load`), build the MLP, train it
+(:func:`models.train`), evaluate the final network on the test split, record. Exceptions become
+``status="failed"`` with the error text, a non-finite loss ``status="diverged"``; nothing stops
+the sweep.
+
+Runs are packed into *tasks* (plain dicts, picklable) before they are handed to an executor:
+
+* runs of small networks (every layer below :data:`kernels.config.BLAS_MIN_WORK`
+  multiply-adds per row) on the CPU backend without a schedule, sharing problem, architecture,
+  batch size, epochs and metrics, form *population* tasks trained by
+  :func:`models.population.train_population` (they may differ in seed, optimizer and
+  hyper-parameters); such runs always go through the population kernel, whatever the task
+  size, and the population kernel gives each network the history it has when trained alone;
+* every other run is a task of its own (:func:`models.train`).
+
+Executors (all yield ``(task, rows or exception)`` in completion order; the caller writes):
+
+* :class:`InProcess` - one after another in this process;
+* :class:`LocalPool` - a ``spawn`` process pool of ``jobs`` workers, each limited to one Numba
+  and one BLAS thread (set before it imports Numba) so workers do not oversubscribe the cores;
+* :class:`DaskExecutor` - a Dask cluster (``tcp://host:port``, or ``"local"`` for a
+  ``LocalCluster`` on 127.0.0.1); the client writes results as futures complete, so a killed
+  worker only makes Dask run its task again.
+
+The same seeds give the same histories on every executor (the wall-clock ``time`` entries
+aside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import math
+import os
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from . import datasets
+from .spec import SCHEDULES, canonical_json
+
+#: Most networks in one population task.
+MAX_POPULATION = 64
+#: Environment variables that limit a worker to ``threads`` compute threads.
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "MKL_NUM_THREADS")
+
+
+def _now():
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+# ----------------------------------------------------------------------------------------------
+# one run
+# ----------------------------------------------------------------------------------------------
+
+
+def resolve_model(model, n_features, n_outputs, task):
+    """MLP keyword arguments from a setting's ``model`` dict and the problem's dimensions."""
+    kw = dict(model)
+    hidden = kw.pop("hidden", None)
+    if "sizes" not in kw:
+        kw["sizes"] = [n_features, *hidden, n_outputs]
+    if task == "binary":
+        kw.setdefault("output", "sigmoid")
+        kw.setdefault("loss", "binary_cross_entropy" if kw["output"] == "sigmoid" else "squared")
+    elif task == "multiclass":
+        kw.setdefault("output", "softmax")
+        kw.setdefault("loss", "cross_entropy" if kw["output"] == "softmax" else "squared")
+    else:
+        kw.setdefault("output", "identity")
+        kw.setdefault("loss", "squared")
+    if "dtype" in kw:
+        kw["dtype"] = np.dtype(kw["dtype"])
+    return kw
+
+
+def _targets(y, ds, kw):
+    """Targets in the form the model's loss takes (labels, 0/1 floats or one-hot)."""
+    if ds.task == "regression":
+        return y
+    k = kw["sizes"][-1]
+    if kw["loss"] == "cross_entropy":
+        return y.astype(np.int64)
+    if ds.task == "multiclass" or k > 1:
+        return np.eye(k, dtype=np.float32)[y.astype(np.int64)]
+    return y
+
+
+def _accuracy(out, y, task):
+    """Fraction of correct predictions from network outputs (0/1 targets: threshold 0.5)."""
+    if task == "regression" or not np.isfinite(out).all():
+        return math.nan
+    pred = (out[:, 0] > 0.5).astype(np.int64) if out.shape[1] == 1 else out.argmax(axis=1)
+    return float(np.mean(pred == y.astype(np.int64)))
+
+
+def _last(values):
+    return float(values[-1]) if values else math.nan
+
+
+def _summary(hist, model, data):
+    """Final and best metrics of a run, test metrics of its final network."""
+    h = hist.to_dict()
+    ds, kw = data["ds"], data["kw"]
+    s = {
+        "epochs": len(h["train_loss"]),
+        "updates": h["updates"][-1] if h["updates"] else 0,
+        "grad_evals": h["grad_evals"][-1] if h["grad_evals"] else 0,
+        "train_seconds": h["time"][-1] if h["time"] else 0.0,
+    }
+    for k in ("train_loss", "full_loss", "full_accuracy", "val_loss", "val_accuracy"):
+        s["final_" + k] = _last(h[k])
+    vl = np.asarray(h["val_loss"], dtype=np.float64)
+    if vl.size and np.isfinite(vl).any():
+        e = int(np.nanargmin(np.where(np.isfinite(vl), vl, np.nan)))
+        s["best_val_loss"], s["best_val_epoch"] = float(vl[e]), e
+    else:
+        s["best_val_loss"], s["best_val_epoch"] = math.nan, None
+    if hist.diverged:
+        for k in ("train_loss", "full_loss", "full_accuracy", "val_loss", "val_accuracy"):
+            s["final_" + k] = math.nan
+        s["test_loss"] = s["test_accuracy"] = math.nan
+        return s
+    Xte = model.check_X(ds.X_test, "X_test")
+    yte = data["y_test"]
+    s["test_loss"] = float(model.evaluate(Xte, *model.check_y(yte, Xte.shape[0], "y_test"))[0])
+    classify = ds.task != "regression"
+    s["test_accuracy"] = _accuracy(model.forward(ds.X_test), ds.y_test, ds.task) \
+        if classify else math.nan
+    if classify and kw["loss"] == "squared":
+        # The history has no accuracy for squared-loss classifiers: compute the final ones.
+        s["final_val_accuracy"] = _accuracy(model.forward(ds.X_val), ds.y_val, ds.task)
+        s["final_full_accuracy"] = _accuracy(model.forward(ds.X_train), ds.y_train, ds.task)
+    return s
+
+
+def _data(config):
+    ds = datasets.load(config["problem"], config["data_seed"], **config["problem_args"])
+    kw = resolve_model(config["model"], ds.n_features, ds.n_outputs, ds.task)
+    return {
+        "ds": ds, "kw": kw,
+        "y_train": _targets(ds.y_train, ds, kw),
+        "y_val": _targets(ds.y_val, ds, kw),
+        "y_test": _targets(ds.y_test, ds, kw),
+    }
+
+
+def _schedule(config):
+    sch = config.get("schedule")
+    if sch is None:
+        return None
+    from models import schedules
+
+    args = {k: v for k, v in sch.items() if k != "name"}
+    args.setdefault("lr", config["hyper"].get("lr", 0.01))
+    return getattr(schedules, SCHEDULES[sch["name"]])(**args)
+
+
+def _row(payload, status, error=None, history=None, summary=None, path=None, started=None,
+         wall=None):
+    from .provenance import machine, versions
+
+    train_s = None
+    if history is not None and history.get("time"):
+        train_s = float(history["time"][-1])
+    return {
+        "study": payload["study"],
+        "config_hash": payload["config_hash"],
+        "seed": payload["seed"],
+        "label": payload["label"],
+        "profile": payload.get("profile", ""),
+        "status": status,
+        "error": error,
+        "config": payload["config"],
+        "factors": payload.get("factors", {}),
+        "history": history,
+        "summary": summary,
+        "backend": payload["config"]["backend"],
+        "path": path,
+        "started_at": started or _now(),
+        "finished_at": _now(),
+        "wall_s": wall,
+        "train_s": train_s,
+        "versions": versions(),
+        "machine": machine(),
+    }
+
+
+def _failed(payload, exc, started=None, wall=None):
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    return _row(payload, "failed", error=text, started=started, wall=wall)
+
+
+#: Keys of the (kind, configuration) pairs this process has already compiled and run.
+_WARM = set()
+
+
+def _warm_up(kind, cfg, fn):
+    """Call ``fn()`` (one short epoch) the first time this process meets ``(kind, cfg)``.
+
+    Numba compiles (or loads from its cache) a kernel at its first call; without a warm-up that
+    time would be counted in the first run's timings.
+    """
+    key = (kind, canonical_json({k: cfg[k] for k in ("problem", "problem_args", "data_seed",
+                                                      "model", "metrics", "backend")}))
+    if key not in _WARM:
+        fn()
+        _WARM.add(key)
+
+
+def run_single(payload):
+    """Execute one run alone; return its row (never raises)."""
+    started, t0 = _now(), time.perf_counter()
+    try:
+        from models import MLP, train
+        from models.optimizers import make_optimizer
+
+        cfg = payload["config"]
+        data = _data(cfg)
+        ds = data["ds"]
+        opt = make_optimizer(cfg["optimizer"], **cfg["hyper"])
+
+        def fit(model, epochs):
+            return train(model, ds.X_train, data["y_train"], opt, batch_size=cfg["batch_size"],
+                         epochs=epochs, shuffle=True, seed=payload["seed"], X_val=ds.X_val,
+                         y_val=data["y_val"], metrics=cfg["metrics"], schedule=_schedule(cfg))
+
+        _warm_up("single", cfg, lambda: fit(
+            MLP(**data["kw"], seed=payload["seed"], backend=cfg["backend"]), 1))
+        t0 = time.perf_counter()
+        model = MLP(**data["kw"], seed=payload["seed"], backend=cfg["backend"])
+        hist = fit(model, cfg["epochs"])
+        summary = _summary(hist, model, data)
+        status = "diverged" if hist.diverged else "ok"
+        return _row(payload, status, history=hist.to_dict(), summary=summary, path=hist.path,
+                    started=started, wall=time.perf_counter() - t0)
+    except Exception as exc:
+        return _failed(payload, exc, started, time.perf_counter() - t0)
+
+
+def run_population(payloads):
+    """Execute runs sharing data and architecture as one population; return their rows.
+
+    Raises on a problem common to the group (the caller then runs each alone).
+    """
+    from models import MLP
+    from models.optimizers import make_optimizer
+    from models.population import train_population
+
+    started = _now()
+    cfg = payloads[0]["config"]
+    data = _data(cfg)
+    ds = data["ds"]
+    seeds = [p["seed"] for p in payloads]
+    template = MLP(**data["kw"], seed=seeds[0], backend="cpu")
+    opts = [make_optimizer(p["config"]["optimizer"], **p["config"]["hyper"]) for p in payloads]
+
+    def fit(k, epochs):
+        return train_population(template, ds.X_train, data["y_train"], opts[:k], seeds[:k],
+                                batch_size=cfg["batch_size"], epochs=epochs, shuffle=True,
+                                shuffle_seeds=seeds[:k], X_val=ds.X_val, y_val=data["y_val"],
+                                metrics=cfg["metrics"])
+
+    _warm_up("population", cfg, lambda: fit(1, 1))
+    t0 = time.perf_counter()
+    hists, P = fit(len(payloads), cfg["epochs"])
+    train_wall = time.perf_counter() - t0
+    rows = []
+    for p, hist, params in zip(payloads, hists, P, strict=True):
+        t1 = time.perf_counter()
+        try:
+            model = MLP(**data["kw"], seed=p["seed"], backend="cpu")
+            model.set_params_vector(params)
+            summary = _summary(hist, model, data)
+            status = "diverged" if hist.diverged else "ok"
+            rows.append(_row(p, status, history=hist.to_dict(), summary=summary, path=hist.path,
+                             started=started,
+                             wall=train_wall / len(payloads) + time.perf_counter() - t1))
+        except Exception as exc:
+            rows.append(_failed(p, exc, started))
+    return rows
+
+
+def limit_threads(threads):
+    """Limit this process to ``threads`` Numba/BLAS threads (env before Numba is imported)."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+
+
+def execute_task(task):
+    """Run a task (see :func:`make_tasks`) and return its rows; never raises for a run."""
+    if task.get("threads"):
+        limit_threads(task["threads"])
+    payloads = task["runs"]
+    if task.get("population"):
+        try:
+            return run_population(payloads)
+        except Exception:
+            pass  # a problem of the whole group: each run alone records its own error
+    return [run_single(p) for p in payloads]
+
+
+# ----------------------------------------------------------------------------------------------
+# planning
+# ----------------------------------------------------------------------------------------------
+
+
+def population_key(run):
+    """Group key of a run that may train in a population, or ``None``."""
+    cfg = run.config
+    if cfg["backend"] != "cpu" or cfg["schedule"] is not None:
+        return None
+    from kernels.config import BLAS_MIN_WORK
+
+    try:
+        n_in, n_out, task = datasets.dims(cfg["problem"], **cfg["problem_args"])
+    except (ValueError, TypeError):
+        return None  # fails at run time, alone, with a clear error
+    sizes = cfg["model"].get("sizes") or [n_in, *cfg["model"]["hidden"], n_out]
+    if any(a * b >= BLAS_MIN_WORK for a, b in zip(sizes[:-1], sizes[1:], strict=False)):
+        return None
+    shared = {k: v for k, v in cfg.items() if k not in ("optimizer", "hyper")}
+    return canonical_json(shared)
+
+
+def make_tasks(runs, workers=1, profile="", threads=None, max_population=MAX_POPULATION):
+    """Pack runs into tasks: population groups (chunked to spread over ``workers``) and singles.
+
+    Returns a list of dicts ``{"runs": [payload...], "population": bool, "threads": int}``.
+    """
+    groups = {}
+    singles = []
+    for r in runs:
+        key = population_key(r)
+        if key is None:
+            singles.append(r)
+        else:
+            groups.setdefault(key, []).append(r)
+    n_pop = sum(len(g) for g in groups.values())
+    # Enough tasks to keep every worker busy (about 4 per worker), none above max_population.
+    chunk = max(1, min(max_population, math.ceil(n_pop / max(1, 4 * workers)))) if n_pop else 1
+    tasks = []
+    for g in groups.values():
+        parts = math.ceil(len(g) / chunk)
+        for i in range(parts):  # near-equal parts of at most `chunk` runs
+            part = g[i * len(g) // parts : (i + 1) * len(g) // parts]
+            tasks.append({"runs": [r.payload(profile) for r in part], "population": True,
+                          "threads": threads})
+    for r in singles:
+        tasks.append({"runs": [r.payload(profile)], "population": False, "threads": threads})
+    return tasks
+
+
+# ----------------------------------------------------------------------------------------------
+# executors
+# ----------------------------------------------------------------------------------------------
+
+
+class InProcess:
+    """Run tasks one after another in this process."""
+
+    workers = 1
+    threads = None
+    name = "in-process"
+
+    def imap(self, fn, tasks):
+        for t in tasks:
+            try:
+                yield t, fn(t)
+            except Exception as exc:  # pragma: no cover - execute_task does not raise
+                yield t, exc
+
+    def close(self):
+        pass
+
+
+def _init_worker(threads):
+    limit_threads(threads)
+
+
+@contextlib.contextmanager
+def _child_env(threads):
+    """Set the thread variables while pool processes are spawned (they copy the environment).
+
+    A spawned worker imports NumPy, and so loads OpenBLAS, before its initializer runs: BLAS
+    reads its thread count only then, so the variables must already be in the environment.
+    """
+    saved = {v: os.environ.get(v) for v in THREAD_VARS}
+    os.environ.update({v: str(threads) for v in THREAD_VARS})
+    try:
+        yield
+    finally:
+        for v, old in saved.items():
+            if old is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = old
+
+
+class LocalPool:
+    """A ``spawn`` process pool of ``jobs`` workers with one compute thread each."""
+
+    threads = 1
+
+    def __init__(self, jobs):
+        from concurrent.futures import ProcessPoolExecutor
+        from multiprocessing import get_context
+
+        self.workers = int(jobs)
+        self.name = f"process pool ({self.workers} workers)"
+        self.pool = ProcessPoolExecutor(max_workers=self.workers,
+                                        mp_context=get_context("spawn"),
+                                        initializer=_init_worker, initargs=(self.threads,))
+
+    def imap(self, fn, tasks):
+        from concurrent.futures import as_completed
+
+        with _child_env(self.threads):  # workers start at the first submissions
+            futures = {self.pool.submit(fn, t): t for t in tasks}
+        try:
+            for f in as_completed(futures):
+                try:
+                    yield futures[f], f.result()
+                except Exception as exc:
+                    yield futures[f], exc
+        finally:
+            for f in futures:
+                f.cancel()
+
+    def close(self):
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+class DaskExecutor:
+    """Tasks on a Dask cluster; ``address="local"`` starts a LocalCluster on 127.0.0.1."""
+
+    threads = 1
+
+    def __init__(self, address, workers=2):
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError as exc:
+            raise ImportError(
+                "--scheduler needs Dask: pip install dlbasics[distributed]") from exc
+        self.cluster = None
+        if address == "local":
+            env = {v: "1" for v in THREAD_VARS}
+            self.cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1,
+                                        processes=True, host="127.0.0.1",
+                                        dashboard_address=None, env=env)
+            address = self.cluster.scheduler_address
+        self.client = Client(address)
+        self.address = address
+        n = len(self.client.scheduler_info().get("workers", {}))
+        self.workers = max(n, 1)
+        self.name = f"Dask cluster {address} ({n} workers)"
+
+    def imap(self, fn, tasks):
+        from distributed import as_completed
+
+        futures = {}
+        for t in tasks:
+            f = self.client.submit(fn, t, pure=False, retries=1)
+            futures[f.key] = (f, t)
+        try:
+            for f in as_completed([f for f, _ in futures.values()]):
+                task = futures[f.key][1]
+                try:
+                    yield task, f.result()
+                except Exception as exc:
+                    yield task, exc
+        finally:
+            for f, _ in futures.values():
+                f.cancel()
+
+    def close(self):
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+def make_executor(jobs=None, scheduler=None):
+    """``scheduler`` given: Dask; ``jobs == 0``: in-process; else a pool of ``jobs`` (default:
+    the usable cores)."""
+    if scheduler:
+        return DaskExecutor(scheduler, workers=jobs or 2)
+    if jobs is None:
+        try:
+            jobs = len(os.sched_getaffinity(0))
+        except AttributeError:
+            jobs = os.cpu_count() or 1
+    if jobs == 0:
+        return InProcess()
+    return LocalPool(jobs)
+
+
+# ----------------------------------------------------------------------------------------------
+# driver
+# ----------------------------------------------------------------------------------------------
+
+
+def run_study(study, store, executor, backend="cpu", fresh=False, progress=True):
+    """Run what is missing of ``study`` on ``executor``, writing each run as it finishes.
+
+    Parameters
+    ----------
+    study : Study
+    store : Store
+    executor : InProcess, LocalPool or DaskExecutor
+    backend : {"cpu", "cuda", "numpy"}
+    fresh : bool
+        Delete the study's stored runs first and redo them all.
+    progress : bool
+        tqdm bar over runs.
+
+    Returns
+    -------
+    dict
+        ``{"total", "skipped", "ok", "diverged", "failed", "seconds"}``.
+    """
+    t0 = time.perf_counter()
+    runs = study.runs(backend)
+    if fresh:
+        store.delete(r.key for r in runs)
+    done = store.done_keys(study.name)
+    todo = [r for r in runs if r.key not in done]
+    counts = {"total": len(runs), "skipped": len(runs) - len(todo), "ok": 0, "diverged": 0,
+              "failed": 0}
+    tasks = make_tasks(todo, executor.workers, study.profile, executor.threads)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(todo), desc=study.name, unit="run", disable=not progress or not todo,
+               leave=False)
+    try:
+        for task, result in executor.imap(execute_task, tasks):
+            if isinstance(result, BaseException):
+                result = [_failed(p, result) for p in task["runs"]]
+            for row in result:
+                store.put(row)
+                counts[row["status"]] += 1
+            bar.update(len(result))
+    finally:
+        bar.close()
+    counts["seconds"] = time.perf_counter() - t0
+    return counts

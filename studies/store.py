@@ -1,0 +1,242 @@
+"""The results store: one SQLite row per run, each committed as soon as the run finishes.
+
+The file (default ``results/dlbasics.sqlite``) uses write-ahead logging and a busy timeout, so
+several processes may read and write it at once. Rows are keyed by ``UNIQUE(study, config_hash,
+seed)`` and written with an upsert: a run written twice (two processes, or ``--fresh``) leaves
+one row. A killed process leaves only complete rows (each run is its own transaction).
+
+Columns: ``study, config_hash, seed, label, profile, status`` (``ok``/``diverged``/``failed``),
+``error``, ``config, factors, history, summary, versions, machine`` (JSON text), ``backend,
+path`` (``population``, ``fused``, ``general``, ``device``), ``started_at, finished_at`` (UTC
+ISO 8601), ``wall_s`` (seconds of the run, its share when trained in a population),
+``train_s`` (training time recorded in the history).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import sqlite3
+from pathlib import Path
+
+DEFAULT_PATH = os.path.join("results", "dlbasics.sqlite")
+STATUSES = ("ok", "diverged", "failed")
+#: Statuses that count as done: a study run again skips them (failed runs are retried).
+DONE = ("ok", "diverged")
+
+SCHEMA_VERSION = 1
+_COLUMNS = (
+    "study", "config_hash", "seed", "label", "profile", "status", "error", "config", "factors",
+    "history", "summary", "backend", "path", "started_at", "finished_at", "wall_s", "train_s",
+    "versions", "machine",
+)
+_JSON = ("config", "factors", "history", "summary", "versions", "machine")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    study TEXT NOT NULL,
+    config_hash TEXT NOT NULL,
+    seed INTEGER NOT NULL,
+    label TEXT,
+    profile TEXT,
+    status TEXT NOT NULL CHECK (status IN {STATUSES!r}),
+    error TEXT,
+    config TEXT NOT NULL,
+    factors TEXT,
+    history TEXT,
+    summary TEXT,
+    backend TEXT,
+    path TEXT,
+    started_at TEXT,
+    finished_at TEXT,
+    wall_s REAL,
+    train_s REAL,
+    versions TEXT,
+    machine TEXT,
+    UNIQUE (study, config_hash, seed)
+);
+CREATE INDEX IF NOT EXISTS runs_study ON runs (study, status);
+"""
+
+
+def _dumps(value):
+    # NaN/inf stay floats (Python's json writes NaN/Infinity and reads them back).
+    return json.dumps(value, sort_keys=True)
+
+
+class Store:
+    """An open results store.
+
+    Parameters
+    ----------
+    path : str or Path
+        SQLite file; its directory is created. ``":memory:"`` for a private in-memory store.
+    timeout : float
+        Seconds to wait for a lock held by another process.
+    """
+
+    def __init__(self, path=DEFAULT_PATH, timeout=60.0):
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        if self.path != ":memory:":
+            self.conn.execute("PRAGMA journal_mode = WAL")
+        self.conn.execute("PRAGMA synchronous = NORMAL")
+        with self._transaction():
+            for stmt in _SCHEMA.strip().split(";"):
+                if stmt.strip():
+                    self.conn.execute(stmt)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- plumbing ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _transaction(self):
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def close(self):
+        self.conn.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- writing -------------------------------------------------------------------------------
+    def put(self, row):
+        """Insert or replace one run (a dict with the keys of the table) in its own transaction."""
+        self.put_many([row])
+
+    def put_many(self, rows):
+        """Upsert several runs in one transaction."""
+        if not rows:
+            return
+        cols = ", ".join(_COLUMNS)
+        marks = ", ".join("?" for _ in _COLUMNS)
+        update = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[3:])
+        sql = (f"INSERT INTO runs ({cols}) VALUES ({marks}) "
+               f"ON CONFLICT (study, config_hash, seed) DO UPDATE SET {update}")
+        values = []
+        for row in rows:
+            if row["status"] not in STATUSES:
+                raise ValueError(f"status must be one of {STATUSES}, got {row['status']!r}")
+            values.append(tuple(
+                _dumps(row.get(c)) if c in _JSON else row.get(c) for c in _COLUMNS
+            ))
+        with self._transaction():
+            self.conn.executemany(sql, values)
+
+    def delete(self, keys):
+        """Delete the runs ``(study, config_hash, seed)`` in ``keys`` (one transaction)."""
+        keys = list(keys)
+        with self._transaction():
+            self.conn.executemany(
+                "DELETE FROM runs WHERE study = ? AND config_hash = ? AND seed = ?", keys)
+        return len(keys)
+
+    # -- reading -------------------------------------------------------------------------------
+    def done_keys(self, study=None):
+        """Set of ``(study, config_hash, seed)`` whose status is ok or diverged."""
+        sql = f"SELECT study, config_hash, seed FROM runs WHERE status IN {DONE!r}"
+        args = ()
+        if study is not None:
+            sql += " AND study = ?"
+            args = (study,)
+        return {tuple(r) for r in self.conn.execute(sql, args)}
+
+    def rows(self, study=None, keys=None):
+        """Runs as dicts (JSON columns decoded), ordered by study, config hash and seed.
+
+        ``keys``: only these ``(study, config_hash, seed)``.
+        """
+        sql = f"SELECT {', '.join(_COLUMNS)} FROM runs"
+        args = ()
+        if study is not None:
+            sql += " WHERE study = ?"
+            args = (study,)
+        sql += " ORDER BY study, config_hash, seed"
+        wanted = None if keys is None else set(keys)
+        out = []
+        for r in self.conn.execute(sql, args):
+            row = dict(zip(_COLUMNS, r, strict=True))
+            if wanted is not None and (row["study"], row["config_hash"], row["seed"]) not in wanted:
+                continue
+            for c in _JSON:
+                if row[c] is not None:
+                    row[c] = json.loads(row[c])
+            out.append(row)
+        return out
+
+    def studies(self):
+        """Names of the studies with at least one row."""
+        return [r[0] for r in self.conn.execute("SELECT DISTINCT study FROM runs ORDER BY study")]
+
+    def count(self, study=None):
+        """``{status: n}`` over all rows (of one study)."""
+        sql = "SELECT status, COUNT(*) FROM runs"
+        args = ()
+        if study is not None:
+            sql += " WHERE study = ?"
+            args = (study,)
+        return dict(self.conn.execute(sql + " GROUP BY status", args).fetchall())
+
+    # -- export --------------------------------------------------------------------------------
+    def export_csv(self, out, studies=None, history=True):
+        """Write one CSV line per run to ``out`` (a path or a text file); return the count.
+
+        Scalar columns first (final metrics from the summary), then the JSON columns as text.
+        """
+        summary_keys = ("epochs", "final_train_loss", "final_full_loss", "final_full_accuracy",
+                        "final_val_loss", "final_val_accuracy", "best_val_loss",
+                        "best_val_epoch", "test_loss", "test_accuracy", "updates",
+                        "grad_evals")
+        head = ["study", "label", "profile", "config_hash", "seed", "status", "error", "backend",
+                "path", *summary_keys, "wall_s", "train_s", "started_at", "finished_at",
+                "config", "factors", "versions", "machine"]
+        if history:
+            head.append("history")
+        close = False
+        if isinstance(out, (str, os.PathLike)):
+            Path(out).parent.mkdir(parents=True, exist_ok=True)
+            out = open(out, "w", newline="")  # noqa: SIM115
+            close = True
+        try:
+            w = csv.writer(out)
+            w.writerow(head)
+            n = 0
+            names = self.studies() if studies is None else list(studies)
+            for name in names:
+                for row in self.rows(name):
+                    summary = row["summary"] or {}
+                    line = [row[c] for c in head[:9]]
+                    line += [_csv_num(summary.get(k)) for k in summary_keys]
+                    line += [row["wall_s"], row["train_s"], row["started_at"],
+                             row["finished_at"]]
+                    line += [_dumps(row[c]) for c in ("config", "factors", "versions",
+                                                      "machine")]
+                    if history:
+                        line.append(_dumps(row["history"]))
+                    w.writerow(line)
+                    n += 1
+        finally:
+            if close:
+                out.close()
+        return n
+
+
+def _csv_num(v):
+    if isinstance(v, float) and not math.isfinite(v):
+        return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+    return "" if v is None else v

@@ -1,0 +1,86 @@
+"""Shared fixtures of the studies tests: reference runs made once per session."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+import tests.studies.slow_study  # noqa: F401  (registers "slow_demo")
+from studies import registry
+from studies.results import Results
+from studies.runner import InProcess, run_study
+from studies.spec import Setting, Study
+from studies.store import Store
+
+REPO = Path(__file__).resolve().parents[2]
+#: Epochs of the slow test study: long enough to interrupt it mid-way.
+SLOW_EPOCHS = "150"
+
+
+def cli_env(**extra):
+    """Environment of a ``python -m studies`` subprocess that can see the test study."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env["DLBASICS_STUDIES"] = "tests.studies.slow_study"
+    env["DLBASICS_SLOW_EPOCHS"] = SLOW_EPOCHS
+    env.update(extra)
+    return env
+
+
+def stored(path, study):
+    """``{(config_hash, seed): (status, history without wall-clock times)}`` of a store."""
+    with Store(path) as store:
+        rows = store.rows(study)
+    out = {}
+    for r in rows:
+        h = dict(r["history"] or {})
+        h.pop("time", None)
+        out[(r["config_hash"], r["seed"])] = (r["status"], h)
+    return out
+
+
+def _reference(tmp_path_factory, name):
+    path = tmp_path_factory.mktemp(f"ref_{name}") / "ref.sqlite"
+    with Store(path) as store:
+        counts = run_study(registry.get(name, "quick"), store, InProcess(), progress=False)
+    assert counts["failed"] == 0
+    return stored(path, name)
+
+
+@pytest.fixture(scope="session")
+def gd_reference(tmp_path_factory):
+    """The quick gd_demo study run in-process, uninterrupted."""
+    return _reference(tmp_path_factory, "gd_demo")
+
+
+@pytest.fixture(scope="session")
+def slow_reference(tmp_path_factory):
+    """The slow test study run in-process, uninterrupted."""
+    old = os.environ.get("DLBASICS_SLOW_EPOCHS")
+    os.environ["DLBASICS_SLOW_EPOCHS"] = SLOW_EPOCHS
+    try:
+        return _reference(tmp_path_factory, "slow_demo")
+    finally:
+        if old is None:
+            os.environ.pop("DLBASICS_SLOW_EPOCHS")
+        else:
+            os.environ["DLBASICS_SLOW_EPOCHS"] = old
+
+
+def fake_results(values, analysis=None):
+    """Results of a fake study: ``values[label] = [(status, final_val_loss), ...]``."""
+    settings = [Setting(problem="xor", model={"hidden": [2]}, hyper={"lr": lr}, label=lab)
+                for lr, lab in zip((0.1, 0.2, 0.3), values, strict=False)]
+    study = Study("fake", "t", "q", settings, seeds=range(len(next(iter(values.values())))),
+                  analysis=analysis)
+    rows = []
+    for s in settings:
+        for seed, (status, v) in enumerate(values[s.label]):
+            rows.append({"config_hash": s.config_hash(), "seed": seed, "status": status,
+                         "history": {"val_loss": [1.0, v], "updates": [1], "grad_evals": [10],
+                                     "time": [0.1]},
+                         "summary": {"final_val_loss": v, "test_loss": -v, "epochs": 1},
+                         "error": None, "wall_s": 0.1, "machine": {"cpu": "x", "cores": 2},
+                         "versions": {"numpy": "2"}, "backend": "cpu",
+                         "path": "population"})
+    return Results(study, rows)

@@ -1,0 +1,67 @@
+import sys
+import types
+
+import pytest
+
+from studies.cli import main
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert err[0].startswith("dlbasics: error: ")
+    return err[0]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["run", "nope"], "unknown study 'nope'"),
+    (["run", "gd_demo", "--jobs", "x"], "--jobs"),
+    (["run", "gd_demo", "--jobs", "-1"], "--jobs"),
+    (["run", "gd_demo", "--profile", "huge"], "--profile"),
+    (["run", "gd_demo", "--backend", "tpu"], "--backend"),
+    (["run", "gd_demo", "--scheduler", "somewhere"], "--scheduler"),
+    (["run"], "STUDY"),
+    (["frobnicate"], "frobnicate"),
+    (["report", "nope"], "unknown study"),
+    (["export", "--store", "/nonexistent/x.sqlite"], "no results store"),
+])
+def test_bad_command_lines_are_one_line_errors_with_status_2(argv, match, capsys):
+    assert main(argv) == 2
+    assert match in _error_line(capsys)
+
+
+def test_cuda_backend_without_a_gpu_is_a_clear_error(capsys):
+    try:
+        from numba import cuda
+
+        if cuda.is_available():
+            pytest.skip("a GPU is present")
+    except ImportError:
+        pass
+    assert main(["run", "gd_demo", "--backend", "cuda"]) == 2
+    assert "no CUDA GPU" in _error_line(capsys)
+
+
+def test_bench_without_and_with_the_speed_module(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "studies.speed", None)
+    assert main(["bench"]) == 2
+    assert "speed" in _error_line(capsys)
+    seen = []
+    fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
+    monkeypatch.setitem(sys.modules, "studies.speed", fake)
+    assert main(["bench", "--quick", "x"]) == 0
+    assert seen == [["--quick", "x"]]
+
+
+def test_list(capsys):
+    assert main(["list"]) == 0
+    assert "gd_demo" in capsys.readouterr().out
+
+
+def test_python_dash_m_studies_runs_the_cli():
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-m", "studies", "run", "nope"], capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("dlbasics: error: unknown study 'nope'")

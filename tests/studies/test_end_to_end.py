@@ -1,0 +1,133 @@
+"""The quick example study end to end, and resuming after SIGKILL."""
+
+import json
+import math
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import numpy as np
+from scipy import stats as st
+
+from studies.cli import main
+
+from .conftest import REPO, cli_env, stored
+
+FILES = ("README.md", "summary.json", "curves.png", "curves.svg", "lr.png", "lr.svg")
+
+
+def _table(readme, heading):
+    """Rows (lists of cells) of the first Markdown table after ``## heading``."""
+    part = readme.split(f"## {heading}\n", 1)[1]
+    lines = [ln for ln in part.splitlines() if ln.startswith("|")]
+    end = next((i for i, ln in enumerate(part.splitlines()) if ln.startswith("## ")), None)
+    if end is not None:
+        lines = [ln for ln in part.splitlines()[:end] if ln.startswith("|")]
+    return [[c.strip() for c in ln.strip("|").split("|")] for ln in lines[2:]]
+
+
+def _expected_ci(values, low, high):
+    """Mean [95% t-interval] clipped to (low, high), computed here from raw store values."""
+    x = np.array(values, dtype=float)
+    m = x.mean()
+    if len(x) < 2:
+        return f"{m:.4g}"
+    h = st.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
+
+
+def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
+    store, out = tmp_path / "r.sqlite", tmp_path / "reports"
+    argv = ["run", "gd_demo", "--profile", "quick", "--store", str(store), "--out", str(out)]
+    assert main(argv + ["--quiet"]) == 0          # default executor: the process pool
+    # the pool gives the in-process results (histories without their wall-clock times)
+    assert stored(store, "gd_demo") == gd_reference
+
+    d = out / "gd_demo"
+    for name in FILES:
+        assert (d / name).stat().st_size > 200, name
+    assert (d / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (d / "lr.svg").read_text().lstrip().startswith("<?xml")
+    index = (out / "README.md").read_text()
+    assert "(gd_demo/README.md)" in index
+    readme = (d / "README.md").read_text()
+    for heading in ("Setup", "Results", "All settings", "Conclusion", "Reproduce",
+                    "Machine and versions"):
+        assert f"## {heading}\n" in readme
+    assert f"dlbasics run gd_demo --profile quick --store {store} --out {out}" in readme
+    assert "gradient descent reached the lowest mean final validation loss" in readme
+
+    # every number of the all-settings table equals what the raw store rows give
+    con = sqlite3.connect(store)
+    raw = {}
+    for label, status, summary in con.execute(
+            "SELECT label, status, summary FROM runs WHERE study = 'gd_demo'"):
+        raw.setdefault(label, []).append((status, json.loads(summary)))
+    con.close()
+    rows = _table(readme, "All settings")
+    assert len(rows) == len(raw) == 6
+    for label, status, val_loss, val_acc, test_loss, test_acc, _ in rows:
+        runs = raw[label]
+        ok = [s for stt, s in runs if stt == "ok"]
+        assert status == f"{len(ok)}/0/0/0"
+        assert val_loss == _expected_ci([s["final_val_loss"] for s in ok], 0, math.inf)
+        assert val_acc == _expected_ci([s["final_val_accuracy"] for s in ok], 0, 1)
+        assert test_loss == _expected_ci([s["test_loss"] for s in ok], 0, math.inf)
+        assert test_acc == _expected_ci([s["test_accuracy"] for s in ok], 0, 1)
+
+    # a second run finds everything stored and runs nothing
+    before = sqlite3.connect(store).execute(
+        "SELECT config_hash, seed, finished_at FROM runs ORDER BY 1, 2").fetchall()
+    capsys.readouterr()
+    assert main(argv + ["--jobs", "0"]) == 0
+    assert "18 already stored, 0 ok" in capsys.readouterr().err
+    after = sqlite3.connect(store).execute(
+        "SELECT config_hash, seed, finished_at FROM runs ORDER BY 1, 2").fetchall()
+    assert after == before
+
+    # report rewrites the same page from the store; export writes one line per run
+    (d / "README.md").unlink()
+    assert main(["report", "gd_demo", "--store", str(store), "--out", str(out), "-q"]) == 0
+    assert (d / "README.md").read_text() == readme
+    csv_path = tmp_path / "runs.csv"
+    assert main(["export", "--store", str(store), "--csv", str(csv_path), "-q"]) == 0
+    assert len(csv_path.read_text().strip().splitlines()) == 1 + 18
+
+
+def _count(path):
+    try:
+        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_resume_after_sigkill(tmp_path, slow_reference):
+    store = tmp_path / "s.sqlite"
+    cmd = [sys.executable, "-m", "studies", "run", "slow_demo", "--store", str(store),
+           "--no-report", "--quiet", "--jobs", "2"]
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None and _count(store) < 3:
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)       # the CLI and its pool workers
+    proc.wait(timeout=30)
+    n_killed = _count(store)
+    total = len(slow_reference)
+    assert 3 <= n_killed < total, f"not interrupted mid-study ({n_killed} of {total} runs)"
+
+    done = subprocess.run(cmd, cwd=REPO, env=cli_env(), timeout=300, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr
+    # nothing lost, nothing duplicated, and the same numbers as an uninterrupted run
+    con = sqlite3.connect(store)
+    keys = con.execute("SELECT config_hash, seed FROM runs").fetchall()
+    con.close()
+    assert len(keys) == len(set(keys)) == total
+    assert stored(store, "slow_demo") == slow_reference

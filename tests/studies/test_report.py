@@ -1,0 +1,64 @@
+import numpy as np
+
+from studies import report as R
+
+from .conftest import fake_results
+
+VALUES = {"a": [("ok", 0.2), ("ok", 0.3)], "b": [("ok", 0.1), ("diverged", float("nan"))]}
+
+
+def test_figures_are_written_as_png_and_svg(tmp_path):
+    rep = R.Report(tmp_path, None)
+    with rep.figure("curve", "A curve") as (_, ax):
+        R.band(ax, np.arange(4), np.array([[1.0, 0.5, 0.2, 0.1], [1.2, 0.4, 0.3, 0.0]]), "x",
+               bounds=R.POSITIVE)
+        ax.legend()
+    assert (tmp_path / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "curve.svg").stat().st_size > 1000
+    assert rep.figures == ["curve"] and "![A curve](curve.png)" in rep.parts[0]
+
+
+def test_md_table_and_formatting():
+    t = R.md_table(["a", "b"], [[1, "x|y"], [R.fmt(0.123456), R.fmt(float("nan"))]])
+    assert t.splitlines() == ["| a | b |", "| --- | --- |", "| 1 | x\\|y |", "| 0.1235 | - |"]
+    assert R.fmt(float("inf")) == "inf" and R.fmt(None) == "-" and R.fmt(7) == "7"
+    assert R.fmt_ci([0.9, 1.0, 1.0], bounds=R.FRACTION).endswith(", 1]")
+    assert R.bounds_of("test_accuracy") == R.FRACTION and R.bounds_of("val_loss") == R.POSITIVE
+
+
+def test_report_without_analysis_uses_the_default_one(tmp_path):
+    res = fake_results(VALUES)
+    d = R.write_report(res.study, res, tmp_path, "dlbasics run fake")
+    readme = (d / "README.md").read_text()
+    assert (d / "val_loss.png").exists()
+    assert "Lowest mean final validation loss: **a**" in readme   # b diverged once
+    assert "| a | 2/0/0/0 |" in readme and "| b | 1/1/0/0 |" in readme
+    assert "dlbasics run fake" in readme and "Machine: x (2 cores" in readme
+
+
+def test_a_failing_analysis_still_leaves_a_report(tmp_path):
+    def broken(results, report):
+        report.conclusion("half")
+        raise RuntimeError("oops")
+
+    res = fake_results(VALUES, analysis=broken)
+    d = R.write_report(res.study, res, tmp_path, "cmd")
+    assert "RuntimeError: oops" in (d / "ANALYSIS_FAILED").read_text()
+    readme = (d / "README.md").read_text()
+    assert "The analysis failed" in readme and "## All settings" in readme
+    res.study.analysis = None
+    R.write_report(res.study, res, tmp_path, "cmd")
+    assert not (d / "ANALYSIS_FAILED").exists()
+
+
+def test_index_lists_study_reports_and_other_pages(tmp_path):
+    res = fake_results(VALUES)
+    R.write_report(res.study, res, tmp_path, "cmd")
+    (tmp_path / "benchmarks").mkdir()
+    (tmp_path / "benchmarks" / "README.md").write_text("# Speed benchmark\n\ntext\n")
+    (tmp_path / "quick").mkdir()
+    (tmp_path / "quick" / "README.md").write_text("# Studies\n")
+    index = R.write_index(tmp_path).read_text()
+    assert "[t](fake/README.md)" in index and "| 3/4 |" in index
+    assert "[Speed benchmark](benchmarks/README.md)" in index
+    assert "quick/README.md" not in index

@@ -1,0 +1,139 @@
+import math
+import os
+
+import numpy as np
+import pytest
+
+from studies import runner
+from studies.runner import execute_task, make_tasks, run_study
+from studies.spec import Run, Setting, Study
+from studies.store import Store
+
+
+def _payloads(settings, seeds=(0, 1)):
+    return [Run("t", s, seed).payload("quick") for s in settings for seed in seeds]
+
+
+def _without_time(rows):
+    out = []
+    for r in rows:
+        h = dict(r["history"])
+        h.pop("time")
+        h.pop("path")
+        out.append((r["config_hash"], r["seed"], r["status"], h, r["summary"]["test_loss"]))
+    return out
+
+
+XOR = dict(problem="xor", problem_args={"n": 100}, model={"hidden": [6]}, epochs=5)
+
+
+def test_population_gives_the_histories_of_runs_alone():
+    settings = [Setting(**XOR, optimizer="sgd", hyper={"lr": 0.5}, batch_size=8),
+                Setting(**XOR, optimizer="adam", hyper={"lr": 0.05}, batch_size=8)]
+    p = _payloads(settings)
+    pop = execute_task({"runs": p, "population": True})
+    alone = execute_task({"runs": p, "population": False})
+    assert {r["path"] for r in pop} == {"population"} and {r["path"] for r in alone} == {"fused"}
+    assert _without_time(pop) == _without_time(alone)
+    assert all(r["status"] == "ok" for r in pop)
+    s = pop[0]["summary"]
+    assert s["epochs"] == 5 and s["updates"] == 5 * math.ceil(60 / 8) and 0 <= s["test_accuracy"]
+    assert s["final_val_loss"] == pop[0]["history"]["val_loss"][-1]
+
+
+def test_failures_and_divergence_are_recorded_not_raised():
+    bad = Setting(**{**XOR, "model": {"hidden": [4], "activation": "nope"}}, label="bad")
+    huge = Setting(problem="sine", problem_args={"n": 60}, model={"hidden": [8]}, epochs=20,
+                   hyper={"lr": 1e6}, batch_size=4, label="huge")
+    for population in (True, False):
+        rows = execute_task({"runs": _payloads([bad, huge], seeds=(0,)),
+                             "population": population})
+        failed, diverged = rows
+        assert failed["status"] == "failed" and "activation" in failed["error"]
+        assert failed["history"] is None
+        assert diverged["status"] == "diverged" and diverged["history"]["diverged"]
+        assert math.isnan(diverged["summary"]["final_val_loss"])
+
+
+def test_squared_loss_classifiers_get_accuracies_from_outputs():
+    s = Setting(problem="digits", problem_args={"n": 200}, epochs=3, batch_size=16,
+                model={"hidden": [8], "output": "identity", "loss": "squared"},
+                hyper={"lr": 0.05})
+    (row,) = execute_task({"runs": _payloads([s], seeds=(0,)), "population": False})
+    assert row["status"] == "ok"
+    assert 0 <= row["summary"]["test_accuracy"] <= 1
+    assert 0 <= row["summary"]["final_val_accuracy"] <= 1
+
+
+def test_make_tasks_groups_small_networks_only():
+    base = dict(problem="xor", model={"hidden": [4]}, epochs=2)
+    settings = [
+        Setting(**base, hyper={"lr": 0.1}, batch_size=4),
+        Setting(**base, hyper={"lr": 0.2}, optimizer="adam", batch_size=4),   # same group
+        Setting(**base, hyper={"lr": 0.1}, batch_size=8),                     # other batch
+        Setting(**base, hyper={"lr": 0.1}, batch_size=4, schedule={"name": "constant"}),
+        Setting(problem="digits", model={"hidden": [128]}, hyper={"lr": 0.1}),  # large
+    ]
+    runs = Study("t", "t", "q", settings, seeds=range(4)).runs()
+    tasks = make_tasks(runs, workers=1, max_population=64)
+    pops = [t for t in tasks if t["population"]]
+    # 12 runs in two groups (8 and 4), chunks of at most 12 / (4 tasks per worker) = 3
+    assert sorted(len(t["runs"]) for t in pops) == [2, 2, 2, 3, 3]
+    for t in pops:
+        assert len({r["config"]["batch_size"] for r in t["runs"]}) == 1
+    assert sum(len(t["runs"]) for t in tasks if not t["population"]) == 8
+    assert all(len(t["runs"]) == 1 for t in tasks if not t["population"])
+    mixed = [t for t in pops if len({r["config"]["optimizer"] for r in t["runs"]}) > 1]
+    assert mixed, "runs that differ in optimizer and lr share population tasks"
+    many = make_tasks(runs, workers=2, max_population=1)
+    assert all(len(t["runs"]) == 1 for t in many)
+
+
+def _worker_threads(_task=None):
+    import numba
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        blas = sorted({p["num_threads"] for p in threadpool_info()})
+    except ImportError:
+        blas = [1]
+    return os.environ.get("NUMBA_NUM_THREADS"), numba.get_num_threads(), blas
+
+
+def test_pool_workers_use_one_thread_and_the_parent_keeps_its_environment():
+    before = {v: os.environ.get(v) for v in runner.THREAD_VARS}
+    pool = runner.LocalPool(2)
+    try:
+        got = [r for _, r in pool.imap(_worker_threads, [None, None])]
+    finally:
+        pool.close()
+    assert got == [("1", 1, [1])] * 2
+    assert {v: os.environ.get(v) for v in runner.THREAD_VARS} == before
+
+
+def test_run_study_retries_failed_runs_only(tmp_path):
+    good = Setting(**XOR, hyper={"lr": 0.5}, batch_size=10, label="good")
+    study = Study("t", "t", "q", [good], seeds=[0, 1])
+    with Store(tmp_path / "s.sqlite") as st:
+        c = run_study(study, st, runner.InProcess(), progress=False)
+        assert (c["ok"], c["skipped"]) == (2, 0)
+        row = st.rows("t")[0]
+        st.put({**row, "status": "failed", "error": "x"})
+        c = run_study(study, st, runner.InProcess(), progress=False)
+        assert (c["ok"], c["skipped"]) == (1, 1)
+        c = run_study(study, st, runner.InProcess(), progress=False, fresh=True)
+        assert (c["ok"], c["skipped"]) == (2, 0)
+        assert len(st.rows("t")) == 2
+
+
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
+def test_resolve_model_defaults(kind):
+    kw = runner.resolve_model({"hidden": [3]}, 2, 1 if kind != "multiclass" else 4, kind)
+    assert kw["sizes"][0] == 2 and kw["sizes"][1] == 3
+    assert (kw["output"], kw["loss"]) == {
+        "binary": ("sigmoid", "binary_cross_entropy"),
+        "multiclass": ("softmax", "cross_entropy"),
+        "regression": ("identity", "squared")}[kind]
+    assert runner.resolve_model({"sizes": [2, 5, 1], "dtype": "float64"}, 2, 1,
+                                kind)["dtype"] == np.float64

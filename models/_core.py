@@ -309,6 +309,17 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
                 out[start + i, j] = aL[i, j]
 
 
+@njit(inline="always", cache=True)
+def _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
+                       batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
+                       opt_codes, HP, S1, S2, S3, T0, active, OUT):
+    if active[k]:
+        big = 1 << 62  # BLAS off: hand-written loops only
+        epoch_kernel(P[k], G[k], layout, codes, keep, inverted, slope, X, Y, labels, orders[k],
+                     batch, WS[k], offs, LB[k], loss_code, fused, dense_targets, eps, seeds[k],
+                     opt_codes[k], HP[k], S1[k], S2[k], S3[k], T0[k], big, big, OUT[k])
+
+
 @njit(cache=True, parallel=True)
 def population_epoch_kernel(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
                             batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
@@ -319,17 +330,24 @@ def population_epoch_kernel(P, G, layout, codes, keep, inverted, slope, X, Y, la
     workspace ``WS``, label buffer ``LB``, visiting order ``orders``, optimizer code and
     hyper-parameters, optimizer slots ``S1..S3``, update count ``T0`` and results ``OUT``
     (as in :func:`epoch_kernel`); networks with ``active[k] == False`` (e.g. diverged) are
-    skipped. Each network runs the serial single-network code with BLAS
-    disabled (hand-written loops only, so no second thread pool runs inside the parallel loop).
+    skipped. Each network runs the serial single-network code with BLAS disabled (hand-written
+    loops only, so no second thread pool runs inside the parallel loop).
     """
-    K = P.shape[0]
-    big = 1 << 62
-    for k in prange(K):
-        if not active[k]:
-            continue
-        epoch_kernel(P[k], G[k], layout, codes, keep, inverted, slope, X, Y, labels, orders[k],
-                     batch, WS[k], offs, LB[k], loss_code, fused, dense_targets, eps, seeds[k],
-                     opt_codes[k], HP[k], S1[k], S2[k], S3[k], T0[k], big, big, OUT[k])
+    for k in prange(P.shape[0]):
+        _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
+                           batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
+                           opt_codes, HP, S1, S2, S3, T0, active, OUT)
+
+
+@njit(cache=True)
+def population_epoch_serial(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
+                            batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
+                            opt_codes, HP, S1, S2, S3, T0, active, OUT):
+    """:func:`population_epoch_kernel` one network after another (one thread)."""
+    for k in range(P.shape[0]):
+        _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
+                           batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
+                           opt_codes, HP, S1, S2, S3, T0, active, OUT)
 
 
 @njit(cache=True)

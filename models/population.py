@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 import time
 
+import numba
 import numpy as np
 
 from kernels import _checks
@@ -127,6 +128,11 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 hists[k].val_loss.append(v)
                 hists[k].val_accuracy.append(acc)
 
+    # prange pays only with several networks per thread; with one thread (or one network) the
+    # serial loop avoids the parallel launch, which stalls badly on a busy machine.
+    threads = numba.get_num_threads()
+    parallel = K >= 2 and threads >= 2
+    kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
     record_eval()
     bar = None
     if progress:
@@ -141,7 +147,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 if active[k]:
                     orders[k] = rngs[k].permutation(n)
         t0 = time.perf_counter()
-        _core.population_epoch_kernel(
+        kernel(
             P, G, model.layout, model.codes, model.keep, model.dropout == "inverted",
             model.slope, X, Y, labels, orders, batch, WS, w.offs, LB, model.loss_code,
             model.fused, dense, model.eps, seeds_arr, codes, HP, S[0], S[1], S[2], T0, active,

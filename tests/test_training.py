@@ -192,3 +192,15 @@ def test_train_rejects_non_optimizer():
 def test_optimizer_bad_hyperparameters(make, match):
     with pytest.raises(ValueError, match=match):
         make()
+
+
+def test_population_serial_and_parallel_kernels_agree(monkeypatch):
+    import models.population as pop
+
+    X, y = _xor(30)
+    args = (_model(), X, y, [SGD(0.1), Adam(0.01), SGD(0.3)], [1, 2, 3])
+    par_h, par_P = train_population(*args, batch_size=4, epochs=2)
+    monkeypatch.setattr(pop.numba, "get_num_threads", lambda: 1)
+    ser_h, ser_P = train_population(*args, batch_size=4, epochs=2)
+    assert np.array_equal(par_P, ser_P)
+    assert [h.train_loss for h in par_h] == [h.train_loss for h in ser_h]

@@ -283,6 +283,13 @@ def main(argv=None):
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except ValueError as exc:
+        from .store import StoreError
+
+        if not isinstance(exc, StoreError):
+            raise
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # e.g. `dlbasics export --csv - | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -62,6 +62,52 @@ CREATE INDEX IF NOT EXISTS runs_study ON runs (study, status);
 """
 
 
+class StoreError(ValueError):
+    """The file at the store path is not a usable dlbasics results store (corrupt, truncated or
+    foreign). The file is left exactly as it was."""
+
+
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+
+def check_store_file(path):
+    """Refuse, without writing a byte, a file that is not a healthy dlbasics store.
+
+    A missing or empty file is fine (a new store). Otherwise the file must be SQLite, pass
+    ``PRAGMA quick_check`` when opened read-only, and either hold no tables or hold this
+    package's ``runs`` table with its schema version.
+    """
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return
+    with open(p, "rb") as f:
+        head = f.read(len(_SQLITE_MAGIC))
+    if head != _SQLITE_MAGIC:
+        raise StoreError(f"{path} is not an SQLite file, so not a dlbasics results store; "
+                         "refusing to touch it (choose another --store)")
+    try:
+        # immutable: read the file as it is, creating no -wal/-shm files beside it
+        conn = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+        try:
+            ok = conn.execute("PRAGMA quick_check").fetchone()[0]
+            tables = {r[0] for r in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table'")}
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            cols = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path} is a corrupt or truncated SQLite file ({exc}); refusing to "
+                         "touch it") from None
+    if ok != "ok":
+        raise StoreError(f"{path} failed SQLite's integrity check ({ok}); refusing to touch it")
+    if tables and ("runs" not in tables or not set(_COLUMNS) <= cols
+                   or version != SCHEMA_VERSION):
+        raise StoreError(f"{path} is an SQLite database of something else (tables: "
+                         f"{', '.join(sorted(tables))}; schema version {version}); refusing "
+                         "to touch it")
+
+
 def _dumps(value):
     # NaN/inf stay floats (Python's json writes NaN/Infinity and reads them back).
     return json.dumps(value, sort_keys=True)
@@ -81,6 +127,7 @@ class Store:
     def __init__(self, path=DEFAULT_PATH, timeout=60.0):
         self.path = str(path)
         if self.path != ":memory:":
+            check_store_file(self.path)
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
         self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")

@@ -364,6 +364,29 @@ def check(name, args=None):
     for key in args or {}:
         if key not in params:
             raise TypeError(f"problem {name!r} has no argument {key!r} (has: {', '.join(params)})")
+    _check_values(args or {})
+
+
+#: Ranges of the problems' arguments (checked before any data is made).
+_INT_ARGS = {"n": (10, 10_000_000), "dim": (1, 100_000)}
+_REAL_ARGS = {"noise": (0.0, 100.0), "margin": (0.0, 1e6), "spread": (0.0, 1e6),
+              "factor": (0.0, 1.0), "turns": (0.0, 100.0)}
+
+
+def _check_values(args):
+    from kernels import _checks
+
+    for key, value in args.items():
+        if key in _INT_ARGS:
+            low, high = _INT_ARGS[key]
+            if key == "n" and value is None:
+                continue
+            _checks.integer(key, value, low=low, high=high)
+        elif key in _REAL_ARGS:
+            low, high = _REAL_ARGS[key]
+            _checks.real(key, value, low=low, high=high)
+        elif key == "standardize" and not isinstance(value, bool):
+            raise TypeError(f"standardize must be True or False, got {value!r}")
 
 
 def dims(name, **args):
@@ -386,4 +409,7 @@ def load(name, seed=0, **args):
     compiled twice.)
     """
     check(name, args)
-    return _load(name, int(seed), json.dumps(args, sort_keys=True))
+    from kernels import _checks
+
+    seed = _checks.integer("seed", seed, low=0, high=2**63 - 1)
+    return _load(name, seed, json.dumps(args, sort_keys=True))

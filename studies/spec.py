@@ -224,22 +224,27 @@ class Setting:
     factors: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        for name in ("problem", "optimizer"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name} must be a name (str), got {getattr(self, name)!r}")
         for name in ("model", "hyper", "problem_args", "factors"):
+            if not isinstance(getattr(self, name), Mapping):
+                raise TypeError(f"{name} must be a dict, got {type(getattr(self, name)).__name__}")
             object.__setattr__(self, name, _plain(dict(getattr(self, name)), name))
         if self.schedule is not None:
+            if not isinstance(self.schedule, Mapping):
+                raise TypeError(f"schedule must be a dict or None, got {self.schedule!r}")
             object.__setattr__(self, "schedule", _plain(dict(self.schedule), "schedule"))
-        if not self.label:
-            label = ", ".join(f"{k}={_fmt(v)}" for k, v in self.factors.items())
-            object.__setattr__(self, "label", label or f"{self.optimizer}-{self.config_hash()[:8]}")
         if self.batch_size is not None and (
-            isinstance(self.batch_size, bool) or int(self.batch_size) != self.batch_size
+            isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral)
             or self.batch_size < 1
         ):
             raise ValueError(f"batch_size must be None or a positive integer, got "
                              f"{self.batch_size!r}")
-        if isinstance(self.epochs, bool) or int(self.epochs) != self.epochs or self.epochs < 0:
+        if (isinstance(self.epochs, bool) or not isinstance(self.epochs, numbers.Integral)
+                or self.epochs < 0):
             raise ValueError(f"epochs must be a non-negative integer, got {self.epochs!r}")
-        if self.metrics not in METRICS:
+        if not isinstance(self.metrics, str) or self.metrics not in METRICS:
             raise ValueError(f"metrics must be one of {METRICS}, got {self.metrics!r}")
         if "seed" in self.model or "backend" in self.model:
             raise ValueError("model must not set 'seed' or 'backend' (the runner sets them)")
@@ -248,6 +253,9 @@ class Setting:
         if self.schedule is not None and self.schedule.get("name") not in SCHEDULES:
             raise ValueError(f"schedule name must be one of {list(SCHEDULES)}, got "
                              f"{self.schedule.get('name')!r}")
+        if not self.label:
+            label = ", ".join(f"{k}={_fmt(v)}" for k, v in self.factors.items())
+            object.__setattr__(self, "label", label or f"{self.optimizer}-{self.config_hash()[:8]}")
 
     def config(self, backend="cpu"):
         """The hashed configuration: everything that determines the numbers, plus the backend."""

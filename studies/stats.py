@@ -39,6 +39,21 @@ class CI(NamedTuple):
         return f"{m} [{self.lo:.{digits}g}, {self.hi:.{digits}g}]"
 
 
+def _confidence(confidence):
+    from kernels import _checks
+
+    return _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True,
+                        high_open=True)
+
+
+def _real_array(name, values):
+    """``values`` as a float64 array; complex or non-numeric data is a TypeError."""
+    a = np.asarray(values)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    return a.astype(np.float64)
+
+
 def mean_ci(values, confidence=0.95, bounds=None):
     """Mean and Student-t confidence interval of ``values`` (NaN left out).
 
@@ -46,7 +61,8 @@ def mean_ci(values, confidence=0.95, bounds=None):
     ``bounds=(low, high)`` clips the interval to the range the quantity can take (an accuracy
     to ``(0, 1)``, a loss or a time to ``(0, inf)``): the t-interval itself is unbounded.
     """
-    x = np.asarray(values, dtype=np.float64).ravel()
+    _confidence(confidence)
+    x = _real_array("values", values).ravel()
     x = x[~np.isnan(x)]
     n = int(x.size)
     if n == 0:
@@ -108,8 +124,8 @@ def paired(a, b, confidence=0.95):
         differences are zero or fewer than 2 pairs), ``a_better`` (pairs with ``a < b``),
         ``b_better``.
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    a = _real_array("a", a)
+    b = _real_array("b", b)
     if a.shape != b.shape:
         raise ValueError(f"paired needs arrays of one shape, got {a.shape} and {b.shape}")
     keep = np.isfinite(a) & np.isfinite(b)

@@ -1,0 +1,131 @@
+"""The machine's limits, each measured in its own worker process.
+
+FMA peak: a compiled Numba loop of independent float32 fused multiply-add chains on every core
+(``prange`` over one chunk per thread). Each chunk keeps ``n_acc`` rows of ``m`` floats (L1
+resident) and applies ``v = v * a + b`` ``depth`` times per load, so LLVM vectorises along the
+row and the ``n_acc`` independent chains hide the FMA latency. The generated source is unrolled
+by hand (exec) so every chain is a plain local variable. ``vector_bits=512`` turns off LLVM's
+``prefer-256-bit`` tuning for this process (``NUMBA_CPU_FEATURES``, set before Numba is
+imported) so the loop uses 512-bit registers: the true peak. ``vector_bits=256`` is what
+Numba emits by default on this CPU, hence the ceiling of our own compiled loops.
+
+GEMM: the best rate of a large square float32 matrix product through NumPy's ``matmul``
+(NumPy's bundled OpenBLAS) or SciPy's ``blas.sgemm`` (SciPy's OpenBLAS, the one Numba's
+``np.dot`` calls), each alone in its process.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+def set_vector_width(bits):
+    """Before Numba is imported: ask LLVM for 512-bit vectors (``bits=512``) or leave defaults."""
+    if bits == 512 and "NUMBA_CPU_FEATURES" not in os.environ:
+        import llvmlite.binding as ll
+
+        features = ll.get_host_cpu_features().flatten()
+        if "+avx512f" in features:
+            os.environ["NUMBA_CPU_FEATURES"] = features + ",-prefer-256-bit"
+
+
+def _make_kernel(n_acc, depth):
+    from numba import njit, prange
+
+    lines = ["def chunk(x, reps, a, b):", "    m = x.shape[1]", "    for _ in range(reps):",
+             "        for j in range(m):"]
+    lines += [f"            v{i} = x[{i}, j]" for i in range(n_acc)]
+    for _ in range(depth):
+        lines += [f"            v{i} = v{i} * a + b" for i in range(n_acc)]
+    lines += [f"            x[{i}, j] = v{i}" for i in range(n_acc)]
+    namespace = {}
+    exec("\n".join(lines), namespace)  # noqa: S102 - generated unrolled loop, no user input
+    chunk = njit(fastmath=True, inline="always")(namespace["chunk"])
+
+    @njit(parallel=True, fastmath=True)
+    def run(X, reps, a, b):
+        for c in prange(X.shape[0]):
+            chunk(X[c], reps, a, b)
+
+    return run
+
+
+def fma_peak(bits, configs, seconds, repeats):
+    """Best GFLOP/s over ``configs`` (``(n_acc, depth, m)``) of the FMA loop on all threads."""
+    import numba
+    import numpy as np
+
+    threads = numba.get_num_threads()
+    a, b = np.float32(0.999999), np.float32(1e-7)
+    rows = []
+    for n_acc, depth, m in configs:
+        run = _make_kernel(n_acc, depth)
+        X = np.ones((threads, n_acc, m), dtype=np.float32)
+        t0 = time.perf_counter()
+        run(X, 1, a, b)
+        compile_s = time.perf_counter() - t0
+        flops_per_rep = 2.0 * threads * n_acc * depth * m
+        reps = 64
+        while True:  # size the call to about `seconds`
+            t0 = time.perf_counter()
+            run(X, reps, a, b)
+            dt = time.perf_counter() - t0
+            if dt >= seconds / 4 or reps > 1 << 30:
+                break
+            reps *= 4
+        reps = max(1, int(reps * seconds / max(dt, 1e-9)))
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            run(X, reps, a, b)
+            dt = time.perf_counter() - t0
+            best = max(best, flops_per_rep * reps / dt / 1e9)
+        if not np.isfinite(X).all():
+            raise AssertionError("FMA loop produced non-finite values")
+        rows.append({"n_acc": n_acc, "depth": depth, "m": m, "gflops": best,
+                     "compile_s": compile_s})
+    return {"threads": threads, "bits": bits, "gflops": max(r["gflops"] for r in rows),
+            "configs": rows,
+            "cpu_features": os.environ.get("NUMBA_CPU_FEATURES", "default")[-40:]}
+
+
+def gemm_rate(lib, sizes, repeats):
+    """Best GFLOP/s of ``C = A @ B`` (float32, square) over ``sizes`` via ``lib``."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n in sizes:
+        A = rng.standard_normal((n, n), dtype=np.float32)
+        B = rng.standard_normal((n, n), dtype=np.float32)
+        if lib == "scipy":
+            from scipy.linalg import blas
+
+            def product(At=A.T, Bt=B.T, blas=blas):  # (A B)^T = B^T A^T, Fortran order
+                return blas.sgemm(1.0, Bt, At)
+        else:
+            C = np.empty((n, n), dtype=np.float32)
+
+            def product(A=A, B=B, C=C):
+                return np.matmul(A, B, out=C)
+
+        product()
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            product()
+            dt = time.perf_counter() - t0
+            best = max(best, 2.0 * n**3 / dt / 1e9)
+        rows.append({"n": n, "gflops": best})
+    info = []
+    try:
+        from threadpoolctl import threadpool_info
+
+        for d in threadpool_info():
+            if d.get("user_api") == "blas":
+                info.append({k: d.get(k) for k in ("internal_api", "version", "num_threads",
+                                                   "architecture", "filepath")})
+    except Exception:  # noqa: BLE001 - the description is optional
+        pass
+    return {"lib": lib, "gflops": max(r["gflops"] for r in rows), "sizes": rows, "blas": info}

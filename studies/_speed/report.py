@@ -1,0 +1,530 @@
+"""The speed benchmark's report: ``README.md`` with tables and goals, and the figures.
+
+Reads only the results dict of :func:`studies.speed.analyse` (also stored as ``results.json``),
+so a report can be rewritten from a stored run: ``write(json.load(f), out)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+FULL = "full"
+SMALL, LARGE = "2-16-16-1", "784-256-256-10"
+ORDER = ("cpu", "cuda", "numpy", "torch", "jax", "jax_scan", "sklearn")
+PEERS = ("torch", "jax", "sklearn")
+POP_ORDER = ("ours_population", "ours_sequential", "jax_vmap", "torch_vmap")
+LABELS = {
+    "cpu": "ours (cpu, Numba)", "numpy": "ours (numpy)", "cuda": "ours (cuda)",
+    "torch": "PyTorch eager", "jax": "JAX jit step", "jax_scan": "JAX lax.scan epoch *",
+    "sklearn": "scikit-learn", "ours_population": "ours: train_population",
+    "ours_sequential": "ours: one after another", "jax_vmap": "JAX vmap (jit step)",
+    "torch_vmap": "torch.func.vmap",
+}
+STYLE = {
+    "cpu": ("C0", "o", "-"), "cuda": ("C9", "P", "-"), "numpy": ("C7", "s", "--"),
+    "torch": ("C3", "^", "-"), "jax": ("C2", "v", "-"), "jax_scan": ("C2", "D", ":"),
+    "sklearn": ("C1", "x", "-"),
+}
+
+
+def fmt_rate(x):
+    """Samples per second in a short form: ``950``, ``3.2k``, ``187k``, ``1.25M``."""
+    if x is None or not math.isfinite(x):
+        return "-"
+    for div, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if x >= div:
+            v = x / div
+            return f"{v:.3g}{suffix}" if v < 100 else f"{v:.0f}{suffix}"
+    return f"{x:.3g}"
+
+
+def fmt_ratio(x):
+    if x is None or not math.isfinite(x):
+        return "-"
+    return f"{x:.3g}x" if x < 100 else f"{x:.0f}x"
+
+
+def fmt_s(x):
+    if x is None:
+        return "-"
+    return f"{x * 1e3:.1f} ms" if x < 1 else f"{x:.2f} s"
+
+
+def _labels(per_fw):
+    labels = []
+    for per in per_fw.values():
+        labels += [lab for lab in per if lab not in labels]
+    return sorted(labels, key=lambda s: (s == FULL, int(s) if s.isdigit() else 0))
+
+
+def _batch_head(label, per_fw):
+    if label != FULL:
+        return f"batch {label}"
+    n = next((per[FULL]["batch"] for per in per_fw.values() if FULL in per), None)
+    return f"full batch ({n})" if n else "full batch"
+
+
+def _frameworks(per_fw):
+    return [fw for fw in ORDER if fw in per_fw]
+
+
+def _table(head, rows):
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+# -- figures ----------------------------------------------------------------------------------
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out, stem):
+    fig.savefig(out / f"{stem}.png", dpi=120)
+    fig.savefig(out / f"{stem}.svg")
+    return [f"{stem}.png", f"{stem}.svg"]
+
+
+def fig_throughput(res, out, net):
+    plt = _plt()
+    per_fw = res["train"].get(net, {})
+    fig, ax = plt.subplots(figsize=(6.4, 4.4), layout="constrained")
+    for fw in _frameworks(per_fw):
+        pts = sorted((m["batch"], m["samples_per_s"]) for m in per_fw[fw].values())
+        if not pts:
+            continue
+        color, marker, ls = STYLE.get(fw, ("k", ".", "-"))
+        ax.plot(*zip(*pts, strict=True), marker=marker, ls=ls, color=color, label=LABELS[fw])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("batch size (samples per SGD step)")
+    ax.set_ylabel("training throughput (samples / s)")
+    ax.set_title(f"{net}, float32, plain SGD (median epoch)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    files = _save(fig, out, f"throughput_{net}")
+    plt.close(fig)
+    return files
+
+
+def fig_roofline(res, out):
+    plt = _plt()
+    lim = res["limits"]
+    fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
+    markers = {LARGE: "o", SMALL: "s"}
+    for net, per_fw in res["train"].items():
+        for fw in _frameworks(per_fw):
+            pts = sorted((m["arith_intensity"], m["gflops"]) for m in per_fw[fw].values())
+            if not pts:
+                continue
+            color, _, ls = STYLE.get(fw, ("k", ".", "-"))
+            ax.plot(*zip(*pts, strict=True), marker=markers[net], ls=ls, lw=0.9, ms=4,
+                    color=color, alpha=0.85)
+    for key, ls, name in (("fma_512", "-", "FMA peak, 512-bit"),
+                          ("fma_256", "--", "FMA peak, 256-bit (Numba's default code)"),
+                          ("gemm_numpy", ":", "sgemm, NumPy's OpenBLAS"),
+                          ("gemm_scipy", "-.", "sgemm, SciPy's OpenBLAS")):
+        if key in lim:
+            ax.axhline(lim[key]["gflops"], color="k", ls=ls, lw=1,
+                       label=f"{name}: {lim[key]['gflops']:.0f} GFLOP/s")
+    for fw in [f for f in ORDER if any(f in p for p in res["train"].values())]:
+        color, _, ls = STYLE.get(fw, ("k", ".", "-"))
+        ax.plot([], [], color=color, ls=ls, lw=2, label=LABELS[fw])
+    for net, mk in markers.items():
+        ax.plot([], [], marker=mk, color="gray", ls="", label=net)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("arithmetic intensity of an SGD step (FLOP / byte, traffic model)")
+    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_title("Achieved FLOP rate against the machine's ceilings (batch grows to the right)")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    files = _save(fig, out, "roofline")
+    plt.close(fig)
+    return files
+
+
+def fig_population(res, out):
+    pop = res["population"]
+    if not pop:
+        return []
+    plt = _plt()
+    keys = []
+    for per_k in pop.values():
+        for K, per_b in per_k.items():
+            for b in per_b:
+                if (K, b) not in keys:
+                    keys.append((K, b))
+    keys.sort(key=lambda kb: (int(kb[0]), int(kb[1])))
+    variants = [v for v in POP_ORDER if v in pop]
+    fig, ax = plt.subplots(figsize=(7.2, 4.2), layout="constrained")
+    width = 0.8 / max(len(variants), 1)
+    for i, v in enumerate(variants):
+        xs, ys = [], []
+        for j, (K, b) in enumerate(keys):
+            m = pop[v].get(K, {}).get(b)
+            if m:
+                xs.append(j + (i - (len(variants) - 1) / 2) * width)
+                ys.append(m["network_samples_per_s"])
+        ax.bar(xs, ys, width=width, label=LABELS[v])
+    ax.set_xticks(range(len(keys)), [f"K={K}\nbatch {b}" for K, b in keys])
+    ax.set_yscale("log")
+    ax.set_ylabel("network-samples / s (K x samples / s)")
+    ax.set_title(f"Population training, {SMALL}, float32 SGD")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    files = _save(fig, out, "population")
+    plt.close(fig)
+    return files
+
+
+# -- README -----------------------------------------------------------------------------------
+def _goals_section(res):
+    rows = []
+    for g in res["goals"]:
+        if g["measured"] is None:
+            measured, status = "not measured", "not measured (profile or framework missing)"
+        elif g["unit"] == "of peak":
+            measured = f"{100 * g['measured']:.1f}% of peak"
+            status = "**met**" if g["met"] else "**missed**"
+        else:
+            measured = fmt_ratio(g["measured"])
+            status = "**met**" if g["met"] else "**missed**"
+        thr = (f"{100 * g['threshold']:.0f}%" if g["unit"] == "of peak"
+               else fmt_ratio(g["threshold"]))
+        rows.append([g["goal"], measured, thr, status])
+    met = sum(1 for g in res["goals"] if g["met"])
+    known = sum(1 for g in res["goals"] if g["met"] is not None)
+    return (f"## Goals on this machine\n\n{met} of {known} measured goals met. Ratios are ours "
+            "(the `cpu` backend) over the peer's throughput, both measured in this run.\n\n"
+            + _table(["goal", "measured", "target", "status"], rows))
+
+
+def _train_section(res, net, figures):
+    per_fw = res["train"].get(net, {})
+    if not per_fw:
+        return f"### {net}\n\nNothing measured."
+    labels = _labels(per_fw)
+    head = ["framework"] + [_batch_head(lab, per_fw) for lab in labels]
+    rows = []
+    for fw in _frameworks(per_fw):
+        rows.append([LABELS[fw]] + [fmt_rate(per_fw[fw].get(lab, {}).get("samples_per_s"))
+                                    for lab in labels])
+    ratios = res["ratios"].get(net, {})
+    rows.append(["**best peer**"] + [
+        (f"{LABELS[ratios[lab]['best_peer']]}" if ratios.get(lab, {}).get("best_peer") else "-")
+        for lab in labels])
+    rows.append(["**ours / best peer**"] + [
+        f"**{fmt_ratio(ratios.get(lab, {}).get('vs_best_peer'))}**" for lab in labels])
+    for fw in PEERS + ("jax_scan",):
+        if fw in per_fw:
+            rows.append([f"ours / {LABELS[fw]}"] + [
+                fmt_ratio(ratios.get(lab, {}).get(f"vs_{fw}")) for lab in labels])
+    flop_rows = []
+    for fw in _frameworks(per_fw):
+        cells = []
+        for lab in labels:
+            m = per_fw[fw].get(lab)
+            if not m:
+                cells.append("-")
+                continue
+            fp = m.get("frac_fma_peak")
+            fg = m.get("frac_gemm")
+            cells.append(f"{m['gflops']:.3g} ({100 * fp:.2g}% / {100 * fg:.2g}%)"
+                         if fp and fg else f"{m['gflops']:.3g}")
+        flop_rows.append([LABELS[fw]] + cells)
+    fig = [f for f in figures if f == f"throughput_{net}.png"]
+    pic = f"\n\n![throughput vs batch size, {net}]({fig[0]})" if fig else ""
+    n_params = res.get("n_params", {}).get(net)
+    return (f"### {net}\n\nSamples per second (median epoch; {n_params} parameters).\n\n"
+            + _table(head, rows)
+            + "\n\nGFLOP/s (fraction of peak FMA / of the best sgemm):\n\n"
+            + _table(head, flop_rows) + pic)
+
+
+def _population_section(res, figures):
+    pop = res["population"]
+    if not pop:
+        return "## Population training\n\nNothing measured."
+    keys = []
+    for per_k in pop.values():
+        for K, per_b in per_k.items():
+            keys += [(K, b) for b in per_b if (K, b) not in keys]
+    keys.sort(key=lambda kb: (int(kb[0]), int(kb[1])))
+    head = ["variant"] + [f"K={K}, batch {b}" for K, b in keys]
+    rows = []
+    for v in [v for v in POP_ORDER if v in pop]:
+        rows.append([LABELS[v]] + [fmt_rate(pop[v].get(K, {}).get(b, {})
+                                            .get("network_samples_per_s")) for K, b in keys])
+    pr = res["population_ratios"]
+    for other in ("ours_sequential", "jax_vmap", "torch_vmap"):
+        if other in pop:
+            rows.append([f"**train_population / {LABELS[other]}**"] + [
+                f"**{fmt_ratio(pr.get(f'K={K}, batch {b}', {}).get(f'vs_{other}'))}**"
+                for K, b in keys])
+    pic = "\n\n![population training](population.png)" if "population.png" in figures else ""
+    return ("## Population training\n\nK networks of 2-16-16-1 (seeds 0..K-1, the same data and "
+            "the same batch order), plain SGD. Throughput in network-samples per second "
+            "(K x samples per second). `train_population` runs one compiled call per epoch "
+            "(`prange` over networks); \"one after another\" is the same K networks through "
+            "`models.train` (the fused single-network epoch), summing their epoch times "
+            "(`History.time`, without the per-call overhead of `train`); the "
+            "peers vmap their jitted train step over stacked parameters.\n\n"
+            + _table(head, rows) + pic)
+
+
+def _own_blas(res, lib):
+    """The BLAS libraries that ``lib`` ("numpy" or "scipy") brought into its gemm process."""
+    def libs(name):
+        p = next((p for p in res["processes"] if p["name"] == f"gemm_{name}"), None)
+        return ((p or {}).get("results", {}).get("gemm") or {}).get("blas", [])
+
+    if lib == "numpy":
+        return libs("numpy")
+    numpy_paths = {b.get("filepath") for b in libs("numpy")}
+    return [b for b in libs("scipy") if b.get("filepath") not in numpy_paths]
+
+
+def _limits_section(res):
+    lim = res["limits"]
+    rows = []
+    for key, what in (("fma_512", "FMA peak, 512-bit vectors (LLVM `-prefer-256-bit`)"),
+                      ("fma_256", "FMA peak, Numba's default code (256-bit vectors)"),
+                      ("gemm_numpy", "sgemm, NumPy's OpenBLAS (`numpy.matmul`)"),
+                      ("gemm_scipy", "sgemm, SciPy's OpenBLAS (`scipy.linalg.blas.sgemm`, "
+                                     "what Numba's `np.dot` calls)")):
+        if key not in lim:
+            rows.append([what, "-", "not measured"])
+            continue
+        d = lim[key]
+        if key.startswith("fma"):
+            detail = (f"{d['threads']} threads; best of "
+                      + ", ".join(f"{c['n_acc']}x{c['depth']}x{c['m']}: {c['gflops']:.0f}"
+                                  for c in d["configs"]))
+        else:
+            blas = "; ".join(f"{b.get('internal_api')} {b.get('version')} "
+                             f"{b.get('architecture')}, {b.get('num_threads')} threads"
+                             for b in _own_blas(res, key.removeprefix("gemm_")))
+            detail = ", ".join(f"n={s['n']}: {s['gflops']:.0f}" for s in d["sizes"])
+            detail += f" ({blas})" if blas else ""
+        rows.append([what, f"{d['gflops']:.0f}", detail])
+    return ("## The machine's limits\n\n"
+            + _table(["ceiling", "GFLOP/s", "detail"], rows)
+            + "\n\nFractions in the tables are of the higher FMA peak and of the better sgemm.")
+
+
+def _startup_section(res):
+    cs = res["coldstart"]
+    procs = {p["name"]: p for p in res["processes"]}
+    rows = []
+    names = [("cpu_empty_cache", "ours (cpu), empty Numba cache"),
+             ("cpu_cached", "ours (cpu), cached"), ("torch", "PyTorch"), ("jax", "JAX jit step"),
+             ("sklearn", "scikit-learn")]
+    for key, label in names:
+        c = cs.get(key)
+        if not c:
+            continue
+        train_name = "train_cpu" if key.startswith("cpu") else f"train_{key}"
+        bench_rss = procs.get(train_name, {}).get("peak_rss_mb")
+        rows.append([label, fmt_s(c["import_s"]), fmt_s(c["first_epoch_s"]),
+                     fmt_s(c["second_epoch_s"]), fmt_s(c["first_call_overhead_s"]),
+                     fmt_s(c["process_wall_s"]), f"{c['peak_rss_mb']:.0f}",
+                     f"{bench_rss:.0f}" if bench_rss else "-"])
+    if not rows:
+        return "## Start-up\n\nNothing measured."
+    c0 = next(iter(cs.values()))
+    per_config = []
+    for net, per_fw in res["train"].items():
+        for fw in _frameworks(per_fw):
+            worst = max(per_fw[fw].values(),
+                        key=lambda m: m["first_wall_s"] - m["first_n"] / m["samples_per_s"])
+            at = "full batch" if worst.get("full_batch") else f"batch {worst['batch']}"
+            per_config.append([net, LABELS[fw], at,
+                               fmt_s(worst["first_wall_s"] - worst["first_n"]
+                                     / worst["samples_per_s"])])
+    return (f"## Start-up: compile time, cold start, memory\n\nA one-epoch run of {c0['net']} "
+            f"(batch {c0['batch']}, {c0['n']} samples) in a fresh process. *First epoch* "
+            "includes compilation (Numba with an empty cache; XLA's jit) or loading the Numba "
+            "cache; *first-call overhead* is first minus second epoch; *fresh process* is the "
+            "wall time of the whole process (interpreter start, imports, data, two epochs). "
+            "Peak RSS from `getrusage` of the one-epoch process and of the framework's whole "
+            "benchmark process (all its configurations).\n\n"
+            + _table(["framework", "import", "first epoch", "second epoch", "first-call overhead",
+                      "fresh process", "peak RSS MiB (one epoch)",
+                      "peak RSS MiB (benchmark)"], rows)
+            + "\n\nLargest first-call overhead per framework in the throughput runs (first "
+            "call's wall time minus the same samples at the measured rate; JAX compiles once "
+            "per batch shape, Numba once per type signature):\n\n"
+            + _table(["network", "framework", "at", "overhead"], per_config))
+
+
+def _check_section(res):
+    rows = []
+    for net, per_fw in res["train"].items():
+        ours = per_fw.get("cpu", {})
+        for lab in _labels(per_fw):
+            base = ours.get(lab, {}).get("first_loss")
+            if base is None:
+                continue
+            cells = []
+            for fw in PEERS + ("jax_scan", "numpy"):
+                v = per_fw.get(fw, {}).get(lab, {}).get("first_loss")
+                cells.append("-" if v is None else f"{abs(v - base) / max(abs(base), 1e-12):.1e}")
+            rows.append([net, lab, f"{base:.6g}"] + cells)
+    if not rows:
+        return ""
+    return ("## Same computation?\n\nEvery framework starts each configuration from the same "
+            "Glorot initialisation and trains its first (short) epoch on the same samples in "
+            "the same order. Mean training loss of that epoch for ours, and the relative "
+            "difference of each other framework's (float32 rounding differs; a large "
+            "difference would mean a different computation):\n\n"
+            + _table(["network", "batch", "ours"] + [LABELS[f] for f in PEERS]
+                     + [LABELS["jax_scan"], LABELS["numpy"]], rows))
+
+
+def _losses_section(res):
+    rows = []
+    for net, per_fw in res["train"].items():
+        r = res["ratios"].get(net, {})
+        for lab in _labels(per_fw):
+            row = r.get(lab, {})
+            v = row.get("vs_best_peer")
+            if v is not None and v < 1.0:
+                rows.append(f"- {net}, {_batch_head(lab, per_fw)}: ours at {fmt_ratio(v)} of "
+                            f"{LABELS[row['best_peer']]}")
+    for key, row in res["population_ratios"].items():
+        for other in ("jax_vmap", "torch_vmap", "ours_sequential"):
+            v = row.get(f"vs_{other}")
+            if v is not None and v < 1.0:
+                rows.append(f"- population {key}: at {fmt_ratio(v)} of {LABELS[other]}")
+    return "## Where we lose\n\n" + ("\n".join(rows) if rows else "Nowhere in this run.")
+
+
+def _method_section(res):
+    s = res["settings"]
+    loads = [p["load_before"][0] for p in res["processes"]] + \
+            [p["load_after"][0] for p in res["processes"]]
+    procs = res["processes"]
+    failed = [p for p in procs if p["error"]]
+    skipped = [p for p in procs if p["skipped"]]
+    lines = [
+        "## Method",
+        "",
+        f"- Every framework ran in its own process, one after another, in one run "
+        f"({res['total_s']:.0f} s in all); the ratios are side by side from that one run. The "
+        "parent process did no numerical work while a worker ran.",
+        "- One configuration: a first call on a few batches from the shared initialisation "
+        "(compilation, kept as first-call time), calibration epochs until one takes at least "
+        f"a quarter of {s['target_s']} s, an epoch size chosen for about {s['target_s']} s "
+        "(a multiple of the batch size, at most the data set), one warm-up epoch at that size "
+        f"(excluded), then at least {s['repeats']} timed epochs; throughput = epoch size / "
+        "median epoch time. The epoch size therefore differs between frameworks (slow ones "
+        "get fewer samples); the data are the first rows of one data set, identical in every "
+        "process, visited in the same shuffled orders.",
+        "- Our epoch time is what `models.train` records (`History.time`: the compiled epoch, "
+        "shuffling excluded; argument checks once per call are not in it). The peers' epoch "
+        "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "
+        "in `block_until_ready`.",
+        "- Threads: our `cpu` backend is serial code plus BLAS (SciPy's OpenBLAS through "
+        "Numba's `np.dot` for batches of 8 rows and more in the 784-wide layers); "
+        "`train_population` uses Numba's `prange` over networks; PyTorch "
+        "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).",
+        f"- Environment: {', '.join(f'`{k}`' for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'))}"
+        " were removed from the peers' environment (they tune our OpenBLAS); set in this run: "
+        + (", ".join(f"`{k}={v}`" for k, v in res["env"].items() if v is not None)
+           or "none of " + ", ".join(f"`{k}`" for k in res["env"])) + ".",
+        "- FLOPs of an SGD step (`studies.speed.train_step_flops`): forward `2 B sum(n_in "
+        "n_out)`, backward the same for `dW` plus `dx` for every layer but the first, update "
+        "`2 n_params`; activations, biases and the loss are not counted. The roofline-style "
+        "figure's intensity divides by a simple traffic model (6 accesses per parameter, 5 per "
+        "unit and sample, 4 per input feature and sample, float32).",
+        "- `JAX lax.scan epoch *` is not one of the issue's peers (the issue names a jitted train "
+        "step); it compiles a whole epoch into one XLA program, as our fused epoch does, and is "
+        "shown for an honest comparison. It is not used for 'best peer' or the goals.",
+        "- scikit-learn: both networks are classifiers (`MLPClassifier`; the binary case is one "
+        "logistic output with log-loss, exactly 2-16-16-1); `MLPRegressor` would be a "
+        "different network (identity output, squared loss).",
+        f"- Load average (1 min) seen before/after the workers: {min(loads):.2f} to "
+        f"{max(loads):.2f} on {res['machine'].get('cores', '?')} cores"
+        + (" (other work was running: expect noise)" if max(loads) > 1.5 else "") + ".",
+    ]
+    if skipped:
+        lines.append("- Skipped: " + "; ".join(f"`{p['name']}` ({p['skipped']})"
+                                                for p in skipped) + ".")
+    if failed:
+        lines.append("- **Failed**: " + "; ".join(f"`{p['name']}`" for p in failed)
+                     + " (see `processes` in results.json).")
+    return "\n".join(lines)
+
+
+def _machine_section(res):
+    m, v = res["machine"], res["versions"]
+    cpu = (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('arch', '?')}, "
+           f"{m.get('os', '?')}")
+    extra = []
+    if m.get("simd"):
+        extra.append("SIMD " + ", ".join(m["simd"]))
+    if m.get("llvm_cpu"):
+        extra.append(f"LLVM target `{m['llvm_cpu']}`")
+    vers = ", ".join(f"{k} {val}" for k, val in v.items())
+    threads = []
+    for p in res["processes"]:
+        i = p["info"] or {}
+        if p["name"] == "train_torch" and i.get("torch_threads"):
+            threads.append(f"PyTorch {i['torch_threads']} (`set_num_threads`)")
+        if p["name"] == "population_ours" and i.get("numba_threads"):
+            threads.append(f"Numba {i['numba_threads']} (`prange` of `train_population`)")
+        if p["name"] in ("gemm_numpy", "gemm_scipy"):
+            lib = p["name"].removeprefix("gemm_")
+            for b in _own_blas(res, lib):
+                threads.append(f"{'NumPy' if lib == 'numpy' else 'SciPy'}'s OpenBLAS "
+                               f"{b.get('version')} ({b.get('architecture')}) "
+                               f"{b.get('num_threads')}")
+    gpu = ("" if any(p["name"] == "train_cuda" for p in res["processes"])
+           else "- No GPU found: the `cuda` backend was not run.\n")
+    return ("## Machine and versions\n\n"
+            f"- {cpu}" + (f" ({'; '.join(extra)})" if extra else "") + "\n"
+            f"- {vers}\n" + (f"- threads: {', '.join(dict.fromkeys(threads))}\n" if threads
+                             else "") + gpu)
+
+
+def write(res, out):
+    """Write ``README.md`` and the figures for the analysed results ``res`` into ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    figures = []
+    for net in res["train"]:
+        if res["train"][net]:
+            figures += fig_throughput(res, out, net)
+    figures += fig_roofline(res, out)
+    figures += fig_population(res, out)
+    parts = [
+        "# Speed: training throughput against PyTorch, JAX and scikit-learn",
+        f"Profile `{res['profile']}`, run {res['started']} "
+        f"({res['total_s']:.0f} s). Made by:\n\n```bash\n{res['command']}\n```\n\nRaw figures: "
+        "[`results.json`](results.json). Both networks in float32, plain SGD; "
+        "784-256-256-10 is ReLU with softmax cross-entropy, 2-16-16-1 tanh with a sigmoid "
+        "output and binary cross-entropy. All ratios below were measured side by side in this "
+        "one run on this machine.",
+        _machine_section(res),
+        _goals_section(res),
+        "## Training throughput",
+        _train_section(res, LARGE, figures),
+        _train_section(res, SMALL, figures),
+        "### Roofline-style view\n\nEvery configuration's achieved GFLOP/s against the FMA "
+        "peak and the best sgemm of this machine.\n\n![roofline](roofline.png)",
+        _population_section(res, figures),
+        _limits_section(res),
+        _startup_section(res),
+        _check_section(res),
+        _losses_section(res),
+        _method_section(res),
+    ]
+    (out / "README.md").write_text("\n\n".join(p for p in parts if p) + "\n")
+    return figures

@@ -1,0 +1,495 @@
+"""The speed benchmark (``dlbasics bench``): training throughput of our backends against
+PyTorch, JAX and scikit-learn, population training, and the machine's limits.
+
+Run::
+
+    dlbasics bench --profile full          # or: python -m studies.speed --profile full
+
+It writes ``README.md`` (tables, goals, figures), ``results.json`` (every raw figure) and the
+figures (PNG and SVG) to ``reports/benchmarks/`` (profile full) or
+``reports/quick/benchmarks/`` (profile quick, git-ignored); ``--out DIR`` overrides.
+
+What is measured
+----------------
+* Training throughput (samples per second) of 784-256-256-10 (ReLU, softmax cross-entropy) and
+  2-16-16-1 (tanh, sigmoid binary cross-entropy), float32, plain SGD, at several batch sizes,
+  for our backends (``numpy``, ``cpu``, ``cuda`` when a GPU is present) and the peers when
+  installed: PyTorch eager, JAX (a jit-compiled train step; a ``lax.scan`` epoch is measured
+  beside it), scikit-learn ``MLPClassifier(solver="sgd", alpha=0, momentum=0)``.
+* Population training: K networks of 2-16-16-1 trained at once, against the same K one after
+  another, JAX ``vmap`` and ``torch.func.vmap``.
+* The limits: peak FMA throughput (a compiled loop) and the best BLAS GEMM rate; every
+  configuration's GFLOP/s and its fraction of both.
+* First-call (compile) time, cold start of a one-epoch run in a fresh process (empty and warm
+  Numba cache), and the peak RSS of every framework's process.
+
+Every framework runs in its own process, one after another, and this process does no numerical
+work while they run (two BLAS thread pools side by side on 2 cores cost 10-40x). The protocol
+of one configuration is :func:`studies._speed.common.measure`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from studies._speed.common import (
+    FULL,
+    NETS,
+    n_params,
+    train_flops_per_sample,
+    train_step_bytes,
+    train_step_flops,
+)
+
+__all__ = ["main", "run", "analyse", "PROFILES", "train_step_flops", "train_flops_per_sample",
+           "SCHEMA"]
+
+SCHEMA = "dlbasics.speed/1"
+ROOT = Path(__file__).resolve().parent.parent
+SMALL, LARGE = "2-16-16-1", "784-256-256-10"
+
+#: Our backends and the peers, in the order they run and appear in tables.
+OURS = ("cpu", "numpy", "cuda")
+PEERS = ("torch", "jax", "sklearn")
+#: Measured beside the peers, not one of them (a whole JAX epoch in one XLA program).
+EXTRA = ("jax_scan",)
+LABELS = {
+    "cpu": "ours (cpu, Numba)", "numpy": "ours (numpy)", "cuda": "ours (cuda)",
+    "torch": "PyTorch eager", "jax": "JAX jit step", "jax_scan": "JAX lax.scan epoch",
+    "sklearn": "scikit-learn", "ours_population": "ours: train_population",
+    "ours_sequential": "ours: one after another", "jax_vmap": "JAX vmap",
+    "torch_vmap": "torch.func.vmap",
+}
+#: Environment variables unset in the peers' processes (they tune our OpenBLAS, not theirs).
+PEER_UNSET = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+
+PROFILES = {
+    "quick": {
+        "nets": {LARGE: {"batches": [1, 32], "n_max": 1024},
+                 SMALL: {"batches": [1, 32, FULL], "n_max": 8192, "full_n": 4096}},
+        "target_s": 0.02, "repeats": 2, "first_steps": 2,
+        "population": {"net": SMALL, "Ks": [8], "batches": [1, 32], "n_max": 2048,
+                       "target_s": 0.02, "repeats": 2, "first_steps": 2},
+        "fma": {"configs": [[12, 8, 256]], "seconds": 0.03, "repeats": 2},
+        "gemm": {"sizes": [256], "repeats": 2},
+        "coldstart": {"net": SMALL, "batch": 32, "n": 1024},
+        "compile_from_empty_cache": False,
+        "timeout_s": 300,
+    },
+    "full": {
+        "nets": {LARGE: {"batches": [1, 8, 32, 128, 1024], "n_max": 16384},
+                 SMALL: {"batches": [1, 8, 32, 128, 1024, FULL], "n_max": 1 << 20,
+                         "full_n": 1 << 18}},
+        "target_s": 0.25, "repeats": 7, "first_steps": 4,
+        "population": {"net": SMALL, "Ks": [64, 512], "batches": [1, 32], "n_max": 1 << 16,
+                       "target_s": 0.25, "repeats": 5, "first_steps": 4},
+        "fma": {"configs": [[8, 8, 256], [12, 8, 256], [16, 8, 256]], "seconds": 0.25,
+                "repeats": 5},
+        "gemm": {"sizes": [1024, 2048, 4096], "repeats": 3},
+        "coldstart": {"net": LARGE, "batch": 32, "n": 2048},
+        "compile_from_empty_cache": True,
+        "timeout_s": 900,
+    },
+}
+
+
+# -- jobs -------------------------------------------------------------------------------------
+def _jobs(profile, settings, frameworks):
+    """The worker jobs of a run, in order: ``(name, spec, env_kind)``."""
+    jobs = []
+    fma, gemm = settings["fma"], settings["gemm"]
+    for bits in (512, 256):
+        jobs.append((f"fma{bits}", {"kind": "fma", "bits": bits, **fma}, "ours"))
+    for lib in ("numpy", "scipy"):
+        jobs.append((f"gemm_{lib}", {"kind": "gemm", "lib": lib, **gemm}, "plain"))
+    cs = settings["coldstart"]
+    if "cpu" in frameworks:
+        if settings["compile_from_empty_cache"]:
+            jobs.append(("coldstart_cpu_empty_cache",
+                         {"kind": "coldstart", "framework": "cpu", **cs}, "ours_fresh"))
+            jobs.append(("coldstart_cpu_cached",
+                         {"kind": "coldstart", "framework": "cpu", **cs}, "ours_fresh"))
+        else:
+            jobs.append(("coldstart_cpu_cached",
+                         {"kind": "coldstart", "framework": "cpu", **cs}, "ours"))
+    for fw in PEERS:
+        if fw in frameworks:
+            jobs.append((f"coldstart_{fw}", {"kind": "coldstart", "framework": fw, **cs}, fw))
+    common = {k: settings[k] for k in ("target_s", "repeats", "first_steps")}
+    for fw in OURS + PEERS:
+        if fw not in frameworks:
+            continue
+        if fw == "cuda" and not _maybe_gpu():
+            continue
+        spec = {"kind": "train", "framework": fw, "nets": settings["nets"], **common}
+        if fw == "jax":
+            spec["variants"] = ["jax", "jax_scan"]
+        jobs.append((f"train_{fw}", spec, "ours" if fw in OURS else fw))
+    pop = settings["population"]
+    for fw, variants in (("ours", ["ours_population", "ours_sequential"]),
+                         ("jax", ["jax_vmap"]), ("torch", ["torch_vmap"])):
+        if (fw == "ours" and "cpu" in frameworks) or fw in frameworks:
+            jobs.append((f"population_{fw}", {"kind": "population", "framework": fw,
+                                              "variants": variants, **pop},
+                         "ours" if fw == "ours" else fw))
+    return jobs
+
+
+def _maybe_gpu():
+    """Cheap look for an NVIDIA GPU (the worker then checks with numba.cuda)."""
+    return bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/nvidia0")
+
+
+def _env(kind, cache_dir):
+    """A worker's environment: ``ours`` as given, ``ours_fresh`` with the run's own (at first
+    empty) Numba cache, ``plain`` as given, a peer's without :data:`PEER_UNSET`."""
+    env = dict(os.environ)
+    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
+    if kind == "ours_fresh":
+        env["NUMBA_CACHE_DIR"] = cache_dir
+    elif kind not in ("ours", "plain"):
+        for name in PEER_UNSET:
+            env.pop(name, None)
+        if kind == "jax":
+            env["JAX_PLATFORMS"] = "cpu"
+    return env
+
+
+def _run_job(name, spec, env, workdir, timeout, log):
+    spec_path = workdir / f"{name}.spec.json"
+    out_path = workdir / f"{name}.out.json"
+    err_path = workdir / f"{name}.log"
+    spec_path.write_text(json.dumps(spec))
+    load_before = os.getloadavg()
+    t0 = time.perf_counter()
+    rc = None
+    with open(err_path, "w") as err:
+        try:
+            proc = subprocess.run([sys.executable, "-m", "studies._speed.worker", str(spec_path),
+                                   str(out_path)], env=env, cwd=str(ROOT), stdout=err,
+                                  stderr=subprocess.STDOUT, timeout=timeout)
+            rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            rc = "timeout"
+    wall = time.perf_counter() - t0
+    doc = {}
+    if out_path.exists():
+        try:
+            doc = json.loads(out_path.read_text())
+        except json.JSONDecodeError:
+            doc = {}
+    tail = err_path.read_text()[-3000:] if err_path.exists() else ""
+    rec = {
+        "name": name, "kind": spec["kind"], "framework": spec.get("framework"),
+        "wall_s": wall, "returncode": rc, "load_before": list(load_before),
+        "load_after": list(os.getloadavg()), "peak_rss_mb": doc.get("peak_rss_mb"),
+        "info": doc.get("info", {}), "skipped": doc.get("skipped"),
+        "error": doc.get("error") or (None if rc == 0 else f"exit {rc}: {tail[-1500:]}"),
+        "results": doc.get("results", {}),
+    }
+    status = "skipped" if rec["skipped"] else ("ok" if not rec["error"] else "FAILED")
+    log(f"[{name}] {status} in {wall:.1f} s (load {load_before[0]:.2f})")
+    return rec
+
+
+def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=False):
+    """Run the benchmark at ``profile``; write the report to ``out``; return the results dict."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    settings = PROFILES[profile]
+    frameworks = tuple(frameworks or OURS + PEERS)
+    unknown = set(frameworks) - set(OURS + PEERS)
+    if unknown:
+        raise ValueError(f"unknown frameworks {sorted(unknown)}; choose from {OURS + PEERS}")
+    out = Path(out or (ROOT / "reports" / ("quick/benchmarks" if profile == "quick"
+                                          else "benchmarks")))
+    out.mkdir(parents=True, exist_ok=True)
+
+    def log(msg):
+        if not quiet:
+            print(msg, file=sys.stderr, flush=True)
+
+    workdir = Path(tempfile.mkdtemp(prefix="dlbasics-speed-"))
+    cache_dir = str(workdir / "numba_cache")
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    records = []
+    try:
+        for name, spec, kind in _jobs(profile, settings, frameworks):
+            records.append(_run_job(name, spec, _env(kind, cache_dir), workdir,
+                                    settings["timeout_s"], log))
+    finally:
+        if keep_workdir:
+            log(f"worker specs, outputs and logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+    raw = {
+        "schema": SCHEMA,
+        "profile": profile,
+        "command": _command(profile, out),
+        "started": started.isoformat(timespec="seconds"),
+        "total_s": time.perf_counter() - t0,
+        "machine": _machine(),
+        "versions": _versions(),
+        "env": {k: os.environ.get(k) for k in PEER_UNSET + ("OMP_NUM_THREADS",
+                                                          "OPENBLAS_NUM_THREADS",
+                                                          "NUMBA_NUM_THREADS",
+                                                          "NUMBA_THREADING_LAYER")},
+        "settings": settings,
+        "gpu_found": _maybe_gpu(),
+        "processes": records,
+    }
+    results = analyse(raw)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    from studies._speed import report
+
+    report.write(results, out)
+    log(f"wrote {out / 'README.md'} and {out / 'results.json'} in {results['total_s']:.0f} s")
+    return results
+
+
+def _json_default(o):
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _command(profile, out):
+    out = Path(out).resolve()
+    rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+    default = "reports/quick/benchmarks" if profile == "quick" else "reports/benchmarks"
+    cmd = f"dlbasics bench --profile {profile}"
+    return cmd if rel == default else cmd + f" --out {rel}"
+
+
+def _machine():
+    try:
+        from studies import provenance
+
+        m = dict(provenance.machine())
+    except Exception:  # noqa: BLE001 - provenance is optional here
+        import platform
+
+        m = {"host": platform.node(), "os": f"{platform.system()} {platform.release()}",
+             "cpu": platform.processor() or platform.machine(), "arch": platform.machine(),
+             "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count()}
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                     if line.startswith("flags"))
+        m["simd"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_tile")
+                     if f" {f}" in flags]
+    except (OSError, StopIteration):
+        pass
+    try:
+        import llvmlite.binding as ll
+
+        m["llvm_cpu"] = ll.get_host_cpu_name()
+    except Exception:  # noqa: BLE001
+        pass
+    return m
+
+
+def _versions():
+    out = {"python": sys.version.split()[0]}
+    for name in ("dlbasics", "numpy", "numba", "llvmlite", "scipy", "torch", "jax", "jaxlib",
+                 "scikit-learn", "threadpoolctl"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        from studies import provenance
+
+        commit = provenance.git_commit()
+        if commit:
+            out["commit"] = commit
+    except Exception:  # noqa: BLE001
+        pass
+    return out
+
+
+# -- analysis ---------------------------------------------------------------------------------
+def _proc(raw, name):
+    return next((p for p in raw["processes"] if p["name"] == name), None)
+
+
+def _limits(raw):
+    lim = {}
+    for key, name, field in (("fma_512", "fma512", "fma"), ("fma_256", "fma256", "fma"),
+                             ("gemm_numpy", "gemm_numpy", "gemm"),
+                             ("gemm_scipy", "gemm_scipy", "gemm")):
+        p = _proc(raw, name)
+        if p and field in p["results"]:
+            lim[key] = p["results"][field]
+    fma = [lim[k]["gflops"] for k in ("fma_512", "fma_256") if k in lim]
+    gemm = [lim[k]["gflops"] for k in ("gemm_numpy", "gemm_scipy") if k in lim]
+    lim["fma_peak_gflops"] = max(fma) if fma else None
+    lim["gemm_best_gflops"] = max(gemm) if gemm else None
+    return lim
+
+
+def _annotate(m, sizes, batch, K, lim):
+    flops = train_flops_per_sample(sizes, batch)
+    rate = m["samples_per_s"] * K
+    m["flops_per_sample"] = flops
+    m["gflops"] = rate * flops / 1e9
+    m["arith_intensity"] = train_step_flops(sizes, batch) / train_step_bytes(sizes, batch)
+    peak, gemm = lim.get("fma_peak_gflops"), lim.get("gemm_best_gflops")
+    m["frac_fma_peak"] = m["gflops"] / peak if peak else None
+    m["frac_gemm"] = m["gflops"] / gemm if gemm else None
+
+
+def analyse(raw):
+    """Add to ``raw``: limits, per-configuration GFLOP/s, ratios to the peers, and the goals."""
+    res = dict(raw)
+    lim = _limits(raw)
+    res["limits"] = lim
+    train = {net: {} for net in NETS}
+    for p in raw["processes"]:
+        if p["kind"] != "train":
+            continue
+        for variant, nets in p["results"].items():
+            for net, per_batch in nets.items():
+                for label, m in per_batch.items():
+                    _annotate(m, NETS[net]["sizes"], m["batch"], 1, lim)
+                    train[net].setdefault(variant, {})[label] = m
+    res["train"] = train
+    pop = {}
+    for p in raw["processes"]:
+        if p["kind"] != "population":
+            continue
+        for variant, per_k in p["results"].items():
+            for K, per_batch in per_k.items():
+                for b, m in per_batch.items():
+                    _annotate(m, NETS[SMALL]["sizes"], m["batch"], m["K"], lim)
+                    pop.setdefault(variant, {}).setdefault(K, {})[b] = m
+    res["population"] = pop
+    res["coldstart"] = {}
+    for p in raw["processes"]:
+        if p["kind"] == "coldstart" and "coldstart" in p["results"]:
+            c = dict(p["results"]["coldstart"])
+            c["process_wall_s"] = p["wall_s"]
+            c["peak_rss_mb"] = p["peak_rss_mb"]
+            c["first_call_overhead_s"] = c["first_epoch_s"] - c["second_epoch_s"]
+            res["coldstart"][p["name"].removeprefix("coldstart_")] = c
+    res["ratios"] = _ratios(train)
+    res["population_ratios"] = _population_ratios(pop)
+    res["goals"] = _goals(res)
+    res["n_params"] = {net: n_params(cfg["sizes"]) for net, cfg in NETS.items()}
+    return res
+
+
+def _rate(train, net, fw, label):
+    m = train.get(net, {}).get(fw, {}).get(label)
+    return m["samples_per_s"] if m else None
+
+
+def _ratios(train):
+    out = {}
+    for net, fws in train.items():
+        labels = []
+        for per in fws.values():
+            labels += [lab for lab in per if lab not in labels]
+        out[net] = {}
+        for label in labels:
+            ours = _rate(train, net, "cpu", label)
+            peers = {fw: _rate(train, net, fw, label) for fw in PEERS + EXTRA}
+            peers = {k: v for k, v in peers.items() if v}
+            best = max((k for k in peers if k in PEERS), key=lambda k: peers[k], default=None)
+            row = {"ours": ours, "best_peer": best,
+                   "best_peer_rate": peers.get(best) if best else None}
+            for fw, v in peers.items():
+                row[f"vs_{fw}"] = ours / v if ours and v else None
+            row["vs_best_peer"] = ours / peers[best] if ours and best else None
+            out[net][label] = row
+    return out
+
+
+def _population_ratios(pop):
+    out = {}
+    ours = pop.get("ours_population", {})
+    for K, per_b in ours.items():
+        for b, m in per_b.items():
+            row = {"ours": m["network_samples_per_s"]}
+            for other in ("ours_sequential", "jax_vmap", "torch_vmap"):
+                o = pop.get(other, {}).get(K, {}).get(b)
+                row[f"vs_{other}"] = (m["network_samples_per_s"] / o["network_samples_per_s"]
+                                      if o else None)
+            out[f"K={K}, batch {b}"] = row
+    return out
+
+
+def _goal(text, measured, threshold, unit="x"):
+    met = None if measured is None else bool(measured >= threshold)
+    return {"goal": text, "measured": measured, "threshold": threshold, "unit": unit,
+            "met": met}
+
+
+def _goals(res):
+    r, train = res["ratios"], res["train"]
+
+    def ratio(net, label, key):
+        return r.get(net, {}).get(label, {}).get(key)
+
+    big = train.get(LARGE, {}).get("cpu", {}).get("1024")
+    goals = [
+        _goal(f"{LARGE}, batch 1: >= 5x the best peer", ratio(LARGE, "1", "vs_best_peer"), 5.0),
+        _goal(f"{LARGE}, batch 32: >= 1.2x the best peer", ratio(LARGE, "32", "vs_best_peer"),
+              1.2),
+        _goal(f"{LARGE}, batch 1024: >= 1.0x PyTorch", ratio(LARGE, "1024", "vs_torch"), 1.0),
+        _goal(f"{LARGE}, batch 1024: >= 60% of peak FMA",
+              big["frac_fma_peak"] if big else None, 0.6, unit="of peak"),
+        _goal(f"{SMALL}, batch 1: >= 100x PyTorch", ratio(SMALL, "1", "vs_torch"), 100.0),
+        _goal(f"{SMALL}, batch 1: >= 20x JAX", ratio(SMALL, "1", "vs_jax"), 20.0),
+        _goal(f"{SMALL}, full batch: >= 1.0x JAX", ratio(SMALL, FULL, "vs_jax"), 1.0),
+    ]
+    for key, row in res["population_ratios"].items():
+        goals.append(_goal(f"population {key}: >= 3x JAX vmap", row.get("vs_jax_vmap"), 3.0))
+    return goals
+
+
+# -- command line -----------------------------------------------------------------------------
+def build_parser():
+    p = argparse.ArgumentParser(prog="dlbasics bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--profile", choices=tuple(PROFILES), default="quick",
+                   help="quick: seconds, for tests (default); full: the committed report "
+                   "(about 10 minutes on 2 cores)")
+    p.add_argument("--out", default=None, help="output folder (default reports/benchmarks, or "
+                   "reports/quick/benchmarks for the quick profile)")
+    p.add_argument("--frameworks", default=None,
+                   help=f"comma-separated subset of {','.join(OURS + PEERS)} (default all)")
+    p.add_argument("--keep-workdir", action="store_true",
+                   help="keep the workers' specs, outputs and logs (printed path)")
+    p.add_argument("--quiet", "-q", action="store_true")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    frameworks = args.frameworks.split(",") if args.frameworks else None
+    try:
+        results = run(args.profile, args.out, frameworks, args.quiet, args.keep_workdir)
+    except ValueError as exc:
+        print(f"dlbasics bench: {exc}", file=sys.stderr)
+        return 2
+    failed = [p["name"] for p in results["processes"] if p["error"]]
+    if failed:
+        print(f"dlbasics bench: failed workers: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -324,6 +324,14 @@ def write_report(study, results, out_root, command):
               "trained in a population; compilation excluded).",
               md_table(head, rows)]
     parts += ["## Conclusion", "\n\n".join(report.conclusions) or "No conclusion was drawn."]
+    diverged = results.diverged()
+    if diverged:
+        lines = [f"- `{lab}`, seed {seed}: loss became non-finite in epoch {ep}; training "
+                 "stopped there (the run is kept, counted, and left out of the averages)"
+                 for lab, seed, ep in diverged[:10]]
+        if len(diverged) > 10:
+            lines.append(f"- ... and {len(diverged) - 10} more")
+        parts += ["## Diverged runs", "\n".join(lines)]
     errors = results.errors()
     if errors:
         lines = [f"- `{lab}`, seed {seed}: {err}" for lab, seed, err in errors[:10]]

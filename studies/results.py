@@ -89,6 +89,16 @@ class Results:
                 c[recs[seed].status if seed in recs else "missing"] += 1
         return c
 
+    def diverged(self):
+        """``[(label, seed, epoch)]`` of the diverged runs (epoch 1-based, None if unknown)."""
+        out = []
+        for lab, recs in self.records.items():
+            for seed in self.seeds:
+                rec = recs.get(seed)
+                if rec is not None and rec.status == "diverged":
+                    out.append((lab, seed, (rec.history or {}).get("diverged_epoch")))
+        return out
+
     def errors(self):
         """``[(label, seed, error)]`` of the failed runs."""
         return [(lab, seed, rec.error) for lab, recs in self.records.items()

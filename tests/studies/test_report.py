@@ -62,3 +62,19 @@ def test_index_lists_study_reports_and_other_pages(tmp_path):
     assert "[t](fake/README.md)" in index and "| 3/4 |" in index
     assert "[Speed benchmark](benchmarks/README.md)" in index
     assert "quick/README.md" not in index
+
+
+def test_diverged_runs_are_listed_with_their_epoch(tmp_path):
+    from studies.report import write_report
+
+    from .conftest import fake_results
+
+    res = fake_results({"a": [("ok", 0.5), ("diverged", float("inf"))],
+                        "b": [("ok", 0.4), ("ok", 0.6)]})
+    for rec in res.records["a"].values():
+        if rec.status == "diverged":
+            rec.history["diverged_epoch"] = 7
+    assert res.diverged() == [("a", 1, 7)]
+    d = write_report(res.study, res, tmp_path, "dlbasics run fake")
+    text = (d / "README.md").read_text()
+    assert "## Diverged runs" in text and "`a`, seed 1: loss became non-finite in epoch 7" in text

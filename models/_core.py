@@ -28,7 +28,7 @@ from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_ke
 from kernels.dropout import row_key, unit_keep
 from kernels.losses import loss_dense_kernel, loss_labels_kernel
 
-from .optimizers import apply_update
+from .optimizers import HP_LR, SGD_CODE, apply_update
 
 
 @njit(inline="always", cache=True)
@@ -172,14 +172,34 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         ho = ao
 
 
+@njit(inline="always", cache=True)
+def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
+    """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
+    ``b -= lr * delta``, the same float operations as writing the gradient and then applying
+    :func:`kernels.optimizers.sgd_kernel`, without the gradient's round trip through memory."""
+    d = ws[do : do + n_out]
+    h = ws[ho : ho + n_in]
+    b = P[bo : bo + n_out]
+    for j in range(n_out):
+        b[j] -= lr * d[j]
+    for k in range(n_in):
+        hk = h[k]
+        w = P[wo + k * n_out : wo + (k + 1) * n_out]
+        for j in range(n_out):
+            w[j] -= lr * (hk * d[j])
+
+
 @njit(cache=True)
 def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                     loss_code, fused, dense_targets, eps, min_rows, min_work):
+                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
 
     ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
     squared loss after an identity output), so ``dL/dz`` comes straight from the loss kernel.
     Otherwise ``dL/da`` is back-propagated through the output activation.
+
+    ``sgd_lr > 0`` (one row, no BLAS): instead of writing the gradient, apply plain SGD with
+    that rate layer by layer as soon as a layer's ``dx`` has been computed with its old weights.
     """
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
@@ -208,21 +228,24 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
         else:
             ho = offs[l - 1, 1]
         blas = use_blas(B, n_in, n_out, min_rows, min_work)
+        nxt = 5 - cur
+        xo = offs[L, nxt]
+        if l > 0:  # dx first: it needs this layer's weights before any fused update
+            if blas:
+                grad_input_kernel(_view(ws, do, B, n_out), _view(params, wo, n_in, n_out),
+                                  _view(ws, xo, B, n_in), min_rows, min_work)
+            else:
+                _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
         if blas:
             grad_weights_kernel(_view(ws, ho, B, n_in), _view(ws, do, B, n_out),
                                 _view(grad, wo, n_in, n_out), grad[bo : bo + n_out], min_rows,
                                 min_work)
+        elif sgd_lr > 0:
+            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr)
         else:
             _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         if l == 0:
             break
-        nxt = 5 - cur
-        xo = offs[L, nxt]
-        if blas:
-            grad_input_kernel(_view(ws, do, B, n_out), _view(params, wo, n_in, n_out),
-                              _view(ws, xo, B, n_in), min_rows, min_work)
-        else:
-            _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
         dx = ws[xo : xo + B * n_in]
         if keep[l] < 1.0:
             m = ws[offs[l, 3] : offs[l, 3] + B * n_in]
@@ -240,14 +263,15 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
 @njit(cache=True)
 def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
                           order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
-                          eps, seed, step, min_rows, min_work):
-    """Mean loss of rows ``order[start:stop]`` and its gradient (training mode)."""
+                          eps, seed, step, min_rows, min_work, sgd_lr=0.0):
+    """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
+    ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`)."""
     B = stop - start
     gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
     forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
                    min_rows, min_work)
     return backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                            loss_code, fused, dense_targets, eps, min_rows, min_work)
+                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
 
 
 @njit(cache=True)
@@ -269,18 +293,26 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     t = t0
     rows = 0
     out[3] = 0.0
+    # Stochastic plain SGD: the update is fused into the backward pass (same arithmetic, no
+    # gradient round trip through memory; on a diverging step it is applied before the loss is
+    # seen to be non-finite, so the weights end non-finite where the general path keeps the
+    # last finite ones; the histories are the same).
+    fuse = opt_code == SGD_CODE and batch == 1 and min_rows > 1
+    sgd_lr = hp[HP_LR] if fuse else 0.0 * hp[HP_LR]
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
                                       labels, order, start, stop, ws, offs, lbuf, loss_code,
-                                      fused, dense_targets, eps, seed, t, min_rows, min_work)
+                                      fused, dense_targets, eps, seed, t, min_rows, min_work,
+                                      sgd_lr)
         rows += stop - start
         if not math.isfinite(value):
             total = value
             out[3] = 1.0
             break
         t += 1
-        apply_update(opt_code, params, grad, s1, s2, s3, t, hp)
+        if sgd_lr == 0:
+            apply_update(opt_code, params, grad, s1, s2, s3, t, hp)
         total += value * (stop - start)
     out[0] = total
     out[1] = t - t0

@@ -42,14 +42,16 @@ _state = {"cuda": None, "compile_only": None, "ptx": {}}
 
 
 def simulator_enabled():
-    """True when ``NUMBA_ENABLE_CUDASIM=1`` was set (numba reads it once, at import)."""
+    """True when numba runs CUDA code in its simulator (``NUMBA_ENABLE_CUDASIM=1`` in the
+    environment when numba was imported; setting it later has no effect)."""
     try:
         from numba.core import config as nb_config
     except ImportError:  # pragma: no cover - numba is a hard dependency
         return False
-    return bool(getattr(nb_config, "ENABLE_CUDASIM", 0)) or os.environ.get(
-        "NUMBA_ENABLE_CUDASIM", "0"
-    ) == "1"
+    flag = getattr(nb_config, "ENABLE_CUDASIM", None)
+    if flag is None:  # pragma: no cover - numba versions without the flag in core
+        return os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
+    return bool(flag)
 
 
 def _numba_cuda_installed():

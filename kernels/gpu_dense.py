@@ -188,12 +188,16 @@ def _tiled(n_rows, n_cols):
 # ---------------------------------------------------------------------------------------------
 
 
-def launch_forward(x, W, b, code, slope, z, a):
-    """``z = x W + b``, ``a = f(z)`` for 2-D device arrays (``slope`` in their dtype)."""
+def launch_forward(x, W, b, code, slope, z, a, softmax=True):
+    """``z = x W + b``, ``a = f(z)`` for 2-D device arrays (``slope`` in their dtype).
+
+    A softmax output takes a second, row-wise launch; ``softmax=False`` skips it (``a`` is then
+    left unwritten: the training pass of a softmax + cross-entropy network needs only ``z``).
+    """
     t, grid, block = _tiled(x.shape[0], W.shape[1])
     forward = _kernels(t, np.dtype(x.dtype).str)[0]
     g.launch(forward, grid, block, x, W, b, z, a, code, slope)
-    if code == SOFTMAX:
+    if code == SOFTMAX and softmax:
         launch_activate(SOFTMAX, z, a, slope)
 
 

@@ -102,10 +102,9 @@ def _forward(p, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, 
                 ws[zr + j] = p[b_off + j]
             for k in range(n_in):
                 xik = ws[h + i * n_in + k]
-                if xik != 0 or xik != xik:  # zeros skipped, NaN propagated (as on the CPU)
-                    wr = w_off + k * n_out
-                    for j in range(n_out):
-                        ws[zr + j] += xik * p[wr + j]
+                wr = w_off + k * n_out
+                for j in range(n_out):
+                    ws[zr + j] += xik * p[wr + j]
         code = codes[l]
         if code == SOFTMAX:
             for i in range(B):

@@ -263,7 +263,9 @@ class DeviceMLP:
                                      1.0 / p if inverted else 1.0, train)
                 h = hd
             a = out if (out is not None and l == last) else ws.a[l][:B]
-            launch_forward(h, W, b, int(m.codes[l]), m.slope, ws.z[l][:B], a)
+            # training with a fused loss reads only the output logits z
+            launch_forward(h, W, b, int(m.codes[l]), m.slope, ws.z[l][:B], a,
+                           softmax=not (train and m.fused and l == last))
             h = a
         return h
 

@@ -41,7 +41,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     Parameters
     ----------
     model : MLP
-        Template: architecture, activations, loss, dropout and dtype (backend ``"cpu"``). Its
+        Template: architecture, activations, loss, dropout, dtype and backend (``"cpu"``, or
+        ``"cuda"`` to run the epochs on the GPU, one thread per network). Its
         own parameters are not changed.
     X, y : ndarray
         Training data, as for :func:`models.train`.
@@ -71,8 +72,10 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an MLP, got {type(model).__name__}")
-    if model.backend != "cpu":
-        raise ValueError(f"population training runs on backend 'cpu', model has {model.backend!r}")
+    if model.backend not in ("cpu", "cuda"):
+        raise ValueError(
+            f"population training runs on backend 'cpu' or 'cuda', model has {model.backend!r}"
+        )
     seeds = [_checks.integer("seeds", s, low=0) for s in seeds]
     K = len(seeds)
     if K == 0:
@@ -90,6 +93,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     batch = _batch_size(batch_size, n)
 
     cfg = model.config()
+    cfg["backend"] = "cpu"  # per-network evaluation on the host; the epochs run on the device
     nets = []
     for s in seeds:
         cfg["seed"] = s
@@ -132,7 +136,10 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     # serial loop avoids the parallel launch, which stalls badly on a busy machine.
     threads = numba.get_num_threads()
     parallel = K >= 2 and threads >= 2
-    kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
+    if model.backend == "cuda":
+        from kernels.gpu_population import gpu_population_epoch as kernel
+    else:
+        kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
     record_eval()
     bar = None
     if progress:

@@ -1,0 +1,90 @@
+"""GPU activations against tests/naive.py and against their CPU twins."""
+
+import numpy as np
+import pytest
+
+from kernels import activations as A
+from kernels.gpu_activations import gpu_activate, gpu_activation_backward, gpu_derivative
+from tests import naive
+from tests.gpu.conftest import assert_close, host, naive_tol
+
+DTYPES = [np.float32, np.float64]
+NAMES = list(A.ACTIVATIONS)
+
+
+def _z(rng, dtype, shape=(5, 7)):
+    z = rng.normal(scale=3.0, size=shape).astype(dtype)
+    z.flat[0] = 0.0  # the kink of relu/step/sign
+    return z
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_activate_matches_naive_and_cpu(name, dtype, rng):
+    z = _z(rng, dtype)
+    got = gpu_activate(name, z)
+    assert isinstance(got, np.ndarray) and got.dtype == dtype and got.shape == z.shape
+    assert_close(got, A.activate(name, z))
+    t = naive_tol(dtype)
+    np.testing.assert_allclose(got, naive.activate(name, z), rtol=t, atol=t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", A.ELEMENTWISE)
+def test_derivative_matches_naive_and_cpu(name, dtype, rng):
+    z = _z(rng, dtype)
+    got = gpu_derivative(name, z)
+    assert_close(got, A.derivative(name, z))
+    t = naive_tol(dtype)
+    np.testing.assert_allclose(got, naive.derivative(name, z), rtol=t, atol=t)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_backward_matches_naive_and_cpu(name, dtype, rng):
+    z = _z(rng, dtype)
+    a = A.activate(name, z)
+    delta = rng.normal(size=z.shape).astype(dtype)
+    got = gpu_activation_backward(name, z, a, delta)
+    assert_close(got, A.activation_backward(name, z, a, delta))
+    t = naive_tol(dtype)
+    np.testing.assert_allclose(got, naive.activation_backward(name, z, delta), rtol=t, atol=t)
+
+
+def test_device_arrays_in_device_arrays_out(rng):
+    from numba import cuda
+
+    z = _z(rng, np.float32)
+    dz = cuda.to_device(z)
+    got = gpu_activate("softmax", dz)
+    assert not isinstance(got, np.ndarray)
+    assert_close(host(got), A.activate("softmax", z))
+    out = cuda.device_array_like(z)
+    res = gpu_activation_backward("tanh", dz, gpu_activate("tanh", dz), dz, out=out)
+    assert res is out
+    assert_close(host(out), A.activation_backward("tanh", z, A.activate("tanh", z), z))
+
+
+def test_out_buffer_one_dimensional_and_in_place(rng):
+    z = _z(rng, np.float64, shape=(9,))
+    want = A.activate("softmax", z)
+    out = np.empty_like(z)
+    assert gpu_activate("softmax", z, out=out) is out
+    assert_close(out, want)
+    w = z.copy()
+    gpu_activate("tanh", w, out=w)
+    assert_close(w, np.tanh(z))
+
+
+def test_errors_before_launch(rng):
+    z = _z(rng, np.float32)
+    with pytest.raises(ValueError, match="activation"):
+        gpu_activate("swish", z)
+    with pytest.raises(TypeError, match="dtype"):
+        gpu_activate("tanh", z.astype(np.int32))
+    with pytest.raises(ValueError, match="softmax"):
+        gpu_derivative("softmax", z)
+    with pytest.raises(ValueError, match="shape"):
+        gpu_activation_backward("tanh", z, z[:2], z)
+    with pytest.raises(ValueError, match="shape"):
+        gpu_activate("tanh", z, out=np.empty((2, 2), np.float32))

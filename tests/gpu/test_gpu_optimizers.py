@@ -1,0 +1,116 @@
+"""GPU update rules against the CPU kernels and the formulas of tests/naive.py."""
+
+import numpy as np
+import pytest
+
+from kernels import gpu_optimizers as G
+from kernels import optimizers as O
+from tests import naive
+from tests.gpu.conftest import assert_close, host
+
+DTYPES = [np.float32, np.float64]
+N = 37  # several blocks of the patched 8-thread launch, and a grid-stride remainder
+
+# name -> (hyper-parameters, slot names)
+CASES = {
+    "sgd": ({"lr": 0.1}, []),
+    "momentum": ({"lr": 0.1, "momentum": 0.9}, ["buf"]),
+    "nesterov": ({"lr": 0.1, "momentum": 0.8}, ["buf"]),
+    "adagrad": ({"lr": 0.1, "eps": 1e-8}, ["sum_sq"]),
+    "rmsprop": ({"lr": 0.01, "alpha": 0.9, "eps": 1e-8, "centered": True},
+                ["sq_avg", "grad_avg"]),
+    "adam": ({"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}, ["m", "v", "vmax"]),
+    "adamw": ({"lr": 0.01, "weight_decay": 0.1}, ["m", "v"]),
+}
+
+
+def _naive_step(name, p, g, slots, t, hp):
+    if name == "sgd":
+        return naive.sgd_step(p, g, hp["lr"]), []
+    if name in ("momentum", "nesterov"):
+        step = naive.momentum_step if name == "momentum" else naive.nesterov_step
+        p, b = step(p, g, slots[0], hp["lr"], hp["momentum"])
+        return p, [b]
+    if name == "adagrad":
+        p, s = naive.adagrad_step(p, g, slots[0], hp["lr"], hp["eps"])
+        return p, [s]
+    if name == "rmsprop":
+        p, v, ga = naive.rmsprop_step(p, g, slots[0], slots[1], hp["lr"], hp["alpha"],
+                                      hp["eps"], hp["centered"])
+        return p, [v, ga]
+    vmax = slots[2] if len(slots) == 3 else np.zeros_like(p)
+    p, m, v, vmax = naive.adam_step(p, g, slots[0], slots[1], vmax, t, hp["lr"], 0.9, 0.999,
+                                    1e-8, hp["weight_decay"], name == "adamw",
+                                    hp.get("amsgrad", False))
+    return p, [m, v, vmax][: len(slots)]
+
+
+def _call(fn, name, params, grads, slots, t, hp):
+    names = CASES[name][1]
+    kwargs = dict(hp)
+    kwargs.update(zip(names, slots, strict=True))
+    if name in ("adam", "adamw"):
+        return fn(params, grads, step=t, **kwargs)
+    return fn(params, grads, **kwargs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", list(CASES))
+def test_three_steps_match_cpu_and_naive(name, dtype, rng):
+    hp, slot_names = CASES[name]
+    p0 = rng.normal(size=N).astype(dtype)
+    gpu_p, cpu_p = p0.copy(), p0.copy()
+    gpu_s = [np.zeros(N, dtype) for _ in slot_names]
+    cpu_s = [np.zeros(N, dtype) for _ in slot_names]
+    ref_p, ref_s = p0.astype(np.float64), [np.zeros(N) for _ in slot_names]
+    for t in (1, 2, 3):
+        g = rng.normal(size=N).astype(dtype)
+        assert _call(G.GPU_OPTIMIZERS[name], name, gpu_p, g, gpu_s, t, hp) is gpu_p
+        _call(O.OPTIMIZERS[name], name, cpu_p, g, cpu_s, t, hp)
+        ref_p, ref_s = _naive_step(name, ref_p, g, ref_s, t, hp)
+        assert_close(gpu_p, cpu_p)
+        for a, b in zip(gpu_s, cpu_s, strict=True):
+            assert_close(a, b)
+    rtol = 2e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gpu_p, ref_p, rtol=rtol, atol=rtol)
+
+
+def test_device_arrays_updated_in_place(rng):
+    from numba import cuda
+
+    p = rng.normal(size=N).astype(np.float32)
+    g = rng.normal(size=N).astype(np.float32)
+    dp, dm, dv = cuda.to_device(p), cuda.to_device(np.zeros(N, np.float32)), cuda.to_device(
+        np.zeros(N, np.float32))
+    assert G.gpu_adam_update(dp, cuda.to_device(g), dm, dv, 1, lr=0.1) is dp
+    m, v = np.zeros(N, np.float32), np.zeros(N, np.float32)
+    O.adam_update(p, g, m, v, 1, lr=0.1)
+    assert_close(host(dp), p)
+    assert_close(host(dv), v)
+    with pytest.raises(TypeError, match="device array"):
+        G.gpu_momentum_update(dp, g, np.zeros(N, np.float32), 0.1)
+
+
+def test_codes_and_layout_agree_with_models():
+    from models import optimizers as M
+
+    for name in ("SGD_CODE", "MOMENTUM_CODE", "NESTEROV_CODE", "ADAGRAD_CODE", "RMSPROP_CODE",
+                 "ADAM_CODE", "HP_LR", "HP_B1", "HP_B2", "HP_EPS", "HP_WD", "HP_FLAG",
+                 "HP_DECOUPLED", "HP_SIZE"):
+        assert getattr(G, name) == getattr(M, name), name
+
+
+def test_errors_before_launch(rng):
+    p = np.zeros(5, np.float32)
+    with pytest.raises(ValueError, match="lr"):
+        G.gpu_sgd_update(p, p.copy(), -1.0)
+    with pytest.raises(TypeError, match="dtype"):
+        G.gpu_sgd_update(p, np.zeros(5), 0.1)
+    with pytest.raises(ValueError, match="share memory"):
+        G.gpu_momentum_update(p, np.ones(5, np.float32), p, 0.1)
+    with pytest.raises(ValueError, match="vmax"):
+        G.gpu_adam_update(p, np.ones(5, np.float32), p.copy(), p.copy(), 1, amsgrad=True)
+    with pytest.raises(ValueError, match="grad_avg"):
+        G.gpu_rmsprop_update(p, np.ones(5, np.float32), p.copy(), centered=True)
+    with pytest.raises(ValueError, match="step"):
+        G.gpu_adam_update(p, np.ones(5, np.float32), p.copy(), p.copy(), 0)

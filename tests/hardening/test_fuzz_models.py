@@ -131,7 +131,7 @@ def _estimator_call(est, X, y):
 
 def _estimator_check(kw, est):
     pred = est.predict(kw["X"])
-    assert pred.shape[0] == kw["X"].shape[0]
+    assert pred.shape[0] == len(kw["X"])
 
 
 def _perceptron_build(draw):

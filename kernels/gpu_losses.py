@@ -23,24 +23,14 @@ import functools
 import math
 
 import numpy as np
-from numba import float64, njit
+from numba import float64
 
 from . import _checks
 from . import gpu_config as g
 from ._gpu_arrays import Call, dummy, float_array
-from .activations import sigmoid_scalar
-from .losses import (
-    _CE_FAMILY,
-    BCE,
-    BCE_LOGITS,
-    CE_LOGITS,
-    SQUARED,
-    bce_logits_scalar,
-    default_eps,
-    loss_code,
-)
+from .losses import _CE_FAMILY, default_eps, dense_row, label_row, loss_code
 
-__all__ = ["gpu_loss", "gpu_loss_gradient", "gpu_loss_and_gradient", "dense_row", "label_row"]
+__all__ = ["gpu_loss", "gpu_loss_gradient", "gpu_loss_and_gradient"]
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
@@ -50,80 +40,6 @@ cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without
 #: does (a non-finite value sets ``res[0] = value`` and ``res[3] = 1``; nothing changes once
 #: ``res[3]`` is set).
 MODE_STORE, MODE_EPOCH = 0, 1
-
-
-@njit(inline="always", cache=True)
-def dense_row(code, y, p, grad, want_grad, eps, inv_n, total):
-    """``total`` plus the loss of one row (1-D ``y``, ``p``); gradient row times ``inv_n`` into
-    ``grad`` when ``want_grad``. The row body of :func:`kernels.losses.loss_dense_kernel`."""
-    k = p.shape[0]
-    if code == CE_LOGITS:
-        m = p[0]
-        for j in range(1, k):
-            if p[j] > m:
-                m = p[j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(p[j] - m)
-        lse = m + math.log(s)
-        ysum = 0.0
-        for j in range(k):
-            total += y[j] * (lse - p[j])
-            ysum += y[j]
-        if want_grad:
-            for j in range(k):
-                grad[j] = (math.exp(p[j] - lse) * ysum - y[j]) * inv_n
-        return total
-    for j in range(k):
-        yj = y[j]
-        pj = p[j]
-        if code == SQUARED:
-            d = pj - yj
-            total += 0.5 * d * d
-            gj = d
-        elif code == BCE_LOGITS:
-            total += bce_logits_scalar(yj, pj)
-            gj = sigmoid_scalar(pj) - yj
-        elif code == BCE:
-            q = min(max(pj, eps), 1.0 - eps)
-            total += -yj * math.log(q) - (1.0 - yj) * math.log(1.0 - q)
-            gj = (q - yj) / (q * (1.0 - q))
-        else:  # CE from probabilities
-            q = max(pj, eps)
-            total += -yj * math.log(q)
-            gj = -yj / q
-        if want_grad:
-            grad[j] = gj * inv_n
-    return total
-
-
-@njit(inline="always", cache=True)
-def label_row(code, c, p, grad, want_grad, eps, inv_n, total):
-    """``total`` plus the cross-entropy of one row with class label ``c`` (``code`` CE or
-    CE_LOGITS). The row body of :func:`kernels.losses.loss_labels_kernel`."""
-    k = p.shape[0]
-    if code == CE_LOGITS:
-        m = p[0]
-        for j in range(1, k):
-            if p[j] > m:
-                m = p[j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(p[j] - m)
-        lse = m + math.log(s)
-        total += lse - p[c]
-        if want_grad:
-            for j in range(k):
-                grad[j] = math.exp(p[j] - lse) * inv_n
-            grad[c] -= inv_n
-    else:
-        q = max(p[c], eps)
-        total -= math.log(q)
-        if want_grad:
-            for j in range(k):
-                grad[j] = 0.0
-            grad[c] = -inv_n / q
-    return total
 
 
 @functools.cache

@@ -38,8 +38,8 @@ from . import gpu_config as g
 from ._gpu_arrays import Call, float_array, int_array
 from .activations import SOFTMAX, act_scalar, dact_scalar
 from .dropout import row_key, unit_keep
-from .gpu_losses import dense_row, label_row
 from .gpu_optimizers import HP_SIZE, apply_update
+from .losses import dense_row, label_row
 
 __all__ = ["gpu_population_epoch", "network_epoch"]
 

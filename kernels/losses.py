@@ -51,6 +51,80 @@ def bce_logits_scalar(y, z):
     return max(z, 0.0) - z * y + math.log1p(math.exp(-abs(z)))
 
 
+@njit(inline="always", cache=True)
+def dense_row(code, y, p, grad, want_grad, eps, inv_n, total):
+    """``total`` plus the loss of one row (1-D ``y``, ``p``); gradient row times ``inv_n`` into
+    ``grad`` when ``want_grad``. Shared by :func:`loss_dense_kernel` and the GPU twin."""
+    k = p.shape[0]
+    if code == CE_LOGITS:
+        m = p[0]
+        for j in range(1, k):
+            if p[j] > m:
+                m = p[j]
+        s = 0.0
+        for j in range(k):
+            s += math.exp(p[j] - m)
+        lse = m + math.log(s)
+        ysum = 0.0
+        for j in range(k):
+            total += y[j] * (lse - p[j])
+            ysum += y[j]
+        if want_grad:
+            for j in range(k):
+                grad[j] = (math.exp(p[j] - lse) * ysum - y[j]) * inv_n
+        return total
+    for j in range(k):
+        yj = y[j]
+        pj = p[j]
+        if code == SQUARED:
+            d = pj - yj
+            total += 0.5 * d * d
+            gj = d
+        elif code == BCE_LOGITS:
+            total += bce_logits_scalar(yj, pj)
+            gj = sigmoid_scalar(pj) - yj
+        elif code == BCE:
+            q = min(max(pj, eps), 1.0 - eps)
+            total += -yj * math.log(q) - (1.0 - yj) * math.log(1.0 - q)
+            gj = (q - yj) / (q * (1.0 - q))
+        else:  # CE from probabilities
+            q = max(pj, eps)
+            total += -yj * math.log(q)
+            gj = -yj / q
+        if want_grad:
+            grad[j] = gj * inv_n
+    return total
+
+
+@njit(inline="always", cache=True)
+def label_row(code, c, p, grad, want_grad, eps, inv_n, total):
+    """``total`` plus the cross-entropy of one row with class label ``c`` (``code`` CE or
+    CE_LOGITS). Shared by :func:`loss_labels_kernel` and the GPU twin."""
+    k = p.shape[0]
+    if code == CE_LOGITS:
+        m = p[0]
+        for j in range(1, k):
+            if p[j] > m:
+                m = p[j]
+        s = 0.0
+        for j in range(k):
+            s += math.exp(p[j] - m)
+        lse = m + math.log(s)
+        total += lse - p[c]
+        if want_grad:
+            for j in range(k):
+                grad[j] = math.exp(p[j] - lse) * inv_n
+            grad[c] -= inv_n
+    else:
+        q = max(p[c], eps)
+        total -= math.log(q)
+        if want_grad:
+            for j in range(k):
+                grad[j] = 0.0
+            grad[c] = -inv_n / q
+    return total
+
+
 @njit(cache=True)
 def loss_dense_kernel(code, y, p, grad, want_grad, eps):
     """Batch-mean loss ``code`` for float targets ``y`` and predictions/logits ``p`` (2-D).
@@ -58,80 +132,24 @@ def loss_dense_kernel(code, y, p, grad, want_grad, eps):
     Writes the gradient of the mean into ``grad`` when ``want_grad``; returns the mean as a
     float64 (summed serially, so the value is bitwise repeatable).
     """
-    n, k = p.shape
+    n = p.shape[0]
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        if code == CE_LOGITS:
-            m = p[i, 0]
-            for j in range(1, k):
-                if p[i, j] > m:
-                    m = p[i, j]
-            s = 0.0
-            for j in range(k):
-                s += math.exp(p[i, j] - m)
-            lse = m + math.log(s)
-            ysum = 0.0
-            for j in range(k):
-                total += y[i, j] * (lse - p[i, j])
-                ysum += y[i, j]
-            if want_grad:
-                # d/dz_j of sum_j y_j (lse - z_j) = softmax_j * sum(y) - y_j
-                for j in range(k):
-                    grad[i, j] = (math.exp(p[i, j] - lse) * ysum - y[i, j]) * inv_n
-            continue
-        for j in range(k):
-            yij = y[i, j]
-            pij = p[i, j]
-            if code == SQUARED:
-                d = pij - yij
-                total += 0.5 * d * d
-                g = d
-            elif code == BCE_LOGITS:
-                total += bce_logits_scalar(yij, pij)
-                g = sigmoid_scalar(pij) - yij
-            elif code == BCE:
-                q = min(max(pij, eps), 1.0 - eps)
-                total += -yij * math.log(q) - (1.0 - yij) * math.log(1.0 - q)
-                g = (q - yij) / (q * (1.0 - q))
-            else:  # CE from probabilities
-                q = max(pij, eps)
-                total += -yij * math.log(q)
-                g = -yij / q
-            if want_grad:
-                grad[i, j] = g * inv_n
+        total = dense_row(code, y[i], p[i], grad[i if want_grad else 0], want_grad, eps, inv_n,
+                          total)
     return total * inv_n
 
 
 @njit(cache=True)
 def loss_labels_kernel(code, labels, p, grad, want_grad, eps):
     """Batch-mean cross-entropy for integer ``labels`` (``code`` is CE or CE_LOGITS)."""
-    n, k = p.shape
+    n = p.shape[0]
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        c = labels[i]
-        if code == CE_LOGITS:
-            m = p[i, 0]
-            for j in range(1, k):
-                if p[i, j] > m:
-                    m = p[i, j]
-            s = 0.0
-            for j in range(k):
-                s += math.exp(p[i, j] - m)
-            lse = m + math.log(s)
-            total += lse - p[i, c]
-            if want_grad:
-                for j in range(k):
-                    grad[i, j] = math.exp(p[i, j] - lse) * inv_n
-                grad[i, c] -= inv_n
-        else:
-            q = max(p[i, c], eps)
-            total -= math.log(q)
-            if want_grad:
-                for j in range(k):
-                    grad[i, j] = 0.0
-                grad[i, c] = -inv_n / q
+        total = label_row(code, labels[i], p[i], grad[i if want_grad else 0], want_grad, eps,
+                          inv_n, total)
     return total * inv_n
 
 

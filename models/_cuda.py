@@ -35,8 +35,9 @@ from kernels._gpu_arrays import dummy
 from kernels.gpu_activations import launch_backward
 from kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
 from kernels.gpu_dropout import launch_layer_dropout
-from kernels.gpu_losses import MODE_EPOCH, MODE_STORE, dense_row, label_row, launch_loss
+from kernels.gpu_losses import MODE_EPOCH, MODE_STORE, launch_loss
 from kernels.gpu_optimizers import launch_update
+from kernels.losses import dense_row, label_row
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 

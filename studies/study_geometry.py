@@ -20,6 +20,8 @@ points of a convex set lies in the set, so a convex region scores exactly 1.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 from . import stats
@@ -31,7 +33,7 @@ PROBLEMS = ("xor", "circles", "spirals")
 #: Convexity ratio from which a region counts as convex (grid points of the hull in the region).
 CONVEX = 0.99
 #: Grid points per axis of the decision-region pictures and convexity measurements.
-GRID = 161
+GRID = 201
 
 
 def _archs(quick):
@@ -96,6 +98,19 @@ def make(profile):
 # ----------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Run Numba code on one thread inside the block (restored afterwards)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
+
+
 def retrain(setting, seeds):
     """Train a setting's networks again for ``seeds``, exactly as the runner trained them.
 
@@ -118,10 +133,11 @@ def retrain(setting, seeds):
     seeds = [int(s) for s in seeds]
     template = MLP(**data["kw"], seed=seeds[0], backend="cpu")
     opts = [make_optimizer(cfg["optimizer"], **cfg["hyper"]) for _ in seeds]
-    hists, P = train_population(template, ds.X_train, data["y_train"], opts, seeds,
-                                batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True,
-                                shuffle_seeds=seeds, X_val=ds.X_val, y_val=data["y_val"],
-                                metrics=cfg["metrics"])
+    with one_thread():  # as in a runner worker; the parallel kernel stalls on a busy machine
+        hists, P = train_population(template, ds.X_train, data["y_train"], opts, seeds,
+                                    batch_size=cfg["batch_size"], epochs=cfg["epochs"],
+                                    shuffle=True, shuffle_seeds=seeds, X_val=ds.X_val,
+                                    y_val=data["y_val"], metrics=cfg["metrics"])
     models = []
     for s, p in zip(seeds, P, strict=True):
         m = MLP(**data["kw"], seed=s, backend="cpu")
@@ -208,10 +224,18 @@ def convexity(mask, points):
     return float(mask.sum() / max(int(in_hull.sum()), 1))
 
 
-def _region_axes(ax, xs, ys, values, cmap, vmin, vmax):
+#: Colour bands of the region pictures (a banded map draws and compresses fast, and reads like
+#: contour lines).
+BANDS = 12
+
+
+def _region_axes(ax, xs, ys, values, vmin, vmax):
+    from .report import pyplot
+
+    cmap = pyplot().get_cmap("RdBu_r", BANDS)
     return ax.imshow(values.reshape(len(ys), len(xs)), origin="lower", cmap=cmap, vmin=vmin,
                      vmax=vmax, extent=(xs[0], xs[-1], ys[0], ys[-1]), aspect="auto",
-                     interpolation="bilinear")
+                     interpolation="nearest")
 
 
 def _line(ax, w, b, xs, ys, **kw):
@@ -239,13 +263,17 @@ def _line(ax, w, b, xs, ys, **kw):
     return ln
 
 
-def _scatter(ax, ds, split="train", s=7):
+def _scatter(ax, ds, split="train", s=12, contrast=False):
+    """Data points: blue circles class 0, red triangles class 1 (``contrast``: white circles
+    and black triangles, to stand out on a red/blue region picture)."""
     X = getattr(ds, f"X_{split}")
     y = getattr(ds, f"y_{split}")
-    ax.scatter(X[y == 0, 0], X[y == 0, 1], s=s, c="#2166ac", edgecolors="white",
-               linewidths=0.3, label="class 0")
-    ax.scatter(X[y == 1, 0], X[y == 1, 1], s=s, c="#b2182b", edgecolors="white",
-               linewidths=0.3, label="class 1")
+    c0, c1, e0, e1 = ("white", "black", "black", "white") if contrast else \
+        ("#4393c3", "#d6604d", "k", "k")
+    ax.scatter(X[y == 0, 0], X[y == 0, 1], s=s, c=c0, marker="o", edgecolors=e0,
+               linewidths=0.6, label="class 0")
+    ax.scatter(X[y == 1, 0], X[y == 1, 1], s=s, c=c1, marker="^", edgecolors=e1,
+               linewidths=0.6, label="class 1")
 
 
 def _labels(ax):
@@ -268,11 +296,39 @@ def _setting(results, problem, arch):
     return ss[0] if ss else None
 
 
-def _first_layer_figure(results, report, problem, arch, checks):
+class Networks:
+    """The trained networks of a study's settings, trained again once on first use.
+
+    ``nets(setting)`` -> ``(models, ds)`` for every study seed (models in seed order);
+    :attr:`checks` collects :func:`check_retrained` of each setting.
+    """
+
+    def __init__(self, results):
+        self.results = results
+        self.cache = {}
+        self.checks = []
+
+    def __call__(self, setting):
+        if setting.label not in self.cache:
+            seeds = self.results.seeds
+            models, hists, ds = retrain(setting, seeds)
+            self.checks.append(check_retrained(self.results, setting, seeds, hists))
+            self.cache[setting.label] = (models, ds)
+        return self.cache[setting.label]
+
+    def best(self, setting):
+        """``(seed, model, ds)`` of the seed with the best validation accuracy."""
+        models, ds = self(setting)
+        seed = best_seed(self.results, setting)
+        return seed, models[self.results.seeds.index(seed)], ds
+
+    def max_difference(self):
+        return max((c for c in self.checks if np.isfinite(c)), default=float("nan"))
+
+
+def _first_layer_figure(results, report, problem, arch, nets):
     s = _setting(results, problem, arch)
-    seed = best_seed(results, s)
-    (model,), hists, ds = retrain(s, [seed])
-    checks.append(check_retrained(results, s, [seed], hists))
+    seed, model, ds = nets.best(s)
     xs, ys, pts = plane_grid(ds)
     outs = layer_outputs(model, pts)
     h1, out = outs[0], outs[-1][:, 0]
@@ -292,12 +348,11 @@ def _first_layer_figure(results, report, problem, arch, checks):
         axes = np.atleast_1d(axes).ravel()
         for j in range(k):
             ax = axes[j]
-            im = _region_axes(ax, xs, ys, h1[:, j], "RdBu_r", -1, 1)
+            im = _region_axes(ax, xs, ys, h1[:, j], -1, 1)
             _line(ax, W[:, j], b[j], xs, ys, color="k", lw=2)
             ax.set_title(f"unit {j + 1}: w = ({W[0, j]:.2f}, {W[1, j]:.2f}), b = {b[j]:.2f}",
                          fontsize=10)
             _labels(ax)
-        fig.colorbar(im, ax=axes[k - 1], label="unit output")
         ax = axes[k]
         _scatter(ax, ds)
         for j in range(k):
@@ -306,7 +361,7 @@ def _first_layer_figure(results, report, problem, arch, checks):
         ax.legend(loc="upper right", fontsize=8, framealpha=0.8, frameon=True)
         _labels(ax)
         ax = axes[k + 1]
-        im = _region_axes(ax, xs, ys, out, "RdBu_r", 0, 1)
+        im = _region_axes(ax, xs, ys, out, 0, 1)
         ax.contour(xs, ys, out.reshape(len(ys), len(xs)), levels=[0.5], colors="k",
                    linewidths=2)
         for j in range(k):
@@ -319,19 +374,22 @@ def _first_layer_figure(results, report, problem, arch, checks):
     return seed
 
 
-def _second_layer_figure(results, report, problem, arch, checks):
+def _second_layer_figure(results, report, problem, arch, nets):
     s = _setting(results, problem, arch)
-    seeds = results.seeds
-    models, hists, ds = retrain(s, seeds)
-    checks.append(check_retrained(results, s, seeds, hists))
+    models, ds = nets(s)
     xs, ys, pts = plane_grid(ds)
-    # convexity of every second-layer unit's region {unit > 0}, over every seed
-    ratios = []
+    # convexity of every second-layer unit's region {unit > 0}, over every seed; a unit whose
+    # output has one sign over the whole plane draws no boundary and is counted apart
+    ratios, flat = [], 0
     for m in models:
         h2 = layer_outputs(m, pts)[1]
-        ratios += [convexity(h2[:, j] > 0, pts) for j in range(h2.shape[1])]
-    seed = best_seed(results, s)
-    model = models[seeds.index(seed)]
+        for j in range(h2.shape[1]):
+            pos = h2[:, j] > 0
+            if pos.all() or not pos.any():
+                flat += 1
+            else:
+                ratios.append(convexity(pos, pts))
+    seed, model, _ = nets.best(s)
     outs = layer_outputs(model, pts)
     h2, out = outs[1], outs[-1][:, 0]
     W1, b1 = model.weights[0], model.biases[0]
@@ -357,17 +415,18 @@ def _second_layer_figure(results, report, problem, arch, checks):
         _labels(ax)
         for j in range(k):
             ax = axes[j + 1]
-            im = _region_axes(ax, xs, ys, h2[:, j], "RdBu_r", -1, 1)
+            im = _region_axes(ax, xs, ys, h2[:, j], -1, 1)
             ax.contour(xs, ys, h2[:, j].reshape(len(ys), len(xs)), levels=[0.0], colors="k",
                        linewidths=2)
             for i in range(W1.shape[1]):
                 _line(ax, W1[:, i], b1[i], xs, ys, color="0.25", lw=0.9, ls="--")
-            r = convexity(h2[:, j] > 0, pts)
-            ax.set_title(f"second-layer unit {j + 1}: convexity {r:.3f}")
+            pos = h2[:, j] > 0
+            what = (f"convexity {convexity(pos, pts):.3f}" if pos.any() and not pos.all()
+                    else "one sign everywhere")
+            ax.set_title(f"second-layer unit {j + 1}: {what}")
             _labels(ax)
-        fig.colorbar(im, ax=axes[k], label="unit output")
         ax = axes[k + 1]
-        im = _region_axes(ax, xs, ys, out, "RdBu_r", 0, 1)
+        im = _region_axes(ax, xs, ys, out, 0, 1)
         ax.contour(xs, ys, out.reshape(len(ys), len(xs)), levels=[0.5], colors="k",
                    linewidths=2)
         ax.set_title(f"network output (test accuracy {_accuracy(model, ds):.3f})")
@@ -375,18 +434,17 @@ def _second_layer_figure(results, report, problem, arch, checks):
         _labels(ax)
         for ax in axes[k + 2:]:
             ax.set_visible(False)
-    return seed, np.array(ratios)
+    return seed, np.array(ratios), flat
 
 
-def _regions(results, report, archs, checks):
+def _regions(results, report, archs, nets):
     """Decision regions (figure) and their convexity over every seed (returned)."""
     conv = {}
     drawn = {}
     for p in PROBLEMS:
         for a in archs:
             s = _setting(results, p, a)
-            models, hists, ds = retrain(s, results.seeds)
-            checks.append(check_retrained(results, s, results.seeds, hists))
+            models, ds = nets(s)
             xs, ys, pts = plane_grid(ds)
             rows = []
             for m in models:
@@ -402,7 +460,8 @@ def _regions(results, report, archs, checks):
         "regions",
         "Decision regions of trained networks with one hidden layer (e.g. '8': 8 tanh units) "
         "and two ('4-4'), columns ordered by number of parameters; colour: P(class 1), black "
-        "line: the decision boundary, dots: test data. Each panel is the seed with the best "
+        "line: the decision boundary; test data as white circles (class 0) and black "
+        "triangles (class 1). Each panel is the seed with the best "
         "validation accuracy; 'convex': convexity of the class-1 region / class-0 region.",
         nrows=nr, ncols=nc, figsize=(4.0 * nc, 3.7 * nr),
     ) as (fig, axes):
@@ -411,10 +470,10 @@ def _regions(results, report, archs, checks):
             for j, a in enumerate(archs):
                 ds, xs, ys, out, seed, acc, npar = drawn[(p, a)]
                 ax = axes[i, j]
-                _region_axes(ax, xs, ys, out, "RdBu_r", 0, 1)
+                _region_axes(ax, xs, ys, out, 0, 1)
                 ax.contour(xs, ys, out.reshape(len(ys), len(xs)), levels=[0.5], colors="k",
                            linewidths=1.8)
-                _scatter(ax, ds, "test", s=5)
+                _scatter(ax, ds, "test", s=16, contrast=True)
                 m = results.seeds.index(seed)
                 cp, cn = conv[(p, a)][m]
                 layers = "one hidden layer" if "-" not in a else "two hidden layers"
@@ -468,17 +527,17 @@ def _smallest_reaching(results, problem, layers, target=0.95):
 def analyse(results, report):
     quick = results.study.profile == "quick"
     first, second, archs = _figures(quick)
-    checks = []
+    nets = Networks(results)
 
     report.section("First layer: half-planes")
-    seed1 = _first_layer_figure(results, report, *first, checks)
+    seed1 = _first_layer_figure(results, report, *first, nets)
 
     report.section("Second layer: combining half-planes")
-    seed2, ratios = _second_layer_figure(results, report, *second, checks)
+    seed2, ratios, flat = _second_layer_figure(results, report, *second, nets)
     n_conv = int((ratios >= CONVEX).sum())
 
     report.section("One against two hidden layers")
-    conv = _regions(results, report, archs, checks)
+    conv = _regions(results, report, archs, nets)
     _accuracy_figure(results, report)
 
     rows = []
@@ -515,7 +574,7 @@ def analyse(results, report):
                  caption="The smallest network of each family (by parameters) whose mean "
                          "final validation accuracy reached 0.95 (chosen on validation; test "
                          "accuracy reported).")
-    worst = max((c for c in checks if np.isfinite(c)), default=float("nan"))
+    worst = nets.max_difference()
     report.text(f"The networks drawn and measured were trained again inside the analysis "
                 f"(the store keeps no parameters); their final validation losses differ from "
                 f"the stored runs by at most {fmt(worst, 3)}.")
@@ -526,11 +585,14 @@ def analyse(results, report):
         f"constant along lines parallel to w.x + b = 0 (drawn for the [{first[1]}] network on "
         f"{first[0]}, seed {seed1}); the output combines these lines into its decision region.")
     frac = n_conv / max(len(ratios), 1)
-    text = (f"**Second layer.** Of the {len(ratios)} second-layer units of the [{second[1]}] "
-            f"networks on {second[0]} (all {len(results.seeds)} seeds), {n_conv} "
-            f"({frac:.0%}) have a convex region (unit output > 0; convexity >= {CONVEX}); "
-            f"median convexity {fmt(float(np.median(ratios)), 3)}, lowest "
-            f"{fmt(float(ratios.min()), 3)}.")
+    text = (f"**Second layer.** Of the {len(ratios)} second-layer units with a boundary in the "
+            f"plane of the [{second[1]}] networks on {second[0]} (all {len(results.seeds)} "
+            f"seeds; {flat} more had one sign everywhere), {n_conv} ({frac:.0%}) have a convex "
+            f"region (unit output > 0; convexity >= {CONVEX})")
+    if len(ratios):
+        text += (f"; median convexity {fmt(float(np.median(ratios)), 3)}, lowest "
+                 f"{fmt(float(ratios.min()), 3)}")
+    text += "."
     if n_conv < len(ratios):
         text += (" So trained second-layer units are not all the AND-of-half-planes convex "
                  "cells of the notes' picture: a unit thresholds a weighted sum of half-planes, "
@@ -545,8 +607,31 @@ def analyse(results, report):
         f1 = f"{one[0]} params ([{one[1].factors['hidden']}])" if one else "none of the widths"
         f2 = f"{two[0]} params ([{two[1].factors['hidden']}])" if two else "none of the widths"
         parts.append(f"{p}: one hidden layer {f1}, two hidden layers {f2}")
-    report.conclusion("**One vs two hidden layers.** Smallest network reaching 0.95 mean "
-                      "validation accuracy: " + "; ".join(parts) + ".")
+    text = ("**One vs two hidden layers.** Smallest network reaching 0.95 mean validation "
+            "accuracy: " + "; ".join(parts) + ".")
+    need = [p for p in PROBLEMS if small[(p, 1)] is None and small[(p, 2)] is not None]
+    one = [p for p in PROBLEMS if small[(p, 1)] is not None and (
+        small[(p, 2)] is None or small[(p, 1)][0] <= small[(p, 2)][0])]
+    widest = max(n_params([2, *s.model["hidden"], 1]) for s in results.select(layers=1))
+    if one:
+        text += (f" One hidden layer suffices, and with fewer parameters, for "
+                 f"{', '.join(one)}.")
+    if need:
+        text += (f" Only two hidden layers reached the target on {', '.join(need)}: no "
+                 f"one-hidden-layer network up to {widest} parameters did in "
+                 f"{results.settings[0].epochs} epochs, though a wide enough one can in "
+                 f"principle (one hidden layer is a universal approximator); two layers are "
+                 f"the cheaper way there.")
+    report.conclusion(text)
+    head = "**In short.** "
+    if one:
+        head += f"One hidden layer suffices, with the fewest parameters, for {', '.join(one)}"
+    if need:
+        head += ("; " if one else "") + f"only two hidden layers reached 0.95 validation " \
+            f"accuracy on {', '.join(need)}"
+    head += (f"{'; ' if one or need else ''}{n_conv}/{len(ratios)} trained second-layer units "
+             f"had convex regions.")
+    report.conclusions.insert(0, head)
     one_layer = [(p, a) for p in PROBLEMS for a in archs if "-" not in a]
     nonconvex = []
     for p, a in one_layer:
@@ -556,10 +641,11 @@ def analyse(results, report):
             nonconvex.append(f"{p} [{a}] {k}/{len(c)}")
     if nonconvex:
         report.conclusion(
-            "**Convexity of one-hidden-layer regions.** The classic reading of the notes "
-            "(one hidden layer: convex regions; two: arbitrary ones) holds for threshold "
-            "units combined by an AND, not for trained networks: one-hidden-layer networks "
-            "had neither class region convex in " + ", ".join(nonconvex) + " seeds.")
+            "**Convexity of one-hidden-layer regions.** The classic reading of the notes' "
+            "pictures (one hidden layer: convex regions; two: any region) describes threshold "
+            "units joined by an AND; the trained one-hidden-layer networks here had neither "
+            "class region convex in " + ", ".join(nonconvex) + " seeds, so one hidden "
+            "layer of trained units is not limited to convex regions.")
     else:
         report.conclusion(
             "**Convexity of one-hidden-layer regions.** Every one-hidden-layer network "

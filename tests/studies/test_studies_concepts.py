@@ -1,0 +1,242 @@
+"""The concept studies (perceptron, activations, geometry, regression): their helper math, and
+each quick study end to end with a key number of its README recomputed from the store."""
+
+import json
+import math
+import re
+import sqlite3
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from scipy import stats as st
+
+from studies.cli import main
+from studies.report import fmt
+from studies.study_activations import saturated_region, saturated_share
+from studies.study_geometry import convexity, n_params, plane_grid
+from studies.study_perceptron import _params, blobs_run, errors_of, perceptron_path
+from studies.study_regression import (
+    CONSTRUCTIONS,
+    KS,
+    construction_errors,
+    construction_mlp,
+    effective_steps,
+    target,
+    two_sigmoid,
+)
+
+STUDIES = ("perceptron", "activations", "geometry", "regression")
+FIGURES = {
+    "perceptron": ("mistakes", "bound", "boundaries", "mlp_xor"),
+    "activations": ("functions", "saturation", "training", "preactivations"),
+    "geometry": ("first_layer", "second_layer", "regions", "accuracy_params"),
+    "regression": ("construction", "construction_error", "width", "fits"),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# helper math
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["step", "bump"])
+def test_two_sigmoid_construction_converges_as_k_grows(name):
+    m1, m2, a, b, c = CONSTRUCTIONS[name]
+    errs = [construction_errors(k, m1, m2, a, b, c) for k in KS]
+    mean = np.array([e["mean_abs"] for e in errs])
+    away = np.array([e["max_away"] for e in errs])
+    assert np.all(np.diff(mean) < 0)                     # mean error falls with k
+    assert np.all(np.diff(away) <= 0) and away[-1] < 1e-12   # and away from the steps
+    assert errs[-1]["mean_abs"] < 2e-3
+    # closed form 2 ln 2 / k per unit jump (spread over the length 2 of [-1, 1]) for large k
+    for e, k in zip(errs, KS, strict=True):
+        if k >= 20:
+            assert e["mean_abs"] == pytest.approx(e["mean_abs_theory"], rel=2e-3)
+    # at a step the output is (nearly) halfway for every k: the convergence is not uniform
+    assert min(e["max_all"] for e in errs) > 0.499 and errs[-1]["max_all"] == pytest.approx(0.5)
+
+
+def test_two_sigmoid_limit_and_weights_of_the_notes():
+    m1, m2, a, b, c = -0.5, 0.5, 3.0, 1.0, 2.0
+    x = np.array([-0.9, -0.2, 0.3, 0.9])
+    np.testing.assert_allclose(two_sigmoid(x, 1e4, m1, 1e4, m2, a, b, c),
+                               target(x, m1, m2, a, b, c), atol=1e-12)
+    np.testing.assert_array_equal(target(x, m1, m2, a, b, c), [b, a, a, a + c - b])
+    # the library's MLP with w11 = k1, w21 = -k1 m1, w12 = k2, w22 = -k2 m2, (a-b, c-b, b)
+    net = construction_mlp(7.0, m1, 3.0, m2, a, b, c)
+    np.testing.assert_allclose(net.weights[0], [[7.0, 3.0]])
+    np.testing.assert_allclose(net.biases[0], [3.5, -1.5])
+    np.testing.assert_allclose(net.weights[1][:, 0], [a - b, c - b])
+    xs = np.linspace(-1, 1, 101)
+    out = net.forward(xs.reshape(-1, 1).astype(np.float32))[:, 0]
+    np.testing.assert_allclose(out, two_sigmoid(xs, 7.0, m1, 3.0, m2, a, b, c), atol=2e-6)
+
+
+def test_effective_steps_recover_the_construction_through_standardisation():
+    mu, sd = 0.1, 0.5
+    k, m = 12.0, 0.3
+    net = construction_mlp(k * sd, (m - mu) / sd, -4.0 * sd, (-0.2 - mu) / sd, 2.0, 0.0, 1.0)
+    ds = SimpleNamespace(info={"mean": [mu], "std": [sd]})
+    (k1, m1_, v1), (k2, m2_, v2) = effective_steps(net, ds)
+    assert (k1, m1_, v1) == pytest.approx((k, m, 2.0), rel=1e-5)
+    assert (k2, m2_, v2) == pytest.approx((4.0, -0.2, -1.0), rel=1e-5)   # k < 0 flipped
+
+
+def test_convexity_on_a_grid():
+    xs = np.linspace(-1, 1, 121)
+    XX, YY = np.meshgrid(xs, xs)
+    pts = np.c_[XX.ravel(), YY.ravel()]
+    r = np.hypot(pts[:, 0], pts[:, 1])
+    assert convexity(r < 0.6, pts) == 1.0                              # disc
+    assert convexity(pts @ np.array([1.0, 2.0]) > 0.31, pts) == 1.0      # half-plane
+    assert convexity((pts[:, 0] > 0) & (pts[:, 1] > 0.2), pts) == 1.0   # quadrant
+    assert convexity((r > 0.4) & (r < 0.8), pts) < 0.8                 # annulus
+    two = (np.abs(pts[:, 0] - 0.6) < 0.2) | (np.abs(pts[:, 0] + 0.6) < 0.2)
+    assert convexity(two, pts) < 0.5                                   # two strips
+    assert convexity(np.zeros(len(pts), bool), pts) == 1.0
+    assert n_params([2, 4, 4, 1]) == 12 + 20 + 5
+
+
+def test_plane_grid_covers_the_data():
+    ds = SimpleNamespace(X_train=np.array([[0.0, 1.0]]), X_val=np.array([[-2.0, 0.0]]),
+                         X_test=np.array([[1.0, -1.0]]))
+    xs, ys, pts = plane_grid(ds, n=11, pad=0.5)
+    assert (xs[0], xs[-1], ys[0], ys[-1]) == (-2.5, 1.5, -1.5, 1.5) and pts.shape == (121, 2)
+
+
+def test_perceptron_runs_within_novikoff_and_never_on_xor():
+    from models.perceptron import mistake_bound
+
+    r = blobs_run(0.1, 3, 200, 1000)
+    assert r["converged"] and r["total"] == sum(r["mistakes"]) >= 1
+    X, y = r["ds"].X_train.astype(np.float64), r["ds"].y_train
+    assert r["total"] <= r["bound"] == pytest.approx(mistake_bound(X, y), rel=1e-9)
+    w, b = r["lines"][-1]
+    assert errors_of(X, y, w, b) == 0
+    # XOR (exact corners): no line separates it, every epoch has a mistake
+    Xx = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]])
+    yx = np.array([0.0, 0.0, 1.0, 1.0])
+    mistakes, lines = perceptron_path(Xx, yx, 0, 50)
+    assert len(mistakes) == 50 and min(mistakes) > 0
+    assert all(errors_of(Xx, yx, w, b) > 0 for w, b in lines)
+
+
+def test_saturation_regions_of_the_activations():
+    lo, hi = saturated_region("sigmoid")            # s(1 - s) < 0.025
+    assert -lo == pytest.approx(hi, abs=1e-3) and hi == pytest.approx(3.6355, abs=2e-3)
+    lo, hi = saturated_region("tanh")               # 1 - tanh^2 < 0.1
+    assert hi == pytest.approx(math.atanh(math.sqrt(0.9)), abs=2e-3)
+    assert saturated_region("relu") == (0.0, math.inf)
+    assert saturated_region("identity") == (-math.inf, math.inf)
+    assert saturated_region("step") == (math.inf, -math.inf)
+    assert saturated_share("sigmoid", np.array([0.0, 1.0, 5.0, -6.0])) == 0.5
+
+
+# ----------------------------------------------------------------------------------------------
+# the quick studies end to end
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("concepts")
+    store, out = d / "r.sqlite", d / "reports"
+    argv = ["run", *STUDIES, "--profile", "quick", "--store", str(store), "--out", str(out),
+            "--jobs", "0", "--quiet"]
+    assert main(argv) == 0
+    return store, out
+
+
+def _store(store, study):
+    """``{label: [(status, summary), ...]}`` of a study's stored runs."""
+    con = sqlite3.connect(store)
+    out = {}
+    for label, status, summary in con.execute(
+            "SELECT label, status, summary FROM runs WHERE study = ? ORDER BY seed", (study,)):
+        out.setdefault(label, []).append((status, json.loads(summary)))
+    con.close()
+    return out
+
+
+def _ci(values, low, high):
+    """Mean [95% t-interval] clipped to (low, high), as the reports print it."""
+    x = np.array(values, dtype=float)
+    m = x.mean()
+    h = st.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
+
+
+def _row(readme, first_cells, after=None):
+    """Cells of the first Markdown table row starting with ``first_cells`` (after ``after``)."""
+    if after is not None:
+        readme = readme.split(after, 1)[1]
+    for line in readme.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[: len(first_cells)] == list(first_cells):
+            return cells
+    raise AssertionError(f"no row {first_cells} in the README")
+
+
+@pytest.mark.parametrize("study", STUDIES)
+def test_quick_study_writes_its_report(quick_run, study):
+    _, out = quick_run
+    d = out / study
+    readme = (d / "README.md").read_text()
+    assert not (d / "ANALYSIS_FAILED").exists()
+    for heading in ("Setup", "Results", "All settings", "Conclusion", "Reproduce"):
+        assert f"## {heading}\n" in readme
+    assert "The analysis failed" not in readme and "No conclusion was drawn" not in readme
+    for name in FIGURES[study]:
+        png, svg = d / f"{name}.png", d / f"{name}.svg"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+        assert svg.stat().st_size > 5000 and f"({name}.png)" in readme
+    assert f"({study}/README.md)" in (out / "README.md").read_text()
+    m = re.search(r"differ from the stored (?:runs|ones) by at most ([^ .]+)", readme)
+    if m:  # networks trained again in the analysis reproduce the stored runs
+        assert float(m.group(1)) < 1e-6
+
+
+def test_perceptron_numbers(quick_run):
+    store, out = quick_run
+    readme = (out / "perceptron" / "README.md").read_text()
+    p = _params(True)
+    runs = [blobs_run(m, s, p["n_blobs"], p["max_epochs"]) for m in p["margins"]
+            for s in range(3)]
+    within = sum(r["total"] <= r["bound"] for r in runs)
+    worst = max(r["total"] / r["bound"] for r in runs)
+    assert (f"within Novikoff's bound (R / gamma)^2 in {within}/{len(runs)} runs; the largest "
+            f"ratio mistakes / bound was {fmt(worst, 3)}") in readme
+    assert within == len(runs)
+    assert "The perceptron converged in 0/3 runs" in readme
+    raw = _store(store, "perceptron")
+    acc = [s["test_accuracy"] for _, s in raw["hidden=4"]]
+    assert _row(readme, ["2-4-1 tanh network"])[3] == _ci(acc, 0, 1)
+
+
+def test_activations_numbers(quick_run):
+    store, out = quick_run
+    readme = (out / "activations" / "README.md").read_text()
+    raw = _store(store, "activations")
+    vl = [s["final_val_loss"] for _, s in raw["activation=sigmoid, lr=0.1"]]
+    assert _row(readme, ["sigmoid"], after="## Training with")[1] == _ci(vl, 0, math.inf)
+    assert "| sigmoid | 0.25 |" in readme          # max f' of the sigmoid
+
+
+def test_geometry_numbers(quick_run):
+    store, out = quick_run
+    readme = (out / "geometry" / "README.md").read_text()
+    raw = _store(store, "geometry")
+    acc = [s["test_accuracy"] for _, s in raw["problem=circles, hidden=4-4, layers=2"]]
+    row = _row(readme, ["circles", "4-4"])
+    assert row[2] == "37" and row[3] == _ci(acc, 0, 1)
+
+
+def test_regression_numbers(quick_run):
+    store, out = quick_run
+    readme = (out / "regression" / "README.md").read_text()
+    e = construction_errors(100.0, *CONSTRUCTIONS["bump"])
+    assert _row(readme, ["bump", "100"])[2:4] == [fmt(e["mean_abs"]), fmt(e["mean_abs_theory"])]
+    raw = _store(store, "regression")
+    tl = [s["test_loss"] for _, s in raw["target=bump, width=2"]]
+    assert _row(readme, ["bump", "2"])[2] == _ci(tl, 0, math.inf)

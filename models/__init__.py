@@ -1,16 +1,35 @@
 """Models of the lecture notes assembled from the kernels: perceptron, MLP, optimizers,
-the training loop, population training and scikit-learn-style estimators."""
+the training loop, population training and scikit-learn-style estimators.
+
+The estimators (``MLPClassifier``, ``MLPRegressor``, ``Perceptron``) are imported on first use:
+they pull in scikit-learn when it is installed, which costs seconds per process.
+"""
+
+import importlib
 
 from . import optimizers, schedules
-from .estimators import MLPClassifier, MLPRegressor
 from .mlp import MLP
 from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
-from .perceptron import Perceptron
 from .population import train_population
 from .training import History, train
+
+_LAZY = {"MLPClassifier": ".estimators", "MLPRegressor": ".estimators",
+         "Perceptron": ".perceptron"}
 
 __all__ = [
     "MLP", "History", "train", "train_population", "optimizers", "schedules",
     "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW",
     "Perceptron", "MLPClassifier", "MLPRegressor",
 ]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -259,8 +259,26 @@ def settings_table(results):
     return ["setting", "ok/div/fail/miss"] + [h for h, _ in SUMMARY_COLUMNS], rows
 
 
+def run_time(results):
+    """``(sum of the runs' wall seconds, wall-clock seconds from the first start to the last
+    finish)`` of the stored runs, or ``(0, 0)`` without timestamps."""
+    rows = results.rows()
+    total = float(sum(r["wall_s"] or 0.0 for r in rows))
+    starts = [r["started_at"] for r in rows if r.get("started_at")]
+    ends = [r["finished_at"] for r in rows if r.get("finished_at")]
+    if not starts or not ends:
+        return total, 0.0
+    span = (_dt.datetime.fromisoformat(max(ends))
+            - _dt.datetime.fromisoformat(min(starts))).total_seconds()
+    return total, max(span, 0.0)
+
+
 def _provenance(results):
     lines = []
+    total, span = run_time(results)
+    lines.append(f"- Run time: {span:.0f} s of wall clock from the first run's start to the "
+                 f"last run's finish ({total:.0f} s summed over runs; a resumed study counts "
+                 "only its stored runs' times)")
     for m in results.machines():
         lines.append(f"- Machine: {provenance.describe_machine(m)}")
     for v in results.versions():
@@ -346,6 +364,7 @@ def write_report(study, results, out_root, command):
     summary = {
         "name": study.name, "title": study.title, "question": study.question.strip(),
         "profile": study.profile, "counts": counts, "figures": report.figures,
+        "run_seconds": round(run_time(results)[1], 1),
         "conclusion": report.conclusions, "command": command,
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -379,10 +398,15 @@ def write_index(out_root):
         first = (e.get("conclusion") or [""])[0].split("\n")[0]
         first = first.split(". ")[0].rstrip(".") + "." if first else ""
         runs = f"{c.get('ok', 0)}/{sum(c.values())}" if c else "-"
+        secs = e.get("run_seconds")
         rows.append([f"[{e['title']}]({e['name']}/README.md)", e.get("question", ""), runs,
-                     first])
-    lines.append(md_table(["study", "question", "runs ok", "finding"], rows) if rows
-                 else "No study reports yet.")
+                     f"{secs / 60:.1f} min" if secs is not None else "-", first])
+    lines.append(md_table(["study", "question", "runs ok", "run time", "finding"], rows)
+                 if rows else "No study reports yet.")
+    total = sum(e.get("run_seconds") or 0.0 for e in entries)
+    if total:
+        lines += ["", f"Run time of the studies above, added up: {total / 60:.1f} min "
+                      "(wall clock of each study's runs, first start to last finish)."]
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "README.md").write_text("\n".join(lines) + "\n")
     return out_root / "README.md"

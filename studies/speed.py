@@ -84,6 +84,7 @@ PROFILES = {
         "gemm": {"sizes": [256], "repeats": 2},
         "coldstart": {"net": SMALL, "batch": 32, "n": 1024},
         "compile_from_empty_cache": False,
+        "retry_budget_s": 0,
         "timeout_s": 300,
     },
     "full": {
@@ -98,6 +99,7 @@ PROFILES = {
         "gemm": {"sizes": [1024, 2048, 4096], "repeats": 3},
         "coldstart": {"net": LARGE, "batch": 32, "n": 2048},
         "compile_from_empty_cache": True,
+        "retry_budget_s": 570,
         "timeout_s": 900,
     },
 }
@@ -145,6 +147,10 @@ def _jobs(profile, settings, frameworks):
     return jobs
 
 
+def _cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
 def _maybe_gpu():
     """Cheap look for an NVIDIA GPU (the worker then checks with numba.cuda)."""
     return bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/nvidia0")
@@ -166,12 +172,85 @@ def _env(kind, cache_dir):
     return env
 
 
+#: A worker during which other programs used more than this share of the CPUs is run again.
+CONTENDED = 0.10
+
+
+def _wait_quiet(max_wait_s, log):
+    """Wait (up to ``max_wait_s``) for a second in which other programs use < CONTENDED."""
+    t_end = time.perf_counter() + max_wait_s
+    while True:
+        b0 = _cpu_busy_s()
+        time.sleep(1.0)
+        b1 = _cpu_busy_s()
+        if b0 is None or b1 is None or (b1 - b0) / _cores() < CONTENDED:
+            return True
+        if time.perf_counter() >= t_end:
+            log(f"machine still busy after {max_wait_s:.0f} s of waiting")
+            return False
+
+
+def _retry_contended(jobs, records, settings, cache_dir, workdir, t0, log):
+    """Run again, once, each measuring worker that shared the machine with other programs.
+
+    Only while the run's elapsed time plus the worker's own stays within
+    ``settings["retry_budget_s"]``; the attempt during which other programs used less CPU is
+    kept, and both are listed in its ``attempts``. The Numba cold-start pair is not repeated
+    (its first run needs an empty cache).
+    """
+    for i, (name, spec, kind) in enumerate(jobs):
+        rec = records[i]
+        share = rec.get("other_cpu_share")
+        if share is None or share <= CONTENDED or kind == "ours_fresh":
+            continue
+        if time.perf_counter() - t0 + 1.2 * rec["wall_s"] + 30 > settings["retry_budget_s"]:
+            log(f"[{name}] not run again: the retry budget is spent")
+            continue
+        _wait_quiet(30, log)
+        new = _run_job(name, spec, _env(kind, cache_dir), workdir, settings["timeout_s"], log)
+        attempts = [{k: r.get(k) for k in ("wall_s", "other_cpu_share", "load_before")}
+                    for r in (rec, new)]
+        better = (not new["error"] and new.get("other_cpu_share") is not None
+                  and new["other_cpu_share"] < share)
+        keep = new if better else rec
+        keep["attempts"] = attempts
+        keep["kept_attempt"] = 2 if better else 1
+        records[i] = keep
+
+
+def _cpu_stat():
+    """``(busy, steal, total)`` CPU seconds of the whole machine so far (``/proc/stat``)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, idle, iowait, irq, softirq, steal = v + [0] * (8 - len(v))
+    hz = os.sysconf("SC_CLK_TCK")
+    busy = user + nice + system + irq + softirq
+    return busy / hz, steal / hz, (busy + idle + iowait + steal) / hz
+
+
+def _cpu_busy_s():
+    """Seconds of CPU time all programs of the machine have used, or None."""
+    st = _cpu_stat()
+    return None if st is None else st[0]
+
+
+def _children_cpu_s():
+    import resource
+
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def _run_job(name, spec, env, workdir, timeout, log):
     spec_path = workdir / f"{name}.spec.json"
     out_path = workdir / f"{name}.out.json"
     err_path = workdir / f"{name}.log"
     spec_path.write_text(json.dumps(spec))
     load_before = os.getloadavg()
+    stat0, own0 = _cpu_stat(), _children_cpu_s()
     t0 = time.perf_counter()
     rc = None
     with open(err_path, "w") as err:
@@ -183,6 +262,14 @@ def _run_job(name, spec, env, workdir, timeout, log):
         except subprocess.TimeoutExpired:
             rc = "timeout"
     wall = time.perf_counter() - t0
+    stat1, own = _cpu_stat(), _children_cpu_s() - own0
+    other = steal = None
+    if stat0 is not None and stat1 is not None and wall > 0:
+        # What the machine's CPUs did besides this worker, as a share of all cores' time, and
+        # the time the hypervisor gave to other machines (steal) as a share of all time.
+        other = min(1.0, max(0.0, (stat1[0] - stat0[0] - own) / (wall * _cores())))
+        total = stat1[2] - stat0[2]
+        steal = (stat1[1] - stat0[1]) / total if total > 0 else None
     doc = {}
     if out_path.exists():
         try:
@@ -193,13 +280,16 @@ def _run_job(name, spec, env, workdir, timeout, log):
     rec = {
         "name": name, "kind": spec["kind"], "framework": spec.get("framework"),
         "wall_s": wall, "returncode": rc, "load_before": list(load_before),
-        "load_after": list(os.getloadavg()), "peak_rss_mb": doc.get("peak_rss_mb"),
+        "load_after": list(os.getloadavg()), "worker_cpu_s": own, "other_cpu_share": other,
+        "steal_share": steal,
+        "peak_rss_mb": doc.get("peak_rss_mb"),
         "info": doc.get("info", {}), "skipped": doc.get("skipped"),
         "error": doc.get("error") or (None if rc == 0 else f"exit {rc}: {tail[-1500:]}"),
         "results": doc.get("results", {}),
     }
     status = "skipped" if rec["skipped"] else ("ok" if not rec["error"] else "FAILED")
-    log(f"[{name}] {status} in {wall:.1f} s (load {load_before[0]:.2f})")
+    busy = "" if other is None else f", other programs {100 * other:.0f}% of the CPUs"
+    log(f"[{name}] {status} in {wall:.1f} s (load {load_before[0]:.2f}{busy})")
     return rec
 
 
@@ -226,9 +316,12 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     t0 = time.perf_counter()
     records = []
     try:
-        for name, spec, kind in _jobs(profile, settings, frameworks):
+        jobs = _jobs(profile, settings, frameworks)
+        for name, spec, kind in jobs:
             records.append(_run_job(name, spec, _env(kind, cache_dir), workdir,
                                     settings["timeout_s"], log))
+        if settings.get("retry_budget_s"):
+            _retry_contended(jobs, records, settings, cache_dir, workdir, t0, log)
     finally:
         if keep_workdir:
             log(f"worker specs, outputs and logs kept in {workdir}")
@@ -472,13 +565,37 @@ def build_parser():
                    help=f"comma-separated subset of {','.join(OURS + PEERS)} (default all)")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the workers' specs, outputs and logs (printed path)")
+    p.add_argument("--report-only", action="store_true",
+                   help="measure nothing: rewrite README.md and the figures in --out (default "
+                   "the profile's folder) from the results.json there")
     p.add_argument("--quiet", "-q", action="store_true")
     return p
+
+
+def rewrite_report(out):
+    """Re-analyse ``out/results.json`` and rewrite the README and figures beside it."""
+    out = Path(out)
+    with open(out / "results.json") as f:
+        raw = json.load(f)
+    results = analyse(raw)
+    (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
+    from studies._speed import report
+
+    report.write(results, out)
+    return results
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     frameworks = args.frameworks.split(",") if args.frameworks else None
+    if args.report_only:
+        out = args.out or ROOT / "reports" / ("quick/benchmarks" if args.profile == "quick"
+                                              else "benchmarks")
+        if not (Path(out) / "results.json").exists():
+            print(f"dlbasics bench: no results.json in {out}", file=sys.stderr)
+            return 2
+        rewrite_report(out)
+        return 0
     try:
         results = run(args.profile, args.out, frameworks, args.quiet, args.keep_workdir)
     except ValueError as exc:

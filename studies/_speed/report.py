@@ -116,7 +116,7 @@ def fig_throughput(res, out, net):
 def fig_roofline(res, out):
     plt = _plt()
     lim = res["limits"]
-    fig, ax = plt.subplots(figsize=(7.2, 4.8), layout="constrained")
+    fig, ax = plt.subplots(figsize=(9.6, 5.0), layout="constrained")
     markers = {LARGE: "o", SMALL: "s"}
     for net, per_fw in res["train"].items():
         for fw in _frameworks(per_fw):
@@ -142,9 +142,10 @@ def fig_roofline(res, out):
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity of an SGD step (FLOP / byte, traffic model)")
     ax.set_ylabel("achieved GFLOP/s")
-    ax.set_title("Achieved FLOP rate against the machine's ceilings (batch grows to the right)")
+    ax.set_title("Achieved FLOP rate against the machine's ceilings\n(each line: one framework "
+                 "and network, batch size growing to the right)", fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    fig.legend(fontsize=7, loc="outside right upper")
     files = _save(fig, out, "roofline")
     plt.close(fig)
     return files
@@ -202,7 +203,9 @@ def _goals_section(res):
     met = sum(1 for g in res["goals"] if g["met"])
     known = sum(1 for g in res["goals"] if g["met"] is not None)
     return (f"## Goals on this machine\n\n{met} of {known} measured goals met. Ratios are ours "
-            "(the `cpu` backend) over the peer's throughput, both measured in this run.\n\n"
+            "(the `cpu` backend) over the peer's throughput, both measured in this run; the "
+            "best peer is the fastest of PyTorch eager, the JAX jit step and scikit-learn at "
+            "that batch size.\n\n"
             + _table(["goal", "measured", "target", "status"], rows))
 
 
@@ -422,7 +425,8 @@ def _method_section(res):
         "- One configuration: a first call on a few batches from the shared initialisation "
         "(compilation, kept as first-call time), calibration epochs until one takes at least "
         f"a quarter of {s['target_s']} s, an epoch size chosen for about {s['target_s']} s "
-        "(a multiple of the batch size, at most the data set), one warm-up epoch at that size "
+        "(the batch size times a power of two, at most the data set: few distinct shapes, so "
+        "few recompiles for JAX's `lax.scan`), one warm-up epoch at that size "
         f"(excluded), then at least {s['repeats']} timed epochs; throughput = epoch size / "
         "median epoch time. The epoch size therefore differs between frameworks (slow ones "
         "get fewer samples); the data are the first rows of one data set, identical in every "
@@ -452,8 +456,27 @@ def _method_section(res):
         "different network (identity output, squared loss).",
         f"- Load average (1 min) seen before/after the workers: {min(loads):.2f} to "
         f"{max(loads):.2f} on {res['machine'].get('cores', '?')} cores"
-        + (" (other work was running: expect noise)" if max(loads) > 1.5 else "") + ".",
+        + (" (above the core count: other programs were running, expect noise)"
+           if max(loads) > res["machine"].get("cores", 1) + 0.5 else "") + ".",
     ]
+    rows = [[f"`{p['name']}`", f"{p['wall_s']:.1f} s",
+             f"{p['load_before'][0]:.2f} / {p['load_after'][0]:.2f}",
+             _share(p.get("other_cpu_share")) + _attempts(p), _share(p.get("steal_share")),
+             "-" if p["peak_rss_mb"] is None else f"{p['peak_rss_mb']:.0f}",
+             "skipped" if p["skipped"] else ("failed" if p["error"] else "ok")]
+            for p in procs]
+    lines += ["", "Worker processes, in the order they ran: 1-minute load average before and "
+              "after each, and the share of all cores' time that *other* programs used while it "
+              "ran (`/proc/stat` minus the worker's own CPU time); where that share is large, "
+              "the worker's figures are low, most of all for multi-threaded frameworks, whose "
+              "threads wait for each other. A measuring worker that ran while others used more "
+              "than 10% was run once more at the end of the run (time allowing, after waiting up "
+              "to 30 s for a quiet second), and the less disturbed attempt kept:", "",
+              _table(["process", "wall", "load before / after", "CPU used by others",
+                      "steal", "peak RSS MiB", "status"], rows), "",
+              "*Steal* is the share of CPU time the hypervisor gave to other virtual machines "
+              "while the worker ran (`/proc/stat`); this machine is a virtual machine whose "
+              "host is shared, which no process here can see otherwise.", ""]
     if skipped:
         lines.append("- Skipped: " + "; ".join(f"`{p['name']}` ({p['skipped']})"
                                                 for p in skipped) + ".")
@@ -461,6 +484,39 @@ def _method_section(res):
         lines.append("- **Failed**: " + "; ".join(f"`{p['name']}`" for p in failed)
                      + " (see `processes` in results.json).")
     return "\n".join(lines)
+
+
+def _share(x):
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _attempts(p):
+    a = p.get("attempts")
+    if not a:
+        return ""
+    return (f" (kept attempt {p['kept_attempt']} of 2; "
+            + " vs ".join(_share(x.get("other_cpu_share")) for x in a) + ")")
+
+
+def _contention_note(res):
+    shares = [(p.get("other_cpu_share"), p["name"]) for p in res["processes"]
+              if p.get("other_cpu_share") is not None]
+    if not shares:
+        return ""
+    worst, name = max(shares)
+    mean = sum(s for s, _ in shares) / len(shares)
+    steals = [p["steal_share"] for p in res["processes"] if p.get("steal_share") is not None]
+    steal = (f" The hypervisor took {100 * sum(steals) / len(steals):.0f}% of the CPU time on "
+             f"average (steal, up to {100 * max(steals):.0f}%)." if steals else "")
+    if worst < 0.1:
+        return (f"The machine was quiet during the run: other programs used {100 * mean:.0f}% "
+                f"of the CPUs on average (at most {100 * worst:.0f}%, during `{name}`)."
+                + steal)
+    return (f"**Caution: the machine was shared during this run.** Other programs used "
+            f"{100 * mean:.0f}% of the CPUs on average, up to {100 * worst:.0f}% (during "
+            f"`{name}`); see the worker table under Method. Figures taken under contention "
+            "are low and noisy, multi-threaded frameworks (PyTorch, JAX, OpenBLAS) most of "
+            "all, so ratios can be off by large factors where the shares differ." + steal)
 
 
 def _machine_section(res):
@@ -512,6 +568,7 @@ def write(res, out):
         "784-256-256-10 is ReLU with softmax cross-entropy, 2-16-16-1 tanh with a sigmoid "
         "output and binary cross-entropy. All ratios below were measured side by side in this "
         "one run on this machine.",
+        _contention_note(res),
         _machine_section(res),
         _goals_section(res),
         "## Training throughput",

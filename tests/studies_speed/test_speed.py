@@ -1,0 +1,146 @@
+"""The speed benchmark at its quick profile: schema, finite positive throughputs, report files.
+
+One quick run (every installed framework, each in its own process) is shared by the tests of
+this module; frameworks that are not installed are reported as skipped by their worker.
+"""
+
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+
+from studies import speed
+from studies._speed import common
+
+PEER_MODULES = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
+
+
+def installed(fw):
+    return fw not in PEER_MODULES or importlib.util.find_spec(PEER_MODULES[fw]) is not None
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    rc = speed.main(["--profile", "quick", "--out", str(out), "--quiet",
+                     "--frameworks", "cpu,numpy,torch,jax,sklearn"])
+    with open(out / "results.json") as f:
+        res = json.load(f)
+    return rc, out, res
+
+
+def _finite_positive(x):
+    return isinstance(x, (int, float)) and math.isfinite(x) and x > 0
+
+
+def test_train_step_flops_by_hand():
+    # 2-16-16-1, batch 1: sum n_in n_out = 2*16 + 16*16 + 16*1 = 304 multiply-adds.
+    # forward 2*304 = 608; dW 608; dx for layers 2 and 3 only: 2*(256 + 16) = 544;
+    # update: 2 * (304 weights + 16 + 16 + 1 biases) = 674.  Total 2434.
+    assert speed.train_step_flops([2, 16, 16, 1], 1) == 2434
+    # 784-256-256-10, batch 32: sum = 200704 + 65536 + 2560 = 268800; without the first
+    # layer 68096; parameters 268800 + 256 + 256 + 10 = 269322.
+    expected = 2 * 32 * 268800 * 2 + 2 * 32 * 68096 + 2 * 269322
+    assert speed.train_step_flops([784, 256, 256, 10], 32) == expected == 39303188
+    assert speed.train_flops_per_sample([784, 256, 256, 10], 32) == expected / 32
+
+
+def test_shared_init_is_the_mlp_init():
+    from models import MLP
+
+    for net, cfg in common.NETS.items():
+        m = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
+                loss=cfg["loss"], dtype=np.float32, seed=3)
+        flat = common.flat_params(common.glorot_init(cfg["sizes"], 3))
+        np.testing.assert_array_equal(m.params, flat, err_msg=net)
+
+
+def test_epoch_order_is_the_training_loop_order():
+    assert np.array_equal(common.epoch_order(10, 7), np.random.default_rng(7).permutation(10))
+
+
+def test_profiles_are_sound():
+    full = speed.PROFILES["full"]
+    assert full["repeats"] >= 5
+    assert full["nets"]["784-256-256-10"]["batches"] == [1, 8, 32, 128, 1024]
+    assert full["population"]["Ks"] == [64, 512] and full["population"]["batches"] == [1, 32]
+
+
+@pytest.mark.slow
+def test_quick_run_schema(quick_run):
+    rc, out, res = quick_run
+    failed = {p["name"]: p["error"] for p in res["processes"] if p["error"]}
+    assert rc == 0 and not failed, failed
+    assert res["schema"] == speed.SCHEMA and res["profile"] == "quick"
+    for key in ("command", "machine", "versions", "settings", "processes", "limits", "train",
+                "population", "coldstart", "ratios", "population_ratios", "goals"):
+        assert key in res, key
+    for p in res["processes"]:
+        assert _finite_positive(p["wall_s"])
+        assert p["other_cpu_share"] is None or 0 <= p["other_cpu_share"] <= 1
+        if not p["skipped"]:
+            assert _finite_positive(p["peak_rss_mb"]), p["name"]
+    lim = res["limits"]
+    for key in ("fma_512", "fma_256", "gemm_numpy", "gemm_scipy"):
+        assert _finite_positive(lim[key]["gflops"]), key
+    assert lim["fma_peak_gflops"] >= lim["fma_512"]["gflops"]
+
+
+@pytest.mark.slow
+def test_quick_run_throughputs(quick_run):
+    _, _, res = quick_run
+    expected = [fw for fw in ("cpu", "numpy", "torch", "jax", "sklearn") if installed(fw)]
+    settings = res["settings"]["nets"]
+    for net, cfg in settings.items():
+        for fw in expected + (["jax_scan"] if installed("jax") else []):
+            per_batch = res["train"][net][fw]
+            assert sorted(per_batch) == sorted(str(b) for b in cfg["batches"]), (net, fw)
+            for label, m in per_batch.items():
+                assert _finite_positive(m["samples_per_s"]), (net, fw, label)
+                assert _finite_positive(m["gflops"]) and _finite_positive(m["frac_fma_peak"])
+                assert m["n"] % m["batch"] == 0
+                assert len(m["times"]) == m["epochs"] >= res["settings"]["repeats"]
+                assert math.isfinite(m["first_loss"]), (net, fw, label)
+    # Same data, same initialisation, same order: the first epoch's loss agrees across
+    # frameworks up to float32 rounding.
+    for net, per_fw in res["train"].items():
+        for label, m in per_fw["cpu"].items():
+            for fw, per_batch in per_fw.items():
+                other = per_batch[label]["first_loss"]
+                assert abs(other - m["first_loss"]) <= 1e-4 * abs(m["first_loss"]), (net, fw)
+    variants = ["ours_population", "ours_sequential"]
+    variants += ["jax_vmap"] if installed("jax") else []
+    variants += ["torch_vmap"] if installed("torch") else []
+    pop = res["settings"]["population"]
+    for v in variants:
+        for K in pop["Ks"]:
+            for b in pop["batches"]:
+                m = res["population"][v][str(K)][str(b)]
+                assert _finite_positive(m["network_samples_per_s"]), (v, K, b)
+    assert {"cpu_cached"} <= set(res["coldstart"])
+    for c in res["coldstart"].values():
+        assert _finite_positive(c["process_wall_s"]) and _finite_positive(c["first_epoch_s"])
+
+
+@pytest.mark.slow
+def test_quick_run_goals_and_report(quick_run):
+    _, out, res = quick_run
+    assert len(res["goals"]) >= 7
+    for g in res["goals"]:
+        assert g["met"] in (True, False, None)
+        assert g["met"] is None or _finite_positive(g["measured"])
+    readme = (out / "README.md").read_text()
+    for text in ("## Goals on this machine", "## Training throughput", "## Population training",
+                 "## The machine's limits", "dlbasics bench --profile quick", "results.json",
+                 "side by side"):
+        assert text in readme, text
+    for g in res["goals"]:
+        assert g["goal"] in readme
+    for stem in ("throughput_784-256-256-10", "throughput_2-16-16-1", "roofline",
+                 "population"):
+        for ext in ("png", "svg"):
+            f = out / f"{stem}.{ext}"
+            assert f.exists() and f.stat().st_size > 1000, f
+            assert f"{stem}.png" in readme or ext == "svg"

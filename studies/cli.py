@@ -150,7 +150,7 @@ def _check_backend(backend):
         from numba import cuda
 
         ok = cuda.is_available()
-    except Exception:
+    except Exception:  # numba-cuda missing, or a broken driver/toolkit: either way no GPU
         ok = False
     if not ok:
         raise UsageError("--backend cuda: no CUDA GPU is available here "

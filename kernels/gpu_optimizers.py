@@ -2,15 +2,13 @@ r"""GPU twins of :mod:`kernels.optimizers`: every update rule, in place, on flat
 
 One kernel serves every rule: a grid-stride loop over the elements in which each thread runs
 the CPU's own compiled rule (``sgd_kernel`` ... ``adam_kernel`` of :mod:`kernels.optimizers`) on
-the one-element slices of its element, through :func:`apply_update`, the twin of
-:func:`models.optimizers.apply_update` (an integer rule code, a hyper-parameter vector in the
-parameter dtype, three slot arrays). Each element therefore sees exactly the CPU's arithmetic:
+the one-element slices of its element, through :func:`kernels.optimizers.apply_update` (an
+integer rule code, a hyper-parameter vector in the parameter dtype, three slot arrays). Each
+element therefore sees exactly the CPU's arithmetic:
 the scalar coefficients formed in float64 and rounded once to the parameter dtype, then the
-same per-element expression (a real GPU may still contract a multiply-add into an FMA). The rule
-codes and the vector layout are those of :mod:`models.optimizers`, mirrored here since
-``kernels`` does not import ``models`` (a test checks that they agree), so
-:mod:`models._cuda` and :mod:`kernels.gpu_population` drive the same code as the public
-``gpu_*_update`` functions.
+same per-element expression (a real GPU may still contract a multiply-add into an FMA). The CPU
+training paths (:mod:`models.optimizers`) use that same dispatcher, so :mod:`models._cuda` and
+:mod:`kernels.gpu_population` drive the same code as the public ``gpu_*_update`` functions.
 
 Host arrays in, host arrays updated in place; device arrays in, device arrays updated in place
 (see :mod:`kernels._gpu_arrays`). Every function returns ``params``.
@@ -27,16 +25,25 @@ from . import _checks
 from . import gpu_config as g
 from ._gpu_arrays import Call, float_array
 from .optimizers import (
+    ADAGRAD_CODE,
+    ADAM_CODE,
+    HP_B1,
+    HP_B2,
+    HP_DECOUPLED,
+    HP_EPS,
+    HP_FLAG,
+    HP_LR,
+    HP_SIZE,
+    HP_WD,
+    MOMENTUM_CODE,
+    NESTEROV_CODE,
+    RMSPROP_CODE,
+    SGD_CODE,
     _cast,
     _eps,
     _lr,
     _unit,
-    adagrad_kernel,
-    adam_kernel,
-    momentum_kernel,
-    nesterov_kernel,
-    rmsprop_kernel,
-    sgd_kernel,
+    apply_update,
 )
 
 __all__ = [
@@ -54,34 +61,6 @@ __all__ = [
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
 #: Rule codes and hyper-parameter vector layout: the same values as in :mod:`models.optimizers`.
-SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAGRAD_CODE, RMSPROP_CODE, ADAM_CODE = range(6)
-HP_LR, HP_B1, HP_B2, HP_EPS, HP_WD, HP_FLAG, HP_DECOUPLED = range(7)
-HP_SIZE = 7
-
-
-@njit(cache=True)
-def apply_update(code, params, grads, s1, s2, s3, t, hp):
-    """Apply rule ``code`` in place with the CPU kernels; ``t`` is the 1-based update count.
-
-    The twin of :func:`models.optimizers.apply_update` (``hp``: ``lr, beta1 | momentum | alpha,
-    beta2, eps, weight_decay, flag, decoupled``, ``flag`` = centered or amsgrad).
-    """
-    lr = hp[HP_LR]
-    if code == SGD_CODE:
-        sgd_kernel(params, grads, lr)
-    elif code == MOMENTUM_CODE:
-        momentum_kernel(params, grads, s1, lr, hp[HP_B1])
-    elif code == NESTEROV_CODE:
-        nesterov_kernel(params, grads, s1, lr, hp[HP_B1])
-    elif code == ADAGRAD_CODE:
-        adagrad_kernel(params, grads, s1, lr, hp[HP_EPS])
-    elif code == RMSPROP_CODE:
-        rmsprop_kernel(params, grads, s1, s2, lr, hp[HP_B1], hp[HP_EPS], hp[HP_FLAG] != 0)
-    else:
-        adam_kernel(params, grads, s1, s2, s3, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS],
-                    hp[HP_WD], hp[HP_DECOUPLED] != 0, hp[HP_FLAG] != 0)
-
-
 @njit(inline="always", cache=True)
 def update_at(code, i, params, grads, s1, s2, s3, t, hp):
     """:func:`apply_update` on element ``i`` only (slots may be empty where unused)."""

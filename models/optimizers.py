@@ -30,45 +30,25 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
 
 from kernels import _checks
-from kernels.optimizers import (
-    adagrad_kernel,
-    adam_kernel,
-    momentum_kernel,
-    nesterov_kernel,
-    rmsprop_kernel,
-    sgd_kernel,
+from kernels.optimizers import (  # noqa: F401 (re-exported: the models layer's dispatcher)
+    ADAGRAD_CODE,
+    ADAM_CODE,
+    HP_B1,
+    HP_B2,
+    HP_DECOUPLED,
+    HP_EPS,
+    HP_FLAG,
+    HP_LR,
+    HP_SIZE,
+    HP_WD,
+    MOMENTUM_CODE,
+    NESTEROV_CODE,
+    RMSPROP_CODE,
+    SGD_CODE,
+    apply_update,
 )
-
-SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAGRAD_CODE, RMSPROP_CODE, ADAM_CODE = range(6)
-#: Layout of the hyper-parameter vector ``hp`` read by :func:`apply_update`.
-HP_LR, HP_B1, HP_B2, HP_EPS, HP_WD, HP_FLAG, HP_DECOUPLED = range(7)
-HP_SIZE = 7
-
-
-@njit(cache=True)
-def apply_update(code, params, grads, s1, s2, s3, t, hp):
-    """Apply update rule ``code`` in place; ``t`` is the 1-based update count.
-
-    ``hp`` holds ``lr, beta1 | momentum | alpha, beta2, eps, weight_decay, flag, decoupled``
-    where ``flag`` is ``centered`` (RMSProp) or ``amsgrad`` (Adam); ``s1..s3`` are the slots.
-    """
-    lr = hp[HP_LR]
-    if code == SGD_CODE:
-        sgd_kernel(params, grads, lr)
-    elif code == MOMENTUM_CODE:
-        momentum_kernel(params, grads, s1, lr, hp[HP_B1])
-    elif code == NESTEROV_CODE:
-        nesterov_kernel(params, grads, s1, lr, hp[HP_B1])
-    elif code == ADAGRAD_CODE:
-        adagrad_kernel(params, grads, s1, lr, hp[HP_EPS])
-    elif code == RMSPROP_CODE:
-        rmsprop_kernel(params, grads, s1, s2, lr, hp[HP_B1], hp[HP_EPS], hp[HP_FLAG] != 0)
-    else:
-        adam_kernel(params, grads, s1, s2, s3, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS],
-                    hp[HP_WD], hp[HP_DECOUPLED] != 0, hp[HP_FLAG] != 0)
 
 
 class SGDState(NamedTuple):

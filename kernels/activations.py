@@ -33,6 +33,7 @@ from numba import njit
 
 from . import _checks
 from .config import LEAKY_SLOPE
+from .vecmath import tanh
 
 IDENTITY, STEP, SIGN, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, SOFTMAX = range(9)
 
@@ -67,7 +68,7 @@ def act_scalar(code, z, slope):
     if code == IDENTITY:
         return z
     if code == TANH:
-        return math.tanh(z)
+        return tanh(z)  # vectorisable in float32 (kernels.vecmath), libm in float64
     if code == RELU:
         if z > 0 or z != z:  # NaN propagates
             return z
@@ -111,6 +112,57 @@ def dact_scalar(code, z, a, slope):
     return math.nan
 
 
+@njit(inline="always", cache=True)
+def _act_loop(code, z, out, slope):
+    for e in range(z.shape[0]):
+        out[e] = act_scalar(code, z[e], slope)
+
+
+@njit(inline="always", cache=True)
+def _dact_loop(code, z, a, delta, out, slope):
+    for e in range(z.shape[0]):
+        out[e] = delta[e] * dact_scalar(code, z[e], a[e], slope)
+
+
+@njit(cache=True)
+def act_flat(code, z, out, slope):
+    """``out = f(z)`` for 1-D ``z`` and ``out`` (elementwise activations only; may alias).
+
+    One loop per activation, each calling :func:`act_scalar` with a constant code: the
+    dispatch leaves the loop, and the compiler can vectorise the loop body.
+    """
+    if code == RELU:
+        _act_loop(RELU, z, out, slope)
+    elif code == TANH:
+        _act_loop(TANH, z, out, slope)
+    elif code == IDENTITY:
+        _act_loop(IDENTITY, z, out, slope)
+    elif code == SIGMOID:
+        _act_loop(SIGMOID, z, out, slope)
+    elif code == LEAKY_RELU:
+        _act_loop(LEAKY_RELU, z, out, slope)
+    else:
+        _act_loop(code, z, out, slope)
+
+
+@njit(cache=True)
+def dact_mul_flat(code, z, a, delta, out, slope):
+    """``out = delta * f'(z)`` for 1-D arrays, ``a = f(z)`` (elementwise activations only;
+    ``out`` may alias ``delta``). Dispatch outside the loop, as in :func:`act_flat`."""
+    if code == RELU:
+        _dact_loop(RELU, z, a, delta, out, slope)
+    elif code == TANH:
+        _dact_loop(TANH, z, a, delta, out, slope)
+    elif code == IDENTITY:
+        _dact_loop(IDENTITY, z, a, delta, out, slope)
+    elif code == SIGMOID:
+        _dact_loop(SIGMOID, z, a, delta, out, slope)
+    elif code == LEAKY_RELU:
+        _dact_loop(LEAKY_RELU, z, a, delta, out, slope)
+    else:
+        _dact_loop(code, z, a, delta, out, slope)
+
+
 @njit(cache=True)
 def softmax_rows(z, out):
     """Row-wise max-shifted softmax of 2-D ``z`` into ``out`` (may alias ``z``)."""
@@ -136,10 +188,8 @@ def forward_kernel(code, z, out, slope):
     if code == SOFTMAX:
         softmax_rows(z, out)
         return
-    n, k = z.shape
-    for i in range(n):
-        for j in range(k):
-            out[i, j] = act_scalar(code, z[i, j], slope)
+    for i in range(z.shape[0]):
+        act_flat(code, z[i], out[i], slope)
 
 
 @njit(cache=True)
@@ -157,8 +207,7 @@ def backward_kernel(code, z, a, delta, out, slope):
                 out[i, j] = a[i, j] * (delta[i, j] - s)
         return
     for i in range(n):
-        for j in range(k):
-            out[i, j] = delta[i, j] * dact_scalar(code, z[i, j], a[i, j], slope)
+        dact_mul_flat(code, z[i], a[i], delta[i], out[i], slope)
 
 
 @njit(cache=True)

@@ -25,7 +25,7 @@ import numpy as np
 from numba import njit
 
 from . import _checks
-from .activations import SOFTMAX, act_scalar, activation_code, softmax_rows
+from .activations import SOFTMAX, act_flat, activation_code, softmax_rows
 from .config import BLAS_MIN_ROWS, BLAS_MIN_WORK, LEAKY_SLOPE
 
 
@@ -47,16 +47,15 @@ def matmul_bias_kernel(x, W, b, z, min_rows, min_work):
                 z[i, j] += b[j]
         return
     for i in range(n):
+        zi = z[i]  # 1-D rows: the inner loops vectorise
+        xi = x[i]
         for j in range(n_out):
-            z[i, j] = b[j]
+            zi[j] = b[j]
         for k in range(n_in):
-            xik = x[i, k]
-            if xik != 0:
-                for j in range(n_out):
-                    z[i, j] += xik * W[k, j]
-            elif xik != xik:  # NaN input must propagate, not be skipped
-                for j in range(n_out):
-                    z[i, j] += xik * W[k, j]
+            xik = xi[k]
+            wk = W[k]
+            for j in range(n_out):
+                zi[j] += xik * wk[j]
 
 
 @njit(cache=True)
@@ -66,10 +65,8 @@ def forward_kernel(x, W, b, code, slope, z, a, min_rows, min_work):
     if code == SOFTMAX:
         softmax_rows(z, a)
         return
-    n, n_out = z.shape
-    for i in range(n):
-        for j in range(n_out):
-            a[i, j] = act_scalar(code, z[i, j], slope)
+    for i in range(z.shape[0]):
+        act_flat(code, z[i], a[i], slope)
 
 
 @njit(cache=True)
@@ -80,34 +77,45 @@ def grad_weights_kernel(x, delta, dW, db, min_rows, min_work):
     for j in range(n_out):
         db[j] = 0.0
     for i in range(n):
+        d = delta[i]  # a 1-D row: the loop below vectorises
         for j in range(n_out):
-            db[j] += delta[i, j]
+            db[j] += d[j]
     if use_blas(n, n_in, n_out, min_rows, min_work):
         np.dot(x.T, delta, dW)
         return
     for k in range(n_in):
+        gk = dW[k]
         for j in range(n_out):
-            dW[k, j] = 0.0
+            gk[j] = 0.0
     for i in range(n):
+        di = delta[i]
+        xi = x[i]
         for k in range(n_in):
-            xik = x[i, k]
+            xik = xi[k]
+            gk = dW[k]
             for j in range(n_out):
-                dW[k, j] += xik * delta[i, j]
+                gk[j] += xik * di[j]
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"reassoc"})
 def grad_input_kernel(delta, W, dx, min_rows, min_work):
-    """``dx = delta W^T``."""
+    """``dx = delta W^T``.
+
+    The loops' dot products may be summed in any (fixed) order (``reassoc``), so that they
+    vectorise instead of waiting on one chain of dependent adds; BLAS reorders them too.
+    """
     n, n_out = delta.shape
     n_in = W.shape[0]
     if use_blas(n, n_in, n_out, min_rows, min_work):
         np.dot(delta, W.T, dx)
         return
     for i in range(n):
+        di = delta[i]
         for k in range(n_in):
-            s = delta[i, 0] * W[k, 0]  # typed like the arrays (float32 stays float32)
+            wk = W[k]
+            s = di[0] * wk[0]  # typed like the arrays (float32 stays float32)
             for j in range(1, n_out):
-                s += delta[i, j] * W[k, j]
+                s += di[j] * wk[j]
             dx[i, k] = s
 
 

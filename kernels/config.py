@@ -13,6 +13,12 @@ globals, so patching takes effect without recompiling.
 #: ms with its 256x10 output layer in loops). So only the row count decides.
 BLAS_MIN_WORK = 1
 
+#: Prediction and evaluation keep the former rule: hand-written loops for layers under this
+#: many multiply-adds per row whatever the row count. Then a small network's output for a
+#: row does not depend on how many rows are predicted with it (scikit-learn's
+#: ``check_methods_subset_invariance``), since loops and BLAS sum in different orders.
+PREDICT_BLAS_MIN_WORK = 4096
+
 #: Dense products with fewer rows than this use hand-written loops even when the layer is large
 #: (a single sample through 784x256 is a matrix-vector product, where loops beat a GEMM call).
 BLAS_MIN_ROWS = 8
@@ -21,6 +27,12 @@ BLAS_MIN_ROWS = 8
 #: small products OpenBLAS' threads cost more than they bring, and on a loaded 2-core machine
 #: they were measured 7x slower (784-256-256-10 at batch 32: 4.9k vs 35k samples/s).
 BLAS_THREADED_MIN_ROWS = 256
+
+#: Elementwise work of the training and prediction kernels (activations of a layer over the
+#: whole batch, their derivatives) runs on all cores from this many elements on (the costly
+#: activations; derivatives from 8x as many). 2-16-16-1 at 65536 rows: tanh of 1M elements
+#: takes about 4.5 ms on one core. Zero turns it off.
+ELEMENTWISE_PARALLEL_MIN = 16384
 
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01

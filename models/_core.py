@@ -23,7 +23,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.activations import SOFTMAX, act_flat, backward_kernel, dact_mul_flat, softmax_rows
+from kernels.activations import (
+    SOFTMAX,
+    act_flat_auto,
+    backward_kernel,
+    dact_mul_flat_auto,
+    softmax_rows,
+)
 from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from kernels.dropout import row_key, unit_keep
 from kernels.losses import loss_dense_kernel, loss_labels_kernel
@@ -143,7 +149,7 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
 
 @njit(cache=True)
 def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, step,
-                   min_rows, min_work):
+                   min_rows, min_work, par_min=0):
     """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
 
     Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
@@ -151,6 +157,11 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
     1 (the notes' rule) or ``1 / p`` (``inverted``). At test time with the notes' rule, the
     layer's outgoing weights are scaled by ``p``, computed as ``(p h) W``; inverted dropout does
     nothing at test time.
+
+    ``min_rows``/``min_work``: products from ``min_rows`` rows on go to BLAS (see
+    :func:`kernels.dense.use_blas`). ``par_min > 0``: activations of ``par_min`` or more
+    elements run threaded (:func:`kernels.activations.act_flat_auto`); 0 keeps everything on
+    the calling thread, as the population's ``prange`` body must.
     """
     L = layout.shape[0]
     ho = offs[L, 0]
@@ -186,7 +197,7 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         if code == SOFTMAX:
             softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
         else:
-            act_flat(code, ws[zo : zo + B * n_out], ws[ao : ao + B * n_out], slope)
+            act_flat_auto(code, ws[zo : zo + B * n_out], ws[ao : ao + B * n_out], slope, par_min)
         ho = ao
 
 
@@ -209,7 +220,8 @@ def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
 
 @njit(cache=True)
 def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0):
+                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0,
+                     par_min=0):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
 
     ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
@@ -271,7 +283,7 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
                 dx[e] *= m[e]
         zp = ws[offs[l - 1, 0] : offs[l - 1, 0] + B * n_in]
         ap = ws[offs[l - 1, 1] : offs[l - 1, 1] + B * n_in]
-        dact_mul_flat(codes[l - 1], zp, ap, dx, dx, slope)
+        dact_mul_flat_auto(codes[l - 1], zp, ap, dx, dx, slope, par_min)
         cur = nxt
     return value
 
@@ -279,21 +291,22 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
 @njit(cache=True)
 def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
                           order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
-                          eps, seed, step, min_rows, min_work, sgd_lr=0.0):
+                          eps, seed, step, min_rows, min_work, sgd_lr=0.0, par_min=0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
     ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`)."""
     B = stop - start
     gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
     forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
-                   min_rows, min_work)
+                   min_rows, min_work, par_min)
     return backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
+                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr,
+                            par_min)
 
 
 @njit(cache=True)
 def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                  ws, offs, lbuf, loss_code, fused, dense_targets, eps, seed, opt_code, hp, s1, s2,
-                 s3, t0, min_rows, min_work, out):
+                 s3, t0, min_rows, min_work, out, par_min=0):
     """A whole epoch of mini-batch gradient descent in one call.
 
     Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
@@ -320,7 +333,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
         value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
                                       labels, order, start, stop, ws, offs, lbuf, loss_code,
                                       fused, dense_targets, eps, seed, t, min_rows, min_work,
-                                      sgd_lr)
+                                      sgd_lr, par_min)
         rows += stop - start
         if not math.isfinite(value):
             total = value
@@ -337,7 +350,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
 
 @njit(cache=True)
 def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, out,
-                   min_rows, min_work):
+                   min_rows, min_work, par_min=0):
     """Test-mode forward pass of all rows of ``X`` in chunks of ``batch``; outputs into ``out``."""
     n, n0 = X.shape
     L = layout.shape[0]
@@ -350,7 +363,7 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work)
+                       min_rows, min_work, par_min)
         aL = _view(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
@@ -401,7 +414,7 @@ def population_epoch_serial(P, G, layout, codes, keep, inverted, slope, X, Y, la
 @njit(cache=True)
 def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, dense_targets,
                     chunk, ws, offs, lbuf, loss_code, fused, eps, classify, softmax_out,
-                    min_rows, min_work, out):
+                    min_rows, min_work, out, par_min=0):
     """Test-mode mean loss (``out[0]``) and accuracy (``out[1]``) over all rows of ``X``.
 
     The loss is the training loss (computed from the logits for the fused forms) of the full
@@ -419,7 +432,7 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
         B = stop - start
         gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work)
+                       min_rows, min_work, par_min)
         zL = _view(ws, offs[L - 1, 0], B, k)
         aL = _view(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
@@ -453,7 +466,7 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
 
 @njit(cache=True)
 def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, n_nets,
-                      seed, out, min_rows, min_work):
+                      seed, out, min_rows, min_work, par_min=0):
     """Monte-Carlo dropout prediction: the mean output of ``n_nets`` thinned networks.
 
     Thinned network ``s`` uses the training masks of step ``s`` under ``seed``; each row of
@@ -476,7 +489,7 @@ def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs,
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
             forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed,
-                           s, min_rows, min_work)
+                           s, min_rows, min_work, par_min)
             aL = _view(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):

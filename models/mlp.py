@@ -9,7 +9,13 @@ import numpy as np
 
 from kernels import _checks
 from kernels.activations import ACTIVATIONS
-from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, LEAKY_SLOPE
+from kernels.config import (
+    BLAS_MIN_ROWS,
+    BLAS_MIN_WORK,
+    ELEMENTWISE_PARALLEL_MIN,
+    LEAKY_SLOPE,
+    PREDICT_BLAS_MIN_WORK,
+)
 from kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
 
 from . import _core, _numpy
@@ -375,7 +381,7 @@ class MLP:
         w = self.workspace(chunk)
         _core.predict_kernel(self.params, self.layout, self.codes, self.keep,
                              self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk, out,
-                             BLAS_MIN_ROWS, BLAS_MIN_WORK)
+                             BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK, ELEMENTWISE_PARALLEL_MIN)
         return out
 
     def loss(self, X, y):
@@ -399,7 +405,7 @@ class MLP:
                               self.dropout == "inverted", self.slope, X, Y, labels, dense, chunk,
                               w.ws, w.offs, w.lbuf, self.loss_code, self.fused, self.eps,
                               self.is_classifier, self.output == "softmax", BLAS_MIN_ROWS,
-                              BLAS_MIN_WORK, out)
+                              PREDICT_BLAS_MIN_WORK, out, ELEMENTWISE_PARALLEL_MIN)
         return float(out[0]), (float(out[1]) if self.is_classifier else float("nan"))
 
     def gradient(self, X, y, step=0):
@@ -440,7 +446,7 @@ class MLP:
             self.params, self.grad, self.layout, self.codes, self.keep,
             self.dropout == "inverted", self.slope, X, Y, labels, order, start, stop, w.ws,
             w.offs, w.lbuf, self.loss_code, self.fused, dense, self.eps, self.seed, step,
-            BLAS_MIN_ROWS, BLAS_MIN_WORK,
+            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, ELEMENTWISE_PARALLEL_MIN,
         )
 
     def forward_mc(self, X, n_nets=100, seed=None):
@@ -483,7 +489,8 @@ class MLP:
         w = self.workspace(chunk)
         _core.mc_forward_kernel(self.params, self.layout, self.codes, self.keep,
                                 self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk,
-                                n_nets, seed, out, BLAS_MIN_ROWS, BLAS_MIN_WORK)
+                                n_nets, seed, out, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK,
+                                ELEMENTWISE_PARALLEL_MIN)
         return out
 
     def predict_proba(self, X):

@@ -1,10 +1,30 @@
 """Population training: K independent networks of one architecture trained in one compiled call.
 
 The networks may differ in initialisation seed, shuffling seed, learning rate, optimizer and
-hyper-parameters; they share the architecture, the data and the batch size. Each epoch runs
-:func:`models._core.population_epoch_kernel`, a ``prange`` over networks in which every network
-runs the same serial code as the fused single-network epoch (hand-written loops, no BLAS), so a
-network trained in a population gives the same history as the same network trained alone.
+hyper-parameters; they share the architecture, the data and the batch size. Each epoch is one
+compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
+
+* **Lane layout** (:mod:`models._lanes`), used when the ``"cpu"`` backend trains at least
+  :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
+  hyper-parameters, and the activations are elementwise (a softmax only as the output of the
+  cross-entropy). The networks are the innermost axis of every array, in chunks of
+  :data:`LANES` networks: each operation of a training step is one vector loop across the
+  networks of a chunk, and the chunks run in parallel. Per network the arithmetic is that of
+  the single-network loops, in the same order, except the back-propagated ``delta W^T``
+  products, which the single-network loops sum in a reassociated order; so a network agrees
+  with the same network trained alone (:func:`models.train`) up to float rounding, not bitwise.
+* **Per network** (:func:`models._core.population_epoch_kernel`), for everything else: a
+  ``prange`` over networks in which every network runs the serial code of the fused
+  single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the
+  history of the same network trained alone wherever training alone uses the same loops, i.e.
+  batches under ``kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone
+  calls BLAS and the two agree up to rounding.
+
+On the speed benchmark's 2-16-16-1 network (float32, shared SGD, K = 64 and 512, on the
+shared 2-core machine) the lane layout measured about 2.5-3.5x the per-network kernel's
+network-samples per second at batch 1 and 1.5-1.9x at batch 32: the per-network loops run over
+16 units at a time, too few to fill the vector units. The float32 tanh of
+:mod:`kernels.vecmath` (about 3 ns per value, 32 per sample) is now a large share of its time.
 """
 
 from __future__ import annotations
@@ -16,13 +36,22 @@ import numba
 import numpy as np
 
 from kernels import _checks
+from kernels.activations import SOFTMAX
 
-from . import _core
+from . import _core, _lanes
 from .mlp import MLP, Workspace
 from .optimizers import HP_SIZE, Optimizer
 from .training import History, _batch_size, _validate
 
 _BIG = 1 << 62
+
+#: Networks per chunk of the lane layout (lanes of :mod:`models._lanes`).
+LANES = 32
+#: Fewest networks for which the lane layout is used (below, the per-network kernel). Measured
+#: on the 2-core machine (2-16-16-1, float32): chunks narrower than 16 lanes lose to the
+#: per-network kernel (K = 8: 0.7M vs 0.9M network-samples/s at batch 1, 0.9M vs 1.8M at batch
+#: 32); at K = 32 batch 32 breaks even and batch 1 already wins (from K = 16).
+LANES_MIN_NETWORKS = 32
 
 
 def _per_network(name, value, K):
@@ -35,7 +64,7 @@ def _per_network(name, value, K):
 
 def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10, shuffle=True,
                      shuffle_seeds=None, X_val=None, y_val=None, metrics="running",
-                     progress=False):
+                     progress=False, lanes=None):
     """Train K networks shaped like ``model`` at once; return their histories and parameters.
 
     Parameters
@@ -62,11 +91,17 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         As in :func:`models.train`.
     progress : bool
         tqdm bar over epochs.
+    lanes : bool or None, default None
+        ``None``: the lane layout whenever :func:`lanes_eligible`; ``False``: always the
+        per-network kernel, whose result for a network does not depend on how many networks
+        share the call (the studies runner uses it, so that the packing of runs into tasks
+        cannot change a result).
 
     Returns
     -------
     histories : list of History
-        One per network, equal to what :func:`models.train` gives for that network alone.
+        One per network, equal to what :func:`models.train` gives for that network alone (up
+        to float rounding; see the module docstring for where it is bitwise).
     params : ndarray of shape (K, n_params)
         Final parameters.
     """
@@ -135,10 +170,19 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     # prange pays only with several networks per thread; with one thread (or one network) the
     # serial loop avoids the parallel launch, which stalls badly on a busy machine.
     threads = numba.get_num_threads()
-    parallel = K >= 2 and threads >= 2
-    if model.backend == "cuda":
+    if lanes not in (None, False):
+        raise ValueError(f"lanes must be None or False, got {lanes!r}")
+    lanes = lanes is None and lanes_eligible(model, opts, K)
+    if lanes:
+        C = _lane_width(K, threads)
+        lane_args = _lane_buffers(model, P.shape[1], batch, K, C)
+        n_chunks = lane_args[0].shape[0]
+        parallel = n_chunks >= 2 and threads >= 2
+        kernel = _lanes.lanes_epoch_kernel if parallel else _lanes.lanes_epoch_serial
+    elif model.backend == "cuda":
         from kernels.gpu_population import gpu_population_epoch as kernel
     else:
+        parallel = K >= 2 and threads >= 2
         kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
     record_eval()
     bar = None
@@ -154,12 +198,22 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 if active[k]:
                     orders[k] = rngs[k].permutation(n)
         t0 = time.perf_counter()
-        kernel(
-            P, G, model.layout, model.codes, model.keep, model.dropout == "inverted",
-            model.slope, X, Y, labels, orders, batch, WS, w.offs, LB, model.loss_code,
-            model.fused, dense, model.eps, seeds_arr, codes, HP, S[0], S[1], S[2], T0, active,
-            OUT,
-        )
+        if lanes:
+            # every active network has done the same number of updates (they share the
+            # optimizer and the batch count; a stopped network is no longer active)
+            count = int(T0[active][0])
+            kernel(
+                P, S[0], S[1], S[2], model.layout, model.codes, model.slope, X, Y, labels,
+                orders, batch, C, *lane_args, model.loss_code,
+                model.fused, dense, model.eps, int(codes[0]), HP[0], count, active, OUT,
+            )
+        else:
+            kernel(
+                P, G, model.layout, model.codes, model.keep, model.dropout == "inverted",
+                model.slope, X, Y, labels, orders, batch, WS, w.offs, LB, model.loss_code,
+                model.fused, dense, model.eps, seeds_arr, codes, HP, S[0], S[1], S[2], T0,
+                active, OUT,
+            )
         share = (time.perf_counter() - t0) / max(int(active.sum()), 1)
         for k in range(K):
             if not active[k]:
@@ -197,6 +251,67 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     for k in range(K):
         hists[k].state = _state_of(opts[k], S, k, int(T0[k]), P.shape[1])
     return hists, P
+
+
+def lanes_eligible(model, opts, K):
+    """Whether :func:`train_population` runs ``model``'s networks in the lane layout.
+
+    Parameters
+    ----------
+    model : MLP
+        The template network.
+    opts : list of Optimizer
+        The optimizer of each network.
+    K : int
+        Number of networks.
+
+    Returns
+    -------
+    bool
+        True for the ``"cpu"`` backend without dropout, at least :data:`LANES_MIN_NETWORKS`
+        networks, one optimizer rule with the same hyper-parameters for every network, and
+        elementwise activations (a softmax only as the output of the fused cross-entropy).
+    """
+    if model.backend != "cpu" or K < LANES_MIN_NETWORKS:
+        return False
+    if np.any(np.asarray(model.keep) < 1.0):
+        return False
+    first = opts[0]
+    hp = first.hyper_vector(model.dtype)
+    for o in opts[1:]:
+        if o is not first and (o.code != first.code
+                               or not np.array_equal(o.hyper_vector(model.dtype), hp)):
+            return False
+    codes = list(model.codes)
+    if SOFTMAX in codes[:-1] or (codes[-1] == SOFTMAX and not model.fused):
+        return False
+    return True
+
+
+def _lane_width(K, threads):
+    """Lanes per chunk: :data:`LANES`, or fewer (a multiple of 4) when that leaves a thread
+    without a chunk."""
+    C = LANES
+    while C > 4 and -(-K // C) < threads:
+        C //= 2
+    return C
+
+
+def _lane_buffers(model, n_params, batch, K, C):
+    """Per-chunk workspaces of :func:`models._lanes.lanes_epoch_kernel`, allocated once."""
+    n_chunks = -(-K // C)
+    loffs, size = _lanes.lane_offsets(model.sizes, batch, C)
+    dt = model.dtype
+    return (
+        np.zeros((n_chunks, size), dtype=dt),  # WSL
+        loffs,
+        np.zeros((n_chunks, n_params * C), dtype=dt),  # PL
+        np.zeros((n_chunks, n_params * C), dtype=dt),  # GL
+        np.zeros((n_chunks, 3, n_params * C), dtype=dt),  # SL
+        np.zeros((n_chunks, 2, C)),  # ACC
+        np.zeros((n_chunks, batch * C), dtype=np.int64),  # LBL
+        np.zeros((n_chunks, C), dtype=np.bool_),  # LIVE
+    )
 
 
 def _state_of(opt, S, k, count, n_params):

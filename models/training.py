@@ -10,7 +10,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kernels import _checks
-from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, BLAS_THREADED_MIN_ROWS
+from kernels.config import (
+    BLAS_MIN_ROWS,
+    BLAS_MIN_WORK,
+    BLAS_THREADED_MIN_ROWS,
+    ELEMENTWISE_PARALLEL_MIN,
+)
 
 from . import _core
 from .optimizers import Optimizer
@@ -259,7 +264,7 @@ def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr,
         model.params, model.grad, model.layout, model.codes, model.keep,
         model.dropout == "inverted", model.slope, X, Y, labels, order, batch, w.ws, w.offs,
         w.lbuf, model.loss_code, model.fused, dense, model.eps, model.seed, optimizer.code, hp,
-        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out,
+        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out, ELEMENTWISE_PARALLEL_MIN,
     )
     done = int(out[1])
     return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0

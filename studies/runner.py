@@ -7,12 +7,14 @@ the sweep.
 
 Runs are packed into *tasks* (plain dicts, picklable) before they are handed to an executor:
 
-* runs of small networks (every layer below :data:`kernels.config.BLAS_MIN_WORK`
-  multiply-adds per row) on the CPU backend without a schedule, sharing problem, architecture,
-  batch size, epochs and metrics, form *population* tasks trained by
+* runs of small networks (every layer below :data:`POPULATION_MAX_WORK` multiply-adds per
+  row) on the CPU backend without a schedule, sharing problem, architecture, batch size,
+  epochs and metrics, form *population* tasks trained by
   :func:`models.population.train_population` (they may differ in seed, optimizer and
   hyper-parameters); such runs always go through the population kernel, whatever the task
-  size, and the population kernel gives each network the history it has when trained alone;
+  size, so which tasks a run lands in never changes its result. A network in a population has
+  the history it has when trained alone up to float rounding (bitwise for batches under 8
+  rows on the per-network kernel; see :mod:`models.population`);
 * every other run is a task of its own (:func:`models.train`).
 
 Executors (all yield ``(task, rows or exception)`` in completion order; the caller writes):
@@ -42,6 +44,10 @@ import numpy as np
 
 from . import datasets
 from .spec import SCHEDULES, canonical_json
+
+#: Runs of networks whose every layer has fewer multiply-adds per row than this train in
+#: population tasks (where the per-network loops of small layers are as fast as BLAS).
+POPULATION_MAX_WORK = 4096
 
 #: Most networks in one population task.
 MAX_POPULATION = 64
@@ -264,7 +270,7 @@ def run_population(payloads):
         return train_population(template, ds.X_train, data["y_train"], opts[:k], seeds[:k],
                                 batch_size=cfg["batch_size"], epochs=epochs, shuffle=True,
                                 shuffle_seeds=seeds[:k], X_val=ds.X_val, y_val=data["y_val"],
-                                metrics=cfg["metrics"])
+                                metrics=cfg["metrics"], lanes=False)
 
     _warm_up("population", cfg, lambda: fit(1, 1))
     t0 = time.perf_counter()
@@ -319,14 +325,12 @@ def population_key(run):
     cfg = run.config
     if cfg["backend"] != "cpu" or cfg["schedule"] is not None:
         return None
-    from kernels.config import BLAS_MIN_WORK
-
     try:
         n_in, n_out, task = datasets.dims(cfg["problem"], **cfg["problem_args"])
     except (ValueError, TypeError):
         return None  # fails at run time, alone, with a clear error
     sizes = cfg["model"].get("sizes") or [n_in, *cfg["model"]["hidden"], n_out]
-    if any(a * b >= BLAS_MIN_WORK for a, b in zip(sizes[:-1], sizes[1:], strict=False)):
+    if any(a * b >= POPULATION_MAX_WORK for a, b in zip(sizes[:-1], sizes[1:], strict=False)):
         return None
     shared = {k: v for k, v in cfg.items() if k not in ("optimizer", "hyper")}
     return canonical_json(shared)

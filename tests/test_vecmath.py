@@ -66,9 +66,9 @@ def test_python_call_is_libm():
     assert tanh(0.3) == math.tanh(0.3)
 
 
-@pytest.mark.parametrize("y", np.linspace(-20.0, 0.0, 2001))
-def test_exp_neg20(y):
-    assert _exp_neg20(y) == pytest.approx(math.exp(y), rel=2e-13)
+def test_exp_neg20():
+    for y in np.linspace(-20.0, 0.0, 20_001):
+        assert _exp_neg20(y) == pytest.approx(math.exp(y), rel=2e-13)
 
 
 def test_f64_eval_accuracy_and_recip():

@@ -46,3 +46,29 @@ def test_training_epoch(benchmark, net, batch, backend):
     hist = benchmark(epoch)
     benchmark.extra_info["samples_per_epoch"] = n
     assert hist.updates == [-(-n // batch)] and np.isfinite(hist.train_loss[0])
+
+
+@pytest.mark.parametrize("path", ["lanes", "per-network"])
+@pytest.mark.parametrize("batch", [1, 32])
+def test_population_epoch(benchmark, monkeypatch, batch, path):
+    """One epoch of 64 2-16-16-1 networks (float32, shared SGD) through ``train_population``:
+    the lane layout against the per-network kernel. Network-samples per second = 64 * n / mean.
+    """
+    import models.population as pop
+    from models.population import train_population
+
+    if path == "per-network":
+        monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 1 << 30)
+    K, n = 64, 4096
+    sizes, kw, X, y = _problem("2-16-16-1", n)
+    template = MLP(sizes, dtype=np.float32, seed=0, **kw)
+    seeds = list(range(K))
+    train_population(template, X[:64], y[:64], SGD(0.1), seeds, batch_size=batch, epochs=1)
+
+    def epoch():
+        return train_population(template, X, y, SGD(0.1), seeds, batch_size=batch, epochs=1,
+                                shuffle_seeds=[0] * K)
+
+    hists, _ = benchmark(epoch)
+    benchmark.extra_info["network_samples_per_epoch"] = K * n
+    assert all(np.isfinite(h.train_loss[0]) for h in hists)

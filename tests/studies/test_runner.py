@@ -34,7 +34,18 @@ def test_population_gives_the_histories_of_runs_alone():
     pop = execute_task({"runs": p, "population": True})
     alone = execute_task({"runs": p, "population": False})
     assert {r["path"] for r in pop} == {"population"} and {r["path"] for r in alone} == {"fused"}
-    assert _without_time(pop) == _without_time(alone)
+    # Equal up to float32 rounding: from 8 rows on, training alone calls BLAS, which sums in
+    # another order than the population's loops (models/population.py).
+    got, want = _without_time(pop), _without_time(alone)
+    assert [g[:3] for g in got] == [w[:3] for w in want]
+    for g, w in zip(got, want, strict=True):
+        assert g[3].keys() == w[3].keys()
+        for key, values in w[3].items():
+            if isinstance(values, list) and values and isinstance(values[0], float):
+                np.testing.assert_allclose(g[3][key], values, rtol=1e-5, err_msg=key)
+            else:
+                assert g[3][key] == values, key
+        assert g[4] == pytest.approx(w[4], rel=1e-5)
     assert all(r["status"] == "ok" for r in pop)
     s = pop[0]["summary"]
     assert s["epochs"] == 5 and s["updates"] == 5 * math.ceil(60 / 8) and 0 <= s["test_accuracy"]

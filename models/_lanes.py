@@ -1,0 +1,522 @@
+"""Compiled population epoch in the lane layout: the networks are the innermost axis.
+
+:func:`models._core.population_epoch_kernel` trains each network with the serial single-network
+loops. For a small network (2-16-16-1) those loops run over 16 units at a time, too few to keep
+the vector units busy. Here the ``K`` networks are split into chunks of ``C`` *lanes* (one lane
+per network), and every array of a chunk stores its values lane-innermost:
+
+* parameters ``pc[p * C + c]`` = parameter ``p`` of the chunk's network ``c`` (gradient and
+  optimizer slots alike), i.e. the flat parameter vector of :class:`models.mlp.MLP` transposed
+  to shape ``(n_params, C)``;
+* activations ``z[(i * width + j) * C + c]``: row ``i`` of the batch, unit ``j``, lane ``c``.
+
+Each arithmetic operation of the forward pass, back-propagation and update is then a loop over
+the ``C`` lanes of one chunk, which the compiler turns into vector instructions, and the chunks
+run in parallel (``prange``). A chunk's working set (about ``n_params * C`` values per array)
+stays in the core's caches for the whole epoch.
+
+Every network visits the rows of its own ``orders[k]``: the batch is gathered per lane,
+``x[i, f, c] = X[orders[k_c][start + i], f]``.
+
+Per lane the arithmetic is that of the single-network loops of :mod:`models._core` in the same
+order: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
+:func:`kernels.losses.dense_row` / :func:`kernels.losses.label_row` (or the same expressions,
+elementwise), ``dW`` and ``db`` summed over batch rows ascending (first row assigns), ``dx``
+summed over outputs ascending (the single-network loops reassociate that sum, so ``dx`` agrees
+with them to rounding only), and the optimizer update by :func:`models.optimizers.apply_update`
+on the chunk's flat arrays, which is elementwise and hence the same per element as the update of
+one network. Plain SGD at batch 1 is fused into the backward pass as in
+:func:`models._core.epoch_kernel`.
+
+All networks of one call share the optimizer rule, its hyper-parameters and the update count
+(only then is the update of a chunk one elementwise call). A network whose batch loss becomes
+non-finite is written back at that moment (its parameters as the per-network kernel leaves them)
+and its lane keeps computing without being read again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from kernels.activations import (
+    IDENTITY,
+    LEAKY_RELU,
+    RELU,
+    SIGMOID,
+    TANH,
+    act_scalar,
+    dact_scalar,
+    sigmoid_scalar,
+)
+from kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
+
+from .optimizers import HP_LR, SGD_CODE, apply_update
+
+
+def lane_offsets(sizes, batch, C):
+    """Region starts of a chunk's float workspace for layer widths ``sizes``.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[n_0, ..., n_L]``.
+    batch : int
+        Largest batch (rows).
+    C : int
+        Lanes per chunk.
+
+    Returns
+    -------
+    offs : ndarray of shape (L + 1, 4), int64
+        Row ``l < L``: starts of layer ``l``'s pre-activations ``z`` and activations ``a``
+        (columns 2, 3 unused, -1). Row ``L``: starts of the gathered inputs, gathered dense
+        targets and the two ping-pong delta buffers.
+    size : int
+        Number of elements of the workspace.
+    """
+    L = len(sizes) - 1
+    offs = np.full((L + 1, 4), -1, dtype=np.int64)
+    pos = 0
+    for l in range(L):
+        width = batch * sizes[l + 1] * C
+        offs[l, 0] = pos
+        offs[l, 1] = pos + width
+        pos += 2 * width
+    widest = max(sizes)
+    for col, width in enumerate((sizes[0], sizes[-1], widest, widest)):
+        offs[L, col] = pos
+        pos += batch * width * C
+    return offs, pos
+
+
+@njit(inline="always", cache=True)
+def _act_loop(code, z, a, slope):
+    for e in range(z.shape[0]):
+        a[e] = act_scalar(code, z[e], slope)
+
+
+@njit(inline="always", cache=True)
+def _dact_loop(code, z, a, d, slope):
+    # ``d`` is read and written through one array: the compiler sees no overlap to test for
+    for e in range(z.shape[0]):
+        d[e] = d[e] * dact_scalar(code, z[e], a[e], slope)
+
+
+@njit(cache=True, error_model="numpy")
+def act_lanes(code, z, a, slope):
+    """``a = f(z)`` elementwise (as :func:`kernels.activations.act_flat`: one loop per common
+    activation, each calling :func:`kernels.activations.act_scalar` with a constant code)."""
+    if code == TANH:
+        _act_loop(TANH, z, a, slope)
+    elif code == RELU:
+        _act_loop(RELU, z, a, slope)
+    elif code == IDENTITY:
+        _act_loop(IDENTITY, z, a, slope)
+    elif code == SIGMOID:
+        _act_loop(SIGMOID, z, a, slope)
+    elif code == LEAKY_RELU:
+        _act_loop(LEAKY_RELU, z, a, slope)
+    else:
+        _act_loop(code, z, a, slope)
+
+
+@njit(cache=True, error_model="numpy")
+def dact_lanes(code, z, a, d, slope):
+    """``d *= f'(z)`` in place (``a = f(z)``), the product of
+    :func:`kernels.activations.dact_mul_flat`. Multiplying ``d`` in place through one array
+    (instead of ``out = delta * f'`` with ``out`` aliasing ``delta``) lets the loop vectorise:
+    the compiler's run-time overlap test of ``out`` and ``delta`` fails and falls back to the
+    scalar loop."""
+    if code == TANH:
+        _dact_loop(TANH, z, a, d, slope)
+    elif code == RELU:
+        _dact_loop(RELU, z, a, d, slope)
+    elif code == IDENTITY:
+        _dact_loop(IDENTITY, z, a, d, slope)
+    elif code == SIGMOID:
+        _dact_loop(SIGMOID, z, a, d, slope)
+    elif code == LEAKY_RELU:
+        _dact_loop(LEAKY_RELU, z, a, d, slope)
+    else:
+        _dact_loop(code, z, a, d, slope)
+
+
+@njit(inline="always", cache=True)
+def _lane_slice(a, p, C):
+    """The ``C`` lanes of element ``p`` of a lane-major flat array."""
+    return a[p * C : (p + 1) * C]
+
+
+@njit(inline="always", cache=True)
+def _gather(X, Y, labels, orders, k0, K, C, start, B, ws, xo, yo, lb, dense_targets):
+    n0 = X.shape[1]
+    for i in range(B):
+        for c in range(C):
+            r = orders[min(k0 + c, K - 1), start + i]
+            for f in range(n0):
+                ws[xo + (i * n0 + f) * C + c] = X[r, f]
+            if dense_targets:
+                nl = Y.shape[1]
+                for j in range(nl):
+                    ws[yo + (i * nl + j) * C + c] = Y[r, j]
+            else:
+                lb[i * C + c] = labels[r]
+
+
+@njit(inline="always", cache=True)
+def _forward_layer(pc, wo, bo, n_in, n_out, ws, ho, zo, B, C):
+    """``z[i, j] = b[j] + sum_k h[i, k] W[k, j]`` per lane, ``k`` ascending (as
+    :func:`models._core._fwd_loops`, whose four-at-a-time sum has the same order)."""
+    k4 = n_in - n_in % 4
+    for i in range(B):
+        hrow = ho // C + i * n_in  # lane-element index of h[i, 0]
+        zrow = zo // C + i * n_out
+        for j in range(n_out):
+            z = _lane_slice(ws, zrow + j, C)
+            b = _lane_slice(pc, bo + j, C)
+            for c in range(C):
+                z[c] = b[c]
+            for k in range(0, k4, 4):
+                h0 = _lane_slice(ws, hrow + k, C)
+                h1 = _lane_slice(ws, hrow + k + 1, C)
+                h2 = _lane_slice(ws, hrow + k + 2, C)
+                h3 = _lane_slice(ws, hrow + k + 3, C)
+                w0 = _lane_slice(pc, wo + k * n_out + j, C)
+                w1 = _lane_slice(pc, wo + (k + 1) * n_out + j, C)
+                w2 = _lane_slice(pc, wo + (k + 2) * n_out + j, C)
+                w3 = _lane_slice(pc, wo + (k + 3) * n_out + j, C)
+                for c in range(C):
+                    z[c] = z[c] + h0[c] * w0[c] + h1[c] * w1[c] + h2[c] * w2[c] + h3[c] * w3[c]
+            for k in range(k4, n_in):
+                h0 = _lane_slice(ws, hrow + k, C)
+                w0 = _lane_slice(pc, wo + k * n_out + j, C)
+                for c in range(C):
+                    z[c] += h0[c] * w0[c]
+
+
+@njit(inline="always", cache=True)
+def _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo, B, C):
+    """``dx[i, k] = sum_j delta[i, j] W[k, j]`` per lane, ``j`` ascending."""
+    j4 = 1 + (n_out - 1) - (n_out - 1) % 4
+    for i in range(B):
+        drow = do // C + i * n_out
+        xrow = xo // C + i * n_in
+        for k in range(n_in):
+            dx = _lane_slice(ws, xrow + k, C)
+            wk = wo + k * n_out
+            d0 = _lane_slice(ws, drow, C)
+            w0 = _lane_slice(pc, wk, C)
+            for c in range(C):
+                dx[c] = d0[c] * w0[c]
+            for j in range(1, j4, 4):
+                d0 = _lane_slice(ws, drow + j, C)
+                d1 = _lane_slice(ws, drow + j + 1, C)
+                d2 = _lane_slice(ws, drow + j + 2, C)
+                d3 = _lane_slice(ws, drow + j + 3, C)
+                w0 = _lane_slice(pc, wk + j, C)
+                w1 = _lane_slice(pc, wk + j + 1, C)
+                w2 = _lane_slice(pc, wk + j + 2, C)
+                w3 = _lane_slice(pc, wk + j + 3, C)
+                for c in range(C):
+                    dx[c] = dx[c] + d0[c] * w0[c] + d1[c] * w1[c] + d2[c] * w2[c] + d3[c] * w3[c]
+            for j in range(j4, n_out):
+                d0 = _lane_slice(ws, drow + j, C)
+                w0 = _lane_slice(pc, wk + j, C)
+                for c in range(C):
+                    dx[c] += d0[c] * w0[c]
+
+
+@njit(inline="always", cache=True)
+def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
+    """``dW[k, j] = sum_i h[i, k] delta[i, j]``, ``db[j] = sum_i delta[i, j]`` per lane, rows
+    ascending, the first row assigning (as :func:`models._core._grad_w_loops`)."""
+    hb = ho // C
+    db_ = do // C
+    i4 = 1 + (B - 1) - (B - 1) % 4
+    for j in range(n_out):
+        g = _lane_slice(gc, bo + j, C)
+        d0 = _lane_slice(ws, db_ + j, C)
+        for c in range(C):
+            g[c] = d0[c]
+        for i in range(1, B):
+            d0 = _lane_slice(ws, db_ + i * n_out + j, C)
+            for c in range(C):
+                g[c] += d0[c]
+    for k in range(n_in):
+        for j in range(n_out):
+            g = _lane_slice(gc, wo + k * n_out + j, C)
+            h0 = _lane_slice(ws, hb + k, C)
+            d0 = _lane_slice(ws, db_ + j, C)
+            for c in range(C):
+                g[c] = h0[c] * d0[c]
+            for i in range(1, i4, 4):
+                h0 = _lane_slice(ws, hb + i * n_in + k, C)
+                h1 = _lane_slice(ws, hb + (i + 1) * n_in + k, C)
+                h2 = _lane_slice(ws, hb + (i + 2) * n_in + k, C)
+                h3 = _lane_slice(ws, hb + (i + 3) * n_in + k, C)
+                d0 = _lane_slice(ws, db_ + i * n_out + j, C)
+                d1 = _lane_slice(ws, db_ + (i + 1) * n_out + j, C)
+                d2 = _lane_slice(ws, db_ + (i + 2) * n_out + j, C)
+                d3 = _lane_slice(ws, db_ + (i + 3) * n_out + j, C)
+                for c in range(C):
+                    g[c] = g[c] + h0[c] * d0[c] + h1[c] * d1[c] + h2[c] * d2[c] + h3[c] * d3[c]
+            for i in range(i4, B):
+                h0 = _lane_slice(ws, hb + i * n_in + k, C)
+                d0 = _lane_slice(ws, db_ + i * n_out + j, C)
+                for c in range(C):
+                    g[c] += h0[c] * d0[c]
+
+
+@njit(inline="always", cache=True)
+def _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C):
+    """One row (batch 1): ``b -= lr * delta``, ``W -= lr * (h^T delta)`` per lane (as
+    :func:`models._core._sgd_row_update`)."""
+    hb = ho // C
+    db_ = do // C
+    for j in range(n_out):
+        b = _lane_slice(pc, bo + j, C)
+        d = _lane_slice(ws, db_ + j, C)
+        for c in range(C):
+            b[c] -= lr * d[c]
+    for k in range(n_in):
+        h = _lane_slice(ws, hb + k, C)
+        for j in range(n_out):
+            w = _lane_slice(pc, wo + k * n_out + j, C)
+            d = _lane_slice(ws, db_ + j, C)
+            for c in range(C):
+                w[c] -= lr * (h[c] * d[c])
+
+
+@njit(inline="always", cache=True)
+def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
+    """Squared loss or binary cross-entropy from logits, per element, rows then outputs
+    ascending into the float64 lane totals ``btot``; gradient of the batch mean into ``do``.
+    The expressions are those of :func:`kernels.losses.dense_row`."""
+    for e in range(B * nl):
+        p = _lane_slice(ws, po // C + e, C)
+        y = _lane_slice(ws, yo // C + e, C)
+        g = _lane_slice(ws, do // C + e, C)
+        if code == SQUARED:
+            for c in range(C):
+                d = p[c] - y[c]
+                btot[c] += 0.5 * d * d
+                g[c] = d * inv_n
+        else:
+            for c in range(C):
+                pj = p[c]
+                yj = y[c]
+                btot[c] += bce_logits_scalar(yj, pj)
+                g[c] = (sigmoid_scalar(pj) - yj) * inv_n
+
+
+@njit(inline="always", cache=True)
+def _loss_rows(code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps, dense_targets):
+    """Any loss, one lane at a time through :func:`kernels.losses.dense_row` /
+    :func:`kernels.losses.label_row` on strided views."""
+    n = B * nl * C
+    p3 = ws[po : po + n].reshape((B, nl, C))
+    g3 = ws[do : do + n].reshape((B, nl, C))
+    y3 = ws[yo : yo + n].reshape((B, nl, C))
+    for c in range(C):
+        total = 0.0
+        for i in range(B):
+            if dense_targets:
+                total = dense_row(code, y3[i, :, c], p3[i, :, c], g3[i, :, c], True, eps, inv_n,
+                                  total)
+            else:
+                total = label_row(code, lb[i * C + c], p3[i, :, c], g3[i, :, c], True, eps,
+                                  inv_n, total)
+        btot[c] = total
+
+
+@njit(inline="always", cache=True)
+def _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C):
+    for p in range(P.shape[1]):
+        P[k, p] = pc[p * C + c]
+        S1[k, p] = s1[p * C + c]
+        S2[k, p] = s2[p * C + c]
+        S3[k, p] = s3[p * C + c]
+
+
+@njit(cache=True, error_model="numpy")
+def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
+                 loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
+                 opt_code, hp, t0, active, OUT):
+    K, n_params = P.shape
+    L = layout.shape[0]
+    k0 = q * C
+    pc = PL[q]
+    gc = GL[q]
+    s1 = SL[q, 0]
+    s2 = SL[q, 1]
+    s3 = SL[q, 2]
+    ws = WSL[q]
+    tot = ACC[q, 0]
+    btot = ACC[q, 1]
+    lb = LBL[q]
+    live = LIVE[q]
+    # Pack: lane c of this chunk is network k0 + c; lanes past K (padding) and networks already
+    # stopped copy the last network so that they compute on ordinary numbers, and are never
+    # written back.
+    nlive = 0
+    for c in range(C):
+        k = min(k0 + c, K - 1)
+        live[c] = k0 + c < K and active[k]
+        if live[c]:
+            nlive += 1
+        tot[c] = 0.0
+        for p in range(n_params):
+            pc[p * C + c] = P[k, p]
+            s1[p * C + c] = S1[k, p]
+            s2[p * C + c] = S2[k, p]
+            s3[p * C + c] = S3[k, p]
+    if nlive == 0:
+        return
+    n = orders.shape[1]
+    nl = layout[L - 1, 1]
+    xo = loffs[L, 0]
+    yo = loffs[L, 1]
+    fuse = opt_code == SGD_CODE and batch == 1
+    lr = hp[HP_LR]
+    elementwise_loss = dense_targets and (loss_code == SQUARED or loss_code == BCE_LOGITS)
+    t = t0
+    rows = 0
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        B = stop - start
+        _gather(X, Y, labels, orders, k0, K, C, start, B, ws, xo, yo, lb, dense_targets)
+        # forward (the output activation only where the loss needs it)
+        ho = xo
+        for l in range(L):
+            zo = loffs[l, 0]
+            ao = loffs[l, 1]
+            _forward_layer(pc, layout[l, 2], layout[l, 3], layout[l, 0], layout[l, 1], ws, ho,
+                           zo, B, C)
+            m = B * layout[l, 1] * C
+            if l < L - 1 or not fused:
+                act_lanes(codes[l], ws[zo : zo + m], ws[ao : ao + m], slope)
+            ho = ao
+        # loss and its gradient with respect to the output (pre-)activations
+        zLo = loffs[L - 1, 0]
+        aLo = loffs[L - 1, 1]
+        po = zLo if fused else aLo
+        do = loffs[L, 2]
+        inv_n = 1.0 / B
+        for c in range(C):
+            btot[c] = 0.0
+        if elementwise_loss:
+            _loss_elementwise(loss_code, ws, po, yo, do, B, nl, C, btot, inv_n)
+        else:
+            _loss_rows(loss_code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps,
+                       dense_targets)
+        if not fused:
+            m = B * nl * C
+            dact_lanes(codes[L - 1], ws[zLo : zLo + m], ws[aLo : aLo + m], ws[do : do + m],
+                       slope)
+        # back-propagation
+        cur = 2
+        for l in range(L - 1, -1, -1):
+            n_in = layout[l, 0]
+            n_out = layout[l, 1]
+            wo = layout[l, 2]
+            bo = layout[l, 3]
+            do = loffs[L, cur]
+            ho = xo if l == 0 else loffs[l - 1, 1]
+            nxt = 5 - cur
+            xo_ = loffs[L, nxt]
+            if l > 0:  # dx first: it needs this layer's weights before a fused update
+                _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo_, B, C)
+            if fuse:
+                _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C)
+            else:
+                _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C)
+            if l == 0:
+                break
+            m = B * n_in * C
+            zp = loffs[l - 1, 0]
+            ap = loffs[l - 1, 1]
+            dact_lanes(codes[l - 1], ws[zp : zp + m], ws[ap : ap + m], ws[xo_ : xo_ + m],
+                       slope)
+            cur = nxt
+        rows += B
+        for c in range(C):
+            if live[c]:
+                value = btot[c] * inv_n
+                if math.isfinite(value):
+                    tot[c] += value * B
+                else:  # stop this network here, as epoch_kernel does
+                    k = k0 + c
+                    _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C)
+                    OUT[k, 0] = value
+                    OUT[k, 1] = t - t0
+                    OUT[k, 2] = rows
+                    OUT[k, 3] = 1.0
+                    live[c] = False
+                    nlive -= 1
+        if nlive == 0:
+            return
+        t += 1
+        if not fuse:
+            apply_update(opt_code, pc, gc, s1, s2, s3, t, hp)
+    for c in range(C):
+        if live[c]:
+            k = k0 + c
+            _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C)
+            OUT[k, 0] = tot[c]
+            OUT[k, 1] = t - t0
+            OUT[k, 2] = rows
+            OUT[k, 3] = 0.0
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def lanes_epoch_kernel(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
+                       loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
+                       opt_code, hp, t0, active, OUT):
+    """One epoch of K networks in the lane layout, ``prange`` over chunks of ``C`` networks.
+
+    Parameters
+    ----------
+    P, S1, S2, S3 : ndarray of shape (K, n_params)
+        Parameters and optimizer slots, one row per network (as in
+        :func:`models._core.population_epoch_kernel`); read at the start, written back for every
+        network that was active (at its first non-finite batch loss, or at the end).
+    layout, codes, slope
+        The model's layer table, activation codes (no softmax but a fused output) and
+        leaky-ReLU slope.
+    X, Y, labels, orders, batch
+        Data (``Y`` dense targets or ``labels`` integer labels), visiting order of each network
+        (shape (K, n)) and batch size.
+    C : int
+        Lanes per chunk.
+    WSL, PL, GL, SL, ACC, LBL, LIVE : ndarray
+        Per-chunk workspaces (first axis: chunk ``q = k // C``): floats laid out by
+        :func:`lane_offsets` (``loffs``), parameters, gradient, three slot arrays
+        (``(n_chunks, 3, n_params * C)``), float64 loss totals ``(n_chunks, 2, C)``, gathered
+        labels ``(n_chunks, batch * C)`` and live flags ``(n_chunks, C)``.
+    loss_code, fused, dense_targets, eps
+        As in :func:`models._core.epoch_kernel`.
+    opt_code, hp, t0
+        The optimizer rule, hyper-parameter vector and update count shared by all networks.
+    active : ndarray of bool, shape (K,)
+        Networks to train; the others are left unchanged.
+    OUT : ndarray of shape (K, 4)
+        Per network, as :func:`models._core.epoch_kernel` writes ``out``.
+    """
+    for q in prange(PL.shape[0]):
+        _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C,
+                     WSL, loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets,
+                     eps, opt_code, hp, t0, active, OUT)
+
+
+@njit(cache=True, error_model="numpy")
+def lanes_epoch_serial(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
+                       loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
+                       opt_code, hp, t0, active, OUT):
+    """:func:`lanes_epoch_kernel` one chunk after another (one thread)."""
+    for q in range(PL.shape[0]):
+        _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C,
+                     WSL, loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets,
+                     eps, opt_code, hp, t0, active, OUT)

@@ -1,0 +1,211 @@
+"""The lane layout of ``train_population`` (``models._lanes``) against the per-network kernel and
+against training each network alone with ``models.train``."""
+
+import math
+
+import numpy as np
+import pytest
+from numpy.testing import assert_allclose
+
+import models.population as pop
+from models import MLP, SGD, Adam, Momentum, RMSProp, train
+from models.population import lanes_eligible, train_population
+
+K = 10  # with LANES = 4: three chunks, the last one half padding
+SEEDS = list(range(3, 3 + K))
+SHUFFLE = [7 * k + 1 for k in range(K)]  # every network visits the rows in its own order
+
+CONFIGS = {
+    "regression": dict(sizes=[3, 5, 4, 2], activation="relu", output="identity",
+                       loss="squared"),
+    "squared_sigmoid": dict(sizes=[3, 6, 2], activation="leaky_relu", output="sigmoid",
+                            loss="squared"),
+    "binary": dict(sizes=[3, 8, 8, 1], activation="tanh", output="sigmoid",
+                   loss="binary_cross_entropy"),
+    "multiclass": dict(sizes=[3, 7, 4], activation="sigmoid", output="softmax",
+                       loss="cross_entropy"),
+    "multiclass_onehot": dict(sizes=[3, 5, 3], activation="identity", output="softmax",
+                              loss="cross_entropy"),
+}
+OPTS = {"sgd": lambda: SGD(0.1), "momentum": lambda: Momentum(0.05, 0.9),
+        "adam": lambda: Adam(0.01)}
+
+
+def _data(name, n=22, seed=0):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    if name == "regression":
+        y = np.stack([X[:, 0] * X[:, 1], X[:, 2] - X[:, 0]], axis=1)
+    elif name == "squared_sigmoid":
+        y = np.stack([X[:, 0] > 0, X[:, 1] * X[:, 2] > 0], axis=1).astype(np.float64)
+    elif name == "binary":
+        y = (X[:, 0] * X[:, 1] > 0).astype(np.float64)
+    elif name == "multiclass":
+        y = rng.integers(0, 4, n)
+    else:
+        y = np.eye(3)[rng.integers(0, 3, n)]
+    Xv = rng.normal(size=(9, 3))
+    return X, y, Xv, y[:9]
+
+
+@pytest.fixture
+def lanes4(monkeypatch):
+    """Small chunks, so that the test populations span several, the last one partial."""
+    monkeypatch.setattr(pop, "LANES", 4)
+    monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 2)
+
+
+def _population(template, X, y, opt, batch, epochs, Xv=None, yv=None, lanes=True):
+    old = pop.LANES_MIN_NETWORKS
+    if not lanes:
+        pop.LANES_MIN_NETWORKS = 1 << 30
+    try:
+        return train_population(template, X, y, opt, SEEDS, batch_size=batch, epochs=epochs,
+                                shuffle_seeds=SHUFFLE, X_val=Xv, y_val=yv)
+    finally:
+        pop.LANES_MIN_NETWORKS = old
+
+
+def _alone(cfg, dtype, k, X, y, opt, batch, epochs, Xv=None, yv=None):
+    m = MLP(dtype=dtype, seed=SEEDS[k], **cfg)
+    h = train(m, X, y, opt, batch_size=batch, epochs=epochs, seed=SHUFFLE[k], X_val=Xv,
+              y_val=yv)
+    return h, m.params
+
+
+def _same(a, b, rtol, atol=0.0):
+    assert len(a) == len(b)
+    assert_allclose(np.asarray(a, dtype=float), np.asarray(b, dtype=float), rtol=rtol, atol=atol,
+                    equal_nan=True)
+
+
+def _check(cfg_name, opt_name, batch, dtype, rtol, atol, epochs=3):
+    cfg = CONFIGS[cfg_name]
+    X, y, Xv, yv = _data(cfg_name)
+    template = MLP(dtype=dtype, **cfg)
+    opt = OPTS[opt_name]()
+    assert lanes_eligible(template, [opt] * K, K)
+    lh, lP = _population(template, X, y, opt, batch, epochs, Xv, yv, lanes=True)
+    ph, pP = _population(template, X, y, opt, batch, epochs, Xv, yv, lanes=False)
+    assert lP.dtype == dtype
+    assert_allclose(lP, pP, rtol=rtol, atol=atol)
+    for k in range(K):
+        h, params = _alone(cfg, dtype, k, X, y, opt, batch, epochs, Xv, yv)
+        for other, P in ((lh[k], lP), (ph[k], pP)):
+            _same(other.train_loss, h.train_loss, rtol)
+            _same(other.val_loss, h.val_loss, rtol)
+            assert other.updates == h.updates and other.grad_evals == h.grad_evals
+            assert other.diverged == h.diverged and other.diverged_epoch == h.diverged_epoch
+            assert other.state.count == h.state.count
+            assert_allclose(P[k], params, rtol=rtol, atol=atol)
+            for a, b in zip(other.state[1:], h.state[1:], strict=True):
+                assert_allclose(a, b, rtol=rtol, atol=atol)
+    return lh
+
+
+@pytest.mark.parametrize("batch", [1, 3, 8])
+@pytest.mark.parametrize("opt_name", sorted(OPTS))
+@pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
+def test_lanes_equal_per_network_and_alone_float64(lanes4, cfg_name, opt_name, batch):
+    _check(cfg_name, opt_name, batch, np.float64, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch", [1, 8])
+@pytest.mark.parametrize("opt_name", ["sgd", "adam"])
+@pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
+def test_lanes_equal_per_network_and_alone_float32(lanes4, cfg_name, opt_name, batch):
+    _check(cfg_name, opt_name, batch, np.float32, rtol=1e-5, atol=1e-6, epochs=2)
+
+
+def test_lanes_full_batch_and_default_chunks():
+    """Batch = all rows, the default chunk width, more networks than one chunk holds."""
+    cfg = CONFIGS["binary"]
+    X, y, _, _ = _data("binary")
+    template = MLP(dtype=np.float64, **cfg)
+    n_nets = pop.LANES + 3
+    seeds = list(range(n_nets))
+    hists, P = train_population(template, X, y, RMSProp(0.01), seeds, epochs=3)
+    for k in (0, n_nets - 1):
+        m = MLP(dtype=np.float64, seed=k, **cfg)
+        h = train(m, X, y, RMSProp(0.01), epochs=3)
+        _same(hists[k].train_loss, h.train_loss, 1e-12)
+        assert_allclose(P[k], m.params, rtol=1e-12, atol=1e-13)
+
+
+@pytest.mark.parametrize("batch, lr", [(1, 0.005), (3, 0.012)])
+def test_lanes_divergence_matches_training_alone(lanes4, batch, lr):
+    """A shared rate at which some initialisations diverge and others do not: each network
+    stops where it stops alone, its parameters as training alone leaves them."""
+    cfg = dict(sizes=[2, 8, 1], activation="relu", output="identity", loss="squared")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20, 2)) * 3
+    y = X[:, 0] * 5 + X[:, 1] ** 2
+    template = MLP(dtype=np.float64, **cfg)
+    opt = SGD(lr)
+    hists, P = _population(template, X, y, opt, batch, 12)
+    flags = [h.diverged for h in hists]
+    assert any(flags) and not all(flags), flags
+    for k in range(K):
+        h, params = _alone(cfg, np.float64, k, X, y, opt, batch, 12)
+        assert hists[k].diverged == h.diverged
+        assert hists[k].diverged_epoch == h.diverged_epoch
+        assert hists[k].updates == h.updates and hists[k].grad_evals == h.grad_evals
+        _same(hists[k].train_loss, h.train_loss, 1e-12)
+        if h.diverged:
+            assert math.isnan(hists[k].train_loss[-1]) or math.isinf(hists[k].train_loss[-1])
+        assert_allclose(P[k], params, rtol=1e-12, atol=1e-13, equal_nan=True)
+
+
+def test_ineligible_configurations_take_the_per_network_path(lanes4, monkeypatch):
+    cfg = CONFIGS["binary"]
+    X, y, _, _ = _data("binary")
+    dropout = MLP(dtype=np.float64, keep_prob=0.9, **cfg)
+    plain = MLP(dtype=np.float64, **cfg)
+    assert not lanes_eligible(dropout, [SGD(0.1)] * K, K)
+    assert not lanes_eligible(plain, [SGD(0.1)] * (K - 1) + [SGD(0.2)], K)
+    assert not lanes_eligible(plain, [SGD(0.1)] * (K - 1) + [Momentum(0.1)], K)
+    assert lanes_eligible(plain, [SGD(0.1) for _ in range(K)], K)  # equal, not identical
+    cuda = MLP(dtype=np.float64, **cfg)
+    cuda.backend = "cuda"  # only the attribute is read
+    assert not lanes_eligible(cuda, [SGD(0.1)] * K, K)
+    monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", K + 1)
+    assert not lanes_eligible(plain, [SGD(0.1)] * K, K)
+    monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 2)
+
+    def boom(*args):
+        raise AssertionError("the lane kernel must not run")
+
+    monkeypatch.setattr(pop._lanes, "lanes_epoch_kernel", boom)
+    monkeypatch.setattr(pop._lanes, "lanes_epoch_serial", boom)
+    opts = [SGD(0.1), Adam(0.01)] * (K // 2)
+    for template, o in ((dropout, SGD(0.1)), (plain, opts)):
+        hists, P = train_population(template, X, y, o, SEEDS, batch_size=3, epochs=2,
+                                    shuffle_seeds=SHUFFLE)
+        for k in range(K):
+            m = MLP(dtype=np.float64, seed=SEEDS[k], keep_prob=template.keep_prob, **cfg)
+            h = train(m, X, y, o if not isinstance(o, list) else o[k], batch_size=3, epochs=2,
+                      seed=SHUFFLE[k])
+            assert h.train_loss == hists[k].train_loss  # batches under 8 rows: bitwise
+            assert np.array_equal(P[k], m.params)
+    # lanes=False: an eligible population also takes the per-network path
+    hists, P = train_population(plain, X, y, SGD(0.1), SEEDS, batch_size=3, epochs=2,
+                                shuffle_seeds=SHUFFLE, lanes=False)
+    m = MLP(dtype=np.float64, seed=SEEDS[1], **cfg)
+    h = train(m, X, y, SGD(0.1), batch_size=3, epochs=2, seed=SHUFFLE[1])
+    assert h.train_loss == hists[1].train_loss
+    assert np.array_equal(P[1], m.params)
+    with pytest.raises(ValueError, match="lanes"):
+        train_population(plain, X, y, SGD(0.1), SEEDS, lanes=True)
+
+
+def test_lanes_serial_and_parallel_agree(lanes4, monkeypatch):
+    cfg = CONFIGS["multiclass"]
+    X, y, _, _ = _data("multiclass")
+    template = MLP(dtype=np.float32, **cfg)
+    par_h, par_P = train_population(template, X, y, Adam(0.01), SEEDS, batch_size=3, epochs=2,
+                                    shuffle_seeds=SHUFFLE)
+    monkeypatch.setattr(pop.numba, "get_num_threads", lambda: 1)
+    ser_h, ser_P = train_population(template, X, y, Adam(0.01), SEEDS, batch_size=3, epochs=2,
+                                    shuffle_seeds=SHUFFLE)
+    assert np.array_equal(par_P, ser_P)
+    assert [h.train_loss for h in par_h] == [h.train_loss for h in ser_h]

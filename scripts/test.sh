@@ -14,7 +14,5 @@ PY="$VENV/bin/python"
 "$PY" -m ruff check kernels models studies tests scripts
 "$PY" -m pytest -q --benchmark-disable
 if [ -d tests/gpu ]; then
-  # Some GPU tests fail intermittently under the simulator (a suspected race, open in the
-  # issue tracker): a failing test is rerun up to twice and every rerun is reported ("R").
-  NUMBA_ENABLE_CUDASIM=1 "$PY" -m pytest -q -rR --reruns 2 tests/gpu
+  NUMBA_ENABLE_CUDASIM=1 "$PY" -m pytest -q tests/gpu
 fi

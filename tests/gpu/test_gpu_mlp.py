@@ -35,22 +35,12 @@ def _assert_same_run(h_cpu, h_gpu, m_cpu, m_gpu, dtype):
     assert h_gpu.path == "device"
 
 
-# Intermittent under the simulator: multi-epoch DeviceMLP runs sometimes drift from the CPU run
-# (seen as [scale-adam], [inverted-adam] and in the float64 momentum regressor, about 3 times
-# in 20 runs; e.g. one hidden unit's incoming weights off by 1e-2). That suggests a race in a
-# GPU kernel or launch sequence (the simulator runs threads concurrently). Not yet found: it
-# stays visible as a non-strict xfail, and a real-GPU session must settle it (issue #4).
-_RACE = pytest.mark.xfail(strict=False, reason="intermittent CPU/GPU mismatch of whole "
-                          "training runs under the CUDA simulator: suspected race, open")
-
-
 @pytest.mark.parametrize("opt", [SGD(0.2), Adam(0.02)], ids=["sgd", "adam"])
 @pytest.mark.parametrize(
     "dropout",
     [{}, {"keep_prob": 0.8}, {"keep_prob": [0.9, 0.7], "dropout": "inverted"}],
     ids=["none", "scale", "inverted"],
 )
-@_RACE
 def test_training_run_equals_cpu(dropout, opt, rng):
     X, y = _classification(rng)
     m_cpu, m_gpu = _pair([3, 6, 3], activation="tanh", output="softmax", loss="cross_entropy",
@@ -62,7 +52,6 @@ def test_training_run_equals_cpu(dropout, opt, rng):
     assert_close(m_gpu.forward(X), m_cpu.forward(X), rtol=1e-4)
 
 
-@_RACE
 def test_regressor_float64_unfused_output_and_state(rng):
     """tanh output with squared loss back-propagates through the output activation; a second
     run continues from the optimizer state of the first."""

@@ -4,7 +4,6 @@ import numpy as np
 import pytest
 
 import models.mlp
-import models.training
 from kernels.activations import (
     ELEMENTWISE,
     PARALLEL_CHUNK,
@@ -53,7 +52,6 @@ def test_training_threaded_elementwise_is_bitwise_serial(monkeypatch, opt, batch
     y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
 
     def run(par_min):
-        monkeypatch.setattr(models.training, "ELEMENTWISE_PARALLEL_MIN", par_min)
         monkeypatch.setattr(models.mlp, "ELEMENTWISE_PARALLEL_MIN", par_min)
         m = MLP([3, 32, 32, 1], activation="tanh", output="sigmoid",
                 loss="binary_cross_entropy", dtype=np.float32, seed=1)
@@ -62,6 +60,8 @@ def test_training_threaded_elementwise_is_bitwise_serial(monkeypatch, opt, batch
 
     serial = run(0)
     threaded = run(1)  # every activation and derivative through prange
+    assert MLP([3, 32, 32, 1]).elementwise_par_min == 1  # a small network: threaded
+    assert MLP([3, 4096, 1]).elementwise_par_min == 0
     np.testing.assert_array_equal(serial[0], threaded[0])
     assert serial[1] == threaded[1]
     assert serial[2] == threaded[2]

@@ -42,13 +42,8 @@ import numpy as np
 from numba import njit, prange
 
 from kernels.activations import (
-    IDENTITY,
-    LEAKY_RELU,
-    RELU,
-    SIGMOID,
-    TANH,
-    act_scalar,
-    dact_scalar,
+    act_flat,
+    dact_mul_flat,
     sigmoid_scalar,
 )
 from kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
@@ -90,58 +85,6 @@ def lane_offsets(sizes, batch, C):
         offs[L, col] = pos
         pos += batch * width * C
     return offs, pos
-
-
-@njit(inline="always", cache=True)
-def _act_loop(code, z, a, slope):
-    for e in range(z.shape[0]):
-        a[e] = act_scalar(code, z[e], slope)
-
-
-@njit(inline="always", cache=True)
-def _dact_loop(code, z, a, d, slope):
-    # ``d`` is read and written through one array: the compiler sees no overlap to test for
-    for e in range(z.shape[0]):
-        d[e] = d[e] * dact_scalar(code, z[e], a[e], slope)
-
-
-@njit(cache=True, error_model="numpy")
-def act_lanes(code, z, a, slope):
-    """``a = f(z)`` elementwise (as :func:`kernels.activations.act_flat`: one loop per common
-    activation, each calling :func:`kernels.activations.act_scalar` with a constant code)."""
-    if code == TANH:
-        _act_loop(TANH, z, a, slope)
-    elif code == RELU:
-        _act_loop(RELU, z, a, slope)
-    elif code == IDENTITY:
-        _act_loop(IDENTITY, z, a, slope)
-    elif code == SIGMOID:
-        _act_loop(SIGMOID, z, a, slope)
-    elif code == LEAKY_RELU:
-        _act_loop(LEAKY_RELU, z, a, slope)
-    else:
-        _act_loop(code, z, a, slope)
-
-
-@njit(cache=True, error_model="numpy")
-def dact_lanes(code, z, a, d, slope):
-    """``d *= f'(z)`` in place (``a = f(z)``), the product of
-    :func:`kernels.activations.dact_mul_flat`. Multiplying ``d`` in place through one array
-    (instead of ``out = delta * f'`` with ``out`` aliasing ``delta``) lets the loop vectorise:
-    the compiler's run-time overlap test of ``out`` and ``delta`` fails and falls back to the
-    scalar loop."""
-    if code == TANH:
-        _dact_loop(TANH, z, a, d, slope)
-    elif code == RELU:
-        _dact_loop(RELU, z, a, d, slope)
-    elif code == IDENTITY:
-        _dact_loop(IDENTITY, z, a, d, slope)
-    elif code == SIGMOID:
-        _dact_loop(SIGMOID, z, a, d, slope)
-    elif code == LEAKY_RELU:
-        _dact_loop(LEAKY_RELU, z, a, d, slope)
-    else:
-        _dact_loop(code, z, a, d, slope)
 
 
 @njit(inline="always", cache=True)
@@ -397,7 +340,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
                            zo, B, C)
             m = B * layout[l, 1] * C
             if l < L - 1 or not fused:
-                act_lanes(codes[l], ws[zo : zo + m], ws[ao : ao + m], slope)
+                act_flat(codes[l], ws[zo : zo + m], ws[ao : ao + m], slope)
             ho = ao
         # loss and its gradient with respect to the output (pre-)activations
         zLo = loffs[L - 1, 0]
@@ -414,8 +357,9 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
                        dense_targets)
         if not fused:
             m = B * nl * C
-            dact_lanes(codes[L - 1], ws[zLo : zLo + m], ws[aLo : aLo + m], ws[do : do + m],
-                       slope)
+            d_out = ws[do : do + m]
+            dact_mul_flat(codes[L - 1], ws[zLo : zLo + m], ws[aLo : aLo + m], d_out, d_out,
+                          slope)
         # back-propagation
         cur = 2
         for l in range(L - 1, -1, -1):
@@ -438,8 +382,8 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
             m = B * n_in * C
             zp = loffs[l - 1, 0]
             ap = loffs[l - 1, 1]
-            dact_lanes(codes[l - 1], ws[zp : zp + m], ws[ap : ap + m], ws[xo_ : xo_ + m],
-                       slope)
+            d_in = ws[xo_ : xo_ + m]
+            dact_mul_flat(codes[l - 1], ws[zp : zp + m], ws[ap : ap + m], d_in, d_in, slope)
             cur = nxt
         rows += B
         for c in range(C):

@@ -110,8 +110,8 @@ def tanh_f64_eval(x):
 
 
 def tanh(x):
-    """Hyperbolic tangent: vectorisable and correctly rounded (but for rare near-ties) in
-    float32, ``math.tanh`` in float64. Callable from compiled code and from Python."""
+    """Hyperbolic tangent for compiled code: vectorisable and correctly rounded (but for rare
+    near-ties) in float32, ``math.tanh`` in float64. Called from Python it is ``math.tanh``."""
     return math.tanh(x)
 
 

@@ -45,8 +45,11 @@ from .training import History, _batch_size, _validate
 
 _BIG = 1 << 62
 
-#: Networks per chunk of the lane layout (lanes of :mod:`models._lanes`).
-LANES = 32
+#: Most networks per chunk of the lane layout (lanes of :mod:`models._lanes`); fewer when that
+#: leaves a thread without a chunk. Longer lane loops cost less loop overhead per value: at
+#: K = 512 (2-16-16-1, float32, SGD, 2 cores, medians of 4 side by side) 128 lanes gave 6.40M
+#: network-samples/s at batch 1 and 5.32M at batch 32, against 5.29M and 4.48M with 32.
+LANES = 128
 #: Fewest networks for which the lane layout is used (below, the per-network kernel). Measured
 #: on the 2-core machine (2-16-16-1, float32): chunks narrower than 16 lanes lose to the
 #: per-network kernel (K = 8: 0.7M vs 0.9M network-samples/s at batch 1, 0.9M vs 1.8M at batch

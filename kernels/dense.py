@@ -13,10 +13,11 @@ Backward, from ``delta = dL/dz`` of shape ``(n, n_out)``:
 
 (:func:`kernels.activations.activation_backward` turns ``dL/da`` into ``dL/dz``.)
 
-Matrix products use hand-written loops for small work (small layers, or few rows, where a BLAS
-call costs more than it saves) and BLAS (``np.dot`` inside the compiled code, serial Numba, so
-OpenBLAS' own threads are the only pool) above the thresholds in :mod:`kernels.config`. Both
-paths are deterministic for a fixed thread count.
+Matrix products use hand-written loops below the thresholds in :mod:`kernels.config` (few
+rows, where a BLAS call costs more than it saves; callers may also pass a per-row work
+threshold) and BLAS above them (``np.dot`` inside the compiled code, serial Numba, so
+OpenBLAS' own threads are the only pool). Both paths are deterministic for a fixed thread
+count.
 """
 
 from __future__ import annotations

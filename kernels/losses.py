@@ -52,19 +52,25 @@ def bce_logits_scalar(y, z):
 
 
 @njit(inline="always", cache=True)
+def logsumexp_row(p):
+    """Max-shifted ``log(sum(exp(p)))`` of a 1-D row."""
+    m = p[0]
+    for j in range(1, p.shape[0]):
+        if p[j] > m:
+            m = p[j]
+    s = 0.0
+    for j in range(p.shape[0]):
+        s += math.exp(p[j] - m)
+    return m + math.log(s)
+
+
+@njit(inline="always", cache=True)
 def dense_row(code, y, p, grad, want_grad, eps, inv_n, total):
     """``total`` plus the loss of one row (1-D ``y``, ``p``); gradient row times ``inv_n`` into
     ``grad`` when ``want_grad``. Shared by :func:`loss_dense_kernel` and the GPU twin."""
     k = p.shape[0]
     if code == CE_LOGITS:
-        m = p[0]
-        for j in range(1, k):
-            if p[j] > m:
-                m = p[j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(p[j] - m)
-        lse = m + math.log(s)
+        lse = logsumexp_row(p)
         ysum = 0.0
         for j in range(k):
             total += y[j] * (lse - p[j])
@@ -102,14 +108,7 @@ def label_row(code, c, p, grad, want_grad, eps, inv_n, total):
     CE_LOGITS). Shared by :func:`loss_labels_kernel` and the GPU twin."""
     k = p.shape[0]
     if code == CE_LOGITS:
-        m = p[0]
-        for j in range(1, k):
-            if p[j] > m:
-                m = p[j]
-        s = 0.0
-        for j in range(k):
-            s += math.exp(p[j] - m)
-        lse = m + math.log(s)
+        lse = logsumexp_row(p)
         total += lse - p[c]
         if want_grad:
             for j in range(k):

@@ -34,6 +34,7 @@ from numba import njit, prange
 from . import _checks
 from .config import LEAKY_SLOPE
 from .vecmath import tanh
+from .views import row, span
 
 IDENTITY, STEP, SIGN, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, SOFTMAX = range(9)
 
@@ -185,7 +186,7 @@ def act_flat_parallel(code, z, out, slope):
     for c in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
         lo = c * PARALLEL_CHUNK
         hi = min(lo + PARALLEL_CHUNK, n)
-        act_flat(code, z[lo:hi], out[lo:hi], slope)
+        act_flat(code, span(z, lo, hi - lo), span(out, lo, hi - lo), slope)
 
 
 @njit(cache=True, parallel=True)
@@ -195,7 +196,8 @@ def dact_mul_flat_parallel(code, z, a, delta, out, slope):
     for c in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
         lo = c * PARALLEL_CHUNK
         hi = min(lo + PARALLEL_CHUNK, n)
-        dact_mul_flat(code, z[lo:hi], a[lo:hi], delta[lo:hi], out[lo:hi], slope)
+        dact_mul_flat(code, span(z, lo, hi - lo), span(a, lo, hi - lo),
+                      span(delta, lo, hi - lo), span(out, lo, hi - lo), slope)
 
 
 @njit(cache=True)
@@ -245,7 +247,7 @@ def forward_kernel(code, z, out, slope):
         softmax_rows(z, out)
         return
     for i in range(z.shape[0]):
-        act_flat(code, z[i], out[i], slope)
+        act_flat(code, row(z, i), row(out, i), slope)
 
 
 @njit(cache=True)
@@ -263,7 +265,7 @@ def backward_kernel(code, z, a, delta, out, slope):
                 out[i, j] = a[i, j] * (delta[i, j] - s)
         return
     for i in range(n):
-        dact_mul_flat(code, z[i], a[i], delta[i], out[i], slope)
+        dact_mul_flat(code, row(z, i), row(a, i), row(delta, i), row(out, i), slope)
 
 
 @njit(cache=True)

@@ -28,6 +28,7 @@ from numba import njit
 from . import _checks
 from .activations import SOFTMAX, act_flat, activation_code, softmax_rows
 from .config import BLAS_MIN_ROWS, BLAS_MIN_WORK, LEAKY_SLOPE
+from .views import row
 
 
 @njit(inline="always", cache=True)
@@ -48,13 +49,13 @@ def matmul_bias_kernel(x, W, b, z, min_rows, min_work):
                 z[i, j] += b[j]
         return
     for i in range(n):
-        zi = z[i]  # 1-D rows: the inner loops vectorise
-        xi = x[i]
+        zi = row(z, i)  # 1-D rows: the inner loops vectorise
+        xi = row(x, i)
         for j in range(n_out):
             zi[j] = b[j]
         for k in range(n_in):
             xik = xi[k]
-            wk = W[k]
+            wk = row(W, k)
             for j in range(n_out):
                 zi[j] += xik * wk[j]
 
@@ -67,7 +68,7 @@ def forward_kernel(x, W, b, code, slope, z, a, min_rows, min_work):
         softmax_rows(z, a)
         return
     for i in range(z.shape[0]):
-        act_flat(code, z[i], a[i], slope)
+        act_flat(code, row(z, i), row(a, i), slope)
 
 
 @njit(cache=True)
@@ -78,22 +79,22 @@ def grad_weights_kernel(x, delta, dW, db, min_rows, min_work):
     for j in range(n_out):
         db[j] = 0.0
     for i in range(n):
-        d = delta[i]  # a 1-D row: the loop below vectorises
+        d = row(delta, i)  # a 1-D row: the loop below vectorises
         for j in range(n_out):
             db[j] += d[j]
     if use_blas(n, n_in, n_out, min_rows, min_work):
         np.dot(x.T, delta, dW)
         return
     for k in range(n_in):
-        gk = dW[k]
+        gk = row(dW, k)
         for j in range(n_out):
             gk[j] = 0.0
     for i in range(n):
-        di = delta[i]
-        xi = x[i]
+        di = row(delta, i)
+        xi = row(x, i)
         for k in range(n_in):
             xik = xi[k]
-            gk = dW[k]
+            gk = row(dW, k)
             for j in range(n_out):
                 gk[j] += xik * di[j]
 
@@ -111,9 +112,9 @@ def grad_input_kernel(delta, W, dx, min_rows, min_work):
         np.dot(delta, W.T, dx)
         return
     for i in range(n):
-        di = delta[i]
+        di = row(delta, i)
         for k in range(n_in):
-            wk = W[k]
+            wk = row(W, k)
             s = di[0] * wk[0]  # typed like the arrays (float32 stays float32)
             for j in range(1, n_out):
                 s += di[j] * wk[j]

@@ -31,6 +31,7 @@ from numba import njit
 from . import _checks
 from .activations import sigmoid_scalar
 from .config import PROB_EPS32, PROB_EPS64
+from .views import row
 
 SQUARED, BCE, BCE_LOGITS, CE, CE_LOGITS = range(5)
 
@@ -135,7 +136,8 @@ def loss_dense_kernel(code, y, p, grad, want_grad, eps):
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        total = dense_row(code, y[i], p[i], grad[i if want_grad else 0], want_grad, eps, inv_n,
+        total = dense_row(code, row(y, i), row(p, i), row(grad, i if want_grad else 0),
+                          want_grad, eps, inv_n,
                           total)
     return total * inv_n
 
@@ -147,7 +149,8 @@ def loss_labels_kernel(code, labels, p, grad, want_grad, eps):
     inv_n = 1.0 / n
     total = 0.0
     for i in range(n):
-        total = label_row(code, labels[i], p[i], grad[i if want_grad else 0], want_grad, eps,
+        total = label_row(code, labels[i], row(p, i), row(grad, i if want_grad else 0),
+                          want_grad, eps,
                           inv_n, total)
     return total * inv_n
 

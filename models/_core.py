@@ -33,13 +33,14 @@ from kernels.activations import (
 from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from kernels.dropout import row_key, unit_keep
 from kernels.losses import loss_dense_kernel, loss_labels_kernel
+from kernels.views import borrow, grid, span
 
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 
 @njit(inline="always", cache=True)
 def _view(buf, off, rows, cols):
-    return buf[off : off + rows * cols].reshape((rows, cols))
+    return grid(buf, off, rows, cols)
 
 
 @njit(cache=True)
@@ -75,11 +76,11 @@ def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
     Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
     compiler drop the negative-index check and vectorise, which flat offsets prevent.
     """
-    b = P[bo : bo + n_out]
+    b = span(P, bo, n_out)
     k4 = n_in - n_in % 4
     for i in range(B):
-        z = ws[zo + i * n_out : zo + (i + 1) * n_out]
-        h = ws[ho + i * n_in : ho + (i + 1) * n_in]
+        z = span(ws, zo + i * n_out, n_out)
+        h = span(ws, ho + i * n_in, n_in)
         for j in range(n_out):
             z[j] = b[j]
         # Four input rows per pass over z: a quarter of the loads and stores of z. The sum is
@@ -89,15 +90,15 @@ def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
             h1 = h[k + 1]
             h2 = h[k + 2]
             h3 = h[k + 3]
-            w0 = P[wo + k * n_out : wo + (k + 1) * n_out]
-            w1 = P[wo + (k + 1) * n_out : wo + (k + 2) * n_out]
-            w2 = P[wo + (k + 2) * n_out : wo + (k + 3) * n_out]
-            w3 = P[wo + (k + 3) * n_out : wo + (k + 4) * n_out]
+            w0 = span(P, wo + k * n_out, n_out)
+            w1 = span(P, wo + (k + 1) * n_out, n_out)
+            w2 = span(P, wo + (k + 2) * n_out, n_out)
+            w3 = span(P, wo + (k + 3) * n_out, n_out)
             for j in range(n_out):
                 z[j] = z[j] + h0 * w0[j] + h1 * w1[j] + h2 * w2[j] + h3 * w3[j]
         for k in range(k4, n_in):
             hik = h[k]
-            w = P[wo + k * n_out : wo + (k + 1) * n_out]
+            w = span(P, wo + k * n_out, n_out)
             for j in range(n_out):
                 z[j] += hik * w[j]
 
@@ -105,10 +106,10 @@ def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
 @njit(inline="always", cache=True)
 def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
     """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns)."""
-    db = G[bo : bo + n_out]
+    db = span(G, bo, n_out)
     for i in range(B):
-        d = ws[do + i * n_out : do + (i + 1) * n_out]
-        h = ws[ho + i * n_in : ho + (i + 1) * n_in]
+        d = span(ws, do + i * n_out, n_out)
+        h = span(ws, ho + i * n_in, n_in)
         if i == 0:
             for j in range(n_out):
                 db[j] = d[j]
@@ -117,7 +118,7 @@ def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
                 db[j] += d[j]
         for k in range(n_in):
             hik = h[k]
-            g = G[wo + k * n_out : wo + (k + 1) * n_out]
+            g = span(G, wo + k * n_out, n_out)
             if i == 0:
                 for j in range(n_out):
                     g[j] = hik * d[j]
@@ -137,10 +138,10 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
     deterministic.
     """
     for i in range(B):
-        d = ws[do + i * n_out : do + (i + 1) * n_out]
-        dx = ws[xo + i * n_in : xo + (i + 1) * n_in]
+        d = span(ws, do + i * n_out, n_out)
+        dx = span(ws, xo + i * n_in, n_in)
         for k in range(n_in):
-            w = P[wo + k * n_out : wo + (k + 1) * n_out]
+            w = span(P, wo + k * n_out, n_out)
             s = d[0] * w[0]
             for j in range(1, n_out):
                 s += d[j] * w[j]
@@ -188,7 +189,7 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         ao = offs[l, 1]
         if use_blas(B, n_in, n_out, min_rows, min_work):
             W = _view(params, layout[l, 2], n_in, n_out)
-            b = params[layout[l, 3] : layout[l, 3] + n_out]
+            b = span(params, layout[l, 3], n_out)
             matmul_bias_kernel(_view(ws, ho, B, n_in), W, b, _view(ws, zo, B, n_out), min_rows,
                                min_work)
         else:
@@ -197,7 +198,7 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         if code == SOFTMAX:
             softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
         else:
-            act_flat_auto(code, ws[zo : zo + B * n_out], ws[ao : ao + B * n_out], slope, par_min)
+            act_flat_auto(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope, par_min)
         ho = ao
 
 
@@ -206,14 +207,14 @@ def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
     """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
     ``b -= lr * delta``, the same float operations as writing the gradient and then applying
     :func:`kernels.optimizers.sgd_kernel`, without the gradient's round trip through memory."""
-    d = ws[do : do + n_out]
-    h = ws[ho : ho + n_in]
-    b = P[bo : bo + n_out]
+    d = span(ws, do, n_out)
+    h = span(ws, ho, n_in)
+    b = span(P, bo, n_out)
     for j in range(n_out):
         b[j] -= lr * d[j]
     for k in range(n_in):
         hk = h[k]
-        w = P[wo + k * n_out : wo + (k + 1) * n_out]
+        w = span(P, wo + k * n_out, n_out)
         for j in range(n_out):
             w[j] -= lr * (hk * d[j])
 
@@ -268,7 +269,7 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
                 _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
         if blas:
             grad_weights_kernel(_view(ws, ho, B, n_in), _view(ws, do, B, n_out),
-                                _view(grad, wo, n_in, n_out), grad[bo : bo + n_out], min_rows,
+                                _view(grad, wo, n_in, n_out), span(grad, bo, n_out), min_rows,
                                 min_work)
         elif sgd_lr > 0:
             _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr)
@@ -276,13 +277,13 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
             _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         if l == 0:
             break
-        dx = ws[xo : xo + B * n_in]
+        dx = span(ws, xo, B * n_in)
         if keep[l] < 1.0:
-            m = ws[offs[l, 3] : offs[l, 3] + B * n_in]
+            m = span(ws, offs[l, 3], B * n_in)
             for e in range(B * n_in):
                 dx[e] *= m[e]
-        zp = ws[offs[l - 1, 0] : offs[l - 1, 0] + B * n_in]
-        ap = ws[offs[l - 1, 1] : offs[l - 1, 1] + B * n_in]
+        zp = span(ws, offs[l - 1, 0], B * n_in)
+        ap = span(ws, offs[l - 1, 1], B * n_in)
         dact_mul_flat_auto(codes[l - 1], zp, ap, dx, dx, slope, par_min)
         cur = nxt
     return value
@@ -317,6 +318,13 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
     updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
     """
+    # Borrowed arrays: the per-batch calls below then do no reference counting (see
+    # kernels.views; bitwise the same results).
+    params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
+                                         borrow(codes), borrow(keep))
+    X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),
+                                           borrow(ws), borrow(offs), borrow(lbuf))
+    hp, s1, s2, s3 = borrow(hp), borrow(s1), borrow(s2), borrow(s3)
     n = order.shape[0]
     total = 0.0
     t = t0
@@ -352,6 +360,8 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
 def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, out,
                    min_rows, min_work, par_min=0):
     """Test-mode forward pass of all rows of ``X`` in chunks of ``batch``; outputs into ``out``."""
+    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
+    X, ws, offs, out = borrow(X), borrow(ws), borrow(offs), borrow(out)
     n, n0 = X.shape
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
@@ -421,6 +431,9 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
     network, dropout replaced by its test-time rule. Accuracy (when ``classify``) is the argmax
     match for softmax outputs, else the fraction of outputs on the right side of 0.5.
     """
+    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
+    X, Y, labels = borrow(X), borrow(Y), borrow(labels)
+    ws, offs, lbuf = borrow(ws), borrow(offs), borrow(lbuf)
     n = X.shape[0]
     L = layout.shape[0]
     k = layout[L - 1, 1]
@@ -473,6 +486,8 @@ def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs,
     ``X`` (its row index within the chunk of ``batch`` rows) gets its own mask. ``out`` is
     overwritten with the average of the outputs.
     """
+    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
+    X, ws, offs, out = borrow(X), borrow(ws), borrow(offs), borrow(out)
     n, n0 = X.shape
     L = layout.shape[0]
     k = layout[L - 1, 1]

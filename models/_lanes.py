@@ -47,6 +47,7 @@ from kernels.activations import (
     sigmoid_scalar,
 )
 from kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
+from kernels.views import borrow, row, span
 
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
@@ -90,7 +91,7 @@ def lane_offsets(sizes, batch, C):
 @njit(inline="always", cache=True)
 def _lane_slice(a, p, C):
     """The ``C`` lanes of element ``p`` of a lane-major flat array."""
-    return a[p * C : (p + 1) * C]
+    return span(a, p * C, C)
 
 
 @njit(inline="always", cache=True)
@@ -288,19 +289,24 @@ def _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C):
 def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
                  loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
                  opt_code, hp, t0, active, OUT):
+    # Borrowed arrays: no reference counting in the calls below (see kernels.views).
+    P, S1, S2, S3, OUT = borrow(P), borrow(S1), borrow(S2), borrow(S3), borrow(OUT)
+    layout, codes, loffs, hp = borrow(layout), borrow(codes), borrow(loffs), borrow(hp)
+    X, Y, labels, orders = borrow(X), borrow(Y), borrow(labels), borrow(orders)
+    active, SL, ACC = borrow(active), borrow(SL), borrow(ACC)
     K, n_params = P.shape
     L = layout.shape[0]
     k0 = q * C
-    pc = PL[q]
-    gc = GL[q]
+    pc = row(PL, q)
+    gc = row(GL, q)
     s1 = SL[q, 0]
     s2 = SL[q, 1]
     s3 = SL[q, 2]
-    ws = WSL[q]
+    ws = row(WSL, q)
     tot = ACC[q, 0]
     btot = ACC[q, 1]
-    lb = LBL[q]
-    live = LIVE[q]
+    lb = row(LBL, q)
+    live = row(LIVE, q)
     # Pack: lane c of this chunk is network k0 + c; lanes past K (padding) and networks already
     # stopped copy the last network so that they compute on ordinary numbers, and are never
     # written back.
@@ -340,7 +346,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
                            zo, B, C)
             m = B * layout[l, 1] * C
             if l < L - 1 or not fused:
-                act_flat(codes[l], ws[zo : zo + m], ws[ao : ao + m], slope)
+                act_flat(codes[l], span(ws, zo, m), span(ws, ao, m), slope)
             ho = ao
         # loss and its gradient with respect to the output (pre-)activations
         zLo = loffs[L - 1, 0]
@@ -357,9 +363,8 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
                        dense_targets)
         if not fused:
             m = B * nl * C
-            d_out = ws[do : do + m]
-            dact_mul_flat(codes[L - 1], ws[zLo : zLo + m], ws[aLo : aLo + m], d_out, d_out,
-                          slope)
+            d_out = span(ws, do, m)
+            dact_mul_flat(codes[L - 1], span(ws, zLo, m), span(ws, aLo, m), d_out, d_out, slope)
         # back-propagation
         cur = 2
         for l in range(L - 1, -1, -1):
@@ -382,8 +387,8 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
             m = B * n_in * C
             zp = loffs[l - 1, 0]
             ap = loffs[l - 1, 1]
-            d_in = ws[xo_ : xo_ + m]
-            dact_mul_flat(codes[l - 1], ws[zp : zp + m], ws[ap : ap + m], d_in, d_in, slope)
+            d_in = span(ws, xo_, m)
+            dact_mul_flat(codes[l - 1], span(ws, zp, m), span(ws, ap, m), d_in, d_in, slope)
             cur = nxt
         rows += B
         for c in range(C):

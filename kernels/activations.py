@@ -29,12 +29,12 @@ from __future__ import annotations
 
 import math
 
-from numba import njit, prange
+from numba import njit
 
 from . import _checks
 from .config import LEAKY_SLOPE
 from .vecmath import tanh
-from .views import row, span
+from .views import row
 
 IDENTITY, STEP, SIGN, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, SOFTMAX = range(9)
 
@@ -170,57 +170,6 @@ def dact_mul_flat(code, z, a, delta, out, slope):
         _dact_loop(code, z, a, delta, out, slope)
 
 
-#: Elements per task of the threaded elementwise loops.
-PARALLEL_CHUNK = 4096
-
-
-@njit(cache=True, parallel=True)
-def act_flat_parallel(code, z, out, slope):
-    """:func:`act_flat` on both cores: ``prange`` over chunks of :data:`PARALLEL_CHUNK`.
-
-    Elementwise, so the result does not depend on the number of threads. Worth it on large
-    arrays of the costly activations (tanh, sigmoid, softplus); the parallel launch costs
-    microseconds.
-    """
-    n = z.shape[0]
-    for c in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
-        lo = c * PARALLEL_CHUNK
-        hi = min(lo + PARALLEL_CHUNK, n)
-        act_flat(code, span(z, lo, hi - lo), span(out, lo, hi - lo), slope)
-
-
-@njit(cache=True, parallel=True)
-def dact_mul_flat_parallel(code, z, a, delta, out, slope):
-    """:func:`dact_mul_flat` on both cores (see :func:`act_flat_parallel`)."""
-    n = z.shape[0]
-    for c in prange((n + PARALLEL_CHUNK - 1) // PARALLEL_CHUNK):
-        lo = c * PARALLEL_CHUNK
-        hi = min(lo + PARALLEL_CHUNK, n)
-        dact_mul_flat(code, span(z, lo, hi - lo), span(a, lo, hi - lo),
-                      span(delta, lo, hi - lo), span(out, lo, hi - lo), slope)
-
-
-@njit(cache=True)
-def act_flat_auto(code, z, out, slope, par_min):
-    """:func:`act_flat`, threaded when ``par_min > 0`` and the array has ``par_min`` or more
-    elements and the activation is a costly one (tanh, sigmoid, softplus)."""
-    costly = code == TANH or code == SIGMOID or code == SOFTPLUS
-    if costly and 0 < par_min <= z.shape[0]:
-        act_flat_parallel(code, z, out, slope)
-    else:
-        act_flat(code, z, out, slope)
-
-
-@njit(cache=True)
-def dact_mul_flat_auto(code, z, a, delta, out, slope, par_min):
-    """:func:`dact_mul_flat`, threaded from ``8 * par_min`` elements on (``par_min > 0``):
-    a multiply-add per element, bound by memory traffic, gains less than the activations."""
-    if 0 < par_min and 8 * par_min <= z.shape[0]:
-        dact_mul_flat_parallel(code, z, a, delta, out, slope)
-    else:
-        dact_mul_flat(code, z, a, delta, out, slope)
-
-
 @njit(cache=True)
 def softmax_rows(z, out):
     """Row-wise max-shifted softmax of 2-D ``z`` into ``out`` (may alias ``z``)."""
@@ -264,8 +213,8 @@ def backward_kernel(code, z, a, delta, out, slope):
             for j in range(k):
                 out[i, j] = a[i, j] * (delta[i, j] - s)
         return
-    for i in range(n):
-        dact_mul_flat(code, row(z, i), row(a, i), row(delta, i), row(out, i), slope)
+    for i in range(n):  # plain rows: the GPU twin compiles this function for CUDA too
+        dact_mul_flat(code, z[i], a[i], delta[i], out[i], slope)
 
 
 @njit(cache=True)

@@ -28,20 +28,6 @@ BLAS_MIN_ROWS = 8
 #: they were measured 7x slower (784-256-256-10 at batch 32: 4.9k vs 35k samples/s).
 BLAS_THREADED_MIN_ROWS = 256
 
-#: Elementwise work of the training and prediction kernels (activations of a layer over the
-#: whole batch, their derivatives) runs on all cores from this many elements on (the costly
-#: activations; derivatives from 8x as many). 2-16-16-1 at 65536 rows: tanh of 1M elements
-#: takes about 4.5 ms on one core. Zero turns it off.
-ELEMENTWISE_PARALLEL_MIN = 16384
-
-#: ... but only in networks whose every layer has fewer multiply-adds per row than this: their
-#: time goes to elementwise work, and they run BLAS on one thread while training, since
-#: Numba's and OpenBLAS' thread pools fight when both are used in turn (2-16-16-1 at 262144
-#: rows, 2 cores: 3.24M samples/s threaded elementwise with one BLAS thread, 2.98M serial
-#: elementwise with two BLAS threads, 2.20M with both threaded). Larger networks keep their
-#: elementwise work serial and BLAS threaded (784-256-256-10: the products dominate).
-THREADED_ELEMENTWISE_MAX_WORK = 4096
-
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01
 

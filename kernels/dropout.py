@@ -79,8 +79,8 @@ MAX_COUNTER = 2**63 - 1
 
 #: Masks with at least this many elements are filled with rows in parallel (``prange``); below
 #: it the thread launch (~2.5 us) costs more than it saves. Measured on 2 cores: the parallel
-#: fill is slower up to 32x128 and 1.4-1.8x faster from 64x256 on. Compiled code reads this as
-#: the default of the ``parallel_min`` argument, frozen at compile time.
+#: fill is slower up to 32x128 and 1.4-1.8x faster from 64x256 on. The default of the
+#: ``parallel_min`` argument.
 PARALLEL_MIN_ELEMENTS = 16384
 
 
@@ -156,19 +156,20 @@ def _rows_parallel(a, seed, step, layer, row_offset, p, s, mask, out, with_out):
         _fill_row(key, p, a, mask, out, i, s, with_out)
 
 
-@njit(cache=True)
 def mask_kernel(seed, step, layer, row_offset, p, mask, parallel_min=PARALLEL_MIN_ELEMENTS):
     """Fill 2-D ``mask`` (n_rows, n_units) with 1.0 (kept) / 0.0 (dropped).
 
     Row ``i`` is hashed as row ``row_offset + i``. Masks of at least ``parallel_min`` elements
     are filled with rows in parallel (``prange``); every element is a pure function of its
     counters, so the result does not depend on that choice or on the number of threads.
+
+    A Python function choosing between two compiled ones: a parallel function called from a
+    cached non-parallel one can crash once loaded from the cache by another process (Numba
+    issue 8578), so the choice is not made in compiled code.
     """
     pf = np.float64(p)
-    if mask.size >= parallel_min:
-        _rows_parallel(mask, seed, step, layer, row_offset, pf, 1.0, mask, mask, False)
-    else:
-        _rows_serial(mask, seed, step, layer, row_offset, pf, 1.0, mask, mask, False)
+    rows = _rows_parallel if mask.size >= parallel_min else _rows_serial
+    rows(mask, seed, step, layer, row_offset, pf, 1.0, mask, mask, False)
 
 
 @njit(cache=True)
@@ -185,20 +186,18 @@ def apply_kernel(a, mask, scale, out):
             out[i, j] = a[i, j] * mask[i, j] * s
 
 
-@njit(cache=True)
 def forward_kernel(a, seed, step, layer, row_offset, p, inverted, mask, out,
                    parallel_min=PARALLEL_MIN_ELEMENTS):
     """Fused dropout forward: fill ``mask`` as :func:`mask_kernel`, then
     ``out = a * mask`` (``inverted`` False) or ``out = a * mask * (1/p)`` (``inverted`` True).
 
-    ``out`` may alias ``a``; ``mask`` must not overlap ``a`` or ``out``.
+    ``out`` may alias ``a``; ``mask`` must not overlap ``a`` or ``out``. A Python function, as
+    :func:`mask_kernel` is.
     """
     pf = np.float64(p)
-    s = 1.0 / pf if inverted else 1.0
-    if mask.size >= parallel_min:
-        _rows_parallel(a, seed, step, layer, row_offset, pf, s, mask, out, True)
-    else:
-        _rows_serial(a, seed, step, layer, row_offset, pf, s, mask, out, True)
+    s = 1.0 / pf if inverted else np.float64(1.0)
+    rows = _rows_parallel if mask.size >= parallel_min else _rows_serial
+    rows(a, seed, step, layer, row_offset, pf, s, mask, out, True)
 
 
 @njit(cache=True)

@@ -14,10 +14,11 @@ outlive the array it came from, nor be returned to Python or stored. Every use i
 is a local of a compiled function whose caller holds the original.
 
 Numba's dead-code elimination drops stores into an array that it does not know to alias a live
-one. Each function here is registered as returning an alias of its first argument (as
-``reshape`` is), and :func:`span`/:func:`row` are not IR-inlined overloads: with
-``inline="always"`` their stores inside an IR-inlined callee were dropped all the same
-(``tests/test_views.py`` covers both patterns).
+one, so each function here is registered as returning an alias of its first argument (as
+``reshape`` is). They are plain intrinsics, not ``@overload`` wrappers: an ``inline="always"``
+overload lost stores made inside an IR-inlined callee, and with a plain overload a cached
+kernel compiled as a callee, loaded from the cache by another process and called directly,
+jumped to an unrelocated address (``tests/test_views.py`` covers both).
 
 No function here checks bounds (a slice would clip): the kernels pass offsets from the workspace
 and parameter layouts, which the Python side validates before any kernel runs.
@@ -26,43 +27,32 @@ and parameter layouts, which the Python side validates before any kernel runs.
 from __future__ import annotations
 
 from numba import types
-from numba.core import ir_utils
+from numba.core import cgutils, ir_utils
 from numba.core.errors import TypingError
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["borrow", "span", "grid", "row"]
 
 
-def _check(buf, *ints):
-    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
-        raise TypingError(f"expected a 1-D C-contiguous array, got {buf}")
+def _ints(*ints):
     for t in ints:
         if not isinstance(t, types.Integer):
-            raise TypingError(f"expected integer offsets and lengths, got {t}")
+            raise TypingError(f"expected integer offsets, lengths and indices, got {t}")
 
 
-def _borrowed(context, builder, buf_ty, buf, off, off_ty, out_ty, shape):
-    off = context.cast(builder, off, off_ty, types.intp)
-    return _borrowed_from(context, builder, buf_ty, buf, off, out_ty, shape)
-
-
-def _borrowed_from(context, builder, buf_ty, buf, off, out_ty, shape):
-    """An array of type ``out_ty`` and ``shape`` (C order) starting ``off`` (intp) elements
-    into the data of ``buf`` (any C-contiguous array), with no reference."""
-    ary = make_array(buf_ty)(context, builder, buf)
-    itemsize = context.get_constant(types.intp, context.get_abi_sizeof(
-        context.get_data_type(buf_ty.dtype)))
-    strides = []
-    stride = itemsize
-    for extent in reversed(shape[1:]):
-        strides.append(stride)
-        stride = builder.mul(stride, extent)
-    strides.append(stride)
+def _view(context, builder, ary, offset, out_ty, shape, strides):
+    """An array of type ``out_ty``, ``shape`` and ``strides`` (LLVM values, strides in bytes)
+    whose data starts ``offset`` bytes into that of ``ary`` (an array structure), with no
+    reference (null ``meminfo``)."""
     out = make_array(out_ty)(context, builder)
-    populate_array(out, data=builder.gep(ary.data, [off]), shape=list(shape),
-                   strides=list(reversed(strides)), itemsize=itemsize, meminfo=None)
+    populate_array(out, data=cgutils.pointer_add(builder, ary.data, offset), shape=list(shape),
+                   strides=list(strides), itemsize=ary.itemsize, meminfo=None)
     return out._getvalue()
+
+
+def _intp(context, builder, value, ty):
+    return context.cast(builder, value, ty, types.intp)
 
 
 @intrinsic
@@ -85,84 +75,66 @@ def borrow(typingctx, a):
 
 
 @intrinsic
-def _span_c(typingctx, buf, off, n):
-    _check(buf, off, n)
+def span(typingctx, buf, off, n):
+    """``buf[off : off + n]`` of a 1-D array (any layout), borrowed (see the module
+    docstring)."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1):
+        raise TypingError(f"expected a 1-D array, got {buf}")
+    _ints(off, n)
     sig = buf(buf, off, n)
 
     def codegen(context, builder, sig, args):
-        n = context.cast(builder, args[2], sig.args[2], types.intp)
-        return _borrowed(context, builder, sig.args[0], args[0], args[1], sig.args[1],
-                         sig.return_type, [n])
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        stride = builder.extract_value(ary.strides, 0)
+        offset = builder.mul(_intp(context, builder, args[1], sig.args[1]), stride)
+        n = _intp(context, builder, args[2], sig.args[2])
+        return _view(context, builder, ary, offset, sig.return_type, [n], [stride])
 
     return sig, codegen
-
-
-def span(buf, off, n):
-    """``buf[off : off + n]`` of a 1-D array, borrowed when ``buf`` is C-contiguous (see the
-    module docstring); any other layout gets the ordinary slice."""
-    return buf[off : off + n]
-
-
-@overload(span)
-def _span_overload(buf, off, n):
-    if isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C":
-        return lambda buf, off, n: _span_c(buf, off, n)
-    return lambda buf, off, n: buf[off : off + n]
 
 
 @intrinsic
 def grid(typingctx, buf, off, rows, cols):
-    """``buf[off : off + rows * cols].reshape((rows, cols))``, borrowed (see the module
-    docstring)."""
-    _check(buf, off, rows, cols)
-    out_ty = buf.copy(ndim=2, layout="C")
-    sig = out_ty(buf, off, rows, cols)
+    """``buf[off : off + rows * cols].reshape((rows, cols))`` of a C-contiguous 1-D array,
+    borrowed (see the module docstring)."""
+    if not (isinstance(buf, types.Array) and buf.ndim == 1 and buf.layout == "C"):
+        raise TypingError(f"expected a 1-D C-contiguous array, got {buf}")
+    _ints(off, rows, cols)
+    sig = buf.copy(ndim=2, layout="C")(buf, off, rows, cols)
 
     def codegen(context, builder, sig, args):
-        r = context.cast(builder, args[2], sig.args[2], types.intp)
-        c = context.cast(builder, args[3], sig.args[3], types.intp)
-        return _borrowed(context, builder, sig.args[0], args[0], args[1], sig.args[1],
-                         sig.return_type, [r, c])
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        r = _intp(context, builder, args[2], sig.args[2])
+        c = _intp(context, builder, args[3], sig.args[3])
+        offset = builder.mul(_intp(context, builder, args[1], sig.args[1]), ary.itemsize)
+        return _view(context, builder, ary, offset, sig.return_type, [r, c],
+                     [builder.mul(c, ary.itemsize), ary.itemsize])
 
     return sig, codegen
 
 
 @intrinsic
-def _row_c(typingctx, a, i):
-    if not (isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C"):
-        raise TypingError(f"expected a 2-D C-contiguous array, got {a}")
-    if not isinstance(i, types.Integer):
-        raise TypingError(f"expected an integer row index, got {i}")
-    out_ty = a.copy(ndim=1, layout="C")
-    sig = out_ty(a, i)
+def row(typingctx, a, i):
+    """Row ``i`` of a 2-D array, ``a[i]`` (any layout), borrowed (see the module docstring).
+    The row of a C-contiguous array is typed C-contiguous, so loops over it vectorise."""
+    if not (isinstance(a, types.Array) and a.ndim == 2):
+        raise TypingError(f"expected a 2-D array, got {a}")
+    _ints(i)
+    sig = a.copy(ndim=1, layout="C" if a.layout == "C" else "A")(a, i)
 
     def codegen(context, builder, sig, args):
         ary = make_array(sig.args[0])(context, builder, args[0])
-        ncols = builder.extract_value(ary.shape, 1)
-        i = context.cast(builder, args[1], sig.args[1], types.intp)
-        flat = ary._getvalue()
-        return _borrowed_from(context, builder, sig.args[0], flat, builder.mul(i, ncols),
-                              sig.return_type, [ncols])
+        offset = builder.mul(_intp(context, builder, args[1], sig.args[1]),
+                             builder.extract_value(ary.strides, 0))
+        return _view(context, builder, ary, offset, sig.return_type,
+                     [builder.extract_value(ary.shape, 1)], [builder.extract_value(ary.strides, 1)])
 
     return sig, codegen
-
-
-def row(a, i):
-    """Row ``i`` of a 2-D array: ``a[i]``, borrowed when ``a`` is C-contiguous (see the module
-    docstring); any other layout gets the ordinary view."""
-    return a[i]
-
-
-@overload(row)
-def _row_overload(a, i):
-    if isinstance(a, types.Array) and a.ndim == 2 and a.layout == "C":
-        return lambda a, i: _row_c(a, i)
-    return lambda a, i: a[i]
 
 
 def _alias_of_first_argument(lhs, args, alias_map, arg_aliases):
     ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
 
 
-for _name in ("borrow", "span", "grid", "row", "_span_c", "_row_c"):
+for _name in ("borrow", "span", "grid", "row"):
     ir_utils.alias_func_extensions[(_name, __name__)] = _alias_of_first_argument

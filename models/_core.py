@@ -25,9 +25,9 @@ from numba import njit, prange
 
 from kernels.activations import (
     SOFTMAX,
-    act_flat_auto,
+    act_flat,
     backward_kernel,
-    dact_mul_flat_auto,
+    dact_mul_flat,
     softmax_rows,
 )
 from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
@@ -150,7 +150,7 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
 
 @njit(cache=True)
 def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, step,
-                   min_rows, min_work, par_min=0):
+                   min_rows, min_work):
     """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
 
     Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
@@ -160,9 +160,9 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
     nothing at test time.
 
     ``min_rows``/``min_work``: products from ``min_rows`` rows on go to BLAS (see
-    :func:`kernels.dense.use_blas`). ``par_min > 0``: activations of ``par_min`` or more
-    elements run threaded (:func:`kernels.activations.act_flat_auto`); 0 keeps everything on
-    the calling thread, as the population's ``prange`` body must.
+    :func:`kernels.dense.use_blas`). Everything else runs on the calling thread: a parallel
+    function called from a cached non-parallel one can crash once loaded from the cache by
+    another process (Numba issue 8578; ``tests/hardening/test_cache_processes.py``).
     """
     L = layout.shape[0]
     ho = offs[L, 0]
@@ -198,7 +198,7 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         if code == SOFTMAX:
             softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
         else:
-            act_flat_auto(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope, par_min)
+            act_flat(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope)
         ho = ao
 
 
@@ -221,8 +221,7 @@ def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
 
 @njit(cache=True)
 def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0,
-                     par_min=0):
+                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
 
     ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
@@ -284,7 +283,7 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
                 dx[e] *= m[e]
         zp = span(ws, offs[l - 1, 0], B * n_in)
         ap = span(ws, offs[l - 1, 1], B * n_in)
-        dact_mul_flat_auto(codes[l - 1], zp, ap, dx, dx, slope, par_min)
+        dact_mul_flat(codes[l - 1], zp, ap, dx, dx, slope)
         cur = nxt
     return value
 
@@ -292,22 +291,21 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
 @njit(cache=True)
 def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
                           order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
-                          eps, seed, step, min_rows, min_work, sgd_lr=0.0, par_min=0):
+                          eps, seed, step, min_rows, min_work, sgd_lr=0.0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
     ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`)."""
     B = stop - start
     gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
     forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
-                   min_rows, min_work, par_min)
+                   min_rows, min_work)
     return backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr,
-                            par_min)
+                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
 
 
 @njit(cache=True)
 def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                  ws, offs, lbuf, loss_code, fused, dense_targets, eps, seed, opt_code, hp, s1, s2,
-                 s3, t0, min_rows, min_work, out, par_min=0):
+                 s3, t0, min_rows, min_work, out):
     """A whole epoch of mini-batch gradient descent in one call.
 
     Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
@@ -341,7 +339,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
         value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
                                       labels, order, start, stop, ws, offs, lbuf, loss_code,
                                       fused, dense_targets, eps, seed, t, min_rows, min_work,
-                                      sgd_lr, par_min)
+                                      sgd_lr)
         rows += stop - start
         if not math.isfinite(value):
             total = value
@@ -358,7 +356,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
 
 @njit(cache=True)
 def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, out,
-                   min_rows, min_work, par_min=0):
+                   min_rows, min_work):
     """Test-mode forward pass of all rows of ``X`` in chunks of ``batch``; outputs into ``out``."""
     params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
     X, ws, offs, out = borrow(X), borrow(ws), borrow(offs), borrow(out)
@@ -373,7 +371,7 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work, par_min)
+                       min_rows, min_work)
         aL = _view(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
@@ -424,7 +422,7 @@ def population_epoch_serial(P, G, layout, codes, keep, inverted, slope, X, Y, la
 @njit(cache=True)
 def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, dense_targets,
                     chunk, ws, offs, lbuf, loss_code, fused, eps, classify, softmax_out,
-                    min_rows, min_work, out, par_min=0):
+                    min_rows, min_work, out):
     """Test-mode mean loss (``out[0]``) and accuracy (``out[1]``) over all rows of ``X``.
 
     The loss is the training loss (computed from the logits for the fused forms) of the full
@@ -445,7 +443,7 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
         B = stop - start
         gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work, par_min)
+                       min_rows, min_work)
         zL = _view(ws, offs[L - 1, 0], B, k)
         aL = _view(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
@@ -479,7 +477,7 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
 
 @njit(cache=True)
 def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, n_nets,
-                      seed, out, min_rows, min_work, par_min=0):
+                      seed, out, min_rows, min_work):
     """Monte-Carlo dropout prediction: the mean output of ``n_nets`` thinned networks.
 
     Thinned network ``s`` uses the training masks of step ``s`` under ``seed``; each row of
@@ -504,7 +502,7 @@ def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs,
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
             forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed,
-                           s, min_rows, min_work, par_min)
+                           s, min_rows, min_work)
             aL = _view(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):

@@ -12,10 +12,8 @@ from kernels.activations import ACTIVATIONS
 from kernels.config import (
     BLAS_MIN_ROWS,
     BLAS_MIN_WORK,
-    ELEMENTWISE_PARALLEL_MIN,
     LEAKY_SLOPE,
     PREDICT_BLAS_MIN_WORK,
-    THREADED_ELEMENTWISE_MAX_WORK,
 )
 from kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
 
@@ -265,18 +263,6 @@ class MLP:
     def is_classifier(self):
         return self.loss_name != "squared"
 
-    @property
-    def elementwise_par_min(self):
-        """The ``par_min`` this network passes to the compiled kernels.
-
-        :data:`kernels.config.ELEMENTWISE_PARALLEL_MIN` when every layer has fewer than
-        :data:`kernels.config.THREADED_ELEMENTWISE_MAX_WORK` multiply-adds per row (a network
-        bound by its elementwise work, which then runs threaded on large batches), else 0.
-        """
-        small = all(a * b < THREADED_ELEMENTWISE_MAX_WORK
-                    for a, b in zip(self.sizes[:-1], self.sizes[1:], strict=True))
-        return ELEMENTWISE_PARALLEL_MIN if small else 0
-
     def config(self):
         """Constructor arguments as a JSON-serialisable dict."""
         keep = self.keep_prob
@@ -394,7 +380,7 @@ class MLP:
         w = self.workspace(chunk)
         _core.predict_kernel(self.params, self.layout, self.codes, self.keep,
                              self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk, out,
-                             BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK, self.elementwise_par_min)
+                             BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
         return out
 
     def loss(self, X, y):
@@ -418,7 +404,7 @@ class MLP:
                               self.dropout == "inverted", self.slope, X, Y, labels, dense, chunk,
                               w.ws, w.offs, w.lbuf, self.loss_code, self.fused, self.eps,
                               self.is_classifier, self.output == "softmax", BLAS_MIN_ROWS,
-                              PREDICT_BLAS_MIN_WORK, out, self.elementwise_par_min)
+                              PREDICT_BLAS_MIN_WORK, out)
         return float(out[0]), (float(out[1]) if self.is_classifier else float("nan"))
 
     def gradient(self, X, y, step=0):
@@ -459,7 +445,7 @@ class MLP:
             self.params, self.grad, self.layout, self.codes, self.keep,
             self.dropout == "inverted", self.slope, X, Y, labels, order, start, stop, w.ws,
             w.offs, w.lbuf, self.loss_code, self.fused, dense, self.eps, self.seed, step,
-            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, self.elementwise_par_min,
+            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0,
         )
 
     def forward_mc(self, X, n_nets=100, seed=None):
@@ -502,8 +488,7 @@ class MLP:
         w = self.workspace(chunk)
         _core.mc_forward_kernel(self.params, self.layout, self.codes, self.keep,
                                 self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk,
-                                n_nets, seed, out, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK,
-                                self.elementwise_par_min)
+                                n_nets, seed, out, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
         return out
 
     def predict_proba(self, X):

@@ -186,11 +186,8 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     evals = 0
     out = np.zeros(4)
     with contextlib.ExitStack() as stack:
-        if model.backend == "cpu" and (BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS
-                                       or model.elementwise_par_min > 0):
-            # small products, or a network whose elementwise work is threaded (see
-            # kernels.config.THREADED_ELEMENTWISE_MAX_WORK): BLAS on one thread
-            stack.enter_context(blas_single_thread())
+        if model.backend == "cpu" and BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
+            stack.enter_context(blas_single_thread())  # small products: BLAS on one thread
         if bar is not None:
             stack.callback(bar.close)
         for epoch in range(epochs):
@@ -262,7 +259,7 @@ def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr,
         model.params, model.grad, model.layout, model.codes, model.keep,
         model.dropout == "inverted", model.slope, X, Y, labels, order, batch, w.ws, w.offs,
         w.lbuf, model.loss_code, model.fused, dense, model.eps, model.seed, optimizer.code, hp,
-        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out, model.elementwise_par_min,
+        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out,
     )
     done = int(out[1])
     return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0

@@ -21,7 +21,8 @@ a loop over it vectorises. In float32 it evaluates in float64 and rounds once at
   :math:`2 \cdot 10^{-15}`), then squared five times. This needs no bit manipulation of the
   exponent, so it runs the same on every Numba target, the CUDA simulator included.
 
-The float64 error before the final rounding is below about :math:`10^{-12}` relative. The
+Multiplies and adds may be fused (:data:`FMA`). The float64 error before the final rounding
+is below about :math:`10^{-12}` relative. The
 float32 result is therefore the correctly rounded :math:`\tanh x`, except where the exact
 value lies within that margin of a rounding boundary. ``tests/test_vecmath.py`` checks it
 against ``math.tanh`` rounded to float32.
@@ -44,9 +45,15 @@ SERIES_MAX = 0.05
 #: :math:`|x|` is clamped to this before the exponential (float32 ``tanh`` is 1 beyond 9.01).
 CLAMP = 10.0
 _E_M5_16 = math.exp(-5.0 / 16.0)
+#: The only fast-math license taken: ``a * b + c`` may become one fused multiply-add (rounded
+#: once instead of twice, so at least as accurate; fixed at compile time, so deterministic).
+#: Without it the float64 evaluation runs as separate multiplies and adds: 3.6 ns against
+#: 1.7-2.4 ns per float32 value (65536 values, same sitting), with the same float32 results
+#: (0 differences in 65536, and 0 from libm's rounded ``tanh`` in 400k).
+FMA = {"contract"}
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
 def _exp_neg20(y):
     """``exp(y)`` for float64 ``y`` in ``[-20, 0]``: ``(e^{-5/16} e^u)^{32}``, ``u = y/32 + 5/16``.
     """
@@ -72,7 +79,7 @@ def _exp_neg20(y):
     return p
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
 def _recip_1_2(d):
     """``1 / d`` for ``d`` in ``[1, 2]`` without a division instruction.
 
@@ -90,7 +97,7 @@ def _recip_1_2(d):
     return 0.5 * r
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FMA)
 def tanh_f64_eval(x):
     """``tanh`` of float64 ``x`` by the vectorisable formulas: about 1e-12 relative for
     ``|x| <= 10``; beyond, ``1 - 4e-9`` in magnitude (the clamp; exact once rounded to float32).

@@ -24,7 +24,7 @@ On the speed benchmark's 2-16-16-1 network (float32, shared SGD, K = 64 and 512,
 shared 2-core machine) the lane layout measured about 2.5-3.5x the per-network kernel's
 network-samples per second at batch 1 and 1.5-1.9x at batch 32: the per-network loops run over
 16 units at a time, too few to fill the vector units. The float32 tanh of
-:mod:`kernels.vecmath` (about 3 ns per value, 32 per sample) is now a large share of its time.
+:mod:`kernels.vecmath` (about 1.7-2 ns per value, 32 per sample) is a large share of its time.
 """
 
 from __future__ import annotations

@@ -449,9 +449,10 @@ def _method_section(res):
         "shuffling excluded; argument checks once per call are not in it). The peers' epoch "
         "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "
         "in `block_until_ready`.",
-        "- Threads: our `cpu` backend is serial code plus BLAS (SciPy's OpenBLAS through "
-        "Numba's `np.dot` for batches of 8 rows and more in the 784-wide layers); "
-        "`train_population` uses Numba's `prange` over networks; PyTorch "
+        "- Threads: our `cpu` backend is serial compiled code plus BLAS (SciPy's OpenBLAS "
+        "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
+        "256 rows, all cores from there); `train_population` uses Numba's `prange` over "
+        "networks; PyTorch "
         "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).",
         f"- Environment: {', '.join(f'`{k}`' for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'))}"
         " were removed from the peers' environment (they tune our OpenBLAS); set in this run: "

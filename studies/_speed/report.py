@@ -484,9 +484,10 @@ def _method_section(res):
               "after each, and the share of all cores' time that *other* programs used while it "
               "ran (`/proc/stat` minus the worker's own CPU time); where that share is large, "
               "the worker's figures are low, most of all for multi-threaded frameworks, whose "
-              "threads wait for each other. A measuring worker that ran while others used more "
-              "than 10% was run once more at the end of the run (time allowing, after waiting up "
-              "to 30 s for a quiet second), and the less disturbed attempt kept:", "",
+              "threads wait for each other. A measuring worker that lost more than 10% of the CPUs "
+              "to others (other programs plus steal) was run once more at the end of the run "
+              "(time allowing, after waiting up to 30 s for a quiet second), and the less "
+              "disturbed attempt kept:", "",
               _table(["process", "wall", "load before / after", "CPU used by others",
                       "steal", "peak RSS MiB", "status"], rows), "",
               "*Steal* is the share of CPU time the hypervisor gave to other virtual machines "
@@ -509,8 +510,9 @@ def _attempts(p):
     a = p.get("attempts")
     if not a:
         return ""
-    return (f" (kept attempt {p['kept_attempt']} of 2; "
-            + " vs ".join(_share(x.get("other_cpu_share")) for x in a) + ")")
+    return (f" (kept attempt {p['kept_attempt']} of 2; others + steal "
+            + " vs ".join(f"{_share(x.get('other_cpu_share'))} + {_share(x.get('steal_share'))}"
+                          for x in a) + ")")
 
 
 def _contention_note(res):

@@ -144,3 +144,32 @@ def test_quick_run_goals_and_report(quick_run):
             f = out / f"{stem}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f
             assert f"{stem}.png" in readme or ext == "svg"
+
+
+def test_disturbed_workers_run_again_and_the_quieter_attempt_is_kept(monkeypatch, tmp_path):
+    def rec(name, other, steal, rate):
+        return {"name": name, "wall_s": 1.0, "other_cpu_share": other, "steal_share": steal,
+                "load_before": [0.0, 0.0, 0.0], "error": None, "results": {"rate": rate}}
+
+    jobs = [("train_a", {}, "ours"), ("train_b", {}, "jax"), ("train_c", {}, "torch"),
+            ("coldstart_cpu_empty_cache", {}, "ours_fresh")]
+    records = [rec("train_a", 0.02, 0.01, 1),   # 3% lost: kept as is
+               rec("train_b", 0.0, 0.15, 2),    # steal alone is enough to run it again
+               rec("train_c", 0.20, 0.0, 3),    # run again, but the retry is worse
+               rec("coldstart_cpu_empty_cache", 0.5, 0.0, 4)]  # never repeated
+    again = {"train_b": rec("train_b", 0.01, 0.0, 20), "train_c": rec("train_c", 0.3, 0.0, 30)}
+    ran = []
+
+    def fake_run(name, spec, env, workdir, timeout, log):
+        ran.append(name)
+        return again[name]
+
+    monkeypatch.setattr(speed, "_run_job", fake_run)
+    monkeypatch.setattr(speed, "_wait_quiet", lambda *a: True)
+    speed._retry_contended(jobs, records, {"retry_budget_s": 1e9, "timeout_s": 1}, "",
+                           tmp_path, speed.time.perf_counter(), lambda msg: None)
+    assert ran == ["train_b", "train_c"]
+    assert [r["results"]["rate"] for r in records] == [1, 20, 3, 4]
+    assert records[1]["kept_attempt"] == 2 and records[2]["kept_attempt"] == 1
+    assert records[1]["attempts"][0]["steal_share"] == 0.15
+    assert "attempts" not in records[0]

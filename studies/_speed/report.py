@@ -484,7 +484,8 @@ def _method_section(res):
               "after each, and the share of all cores' time that *other* programs used while it "
               "ran (`/proc/stat` minus the worker's own CPU time); where that share is large, "
               "the worker's figures are low, most of all for multi-threaded frameworks, whose "
-              "threads wait for each other. A measuring worker that lost more than 10% of the CPUs "
+              "threads wait for each other. A measuring worker that lost more than "
+              f"{100 * res.get('contended', 0.10):.0f}% of the CPUs "
               "to others (other programs plus steal) was run once more at the end of the run "
               "(time allowing, after waiting up to 30 s for a quiet second), and the less "
               "disturbed attempt kept:", "",

@@ -38,11 +38,6 @@ from kernels.views import borrow, grid, span
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 
-@njit(inline="always", cache=True)
-def _view(buf, off, rows, cols):
-    return grid(buf, off, rows, cols)
-
-
 @njit(cache=True)
 def gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets):
     """Copy rows ``order[start:stop]`` of ``X`` (and targets) into the workspace."""
@@ -188,15 +183,15 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
         zo = offs[l, 0]
         ao = offs[l, 1]
         if use_blas(B, n_in, n_out, min_rows, min_work):
-            W = _view(params, layout[l, 2], n_in, n_out)
+            W = grid(params, layout[l, 2], n_in, n_out)
             b = span(params, layout[l, 3], n_out)
-            matmul_bias_kernel(_view(ws, ho, B, n_in), W, b, _view(ws, zo, B, n_out), min_rows,
+            matmul_bias_kernel(grid(ws, ho, B, n_in), W, b, grid(ws, zo, B, n_out), min_rows,
                                min_work)
         else:
             _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         code = codes[l]
         if code == SOFTMAX:
-            softmax_rows(_view(ws, zo, B, n_out), _view(ws, ao, B, n_out))
+            softmax_rows(grid(ws, zo, B, n_out), grid(ws, ao, B, n_out))
         else:
             act_flat(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope)
         ho = ao
@@ -233,12 +228,12 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
     """
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
-    zL = _view(ws, offs[L - 1, 0], B, n_last)
-    aL = _view(ws, offs[L - 1, 1], B, n_last)
-    delta = _view(ws, offs[L, 2], B, n_last)
+    zL = grid(ws, offs[L - 1, 0], B, n_last)
+    aL = grid(ws, offs[L - 1, 1], B, n_last)
+    delta = grid(ws, offs[L, 2], B, n_last)
     pred = zL if fused else aL
     if dense_targets:
-        yb = _view(ws, offs[L, 1], B, n_last)
+        yb = grid(ws, offs[L, 1], B, n_last)
         value = loss_dense_kernel(loss_code, yb, pred, delta, True, eps)
     else:
         value = loss_labels_kernel(loss_code, lbuf[:B], pred, delta, True, eps)
@@ -262,13 +257,13 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
         xo = offs[L, nxt]
         if l > 0:  # dx first: it needs this layer's weights before any fused update
             if blas:
-                grad_input_kernel(_view(ws, do, B, n_out), _view(params, wo, n_in, n_out),
-                                  _view(ws, xo, B, n_in), min_rows, min_work)
+                grad_input_kernel(grid(ws, do, B, n_out), grid(params, wo, n_in, n_out),
+                                  grid(ws, xo, B, n_in), min_rows, min_work)
             else:
                 _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
         if blas:
-            grad_weights_kernel(_view(ws, ho, B, n_in), _view(ws, do, B, n_out),
-                                _view(grad, wo, n_in, n_out), span(grad, bo, n_out), min_rows,
+            grad_weights_kernel(grid(ws, ho, B, n_in), grid(ws, do, B, n_out),
+                                grid(grad, wo, n_in, n_out), span(grad, bo, n_out), min_rows,
                                 min_work)
         elif sgd_lr > 0:
             _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr)
@@ -294,6 +289,10 @@ def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X,
                           eps, seed, step, min_rows, min_work, sgd_lr=0.0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
     ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`)."""
+    params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
+                                         borrow(codes), borrow(keep))
+    X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),
+                                           borrow(ws), borrow(offs), borrow(lbuf))
     B = stop - start
     gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
     forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
@@ -366,13 +365,13 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         B = stop - start
-        xb = _view(ws, offs[L, 0], B, n0)
+        xb = grid(ws, offs[L, 0], B, n0)
         for i in range(B):
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
                        min_rows, min_work)
-        aL = _view(ws, offs[L - 1, 1], B, n_last)
+        aL = grid(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
                 out[start + i, j] = aL[i, j]
@@ -444,12 +443,12 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
         gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
         forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
                        min_rows, min_work)
-        zL = _view(ws, offs[L - 1, 0], B, k)
-        aL = _view(ws, offs[L - 1, 1], B, k)
+        zL = grid(ws, offs[L - 1, 0], B, k)
+        aL = grid(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
-        dummy = _view(ws, offs[L, 2], 1, 1)
+        dummy = grid(ws, offs[L, 2], 1, 1)
         if dense_targets:
-            yb = _view(ws, offs[L, 1], B, k)
+            yb = grid(ws, offs[L, 1], B, k)
             total += loss_dense_kernel(loss_code, yb, pred, dummy, False, eps) * B
         else:
             total += loss_labels_kernel(loss_code, lbuf[:B], pred, dummy, False, eps) * B
@@ -497,13 +496,13 @@ def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs,
         stop = min(start + batch, n)
         B = stop - start
         for s in range(n_nets):
-            xb = _view(ws, offs[L, 0], B, n0)
+            xb = grid(ws, offs[L, 0], B, n0)
             for i in range(B):
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
             forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed,
                            s, min_rows, min_work)
-            aL = _view(ws, offs[L - 1, 1], B, k)
+            aL = grid(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):
                     out[start + i, j] += aL[i, j] * inv

@@ -11,8 +11,8 @@ Convention of every public ``gpu_*`` function:
   functions; arrays updated in place are updated in place on the host).
 
 Device arrays are checked for dtype, number of dimensions, shape and C-contiguity before any
-launch (the same errors as :mod:`kernels._checks`); checks of *values* (finite, label range)
-would need a transfer and are done for host arrays only.
+launch (the same errors as :mod:`dlbasics.kernels._checks`); checks of *values* (finite, label
+range) would need a transfer and are done for host arrays only.
 """
 
 from __future__ import annotations
@@ -30,7 +30,8 @@ def _kind(name, a, allowed):
 
 
 def float_array(name, a, ndim=None, dtype=None, finite=False, writable=False):
-    """:func:`kernels._checks.float_array` for host arrays; the same checks, except the value
+    """:func:`dlbasics.kernels._checks.float_array` for host arrays; the same checks, except the
+    value
     check ``finite``, for device arrays (returned as numba device arrays)."""
     if not g.is_device_array(a):
         return _checks.float_array(name, a, ndim=ndim, dtype=dtype, finite=finite,

@@ -2,7 +2,7 @@ r"""Activation functions: value, derivative and backward pass, selectable by nam
 
 Each scalar formula is written once as an inlined ``@njit`` function (:func:`act_scalar`,
 :func:`dact_scalar`) and called from the CPU array kernels here, from the fused dense kernels and
-from the GPU twins in ``kernels.gpu_activations``.
+from the GPU twins in ``dlbasics.kernels.gpu_activations``.
 
 =============  ===================================================  =============================
 name           :math:`f(z)`                                         :math:`f'(z)`
@@ -69,7 +69,7 @@ def act_scalar(code, z, slope):
     if code == IDENTITY:
         return z
     if code == TANH:
-        return tanh(z)  # vectorisable in float32 (kernels.vecmath), libm in float64
+        return tanh(z)  # vectorisable in float32 (dlbasics.kernels.vecmath), libm in float64
     if code == RELU:
         if z > 0 or z != z:  # NaN propagates
             return z

@@ -35,7 +35,7 @@ LEAKY_SLOPE = 0.01
 PROB_EPS32 = 1e-7
 PROB_EPS64 = 1e-12
 
-#: GPU launch configuration (used by ``kernels.gpu_*``).
+#: GPU launch configuration (used by ``dlbasics.kernels.gpu_*``).
 THREADS_PER_BLOCK = 256
 TILE = 16
 MAX_BLOCKS = 65535

@@ -11,9 +11,9 @@ Backward, from ``delta = dL/dz`` of shape ``(n, n_out)``:
            \frac{\partial L}{\partial b} = \sum_{\text{rows}} \delta, \qquad
            \frac{\partial L}{\partial x} = \delta W^T
 
-(:func:`kernels.activations.activation_backward` turns ``dL/da`` into ``dL/dz``.)
+(:func:`dlbasics.kernels.activations.activation_backward` turns ``dL/da`` into ``dL/dz``.)
 
-Matrix products use hand-written loops below the thresholds in :mod:`kernels.config` (few
+Matrix products use hand-written loops below the thresholds in :mod:`dlbasics.kernels.config` (few
 rows, where a BLAS call costs more than it saves; callers may also pass a per-row work
 threshold) and BLAS above them (``np.dot`` inside the compiled code, serial Numba, so
 OpenBLAS' own threads are the only pool). Both paths are deterministic for a fixed thread
@@ -156,7 +156,7 @@ def dense_forward(x, W, b, activation="identity", z=None, a=None, slope=LEAKY_SL
     b : ndarray of shape (n_out,)
         Bias.
     activation : str, default="identity"
-        Name from :data:`kernels.activations.ACTIVATIONS`.
+        Name from :data:`dlbasics.kernels.activations.ACTIVATIONS`.
     z, a : ndarray of shape (n_samples, n_out), optional
         Buffers for the pre-activations and activations (allocated if omitted).
     slope : float, default=0.01

@@ -1,14 +1,15 @@
-"""GPU twins of :mod:`kernels.activations`: value, derivative and backward pass by name.
+"""GPU twins of :mod:`dlbasics.kernels.activations`: value, derivative and backward pass by name.
 
-The scalar formulas are the CPU's own inlined functions (:func:`kernels.activations.act_scalar`,
-:func:`~kernels.activations.dact_scalar`); softmax rows go through the CPU's
-:func:`~kernels.activations.softmax_rows` and :func:`~kernels.activations.backward_kernel` on
-one-row views, so each row is computed by the same code in the same order as on the CPU.
-Elementwise kernels are grid-stride loops over all elements; softmax kernels are grid-stride
-loops over rows (one thread per row).
+The scalar formulas are the CPU's own inlined functions
+(:func:`dlbasics.kernels.activations.act_scalar`,
+:func:`~dlbasics.kernels.activations.dact_scalar`); softmax rows go through the CPU's
+:func:`~dlbasics.kernels.activations.softmax_rows` and
+:func:`~dlbasics.kernels.activations.backward_kernel` on one-row views, so each row is computed by
+the same code in the same order as on the CPU. Elementwise kernels are grid-stride loops over all
+elements; softmax kernels are grid-stride loops over rows (one thread per row).
 
 Host arrays in, host arrays out; device arrays in, device arrays out (see
-:mod:`kernels._gpu_arrays`).
+:mod:`dlbasics.kernels._gpu_arrays`).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def _kernels():
 
 
 # ---------------------------------------------------------------------------------------------
-# drivers on 2-D device arrays (no validation; used by the public wrappers and models._cuda)
+# drivers on 2-D device arrays (no validation; used by the public wrappers and
+# dlbasics.models._cuda)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -138,12 +140,12 @@ def _prepare(name, z, out, slope):
 
 
 def gpu_activate(name, z, out=None, slope=LEAKY_SLOPE):
-    """GPU :func:`kernels.activations.activate`: activation ``name`` of ``z``.
+    """GPU :func:`dlbasics.kernels.activations.activate`: activation ``name`` of ``z``.
 
     Parameters
     ----------
     name : str
-        One of :data:`kernels.activations.ACTIVATIONS`.
+        One of :data:`dlbasics.kernels.activations.ACTIVATIONS`.
     z : ndarray or device array of shape (n_samples, n_units) or (n_units,)
         Pre-activations, float32 or float64, C-contiguous.
     out : array of the same kind, shape and dtype, optional
@@ -163,7 +165,7 @@ def gpu_activate(name, z, out=None, slope=LEAKY_SLOPE):
 
 
 def gpu_derivative(name, z, out=None, slope=LEAKY_SLOPE):
-    """GPU :func:`kernels.activations.derivative`: elementwise ``f'(z)`` (not softmax).
+    """GPU :func:`dlbasics.kernels.activations.derivative`: elementwise ``f'(z)`` (not softmax).
 
     Parameters and return value are as in :func:`gpu_activate`.
     """
@@ -178,7 +180,7 @@ def gpu_derivative(name, z, out=None, slope=LEAKY_SLOPE):
 
 
 def gpu_activation_backward(name, z, a, delta, out=None, slope=LEAKY_SLOPE):
-    """GPU :func:`kernels.activations.activation_backward`: ``dL/dz`` from ``dL/da``.
+    """GPU :func:`dlbasics.kernels.activations.activation_backward`: ``dL/dz`` from ``dL/da``.
 
     Parameters
     ----------

@@ -13,7 +13,7 @@ counts as a GPU: it runs every kernel as Python threads, so it proves logic, not
 arrays, see :func:`_thread_safe_simulator_shared`); :func:`require_cuda` replaces it with an
 atomic version when the simulator is on.
 
-Launch geometry is read from :mod:`kernels.config` *at launch time* (tests patch
+Launch geometry is read from :mod:`dlbasics.kernels.config` *at launch time* (tests patch
 ``THREADS_PER_BLOCK``, ``TILE`` and ``MAX_BLOCKS`` small so tiny inputs span several blocks and
 every grid-stride loop turns more than once). Kernels whose shared-memory size depends on these
 values are compiled once per value (the ``functools.cache`` factories of each module).
@@ -171,7 +171,7 @@ def device_name():
 
 
 # ---------------------------------------------------------------------------------------------
-# launch geometry (read from kernels.config at call time)
+# launch geometry (read from dlbasics.kernels.config at call time)
 # ---------------------------------------------------------------------------------------------
 
 

@@ -1,23 +1,25 @@
-r"""GPU twin of :mod:`kernels.dense`: shared-memory tiled products, bias and activation fused.
+r"""GPU twin of :mod:`dlbasics.kernels.dense`: shared-memory tiled products, bias and activation
+fused.
 
 Forward ``z = x W + b``, ``a = f(z)``; backward ``dW = x^T \delta``, ``db = \sum_{rows} \delta``,
 ``dx = \delta W^T``. Each product is a tiled kernel: a block of ``TILE x TILE`` threads owns a
 ``TILE x TILE`` tile of the result, loads matching tiles of the two factors into shared memory
 and accumulates in a register, tile after tile along the reduction axis; blocks take output
 tiles in a grid-stride loop (at most ``MAX_BLOCKS`` blocks). ``TILE`` and ``MAX_BLOCKS`` are read
-from :mod:`kernels.config` at launch time (a kernel is compiled once per tile size and dtype).
+from :mod:`dlbasics.kernels.config` at launch time (a kernel is compiled once per tile size and
+dtype).
 
 Each output element is accumulated in index order along the reduction axis, in the arrays'
 dtype, starting from ``b`` (forward) or zero, exactly like the CPU's hand-written loops; a real
 GPU contracts multiply-adds into FMAs, so results agree with the CPU to rounding, not bitwise.
 ``db`` is fused into the ``dW`` kernel (the blocks of the first row of tiles sum the ``delta``
-tiles they load). The activation is applied from :func:`kernels.activations.act_scalar` as the
-``z`` tile is stored; softmax outputs get a row-wise pass afterwards. The ``dx`` kernel can also
+tiles they load). The activation is applied from :func:`dlbasics.kernels.activations.act_scalar` as
+the ``z`` tile is stored; softmax outputs get a row-wise pass afterwards. The ``dx`` kernel can also
 apply, as it stores, a dropout mask and the derivative of the previous layer's activation (the
-MLP backward pass, :mod:`models._cuda`).
+MLP backward pass, :mod:`dlbasics.models._cuda`).
 
 Host arrays in, host arrays out; device arrays in, device arrays out (see
-:mod:`kernels._gpu_arrays`).
+:mod:`dlbasics.kernels._gpu_arrays`).
 """
 
 from __future__ import annotations
@@ -184,7 +186,7 @@ def _tiled(n_rows, n_cols):
 
 
 # ---------------------------------------------------------------------------------------------
-# drivers on device arrays (no validation; used by the public wrappers and models._cuda)
+# drivers on device arrays (no validation; used by the public wrappers and dlbasics.models._cuda)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -243,7 +245,7 @@ def _layer_args(x, W, b):
 
 
 def gpu_dense_forward(x, W, b, activation="identity", z=None, a=None, slope=LEAKY_SLOPE):
-    """GPU :func:`kernels.dense.dense_forward`: ``z = x W + b``, ``a = f(z)``, fused.
+    """GPU :func:`dlbasics.kernels.dense.dense_forward`: ``z = x W + b``, ``a = f(z)``, fused.
 
     Parameters
     ----------
@@ -252,7 +254,7 @@ def gpu_dense_forward(x, W, b, activation="identity", z=None, a=None, slope=LEAK
     W : array of shape (n_in, n_out)
     b : array of shape (n_out,)
     activation : str, default="identity"
-        Name from :data:`kernels.activations.ACTIVATIONS`.
+        Name from :data:`dlbasics.kernels.activations.ACTIVATIONS`.
     z, a : arrays of shape (n_samples, n_out), optional
         Output buffers (device arrays in device mode).
     slope : float, default=0.01
@@ -277,7 +279,7 @@ def gpu_dense_forward(x, W, b, activation="identity", z=None, a=None, slope=LEAK
 
 
 def gpu_dense_backward(x, W, delta, dW=None, db=None, dx=None, need_dx=True):
-    """GPU :func:`kernels.dense.dense_backward` from ``delta = dL/dz``.
+    """GPU :func:`dlbasics.kernels.dense.dense_backward` from ``delta = dL/dz``.
 
     Parameters
     ----------

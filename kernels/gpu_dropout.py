@@ -1,18 +1,18 @@
-"""GPU twins of :mod:`kernels.dropout`: the same counter-hash masks, bit for bit.
+"""GPU twins of :mod:`dlbasics.kernels.dropout`: the same counter-hash masks, bit for bit.
 
 Every element is a pure function of its counters ``(seed, step, layer, row, unit)``, so one
 thread per element (a grid-stride loop over all elements) computes the CPU's mask exactly: the
-kernels call the CPU's own :func:`kernels.dropout.row_key` and
-:func:`~kernels.dropout.unit_keep` (``uint64`` integer arithmetic and one exact conversion),
-with the keep probability passed as float64. Applying a mask and scaling weights reproduce the
-CPU's arithmetic (``a * mask * s`` with the float64 scale, rounded once).
+kernels call the CPU's own :func:`dlbasics.kernels.dropout.row_key` and
+:func:`~dlbasics.kernels.dropout.unit_keep` (``uint64`` integer arithmetic and one exact
+conversion), with the keep probability passed as float64. Applying a mask and scaling weights
+reproduce the CPU's arithmetic (``a * mask * s`` with the float64 scale, rounded once).
 
-:func:`launch_layer_dropout` is the variant of :func:`models._core.forward_kernel` (the mask
-holds the scale, rows are numbered within the batch) used by :mod:`models._cuda`.
+:func:`launch_layer_dropout` is the variant of :func:`dlbasics.models._core.forward_kernel` (the
+mask holds the scale, rows are numbered within the batch) used by :mod:`dlbasics.models._cuda`.
 
 Host arrays in, host arrays out; device arrays in, device arrays out (see
-:mod:`kernels._gpu_arrays`). :func:`gpu_dropout_mask` has no array input: it returns a NumPy
-array unless ``device=True``.
+:mod:`dlbasics.kernels._gpu_arrays`). :func:`gpu_dropout_mask` has no array input: it returns a
+NumPy array unless ``device=True``.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def _kernels():
 
     @cuda.jit
     def layer(h, hd, m, seed, step, layer, p, scale, train):
-        """Dropout on a layer input as in :func:`models._core.forward_kernel`: training
+        """Dropout on a layer input as in :func:`dlbasics.models._core.forward_kernel`: training
         ``m = scale`` or ``0`` per the hash of ``(seed, step, layer, i, k)`` and ``hd = h * m``;
         test time ``hd = h * p``."""
         h = A(h)
@@ -142,12 +142,12 @@ def _as_2d(d):
 
 def gpu_dropout_mask(shape, p, seed, step=0, layer=0, row_offset=0, dtype=np.float32,
                      device=False):
-    """GPU :func:`kernels.dropout.dropout_mask`: the same mask, bit for bit.
+    """GPU :func:`dlbasics.kernels.dropout.dropout_mask`: the same mask, bit for bit.
 
     Parameters
     ----------
     shape, p, seed, step, layer, row_offset, dtype
-        As in :func:`kernels.dropout.dropout_mask`.
+        As in :func:`dlbasics.kernels.dropout.dropout_mask`.
     device : bool, default=False
         Return the device array instead of copying the mask to the host.
 
@@ -176,9 +176,9 @@ def gpu_dropout_mask(shape, p, seed, step=0, layer=0, row_offset=0, dtype=np.flo
 
 def gpu_dropout_forward(a, p, seed, step=0, layer=0, row_offset=0, inverted=False, out=None,
                         mask=None):
-    """GPU :func:`kernels.dropout.dropout_forward`: draw the mask and apply it.
+    """GPU :func:`dlbasics.kernels.dropout.dropout_forward`: draw the mask and apply it.
 
-    Parameters are as in :func:`kernels.dropout.dropout_forward` (``out``, ``mask``: device
+    Parameters are as in :func:`dlbasics.kernels.dropout.dropout_forward` (``out``, ``mask``: device
     arrays in device mode).
 
     Returns
@@ -223,17 +223,19 @@ def _apply(name, a, mask, p, inverted, out):
 
 
 def gpu_dropout_apply(a, mask, p, inverted=False, out=None):
-    """GPU :func:`kernels.dropout.dropout_apply`: ``out = a * mask`` (``/ p`` if inverted)."""
+    """GPU :func:`dlbasics.kernels.dropout.dropout_apply`: ``out = a * mask`` (``/ p`` if
+    inverted)."""
     return _apply("a", a, mask, p, inverted, out)
 
 
 def gpu_dropout_backward(delta, mask, p, inverted=False, out=None):
-    """GPU :func:`kernels.dropout.dropout_backward`: ``delta * mask`` (``/ p`` if inverted)."""
+    """GPU :func:`dlbasics.kernels.dropout.dropout_backward`: ``delta * mask`` (``/ p`` if
+    inverted)."""
     return _apply("delta", delta, mask, p, inverted, out)
 
 
 def gpu_scale_weights(W, p, out=None):
-    """GPU :func:`kernels.dropout.scale_weights`: ``out[i, j] = W[i, j] * p_i``.
+    """GPU :func:`dlbasics.kernels.dropout.scale_weights`: ``out[i, j] = W[i, j] * p_i``.
 
     ``p`` is a float in (0, 1] or an array of shape (n_in,) (host arrays are range-checked).
     """

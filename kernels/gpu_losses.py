@@ -1,4 +1,4 @@
-"""GPU twins of :mod:`kernels.losses`: batch-mean loss and its gradient.
+"""GPU twins of :mod:`dlbasics.kernels.losses`: batch-mean loss and its gradient.
 
 One block of ``R`` threads (``R`` the largest power of two <= ``THREADS_PER_BLOCK``) takes the
 rows in a grid-stride loop: each thread adds the losses of its rows (in float64) to its own
@@ -8,13 +8,14 @@ the CPU's serial sum by float64 rounding only.)
 
 The per-row formulas are :func:`dense_row` and :func:`label_row`: ``@njit(inline="always")``
 functions (runnable on the CPU as well) that do exactly what the row loop of
-:func:`kernels.losses.loss_dense_kernel` / :func:`~kernels.losses.loss_labels_kernel` does,
-with the CPU's :func:`~kernels.losses.bce_logits_scalar` and
-:func:`~kernels.activations.sigmoid_scalar`. The fused small-network kernels
-(:mod:`kernels.gpu_population`) call them row by row, in the CPU's order.
+:func:`dlbasics.kernels.losses.loss_dense_kernel` /
+:func:`~dlbasics.kernels.losses.loss_labels_kernel` does, with the CPU's
+:func:`~dlbasics.kernels.losses.bce_logits_scalar` and
+:func:`~dlbasics.kernels.activations.sigmoid_scalar`. The fused small-network kernels
+(:mod:`dlbasics.kernels.gpu_population`) call them row by row, in the CPU's order.
 
 Host arrays in, host arrays out; device arrays in, device arrays out (see
-:mod:`kernels._gpu_arrays`); the loss value is always returned as a Python float.
+:mod:`dlbasics.kernels._gpu_arrays`); the loss value is always returned as a Python float.
 """
 
 from __future__ import annotations
@@ -36,9 +37,9 @@ cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without
 
 #: What the loss kernel does with the batch-mean ``value`` (thread 0, after the reduction).
 #: ``MODE_STORE``: ``res[0] = value``. ``MODE_EPOCH``: update the epoch record
-#: ``res = [sum of value * rows, updates, rows, diverged]`` as :func:`models._core.epoch_kernel`
-#: does (a non-finite value sets ``res[0] = value`` and ``res[3] = 1``; nothing changes once
-#: ``res[3]`` is set).
+#: ``res = [sum of value * rows, updates, rows, diverged]`` as
+#:func:`dlbasics.models._core.epoch_kernel` : does (a non-finite value sets ``res[0] = value`` and
+#``res[3] = 1``; nothing changes once : ``res[3]`` is set).
 MODE_STORE, MODE_EPOCH = 0, 1
 
 
@@ -142,12 +143,12 @@ def _run(name, y_true, y_pred, out, want_grad):
 
 
 def gpu_loss(name, y_true, y_pred):
-    """GPU :func:`kernels.losses.loss`: batch-mean loss as a Python float.
+    """GPU :func:`dlbasics.kernels.losses.loss`: batch-mean loss as a Python float.
 
     Parameters
     ----------
     name : str
-        One of :data:`kernels.losses.LOSSES`.
+        One of :data:`dlbasics.kernels.losses.LOSSES`.
     y_true : array of shape (n_samples, n_outputs) or (n_samples,)
         Targets, same dtype as ``y_pred``; integer class labels (n_samples,) for the
         cross-entropy forms (range-checked for host arrays only).
@@ -161,7 +162,7 @@ def gpu_loss(name, y_true, y_pred):
 
 
 def gpu_loss_gradient(name, y_true, y_pred, out=None):
-    """GPU :func:`kernels.losses.loss_gradient`: gradient of the batch-mean loss.
+    """GPU :func:`dlbasics.kernels.losses.loss_gradient`: gradient of the batch-mean loss.
 
     Returns
     -------
@@ -171,5 +172,5 @@ def gpu_loss_gradient(name, y_true, y_pred, out=None):
 
 
 def gpu_loss_and_gradient(name, y_true, y_pred, out=None):
-    """GPU :func:`kernels.losses.loss_and_gradient`: ``(value, gradient)`` in one pass."""
+    """GPU :func:`dlbasics.kernels.losses.loss_and_gradient`: ``(value, gradient)`` in one pass."""
     return _run(name, y_true, y_pred, out, True)

@@ -1,17 +1,19 @@
-r"""GPU twins of :mod:`kernels.optimizers`: every update rule, in place, on flat device arrays.
+r"""GPU twins of :mod:`dlbasics.kernels.optimizers`: every update rule, in place, on flat device
+arrays.
 
 One kernel serves every rule: a grid-stride loop over the elements in which each thread runs
-the CPU's own compiled rule (``sgd_kernel`` ... ``adam_kernel`` of :mod:`kernels.optimizers`) on
-the one-element slices of its element, through :func:`kernels.optimizers.apply_update` (an
-integer rule code, a hyper-parameter vector in the parameter dtype, three slot arrays). Each
-element therefore sees exactly the CPU's arithmetic:
+the CPU's own compiled rule (``sgd_kernel`` ... ``adam_kernel`` of
+:mod:`dlbasics.kernels.optimizers`) on the one-element slices of its element, through
+:func:`dlbasics.kernels.optimizers.apply_update` (an integer rule code, a hyper-parameter vector in
+the parameter dtype, three slot arrays). Each element therefore sees exactly the CPU's arithmetic:
 the scalar coefficients formed in float64 and rounded once to the parameter dtype, then the
 same per-element expression (a real GPU may still contract a multiply-add into an FMA). The CPU
-training paths (:mod:`models.optimizers`) use that same dispatcher, so :mod:`models._cuda` and
-:mod:`kernels.gpu_population` drive the same code as the public ``gpu_*_update`` functions.
+training paths (:mod:`dlbasics.models.optimizers`) use that same dispatcher, so
+:mod:`dlbasics.models._cuda` and :mod:`dlbasics.kernels.gpu_population` drive the same code as the
+public ``gpu_*_update`` functions.
 
 Host arrays in, host arrays updated in place; device arrays in, device arrays updated in place
-(see :mod:`kernels._gpu_arrays`). Every function returns ``params``.
+(see :mod:`dlbasics.kernels._gpu_arrays`). Every function returns ``params``.
 """
 
 from __future__ import annotations
@@ -60,7 +62,8 @@ __all__ = [
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
-#: Rule codes and hyper-parameter vector layout: the same values as in :mod:`models.optimizers`.
+#: Rule codes and hyper-parameter vector layout: the same values as in
+#:mod:`dlbasics.models.optimizers`.
 @njit(inline="always", cache=True)
 def update_at(code, i, params, grads, s1, s2, s3, t, hp):
     """:func:`apply_update` on element ``i`` only (slots may be empty where unused)."""
@@ -103,7 +106,7 @@ def _no_stop():
 
 def launch_update(code, params, grads, s1, s2, s3, hp, t, stop=None):
     """Apply rule ``code`` at update ``t`` to flat device arrays; ``hp`` is a device vector in
-    the parameter dtype laid out as in :mod:`models.optimizers`; unused slots may be empty.
+    the parameter dtype laid out as in :mod:`dlbasics.models.optimizers`; unused slots may be empty.
     ``stop``: a device float64 array whose first element, when non-zero, makes the launch a
     no-op (the MLP's epoch record after a non-finite loss)."""
     g.launch(_kernels(), *g.grid_1d(params.shape[0]), int(code), params, grads, s1, s2, s3,
@@ -152,7 +155,8 @@ def _run(code, params, grads, slots, hp_values, step=1):
 
 
 def gpu_sgd_update(params, grads, lr):
-    r"""GPU :func:`kernels.optimizers.sgd_update`: :math:`p \leftarrow p - \eta g`, in place.
+    r"""GPU :func:`dlbasics.kernels.optimizers.sgd_update`: :math:`p \leftarrow p - \eta g`, in
+    place.
 
     Parameters
     ----------
@@ -171,7 +175,7 @@ def gpu_sgd_update(params, grads, lr):
 
 
 def gpu_momentum_update(params, grads, buf, lr, momentum=0.9):
-    """GPU :func:`kernels.optimizers.momentum_update` (heavy ball), in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.momentum_update` (heavy ball), in place."""
     params, grads = _check_params(params, grads)
     buf = _check_slot("buf", buf, params, (("params", params), ("grads", grads)))
     t = params.dtype.type
@@ -180,7 +184,7 @@ def gpu_momentum_update(params, grads, buf, lr, momentum=0.9):
 
 
 def gpu_nesterov_update(params, grads, buf, lr, momentum=0.9):
-    """GPU :func:`kernels.optimizers.nesterov_update`, in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.nesterov_update`, in place."""
     params, grads = _check_params(params, grads)
     buf = _check_slot("buf", buf, params, (("params", params), ("grads", grads)))
     t = params.dtype.type
@@ -189,7 +193,7 @@ def gpu_nesterov_update(params, grads, buf, lr, momentum=0.9):
 
 
 def gpu_adagrad_update(params, grads, sum_sq, lr=1e-2, eps=1e-10):
-    """GPU :func:`kernels.optimizers.adagrad_update`, in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.adagrad_update`, in place."""
     params, grads = _check_params(params, grads)
     sum_sq = _check_slot("sum_sq", sum_sq, params, (("params", params), ("grads", grads)))
     t = params.dtype.type
@@ -199,7 +203,7 @@ def gpu_adagrad_update(params, grads, sum_sq, lr=1e-2, eps=1e-10):
 
 def gpu_rmsprop_update(params, grads, sq_avg, grad_avg=None, lr=1e-2, alpha=0.99, eps=1e-8,
                        centered=False):
-    """GPU :func:`kernels.optimizers.rmsprop_update` (plain or centered), in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.rmsprop_update` (plain or centered), in place."""
     params, grads = _check_params(params, grads)
     seen = [("params", params), ("grads", grads)]
     sq_avg = _check_slot("sq_avg", sq_avg, params, seen)
@@ -246,14 +250,14 @@ def _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgra
 
 def gpu_adam_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                     weight_decay=0.0, amsgrad=False, vmax=None):
-    """GPU :func:`kernels.optimizers.adam_update` (optionally AMSGrad), in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.adam_update` (optionally AMSGrad), in place."""
     return _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgrad, vmax,
                  False)
 
 
 def gpu_adamw_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
                      weight_decay=1e-2, amsgrad=False, vmax=None):
-    """GPU :func:`kernels.optimizers.adamw_update` (decoupled weight decay), in place."""
+    """GPU :func:`dlbasics.kernels.optimizers.adamw_update` (decoupled weight decay), in place."""
     return _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgrad, vmax,
                  True)
 

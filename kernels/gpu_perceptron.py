@@ -1,4 +1,4 @@
-r"""GPU twin of :mod:`kernels.perceptron`: the perceptron rule, one epoch in one launch.
+r"""GPU twin of :mod:`dlbasics.kernels.perceptron`: the perceptron rule, one epoch in one launch.
 
 An epoch is sequential by nature (each sample sees the weights its predecessors left), so one
 block of ``R`` threads (``R`` the largest power of two <= ``THREADS_PER_BLOCK``) walks the
@@ -11,11 +11,11 @@ update arithmetic is the CPU's (:math:`w_j + (\eta y) x_j` in float64, rounded o
 The score is summed in a different order than on the CPU (a tree instead of a left-to-right
 loop), so a sample whose score is within float64 rounding of zero may be classified
 differently; with exactly representable data (small integers, dyadic fractions) both give the
-same bits. Prediction uses the CPU's own :func:`kernels.perceptron.score_scalar`, one thread per
-sample.
+same bits. Prediction uses the CPU's own :func:`dlbasics.kernels.perceptron.score_scalar`, one
+thread per sample.
 
 Host arrays in, host arrays out (``w``, ``b`` updated in place); device arrays in, device
-arrays out (see :mod:`kernels._gpu_arrays`).
+arrays out (see :mod:`dlbasics.kernels._gpu_arrays`).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ def _params(X, w, b, writable):
 
 
 def gpu_perceptron_epoch(X, y, w, b, lr=1.0, order=None):
-    r"""GPU :func:`kernels.perceptron.perceptron_epoch`: one epoch, ``w`` and ``b`` in place.
+    r"""GPU :func:`dlbasics.kernels.perceptron.perceptron_epoch`: one epoch, ``w`` and ``b`` in
+    place.
 
     Parameters
     ----------
@@ -153,7 +154,8 @@ def gpu_perceptron_epoch(X, y, w, b, lr=1.0, order=None):
 
 
 def gpu_perceptron_predict(X, w, b):
-    """GPU :func:`kernels.perceptron.perceptron_predict`: ``+1`` where ``w.x + b > 0``, else -1.
+    """GPU :func:`dlbasics.kernels.perceptron.perceptron_predict`: ``+1`` where ``w.x + b > 0``,
+    else -1.
 
     Returns
     -------

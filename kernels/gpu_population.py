@@ -1,17 +1,19 @@
-"""GPU twin of :func:`models._core.population_epoch_kernel`: K small networks trained at once.
+"""GPU twin of :func:`dlbasics.models._core.population_epoch_kernel`: K small networks trained at
+once.
 
 One thread trains one network for a whole epoch: it runs :func:`network_epoch`, the serial code
-of :func:`models._core.epoch_kernel` (gather a mini-batch, forward with dropout masks, loss,
-backward, optimizer update; stop at a non-finite loss) with the hand-written loops the CPU uses
-inside its population kernel (no BLAS), in the same order, on flat per-network buffers. The
-scalar formulas are the CPU's (:func:`~kernels.activations.act_scalar`,
-:func:`~kernels.activations.dact_scalar`, :func:`~kernels.dropout.row_key` /
-:func:`~kernels.dropout.unit_keep`, the loss rows of :mod:`kernels.gpu_losses`, the per-element
-rules of :mod:`kernels.optimizers` through :func:`kernels.gpu_optimizers.apply_update`), so a
-network trained in a GPU population follows the CPU trajectory of the same network up to the
-rounding differences of the GPU's math library and its fused multiply-adds. :func:`network_epoch`
-is an ordinary ``@njit`` function: it also runs on the CPU, where it gives bitwise the result
-of :func:`models._core.epoch_kernel` with BLAS disabled.
+of :func:`dlbasics.models._core.epoch_kernel` (gather a mini-batch, forward with dropout masks,
+loss, backward, optimizer update; stop at a non-finite loss) with the hand-written loops the CPU
+uses inside its population kernel (no BLAS), in the same order, on flat per-network buffers. The
+scalar formulas are the CPU's (:func:`~dlbasics.kernels.activations.act_scalar`,
+:func:`~dlbasics.kernels.activations.dact_scalar`, :func:`~dlbasics.kernels.dropout.row_key` /
+:func:`~dlbasics.kernels.dropout.unit_keep`, the loss rows of :mod:`dlbasics.kernels.gpu_losses`,
+the per-element rules of :mod:`dlbasics.kernels.optimizers` through
+:func:`dlbasics.kernels.gpu_optimizers.apply_update`), so a network trained in a GPU population
+follows the CPU trajectory of the same network up to the rounding differences of the GPU's math
+library and its fused multiply-adds. :func:`network_epoch` is an ordinary ``@njit`` function: it
+also runs on the CPU, where it gives bitwise the result of
+:func:`dlbasics.models._core.epoch_kernel` with BLAS disabled.
 
 Memory layout. The arguments are those of the CPU kernel: row ``k`` of every per-network 2-D
 array belongs to network ``k`` (``P``, ``G``, ``orders``, ``WS``, ``LB``, ``HP``, ``S1..S3``,
@@ -70,7 +72,7 @@ def _gather(X, Y, labels, order, start, B, ws, x_off, y_off, lb, dense):
 
 @njit(cache=True)
 def _forward(p, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, step):
-    """:func:`models._core.forward_kernel` on flat buffers (hand-written loops)."""
+    """:func:`dlbasics.models._core.forward_kernel` on flat buffers (hand-written loops)."""
     L = layout.shape[0]
     h = offs[L, 0]
     for l in range(L):
@@ -131,7 +133,8 @@ def _forward(p, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, 
 @njit(cache=True)
 def _backward(p, grad, layout, codes, keep, slope, B, ws, offs, lb, loss_code, fused, dense,
               eps):
-    """:func:`models._core.backward_kernel_` on flat buffers; returns the batch-mean loss."""
+    """:func:`dlbasics.models._core.backward_kernel_` on flat buffers; returns the batch-mean
+    loss."""
     L = layout.shape[0]
     k_last = layout[L - 1, 1]
     pred = offs[L - 1, 0] if fused else offs[L - 1, 1]
@@ -218,7 +221,7 @@ def _backward(p, grad, layout, codes, keep, slope, B, ws, offs, lb, loss_code, f
 def network_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch, ws,
                   offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2, s3, t0,
                   out):
-    """One epoch of one network: :func:`models._core.epoch_kernel` without BLAS, on 1-D
+    """One epoch of one network: :func:`dlbasics.models._core.epoch_kernel` without BLAS, on 1-D
     (possibly strided) per-network arrays. Writes ``out[0..3]`` = loss sum weighted by batch
     rows, updates done, rows processed, 1.0 if a loss was non-finite."""
     n = order.shape[0]
@@ -389,7 +392,7 @@ def _check(P, G, layout, codes, keep, X, Y, labels, orders, batch, WS, offs, LB,
     WS = _per_network("WS", WS, K, None, dtype, interleaved)
     if WS.shape[0 if interleaved else 1] < ws_size:
         raise ValueError(f"WS must hold at least {ws_size} values per network (the workspace "
-                         f"of models.mlp.Workspace for batch {batch})")
+                         f"of dlbasics.models.mlp.Workspace for batch {batch})")
     LB = _per_network("LB", LB, K, batch, None, interleaved, integer=True)
     HP = _per_network("HP", HP, K, HP_SIZE, dtype, interleaved)
     slots = []
@@ -411,11 +414,11 @@ def _check(P, G, layout, codes, keep, X, Y, labels, orders, batch, WS, offs, LB,
 def gpu_population_epoch(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders, batch,
                          WS, offs, LB, loss_code, fused, dense_targets, eps, seeds, opt_codes, HP,
                          S1, S2, S3, T0, active, OUT, interleaved=False):
-    """GPU :func:`models._core.population_epoch_kernel`: one epoch of K networks.
+    """GPU :func:`dlbasics.models._core.population_epoch_kernel`: one epoch of K networks.
 
-    Arguments are those of the CPU kernel (see :func:`models.population.train_population` for
-    how they are built from an :class:`models.MLP` template); ``layout`` and ``offs`` must be
-    host arrays. Arrays updated in place: ``P``, ``G``, ``WS``, ``LB``, ``S1..S3``, ``OUT``.
+    Arguments are those of the CPU kernel (see :func:`dlbasics.models.population.train_population`
+    for how they are built from an :class:`dlbasics.models.MLP` template); ``layout`` and ``offs``
+    must be host arrays. Arrays updated in place: ``P``, ``G``, ``WS``, ``LB``, ``S1..S3``, ``OUT``.
 
     Parameters
     ----------

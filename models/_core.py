@@ -1,9 +1,9 @@
 """Compiled core of the MLP: forward, backward, one mini-batch step, a whole epoch, a population.
 
 Everything here works on the flat parameter vector and on one flat float workspace whose regions
-are described by an integer offset table (see :class:`models.mlp.Workspace`); nothing allocates.
-The general path (``MLP.gradient`` plus a Python loop over mini-batches) and the fused epoch call
-the same functions in the same order, so both give bitwise-equal results.
+are described by an integer offset table (see :class:`dlbasics.models.mlp.Workspace`); nothing
+allocates. The general path (``MLP.gradient`` plus a Python loop over mini-batches) and the fused
+epoch call the same functions in the same order, so both give bitwise-equal results.
 
 Layer table ``layout`` (int64, shape ``(L, 4)``): ``n_in, n_out, w_off, b_off`` of each layer,
 ``W`` being ``params[w_off : w_off + n_in * n_out]`` viewed as ``(n_in, n_out)`` and ``b`` being
@@ -23,18 +23,17 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.activations import (
+from ..kernels.activations import (
     SOFTMAX,
     act_flat,
     backward_kernel,
     dact_mul_flat,
     softmax_rows,
 )
-from kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
-from kernels.dropout import row_key, unit_keep
-from kernels.losses import loss_dense_kernel, loss_labels_kernel
-from kernels.views import borrow, grid, span
-
+from ..kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
+from ..kernels.dropout import row_key, unit_keep
+from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
+from ..kernels.views import borrow, grid, span
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 
@@ -155,7 +154,7 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
     nothing at test time.
 
     ``min_rows``/``min_work``: products from ``min_rows`` rows on go to BLAS (see
-    :func:`kernels.dense.use_blas`). Everything else runs on the calling thread: a parallel
+    :func:`dlbasics.kernels.dense.use_blas`). Everything else runs on the calling thread: a parallel
     function called from a cached non-parallel one can crash once loaded from the cache by
     another process (Numba issue 8578; ``tests/hardening/test_cache_processes.py``).
     """
@@ -201,7 +200,8 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
 def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
     """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
     ``b -= lr * delta``, the same float operations as writing the gradient and then applying
-    :func:`kernels.optimizers.sgd_kernel`, without the gradient's round trip through memory."""
+    :func:`dlbasics.kernels.optimizers.sgd_kernel`, without the gradient's round trip through
+    memory."""
     d = span(ws, do, n_out)
     h = span(ws, ho, n_in)
     b = span(P, bo, n_out)
@@ -308,7 +308,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     """A whole epoch of mini-batch gradient descent in one call.
 
     Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
-    batch applies optimizer ``opt_code`` (see :func:`models.optimizers.apply_update`) with
+    batch applies optimizer ``opt_code`` (see :func:`dlbasics.models.optimizers.apply_update`) with
     update count ``t0 + 1, t0 + 2, ...`` (also the dropout step counter). Stops at the first
     non-finite batch loss.
 
@@ -316,7 +316,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
     """
     # Borrowed arrays: the per-batch calls below then do no reference counting (see
-    # kernels.views; bitwise the same results).
+    # dlbasics.kernels.views; bitwise the same results).
     params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
                                          borrow(codes), borrow(keep))
     X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),

@@ -1,25 +1,27 @@
-"""The ``"cuda"`` backend of :class:`models.mlp.MLP`: parameters, state and data on the device.
+"""The ``"cuda"`` backend of :class:`dlbasics.models.mlp.MLP`: parameters, state and data on the
+device.
 
 :class:`DeviceMLP` is created by ``MLP(..., backend="cuda")`` and holds, for the model's whole
 life, a device copy of the flat parameter vector and of the gradient (per-layer ``W``, ``b``,
 ``dW``, ``db`` are views into them, the host layout), workspaces per batch size, and small
-device records of losses. :func:`models.training.train` drives it through
+device records of losses. :func:`dlbasics.models.training.train` drives it through
 :meth:`DeviceMLP.adopt_state`, :meth:`DeviceMLP.epoch` and :meth:`DeviceMLP.release_state`:
 
 * during a training run the data (``X``, targets, validation sets) are uploaded once and cached
   by identity, the optimizer slots live on the device, and an epoch launches its kernels back to
   back with no host round trip per step: each mini-batch loss is added to a device record
-  (:data:`kernels.gpu_losses.MODE_EPOCH`), a non-finite loss marks the record diverged and turns
-  the remaining updates of the epoch into no-ops, and the record is copied back once per epoch
+  (:data:`dlbasics.kernels.gpu_losses.MODE_EPOCH`), a non-finite loss marks the record diverged and
+  turns the remaining updates of the epoch into no-ops, and the record is copied back once per epoch
   (with the parameters, so ``model.params`` is current after every epoch);
 * outside a run every call uploads its data afresh (an array changed in place is never stale).
 
-Each step runs the same operations in the same order as :mod:`models._core` (gather, forward
-with the counter-hash dropout masks of ``(seed, step, layer, row, unit)``, loss from the logits
-or outputs, backward, one update by :func:`kernels.gpu_optimizers.apply_update`), with the GPU
-kernels of :mod:`kernels.gpu_dense`, :mod:`kernels.gpu_dropout`, :mod:`kernels.gpu_losses` and
-:mod:`kernels.gpu_activations`; results match the CPU backend up to rounding (summation order of
-the tiled products and reductions, fused multiply-adds), and the dropout masks exactly.
+Each step runs the same operations in the same order as :mod:`dlbasics.models._core` (gather,
+forward with the counter-hash dropout masks of ``(seed, step, layer, row, unit)``, loss from the
+logits or outputs, backward, one update by :func:`dlbasics.kernels.gpu_optimizers.apply_update`),
+with the GPU kernels of :mod:`dlbasics.kernels.gpu_dense`, :mod:`dlbasics.kernels.gpu_dropout`,
+:mod:`dlbasics.kernels.gpu_losses` and :mod:`dlbasics.kernels.gpu_activations`; results match the
+CPU backend up to rounding (summation order of the tiled products and reductions, fused
+multiply-adds), and the dropout masks exactly.
 """
 
 from __future__ import annotations
@@ -30,18 +32,18 @@ import math
 import numpy as np
 from numba import float64
 
-from kernels import gpu_config as g
-from kernels._gpu_arrays import dummy
-from kernels.gpu_activations import launch_backward
-from kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
-from kernels.gpu_dropout import launch_layer_dropout
-from kernels.gpu_losses import MODE_EPOCH, MODE_STORE, launch_loss
-from kernels.gpu_optimizers import launch_update
-from kernels.losses import dense_row, label_row
+from ..kernels import gpu_config as g
+from ..kernels._gpu_arrays import dummy
+from ..kernels.gpu_activations import launch_backward
+from ..kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
+from ..kernels.gpu_dropout import launch_layer_dropout
+from ..kernels.gpu_losses import MODE_EPOCH, MODE_STORE, launch_loss
+from ..kernels.gpu_optimizers import launch_update
+from ..kernels.losses import dense_row, label_row
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
-#: Rows per chunk when predicting or evaluating (as :data:`models.mlp.PREDICT_CHUNK`).
+#: Rows per chunk when predicting or evaluating (as :data:`dlbasics.models.mlp.PREDICT_CHUNK`).
 CHUNK = 1024
 
 
@@ -79,7 +81,7 @@ def _kernels(threads):
     @cuda.jit
     def evaluate(code, Y, labels, P, aL, dense, eps, classify, softmax_out, ev):
         """Test-mode loss and correct count of a chunk, added to ``ev[0]`` (loss times rows)
-        and ``ev[1]``, as :func:`models._core.evaluate_kernel` counts them; one block."""
+        and ``ev[1]``, as :func:`dlbasics.models._core.evaluate_kernel` counts them; one block."""
         Y = A(Y)
         labels = A(labels)
         P = A(P)
@@ -164,7 +166,8 @@ class DeviceState:
     count : int
         Update count.
     slots : list of 3 device arrays
-        The slot arrays of :func:`kernels.gpu_optimizers.apply_update` (empty where unused).
+        The slot arrays of :func:`dlbasics.kernels.gpu_optimizers.apply_update` (empty where
+        unused).
     """
 
     def __init__(self, host, count, slots):
@@ -177,7 +180,8 @@ class DeviceState:
 
 
 class DeviceMLP:
-    """Device side of an :class:`models.mlp.MLP` with ``backend="cuda"`` (see the module doc).
+    """Device side of an :class:`dlbasics.models.mlp.MLP` with ``backend="cuda"`` (see the module
+    doc).
 
     Parameters
     ----------

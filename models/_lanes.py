@@ -1,13 +1,13 @@
 """Compiled population epoch in the lane layout: the networks are the innermost axis.
 
-:func:`models._core.population_epoch_kernel` trains each network with the serial single-network
-loops. For a small network (2-16-16-1) those loops run over 16 units at a time, too few to keep
-the vector units busy. Here the ``K`` networks are split into chunks of ``C`` *lanes* (one lane
-per network), and every array of a chunk stores its values lane-innermost:
+:func:`dlbasics.models._core.population_epoch_kernel` trains each network with the serial
+single-network loops. For a small network (2-16-16-1) those loops run over 16 units at a time, too
+few to keep the vector units busy. Here the ``K`` networks are split into chunks of ``C`` *lanes*
+(one lane per network), and every array of a chunk stores its values lane-innermost:
 
 * parameters ``pc[p * C + c]`` = parameter ``p`` of the chunk's network ``c`` (gradient and
-  optimizer slots alike), i.e. the flat parameter vector of :class:`models.mlp.MLP` transposed
-  to shape ``(n_params, C)``;
+  optimizer slots alike), i.e. the flat parameter vector of :class:`dlbasics.models.mlp.MLP`
+  transposed to shape ``(n_params, C)``;
 * activations ``z[(i * width + j) * C + c]``: row ``i`` of the batch, unit ``j``, lane ``c``.
 
 Each arithmetic operation of the forward pass, back-propagation and update is then a loop over
@@ -18,15 +18,15 @@ stays in the core's caches for the whole epoch.
 Every network visits the rows of its own ``orders[k]``: the batch is gathered per lane,
 ``x[i, f, c] = X[orders[k_c][start + i], f]``.
 
-Per lane the arithmetic is that of the single-network loops of :mod:`models._core` in the same
-order: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
-:func:`kernels.losses.dense_row` / :func:`kernels.losses.label_row` (or the same expressions,
-elementwise), ``dW`` and ``db`` summed over batch rows ascending (first row assigns), ``dx``
-summed over outputs ascending (the single-network loops reassociate that sum, so ``dx`` agrees
-with them to rounding only), and the optimizer update by :func:`models.optimizers.apply_update`
-on the chunk's flat arrays, which is elementwise and hence the same per element as the update of
-one network. Plain SGD at batch 1 is fused into the backward pass as in
-:func:`models._core.epoch_kernel`.
+Per lane the arithmetic is that of the single-network loops of :mod:`dlbasics.models._core` in the
+same order: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
+:func:`dlbasics.kernels.losses.dense_row` / :func:`dlbasics.kernels.losses.label_row` (or the same
+expressions, elementwise), ``dW`` and ``db`` summed over batch rows ascending (first row assigns),
+``dx`` summed over outputs ascending (the single-network loops reassociate that sum, so ``dx``
+agrees with them to rounding only), and the optimizer update by
+:func:`dlbasics.models.optimizers.apply_update` on the chunk's flat arrays, which is elementwise and
+hence the same per element as the update of one network. Plain SGD at batch 1 is fused into the
+backward pass as in :func:`dlbasics.models._core.epoch_kernel`.
 
 All networks of one call share the optimizer rule, its hyper-parameters and the update count
 (only then is the update of a chunk one elementwise call). A network whose batch loss becomes
@@ -41,14 +41,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from kernels.activations import (
+from ..kernels.activations import (
     act_flat,
     dact_mul_flat,
     sigmoid_scalar,
 )
-from kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
-from kernels.views import borrow, row, span
-
+from ..kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
+from ..kernels.views import borrow, row, span
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 
@@ -113,7 +112,7 @@ def _gather(X, Y, labels, orders, k0, K, C, start, B, ws, xo, yo, lb, dense_targ
 @njit(inline="always", cache=True)
 def _forward_layer(pc, wo, bo, n_in, n_out, ws, ho, zo, B, C):
     """``z[i, j] = b[j] + sum_k h[i, k] W[k, j]`` per lane, ``k`` ascending (as
-    :func:`models._core._fwd_loops`, whose four-at-a-time sum has the same order)."""
+    :func:`dlbasics.models._core._fwd_loops`, whose four-at-a-time sum has the same order)."""
     k4 = n_in - n_in % 4
     for i in range(B):
         hrow = ho // C + i * n_in  # lane-element index of h[i, 0]
@@ -176,7 +175,7 @@ def _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo, B, C):
 @njit(inline="always", cache=True)
 def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
     """``dW[k, j] = sum_i h[i, k] delta[i, j]``, ``db[j] = sum_i delta[i, j]`` per lane, rows
-    ascending, the first row assigning (as :func:`models._core._grad_w_loops`)."""
+    ascending, the first row assigning (as :func:`dlbasics.models._core._grad_w_loops`)."""
     hb = ho // C
     db_ = do // C
     i4 = 1 + (B - 1) - (B - 1) % 4
@@ -217,7 +216,7 @@ def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
 @njit(inline="always", cache=True)
 def _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C):
     """One row (batch 1): ``b -= lr * delta``, ``W -= lr * (h^T delta)`` per lane (as
-    :func:`models._core._sgd_row_update`)."""
+    :func:`dlbasics.models._core._sgd_row_update`)."""
     hb = ho // C
     db_ = do // C
     for j in range(n_out):
@@ -238,7 +237,7 @@ def _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C):
 def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
     """Squared loss or binary cross-entropy from logits, per element, rows then outputs
     ascending into the float64 lane totals ``btot``; gradient of the batch mean into ``do``.
-    The expressions are those of :func:`kernels.losses.dense_row`."""
+    The expressions are those of :func:`dlbasics.kernels.losses.dense_row`."""
     for e in range(B * nl):
         p = _lane_slice(ws, po // C + e, C)
         y = _lane_slice(ws, yo // C + e, C)
@@ -258,8 +257,8 @@ def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
 
 @njit(inline="always", cache=True)
 def _loss_rows(code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps, dense_targets):
-    """Any loss, one lane at a time through :func:`kernels.losses.dense_row` /
-    :func:`kernels.losses.label_row` on strided views."""
+    """Any loss, one lane at a time through :func:`dlbasics.kernels.losses.dense_row` /
+    :func:`dlbasics.kernels.losses.label_row` on strided views."""
     n = B * nl * C
     p3 = ws[po : po + n].reshape((B, nl, C))
     g3 = ws[do : do + n].reshape((B, nl, C))
@@ -289,7 +288,7 @@ def _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C):
 def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
                  loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
                  opt_code, hp, t0, active, OUT):
-    # Borrowed arrays: no reference counting in the calls below (see kernels.views).
+    # Borrowed arrays: no reference counting in the calls below (see dlbasics.kernels.views).
     P, S1, S2, S3, OUT = borrow(P), borrow(S1), borrow(S2), borrow(S3), borrow(OUT)
     layout, codes, loffs, hp = borrow(layout), borrow(codes), borrow(loffs), borrow(hp)
     X, Y, labels, orders = borrow(X), borrow(Y), borrow(labels), borrow(orders)
@@ -430,8 +429,8 @@ def lanes_epoch_kernel(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders
     ----------
     P, S1, S2, S3 : ndarray of shape (K, n_params)
         Parameters and optimizer slots, one row per network (as in
-        :func:`models._core.population_epoch_kernel`); read at the start, written back for every
-        network that was active (at its first non-finite batch loss, or at the end).
+        :func:`dlbasics.models._core.population_epoch_kernel`); read at the start, written back for
+        every network that was active (at its first non-finite batch loss, or at the end).
     layout, codes, slope
         The model's layer table, activation codes (no softmax but a fused output) and
         leaky-ReLU slope.
@@ -446,13 +445,13 @@ def lanes_epoch_kernel(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders
         (``(n_chunks, 3, n_params * C)``), float64 loss totals ``(n_chunks, 2, C)``, gathered
         labels ``(n_chunks, batch * C)`` and live flags ``(n_chunks, C)``.
     loss_code, fused, dense_targets, eps
-        As in :func:`models._core.epoch_kernel`.
+        As in :func:`dlbasics.models._core.epoch_kernel`.
     opt_code, hp, t0
         The optimizer rule, hyper-parameter vector and update count shared by all networks.
     active : ndarray of bool, shape (K,)
         Networks to train; the others are left unchanged.
     OUT : ndarray of shape (K, 4)
-        Per network, as :func:`models._core.epoch_kernel` writes ``out``.
+        Per network, as :func:`dlbasics.models._core.epoch_kernel` writes ``out``.
     """
     for q in prange(PL.shape[0]):
         _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C,

@@ -11,8 +11,8 @@ import functools
 
 import numpy as np
 
-from kernels.dropout import mask_kernel
-from kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED
+from ..kernels.dropout import mask_kernel
+from ..kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED
 
 
 def _quiet(fn):

@@ -1,4 +1,5 @@
-"""scikit-learn-style estimators around :class:`~models.mlp.MLP` and :func:`~models.training.train`.
+"""scikit-learn-style estimators around :class:`~dlbasics.models.mlp.MLP` and
+:func:`~dlbasics.models.training.train`.
 
 :class:`MLPClassifier` and :class:`MLPRegressor` follow the scikit-learn estimator contract:
 constructor arguments are stored as given (checked in :meth:`fit`), ``fit`` starts afresh,
@@ -11,8 +12,9 @@ package does not depend on it.
 
 Training stops early on a training-loss plateau as in scikit-learn: after each epoch, an epoch
 whose loss is not below ``best_loss - tol`` counts as "no improvement"; more than
-``n_iter_no_change`` such epochs in a row stop :meth:`fit` (a :func:`~models.training.train`
-callback, :class:`LossPlateau`). Reaching ``max_epochs`` first issues a ``ConvergenceWarning``.
+``n_iter_no_change`` such epochs in a row stop :meth:`fit` (a
+:func:`~dlbasics.models.training.train` callback, :class:`LossPlateau`). Reaching ``max_epochs``
+first issues a ``ConvergenceWarning``.
 """
 
 from __future__ import annotations
@@ -24,8 +26,7 @@ import warnings
 
 import numpy as np
 
-from kernels import _checks
-
+from ..kernels import _checks
 from .mlp import MLP
 from .optimizers import OPTIMIZERS, make_optimizer
 from .training import train
@@ -284,7 +285,8 @@ def seed_from(random_state, name="random_state"):
 
 
 class LossPlateau:
-    """:func:`~models.training.train` callback: stop when the training loss stops improving.
+    """:func:`~dlbasics.models.training.train` callback: stop when the training loss stops
+    improving.
 
     scikit-learn's rule: after epoch ``e`` with loss :math:`L_e`, if
     :math:`L_e > L_\\text{best} - \\text{tol}` the no-improvement count grows by one, otherwise it
@@ -491,7 +493,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLPEstimator):
     hidden_layer_sizes : int or sequence of int, default=(16,)
         Widths of the hidden layers (``()`` gives logistic/softmax regression).
     activation : str, default="tanh"
-        Hidden activation (see :data:`kernels.activations.ACTIVATIONS`).
+        Hidden activation (see :data:`dlbasics.kernels.activations.ACTIVATIONS`).
     optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
 default="adam"
     learning_rate : float > 0, default=1e-3
@@ -499,7 +501,7 @@ default="adam"
         Mini-batch size, clipped to the number of samples; ``None`` is full batch.
     max_epochs : int >= 1, default=200
     keep_prob : float or sequence of float, optional
-        Dropout keep probability (see :class:`~models.mlp.MLP`).
+        Dropout keep probability (see :class:`~dlbasics.models.mlp.MLP`).
     dropout : {"scale", "inverted"}, default="scale"
     init : {"glorot", "he"}, default="glorot"
     dtype : {"float32", "float64"}, default="float32"

@@ -7,16 +7,15 @@ import numbers
 
 import numpy as np
 
-from kernels import _checks
-from kernels.activations import ACTIVATIONS
-from kernels.config import (
+from ..kernels import _checks
+from ..kernels.activations import ACTIVATIONS
+from ..kernels.config import (
     BLAS_MIN_ROWS,
     BLAS_MIN_WORK,
     LEAKY_SLOPE,
     PREDICT_BLAS_MIN_WORK,
 )
-from kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
-
+from ..kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
 from . import _core, _numpy
 
 BACKENDS = ("cpu", "numpy", "cuda")
@@ -28,7 +27,8 @@ PREDICT_CHUNK = 1024
 
 
 class Workspace:
-    """Flat buffers for one MLP and a largest batch size ``batch`` (see :mod:`models._core`).
+    """Flat buffers for one MLP and a largest batch size ``batch`` (see
+    :mod:`dlbasics.models._core`).
 
     Attributes
     ----------
@@ -86,7 +86,7 @@ class MLP:
         Layer widths including inputs and outputs, e.g. ``[2, 16, 16, 1]``.
     activation : str or sequence of str, default="tanh"
         Hidden activation, or one per hidden layer (any of
-        :data:`kernels.activations.ACTIVATIONS` but softmax).
+        :data:`dlbasics.kernels.activations.ACTIVATIONS` but softmax).
     output : str, default="identity"
         Output activation: ``"identity"`` (regression), ``"sigmoid"`` (binary or multi-label),
         ``"softmax"`` (multi-class), or any other elementwise activation with squared loss.

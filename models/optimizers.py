@@ -2,7 +2,7 @@ r"""Optimizers as ``init``/``update`` pairs with explicit state (the optax desig
 
 ``state = opt.init(params)`` creates the state (a small named tuple of the update count and the
 slot arrays); ``state = opt.update(grads, state, params)`` changes ``params`` and the slots in
-place with the compiled kernels of :mod:`kernels.optimizers` and returns the state with its
+place with the compiled kernels of :mod:`dlbasics.kernels.optimizers` and returns the state with its
 count advanced. Equations and defaults follow ``torch.optim`` (see each kernel's docstring):
 
 =========== =====================================================================
@@ -17,8 +17,8 @@ Adam        bias-corrected first and second moments (optionally AMSGrad)
 AdamW       Adam with decoupled weight decay :math:`w \leftarrow w (1 - \xi \lambda)`
 =========== =====================================================================
 
-Learning-rate schedules live outside the optimizers (:mod:`models.schedules`): the training loop
-passes the scheduled rate to :meth:`Optimizer.update` as ``lr``.
+Learning-rate schedules live outside the optimizers (:mod:`dlbasics.models.schedules`): the training
+loop passes the scheduled rate to :meth:`Optimizer.update` as ``lr``.
 
 The compiled dispatcher :func:`apply_update` runs any rule from an integer code, a
 hyper-parameter vector and three slot arrays; the fused epoch and population kernels use it, and
@@ -31,8 +31,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from kernels import _checks
-from kernels.optimizers import (  # noqa: F401 (re-exported: the models layer's dispatcher)
+from ..kernels import _checks
+from ..kernels.optimizers import (  # noqa: F401 (re-exported: the models layer's dispatcher)
     ADAGRAD_CODE,
     ADAM_CODE,
     HP_B1,

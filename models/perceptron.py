@@ -10,8 +10,8 @@ Training visits the samples one at a time (in a fresh random order each epoch wh
     \qquad y \in \{-1, +1\},
 
 starting from :math:`\mathbf{w} = 0, b = 0`. An epoch is one compiled call,
-:func:`kernels.perceptron.epoch_kernel`, after the input has been checked here. Training stops
-at the first epoch without a mistake (the data are then separated) or after ``max_epochs``.
+:func:`dlbasics.kernels.perceptron.epoch_kernel`, after the input has been checked here. Training
+stops at the first epoch without a mistake (the data are then separated) or after ``max_epochs``.
 
 Novikoff's theorem bounds the total number of mistakes on separable data. Fold the bias into
 the augmented vectors :math:`\mathbf{z} = (\mathbf{x}, 1)` and :math:`\mathbf{v} = (\mathbf{w},
@@ -33,9 +33,8 @@ import warnings
 
 import numpy as np
 
-from kernels import _checks
-from kernels.perceptron import epoch_kernel
-
+from ..kernels import _checks
+from ..kernels.perceptron import epoch_kernel
 from .estimators import (
     BaseEstimator,
     ClassifierMixin,

@@ -4,7 +4,7 @@ The networks may differ in initialisation seed, shuffling seed, learning rate, o
 hyper-parameters; they share the architecture, the data and the batch size. Each epoch is one
 compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
 
-* **Lane layout** (:mod:`models._lanes`), used when the ``"cpu"`` backend trains at least
+* **Lane layout** (:mod:`dlbasics.models._lanes`), used when the ``"cpu"`` backend trains at least
   :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
   hyper-parameters, and the activations are elementwise (a softmax only as the output of the
   cross-entropy). The networks are the innermost axis of every array, in chunks of
@@ -12,19 +12,21 @@ compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
   networks of a chunk, and the chunks run in parallel. Per network the arithmetic is that of
   the single-network loops, in the same order, except the back-propagated ``delta W^T``
   products, which the single-network loops sum in a reassociated order; so a network agrees
-  with the same network trained alone (:func:`models.train`) up to float rounding, not bitwise.
-* **Per network** (:func:`models._core.population_epoch_kernel`), for everything else: a
+  with the same network trained alone (:func:`dlbasics.models.train`) up to float rounding, not
+  bitwise.
+* **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: a
   ``prange`` over networks in which every network runs the serial code of the fused
   single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the
   history of the same network trained alone wherever training alone uses the same loops, i.e.
-  batches under ``kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone
+  batches under ``dlbasics.kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone
   calls BLAS and the two agree up to rounding.
 
 On the speed benchmark's 2-16-16-1 network (float32, shared SGD, K = 64 and 512, on the
 shared 2-core machine) the lane layout measured about 2.5-3.5x the per-network kernel's
 network-samples per second at batch 1 and 1.5-1.9x at batch 32: the per-network loops run over
 16 units at a time, too few to fill the vector units. The float32 tanh of
-:mod:`kernels.vecmath` (about 1.7-2 ns per value, 32 per sample) is a large share of its time.
+:mod:`dlbasics.kernels.vecmath` (about 1.7-2 ns per value, 32 per sample) is a large share of its
+time.
 """
 
 from __future__ import annotations
@@ -35,9 +37,8 @@ import time
 import numba
 import numpy as np
 
-from kernels import _checks
-from kernels.activations import SOFTMAX
-
+from ..kernels import _checks
+from ..kernels.activations import SOFTMAX
 from . import _core, _lanes
 from .mlp import MLP, Workspace
 from .optimizers import HP_SIZE, Optimizer
@@ -45,8 +46,8 @@ from .training import History, _batch_size, _validate
 
 _BIG = 1 << 62
 
-#: Most networks per chunk of the lane layout (lanes of :mod:`models._lanes`); fewer when that
-#: leaves a thread without a chunk. Longer lane loops cost less loop overhead per value: at
+#: Most networks per chunk of the lane layout (lanes of :mod:`dlbasics.models._lanes`); fewer when
+#that : leaves a thread without a chunk. Longer lane loops cost less loop overhead per value: at
 #: K = 512 (2-16-16-1, float32, SGD, 2 cores, medians of 4 side by side) 128 lanes gave 6.40M
 #: network-samples/s at batch 1 and 5.32M at batch 32, against 5.29M and 4.48M with 32.
 LANES = 128
@@ -77,13 +78,13 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         ``"cuda"`` to run the epochs on the GPU, one thread per network). Its
         own parameters are not changed.
     X, y : ndarray
-        Training data, as for :func:`models.train`.
+        Training data, as for :func:`dlbasics.models.train`.
     optimizers : Optimizer or sequence of Optimizer
         One per network, or one shared by all.
     seeds : sequence of int
         Initialisation (and dropout) seed of each network; ``K = len(seeds)``.
     batch_size : int or None
-        As in :func:`models.train` (``None``: full batch).
+        As in :func:`dlbasics.models.train` (``None``: full batch).
     epochs : int
     shuffle : bool
     shuffle_seeds : sequence of int, optional
@@ -91,7 +92,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     X_val, y_val : ndarray, optional
         Validation data evaluated for every network at epochs 0..E.
     metrics : {"running", "full"}
-        As in :func:`models.train`.
+        As in :func:`dlbasics.models.train`.
     progress : bool
         tqdm bar over epochs.
     lanes : bool or None, default None
@@ -103,8 +104,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     Returns
     -------
     histories : list of History
-        One per network, equal to what :func:`models.train` gives for that network alone (up
-        to float rounding; see the module docstring for where it is bitwise).
+        One per network, equal to what :func:`dlbasics.models.train` gives for that network alone
+        (up to float rounding; see the module docstring for where it is bitwise).
     params : ndarray of shape (K, n_params)
         Final parameters.
     """
@@ -183,7 +184,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         parallel = n_chunks >= 2 and threads >= 2
         kernel = _lanes.lanes_epoch_kernel if parallel else _lanes.lanes_epoch_serial
     elif model.backend == "cuda":
-        from kernels.gpu_population import gpu_population_epoch as kernel
+        from ..kernels.gpu_population import gpu_population_epoch as kernel
     else:
         parallel = K >= 2 and threads >= 2
         kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
@@ -301,7 +302,7 @@ def _lane_width(K, threads):
 
 
 def _lane_buffers(model, n_params, batch, K, C):
-    """Per-chunk workspaces of :func:`models._lanes.lanes_epoch_kernel`, allocated once."""
+    """Per-chunk workspaces of :func:`dlbasics.models._lanes.lanes_epoch_kernel`, allocated once."""
     n_chunks = -(-K // C)
     loffs, size = _lanes.lane_offsets(model.sizes, batch, C)
     dt = model.dtype

@@ -1,6 +1,6 @@
 """Learning-rate schedules, kept outside the optimizers.
 
-A schedule is a callable ``schedule(epoch) -> lr`` for 0-based epochs; :func:`models.train`
+A schedule is a callable ``schedule(epoch) -> lr`` for 0-based epochs; :func:`dlbasics.models.train`
 evaluates it at the start of every epoch and passes the rate to the optimizer's update.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 
-from kernels import _checks
+from ..kernels import _checks
 
 
 class Schedule:

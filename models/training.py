@@ -9,9 +9,8 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from kernels import _checks
-from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, BLAS_THREADED_MIN_ROWS
-
+from ..kernels import _checks
+from ..kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, BLAS_THREADED_MIN_ROWS
 from . import _core
 from .optimizers import Optimizer
 
@@ -114,7 +113,7 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     y : ndarray
         Targets as accepted by :meth:`MLP.gradient`.
     optimizer : Optimizer
-        From :mod:`models.optimizers`.
+        From :mod:`dlbasics.models.optimizers`.
     batch_size : int or None, default=None
         ``None``: batch gradient descent (one update per epoch on all samples); ``1``:
         stochastic gradient descent; ``k``: mini-batches of ``k`` (the last one smaller when
@@ -134,7 +133,8 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     metrics : {"running", "full"}, default="running"
         ``"full"`` adds a test-mode evaluation pass over the training set at epochs 0..E.
     schedule : callable, optional
-        ``schedule(epoch) -> lr`` (see :mod:`models.schedules`); default the optimizer's ``lr``.
+        ``schedule(epoch) -> lr`` (see :mod:`dlbasics.models.schedules`); default the optimizer's
+        ``lr``.
     state : NamedTuple, optional
         Optimizer state to continue from (``history.state`` of an earlier run).
     fast : bool, default=True
@@ -148,7 +148,8 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         ``history.state`` holds the final optimizer state.
     """
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"optimizer must be a models.optimizers.Optimizer, got {optimizer!r}")
+        raise TypeError("optimizer must be a dlbasics.models.optimizers.Optimizer, "
+                        f"got {optimizer!r}")
     epochs = _checks.integer("epochs", epochs, low=0)
     seed = _checks.integer("seed", seed, low=0)
     _checks.choice("metrics", metrics, METRICS)

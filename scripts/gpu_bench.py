@@ -15,7 +15,8 @@ Results go to ``gpu_bench.json`` and ``gpu_bench.md`` in ``--out`` (default ``$O
 else ``reports/benchmarks/gpu/``). A case that fails is recorded with its error and the run goes
 on; cases still waiting when ``--budget`` seconds have passed are skipped.
 
-Run from the repository root: ``PYTHONPATH=. python scripts/gpu_bench.py``.
+Run with dlbasics installed, or from a checkout: ``source scripts/checkout_env.sh; python
+scripts/gpu_bench.py``.
 """
 
 from __future__ import annotations
@@ -151,9 +152,9 @@ def _dense_flops(sizes, n):
 
 
 def bench_dense(bench, cfg, torch):
-    from kernels import gpu_config as g
-    from kernels.activations import IDENTITY, RELU
-    from kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
+    from dlbasics.kernels import gpu_config as g
+    from dlbasics.kernels.activations import IDENTITY, RELU
+    from dlbasics.kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_weights
 
     rng = np.random.default_rng(0)
     sizes = cfg["dense_sizes"]
@@ -240,7 +241,7 @@ def bench_dense(bench, cfg, torch):
 
 
 def bench_training(bench, cfg, torch):
-    from models import MLP, SGD, train
+    from dlbasics.models import MLP, SGD, train
 
     rng = np.random.default_rng(1)
     sizes = cfg["train_sizes"]
@@ -302,8 +303,8 @@ def bench_training(bench, cfg, torch):
 
 
 def _population_arrays(cfg, rng):
-    from models import MLP, SGD
-    from models.mlp import Workspace
+    from dlbasics.models import MLP, SGD
+    from dlbasics.models.mlp import Workspace
 
     sizes = cfg["pop_sizes"]
     K, n, batch = cfg["pop_networks"], cfg["pop_samples"], cfg["pop_batch"]
@@ -339,9 +340,9 @@ def _population_args(template, w, a, s, dense, batch):
 
 
 def bench_population(bench, cfg, torch):
-    from kernels import gpu_config as g
-    from kernels.gpu_population import gpu_population_epoch
-    from models import _core
+    from dlbasics.kernels import gpu_config as g
+    from dlbasics.kernels.gpu_population import gpu_population_epoch
+    from dlbasics.models import _core
 
     rng = np.random.default_rng(2)
     K, n, batch = cfg["pop_networks"], cfg["pop_samples"], cfg["pop_batch"]
@@ -425,7 +426,7 @@ def bench_population(bench, cfg, torch):
 
 
 def _environment(smoke):
-    from kernels import gpu_config as g
+    from dlbasics.kernels import gpu_config as g
 
     env = {
         "python": platform.python_version(),
@@ -496,7 +497,7 @@ def main(argv=None):
     out_dir = Path(args.out or os.environ.get("OUT") or ROOT / "reports" / "benchmarks" / "gpu")
     cfg = SMOKE if args.smoke else FULL
 
-    from kernels import gpu_config as g
+    from dlbasics.kernels import gpu_config as g
 
     g.require_cuda()  # a clear error now rather than one per case
     env = _environment(args.smoke)

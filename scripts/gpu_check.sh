@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command for a machine with a real NVIDIA GPU (numba, numba-cuda, numpy, scipy, pytest and
-# torch installed; dlbasics not installed: the repository root goes on PYTHONPATH):
+# torch installed; dlbasics need not be installed: scripts/checkout_env.sh puts this checkout's
+# packages on PYTHONPATH as dlbasics.kernels, dlbasics.models and dlbasics.studies):
 #   1. the GPU tests, compiled and run on the GPU (no simulator),
 #   2. the GPU benchmark (scripts/gpu_bench.py) beside PyTorch CUDA.
 # Everything is written under $OUT (or reports/benchmarks/gpu/ when $OUT is unset):
@@ -9,7 +10,7 @@
 # whole script ends within 6 minutes. Exit status: 0 only if both steps succeeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+source scripts/checkout_env.sh
 unset NUMBA_ENABLE_CUDASIM
 PY=${PYTHON:-python3}
 OUT_DIR=${OUT:-reports/benchmarks/gpu}

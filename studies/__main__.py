@@ -1,8 +1,8 @@
-"""``python -m studies``: the ``dlbasics`` command."""
+"""``python -m dlbasics.studies``: the ``dlbasics`` command."""
 
 import sys
 
-from studies.cli import main
+from .cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""The ``dlbasics`` command (also ``python -m studies``).
+"""The ``dlbasics`` command (also ``python -m dlbasics.studies``).
 
 ::
 
@@ -8,7 +8,7 @@
                   [--no-report] [--quiet]
     dlbasics report [STUDY...|all] [--profile] [--backend] [--seeds N] [--store] [--out]
     dlbasics export [STUDY...|all] [--store PATH] [--csv PATH|-] [--no-history]
-    dlbasics bench [ARGS...]          (the speed benchmark, studies.speed)
+    dlbasics bench [ARGS...]          (the speed benchmark, dlbasics.studies.speed)
 
 ``--jobs 0`` runs in this process; the default is a process pool with one worker per core.
 Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
@@ -101,7 +101,7 @@ def build_parser():
                    help="output file, '-' for stdout (default results/dlbasics.csv)")
     p.add_argument("--no-history", action="store_true", help="leave out the history column")
 
-    sub.add_parser("bench", help="the speed benchmark (studies.speed)", add_help=False)
+    sub.add_parser("bench", help="the speed benchmark (dlbasics.studies.speed)", add_help=False)
     return parser
 
 
@@ -261,11 +261,12 @@ def cmd_bench(argv):
     import importlib
 
     try:
-        speed = importlib.import_module("studies.speed")
+        speed = importlib.import_module("dlbasics.studies.speed")
     except ModuleNotFoundError as exc:
-        if exc.name != "studies.speed":
+        if exc.name != "dlbasics.studies.speed":
             raise
-        raise UsageError("bench: the speed benchmark (studies.speed) is not available") from None
+        raise UsageError("bench: the speed benchmark (dlbasics.studies.speed) is not "
+                         "available") from None
     return speed.main(argv) or 0
 
 

@@ -374,7 +374,7 @@ _REAL_ARGS = {"noise": (0.0, 100.0), "margin": (0.0, 1e6), "spread": (0.0, 1e6),
 
 
 def _check_values(args):
-    from kernels import _checks
+    from ..kernels import _checks
 
     for key, value in args.items():
         if key in _INT_ARGS:
@@ -409,7 +409,7 @@ def load(name, seed=0, **args):
     compiled twice.)
     """
     check(name, args)
-    from kernels import _checks
+    from ..kernels import _checks
 
     seed = _checks.integer("seed", seed, low=0, high=2**63 - 1)
     return _load(name, seed, json.dumps(args, sort_keys=True))

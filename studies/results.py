@@ -37,7 +37,7 @@ class Results:
     ----------
     study : Study
     rows : list of dict
-        Store rows (:meth:`studies.store.Store.rows`).
+        Store rows (:meth:`dlbasics.studies.store.Store.rows`).
     backend : str
 
     Attributes

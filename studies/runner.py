@@ -1,21 +1,21 @@
 """Execute a study's runs and write each one to the store as it finishes.
 
-A run is: build the data (:func:`studies.datasets.load`), build the MLP, train it
-(:func:`models.train`), evaluate the final network on the test split, record. Exceptions become
-``status="failed"`` with the error text, a non-finite loss ``status="diverged"``; nothing stops
-the sweep.
+A run is: build the data (:func:`dlbasics.studies.datasets.load`), build the MLP, train it
+(:func:`dlbasics.models.train`), evaluate the final network on the test split, record. Exceptions
+become ``status="failed"`` with the error text, a non-finite loss ``status="diverged"``; nothing
+stops the sweep.
 
 Runs are packed into *tasks* (plain dicts, picklable) before they are handed to an executor:
 
 * runs of small networks (every layer below :data:`POPULATION_MAX_WORK` multiply-adds per
   row) on the CPU backend without a schedule, sharing problem, architecture, batch size,
   epochs and metrics, form *population* tasks trained by
-  :func:`models.population.train_population` (they may differ in seed, optimizer and
+  :func:`dlbasics.models.population.train_population` (they may differ in seed, optimizer and
   hyper-parameters); such runs always go through the population kernel, whatever the task
   size, so which tasks a run lands in never changes its result. A network in a population has
   the history it has when trained alone up to float rounding (bitwise for batches under 8
-  rows on the per-network kernel; see :mod:`models.population`);
-* every other run is a task of its own (:func:`models.train`).
+  rows on the per-network kernel; see :mod:`dlbasics.models.population`);
+* every other run is a task of its own (:func:`dlbasics.models.train`).
 
 Executors (all yield ``(task, rows or exception)`` in completion order; the caller writes):
 
@@ -160,7 +160,7 @@ def _schedule(config):
     sch = config.get("schedule")
     if sch is None:
         return None
-    from models import schedules
+    from ..models import schedules
 
     args = {k: v for k, v in sch.items() if k != "name"}
     args.setdefault("lr", config["hyper"].get("lr", 0.01))
@@ -223,8 +223,8 @@ def run_single(payload):
     """Execute one run alone; return its row (never raises)."""
     started, t0 = _now(), time.perf_counter()
     try:
-        from models import MLP, train
-        from models.optimizers import make_optimizer
+        from ..models import MLP, train
+        from ..models.optimizers import make_optimizer
 
         cfg = payload["config"]
         data = _data(cfg)
@@ -254,9 +254,9 @@ def run_population(payloads):
 
     Raises on a problem common to the group (the caller then runs each alone).
     """
-    from models import MLP
-    from models.optimizers import make_optimizer
-    from models.population import train_population
+    from ..models import MLP
+    from ..models.optimizers import make_optimizer
+    from ..models.population import train_population
 
     started = _now()
     cfg = payloads[0]["config"]

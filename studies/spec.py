@@ -12,8 +12,8 @@ Writing a study
 Create ``studies/study_<name>.py``; the registry imports every such module. It registers a
 factory that takes the profile (``"quick"`` or ``"full"``) and returns a :class:`Study`::
 
-    from studies.registry import register
-    from studies.spec import Setting, Study, grid
+    from .registry import register
+    from .spec import Setting, Study, grid
 
     @register("gd_variants")
     def make(profile):
@@ -33,25 +33,26 @@ factory that takes the profile (``"quick"`` or ``"full"``) and returns a :class:
                      seeds=range(3 if quick else 10), analysis=analyse)
 
     def analyse(results, report):
-        ...   # see studies.report and studies.stats
+        ...   # see dlbasics.studies.report and dlbasics.studies.stats
 
 Setting fields (all plain JSON-able data)
     ``problem``, ``problem_args``
-        A name of :data:`studies.datasets.PROBLEMS` and its keyword arguments (``n``,
+        A name of :data:`dlbasics.studies.datasets.PROBLEMS` and its keyword arguments (``n``,
         ``noise``, ...). ``data_seed`` (default 0) fixes the data and its splits for every run
         seed: seeds vary the network, not the data.
     ``model``
-        :class:`models.MLP` keyword arguments without ``seed``/``backend``. Instead of ``sizes``
-        you may give ``hidden`` (hidden widths): sizes become ``[n_features, *hidden,
+        :class:`dlbasics.models.MLP` keyword arguments without ``seed``/``backend``. Instead of
+        ``sizes`` you may give ``hidden`` (hidden widths): sizes become ``[n_features, *hidden,
         n_outputs]``. ``output``/``loss`` default by the problem's task: sigmoid + binary
         cross-entropy (binary), softmax + cross-entropy (multi-class), identity + squared
         (regression). A classification problem with ``loss="squared"`` trains on one-hot (or
         0/1) targets; its per-epoch accuracy is then NaN in the history (the MLP counts accuracy
         for classifiers only) but the summary's accuracies are computed from the outputs.
     ``optimizer``, ``hyper``
-        A name of :data:`models.optimizers.OPTIMIZERS` and its hyper-parameters (``lr``, ...).
+        A name of :data:`dlbasics.models.optimizers.OPTIMIZERS` and its hyper-parameters (``lr``,
+        ...).
     ``batch_size``
-        ``None`` batch GD, ``1`` stochastic, ``k`` mini-batch (as :func:`models.train`).
+        ``None`` batch GD, ``1`` stochastic, ``k`` mini-batch (as :func:`dlbasics.models.train`).
     ``epochs``, ``metrics``
         ``metrics="full"`` (default) records the test-mode training loss/accuracy at epochs
         0..E besides the validation ones; ``"running"`` only the cheap running loss.
@@ -67,28 +68,28 @@ Seeds: each run seed sets the network initialisation (and dropout masks) and the
 order. The CLI's ``--seeds N`` takes the first N of the study's seeds (extended by consecutive
 integers when N is larger).
 
-How runs execute (:mod:`studies.runner`): each run builds its data, builds the MLP, trains,
+How runs execute (:mod:`dlbasics.studies.runner`): each run builds its data, builds the MLP, trains,
 evaluates the final network on the test split, and is written to the store as soon as it
 finishes. Small networks with the same problem, architecture, batch size and epochs are trained
-together by :func:`models.population.train_population` (they may differ in seed, optimizer and
-hyper-parameters); a network's history is the same as when trained alone.
+together by :func:`dlbasics.models.population.train_population` (they may differ in seed, optimizer
+and hyper-parameters); a network's history is the same as when trained alone.
 
-What each stored run holds (``Record`` in :mod:`studies.results`): ``status`` (``"ok"``,
-``"diverged"``, ``"failed"`` with ``error``), ``history`` (:meth:`models.History.to_dict`:
+What each stored run holds (``Record`` in :mod:`dlbasics.studies.results`): ``status`` (``"ok"``,
+``"diverged"``, ``"failed"`` with ``error``), ``history`` (:meth:`dlbasics.models.History.to_dict`:
 ``full_loss``/``full_accuracy``/``val_loss``/``val_accuracy`` at epochs 0..E, ``train_loss``,
 ``updates``, ``grad_evals``, ``time``, ``lr`` at epochs 1..E) and ``summary`` (``final_*`` of
 those lists, ``best_val_loss``/``best_val_epoch``, ``test_loss``/``test_accuracy`` of the final
 network, ``epochs``, ``updates``, ``grad_evals``, ``train_seconds``).
 
 The analysis
-    ``analysis(results, report)`` receives a :class:`studies.results.Results` (the study's
-    stored runs joined to its settings) and a :class:`studies.report.Report`; it draws
+    ``analysis(results, report)`` receives a :class:`dlbasics.studies.results.Results` (the study's
+    stored runs joined to its settings) and a :class:`dlbasics.studies.report.Report`; it draws
     figures, adds tables and text, and writes the conclusion from the numbers. The framework
     adds the rest of ``reports/<study>/README.md``: question, setup (computed from the
     settings), a table of every setting (run counts; mean [95% CI] of final validation loss and
     accuracy, test loss and accuracy, training seconds), machine, versions and the command.
-    A study without an analysis gets :func:`studies.report.default_analysis`. An analysis that
-    raises still leaves that page (with the error) and makes the command exit with status 1.
+    A study without an analysis gets :func:`dlbasics.studies.report.default_analysis`. An analysis
+    that raises still leaves that page (with the error) and makes the command exit with status 1.
 
     ``Results`` (one entry per study seed, NaN where a run is missing, failed or diverged, so
     two settings' arrays pair seed by seed):
@@ -101,14 +102,14 @@ The analysis
       at 1..E); ``results.histories(setting)`` -> ``{seed: history}``;
     * ``results.counts(setting)`` -> ``{"ok", "diverged", "failed", "missing"}``.
 
-    :mod:`studies.stats`: ``mean_ci(values, bounds=...)`` (a ``CI`` with ``.fmt()``),
+    :mod:`dlbasics.studies.stats`: ``mean_ci(values, bounds=...)`` (a ``CI`` with ``.fmt()``),
     ``curve_ci``, ``paired(a, b)`` (paired t and Wilcoxon tests on the same seeds),
     ``best_of_grid(results, settings, key="final_val_loss")`` (selection on validation; a
     setting that diverged on any seed loses; test keys are refused), ``time_to_target`` and
     ``times_to_target(results, setting, target, metric, mode)`` (epochs, updates, gradient
     evaluations and seconds to reach a loss or an accuracy).
 
-    :mod:`studies.report`: ``with report.figure(name, caption, ncols=2) as (fig, axes):``
+    :mod:`dlbasics.studies.report`: ``with report.figure(name, caption, ncols=2) as (fig, axes):``
     (saved as PNG + SVG and shown in the README), ``band(ax, x, curves, label,
     bounds=POSITIVE)`` (mean line and 95% CI band over seeds), ``report.table(headers, rows,
     caption)``, ``report.text(markdown)``, ``report.section(title)``,
@@ -148,7 +149,7 @@ PROFILES = ("quick", "full")
 BACKENDS = ("cpu", "cuda", "numpy")
 METRICS = ("full", "running")
 
-#: Schedule names of :attr:`Setting.schedule` -> class names in :mod:`models.schedules`.
+#: Schedule names of :attr:`Setting.schedule` -> class names in :mod:`dlbasics.models.schedules`.
 SCHEDULES = {
     "constant": "Constant",
     "inverse_scaling": "InverseScaling",
@@ -366,11 +367,10 @@ class Study:
     def validate(self):
         """Check problem and optimizer names, problem arguments and optional packages.
 
-        Raises ``ValueError``/``TypeError``, or :class:`studies.datasets.MissingExtra` (an
+        Raises ``ValueError``/``TypeError``, or :class:`dlbasics.studies.datasets.MissingExtra` (an
         ``ImportError``) naming the extra to install. Imports :mod:`models`.
         """
-        from models.optimizers import OPTIMIZERS
-
+        from ..models.optimizers import OPTIMIZERS
         from . import datasets
 
         for s in self.settings:

@@ -3,7 +3,7 @@ PyTorch, JAX and scikit-learn, population training, and the machine's limits.
 
 Run::
 
-    dlbasics bench --profile full          # or: python -m studies.speed --profile full
+    dlbasics bench --profile full          # or: python -m dlbasics.studies.speed --profile full
 
 It writes ``README.md`` (tables, goals, figures), ``results.json`` (every raw figure) and the
 figures (PNG and SVG) to ``reports/benchmarks/`` (profile full) or
@@ -25,7 +25,7 @@ What is measured
 
 Every framework runs in its own process, one after another, and this process does no numerical
 work while they run (two BLAS thread pools side by side on 2 cores cost 10-40x). The protocol
-of one configuration is :func:`studies._speed.common.measure`.
+of one configuration is :func:`dlbasics.studies._speed.common.measure`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from studies._speed.common import (
+from ._speed.common import (
     FULL,
     NETS,
     n_params,
@@ -55,7 +55,6 @@ __all__ = ["main", "run", "analyse", "PROFILES", "train_step_flops", "train_flop
            "SCHEMA"]
 
 SCHEMA = "dlbasics.speed/1"
-ROOT = Path(__file__).resolve().parent.parent
 SMALL, LARGE = "2-16-16-1", "784-256-256-10"
 
 #: Our backends and the peers, in the order they run and appear in tables.
@@ -156,12 +155,17 @@ def _maybe_gpu():
     return bool(shutil.which("nvidia-smi")) or os.path.exists("/dev/nvidia0")
 
 
+def default_out(profile):
+    """Where a profile's report goes by default, relative to the current directory (as for the
+    studies): ``reports/benchmarks``, or ``reports/quick/benchmarks`` for the quick profile."""
+    return Path("reports", "quick", "benchmarks") if profile == "quick" else \
+        Path("reports", "benchmarks")
+
+
 def _env(kind, cache_dir):
     """A worker's environment: ``ours`` as given, ``ours_fresh`` with the run's own (at first
     empty) Numba cache, ``plain`` as given, a peer's without :data:`PEER_UNSET`."""
     env = dict(os.environ)
-    paths = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + paths)
     if kind == "ours_fresh":
         env["NUMBA_CACHE_DIR"] = cache_dir
     elif kind not in ("ours", "plain"):
@@ -268,9 +272,9 @@ def _run_job(name, spec, env, workdir, timeout, log):
     rc = None
     with open(err_path, "w") as err:
         try:
-            proc = subprocess.run([sys.executable, "-m", "studies._speed.worker", str(spec_path),
-                                   str(out_path)], env=env, cwd=str(ROOT), stdout=err,
-                                  stderr=subprocess.STDOUT, timeout=timeout)
+            proc = subprocess.run([sys.executable, "-m", "dlbasics.studies._speed.worker",
+                                   str(spec_path), str(out_path)], env=env, cwd=str(workdir),
+                                  stdout=err, stderr=subprocess.STDOUT, timeout=timeout)
             rc = proc.returncode
         except subprocess.TimeoutExpired:
             rc = "timeout"
@@ -315,8 +319,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     unknown = set(frameworks) - set(OURS + PEERS)
     if unknown:
         raise ValueError(f"unknown frameworks {sorted(unknown)}; choose from {OURS + PEERS}")
-    out = Path(out or (ROOT / "reports" / ("quick/benchmarks" if profile == "quick"
-                                          else "benchmarks")))
+    out = Path(out or default_out(profile))
     out.mkdir(parents=True, exist_ok=True)
 
     def log(msg):
@@ -359,7 +362,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     }
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    from studies._speed import report
+    from ._speed import report
 
     report.write(results, out)
     log(f"wrote {out / 'README.md'} and {out / 'results.json'} in {results['total_s']:.0f} s")
@@ -373,16 +376,15 @@ def _json_default(o):
 
 
 def _command(profile, out):
-    out = Path(out).resolve()
-    rel = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
-    default = "reports/quick/benchmarks" if profile == "quick" else "reports/benchmarks"
+    out, cwd = Path(out).resolve(), Path.cwd()
+    rel = str(out.relative_to(cwd)) if out.is_relative_to(cwd) else str(out)
     cmd = f"dlbasics bench --profile {profile}"
-    return cmd if rel == default else cmd + f" --out {rel}"
+    return cmd if rel == str(default_out(profile)) else cmd + f" --out {rel}"
 
 
 def _machine():
     try:
-        from studies import provenance
+        from . import provenance
 
         m = dict(provenance.machine())
     except Exception:  # noqa: BLE001 - provenance is optional here
@@ -417,7 +419,7 @@ def _versions():
         except metadata.PackageNotFoundError:
             continue
     try:
-        from studies import provenance
+        from . import provenance
 
         commit = provenance.git_commit()
         if commit:
@@ -593,7 +595,7 @@ def rewrite_report(out):
         raw = json.load(f)
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    from studies._speed import report
+    from ._speed import report
 
     report.write(results, out)
     return results
@@ -603,8 +605,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     frameworks = args.frameworks.split(",") if args.frameworks else None
     if args.report_only:
-        out = args.out or ROOT / "reports" / ("quick/benchmarks" if args.profile == "quick"
-                                              else "benchmarks")
+        out = args.out or default_out(args.profile)
         if not (Path(out) / "results.json").exists():
             print(f"dlbasics bench: no results.json in {out}", file=sys.stderr)
             return 2

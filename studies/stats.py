@@ -40,7 +40,7 @@ class CI(NamedTuple):
 
 
 def _confidence(confidence):
-    from kernels import _checks
+    from ..kernels import _checks
 
     return _checks.real("confidence", confidence, low=0.0, high=1.0, low_open=True,
                         high_open=True)
@@ -197,7 +197,7 @@ def time_to_target(history, target, metric="val_loss", mode="below"):
     Parameters
     ----------
     history : dict
-        A stored history (:meth:`models.History.to_dict`).
+        A stored history (:meth:`dlbasics.models.History.to_dict`).
     target : float
     metric : str
         An evaluation metric (epochs 0..E: ``val_loss``, ``full_loss``, ``val_accuracy``, ...)

@@ -2,7 +2,7 @@
 
 The notes list the threshold (step) neuron, the sigmoid and the other usual activations. This
 study draws each activation and its derivative (from the library's own kernels,
-:mod:`kernels.activations`), shows where the sigmoid and tanh *saturate* (their derivative
+:mod:`dlbasics.kernels.activations`), shows where the sigmoid and tanh *saturate* (their derivative
 falls towards zero for large ``|z|``, so back-propagated gradients shrink), measures how the
 gradient reaching each layer of a deep network at initialisation depends on the activation, and
 trains the same 2-16-16-1 network on moons with each hidden activation by plain SGD.
@@ -64,12 +64,12 @@ def make(profile):
         seeds=range(2 if quick else 5),
         analysis=analyse,
         notes=f"**Computed in the analysis (not stored runs).** Activation values and "
-              f"derivatives from `kernels.activations` (float32). Gradients at initialisation: "
-              f"a {DEEP[0]}-layer network of width {DEEP[1]} (Glorot-uniform weights, zero "
-              f"biases, sigmoid output, binary cross-entropy) on the moons training split, one "
-              f"network per study seed (the seed sets the initialisation); the norm of each "
-              f"layer's weight gradient. A unit counts as saturated where f'(z) < "
-              f"{SATURATED:g} max f'.\n\n"
+              f"derivatives from `dlbasics.kernels.activations` (float32). Gradients at "
+              f"initialisation: a {DEEP[0]}-layer network of width {DEEP[1]} (Glorot-uniform "
+              f"weights, zero biases, sigmoid output, binary cross-entropy) on the moons "
+              f"training split, one network per study seed (the seed sets the initialisation); "
+              f"the norm of each layer's weight gradient. A unit counts as saturated where "
+              f"f'(z) < {SATURATED:g} max f'.\n\n"
               f"**Networks (the stored runs).** 2-16-16-1 with the named hidden activation, "
               f"sigmoid output, binary cross-entropy, plain SGD (no momentum: the size of the "
               f"gradient is all there is), mini-batches of 16, each learning rate of the grid.",
@@ -83,7 +83,7 @@ def make(profile):
 
 def values(name, z):
     """``(f(z), f'(z))`` of activation ``name`` (float64 results of the float32 kernels)."""
-    from kernels.activations import activate, derivative
+    from ..kernels.activations import activate, derivative
 
     z32 = np.ascontiguousarray(z, dtype=np.float32)
     return (activate(name, z32).astype(np.float64), derivative(name, z32).astype(np.float64))
@@ -132,7 +132,7 @@ def saturated_share(name, z, frac=SATURATED):
 
 def layer_gradients(activation, seed, X, y, depth=DEEP[0], width=DEEP[1]):
     """Norm of each layer's weight gradient of a fresh deep network (first layer first)."""
-    from models import MLP
+    from ..models import MLP
 
     m = MLP([X.shape[1], *[width] * (depth - 1), 1], activation=activation, output="sigmoid",
             loss="binary_cross_entropy", seed=int(seed))
@@ -343,7 +343,7 @@ def analyse(results, report):
                          "the best learning rate is chosen on validation loss.")
 
     # pre-activations of the trained networks (trained again: the store keeps no parameters)
-    from models import MLP
+    from ..models import MLP
 
     nets = Networks(results)
     hist_names = [n for n in ("sigmoid", "tanh", "relu") if n in best]

@@ -5,7 +5,7 @@ geometrically. With the number of parameters held fixed, is it better to spend t
 hidden layer or on several narrower ones? For each depth the width is chosen so that the
 network has (as nearly as integers allow) the budgeted number of weights and biases; the
 learning rate of each architecture is tuned on validation data with the two-stage protocol of
-:mod:`studies.study_gd_variants`.
+:mod:`dlbasics.studies.study_gd_variants`.
 """
 
 from __future__ import annotations

@@ -283,8 +283,8 @@ def retrain(setting, seed):
     import numba
     from threadpoolctl import threadpool_limits
 
-    from models import MLP, train
-    from models.optimizers import make_optimizer
+    from ..models import MLP, train
+    from ..models.optimizers import make_optimizer
 
     ds = datasets.load(setting.problem, setting.data_seed, **setting.problem_args)
     kw = resolve_model(setting.model, ds.n_features, ds.n_outputs, ds.task)

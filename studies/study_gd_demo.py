@@ -5,7 +5,7 @@ after a subset (mini-batch) or after every example (stochastic). With the learni
 on validation data for each, which reaches the lower validation loss in a fixed number of
 epochs, and how many epochs, updates and seconds does each need to reach a target accuracy?
 
-It is also the small, complete example of the Study API (:mod:`studies.spec`).
+It is also the small, complete example of the Study API (:mod:`dlbasics.studies.spec`).
 """
 
 from __future__ import annotations

@@ -7,11 +7,11 @@ and compares them per epoch (equivalently per gradient evaluation: every variant
 gradient of each training example once per epoch), per parameter update and per second of wall
 time.
 
-Selection protocol (shared with :mod:`studies.study_optimizers` and
-:mod:`studies.study_depth_width`; the DeepOBS two-stage protocol inside one declared study):
-every grid point runs with every seed; the learning rate is chosen on the mean final validation
-loss of the first *tuning* seeds only, and everything reported about the chosen setting comes
-from the remaining, held-out *final* seeds. The final numbers are then those of a rerun of the
+Selection protocol (shared with :mod:`dlbasics.studies.study_optimizers` and
+:mod:`dlbasics.studies.study_depth_width`; the DeepOBS two-stage protocol inside one declared
+study): every grid point runs with every seed; the learning rate is chosen on the mean final
+validation loss of the first *tuning* seeds only, and everything reported about the chosen setting
+comes from the remaining, held-out *final* seeds. The final numbers are then those of a rerun of the
 chosen setting with fresh seeds, as in DeepOBS, and are not biased by the selection. The helpers
 :func:`split_seeds`, :func:`seed_subset`, :func:`select`, :func:`holm` and
 :func:`value_at_time` are imported by the other training studies.

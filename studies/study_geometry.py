@@ -119,12 +119,11 @@ def retrain(setting, seeds):
     models : list of MLP
         One per seed, with its final parameters.
     histories : list of History
-    ds : studies.datasets.Dataset
+    ds : dlbasics.studies.datasets.Dataset
     """
-    from models import MLP
-    from models.optimizers import make_optimizer
-    from models.population import train_population
-
+    from ..models import MLP
+    from ..models.optimizers import make_optimizer
+    from ..models.population import train_population
     from .runner import _data
 
     cfg = setting.config("cpu")
@@ -157,7 +156,7 @@ def check_retrained(results, setting, seeds, hists):
 
 def layer_outputs(model, X):
     """Outputs of every layer of ``model`` for inputs ``X``: a list, the last the output."""
-    from kernels.activations import activate
+    from ..kernels.activations import activate
 
     L = len(model.sizes) - 1
     names = [model.activation] * (L - 1) if isinstance(model.activation, str) \

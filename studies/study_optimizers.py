@@ -3,9 +3,10 @@
 The notes list the types of update: a fixed learning rate, with momentum, an adaptive learning
 rate, and adaptive + momentum. This study runs one representative or more of each (SGD;
 momentum and Nesterov; AdaGrad and RMSProp; Adam and AdamW) on the problems of
-:mod:`studies.study_gd_variants`, following the DeepOBS protocol: a log-spaced learning-rate
-grid per optimizer, the best rate chosen on validation with the tuning seeds, and the chosen
-setting judged on held-out seeds (see :func:`studies.study_gd_variants.split_seeds`).
+:mod:`dlbasics.studies.study_gd_variants`, following the DeepOBS protocol: a log-spaced
+learning-rate grid per optimizer, the best rate chosen on validation with the tuning seeds, and the
+chosen setting judged on held-out seeds (see
+:func:`dlbasics.studies.study_gd_variants.split_seeds`).
 """
 
 from __future__ import annotations

@@ -1,11 +1,11 @@
 """The perceptron rule of the notes on separable data of varying margin, and on XOR.
 
-The notes' rule, ``w <- w + y x`` on every mistake (:class:`models.Perceptron`), finds a
+The notes' rule, ``w <- w + y x`` on every mistake (:class:`dlbasics.models.Perceptron`), finds a
 separating line when one exists: Novikoff's theorem bounds its total number of mistakes by
 ``(R / gamma)^2`` (``R`` the largest norm of an input augmented by a constant 1, ``gamma`` the
-margin of the best separator, :func:`models.perceptron.mistake_bound`). On XOR no line exists
-and the rule never stops making mistakes: the "shortcoming of the single-layer perceptron" that
-motivates a hidden layer.
+margin of the best separator, :func:`dlbasics.models.perceptron.mistake_bound`). On XOR no line
+exists and the rule never stops making mistakes: the "shortcoming of the single-layer perceptron"
+that motivates a hidden layer.
 
 The perceptron runs are not MLP training runs: they are computed inside the analysis,
 deterministically (data seed and visiting-order seed are the study seeds). The study's settings
@@ -82,7 +82,7 @@ def make(profile):
 
 
 def perceptron_path(X, y, seed, max_epochs):
-    """Train :class:`models.Perceptron` epoch by epoch; record the line after every epoch.
+    """Train :class:`dlbasics.models.Perceptron` epoch by epoch; record the line after every epoch.
 
     Stops after the first epoch without a mistake (as ``fit``) or after ``max_epochs``.
 
@@ -93,7 +93,7 @@ def perceptron_path(X, y, seed, max_epochs):
     lines : list of (ndarray of shape (n_features,), float)
         ``(w, b)`` at the end of each epoch.
     """
-    from models import Perceptron
+    from ..models import Perceptron
 
     p = Perceptron(lr=1.0, shuffle=True, seed=int(seed))
     lines = []
@@ -113,7 +113,7 @@ def errors_of(X, y, w, b):
 
 def blobs_run(margin, seed, n, max_epochs):
     """One perceptron run on blobs of ``margin`` drawn with ``seed``: numbers and its path."""
-    from models.perceptron import max_margin_separator
+    from ..models.perceptron import max_margin_separator
 
     ds = datasets.load("blobs", seed, n=n, margin=margin)
     X, y = ds.X_train.astype(np.float64), ds.y_train

@@ -33,8 +33,8 @@ from .spec import Setting, Study, grid
 from .study_geometry import Networks
 
 TARGETS = ("sine", "step", "bump")
-#: Noise of each target in :mod:`studies.datasets` (its default); the test loss cannot go below
-#: half its square.
+#: Noise of each target in :mod:`dlbasics.studies.datasets` (its default); the test loss cannot go
+#below : half its square.
 NOISE = {"sine": 0.1, "step": 0.05, "bump": 0.05}
 #: The notes' construction for the step ``1[x > 0]`` and the bump ``1[|x| < 0.5]`` of the data
 #: sets: ``(m1, m2, a, b, c)``.
@@ -111,8 +111,9 @@ def target(x, m1, m2, a, b, c):
 
 
 def construction_mlp(k1, m1, k2, m2, a, b, c):
-    """A :class:`models.MLP` ``[1, 2, 1]`` with sigmoid hidden units holding the notes' weights."""
-    from models import MLP
+    """A :class:`dlbasics.models.MLP` ``[1, 2, 1]`` with sigmoid hidden units holding the notes'
+    weights."""
+    from ..models import MLP
 
     net = MLP([1, 2, 1], activation="sigmoid", output="identity", loss="squared")
     net.weights[0][...] = [[k1, k2]]

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from kernels import activations as A
+from dlbasics.kernels import activations as A
 from tests import naive
 from tests.conftest import DTYPES, rtol_for
 

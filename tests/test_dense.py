@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from kernels import activations as A
-from kernels import dense as D
-from kernels import losses as L
+from dlbasics.kernels import activations as A
+from dlbasics.kernels import dense as D
+from dlbasics.kernels import losses as L
 from tests import naive
 from tests.conftest import DTYPES, rtol_for
 

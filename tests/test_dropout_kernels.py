@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from numba import njit
 
-from kernels import dropout as dk
-from kernels.dropout import (
+from dlbasics.kernels import dropout as dk
+from dlbasics.kernels.dropout import (
     dropout_apply,
     dropout_backward,
     dropout_forward,
@@ -203,7 +203,7 @@ _SUBPROCESS = textwrap.dedent(
     import sys
     import numba
     import numpy as np
-    from kernels import dropout as dk
+    from dlbasics.kernels import dropout as dk
     assert numba.get_num_threads() == int(sys.argv[2]), numba.get_num_threads()
     big = dk.dropout_mask((256, 300), 0.5, seed=7, step=3, layer=2, row_offset=11)
     assert big.size >= dk.PARALLEL_MIN_ELEMENTS  # takes the prange path

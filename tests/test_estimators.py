@@ -10,15 +10,15 @@ import warnings
 import numpy as np
 import pytest
 
-from models.estimators import (
+from dlbasics.models.estimators import (
     ConvergenceWarning,
     LossPlateau,
     MLPClassifier,
     MLPRegressor,
     NotFittedError,
 )
-from models.mlp import MLP
-from models.training import History
+from dlbasics.models.mlp import MLP
+from dlbasics.models.training import History
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -359,8 +359,8 @@ def test_fallback_without_sklearn():
         import sys, warnings
         sys.modules["sklearn"] = None  # make "import sklearn" fail
         import numpy as np
-        import models.estimators as est
-        from models.perceptron import Perceptron
+        import dlbasics.models.estimators as est
+        from dlbasics.models.perceptron import Perceptron
         assert not est.HAVE_SKLEARN
         warnings.simplefilter("ignore", est.ConvergenceWarning)
         rng = np.random.default_rng(0)

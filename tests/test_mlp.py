@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from models import MLP
+from dlbasics.models import MLP
 from tests import naive
 
 HIDDEN = ["identity", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"]

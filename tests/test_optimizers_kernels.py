@@ -1,4 +1,4 @@
-"""Tests of kernels.optimizers: references, hand-worked steps, torch.optim trajectories,
+"""Tests of dlbasics.kernels.optimizers: references, hand-worked steps, torch.optim trajectories,
 determinism, compilation and validation."""
 
 import inspect
@@ -9,7 +9,7 @@ import pytest
 from numba import types
 from numpy.testing import assert_allclose, assert_array_equal
 
-from kernels import optimizers as O
+from dlbasics.kernels import optimizers as O
 from tests import naive
 from tests.conftest import DTYPES
 

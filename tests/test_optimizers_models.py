@@ -1,11 +1,12 @@
-"""Optimizers of ``models.optimizers``: convergence on a parabola and on Rosenbrock, the state
+"""Optimizers of ``dlbasics.models.optimizers``: convergence on a parabola and on Rosenbrock, the
+state
 API, agreement with the kernels' formulas, and no recompilation on a second call."""
 
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from models import optimizers as O
+from dlbasics.models import optimizers as O
 from tests import naive
 
 # Rosenbrock from the classic start (-1.2, 1): f = (1 - x)^2 + 100 (y - x^2)^2, minimum (1, 1).

@@ -4,7 +4,7 @@ reference over shuffled epochs, convergence on separable data, and input validat
 import numpy as np
 import pytest
 
-from kernels.perceptron import epoch_kernel, perceptron_epoch, perceptron_predict
+from dlbasics.kernels.perceptron import epoch_kernel, perceptron_epoch, perceptron_predict
 from tests import naive
 
 DTYPES = [np.float32, np.float64]

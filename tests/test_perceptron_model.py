@@ -5,8 +5,8 @@ import warnings
 import numpy as np
 import pytest
 
-from models.estimators import NotFittedError
-from models.perceptron import (
+from dlbasics.models.estimators import NotFittedError
+from dlbasics.models.perceptron import (
     ConvergenceWarning,
     Perceptron,
     max_margin_separator,

@@ -1,5 +1,6 @@
-"""The lane layout of ``train_population`` (``models._lanes``) against the per-network kernel and
-against training each network alone with ``models.train``."""
+"""The lane layout of ``train_population`` (``dlbasics.models._lanes``) against the per-network
+kernel and
+against training each network alone with ``dlbasics.models.train``."""
 
 import math
 
@@ -7,9 +8,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-import models.population as pop
-from models import MLP, SGD, Adam, Momentum, RMSProp, train
-from models.population import lanes_eligible, train_population
+import dlbasics.models.population as pop
+from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, train
+from dlbasics.models.population import lanes_eligible, train_population
 
 K = 10  # with LANES = 4: three chunks, the last one half padding
 SEEDS = list(range(3, 3 + K))

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose
 
-from models import MLP, SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp, train
-from models import schedules as S
-from models.population import train_population
+from dlbasics.models import MLP, SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp, train
+from dlbasics.models import schedules as S
+from dlbasics.models.population import train_population
 
 OPTIMIZERS = [SGD(0.1), Momentum(0.05, 0.9), Nesterov(0.05, 0.9), AdaGrad(0.1),
               RMSProp(0.01), RMSProp(0.01, centered=True), Adam(0.01), Adam(0.01, amsgrad=True),
@@ -195,7 +195,7 @@ def test_optimizer_bad_hyperparameters(make, match):
 
 
 def test_population_serial_and_parallel_kernels_agree(monkeypatch):
-    import models.population as pop
+    import dlbasics.models.population as pop
 
     X, y = _xor(30)
     args = (_model(), X, y, [SGD(0.1), Adam(0.01), SGD(0.3)], [1, 2, 3])

@@ -1,4 +1,4 @@
-"""The vectorisable tanh of kernels.vecmath against libm."""
+"""The vectorisable tanh of dlbasics.kernels.vecmath against libm."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from numba import njit
 
-from kernels.vecmath import _exp_neg20, _recip_1_2, tanh, tanh_f64_eval
+from dlbasics.kernels.vecmath import _exp_neg20, _recip_1_2, tanh, tanh_f64_eval
 
 
 @njit

@@ -1,4 +1,5 @@
-"""Borrowed views (kernels.views): same elements as the slices they replace, and stores through
+"""Borrowed views (dlbasics.kernels.views): same elements as the slices they replace, and stores
+through
 them survive Numba's dead-code elimination in every calling pattern the kernels use."""
 
 import numpy as np
@@ -6,7 +7,7 @@ import pytest
 from numba import njit, prange
 from numba.core.errors import TypingError
 
-from kernels.views import borrow, grid, row, span
+from dlbasics.kernels.views import borrow, grid, row, span
 
 
 @njit(cache=True)

@@ -55,7 +55,8 @@ def make_data(net, n, seed=DATA_SEED):
 
 
 def glorot_init(sizes, seed):
-    """Weights and biases exactly as ``models.MLP(sizes, init="glorot", seed=seed)`` draws them.
+    """Weights and biases exactly as ``dlbasics.models.MLP(sizes, init="glorot", seed=seed)`` draws
+    them.
 
     Glorot uniform ``W ~ U(-a, a)``, ``a = sqrt(6 / (n_in + n_out))``, drawn in float64 from
     ``numpy.random.default_rng(seed)`` layer by layer and cast to float32; zero biases.
@@ -75,7 +76,8 @@ def glorot_init(sizes, seed):
 
 
 def flat_params(layers):
-    """The flat parameter vector of :class:`models.MLP` (per layer ``W`` row-major, then ``b``)."""
+    """The flat parameter vector of :class:`dlbasics.models.MLP` (per layer ``W`` row-major, then
+    ``b``)."""
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in layers])
 
 
@@ -125,7 +127,8 @@ def peak_rss_mb():
 
 
 def epoch_order(n, seed):
-    """The visiting order of an epoch: what ``models.train(..., seed=seed)`` uses in epoch 1."""
+    """The visiting order of an epoch: what ``dlbasics.models.train(..., seed=seed)`` uses in epoch
+    1."""
     return np.random.default_rng(seed).permutation(n).astype(np.int64)
 
 

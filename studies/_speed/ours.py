@@ -1,5 +1,5 @@
-"""Our backends in a worker process: single networks through :func:`models.train`, and
-populations through :func:`models.train_population` or one network after another.
+"""Our backends in a worker process: single networks through :func:`dlbasics.models.train`, and
+populations through :func:`dlbasics.models.train_population` or one network after another.
 
 Times are the epoch times that the training loop records itself (``History.time``): the
 compiled epoch (or, for the NumPy backend, the Python loop over mini-batches), without the
@@ -17,7 +17,7 @@ from .common import NETS, flat_params, glorot_init
 
 
 def _mlp(net, backend, seed):
-    from models import MLP
+    from ...models import MLP
 
     cfg = NETS[net]
     return MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
@@ -28,12 +28,13 @@ class Single:
     """One network of ``net`` on ``backend`` ("cpu", "numpy" or "cuda")."""
 
     def __init__(self, net, backend, X, y):
-        from models import SGD
+        from ...models import SGD
 
         self.model = _mlp(net, backend, 0)
         self.init = flat_params(glorot_init(NETS[net]["sizes"], 0))
         if not np.array_equal(self.model.params, self.init):
-            raise AssertionError("studies._speed.common.glorot_init differs from MLP's init")
+            raise AssertionError("dlbasics.studies._speed.common.glorot_init differs from "
+                                 "MLP's init")
         self.opt = SGD(NETS[net]["lr"])
         self.X, self.y = X, y
         self.walls = []
@@ -42,7 +43,7 @@ class Single:
         self.model.set_params_vector(self.init)
 
     def epoch(self, batch, n, seed, want_loss):
-        from models import train
+        from ...models import train
 
         t0 = time.perf_counter()
         hist = train(self.model, self.X[:n], self.y[:n], self.opt, batch_size=batch, epochs=1,
@@ -52,10 +53,11 @@ class Single:
 
 
 class Population:
-    """K networks of ``net`` (seeds 0..K-1) trained at once by :func:`models.train_population`."""
+    """K networks of ``net`` (seeds 0..K-1) trained at once by
+    :func:`dlbasics.models.train_population`."""
 
     def __init__(self, net, K, X, y):
-        from models import SGD
+        from ...models import SGD
 
         self.template = _mlp(net, "cpu", 0)
         self.K = K
@@ -63,7 +65,7 @@ class Population:
         self.X, self.y = X, y
 
     def epoch(self, batch, n, seed, want_loss):
-        from models import train_population
+        from ...models import train_population
 
         hists, _ = train_population(self.template, self.X[:n], self.y[:n], self.opt,
                                     seeds=list(range(self.K)), batch_size=batch, epochs=1,
@@ -77,7 +79,7 @@ class Sequential:
     """The same K networks trained one after another with the single-network fused epoch."""
 
     def __init__(self, net, K, X, y):
-        from models import SGD
+        from ...models import SGD
 
         self.models = [_mlp(net, "cpu", k) for k in range(K)]
         self.inits = [m.params.copy() for m in self.models]
@@ -85,7 +87,7 @@ class Sequential:
         self.X, self.y = X, y
 
     def epoch(self, batch, n, seed, want_loss):
-        from models import train
+        from ...models import train
 
         seconds = 0.0
         losses = []

@@ -1,7 +1,7 @@
 """The speed benchmark's report: ``README.md`` with tables and goals, and the figures.
 
-Reads only the results dict of :func:`studies.speed.analyse` (also stored as ``results.json``),
-so a report can be rewritten from a stored run: ``write(json.load(f), out)``.
+Reads only the results dict of :func:`dlbasics.studies.speed.analyse` (also stored as
+``results.json``), so a report can be rewritten from a stored run: ``write(json.load(f), out)``.
 """
 
 from __future__ import annotations
@@ -283,7 +283,7 @@ def _population_section(res, figures):
             "each operation is a vector loop across a chunk of up to 128 networks; `prange` "
             "over the chunks); "
             "\"one after another\" is the same K networks through "
-            "`models.train` (the fused single-network epoch), summing their epoch times "
+            "`dlbasics.models.train` (the fused single-network epoch), summing their epoch times "
             "(`History.time`, without the per-call overhead of `train`); the "
             "peers vmap their jitted train step over stacked parameters.\n\n"
             + _table(head, rows) + pic)
@@ -445,8 +445,8 @@ def _method_section(res):
         "median epoch time. The epoch size therefore differs between frameworks (slow ones "
         "get fewer samples); the data are the first rows of one data set, identical in every "
         "process, visited in the same shuffled orders.",
-        "- Our epoch time is what `models.train` records (`History.time`: the compiled epoch, "
-        "shuffling excluded; argument checks once per call are not in it). The peers' epoch "
+        "- Our epoch time is what `dlbasics.models.train` records (`History.time`: the compiled "
+        "epoch, shuffling excluded; argument checks once per call are not in it). The peers' epoch "
         "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "
         "in `block_until_ready`.",
         "- Threads: our `cpu` backend is serial compiled code plus BLAS (SciPy's OpenBLAS "
@@ -458,7 +458,7 @@ def _method_section(res):
         " were removed from the peers' environment (they tune our OpenBLAS); set in this run: "
         + (", ".join(f"`{k}={v}`" for k, v in res["env"].items() if v is not None)
            or "none of " + ", ".join(f"`{k}`" for k in res["env"])) + ".",
-        "- FLOPs of an SGD step (`studies.speed.train_step_flops`): forward `2 B sum(n_in "
+        "- FLOPs of an SGD step (`dlbasics.studies.speed.train_step_flops`): forward `2 B sum(n_in "
         "n_out)`, backward the same for `dW` plus `dx` for every layer but the first, update "
         "`2 n_params`; activations, biases and the loss are not counted. The roofline-style "
         "figure's intensity divides by a simple traffic model (6 accesses per parameter, 5 per "

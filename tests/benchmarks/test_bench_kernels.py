@@ -5,9 +5,9 @@ Under ``--benchmark-disable`` (CI) each case runs once, as a plain correctness t
 import numpy as np
 import pytest
 
-from kernels import dense as D
-from kernels.activations import RELU
-from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
+from dlbasics.kernels import dense as D
+from dlbasics.kernels.activations import RELU
+from dlbasics.kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
 
 
 def _layer(batch, n_in=784, n_out=256, seed=0):

@@ -13,7 +13,7 @@ Runs under ``--benchmark-disable`` too (each case is then called once).
 import numpy as np
 import pytest
 
-from kernels import optimizers as O
+from dlbasics.kernels import optimizers as O
 
 F32 = np.float32
 

@@ -5,7 +5,7 @@ Samples per second = epoch size / mean time. Run: pytest tests/benchmarks --benc
 import numpy as np
 import pytest
 
-from models import MLP, SGD, train
+from dlbasics.models import MLP, SGD, train
 
 CASES = [
     ("784-256-256-10", 1), ("784-256-256-10", 32), ("784-256-256-10", 1024),
@@ -54,8 +54,8 @@ def test_population_epoch(benchmark, monkeypatch, batch, path):
     """One epoch of 64 2-16-16-1 networks (float32, shared SGD) through ``train_population``:
     the lane layout against the per-network kernel. Network-samples per second = 64 * n / mean.
     """
-    import models.population as pop
-    from models.population import train_population
+    import dlbasics.models.population as pop
+    from dlbasics.models.population import train_population
 
     if path == "per-network":
         monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 1 << 30)

@@ -1,9 +1,9 @@
 """Compile every GPU kernel to PTX as a real GPU would, without a GPU.
 
 Run as ``python -m tests.gpu.compile_all [--float64]`` (without ``NUMBA_ENABLE_CUDASIM``): it
-switches :mod:`kernels.gpu_config` to compile-only mode and drives every public GPU function,
-the ``DeviceMLP`` hooks and the population kernel with small host arrays, so each kernel is
-type-checked and compiled by numba-cuda and libNVVM for the argument types it really gets
+switches :mod:`dlbasics.kernels.gpu_config` to compile-only mode and drives every public GPU
+function, the ``DeviceMLP`` hooks and the population kernel with small host arrays, so each kernel
+is type-checked and compiled by numba-cuda and libNVVM for the argument types it really gets
 (results are not computed). Prints one line per case and exits non-zero if any failed.
 """
 
@@ -15,17 +15,21 @@ import numpy as np
 
 
 def cases(dtype):
-    from kernels.gpu_activations import gpu_activate, gpu_activation_backward, gpu_derivative
-    from kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
-    from kernels.gpu_dropout import (
+    from dlbasics.kernels.gpu_activations import (
+        gpu_activate,
+        gpu_activation_backward,
+        gpu_derivative,
+    )
+    from dlbasics.kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
+    from dlbasics.kernels.gpu_dropout import (
         gpu_dropout_apply,
         gpu_dropout_forward,
         gpu_dropout_mask,
         gpu_scale_weights,
     )
-    from kernels.gpu_losses import gpu_loss_and_gradient
-    from kernels.gpu_optimizers import gpu_adam_update, gpu_rmsprop_update, gpu_sgd_update
-    from kernels.gpu_perceptron import gpu_perceptron_epoch, gpu_perceptron_predict
+    from dlbasics.kernels.gpu_losses import gpu_loss_and_gradient
+    from dlbasics.kernels.gpu_optimizers import gpu_adam_update, gpu_rmsprop_update, gpu_sgd_update
+    from dlbasics.kernels.gpu_perceptron import gpu_perceptron_epoch, gpu_perceptron_predict
 
     z = np.zeros((4, 5), dtype)
     W = np.zeros((5, 3), dtype)
@@ -60,7 +64,7 @@ def cases(dtype):
 
 def mlp(dtype):
     """Every DeviceMLP hook (train() itself would divide by the zeros of compile-only mode)."""
-    from models import MLP, Adam, RMSProp
+    from dlbasics.models import MLP, Adam, RMSProp
 
     rng = np.random.default_rng(0)
     X = rng.normal(size=(12, 3)).astype(dtype)
@@ -82,9 +86,9 @@ def mlp(dtype):
 
 
 def population():
-    from kernels.gpu_population import gpu_population_epoch
-    from models import MLP
-    from models.mlp import Workspace
+    from dlbasics.kernels.gpu_population import gpu_population_epoch
+    from dlbasics.models import MLP
+    from dlbasics.models.mlp import Workspace
 
     model = MLP([3, 4, 1], output="sigmoid", loss="binary_cross_entropy", keep_prob=0.8)
     K, batch, n = 3, 4, 12
@@ -103,7 +107,7 @@ def population():
 
 
 def main(argv):
-    from kernels import gpu_config as g
+    from dlbasics.kernels import gpu_config as g
 
     g.enable_compile_only((9, 0))
     todo = [(f"float32 {k}", f) for k, f in cases(np.float32).items()]

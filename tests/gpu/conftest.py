@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pytest
 
-from kernels import config
+from dlbasics.kernels import config
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM", "0") == "1"
 SMALL = {"THREADS_PER_BLOCK": 8, "TILE": 4, "MAX_BLOCKS": 3}
@@ -29,7 +29,7 @@ _reason = []
 def skip_reason():
     """None when GPU kernels can run in this process, else why not."""
     if not _reason:
-        from kernels import gpu_config
+        from dlbasics.kernels import gpu_config
 
         try:
             gpu_config.require_cuda()

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels import activations as A
-from kernels.gpu_activations import gpu_activate, gpu_activation_backward, gpu_derivative
+from dlbasics.kernels import activations as A
+from dlbasics.kernels.gpu_activations import gpu_activate, gpu_activation_backward, gpu_derivative
 from tests import naive
 from tests.gpu.conftest import assert_close, host, naive_tol
 

@@ -8,9 +8,9 @@ more output tiles than blocks.
 import numpy as np
 import pytest
 
-from kernels import activations as A
-from kernels import dense as D
-from kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward, launch_grad_input
+from dlbasics.kernels import activations as A
+from dlbasics.kernels import dense as D
+from dlbasics.kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward, launch_grad_input
 from tests import naive
 from tests.gpu.conftest import assert_close, host, naive_tol
 

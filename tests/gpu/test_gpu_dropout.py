@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels import dropout as dk
-from kernels.gpu_dropout import (
+from dlbasics.kernels import dropout as dk
+from dlbasics.kernels.gpu_dropout import (
     gpu_dropout_apply,
     gpu_dropout_backward,
     gpu_dropout_forward,
@@ -70,7 +70,8 @@ def test_scale_weights(dtype, rng):
 @pytest.mark.parametrize("inverted", [False, True])
 def test_layer_variant_matches_the_mlp_core(inverted, rng):
     """The MLP's dropout (mask holds the scale, rows counted within the batch) equals what
-    models._core computes: mask from kernels.dropout with row_offset 0, times the scale."""
+    dlbasics.models._core computes: mask from dlbasics.kernels.dropout with row_offset 0, times the
+    scale."""
     from numba import cuda
 
     h = rng.normal(size=(5, 8)).astype(np.float32)

@@ -9,20 +9,20 @@ from pathlib import Path
 
 import pytest
 
-from kernels import gpu_config
+from dlbasics.kernels import gpu_config
 from tests.gpu.conftest import SIMULATOR
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = [
-    "kernels.gpu_config",
-    "kernels.gpu_activations",
-    "kernels.gpu_dense",
-    "kernels.gpu_losses",
-    "kernels.gpu_dropout",
-    "kernels.gpu_optimizers",
-    "kernels.gpu_perceptron",
-    "kernels.gpu_population",
-    "models._cuda",
+    "dlbasics.kernels.gpu_config",
+    "dlbasics.kernels.gpu_activations",
+    "dlbasics.kernels.gpu_dense",
+    "dlbasics.kernels.gpu_losses",
+    "dlbasics.kernels.gpu_dropout",
+    "dlbasics.kernels.gpu_optimizers",
+    "dlbasics.kernels.gpu_perceptron",
+    "dlbasics.kernels.gpu_population",
+    "dlbasics.models._cuda",
 ]
 
 PROBE = textwrap.dedent(
@@ -33,9 +33,9 @@ PROBE = textwrap.dedent(
         importlib.import_module(name)
     print("IMPORTED", flush=True)
     import numpy as np
-    from kernels.gpu_config import cuda_available
-    from kernels.gpu_dense import gpu_dense_forward
-    from models import MLP
+    from dlbasics.kernels.gpu_config import cuda_available
+    from dlbasics.kernels.gpu_dense import gpu_dense_forward
+    from dlbasics.models import MLP
     print("AVAILABLE", cuda_available())
     x = np.ones((2, 2), np.float32)
     for call in (lambda: gpu_dense_forward(x, x, x[0]), lambda: MLP([2, 2], backend="cuda")):

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels import losses as L
-from kernels.gpu_losses import (
+from dlbasics.kernels import losses as L
+from dlbasics.kernels.gpu_losses import (
     dense_row,
     gpu_loss,
     gpu_loss_and_gradient,

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from models import MLP, SGD, Adam, Momentum, train
+from dlbasics.models import MLP, SGD, Adam, Momentum, train
 from tests.gpu.conftest import assert_close, tol
 
 # A few steps amplify the rounding differences of a real GPU (FMA, libdevice): float32 runs are
@@ -91,7 +91,7 @@ def test_gradient_forward_and_metrics(dtype, rng):
 
 
 def test_binary_classifier_and_chunked_prediction(rng, monkeypatch):
-    from models import _cuda
+    from dlbasics.models import _cuda
 
     monkeypatch.setattr(_cuda, "CHUNK", 7)  # several chunks of rows
     X = rng.normal(size=(17, 2)).astype(np.float32)

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels import gpu_optimizers as G
-from kernels import optimizers as O
+from dlbasics.kernels import gpu_optimizers as G
+from dlbasics.kernels import optimizers as O
 from tests import naive
 from tests.gpu.conftest import assert_close, host
 
@@ -92,9 +92,10 @@ def test_device_arrays_updated_in_place(rng):
 
 
 def test_one_dispatcher_for_cpu_models_and_gpu():
-    """The GPU kernels and the models layer call the one dispatcher of kernels.optimizers."""
-    from kernels import optimizers as K
-    from models import optimizers as M
+    """The GPU kernels and the models layer call the one dispatcher of
+    dlbasics.kernels.optimizers."""
+    from dlbasics.kernels import optimizers as K
+    from dlbasics.models import optimizers as M
 
     assert G.apply_update is K.apply_update and M.apply_update is K.apply_update
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from kernels.gpu_perceptron import gpu_perceptron_epoch, gpu_perceptron_predict
-from kernels.perceptron import perceptron_epoch, perceptron_predict
+from dlbasics.kernels.gpu_perceptron import gpu_perceptron_epoch, gpu_perceptron_predict
+from dlbasics.kernels.perceptron import perceptron_epoch, perceptron_predict
 from tests import naive
 from tests.gpu.conftest import assert_close, host
 

@@ -2,16 +2,17 @@
 CPU, against its per-network code run on the CPU, and in both memory layouts.
 
 The chain of equalities: the GPU kernel runs :func:`network_epoch` per network; on the CPU,
-:func:`network_epoch` is bitwise :func:`models._core.epoch_kernel` (the body of the CPU
-population kernel); and a population equals each network trained alone with ``models.train``.
+:func:`network_epoch` is bitwise :func:`dlbasics.models._core.epoch_kernel` (the body of the CPU
+population kernel); and a population equals each network trained alone with
+``dlbasics.models.train``.
 """
 
 import numpy as np
 import pytest
 
-from kernels.gpu_population import gpu_population_epoch, network_epoch
-from models import MLP, SGD, Adam, Momentum, RMSProp, _core, train
-from models.mlp import Workspace
+from dlbasics.kernels.gpu_population import gpu_population_epoch, network_epoch
+from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, _core, train
+from dlbasics.models.mlp import Workspace
 from tests.gpu.conftest import assert_close, host
 
 OPTIMIZERS = [SGD(0.2), Adam(0.02), Momentum(0.05), RMSProp(0.01, centered=True)]
@@ -25,7 +26,7 @@ def _data(rng, n=15, classes=None):
 
 
 class Population:
-    """The arrays of :func:`models.population.train_population` for K networks."""
+    """The arrays of :func:`dlbasics.models.population.train_population` for K networks."""
 
     def __init__(self, template, X, y, optimizers, seeds, batch):
         self.template = template

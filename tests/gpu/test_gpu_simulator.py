@@ -1,4 +1,4 @@
-"""The CUDA simulator's shared memory, as :mod:`kernels.gpu_config` makes it thread-safe.
+"""The CUDA simulator's shared memory, as :mod:`dlbasics.kernels.gpu_config` makes it thread-safe.
 
 numba-cuda's simulator hands each simulated thread its ``cuda.shared.array`` through an
 unlocked *look up, else create, then store*; a thread switch inside it gave two threads of a
@@ -12,10 +12,10 @@ import time
 import numpy as np
 import pytest
 
-from kernels import gpu_config
-from kernels import losses as L
-from kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
-from kernels.gpu_losses import gpu_loss_and_gradient
+from dlbasics.kernels import gpu_config
+from dlbasics.kernels import losses as L
+from dlbasics.kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
+from dlbasics.kernels.gpu_losses import gpu_loss_and_gradient
 from tests.gpu.conftest import SIMULATOR, assert_close
 
 pytestmark = pytest.mark.skipif(not SIMULATOR, reason="checks the CUDA simulator only")

@@ -21,8 +21,7 @@ from pathlib import Path
 import pytest
 from numba.core.registry import CPUDispatcher
 
-import kernels
-import models
+from dlbasics import kernels, models
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -80,8 +79,8 @@ def test_no_cached_serial_function_reaches_a_parallel_one():
 STAGE = textwrap.dedent("""
     import sys
     import numpy as np
-    from kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
-    from models import MLP, SGD, _core, train
+    from dlbasics.kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
+    from dlbasics.models import MLP, SGD, _core, train
     m = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid", loss="binary_cross_entropy",
             dtype=np.float32, seed=0)
     X = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)

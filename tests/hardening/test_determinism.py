@@ -13,7 +13,7 @@ import pytest
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np
-    from models import MLP, Adam, train
+    from dlbasics.models import MLP, Adam, train
     rng = np.random.default_rng(0)
     X = rng.normal(size=(512, 20))
     y = rng.integers(0, 5, 512)

@@ -5,10 +5,10 @@ import warnings
 import numpy as np
 import pytest
 
-from kernels import activations as A
-from kernels import losses as L
-from models import MLP, SGD, train
-from models.population import train_population
+from dlbasics.kernels import activations as A
+from dlbasics.kernels import losses as L
+from dlbasics.models import MLP, SGD, train
+from dlbasics.models.population import train_population
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

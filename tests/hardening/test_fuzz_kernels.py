@@ -10,12 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kernels import activations as A
-from kernels import dense as D
-from kernels import dropout as DR
-from kernels import losses as L
-from kernels import optimizers as O
-from kernels import perceptron as P
+from dlbasics.kernels import activations as A
+from dlbasics.kernels import dense as D
+from dlbasics.kernels import dropout as DR
+from dlbasics.kernels import losses as L
+from dlbasics.kernels import optimizers as O
+from dlbasics.kernels import perceptron as P
 from tests import naive
 from tests.hardening.fuzz import Entry, close, dims, draw_mutated, dtype_of, floats, run_entry
 

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from models import MLP, SGD, Adam, MLPClassifier, MLPRegressor, Perceptron, train
-from models.population import train_population
+from dlbasics.models import MLP, SGD, Adam, MLPClassifier, MLPRegressor, Perceptron, train
+from dlbasics.models.population import train_population
 from tests.hardening.fuzz import Entry, dims, draw_mutated, dtype_of, floats, run_entry
 
 EXAMPLES = 200

@@ -9,9 +9,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from studies import datasets, stats
-from studies.cli import main
-from studies.spec import Setting
+from dlbasics.studies import datasets, stats
+from dlbasics.studies.cli import main
+from dlbasics.studies.spec import Setting
 from tests.hardening.fuzz import Entry, draw_mutated, floats, run_entry
 
 EXAMPLES = 200

@@ -6,11 +6,11 @@ from pathlib import Path
 import pytest
 
 import tests.studies.slow_study  # noqa: F401  (registers "slow_demo")
-from studies import registry
-from studies.results import Results
-from studies.runner import InProcess, run_study
-from studies.spec import Setting, Study
-from studies.store import Store
+from dlbasics.studies import registry
+from dlbasics.studies.results import Results
+from dlbasics.studies.runner import InProcess, run_study
+from dlbasics.studies.spec import Setting, Study
+from dlbasics.studies.store import Store
 
 REPO = Path(__file__).resolve().parents[2]
 #: Epochs of the slow test study: long enough to interrupt it mid-way.
@@ -18,7 +18,7 @@ SLOW_EPOCHS = "150"
 
 
 def cli_env(**extra):
-    """Environment of a ``python -m studies`` subprocess that can see the test study."""
+    """Environment of a ``python -m dlbasics.studies`` subprocess that can see the test study."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     env["DLBASICS_STUDIES"] = "tests.studies.slow_study"

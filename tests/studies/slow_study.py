@@ -1,14 +1,14 @@
 """A test-only study whose runs take long enough to interrupt (registered via DLBASICS_STUDIES).
 
 Six settings, each its own group (distinct batch sizes); the odd ones carry a constant schedule
-so they train alone (``models.train``), the even ones as populations. ``DLBASICS_SLOW_EPOCHS``
-sets the epochs (default 150).
+so they train alone (``dlbasics.models.train``), the even ones as populations.
+``DLBASICS_SLOW_EPOCHS`` sets the epochs (default 150).
 """
 
 import os
 
-from studies.registry import register
-from studies.spec import Setting, Study
+from dlbasics.studies.registry import register
+from dlbasics.studies.spec import Setting, Study
 
 
 @register("slow_demo")

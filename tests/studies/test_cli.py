@@ -3,7 +3,7 @@ import types
 
 import pytest
 
-from studies.cli import main
+from dlbasics.studies.cli import main
 
 
 def _error_line(capsys):
@@ -43,12 +43,12 @@ def test_cuda_backend_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_bench_without_and_with_the_speed_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "studies.speed", None)
+    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed", None)
     assert main(["bench"]) == 2
     assert "speed" in _error_line(capsys)
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
-    monkeypatch.setitem(sys.modules, "studies.speed", fake)
+    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed", fake)
     assert main(["bench", "--quick", "x"]) == 0
     assert seen == [["--quick", "x"]]
 
@@ -61,7 +61,7 @@ def test_list(capsys):
 def test_python_dash_m_studies_runs_the_cli():
     import subprocess
 
-    out = subprocess.run([sys.executable, "-m", "studies", "run", "nope"], capture_output=True,
-                         text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-m", "dlbasics.studies", "run", "nope"],
+                         capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("dlbasics: error: unknown study 'nope'")

@@ -7,10 +7,10 @@ import time
 
 import pytest
 
-from studies import registry
-from studies.cli import main
-from studies.runner import DaskExecutor, run_study
-from studies.store import Store
+from dlbasics.studies import registry
+from dlbasics.studies.cli import main
+from dlbasics.studies.runner import DaskExecutor, run_study
+from dlbasics.studies.store import Store
 
 from .conftest import SLOW_EPOCHS, stored
 from .test_end_to_end import _count

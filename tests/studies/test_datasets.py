@@ -4,7 +4,7 @@ import random
 import numpy as np
 import pytest
 
-from studies import datasets as D
+from dlbasics.studies import datasets as D
 
 SMALL = {"digits": {"n": 300}, "mnist1d": {"n": 300}}
 

@@ -12,7 +12,7 @@ import time
 import numpy as np
 from scipy import stats as st
 
-from studies.cli import main
+from dlbasics.studies.cli import main
 
 from .conftest import REPO, cli_env, stored
 
@@ -110,7 +110,7 @@ def _count(path):
 
 def test_resume_after_sigkill(tmp_path, slow_reference):
     store = tmp_path / "s.sqlite"
-    cmd = [sys.executable, "-m", "studies", "run", "slow_demo", "--store", str(store),
+    cmd = [sys.executable, "-m", "dlbasics.studies", "run", "slow_demo", "--store", str(store),
            "--no-report", "--quiet", "--jobs", "2"]
     proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), start_new_session=True)
     deadline = time.monotonic() + 180

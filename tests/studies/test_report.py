@@ -1,6 +1,6 @@
 import numpy as np
 
-from studies import report as R
+from dlbasics.studies import report as R
 
 from .conftest import fake_results
 
@@ -65,7 +65,7 @@ def test_index_lists_study_reports_and_other_pages(tmp_path):
 
 
 def test_diverged_runs_are_listed_with_their_epoch(tmp_path):
-    from studies.report import write_report
+    from dlbasics.studies.report import write_report
 
     from .conftest import fake_results
 

@@ -4,10 +4,10 @@ import os
 import numpy as np
 import pytest
 
-from studies import runner
-from studies.runner import execute_task, make_tasks, run_study
-from studies.spec import Run, Setting, Study
-from studies.store import Store
+from dlbasics.studies import runner
+from dlbasics.studies.runner import execute_task, make_tasks, run_study
+from dlbasics.studies.spec import Run, Setting, Study
+from dlbasics.studies.store import Store
 
 
 def _payloads(settings, seeds=(0, 1)):

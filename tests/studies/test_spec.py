@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from studies import registry
-from studies.spec import Setting, Study, canonical_json, config_hash, grid
+from dlbasics.studies import registry
+from dlbasics.studies.spec import Setting, Study, canonical_json, config_hash, grid
 
 
 def _setting(**kw):

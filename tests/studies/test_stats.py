@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from studies import stats
+from dlbasics.studies import stats
 
 from .conftest import fake_results as _results
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from studies.store import Store
+from dlbasics.studies.store import Store
 
 
 def _row(seed, status="ok", study="s", h="abc", value=0.5):
@@ -56,7 +56,7 @@ def test_export_csv(tmp_path):
 
 WRITER = """
 import sys
-from studies.store import Store
+from dlbasics.studies.store import Store
 from tests.studies.test_store import _row
 st = Store(sys.argv[1], timeout=30)
 for i in range(40):

@@ -12,8 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from studies.cli import main
-from studies.store import Store, StoreError
+from dlbasics.studies.cli import main
+from dlbasics.studies.store import Store, StoreError
 
 from .conftest import REPO, cli_env, stored
 
@@ -62,7 +62,7 @@ def test_corrupt_truncated_and_foreign_files_are_refused_untouched(tmp_path, cap
 
 
 def _cli(store, *extra):
-    return [sys.executable, "-m", "studies", "run", "slow_demo", "--profile", "quick",
+    return [sys.executable, "-m", "dlbasics.studies", "run", "slow_demo", "--profile", "quick",
             "--jobs", "0", "--store", str(store), "--no-report", "--quiet", *extra]
 
 
@@ -111,8 +111,8 @@ def test_two_processes_into_one_store(tmp_path, slow_reference, gd_reference):
     duplicate rows, every result equal to a run alone."""
     store = tmp_path / "shared.sqlite"
     env = cli_env()
-    gd = [sys.executable, "-m", "studies", "run", "gd_demo", "--profile", "quick", "--jobs",
-          "0", "--store", str(store), "--no-report", "--quiet"]
+    gd = [sys.executable, "-m", "dlbasics.studies", "run", "gd_demo", "--profile", "quick",
+          "--jobs", "0", "--store", str(store), "--no-report", "--quiet"]
     procs = [subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.DEVNULL,
                               stderr=subprocess.PIPE) for cmd in (_cli(store), _cli(store), gd)]
     for p in procs:

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from studies.cli import main
-from studies.report import fmt
-from studies.study_activations import saturated_region, saturated_share
-from studies.study_geometry import convexity, n_params, plane_grid
-from studies.study_perceptron import _params, blobs_run, errors_of, perceptron_path
-from studies.study_regression import (
+from dlbasics.studies.cli import main
+from dlbasics.studies.report import fmt
+from dlbasics.studies.study_activations import saturated_region, saturated_share
+from dlbasics.studies.study_geometry import convexity, n_params, plane_grid
+from dlbasics.studies.study_perceptron import _params, blobs_run, errors_of, perceptron_path
+from dlbasics.studies.study_regression import (
     CONSTRUCTIONS,
     KS,
     construction_errors,
@@ -106,7 +106,7 @@ def test_plane_grid_covers_the_data():
 
 
 def test_perceptron_runs_within_novikoff_and_never_on_xor():
-    from models.perceptron import mistake_bound
+    from dlbasics.models.perceptron import mistake_bound
 
     r = blobs_run(0.1, 3, 200, 1000)
     assert r["converged"] and r["total"] == sum(r["mistakes"]) >= 1

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from studies import registry
-from studies.cli import main
-from studies.study_depth_width import n_params, width_for
-from studies.study_gd_variants import holm, split_seeds, value_at_time
+from dlbasics.studies import registry
+from dlbasics.studies.cli import main
+from dlbasics.studies.study_depth_width import n_params, width_for
+from dlbasics.studies.study_gd_variants import holm, split_seeds, value_at_time
 
 from .conftest import fake_results
 

@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from studies import speed
-from studies._speed import common
+from dlbasics.studies import speed
+from dlbasics.studies._speed import common
 
 PEER_MODULES = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
 
@@ -48,7 +48,7 @@ def test_train_step_flops_by_hand():
 
 
 def test_shared_init_is_the_mlp_init():
-    from models import MLP
+    from dlbasics.models import MLP
 
     for net, cfg in common.NETS.items():
         m = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],

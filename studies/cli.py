@@ -12,7 +12,10 @@
 
 ``--jobs 0`` runs in this process; the default is a process pool with one worker per core.
 Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
-git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr with exit status 2.
+git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr: a bad command line
+or a file that is not a store exits with status 2; a fault of the machine (full disk, unwritable
+path, locked store, a report that could not be written) with status 1, naming the path, what
+went wrong and what to do (``--debug``, anywhere on the line, shows the traceback instead).
 This module imports nothing heavy at import time (process-pool workers re-import it).
 """
 
@@ -72,6 +75,8 @@ def _add_common(p, backend=True, seeds=True, profile=True):
 def build_parser():
     parser = _Parser(prog=PROG, description="Studies of the basics of deep learning: run grids "
                      "of small networks over seeds, store every run, write reports.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error (also accepted after COMMAND)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     p = sub.add_parser("list", help="list the studies")
@@ -157,6 +162,29 @@ def _check_backend(backend):
                          "(pip install dlbasics[cuda] on a machine with one)")
 
 
+def _report_command(args, names):
+    """The ``dlbasics report`` command that writes these studies' reports again."""
+    parts = [PROG, "report", *names, "--profile", args.profile]
+    if args.backend != "cpu":
+        parts += ["--backend", args.backend]
+    if args.seeds is not None:
+        parts += ["--seeds", str(args.seeds)]
+    if args.store != DEFAULT_STORE:
+        parts += ["--store", args.store]
+    if args.out:
+        parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def _unwritten(args, what, where, exc, names):
+    """One line: a report could not be written (a fault of the machine, the runs are safe)."""
+    if getattr(args, "debug", False):
+        raise exc
+    print(f"{PROG}: error: could not write {what} to {where} ({_fault_text(exc)}); the runs "
+          f"are safe in {args.store}: fix that and run `{_report_command(args, names)}`",
+          file=sys.stderr)
+
+
 def _write_reports(args, studies, store):
     from .report import write_index, write_report
     from .results import Results
@@ -168,13 +196,24 @@ def _write_reports(args, studies, store):
         if not results.rows():
             _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
             continue
-        d = write_report(study, results, out, _command_line(args, study.name))
+        try:
+            d = write_report(study, results, out, _command_line(args, study.name))
+        except OSError as exc:  # full disk, unwritable --out: the store is untouched
+            _unwritten(args, f"the report of {study.name}", os.path.join(out, study.name),
+                       exc, [study.name])
+            ok = False
+            continue
         if (d / "ANALYSIS_FAILED").exists():
             ok = False
             print(f"{PROG}: {study.name}: the analysis failed (see {d / 'ANALYSIS_FAILED'})",
                   file=sys.stderr)
         _say(args, f"{study.name}: report {d / 'README.md'}")
-    write_index(out)
+    try:
+        write_index(out)
+    except OSError as exc:
+        _unwritten(args, "the index of the reports", os.path.join(out, "README.md"), exc,
+                   [s.name for s in studies])
+        ok = False
     return ok
 
 
@@ -261,21 +300,48 @@ def cmd_bench(argv):
     import importlib
 
     try:
-        speed = importlib.import_module("dlbasics.studies.speed")
+        speed = importlib.import_module("dlbasics.studies.speed.bench")
     except ModuleNotFoundError as exc:
-        if exc.name != "dlbasics.studies.speed":
+        if exc.name not in ("dlbasics.studies.speed", "dlbasics.studies.speed.bench"):
             raise
         raise UsageError("bench: the speed benchmark (dlbasics.studies.speed) is not "
                          "available") from None
     return speed.main(argv) or 0
 
 
+def _fault_text(exc):
+    """What went wrong, in words, for an ``OSError`` (the path is said by the caller)."""
+    import errno
+
+    what = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        what += ": the disk or quota is full, or a file-size limit was reached"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what += ": the directory is not writable by this user"
+    if exc.filename and str(exc.filename) not in what:
+        what = f"{exc.filename}: {what}"
+    return what
+
+
+def _fault_line(exc):
+    """One line for a fault of the machine: the path, what went wrong, what to do."""
+    from .store import StoreUnavailable
+
+    if isinstance(exc, StoreUnavailable):
+        return str(exc)
+    return f"{_fault_text(exc)}; free space or choose a writable path, then run again"
+
+
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv and (not argv or argv[0] != "bench")
+    if debug:
+        argv = [a for a in argv if a != "--debug"]
     try:
         if argv and argv[0] == "bench":
             return cmd_bench(argv[1:])
         args = build_parser().parse_args(argv)
+        args.debug = debug
         if args.command is None:
             build_parser().print_help()
             return 2
@@ -293,6 +359,11 @@ def main(argv=None):
         return 2
     except BrokenPipeError:  # e.g. `dlbasics export --csv - | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except OSError as exc:  # a fault of the machine: full disk, unwritable path, locked store
+        if debug:
+            raise
+        print(f"{PROG}: error: {_fault_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted (finished runs are stored; run again to resume)",

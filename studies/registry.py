@@ -1,4 +1,5 @@
-"""Study names -> factories. Studies register themselves from ``studies/study_*.py``.
+"""Study names -> factories. Studies register themselves from the modules of
+``studies/definitions/`` (every module there is one study).
 
 A factory takes the profile (``"quick"`` or ``"full"``) and returns a :class:`Study`::
 
@@ -42,11 +43,10 @@ def _discover():
     if _loaded:
         return
     _loaded = True
-    from . import __path__ as pkg_path
+    from . import definitions
 
-    for info in sorted(pkgutil.iter_modules(pkg_path), key=lambda i: i.name):
-        if info.name.startswith("study_"):
-            importlib.import_module(f"{__package__}.{info.name}")
+    for info in sorted(pkgutil.iter_modules(definitions.__path__), key=lambda i: i.name):
+        importlib.import_module(f"{definitions.__name__}.{info.name}")
     for mod in filter(None, (m.strip() for m in os.environ.get("DLBASICS_STUDIES", "").split(","))):
         importlib.import_module(mod)
 

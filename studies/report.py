@@ -317,6 +317,9 @@ def write_report(study, results, out_root, command):
     if counts["ok"] + counts["diverged"]:
         try:
             (study.analysis or default_analysis)(results, report)
+        except OSError:  # a figure could not be written (full disk, unwritable --out)
+            pyplot().close("all")
+            raise
         except Exception as exc:
             # The runs are safe in the store; keep the generic parts of the report and say so.
             failure.write_text(traceback.format_exc())

@@ -244,3 +244,16 @@ def times_to_target(results, setting, target, metric="val_loss", mode="below"):
                 out[k][i] = t[k]
     out["reached"] = int(np.isfinite(out["epochs"]).sum())
     return out
+
+
+def holm(pvalues):
+    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(np.isfinite(p))
+    m = idx.size
+    running = 0.0
+    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
+        running = max(running, min(1.0, (m - rank) * p[i]))
+        out[i] = running
+    return out

@@ -10,12 +10,19 @@ Columns: ``study, config_hash, seed, label, profile, status`` (``ok``/``diverged
 path`` (``population``, ``fused``, ``general``, ``device``), ``started_at, finished_at`` (UTC
 ISO 8601), ``wall_s`` (seconds of the run, its share when trained in a population),
 ``train_s`` (training time recorded in the history).
+
+Faults of the machine (a full disk, a directory the user cannot write, a store locked by
+another process for longer than the timeout, a store path that is a directory) raise
+:class:`StoreUnavailable`, an :class:`OSError` whose message names the path, says what went
+wrong and what to do. A failed write rolls its own transaction back: every run committed before
+it stays stored.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import json
 import math
 import os
@@ -23,6 +30,8 @@ import sqlite3
 from pathlib import Path
 
 DEFAULT_PATH = os.path.join("results", "dlbasics.sqlite")
+#: Seconds to wait for a lock held by another process (``DLBASICS_STORE_TIMEOUT`` overrides).
+DEFAULT_TIMEOUT = 60.0
 STATUSES = ("ok", "diverged", "failed")
 #: Statuses that count as done: a study run again skips them (failed runs are retried).
 DONE = ("ok", "diverged")
@@ -67,6 +76,59 @@ class StoreError(ValueError):
     foreign). The file is left exactly as it was."""
 
 
+class StoreUnavailable(OSError):
+    """The store cannot be opened or written because of the machine, not of its contents: a
+    full disk, an unwritable directory, a lock held too long, a directory at the store path.
+
+    ``str(exc)`` is one line naming the path, what went wrong and what to do; ``filename`` is
+    the path. Runs committed before the fault stay stored.
+    """
+
+    def __init__(self, path, message):
+        super().__init__(message)
+        self.filename = str(path)
+
+    def __str__(self):
+        return self.args[0]
+
+
+def _writable_dir(path):
+    d = Path(path).resolve().parent
+    return os.access(d, os.W_OK | os.X_OK)
+
+
+def _unavailable(path, exc, timeout=None):
+    """A :class:`StoreUnavailable` explaining ``exc`` (an ``sqlite3.Error`` or ``OSError``)."""
+    name = getattr(exc, "sqlite_errorname", "") or ""
+    text = str(exc)
+    where = Path(path).resolve().parent
+    if Path(path).is_dir():
+        what = (f"{path} is a directory, not a results store file; give --store a file path "
+                f"such as {os.path.join(path, 'dlbasics.sqlite')}")
+    elif name.startswith("SQLITE_BUSY") or "locked" in text:
+        waited = f" for {timeout:g} s" if timeout is not None else ""
+        what = (f"{path} is locked by another process (waited{waited}); let that process "
+                "finish, or raise DLBASICS_STORE_TIMEOUT (seconds), or use another --store")
+    elif (name.startswith(("SQLITE_FULL", "SQLITE_IOERR"))
+          or isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG,
+                                                        errno.EDQUOT)):
+        what = (f"could not write {path} ({text}: the disk or quota is full, or a file-size "
+                "limit was reached); free space and run again (finished runs are stored and "
+                "are not run again)")
+    elif (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"))
+          or isinstance(exc, PermissionError)):
+        if not _writable_dir(path):
+            what = (f"cannot write the store {path}: its directory {where} is not writable "
+                    "(SQLite also writes -wal and -shm files beside the store); make it "
+                    "writable or choose another --store")
+        else:
+            what = (f"cannot write the store {path} ({text}); make the file and its directory "
+                    "writable or choose another --store")
+    else:
+        what = f"the results store {path} could not be used ({text}); see --debug"
+    return StoreUnavailable(path, what)
+
+
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
@@ -78,10 +140,15 @@ def check_store_file(path):
     package's ``runs`` table with its schema version.
     """
     p = Path(path)
+    if p.is_dir():
+        raise _unavailable(path, IsADirectoryError(errno.EISDIR, "is a directory"))
     if not p.exists() or p.stat().st_size == 0:
         return
-    with open(p, "rb") as f:
-        head = f.read(len(_SQLITE_MAGIC))
+    try:
+        with open(p, "rb") as f:
+            head = f.read(len(_SQLITE_MAGIC))
+    except OSError as exc:
+        raise _unavailable(path, exc) from None
     if head != _SQLITE_MAGIC:
         raise StoreError(f"{path} is not an SQLite file, so not a dlbasics results store; "
                          "refusing to touch it (choose another --store)")
@@ -120,40 +187,76 @@ class Store:
     ----------
     path : str or Path
         SQLite file; its directory is created. ``":memory:"`` for a private in-memory store.
-    timeout : float
-        Seconds to wait for a lock held by another process.
+    timeout : float, optional
+        Seconds to wait for a lock held by another process (default: the environment variable
+        ``DLBASICS_STORE_TIMEOUT``, else :data:`DEFAULT_TIMEOUT`).
+
+    Raises
+    ------
+    StoreError
+        The file is not a dlbasics store (left untouched).
+    StoreUnavailable
+        The store cannot be created, opened or written (see the module docstring).
     """
 
-    def __init__(self, path=DEFAULT_PATH, timeout=60.0):
+    def __init__(self, path=DEFAULT_PATH, timeout=None):
         self.path = str(path)
+        if timeout is None:
+            timeout = float(os.environ.get("DLBASICS_STORE_TIMEOUT", DEFAULT_TIMEOUT))
+        self.timeout = timeout
+        self.conn = None
         if self.path != ":memory:":
             check_store_file(self.path)
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
-        self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        if self.path != ":memory:":
-            self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.execute("PRAGMA synchronous = NORMAL")
-        with self._transaction():
-            for stmt in _SCHEMA.strip().split(";"):
-                if stmt.strip():
-                    self.conn.execute(stmt)
-            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            try:
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise self._fault(exc) from None
+        with self._faults():
+            self.conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+            if self.path != ":memory:":
+                self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            with self._transaction():
+                for stmt in _SCHEMA.strip().split(";"):
+                    if stmt.strip():
+                        self.conn.execute(stmt)
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- plumbing ------------------------------------------------------------------------------
+    def _fault(self, exc):
+        return _unavailable(self.path, exc, self.timeout)
+
+    @contextlib.contextmanager
+    def _faults(self):
+        """Turn SQLite's operational errors (I/O, locks, permissions) into StoreUnavailable."""
+        try:
+            yield
+        except StoreUnavailable:
+            raise
+        except (sqlite3.OperationalError, OSError) as exc:
+            if self.conn is not None and self.conn.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self.conn.execute("ROLLBACK")
+            raise self._fault(exc) from exc
+
     @contextlib.contextmanager
     def _transaction(self):
         """``BEGIN IMMEDIATE`` ... ``COMMIT`` (rolled back on an exception)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        with self._faults():
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                if self.conn.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self.conn.execute("ROLLBACK")
+                raise
+            self.conn.execute("COMMIT")
 
     def close(self):
-        self.conn.close()
+        if self.conn is not None:
+            self.conn.close()
 
     def __enter__(self):
         return self
@@ -201,7 +304,8 @@ class Store:
         if study is not None:
             sql += " AND study = ?"
             args = (study,)
-        return {tuple(r) for r in self.conn.execute(sql, args)}
+        with self._faults():
+            return {tuple(r) for r in self.conn.execute(sql, args)}
 
     def rows(self, study=None, keys=None):
         """Runs as dicts (JSON columns decoded), ordered by study, config hash and seed.
@@ -216,7 +320,9 @@ class Store:
         sql += " ORDER BY study, config_hash, seed"
         wanted = None if keys is None else set(keys)
         out = []
-        for r in self.conn.execute(sql, args):
+        with self._faults():
+            found = self.conn.execute(sql, args).fetchall()
+        for r in found:
             row = dict(zip(_COLUMNS, r, strict=True))
             if wanted is not None and (row["study"], row["config_hash"], row["seed"]) not in wanted:
                 continue
@@ -228,7 +334,9 @@ class Store:
 
     def studies(self):
         """Names of the studies with at least one row."""
-        return [r[0] for r in self.conn.execute("SELECT DISTINCT study FROM runs ORDER BY study")]
+        with self._faults():
+            found = self.conn.execute("SELECT DISTINCT study FROM runs ORDER BY study")
+            return [r[0] for r in found]
 
     def count(self, study=None):
         """``{status: n}`` over all rows (of one study)."""
@@ -237,7 +345,8 @@ class Store:
         if study is not None:
             sql += " WHERE study = ?"
             args = (study,)
-        return dict(self.conn.execute(sql + " GROUP BY status", args).fetchall())
+        with self._faults():
+            return dict(self.conn.execute(sql + " GROUP BY status", args).fetchall())
 
     # -- export --------------------------------------------------------------------------------
     def export_csv(self, out, studies=None, history=True):

@@ -43,12 +43,12 @@ def test_cuda_backend_without_a_gpu_is_a_clear_error(capsys):
 
 
 def test_bench_without_and_with_the_speed_module(monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed", None)
+    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed.bench", None)
     assert main(["bench"]) == 2
     assert "speed" in _error_line(capsys)
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv) or 0)
-    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed", fake)
+    monkeypatch.setitem(sys.modules, "dlbasics.studies.speed.bench", fake)
     assert main(["bench", "--quick", "x"]) == 0
     assert seen == [["--quick", "x"]]
 

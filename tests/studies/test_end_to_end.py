@@ -7,7 +7,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 
 import numpy as np
 from scipy import stats as st
@@ -15,6 +14,7 @@ from scipy import stats as st
 from dlbasics.studies.cli import main
 
 from .conftest import REPO, cli_env, stored
+from .slow_study import gate_env, wait_for_gate
 
 FILES = ("README.md", "summary.json", "curves.png", "curves.svg", "lr.png", "lr.svg")
 
@@ -109,18 +109,20 @@ def _count(path):
 
 
 def test_resume_after_sigkill(tmp_path, slow_reference):
+    """Kill the command and its pool workers with 3 runs stored and the rest running or queued
+    (held at a gate the test controls: no race with the study's speed), then resume."""
     store = tmp_path / "s.sqlite"
     cmd = [sys.executable, "-m", "dlbasics.studies", "run", "slow_demo", "--store", str(store),
            "--no-report", "--quiet", "--jobs", "2"]
-    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(), start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and proc.poll() is None and _count(store) < 3:
-        time.sleep(0.01)
-    os.killpg(proc.pid, signal.SIGKILL)       # the CLI and its pool workers
-    proc.wait(timeout=30)
-    n_killed = _count(store)
+    gate, fifo = gate_env(tmp_path, 3)
+    proc = subprocess.Popen(cmd, cwd=REPO, env=cli_env(**gate), start_new_session=True)
+    try:
+        assert wait_for_gate(fifo, proc) == "held at 3"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)       # the CLI and its pool workers
+        proc.wait(timeout=30)
     total = len(slow_reference)
-    assert 3 <= n_killed < total, f"not interrupted mid-study ({n_killed} of {total} runs)"
+    assert _count(store) == 3 < total
 
     done = subprocess.run(cmd, cwd=REPO, env=cli_env(), timeout=300, capture_output=True,
                           text=True)

@@ -12,11 +12,10 @@ import pytest
 from scipy import stats as st
 
 from dlbasics.studies.cli import main
-from dlbasics.studies.report import fmt
-from dlbasics.studies.study_activations import saturated_region, saturated_share
-from dlbasics.studies.study_geometry import convexity, n_params, plane_grid
-from dlbasics.studies.study_perceptron import _params, blobs_run, errors_of, perceptron_path
-from dlbasics.studies.study_regression import (
+from dlbasics.studies.definitions.activations import saturated_region, saturated_share
+from dlbasics.studies.definitions.geometry import convexity, n_params, plane_grid
+from dlbasics.studies.definitions.perceptron import _params, blobs_run, errors_of, perceptron_path
+from dlbasics.studies.definitions.regression import (
     CONSTRUCTIONS,
     KS,
     construction_errors,
@@ -25,6 +24,7 @@ from dlbasics.studies.study_regression import (
     target,
     two_sigmoid,
 )
+from dlbasics.studies.report import fmt
 
 STUDIES = ("perceptron", "activations", "geometry", "regression")
 FIGURES = {

@@ -14,9 +14,9 @@ import pytest
 from scipy import stats as st
 
 from dlbasics.studies import registry
+from dlbasics.studies.analysis import holm, split_seeds, value_at_time
 from dlbasics.studies.cli import main
-from dlbasics.studies.study_depth_width import n_params, width_for
-from dlbasics.studies.study_gd_variants import holm, split_seeds, value_at_time
+from dlbasics.studies.definitions.depth_width import n_params, width_for
 
 from .conftest import fake_results
 

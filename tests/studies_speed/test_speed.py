@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from dlbasics.studies import speed
-from dlbasics.studies._speed import common
+from dlbasics.studies.speed import bench as speed
+from dlbasics.studies.speed import common
 
 PEER_MODULES = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
 
@@ -173,3 +173,15 @@ def test_disturbed_workers_run_again_and_the_quieter_attempt_is_kept(monkeypatch
     assert records[1]["kept_attempt"] == 2 and records[2]["kept_attempt"] == 1
     assert records[1]["attempts"][0]["steal_share"] == 0.15
     assert "attempts" not in records[0]
+
+
+def test_the_package_names_every_module_and_reaches_the_driver():
+    import pkgutil
+
+    import dlbasics.studies.speed as pkg
+
+    assert {m.name for m in pkgutil.iter_modules(pkg.__path__)} - {"__main__"} \
+        == pkg._SUBMODULES
+    assert pkg.train_step_flops is speed.train_step_flops  # the driver's names, lazily
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        getattr(pkg, "nope")  # noqa: B009

@@ -19,182 +19,37 @@ chosen setting with fresh seeds, as in DeepOBS, and are not biased by the select
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .results import Results
-from .spec import Setting, Study
-
-#: Seeds used to choose hyper-parameters; the others are the held-out final seeds.
-TUNE_SEEDS = 2
-#: Family-wise error rate of the Holm-corrected paired tests.
-ALPHA = 0.05
+from .. import stats
+from ..analysis import (
+    ALPHA,
+    SIGNIFICANCE_HEADERS,
+    TUNE_SEEDS,
+    errorbar_ci,
+    log_axis,
+    log_grid,
+    loss_ylim,
+    median_cost,
+    paired,
+    protocol_text,
+    seed_subset,
+    select,
+    significance_rows,
+    split_seeds,
+    untested_note,
+    value_at_time,
+)
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..spec import Setting, Study
 
 # ----------------------------------------------------------------------------------------------
 # the two-stage protocol and other helpers shared by the training studies
 # ----------------------------------------------------------------------------------------------
-
-
-def split_seeds(seeds, n_tune=TUNE_SEEDS):
-    """``(tune, final)`` seeds: the first ``n_tune`` choose, the others report.
-
-    With fewer than ``n_tune + 2`` seeds one seed tunes; with a single seed it does both (the
-    report then says the final numbers are not held out).
-    """
-    seeds = [int(s) for s in seeds]
-    if len(seeds) < 2:
-        return seeds, seeds
-    k = n_tune if len(seeds) >= n_tune + 2 else 1
-    return seeds[:k], seeds[k:]
-
-
-def seed_subset(results, seeds):
-    """The same results restricted to ``seeds`` (a :class:`Results` of the study's settings)."""
-    study = dataclasses.replace(results.study, seeds=list(seeds))
-    return Results(study, results.rows(), results.backend)
-
-
-def select(tune, settings, key="final_val_loss"):
-    """Best of ``settings`` on the tuning seeds' validation metric (:func:`stats.best_of_grid`).
-
-    Returns ``(best, scores)``; a setting that diverged on any tuning seed loses.
-    """
-    return stats.best_of_grid(tune, settings, key=key)
-
-
-def protocol_text(tune_seeds, final_seeds, what="learning rate"):
-    """One Markdown paragraph stating the selection protocol with the actual seeds."""
-    if list(tune_seeds) == list(final_seeds):
-        return (f"Only one seed ({tune_seeds[0]}): the {what} is chosen and reported on the "
-                f"same seed, so the reported numbers are *not* held out.")
-    return (f"**Protocol (DeepOBS, two stages in one study).** Every grid point ran with every "
-            f"seed (a study declares one list of seeds for all its settings, so the final stage "
-            f"cannot be limited to the chosen settings). The {what} is chosen on the mean "
-            f"final validation loss of the tuning seeds "
-            f"{', '.join(map(str, tune_seeds))} only; everything reported about the chosen "
-            f"setting (curves, tables, paired tests) comes from the {len(final_seeds)} held-out "
-            f"final seeds {', '.join(map(str, final_seeds))}, like a rerun with fresh seeds. "
-            f"The test split is never used to choose.")
-
-
-def holm(pvalues):
-    """Holm-Bonferroni adjusted p-values (NaN entries stay NaN and are not counted)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    out = np.full(p.shape, np.nan)
-    idx = np.flatnonzero(np.isfinite(p))
-    m = idx.size
-    running = 0.0
-    for rank, i in enumerate(idx[np.argsort(p[idx], kind="stable")]):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out
-
-
-def value_at_time(results, setting, metric, budget):
-    """Per-seed ``metric`` (an eval metric, epochs 0..E) at the last epoch ended by ``budget``
-    seconds of training time (epoch 0 if even the first epoch took longer); NaN if missing."""
-    vals = results.curves(setting, metric)
-    times = results.curves(setting, "time")
-    out = np.full(vals.shape[0], np.nan)
-    for i in range(vals.shape[0]):
-        if not np.isfinite(vals[i, 0]):
-            continue
-        done = np.flatnonzero(times[i] <= budget)
-        out[i] = vals[i, done[-1] + 1 if done.size else 0]
-    return out
-
-
-def paired(a, b):
-    """:func:`stats.paired` without scipy's precision warnings on (nearly) identical pairs."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return stats.paired(a, b)
-
-
-def untested_note(final_seeds):
-    """A sentence for the conclusion when the final seeds cannot support paired tests."""
-    if len(final_seeds) >= 2:
-        return None
-    return ("Only one final seed: no paired test is possible, so 'not significant' below means "
-            "'not tested'.")
-
-
-def sig_phrase(padj, what="Holm p"):
-    """``"significant, Holm p = 0.01"``, ``"not significant, ..."`` or ``"not tested"``."""
-    if not math.isfinite(padj):
-        return "not tested"
-    return f"{'' if padj < ALPHA else 'not '}significant, {what} = {fmt(padj, 3)}"
-
-
-def significance_rows(pairs, digits=3):
-    """Table rows of paired comparisons with Holm-adjusted p-values.
-
-    ``pairs``: list of ``(name, paired_dict)``. Returns ``(rows, adjusted)``.
-    """
-    adjusted = holm([p["t_p"] for _, p in pairs])
-    rows = []
-    for (name, p), padj in zip(pairs, adjusted, strict=True):
-        verdict = "-" if not math.isfinite(padj) else ("**yes**" if padj < ALPHA else "no")
-        rows.append([name, p["n"], f"{fmt(p['diff'])} [{fmt(p['lo'])}, {fmt(p['hi'])}]",
-                     f"{p['a_better']}/{p['b_better']}", fmt(p["t_p"], digits),
-                     fmt(padj, digits), fmt(p["wilcoxon_p"], digits), verdict])
-    return rows, adjusted
-
-
-SIGNIFICANCE_HEADERS = ["comparison (a - b)", "pairs", "mean diff [95% CI]", "a better / b better",
-                        "paired t p", "Holm p", "Wilcoxon p", f"significant (Holm, {ALPHA:.0%})"]
-
-
-def log_grid(low, n, step=0.5):
-    """``n`` learning rates ``10**(low + k * step)`` rounded to 3 significant digits."""
-    return [float(f"{10 ** (low + k * step):.3g}") for k in range(n)]
-
-
-def _plain_number(v, _pos=None):
-    return f"{v:g}"
-
-
-def log_axis(ax, axis="x"):
-    """Log scale with plain tick labels (``0.01``, ``1e-05``): mathtext labels are slow to draw
-    and minor labels clutter. Ticks at 1, 2, 5 x 10^k; at powers of ten only when the axis spans
-    more than three decades, at every 1..9 x 10^k when it spans less than 20x. Call it after
-    plotting (and after setting limits)."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    getattr(ax, f"set_{axis}scale")("log")
-    lo, hi = ax.get_xlim() if axis == "x" else ax.get_ylim()
-    ratio = hi / lo if lo > 0 else math.inf
-    subs = (1.0,) if ratio > 1e3 else (1.0, 2.0, 5.0) if ratio > 20 else tuple(range(1, 10))
-    a = ax.xaxis if axis == "x" else ax.yaxis
-    a.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
-    a.set_major_formatter(FuncFormatter(_plain_number))
-    a.set_minor_formatter(NullFormatter())
-
-
-def loss_ylim(ax, means, below=3.0, above=1.5):
-    """Y limits of a log-scale loss panel from its mean curves: confidence bands clipped at 0
-    would otherwise stretch the axis down to nothing."""
-    vals = np.concatenate([np.ravel(m) for m in means]) if means else np.array([])
-    vals = vals[np.isfinite(vals) & (vals > 0)]
-    if vals.size:
-        ax.set_ylim(vals.min() / below, vals.max() * above)
-
-
-def errorbar_ci(ax, x, cis, **kw):
-    """Plot means with their (clipped) 95% intervals as error bars."""
-    mean = np.array([c.mean for c in cis], dtype=np.float64)
-    lo = np.array([c.lo for c in cis], dtype=np.float64)
-    hi = np.array([c.hi for c in cis], dtype=np.float64)
-    err = np.vstack([np.nan_to_num(mean - lo), np.nan_to_num(hi - mean)])
-    return ax.errorbar(x, mean, yerr=err, capsize=3, **kw)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -505,13 +360,6 @@ def _batch(method):
     """Batch size of a method for ordering (the full batch counts as infinite)."""
     b = METHODS.get(method)
     return math.inf if b is None else b
-
-
-def median_cost(values):
-    """Median of per-seed costs to a target, a NaN (never reached, or a missing run) counting
-    as +inf: a method that failed on most seeds has an infinite median."""
-    v = np.asarray(values, dtype=np.float64)
-    return float(np.median(np.where(np.isnan(v), np.inf, v))) if v.size else math.nan
 
 
 def _conclude(report, summaries, best, edge):

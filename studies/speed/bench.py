@@ -25,7 +25,7 @@ What is measured
 
 Every framework runs in its own process, one after another, and this process does no numerical
 work while they run (two BLAS thread pools side by side on 2 cores cost 10-40x). The protocol
-of one configuration is :func:`dlbasics.studies._speed.common.measure`.
+of one configuration is :func:`dlbasics.studies.speed.common.measure`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
-from ._speed.common import (
+from .common import (
     FULL,
     NETS,
     n_params,
@@ -272,7 +272,7 @@ def _run_job(name, spec, env, workdir, timeout, log):
     rc = None
     with open(err_path, "w") as err:
         try:
-            proc = subprocess.run([sys.executable, "-m", "dlbasics.studies._speed.worker",
+            proc = subprocess.run([sys.executable, "-m", "dlbasics.studies.speed.worker",
                                    str(spec_path), str(out_path)], env=env, cwd=str(workdir),
                                   stdout=err, stderr=subprocess.STDOUT, timeout=timeout)
             rc = proc.returncode
@@ -362,7 +362,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     }
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    from ._speed import report
+    from . import report
 
     report.write(results, out)
     log(f"wrote {out / 'README.md'} and {out / 'results.json'} in {results['total_s']:.0f} s")
@@ -384,7 +384,7 @@ def _command(profile, out):
 
 def _machine():
     try:
-        from . import provenance
+        from .. import provenance
 
         m = dict(provenance.machine())
     except Exception:  # noqa: BLE001 - provenance is optional here
@@ -419,7 +419,7 @@ def _versions():
         except metadata.PackageNotFoundError:
             continue
     try:
-        from . import provenance
+        from .. import provenance
 
         commit = provenance.git_commit()
         if commit:
@@ -595,7 +595,7 @@ def rewrite_report(out):
         raw = json.load(f)
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    from ._speed import report
+    from . import report
 
     report.write(results, out)
     return results

@@ -15,11 +15,8 @@ import math
 
 import numpy as np
 
-from . import datasets, stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .spec import Setting, Study
-from .study_gd_variants import (
+from .. import datasets, stats
+from ..analysis import (
     ALPHA,
     SIGNIFICANCE_HEADERS,
     TUNE_SEEDS,
@@ -34,6 +31,9 @@ from .study_gd_variants import (
     split_seeds,
     untested_note,
 )
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..spec import Setting, Study
 
 #: problem -> (problem_args full, problem_args quick, epochs full)
 PROBLEMS = {
@@ -183,7 +183,7 @@ def _curves(final, report, problems, budgets, best):
 
 
 def report_colors(n):
-    from .report import pyplot
+    from ..report import pyplot
 
     cm = pyplot().get_cmap("viridis")
     return [cm(0.9 * i / max(n - 1, 1)) for i in range(n)]

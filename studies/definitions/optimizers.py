@@ -15,13 +15,9 @@ import math
 
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .spec import Setting, Study
-from .study_gd_variants import (
+from .. import stats
+from ..analysis import (
     ALPHA,
-    PROBLEMS,
     SIGNIFICANCE_HEADERS,
     TUNE_SEEDS,
     errorbar_ci,
@@ -37,6 +33,9 @@ from .study_gd_variants import (
     split_seeds,
     untested_note,
 )
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..spec import Setting, Study
 
 #: name -> (display name, family in the notes' terms, log10 of the smallest grid rate, hyper)
 OPTIMIZERS = {
@@ -64,6 +63,14 @@ TOLERANCE = 0.10
 def lr_grid(name, quick):
     grid = log_grid(OPTIMIZERS[name][2], N_LR)
     return grid[2:4] if quick else grid
+
+
+#: problem -> (problem_args full, problem_args quick, hidden widths, epochs full)
+PROBLEMS = {
+    "digits": ({}, {"n": 300}, [32], 30),
+    "mnist1d": ({"n": 5000}, {"n": 500}, [32], 20),
+    "spirals": ({"n": 1000, "turns": 1.0}, {"n": 300, "turns": 1.0}, [32, 32], 60),
+}
 
 
 @register("optimizers")

@@ -26,11 +26,11 @@ import math
 
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import POSITIVE, fmt, fmt_ci
-from .spec import Setting, Study, grid
-from .study_geometry import Networks
+from .. import stats
+from ..analysis import Networks
+from ..registry import register
+from ..report import POSITIVE, fmt, fmt_ci
+from ..spec import Setting, Study, grid
 
 TARGETS = ("sine", "step", "bump")
 #: Noise of each target in :mod:`dlbasics.studies.datasets` (its default); the test loss cannot go
@@ -113,7 +113,7 @@ def target(x, m1, m2, a, b, c):
 def construction_mlp(k1, m1, k2, m2, a, b, c):
     """A :class:`dlbasics.models.MLP` ``[1, 2, 1]`` with sigmoid hidden units holding the notes'
     weights."""
-    from ..models import MLP
+    from ...models import MLP
 
     net = MLP([1, 2, 1], activation="sigmoid", output="identity", loss="squared")
     net.weights[0][...] = [[k1, k2]]
@@ -164,7 +164,7 @@ def _standardise(ds, x):
 
 def function_error(model, ds, name, n=2001):
     """``1/2 mean (f(x) - yhat(x))^2`` against the noise-free target on a grid of [-1, 1]."""
-    from .datasets import TARGETS as FUNCS
+    from ..datasets import TARGETS as FUNCS
 
     x = np.linspace(-1.0, 1.0, n)
     yhat = model.forward(_standardise(ds, x).astype(np.float32))[:, 0].astype(np.float64)
@@ -276,7 +276,7 @@ def _width_figure(results, report, ferr):
 
 
 def _fits_figure(results, report, nets):
-    from .datasets import TARGETS as FUNCS
+    from ..datasets import TARGETS as FUNCS
 
     x = np.linspace(-1.0, 1.0, 801)
     widths = results.factor_values("width")

@@ -1,4 +1,4 @@
-"""One worker process of the speed benchmark: ``python -m dlbasics.studies._speed.worker SPEC OUT``.
+"""One worker process of the speed benchmark: ``python -m dlbasics.studies.speed.worker SPEC OUT``.
 
 ``SPEC`` is a JSON file naming the job (``kind``: ``train``, ``population``, ``coldstart``,
 ``fma`` or ``gemm``) and its settings; the worker writes its results to the JSON file ``OUT``
@@ -216,7 +216,7 @@ JOBS = {"train": run_train, "population": run_population, "coldstart": run_colds
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python -m dlbasics.studies._speed.worker SPEC.json OUT.json", file=sys.stderr)
+        print("usage: python -m dlbasics.studies.speed.worker SPEC.json OUT.json", file=sys.stderr)
         return 2
     with open(argv[0]) as f:
         spec = json.load(f)

@@ -19,10 +19,10 @@ import warnings
 
 import numpy as np
 
-from . import datasets, stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .spec import Setting, Study
+from .. import datasets, stats
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..spec import Setting, Study
 
 NOISE_XOR = 0.25
 
@@ -93,7 +93,7 @@ def perceptron_path(X, y, seed, max_epochs):
     lines : list of (ndarray of shape (n_features,), float)
         ``(w, b)`` at the end of each epoch.
     """
-    from ..models import Perceptron
+    from ...models import Perceptron
 
     p = Perceptron(lr=1.0, shuffle=True, seed=int(seed))
     lines = []
@@ -113,7 +113,7 @@ def errors_of(X, y, w, b):
 
 def blobs_run(margin, seed, n, max_epochs):
     """One perceptron run on blobs of ``margin`` drawn with ``seed``: numbers and its path."""
-    from ..models.perceptron import max_margin_separator
+    from ...models.perceptron import max_margin_separator
 
     ds = datasets.load("blobs", seed, n=n, margin=margin)
     X, y = ds.X_train.astype(np.float64), ds.y_train

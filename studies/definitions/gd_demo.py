@@ -14,10 +14,10 @@ import itertools
 
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .spec import Setting, Study, grid
+from .. import stats
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..spec import Setting, Study, grid
 
 METHODS = {"batch": None, "mini-batch": 16, "stochastic": 1}
 #: Validation accuracy whose first epoch the time-to-target table reports.

@@ -21,12 +21,8 @@ import math
 
 import numpy as np
 
-from . import datasets, stats
-from .registry import register
-from .report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from .runner import resolve_model
-from .spec import Setting, Study
-from .study_gd_variants import (
+from .. import datasets, stats
+from ..analysis import (
     ALPHA,
     SIGNIFICANCE_HEADERS,
     errorbar_ci,
@@ -35,6 +31,10 @@ from .study_gd_variants import (
     sig_phrase,
     significance_rows,
 )
+from ..registry import register
+from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..runner import resolve_model
+from ..spec import Setting, Study
 
 HIDDEN_P = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 INPUT_P = (0.5, 0.6, 0.7, 0.8, 0.9)
@@ -283,8 +283,8 @@ def retrain(setting, seed):
     import numba
     from threadpoolctl import threadpool_limits
 
-    from ..models import MLP, train
-    from ..models.optimizers import make_optimizer
+    from ...models import MLP, train
+    from ...models.optimizers import make_optimizer
 
     ds = datasets.load(setting.problem, setting.data_seed, **setting.problem_args)
     kw = resolve_model(setting.model, ds.n_features, ds.n_outputs, ds.task)

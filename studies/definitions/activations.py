@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import FRACTION, POSITIVE, fmt, fmt_ci
-from .spec import Setting, Study, grid
-from .study_geometry import Networks, layer_outputs
+from .. import stats
+from ..analysis import Networks, layer_outputs
+from ..registry import register
+from ..report import FRACTION, POSITIVE, fmt, fmt_ci
+from ..spec import Setting, Study, grid
 
 #: Every elementwise activation of the notes, in the order of the pictures.
 PLOTTED = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", "softplus")
@@ -83,7 +83,7 @@ def make(profile):
 
 def values(name, z):
     """``(f(z), f'(z))`` of activation ``name`` (float64 results of the float32 kernels)."""
-    from ..kernels.activations import activate, derivative
+    from ...kernels.activations import activate, derivative
 
     z32 = np.ascontiguousarray(z, dtype=np.float32)
     return (activate(name, z32).astype(np.float64), derivative(name, z32).astype(np.float64))
@@ -132,7 +132,7 @@ def saturated_share(name, z, frac=SATURATED):
 
 def layer_gradients(activation, seed, X, y, depth=DEEP[0], width=DEEP[1]):
     """Norm of each layer's weight gradient of a fresh deep network (first layer first)."""
-    from ..models import MLP
+    from ...models import MLP
 
     m = MLP([X.shape[1], *[width] * (depth - 1), 1], activation=activation, output="sigmoid",
             loss="binary_cross_entropy", seed=int(seed))
@@ -292,7 +292,7 @@ def _histogram_figure(report, zs, names):
 
 
 def analyse(results, report):
-    from . import datasets
+    from .. import datasets
 
     acts = results.factor_values("activation")
     best = {}
@@ -343,7 +343,7 @@ def analyse(results, report):
                          "the best learning rate is chosen on validation loss.")
 
     # pre-activations of the trained networks (trained again: the store keeps no parameters)
-    from ..models import MLP
+    from ...models import MLP
 
     nets = Networks(results)
     hist_names = [n for n in ("sigmoid", "tanh", "relu") if n in best]

@@ -20,14 +20,17 @@ points of a convex set lies in the set, so a convex region scores exactly 1.
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 
-from . import stats
-from .registry import register
-from .report import FRACTION, fmt, fmt_ci
-from .spec import Setting, Study
+from .. import stats
+from ..analysis import (
+    Networks,
+    best_seed,
+    layer_outputs,
+)
+from ..registry import register
+from ..report import FRACTION, fmt, fmt_ci
+from ..spec import Setting, Study
 
 PROBLEMS = ("xor", "circles", "spirals")
 #: Convexity ratio from which a region counts as convex (grid points of the hull in the region).
@@ -98,86 +101,6 @@ def make(profile):
 # ----------------------------------------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def one_thread():
-    """Run Numba code on one thread inside the block (restored afterwards)."""
-    import numba
-
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
-
-
-def retrain(setting, seeds):
-    """Train a setting's networks again for ``seeds``, exactly as the runner trained them.
-
-    Returns
-    -------
-    models : list of MLP
-        One per seed, with its final parameters.
-    histories : list of History
-    ds : dlbasics.studies.datasets.Dataset
-    """
-    from ..models import MLP
-    from ..models.optimizers import make_optimizer
-    from ..models.population import train_population
-    from .runner import _data
-
-    cfg = setting.config("cpu")
-    data = _data(cfg)
-    ds = data["ds"]
-    seeds = [int(s) for s in seeds]
-    template = MLP(**data["kw"], seed=seeds[0], backend="cpu")
-    opts = [make_optimizer(cfg["optimizer"], **cfg["hyper"]) for _ in seeds]
-    with one_thread():  # as in a runner worker; the parallel kernel stalls on a busy machine
-        hists, P = train_population(template, ds.X_train, data["y_train"], opts, seeds,
-                                    batch_size=cfg["batch_size"], epochs=cfg["epochs"],
-                                    shuffle=True, shuffle_seeds=seeds, X_val=ds.X_val,
-                                    y_val=data["y_val"], metrics=cfg["metrics"])
-    models = []
-    for s, p in zip(seeds, P, strict=True):
-        m = MLP(**data["kw"], seed=s, backend="cpu")
-        m.set_params_vector(p)
-        models.append(m)
-    return models, hists, ds
-
-
-def check_retrained(results, setting, seeds, hists):
-    """Largest ``|retrained - stored|`` final validation loss over ``seeds`` (NaN: none)."""
-    stored = results.values(setting, "final_val_loss")
-    idx = {s: i for i, s in enumerate(results.seeds)}
-    diffs = [abs(h.val_loss[-1] - stored[idx[s]]) for s, h in zip(seeds, hists, strict=True)
-             if np.isfinite(stored[idx[s]])]
-    return max(diffs) if diffs else float("nan")
-
-
-def layer_outputs(model, X):
-    """Outputs of every layer of ``model`` for inputs ``X``: a list, the last the output."""
-    from ..kernels.activations import activate
-
-    L = len(model.sizes) - 1
-    names = [model.activation] * (L - 1) if isinstance(model.activation, str) \
-        else list(model.activation)
-    names.append(model.output)
-    a = np.ascontiguousarray(X, dtype=model.dtype)
-    outs = []
-    for W, b, name in zip(model.weights, model.biases, names, strict=True):
-        a = activate(name, np.ascontiguousarray(a @ W + b))
-        outs.append(a)
-    return outs
-
-
-def best_seed(results, setting, key="final_val_accuracy"):
-    """The study seed with the highest validation value of ``key`` (first on ties)."""
-    v = results.values(setting, key)
-    if not np.isfinite(v).any():
-        return results.seeds[0]
-    return results.seeds[int(np.nanargmax(v))]
-
-
 # ----------------------------------------------------------------------------------------------
 # geometry
 # ----------------------------------------------------------------------------------------------
@@ -229,7 +152,7 @@ BANDS = 12
 
 
 def _region_axes(ax, xs, ys, values, vmin, vmax):
-    from .report import pyplot
+    from ..report import pyplot
 
     cmap = pyplot().get_cmap("RdBu_r", BANDS)
     return ax.imshow(values.reshape(len(ys), len(xs)), origin="lower", cmap=cmap, vmin=vmin,
@@ -293,36 +216,6 @@ def _accuracy(model, ds):
 def _setting(results, problem, arch):
     ss = results.select(problem=problem, hidden=arch)
     return ss[0] if ss else None
-
-
-class Networks:
-    """The trained networks of a study's settings, trained again once on first use.
-
-    ``nets(setting)`` -> ``(models, ds)`` for every study seed (models in seed order);
-    :attr:`checks` collects :func:`check_retrained` of each setting.
-    """
-
-    def __init__(self, results):
-        self.results = results
-        self.cache = {}
-        self.checks = []
-
-    def __call__(self, setting):
-        if setting.label not in self.cache:
-            seeds = self.results.seeds
-            models, hists, ds = retrain(setting, seeds)
-            self.checks.append(check_retrained(self.results, setting, seeds, hists))
-            self.cache[setting.label] = (models, ds)
-        return self.cache[setting.label]
-
-    def best(self, setting):
-        """``(seed, model, ds)`` of the seed with the best validation accuracy."""
-        models, ds = self(setting)
-        seed = best_seed(self.results, setting)
-        return seed, models[self.results.seeds.index(seed)], ds
-
-    def max_difference(self):
-        return max((c for c in self.checks if np.isfinite(c)), default=float("nan"))
 
 
 def _first_layer_figure(results, report, problem, arch, nets):

@@ -33,7 +33,7 @@ class Single:
         self.model = _mlp(net, backend, 0)
         self.init = flat_params(glorot_init(NETS[net]["sizes"], 0))
         if not np.array_equal(self.model.params, self.init):
-            raise AssertionError("dlbasics.studies._speed.common.glorot_init differs from "
+            raise AssertionError("dlbasics.studies.speed.common.glorot_init differs from "
                                  "MLP's init")
         self.opt = SGD(NETS[net]["lr"])
         self.X, self.y = X, y

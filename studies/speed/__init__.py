@@ -1,0 +1,28 @@
+"""The speed study (``dlbasics bench``): our backends against PyTorch, JAX and scikit-learn.
+
+:mod:`.bench` is the driver (``python -m dlbasics.studies.speed``): it starts one worker process
+per framework (``python -m dlbasics.studies.speed.worker SPEC OUT``), so that no two thread
+pools (NumPy's OpenBLAS, SciPy's OpenBLAS used by Numba's ``np.dot``, PyTorch's, XLA's) ever
+run side by side, and writes the report with :mod:`.report`. Every other module runs inside a
+worker; of them only :mod:`.common` is imported by the driver (it needs NumPy alone).
+
+The driver's names (``main``, ``run``, ``analyse``, ``train_step_flops``, ...) are reachable here
+too; they are imported on first use, so that a worker does not import the driver.
+"""
+
+
+#: The modules of this package (``from . import report`` must find them, not the driver's names).
+_SUBMODULES = frozenset({"bench", "common", "limits", "ours", "peer_jax", "peer_sklearn",
+                         "peer_torch", "report", "worker"})
+
+
+def __getattr__(name):
+    if name in _SUBMODULES or name.startswith("__"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    bench = importlib.import_module(f"{__name__}.bench")
+    try:
+        return getattr(bench, name)
+    except AttributeError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None

@@ -8,10 +8,9 @@ GPU: ``numba.cuda`` is imported only when a GPU function is first called, throug
 * ``no CUDA GPU found (set NUMBA_ENABLE_CUDASIM=1 to use the simulator)``
 
 The CUDA simulator (``NUMBA_ENABLE_CUDASIM=1`` in the environment before numba is imported)
-counts as a GPU: it runs every kernel as Python threads, so it proves logic, not speed. Its
-``cuda.shared.array`` is not thread-safe (threads of one block could end up with different
-arrays, see :func:`_thread_safe_simulator_shared`); :func:`require_cuda` replaces it with an
-atomic version when the simulator is on.
+counts as a GPU: it runs every kernel as Python threads, so it proves logic, not speed.
+:func:`require_cuda` patches its ``cuda.shared.array`` (thread-safe, NaN-filled) through
+:mod:`dlbasics.kernels.gpu_simulator`, the one version-gated module that touches the simulator.
 
 Launch geometry is read from :mod:`dlbasics.kernels.config` *at launch time* (tests patch
 ``THREADS_PER_BLOCK``, ``TILE`` and ``MAX_BLOCKS`` small so tiny inputs span several blocks and
@@ -23,7 +22,7 @@ Compile-only mode
 :func:`enable_compile_only` turns every launch into a PTX compilation of the kernel for the
 argument types of that launch (no GPU needed, only libNVVM) and every device array into a host
 NumPy array. Running the public functions in this mode type-checks and compiles all kernels
-exactly as a real GPU would, with results left undefined; ``tests/gpu/test_gpu_compile.py``
+exactly as a real GPU would, with results left undefined; ``python -m tests.gpu.compile_all``
 uses it. It cannot be turned off again in the same process.
 """
 
@@ -31,10 +30,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
-import numbers
 import os
-import sys
-import threading
 
 import numpy as np
 from numba import njit
@@ -90,72 +86,11 @@ def require_cuda():
     if _state["compile_only"] is None and not cuda.is_available():
         raise RuntimeError(NO_GPU)
     if simulator_enabled():
-        _thread_safe_simulator_shared()
+        from .gpu_simulator import patch_shared_arrays
+
+        patch_shared_arrays()
     _state["cuda"] = cuda
     return cuda
-
-
-# ---------------------------------------------------------------------------------------------
-# the simulator's shared memory
-# ---------------------------------------------------------------------------------------------
-
-#: Held while a simulated thread looks up or creates a shared array (see below).
-_SHARED_LOCK = threading.Lock()
-
-
-def _new_shared(shape, dtype):
-    """Storage of one simulated shared array (uninitialised, as on a GPU)."""
-    return np.empty(shape, dtype)
-
-
-def _thread_safe_simulator_shared():
-    """Make the simulator's ``cuda.shared.array`` atomic (idempotent).
-
-    The simulator runs the threads of a block as Python threads, and each of them calls
-    ``cuda.shared.array``; numba-cuda's ``FakeCUDAShared.array`` keys the block's arrays by the
-    calling source line and does *look up, else create, then store* without a lock. A thread
-    switch between the look-up and the store (the GIL can change hands there) lets two threads
-    of the first block of a launch each create an array and keep their own, so one thread
-    loads its part of a tile, or its partial sum, into an array no other thread reads, and the
-    others read the uninitialised (typically stale) element in its place: rarely, a tiled
-    product or a reduction of that launch comes out wrong. Here the look-up and the creation
-    happen under one lock, with the same key (the caller's file and line), so every thread of
-    a launch gets the same array, as on a GPU. Dynamic shared memory (``shape == 0``) and
-    explicit alignments go to the original method unchanged.
-    """
-    from numba.cuda.simulator import kernelapi
-
-    cls = getattr(kernelapi, "FakeCUDAShared", None)
-    numpy_support = getattr(kernelapi, "numpy_support", None)
-    numba_types = getattr(kernelapi, "types", None)
-    if cls is None or numpy_support is None or numba_types is None:  # pragma: no cover
-        return  # a simulator laid out otherwise: left as it is
-    if getattr(cls.array, "_dlbasics_thread_safe", False):
-        return
-    original = cls.array
-    as_dtype = numpy_support.as_dtype  # the simulator's own dtype conversion
-    numba_type = numba_types.Type
-
-    def array(self, shape, dtype, alignment=None):
-        if alignment is not None:
-            return original(self, shape, dtype, alignment)
-        if isinstance(shape, numbers.Integral) and shape == 0:
-            return original(self, shape, dtype)
-        if isinstance(dtype, numba_type):
-            dtype = as_dtype(dtype)
-        frame = sys._getframe(1)
-        caller = (frame.f_code.co_filename, frame.f_lineno)
-        del frame
-        with _SHARED_LOCK:
-            res = self._allocations.get(caller)
-            if res is None:
-                res = _new_shared(shape, dtype)
-                self._allocations[caller] = res
-        return res
-
-    array._dlbasics_thread_safe = True
-    array.__doc__ = original.__doc__
-    cls.array = array
 
 
 def device_name():
@@ -355,8 +290,8 @@ def enable_compile_only(cc=(9, 0)):
 
 
 def compiled_kernels():
-    """``{(kernel name, argument types): PTX size}`` of the kernels compiled in compile-only
-    mode so far."""
+    """``{(kernel name, kernel id, argument types): PTX text}`` of the kernels compiled in
+    compile-only mode so far."""
     return dict(_state["ptx"])
 
 
@@ -369,4 +304,4 @@ def _compile(kernel, args):
     if key in _state["ptx"]:
         return
     ptx, _ = cuda.compile_ptx(kernel.py_func, sig, cc=_state["compile_only"])
-    _state["ptx"][key] = len(ptx)
+    _state["ptx"][key] = ptx

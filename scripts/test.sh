@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install dlbasics with its test dependencies into a fresh virtual environment and run every
 # test: the main suite, the pytest-benchmark cases once each (as correctness tests), and the
-# GPU kernels under the CUDA simulator in their own pytest process.
+# GPU kernels under the CUDA simulator in their own pytest process (bounds-checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
@@ -14,5 +14,7 @@ PY="$VENV/bin/python"
 "$PY" -m ruff check kernels models studies tests scripts
 "$PY" -m pytest -q --benchmark-disable
 if [ -d tests/gpu ]; then
-  NUMBA_ENABLE_CUDASIM=1 "$PY" -m pytest -q tests/gpu
+  # bounds-checked compiled helpers; their own cache (Numba's cache key ignores boundscheck)
+  NUMBA_ENABLE_CUDASIM=1 NUMBA_BOUNDSCHECK=1 \
+    NUMBA_CACHE_DIR="${TMPDIR:-/tmp}/dlbasics-numba-boundscheck" "$PY" -m pytest -q tests/gpu
 fi

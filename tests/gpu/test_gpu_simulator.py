@@ -1,4 +1,5 @@
-"""The CUDA simulator's shared memory, as :mod:`dlbasics.kernels.gpu_config` makes it thread-safe.
+"""The CUDA simulator's shared memory, as :mod:`dlbasics.kernels.gpu_simulator` patches it:
+thread-safe, NaN-filled, version-gated; and bounds checking in the simulator run.
 
 numba-cuda's simulator hands each simulated thread its ``cuda.shared.array`` through an
 unlocked *look up, else create, then store*; a thread switch inside it gave two threads of a
@@ -7,12 +8,14 @@ intermittent CPU/GPU mismatches of whole training runs). These tests widen that 
 purpose (the allocation gives up the GIL) and check that every thread still shares one array.
 """
 
+import os
 import time
+import warnings
 
 import numpy as np
 import pytest
 
-from dlbasics.kernels import gpu_config
+from dlbasics.kernels import gpu_config, gpu_simulator
 from dlbasics.kernels import losses as L
 from dlbasics.kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
 from dlbasics.kernels.gpu_losses import gpu_loss_and_gradient
@@ -27,13 +30,13 @@ cuda = None  # numba.cuda as a module global, as in kernels/gpu_*.py (the simula
 def slow_shared(monkeypatch):
     """Shared arrays whose creation gives up the GIL, so that other threads of the block run
     between the look-up and the store (where a preemption used to split the block)."""
-    create = gpu_config._new_shared
+    create = gpu_simulator.new_shared
 
     def slow(shape, dtype):
         time.sleep(1e-4)
         return create(shape, dtype)
 
-    monkeypatch.setattr(gpu_config, "_new_shared", slow)
+    monkeypatch.setattr(gpu_simulator, "new_shared", slow)
 
 
 def test_shared_array_is_replaced_once():
@@ -41,9 +44,68 @@ def test_shared_array_is_replaced_once():
 
     gpu_config.require_cuda()
     array = kernelapi.FakeCUDAShared.array
-    assert getattr(array, "_dlbasics_thread_safe", False)
-    gpu_config._thread_safe_simulator_shared()
+    assert getattr(array, "_dlbasics_patched", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the installed numba-cuda is one the patch was checked on
+        assert gpu_simulator.patch_shared_arrays()
     assert kernelapi.FakeCUDAShared.array is array
+
+
+def test_version_gate_messages():
+    def locked(self, shape, dtype):
+        with self.lock:
+            return shape
+
+    def unlocked(self, shape, dtype):
+        return shape
+
+    assert gpu_simulator.gate(gpu_simulator.LAST_CHECKED, unlocked) is None
+    assert "not applied" in gpu_simulator.gate(gpu_simulator.LAST_CHECKED, None)
+    assert "no longer needed" in gpu_simulator.gate(gpu_simulator.LAST_CHECKED, locked)
+    newer = (gpu_simulator.LAST_CHECKED[0], gpu_simulator.LAST_CHECKED[1] + 1)
+    assert "outside the versions" in gpu_simulator.gate(newer, unlocked)
+    assert "outside the versions" in gpu_simulator.gate(None, unlocked)
+
+
+def test_new_shared_arrays_read_as_nan_before_a_write():
+    """A kernel that reads a shared element no thread wrote gets NaN (floats) or the most
+    negative integer, never a quiet zero."""
+    global cuda
+    cuda = gpu_config.require_cuda()
+
+    @cuda.jit
+    def kernel(out, iout):
+        buf = cuda.shared.array(4, np.float32)
+        ibuf = cuda.shared.array(4, np.int64)
+        tid = cuda.threadIdx.x
+        if tid < 2:
+            buf[tid] = 1.0
+            ibuf[tid] = 1
+        cuda.syncthreads()
+        out[tid] = buf[tid]
+        iout[tid] = ibuf[tid]
+
+    out = np.zeros(4, np.float32)
+    iout = np.zeros(4, np.int64)
+    kernel[1, 4](out, iout)
+    np.testing.assert_array_equal(out[:2], 1.0)
+    assert np.isnan(out[2:]).all()
+    np.testing.assert_array_equal(iout, [1, 1, np.iinfo(np.int64).min, np.iinfo(np.int64).min])
+
+
+@pytest.mark.skipif(os.environ.get("NUMBA_BOUNDSCHECK") != "1",
+                    reason="CI runs the simulator with NUMBA_BOUNDSCHECK=1 (scripts/test.sh)")
+def test_bounds_checked_helpers_raise():
+    """Under NUMBA_BOUNDSCHECK=1 the compiled helpers the simulated kernels call check every
+    index: an out-of-range read raises instead of reading past the array."""
+    from numba import njit
+
+    @njit
+    def at(a, i):
+        return a[i]
+
+    with pytest.raises(IndexError):
+        at(np.zeros(3), 3)
 
 
 @pytest.mark.usefixtures("slow_shared")

@@ -284,11 +284,38 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
 
 
 @njit(cache=True)
+def l2_penalty_kernel(params, grad, layout, scale):
+    r"""Add the L2 penalty of the weights (not the biases) to a batch gradient.
+
+    With ``scale`` :math:`= \alpha / n` for a batch of :math:`n` rows, the penalty is
+    :math:`\frac{\alpha}{2n} \sum_l \lVert W_l \rVert^2` (scikit-learn's ``alpha``): each
+    weight's gradient gains :math:`\frac{\alpha}{n} w` (``grad += scale * W``, in the
+    parameter dtype) and the penalty, summed in float64, is returned to be added to the batch
+    loss.
+    """
+    c = params.dtype.type(scale)
+    total = 0.0
+    for l in range(layout.shape[0]):
+        m = layout[l, 0] * layout[l, 1]
+        w = span(params, layout[l, 2], m)
+        g = span(grad, layout[l, 2], m)
+        for i in range(m):
+            wi = w[i]
+            total += float(wi) * float(wi)
+            g[i] += c * wi
+    return 0.5 * scale * total
+
+
+@njit(cache=True)
 def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
                           order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
-                          eps, seed, step, min_rows, min_work, sgd_lr=0.0):
+                          eps, seed, step, min_rows, min_work, sgd_lr=0.0, alpha=0.0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
-    ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`)."""
+    ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`).
+
+    ``alpha > 0`` adds the L2 penalty of the weights to both (:func:`l2_penalty_kernel`, with
+    the batch's row count); ``alpha = 0`` leaves the results bitwise as without it.
+    """
     params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
                                          borrow(codes), borrow(keep))
     X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),
@@ -297,14 +324,17 @@ def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X,
     gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
     forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
                    min_rows, min_work)
-    return backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                            loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
+    value = backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
+                             loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
+    if alpha > 0.0:
+        value += l2_penalty_kernel(params, grad, layout, alpha / B)
+    return value
 
 
 @njit(cache=True)
 def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                  ws, offs, lbuf, loss_code, fused, dense_targets, eps, seed, opt_code, hp, s1, s2,
-                 s3, t0, min_rows, min_work, out):
+                 s3, t0, min_rows, min_work, out, alpha=0.0):
     """A whole epoch of mini-batch gradient descent in one call.
 
     Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
@@ -314,6 +344,7 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
 
     Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
     updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
+    ``alpha``: the L2 penalty of each batch (see :func:`batch_gradient_kernel`).
     """
     # Borrowed arrays: the per-batch calls below then do no reference counting (see
     # dlbasics.kernels.views; bitwise the same results).
@@ -331,14 +362,14 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     # gradient round trip through memory; on a diverging step it is applied before the loss is
     # seen to be non-finite, so the weights end non-finite where the general path keeps the
     # last finite ones; the histories are the same).
-    fuse = opt_code == SGD_CODE and batch == 1 and min_rows > 1
+    fuse = opt_code == SGD_CODE and batch == 1 and min_rows > 1 and alpha == 0.0
     sgd_lr = hp[HP_LR] if fuse else 0.0 * hp[HP_LR]
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
                                       labels, order, start, stop, ws, offs, lbuf, loss_code,
                                       fused, dense_targets, eps, seed, t, min_rows, min_work,
-                                      sgd_lr)
+                                      sgd_lr, alpha)
         rows += stop - start
         if not math.isfinite(value):
             total = value

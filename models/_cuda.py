@@ -133,6 +133,50 @@ def _kernels(threads):
     return gather, evaluate
 
 
+@functools.cache
+def _l2_kernel(threads):
+    """The L2 penalty step on the device (one block), twin of
+    :func:`dlbasics.models._core.l2_penalty_kernel`."""
+    global cuda
+    cuda = g.require_cuda()
+    A = g.array_access()
+
+    @cuda.jit
+    def l2(params, grad, segs, scale, B, res, mode):
+        """``grad[w] += scale * params[w]`` over the weight ranges ``segs`` (rows ``start,
+        stop``); the penalty ``scale / 2 * sum w^2`` is added to the loss record ``res`` as the
+        loss kernel records a batch loss (``MODE_STORE``: to ``res[0]``; ``MODE_EPOCH``: times
+        ``B`` to ``res[0]`` unless the record is marked diverged)."""
+        params = A(params)
+        grad = A(grad)
+        segs = A(segs)
+        res = A(res)
+        tid = cuda.threadIdx.x
+        part = cuda.shared.array(threads, float64)
+        total = 0.0
+        for s in range(segs.shape[0]):
+            for i in range(segs[s, 0] + tid, segs[s, 1], threads):
+                w = params[i]
+                total += float64(w) * float64(w)
+                grad[i] += scale * w
+        part[tid] = total
+        cuda.syncthreads()
+        half = threads // 2
+        while half > 0:
+            if tid < half:
+                part[tid] += part[tid + half]
+            cuda.syncthreads()
+            half //= 2
+        if tid == 0:
+            pen = 0.5 * scale * part[0]
+            if mode == MODE_STORE:
+                res[0] += pen
+            elif res[3] == 0.0:
+                res[0] += pen * B
+
+    return l2
+
+
 class _Workspace:
     """Device buffers for batches of up to ``batch`` rows (2-D views of the right width)."""
 
@@ -356,13 +400,28 @@ class DeviceMLP:
         ev = g.copy_to_host(self.evaluation)
         return float(ev[0] / n), (float(ev[1] / n) if m.is_classifier else math.nan)
 
-    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step):
-        """Loss of rows ``order[start:stop]`` (training mode); the gradient stays on the
-        device (:meth:`grad_host` copies it)."""
+    def _penalty(self, alpha, B, record, mode):
+        """Add the L2 penalty ``alpha`` of the weights for a batch of ``B`` rows to the
+        gradient and to ``record`` (see :func:`_l2_kernel`)."""
+        segs = getattr(self, "_l2_segs", None)
+        if segs is None:
+            lay = self.model.layout
+            segs = np.stack([lay[:, 2], lay[:, 2] + lay[:, 0] * lay[:, 1]], axis=1)
+            segs = self._l2_segs = g.to_device(np.ascontiguousarray(segs, dtype=np.int64))
+        threads = g.reduce_threads()
+        scale = self.dtype.type(alpha / B)
+        g.launch(_l2_kernel(threads), 1, threads, self.d_params, self.d_grad, segs, scale,
+                 float(B), record, int(mode))
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        """Loss of rows ``order[start:stop]`` (training mode, L2 penalty ``alpha``); the
+        gradient stays on the device (:meth:`grad_host` copies it)."""
         dX = self._dev(X)
         dY, dlab = self._targets(Y, labels, dense)
         self._step(dX, dY, dlab, dense, g.to_device(np.ascontiguousarray(order)), start, stop,
                    step, self.result, MODE_STORE)
+        if alpha > 0.0:
+            self._penalty(alpha, stop - start, self.result, MODE_STORE)
         return float(g.copy_to_host(self.result)[0])
 
     def adopt_state(self, optimizer, state):
@@ -378,9 +437,9 @@ class DeviceMLP:
         self._cache = {}
         return DeviceState(state, int(state.count), dslots)
 
-    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr):
-        """One epoch on the device; returns ``(state, loss sum weighted by rows, updates, rows,
-        diverged)`` as the CPU's fused epoch does."""
+    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha=0.0):
+        """One epoch on the device (L2 penalty ``alpha`` per batch); returns ``(state, loss
+        sum weighted by rows, updates, rows, diverged)`` as the CPU's fused epoch does."""
         dX = self._dev(X)
         dY, dlab = self._targets(Y, labels, dense)
         d_order = g.to_device(np.ascontiguousarray(order, dtype=np.int64))
@@ -394,6 +453,8 @@ class DeviceMLP:
         for start in range(0, n, batch):
             stop = min(start + batch, n)
             self._step(dX, dY, dlab, dense, d_order, start, stop, t, self.record, MODE_EPOCH)
+            if alpha > 0.0:
+                self._penalty(alpha, stop - start, self.record, MODE_EPOCH)
             t += 1
             launch_update(optimizer.code, self.d_params, self.d_grad, s1, s2, s3, hp, t,
                           stop=stop_flag)

@@ -122,8 +122,10 @@ def _loss_and_delta(model, cache, Y, labels, dense, want_grad=True):
 
 
 @_quiet
-def batch_gradient(model, X, Y, labels, dense, rows, step):
-    """Loss of the rows ``rows`` and its gradient into ``model.grad``."""
+def batch_gradient(model, X, Y, labels, dense, rows, step, alpha=0.0):
+    """Loss of the rows ``rows`` and its gradient into ``model.grad``; ``alpha > 0`` adds the
+    L2 penalty ``alpha / (2 n) * sum ||W||^2`` of the weights (see
+    :func:`dlbasics.models._core.l2_penalty_kernel`)."""
     Xb = X[rows]
     Yb = Y[rows] if dense else Y
     lb = labels if dense else labels[rows]
@@ -142,6 +144,14 @@ def batch_gradient(model, X, Y, labels, dense, rows, step):
             dh = dh * cache[l][3]
         _, zp, ap, _ = cache[l - 1]
         delta = dh * _dact(names[l - 1], zp, ap, model.slope)
+    if alpha > 0.0:
+        scale = alpha / len(rows)
+        total = 0.0
+        for n_in, n_out, w_off, _ in model.layout:
+            w = model.params[w_off : w_off + n_in * n_out]
+            total += float(np.dot(w.astype(np.float64), w.astype(np.float64)))
+            model.grad[w_off : w_off + n_in * n_out] += model.dtype.type(scale) * w
+        value += 0.5 * scale * total
     return value
 
 

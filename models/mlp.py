@@ -407,7 +407,7 @@ class MLP:
                               PREDICT_BLAS_MIN_WORK, out)
         return float(out[0]), (float(out[1]) if self.is_classifier else float("nan"))
 
-    def gradient(self, X, y, step=0):
+    def gradient(self, X, y, step=0, alpha=0.0):
         """Mean loss of the batch and its gradient w.r.t. :attr:`params` (training mode).
 
         Parameters
@@ -419,6 +419,9 @@ class MLP:
         step : int, default=0
             Update count: with dropout, the masks are those of this step (so a fixed ``step``
             means a fixed mask).
+        alpha : float >= 0, default=0.0
+            L2 penalty ``alpha / (2 n) * sum ||W||^2`` over the weights (not the biases) of the
+            ``n`` rows, added to the loss and its gradient (scikit-learn's ``alpha``).
 
         Returns
         -------
@@ -430,22 +433,26 @@ class MLP:
         X = self.check_X(X)
         Y, labels, dense = self.check_y(y, X.shape[0])
         step = _checks.integer("step", step, low=0)
+        alpha = _checks.real("alpha", alpha, low=0.0)
         order = np.arange(X.shape[0], dtype=np.int64)
-        value = self.batch_gradient(X, Y, labels, dense, order, 0, X.shape[0], step)
+        value = self.batch_gradient(X, Y, labels, dense, order, 0, X.shape[0], step, alpha)
         return value, self.grad.copy() if self._device is None else self._device.grad_host()
 
-    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step):
-        """Unchecked: loss of rows ``order[start:stop]``, gradient into :attr:`grad`."""
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        """Unchecked: loss of rows ``order[start:stop]``, gradient into :attr:`grad` (with the
+        L2 penalty ``alpha`` of the weights, see :meth:`gradient`)."""
         if self.backend == "numpy":
-            return _numpy.batch_gradient(self, X, Y, labels, dense, order[start:stop], step)
+            return _numpy.batch_gradient(self, X, Y, labels, dense, order[start:stop], step,
+                                         alpha)
         if self.backend == "cuda":
-            return self._device.batch_gradient(X, Y, labels, dense, order, start, stop, step)
+            return self._device.batch_gradient(X, Y, labels, dense, order, start, stop, step,
+                                               alpha)
         w = self.workspace(stop - start)
         return _core.batch_gradient_kernel(
             self.params, self.grad, self.layout, self.codes, self.keep,
             self.dropout == "inverted", self.slope, X, Y, labels, order, start, stop, w.ws,
             w.offs, w.lbuf, self.loss_code, self.fused, dense, self.eps, self.seed, step,
-            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0,
+            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, alpha,
         )
 
     def forward_mc(self, X, n_nets=100, seed=None):

@@ -103,7 +103,7 @@ def _validate(model, X, y, X_val, y_val):
 
 def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed=0, X_val=None,
           y_val=None, callbacks=(), progress=False, metrics="running", schedule=None, state=None,
-          fast=True):
+          fast=True, alpha=0.0):
     """Train ``model`` in place by gradient descent and return its :class:`History`.
 
     Parameters
@@ -119,8 +119,11 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         stochastic gradient descent; ``k``: mini-batches of ``k`` (the last one smaller when
         ``k`` does not divide ``n``; epoch losses are weighted by batch size).
     epochs : int, default=10
-    shuffle : bool, default=True
+    shuffle : bool or callable, default=True
         Visit samples in a new random order each epoch (indices are shuffled, not the data).
+        A callable is called as ``shuffle(order)`` on the int64 visiting order of the previous
+        epoch (``arange(n)`` at first) and returns the next one (a permutation of it): e.g.
+        scikit-learn's ``sample_idx = shuffle(sample_idx, random_state=rs)``.
     seed : int, default=0
         Seed of the shuffling. Same seed, same history, bitwise.
     X_val, y_val : ndarray, optional
@@ -141,6 +144,11 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         Use the fused path (a whole epoch in one compiled call) where it applies (backend
         ``"cpu"``). It gives bitwise the same results as the general path. The ``"cuda"``
         backend always runs whole epochs on the device.
+    alpha : float >= 0, default=0.0
+        L2 penalty of the weights (not the biases) in every mini-batch of ``n`` rows:
+        ``alpha / (2 n) * sum ||W||^2`` added to the batch loss (and so to ``train_loss``) and
+        ``alpha / n * W`` to its gradient, as scikit-learn's MLPs define ``alpha``. ``0`` gives
+        bitwise the results of training without it.
 
     Returns
     -------
@@ -153,6 +161,9 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     epochs = _checks.integer("epochs", epochs, low=0)
     seed = _checks.integer("seed", seed, low=0)
     _checks.choice("metrics", metrics, METRICS)
+    alpha = _checks.real("alpha", alpha, low=0.0)
+    if not (callable(shuffle) or isinstance(shuffle, (bool, np.bool_))):
+        raise TypeError(f"shuffle must be a bool or a callable, got {type(shuffle).__name__}")
     X, Y, labels, dense, val = _validate(model, X, y, X_val, y_val)
     n = X.shape[0]
     batch = _batch_size(batch_size, n)
@@ -194,18 +205,21 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         for epoch in range(epochs):
             lr = optimizer.lr if schedule is None else float(schedule(epoch))
             _checks.real("lr", lr, low=0.0, low_open=True)
-            if shuffle:
+            if callable(shuffle):
+                order = _checked_order(shuffle(order), n)
+            elif shuffle:
                 order = rng.permutation(n).astype(np.int64)
             t0 = time.perf_counter()
             if model.backend == "cuda":
                 state, total, done, rows, bad = model._device.epoch(
-                    X, Y, labels, dense, order, batch, optimizer, state, lr)
+                    X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
             elif fused:
                 state, total, done, rows, bad = _fused_epoch(model, X, Y, labels, dense, order,
-                                                             batch, optimizer, state, lr, out)
+                                                             batch, optimizer, state, lr, out,
+                                                             alpha)
             else:
                 state, total, done, rows, bad = _general_epoch(model, X, Y, labels, dense, order,
-                                                               batch, optimizer, state, lr)
+                                                               batch, optimizer, state, lr, alpha)
             elapsed += time.perf_counter() - t0
             updates += done
             evals += rows
@@ -252,7 +266,17 @@ def blas_single_thread():
     return threadpool_limits(limits=1, user_api="blas")
 
 
-def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, out):
+def _checked_order(order, n):
+    """The visiting order a ``shuffle`` callable returned, checked (a bad one would make the
+    compiled epoch read out of bounds)."""
+    order = np.ascontiguousarray(order, dtype=np.int64)
+    if order.shape != (n,) or (n and (order.min() < 0 or order.max() >= n)):
+        raise ValueError(f"shuffle must return a permutation of range({n}), got shape "
+                         f"{order.shape}")
+    return order
+
+
+def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, out, alpha):
     w = model.workspace(batch)
     s1, s2, s3 = optimizer.slots(state, model.params)
     hp = optimizer.hyper_vector(model.dtype, lr)
@@ -260,20 +284,21 @@ def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr,
         model.params, model.grad, model.layout, model.codes, model.keep,
         model.dropout == "inverted", model.slope, X, Y, labels, order, batch, w.ws, w.offs,
         w.lbuf, model.loss_code, model.fused, dense, model.eps, model.seed, optimizer.code, hp,
-        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out,
+        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out, alpha,
     )
     done = int(out[1])
     return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
 
 
-def _general_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr):
+def _general_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha):
     n = order.shape[0]
     total = 0.0
     done = 0
     rows = 0
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        value = model.batch_gradient(X, Y, labels, dense, order, start, stop, state.count)
+        value = model.batch_gradient(X, Y, labels, dense, order, start, stop, state.count,
+                                     alpha)
         rows += stop - start
         if not math.isfinite(value):
             return state, value, done, rows, True

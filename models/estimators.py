@@ -1,38 +1,42 @@
-"""scikit-learn-style estimators around :class:`~dlbasics.models.mlp.MLP` and
-:func:`~dlbasics.models.training.train`.
+"""scikit-learn's MLPClassifier and MLPRegressor on the suite's compiled training loop.
 
-:class:`MLPClassifier` and :class:`MLPRegressor` follow the scikit-learn estimator contract:
-constructor arguments are stored as given (checked in :meth:`fit`), ``fit`` starts afresh,
-``partial_fit`` continues (the network *and* the optimizer state), and fitted attributes end with
-an underscore. When scikit-learn is importable they derive from its ``BaseEstimator`` and mixins
+:class:`MLPClassifier` and :class:`MLPRegressor` are drop-ins for
+``sklearn.neural_network.MLPClassifier`` and ``MLPRegressor``: the same parameters with the same
+names, defaults and meaning (solvers ``"adam"``, ``"sgd"`` and ``"lbfgs"``, the L2 penalty
+``alpha``, the learning-rate schedules, early stopping on a validation split, warm starts,
+``partial_fit``) and the same fitted attributes (``coefs_``, ``intercepts_``, ``loss_curve_``,
+...). For the same ``random_state`` they draw the same initial weights, validation split and
+visiting orders as scikit-learn; the stochastic solvers run
+:func:`~dlbasics.models.training.train` (whole epochs in one compiled call), L-BFGS runs
+``scipy.optimize`` on the compiled loss and gradient. Our extras are keyword arguments at the
+end: ``keep_prob`` and ``dropout`` (dropout), ``dtype`` (float32 by default) and ``backend``.
+
+When scikit-learn is importable the estimators derive from its ``BaseEstimator`` and mixins
 and validate input with its ``validate_data``, so they work in pipelines, grid searches and
-``clone`` and pass :func:`sklearn.utils.estimator_checks.check_estimator`. Without scikit-learn
-a small NumPy fallback provides the same API (``get_params``/``set_params``, ``score``), so the
-package does not depend on it.
+``clone`` and pass :func:`sklearn.utils.estimator_checks.check_estimator`. Without
+scikit-learn a small NumPy fallback provides the same API, so the package does not depend on
+it.
 
-Training stops early on a training-loss plateau as in scikit-learn: after each epoch, an epoch
-whose loss is not below ``best_loss - tol`` counts as "no improvement"; more than
-``n_iter_no_change`` such epochs in a row stop :meth:`fit` (a
-:func:`~dlbasics.models.training.train` callback, :class:`LossPlateau`). Reaching ``max_epochs``
-first issues a ``ConvergenceWarning``.
+``random_state_from``, ``validate`` and ``as_work_array`` are shared with
+:class:`dlbasics.models.perceptron.Perceptron`.
 """
 
 from __future__ import annotations
 
 import inspect
-import io
 import numbers
 import warnings
 
 import numpy as np
 
 from ..kernels import _checks
-from .mlp import MLP
-from .optimizers import OPTIMIZERS, make_optimizer
+from ..kernels.activations import ACTIVATIONS
+from .mlp import BACKENDS, MLP
+from .optimizers import SGD, Adam, Momentum, Nesterov
 from .training import train
 
-__all__ = ["MLPClassifier", "MLPRegressor", "LossPlateau", "ConvergenceWarning",
-           "NotFittedError", "HAVE_SKLEARN"]
+__all__ = ["MLPClassifier", "MLPRegressor", "ConvergenceWarning", "NotFittedError",
+           "HAVE_SKLEARN"]
 
 #: Input dtypes accepted by the validation (anything else is converted to the first).
 _FLOAT_DTYPES = (np.float64, np.float32)
@@ -135,9 +139,14 @@ except ImportError:  # pragma: no cover
                               np.where(ss_res > 0, 0.0, 1.0))
             return float(r2.mean())
 
-    def check_is_fitted(estimator):
-        """Raise :class:`NotFittedError` unless ``estimator`` has a fitted (``x_``) attribute."""
-        if not any(k.endswith("_") and not k.startswith("__") for k in vars(estimator)):
+    def check_is_fitted(estimator, attributes=None):
+        """Raise :class:`NotFittedError` unless ``estimator`` has a fitted (``x_``) attribute
+        (or the named one)."""
+        if attributes is not None:
+            fitted = hasattr(estimator, attributes)
+        else:
+            fitted = any(k.endswith("_") and not k.startswith("__") for k in vars(estimator))
+        if not fitted:
             raise NotFittedError(
                 f"This {type(estimator).__name__} instance is not fitted yet. Call 'fit' with "
                 "appropriate arguments before using this estimator."
@@ -279,47 +288,30 @@ def seed_from(random_state, name="random_state"):
     return _checks.integer(name, random_state, low=0, high=2**63 - 1)
 
 
-# ---------------------------------------------------------------------------------------------
-# early stopping
-# ---------------------------------------------------------------------------------------------
 
+def random_state_from(random_state, name="random_state"):
+    """A ``numpy.random.RandomState`` as scikit-learn's ``check_random_state`` gives one.
 
-class LossPlateau:
-    """:func:`~dlbasics.models.training.train` callback: stop when the training loss stops
-    improving.
-
-    scikit-learn's rule: after epoch ``e`` with loss :math:`L_e`, if
-    :math:`L_e > L_\\text{best} - \\text{tol}` the no-improvement count grows by one, otherwise it
-    resets to zero; :math:`L_\\text{best} = \\min(L_\\text{best}, L_e)`. Training stops when the
-    count exceeds ``n_iter_no_change``.
-
-    Parameters
-    ----------
-    tol : float >= 0
-    n_iter_no_change : int >= 1
+    An int seeds a fresh one, a RandomState is used as is (and advanced), ``None`` gives a
+    fresh one seeded from the operating system's entropy (scikit-learn would use NumPy's
+    global generator; the suite never touches global random state).
     """
-
-    __name__ = "loss_plateau"
-
-    def __init__(self, tol=1e-4, n_iter_no_change=10):
-        self.tol = _checks.real("tol", tol, low=0.0)
-        self.n_iter_no_change = _checks.integer("n_iter_no_change", n_iter_no_change, low=1)
-        self.best_loss = np.inf
-        self.no_improvement = 0
-
-    def __call__(self, epoch, history, model):
-        loss = history.train_loss[-1]
-        if loss > self.best_loss - self.tol:
-            self.no_improvement += 1
-        else:
-            self.no_improvement = 0
-        self.best_loss = min(self.best_loss, loss)
-        return self.no_improvement > self.n_iter_no_change
+    if random_state is None:
+        return np.random.RandomState(np.random.SeedSequence().generate_state(1)[0])
+    if isinstance(random_state, np.random.RandomState):
+        return random_state
+    return np.random.RandomState(_checks.integer(name, random_state, low=0, high=2**32 - 1))
 
 
 # ---------------------------------------------------------------------------------------------
-# the estimators
+# the MLP estimators
 # ---------------------------------------------------------------------------------------------
+
+#: scikit-learn's activation names -> ours (``logistic`` is our ``sigmoid``).
+_ACTIVATION_NAMES = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh",
+                     "relu": "relu"}
+_SOLVERS = ("lbfgs", "sgd", "adam")
+_SCHEDULES = ("constant", "invscaling", "adaptive")
 
 
 def _hidden_sizes(value):
@@ -327,274 +319,646 @@ def _hidden_sizes(value):
         value = (value,)
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise TypeError(
-            "hidden_layer_sizes must be an int or a sequence of ints like (16, 16), got "
+            "hidden_layer_sizes must be an int or a sequence of ints like (100,), got "
             f"{value!r}"
         )
-    return [_checks.integer("hidden_layer_sizes", v, low=1) for v in value]
+    sizes = list(value)
+    for v in sizes:
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"hidden_layer_sizes must hold integers, got {value!r}")
+        if v <= 0:
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {value!r}")
+    return [int(v) for v in sizes]
 
 
-def _float_dtype(dtype):
+def _float_dtype(dtype, X_dtype):
+    if dtype is None:
+        return np.dtype(X_dtype)
     try:
         dt = np.dtype(dtype)
     except TypeError as err:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}") from err
+        raise TypeError(f"dtype must be 'float32', 'float64' or None, got {dtype!r}") from err
     if dt not in _checks.FLOAT_DTYPES:
-        raise TypeError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        raise TypeError(f"dtype must be 'float32', 'float64' or None, got {dtype!r}")
     return dt
 
 
-class _BaseMLPEstimator(BaseEstimator):
-    """Shared constructor, training and persistence of the MLP estimators."""
+def _flag(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+    return bool(value)
 
-    def __init__(self, hidden_layer_sizes=(16,), activation="tanh", optimizer="adam",
-                 learning_rate=1e-3, batch_size=32, max_epochs=200, keep_prob=None,
-                 dropout="scale", init="glorot", dtype="float32", backend="cpu",
-                 random_state=0, tol=1e-4, n_iter_no_change=10, shuffle=True, verbose=False,
-                 momentum=0.9, weight_decay=1e-2):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.optimizer = optimizer
-        self.learning_rate = learning_rate
-        self.batch_size = batch_size
-        self.max_epochs = max_epochs
-        self.keep_prob = keep_prob
-        self.dropout = dropout
-        self.init = init
-        self.dtype = dtype
-        self.backend = backend
-        self.random_state = random_state
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
-        self.shuffle = shuffle
-        self.verbose = verbose
-        self.momentum = momentum
-        self.weight_decay = weight_decay
 
-    # -- subclass hooks ------------------------------------------------------------------------
-    _output = "identity"
-    _loss = "squared"
+class _Settings:
+    """The checked constructor arguments of an MLP estimator (see ``_check_params``)."""
 
-    def _head(self, n_outputs):
-        """``(output activation, loss name)`` for ``n_outputs`` network outputs."""
-        return self._output, self._loss
 
-    # -- construction --------------------------------------------------------------------------
-    def _make_optimizer(self):
-        name = self.optimizer
-        _checks.choice("optimizer", name, OPTIMIZERS)
-        lr = _checks.real("learning_rate", self.learning_rate, low=0.0, low_open=True)
-        hyper = {"lr": lr}
-        if name in ("momentum", "nesterov"):
-            hyper["momentum"] = self.momentum
-        elif name == "adamw":
-            hyper["weight_decay"] = self.weight_decay
-        return make_optimizer(name, **hyper)
+class _BaseMLP(BaseEstimator):
+    """What :class:`MLPClassifier` and :class:`MLPRegressor` share: the parameters, the
+    stochastic and L-BFGS solvers and the fitted attributes (scikit-learn's semantics)."""
 
-    def _check_training_params(self):
-        _checks.integer("max_epochs", self.max_epochs, low=1)
-        if self.batch_size is not None:
-            _checks.integer("batch_size", self.batch_size, low=1)
-        _checks.real("tol", self.tol, low=0.0)
-        _checks.integer("n_iter_no_change", self.n_iter_no_change, low=1)
+    # -- parameters ----------------------------------------------------------------------------
+    def _store(self, params):
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
 
-    def _initialize(self, n_features, n_outputs):
-        """Build ``model_`` and ``optimizer_`` and reset the training record."""
-        self._check_training_params()
-        sizes = [n_features, *_hidden_sizes(self.hidden_layer_sizes), n_outputs]
-        output, loss = self._head(n_outputs)
-        self._seed = seed_from(self.random_state)
-        self.optimizer_ = self._make_optimizer()
-        self.model_ = MLP(sizes, activation=self.activation, output=output, loss=loss,
-                          keep_prob=self.keep_prob, dropout=self.dropout, init=self.init,
-                          dtype=_float_dtype(self.dtype), backend=self.backend,
-                          seed=self._seed)
-        self.optimizer_state_ = None
-        self.loss_curve_ = []
+    def _check_params(self):
+        """Check every constructor argument; a ValueError/TypeError names the bad one."""
+        s = _Settings()
+        s.hidden = _hidden_sizes(self.hidden_layer_sizes)
+        act = self.activation
+        if act in _ACTIVATION_NAMES:
+            s.activation = _ACTIVATION_NAMES[act]
+        elif isinstance(act, str) and act in ACTIVATIONS and act != "softmax":
+            s.activation = act  # our extra activations (leaky_relu, softplus, ...)
+        else:
+            raise ValueError(
+                "activation must be one of 'identity', 'logistic', 'tanh', 'relu' (or one of "
+                f"dlbasics' elementwise activations), got {act!r}"
+            )
+        s.solver = _checks.choice("solver", self.solver, _SOLVERS)
+        s.alpha = _checks.real("alpha", self.alpha, low=0.0)
+        if isinstance(self.batch_size, str):
+            if self.batch_size != "auto":
+                raise ValueError(f"batch_size must be 'auto' or an int >= 1, got "
+                                 f"{self.batch_size!r}")
+            s.batch_size = "auto"
+        else:
+            s.batch_size = _checks.integer("batch_size", self.batch_size, low=1)
+        s.schedule = _checks.choice("learning_rate", self.learning_rate, _SCHEDULES)
+        s.lr = _checks.real("learning_rate_init", self.learning_rate_init, low=0.0,
+                            low_open=True)
+        s.power_t = _checks.real("power_t", self.power_t, low=0.0)
+        s.max_iter = _checks.integer("max_iter", self.max_iter, low=1)
+        s.shuffle = _flag("shuffle", self.shuffle)
+        s.tol = _checks.real("tol", self.tol, low=0.0)
+        s.warm_start = _flag("warm_start", self.warm_start)
+        s.momentum = _checks.real("momentum", self.momentum, low=0.0, high=1.0)
+        s.nesterov = _flag("nesterovs_momentum", self.nesterovs_momentum)
+        s.early_stopping = _flag("early_stopping", self.early_stopping)
+        s.validation_fraction = _checks.real("validation_fraction", self.validation_fraction,
+                                             low=0.0, high=1.0, high_open=True)
+        s.beta_1 = _checks.real("beta_1", self.beta_1, low=0.0, high=1.0, high_open=True)
+        s.beta_2 = _checks.real("beta_2", self.beta_2, low=0.0, high=1.0, high_open=True)
+        s.epsilon = _checks.real("epsilon", self.epsilon, low=0.0, low_open=True)
+        if self.n_iter_no_change == np.inf:
+            s.n_iter_no_change = np.inf
+        else:
+            s.n_iter_no_change = _checks.integer("n_iter_no_change", self.n_iter_no_change,
+                                                 low=1)
+        s.max_fun = _checks.integer("max_fun", self.max_fun, low=1)
+        if self.verbose is not None and not isinstance(self.verbose, (bool, numbers.Integral)):
+            raise TypeError(f"verbose must be a bool or an int, got {self.verbose!r}")
+        if self.random_state is not None and not isinstance(
+                self.random_state, (numbers.Integral, np.random.RandomState)):
+            raise TypeError("random_state must be None, an int or a numpy.random.RandomState, "
+                            f"got {type(self.random_state).__name__}")
+        s.dropout = _checks.choice("dropout", self.dropout, ("scale", "inverted"))
+        s.backend = _checks.choice("backend", self.backend, BACKENDS)
+        if s.backend == "cuda" and s.solver == "lbfgs":
+            raise ValueError("solver='lbfgs' runs on backend 'cpu' or 'numpy', not 'cuda'")
+        return s
+
+    # -- the network ---------------------------------------------------------------------------
+    def _initialize(self, s, n_features, n_outputs, X_dtype, rs):
+        """Fresh network with scikit-learn's initialisation drawn from ``rs`` (Glorot uniform
+        weights *and* biases, bound ``sqrt(6 / (fan_in + fan_out))``, 2 instead of 6 for the
+        logistic activation), and a fresh training record."""
+        layer_units = [n_features, *s.hidden, n_outputs]
         self.n_iter_ = 0
-        self.history_ = None
+        self.t_ = 0
+        self.n_outputs_ = n_outputs
+        self.n_layers_ = len(layer_units)
+        self.out_activation_ = self._out_activation(n_outputs)
+        output, loss = {"identity": ("identity", "squared"),
+                        "logistic": ("sigmoid", "binary_cross_entropy"),
+                        "softmax": ("softmax", "cross_entropy")}[self.out_activation_]
+        dtype = _float_dtype(self.dtype, X_dtype)
+        seed = 0 if self.keep_prob is None else int(rs.randint(2**31 - 1))
+        model = MLP(layer_units, activation=s.activation, output=output, loss=loss,
+                    keep_prob=self.keep_prob, dropout=s.dropout, dtype=dtype,
+                    backend=s.backend, seed=seed)
+        factor = 2.0 if s.activation == "sigmoid" else 6.0
+        flat = np.empty(model.n_params)
+        for (fan_in, fan_out, w_off, b_off) in model.layout:
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            flat[w_off:w_off + fan_in * fan_out] = rs.uniform(-bound, bound,
+                                                              (fan_in, fan_out)).ravel()
+            flat[b_off:b_off + fan_out] = rs.uniform(-bound, bound, fan_out)
+        model.set_params_vector(flat.astype(dtype))
+        self._model = model
+        self._bind()
+        self._best_params = model.params.copy()
+        self._optimizer = None
+        if s.solver != "lbfgs":
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if s.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
 
-    def _train(self, X, T, epochs, early_stopping):
-        """Run ``epochs`` epochs of :func:`train` from the current model and optimizer state."""
+    def _bind(self):
+        """``coefs_`` and ``intercepts_``: views into the network's flat parameters."""
+        self.coefs_ = [W for W in self._model.weights]
+        self.intercepts_ = [b for b in self._model.biases]
+        self._bound = (list(self.coefs_), list(self.intercepts_))
+
+    def _sync(self):
+        """Take over ``coefs_``/``intercepts_`` a user replaced (as scikit-learn allows before a
+        warm start) or that unpickling separated from the network."""
+        model = self._model
+        same = (len(self.coefs_) == len(model.weights)
+                and all(a is b for a, b in zip(self.coefs_, self._bound[0], strict=False))
+                and all(a is b for a, b in zip(self.intercepts_, self._bound[1], strict=False))
+                and all(np.shares_memory(W, model.params) for W in self.coefs_[:1]))
+        if same:
+            return
+        flat = np.empty(model.n_params, dtype=model.dtype)
+        for l, (n_in, n_out, w_off, b_off) in enumerate(model.layout):
+            W = np.asarray(self.coefs_[l])
+            b = np.asarray(self.intercepts_[l]).ravel()
+            if W.shape != (n_in, n_out) or b.shape != (n_out,):
+                raise ValueError(
+                    f"coefs_[{l}]/intercepts_[{l}] have shapes {W.shape}/{b.shape}, the network "
+                    f"needs ({n_in}, {n_out})/({n_out},)"
+                )
+            flat[w_off:w_off + n_in * n_out] = W.ravel()
+            flat[b_off:b_off + n_out] = b
+        model.set_params_vector(flat)
+        self._bind()
+
+    def _predict_raw(self, X):
+        """Output activations (float64) of the fitted network for ``X``."""
+        check_is_fitted(self, "coefs_")
+        X = validate(self, X, reset=False)
+        self._sync()
+        return self._model.forward(as_work_array(X, self._model.dtype)).astype(np.float64)
+
+    # -- fitting -------------------------------------------------------------------------------
+    def _fit(self, X, y, incremental):
+        s = self._check_params()
+        first = not hasattr(self, "coefs_") or (not s.warm_start and not incremental)
+        X, T = self._validate_input(X, y, incremental, reset=first)
+        n_outputs = T.shape[1] if T.ndim == 2 else self._n_outputs_for(T)
+        rs = random_state_from(self.random_state)
+        if first:
+            self._initialize(s, X.shape[1], n_outputs, X.dtype, rs)
+        else:
+            self._sync()
+            units = [X.shape[1], *s.hidden, n_outputs]
+            if units != list(self._model.sizes):
+                raise ValueError(
+                    f"warm_start/partial_fit: the layer sizes {units} differ from the fitted "
+                    f"network's {list(self._model.sizes)} (hidden_layer_sizes changed?)"
+                )
+        X = as_work_array(X, self._model.dtype)
+        if s.solver == "lbfgs":
+            self._fit_lbfgs(s, X, T)
+        else:
+            self._fit_stochastic(s, X, T, y, rs, incremental)
+        if not np.isfinite(self._model.params).all():
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed."
+            )
+        return self
+
+    def _make_optimizer(self, s):
+        if s.solver == "adam":
+            return Adam(lr=s.lr, b1=s.beta_1, b2=s.beta_2, eps=s.epsilon)
+        if s.momentum == 0.0:
+            return SGD(lr=s.lr)
+        if s.momentum >= 1.0:
+            raise ValueError("momentum=1 is not supported by dlbasics (momentum must be < 1)")
+        return (Nesterov if s.nesterov else Momentum)(lr=s.lr, momentum=s.momentum)
+
+    def _split(self, s, X, T, rs):
+        """scikit-learn's validation split for ``early_stopping`` (same random draws)."""
+        stratify = T if (self._is_classifier and self.n_outputs_ == 1) else None
+        if HAVE_SKLEARN:
+            from sklearn.model_selection import train_test_split
+
+            X_tr, X_val, T_tr, T_val = train_test_split(
+                X, T, random_state=rs, test_size=s.validation_fraction, stratify=stratify)
+        else:  # a plain random split
+            n = X.shape[0]
+            n_val = int(np.ceil(s.validation_fraction * n))
+            perm = rs.permutation(n)
+            X_tr, X_val, T_tr, T_val = X[perm[n_val:]], X[perm[:n_val]], T[perm[n_val:]], \
+                T[perm[:n_val]]
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
+        return (np.ascontiguousarray(X_tr), np.ascontiguousarray(X_val),
+                np.ascontiguousarray(T_tr), np.ascontiguousarray(T_val))
+
+    def _fit_stochastic(self, s, X, T, y, rs, incremental):
+        if not incremental or self._optimizer is None:
+            self._optimizer = self._make_optimizer(s)
+            self._opt_state = None
+            self._lr = s.lr
+        if s.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        if s.early_stopping:
+            X, X_val, T, T_val = self._split(s, X, T, rs)
+            y_val = self._decode(T_val)
         n = X.shape[0]
-        batch = n if self.batch_size is None else min(int(self.batch_size), n)
-        # One shuffling seed per (random_state, epochs done): fit is repeatable, and successive
-        # partial_fit calls do not replay the same permutation.
-        seed = int(np.random.SeedSequence([self._seed, self.n_iter_]).generate_state(1)[0])
-        callbacks = [LossPlateau(self.tol, self.n_iter_no_change)] if early_stopping else []
-        hist = train(self.model_, X, T, self.optimizer_, batch_size=batch, epochs=epochs,
-                     shuffle=bool(self.shuffle), seed=seed, callbacks=callbacks,
-                     progress=bool(self.verbose), state=self.optimizer_state_)
-        self.optimizer_state_ = hist.state
-        self.history_ = hist
-        self.loss_curve_.extend(float(v) for v in hist.train_loss)
-        self.n_iter_ += hist.epochs
+        if s.batch_size == "auto":
+            batch = min(200, n)
+        else:
+            if s.batch_size > n:
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is "
+                              "going to be clipped", stacklevel=3)
+            batch = min(s.batch_size, n)
+
+        def reshuffle(order):  # sklearn.utils.shuffle(sample_idx, random_state=rs)
+            idx = np.arange(n)
+            rs.shuffle(idx)
+            return order[idx]
+
+        def end_of_epoch(epoch, hist, model):
+            self.n_iter_ += 1
+            self.loss_ = hist.train_loss[-1]
+            self.t_ += n
+            self.loss_curve_.append(self.loss_)
+            if self.verbose:
+                print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
+            if s.early_stopping:
+                self._track_validation(s, X_val, y_val)
+            else:
+                if self.loss_ > self.best_loss_ - s.tol:
+                    self._no_improvement_count += 1
+                else:
+                    self._no_improvement_count = 0
+                self.best_loss_ = min(self.best_loss_, self.loss_)
+            if s.solver == "sgd" and s.schedule == "invscaling":
+                self._set_lr(s.lr / (self.t_ + 1) ** s.power_t)
+            if self._no_improvement_count > s.n_iter_no_change:
+                if s.solver == "sgd" and s.schedule == "adaptive" and self._lr > 1e-6:
+                    self._set_lr(self._lr / 5.0)
+                    self._no_improvement_count = 0
+                    if self.verbose:
+                        print(f"Setting learning rate to {self._lr:f}")
+                else:
+                    return True
+            return False
+
+        if self._opt_state is None:
+            self._opt_state = self._optimizer.init(self._model.params)
+        self.n_iter_ = 0
+        hist = train(self._model, X, T, self._optimizer, batch_size=batch,
+                     epochs=1 if incremental else s.max_iter,
+                     shuffle=reshuffle if s.shuffle else False, callbacks=[end_of_epoch],
+                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
+        self._opt_state = hist.state
         if hist.diverged:
             raise ValueError(
-                f"training diverged: the loss became non-finite in epoch {self.n_iter_}; "
-                "lower learning_rate or standardise X"
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed (the training loss became non-finite "
+                f"in epoch {self.n_iter_ + 1})."
             )
-        if early_stopping and hist.stopped_by is None:
+        if not incremental and hist.stopped_by is None and self.n_iter_ == s.max_iter:
             warnings.warn(
-                f"{type(self).__name__}: max_epochs ({epochs}) reached and the training loss "
-                "has not converged yet (raise max_epochs or learning_rate)",
-                ConvergenceWarning, stacklevel=3,
-            )
+                f"Stochastic Optimizer: Maximum iterations ({s.max_iter}) reached and the "
+                "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
+        if s.early_stopping:
+            self._model.set_params_vector(self._best_params)
 
-    def _forward(self, X):
-        """Network outputs (float64) for validated ``X``."""
-        check_is_fitted(self)
-        X = validate(self, X, reset=False)
-        X = as_work_array(X, self.model_.dtype)
-        return self.model_.forward(X).astype(np.float64)
+    def _set_lr(self, lr):
+        """Change the learning rate between epochs. scikit-learn keeps its velocity in
+        parameter units (``v = mu v - lr g``), ours in gradient units (``b = mu b + g``, ``w -=
+        lr b``): rescaling ``b`` by ``old / new`` keeps the two the same update."""
+        buf = getattr(self._opt_state, "momentum_buffer", None)
+        if buf is not None and lr != self._lr and self._model.backend != "cuda":
+            buf *= buf.dtype.type(self._lr / lr)
+        self._lr = lr
 
-    # -- pickling: the MLP travels as its own .npz bytes (MLP.save / MLP.load) -----------------
-    def __getstate__(self):
-        parent = getattr(super(), "__getstate__", None)
-        state = dict(parent() if parent is not None else self.__dict__)
-        model = state.get("model_")
-        if isinstance(model, MLP):
-            buf = io.BytesIO()
-            model.save(buf)
-            state["model_"] = _SavedMLP(buf.getvalue())
-        return state
-
-    def __setstate__(self, state):
-        state = dict(state)
-        saved = state.get("model_")
-        if isinstance(saved, _SavedMLP):
-            state["model_"] = MLP.load(io.BytesIO(saved.data))
-        opt_state = state.get("optimizer_state_")
-        if opt_state is not None:  # fresh writable slots (unpickling may give read-only ones)
-            state["optimizer_state_"] = opt_state._replace(**{
-                f: np.array(getattr(opt_state, f)) for f in opt_state._fields[1:]
-            })
-        parent = getattr(super(), "__setstate__", None)
-        if parent is not None:
-            parent(state)
+    def _track_validation(self, s, X_val, y_val):
+        out = self._model.forward(X_val).astype(np.float64)
+        if not np.isfinite(out).all():
+            score = np.nan
         else:
-            self.__dict__.update(state)
+            score = self._score_outputs(out, y_val)
+        self.validation_scores_.append(score)
+        if self.verbose:
+            print(f"Validation score: {score:f}")
+        if score < self.best_validation_score_ + s.tol:
+            self._no_improvement_count += 1
+        else:
+            self._no_improvement_count = 0
+        if score > self.best_validation_score_:
+            self.best_validation_score_ = score
+            self._best_params = self._model.params.copy()
 
+    def _fit_lbfgs(self, s, X, T):
+        """L-BFGS-B (``scipy.optimize.minimize``) on the full-batch loss and gradient."""
+        import scipy.optimize
 
-class _SavedMLP:
-    """An :class:`MLP` serialised by :meth:`MLP.save` (used while pickling an estimator)."""
+        model = self._model
+        _, Y, labels, dense, _ = _validate_training(model, X, T)
+        n = X.shape[0]
+        chunk = min(n, LBFGS_CHUNK)
+        order = np.arange(n, dtype=np.int64)
+        wmask = np.zeros(model.n_params, dtype=bool)
+        for n_in, n_out, w_off, _ in model.layout:
+            wmask[w_off:w_off + n_in * n_out] = True
+        acc = np.zeros(model.n_params)
 
-    def __init__(self, data):
-        self.data = data
+        def loss_grad(p):
+            model.set_params_vector(p.astype(model.dtype))
+            acc[...] = 0.0
+            total = 0.0
+            for start in range(0, n, chunk):
+                stop = min(start + chunk, n)
+                total += model.batch_gradient(X, Y, labels, dense, order, start, stop, 0) * (
+                    stop - start)
+                g = model.grad if model._device is None else model._device.grad_host()
+                acc[...] += g * (stop - start)
+            w = p[wmask]
+            grad = acc / n
+            grad[wmask] += s.alpha / n * w
+            return total / n + 0.5 * s.alpha * float(w @ w) / n, grad
 
+        iprint = 1 if (self.verbose is True or self.verbose >= 1) else -1
+        options = {"maxfun": s.max_fun, "maxiter": s.max_iter, "gtol": s.tol}
+        if _LBFGS_IPRINT:
+            options["iprint"] = iprint
+        res = scipy.optimize.minimize(loss_grad, model.params.astype(np.float64),
+                                      method="L-BFGS-B", jac=True, options=options)
+        if res.status != 0:
+            warnings.warn(
+                f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n"
+                f"{res.message}\n\nIncrease the number of iterations to improve the "
+                "convergence (max_iter={s.max_iter}).", ConvergenceWarning, stacklevel=3)
+        self.n_iter_ = min(int(res.nit), s.max_iter)
+        self.loss_ = float(res.fun)
+        model.set_params_vector(res.x.astype(model.dtype))
 
-class MLPClassifier(ClassifierMixin, _BaseMLPEstimator):
-    """Multi-layer perceptron classifier trained by the suite's compiled training loop.
-
-    Two classes: one sigmoid output and binary cross-entropy; more: softmax outputs and
-    cross-entropy on integer labels. Labels may be any sortable values (``classes_``).
-
-    Parameters
-    ----------
-    hidden_layer_sizes : int or sequence of int, default=(16,)
-        Widths of the hidden layers (``()`` gives logistic/softmax regression).
-    activation : str, default="tanh"
-        Hidden activation (see :data:`dlbasics.kernels.activations.ACTIVATIONS`).
-    optimizer : {"sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adamw"}, \
-default="adam"
-    learning_rate : float > 0, default=1e-3
-    batch_size : int or None, default=32
-        Mini-batch size, clipped to the number of samples; ``None`` is full batch.
-    max_epochs : int >= 1, default=200
-    keep_prob : float or sequence of float, optional
-        Dropout keep probability (see :class:`~dlbasics.models.mlp.MLP`).
-    dropout : {"scale", "inverted"}, default="scale"
-    init : {"glorot", "he"}, default="glorot"
-    dtype : {"float32", "float64"}, default="float32"
-    backend : {"cpu", "numpy", "cuda"}, default="cpu"
-    random_state : int, RandomState, Generator or None, default=0
-        Seeds the initialisation, the dropout masks and the shuffling.
-    tol : float >= 0, default=1e-4
-    n_iter_no_change : int >= 1, default=10
-        Early stopping on a training-loss plateau (see :class:`LossPlateau`).
-    shuffle : bool, default=True
-    verbose : bool, default=False
-        Show a progress bar over epochs.
-    momentum : float in [0, 1), default=0.9
-        Used by ``"momentum"`` and ``"nesterov"``.
-    weight_decay : float >= 0, default=1e-2
-        Used by ``"adamw"``.
-
-    Attributes
-    ----------
-    classes_ : ndarray of shape (n_classes,)
-    n_features_in_ : int
-    model_ : MLP
-    optimizer_ : Optimizer
-    optimizer_state_ : NamedTuple
-        Optimizer state that :meth:`partial_fit` continues from.
-    loss_curve_ : list of float
-        Training loss per epoch over all ``fit``/``partial_fit`` calls since the last ``fit``.
-    n_iter_ : int
-        Epochs run since the last ``fit``.
-    history_ : History
-        Record of the last ``fit`` or ``partial_fit`` call.
-    """
-
-    def _head(self, n_outputs):
-        if len(self.classes_) == 2:
-            return "sigmoid", "binary_cross_entropy"
-        return "softmax", "cross_entropy"
-
-    def _targets(self, y):
-        """Class indices of ``y`` as the network's training targets."""
-        idx = np.searchsorted(self.classes_, y)
-        idx = np.clip(idx, 0, len(self.classes_) - 1)
-        if not np.array_equal(self.classes_[idx], y):
-            unknown = np.setdiff1d(np.unique(y), self.classes_)
-            raise ValueError(
-                f"y contains labels not in classes_ {self.classes_.tolist()!r}: "
-                f"{unknown.tolist()!r}"
-            )
-        if len(self.classes_) == 2:
-            return as_work_array(idx, self.model_.dtype)
-        return as_work_array(idx, np.int64)
-
-    def _check_classes(self, classes):
-        classes = np.unique(np.asarray(classes))
-        if len(classes) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs at least 2 classes, got {len(classes)} class: "
-                f"{classes.tolist()!r}"
-            )
-        return classes
-
+    # -- scikit-learn API -----------------------------------------------------------------------
     def fit(self, X, y):
-        """Train a freshly initialised network for up to ``max_epochs`` epochs.
+        """Fit the model to ``X`` and ``y`` (a fresh network unless ``warm_start``).
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
-            Class labels.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Class labels (a label indicator matrix for multilabel classification) or
+            regression targets.
 
         Returns
         -------
         self
         """
-        X, y = validate(self, X, y, reset=True)
-        check_classification_targets(y)
-        self.classes_ = self._check_classes(y)
-        self._fit_start(X, y)
-        self._train(as_work_array(X, self.model_.dtype), self._targets(y), self.max_epochs,
-                    early_stopping=True)
-        return self
+        return self._fit(X, y, incremental=False)
 
-    def _fit_start(self, X, y):
-        k = len(self.classes_)
-        self._initialize(X.shape[1], 1 if k == 2 else k)
+    def _check_solver(self):
+        if self.solver not in ("sgd", "adam"):
+            raise AttributeError(
+                f"partial_fit is only available for stochastic optimizers. {self.solver} is not "
+                "stochastic."
+            )
+
+    # -- pickling: the network travels as its own pickle; views are rebound -------------------
+    def __setstate__(self, state):
+        parent = getattr(super(), "__setstate__", None)
+        if parent is not None:
+            parent(state)
+        else:
+            self.__dict__.update(state)
+        if "_model" in self.__dict__:
+            self._bind()
+            if self.__dict__.get("_opt_state") is not None:
+                st = self._opt_state
+                self._opt_state = st._replace(**{f: np.array(getattr(st, f))
+                                                 for f in st._fields[1:]})
+
+    def __getstate__(self):
+        parent = getattr(super(), "__getstate__", None)
+        state = dict(parent() if parent is not None else self.__dict__)
+        if "_model" in state:  # coefs_/intercepts_ are rebuilt as views of the network
+            for key in ("coefs_", "intercepts_", "_bound"):
+                state.pop(key, None)
+        return state
+
+
+def _validate_training(model, X, T):
+    """``(X, Y, labels, dense, None)`` as :func:`train` checks them."""
+    from .training import _validate
+
+    return _validate(model, X, T, None, None)
+
+
+#: Rows per chunk of the L-BFGS full-batch loss (bounds the workspace of large sets).
+LBFGS_CHUNK = 8192
+_LBFGS_IPRINT = False  # scipy >= 1.15 deprecates ``iprint`` for L-BFGS-B; leave it out
+
+
+_COMMON_DOC = """
+    hidden_layer_sizes : int or sequence of int, default=(100,)
+        Widths of the hidden layers.
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+        Hidden activation (our extra elementwise activations, e.g. ``"leaky_relu"``, work too).
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        ``"adam"`` and ``"sgd"`` run the compiled mini-batch training loop
+        (:func:`~dlbasics.models.training.train`); ``"lbfgs"`` runs ``scipy.optimize``'s
+        L-BFGS-B on the compiled full-batch loss and gradient.
+    alpha : float >= 0, default=1e-4
+        L2 penalty ``alpha / (2 n) * sum ||W||^2`` over the weights (not the biases) of every
+        batch of ``n`` rows.
+    batch_size : int or "auto", default="auto"
+        ``"auto"`` is ``min(200, n_samples)``; larger values are clipped with a warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        Schedule of ``solver="sgd"``: ``invscaling`` uses ``learning_rate_init / (t_ + 1) **
+        power_t`` after each epoch; ``adaptive`` divides the rate by 5 whenever the stopping
+        rule fires (and stops once it is at most 1e-6).
+    learning_rate_init : float > 0, default=1e-3
+    power_t : float >= 0, default=0.5
+    max_iter : int >= 1, default=200
+        Epochs (``sgd``, ``adam``) or L-BFGS iterations.
+    shuffle : bool, default=True
+        Shuffle the visiting order each epoch (scikit-learn's draws from ``random_state``).
+    random_state : int, RandomState or None, default=None
+        Initial weights, validation split and shuffling: the same numbers as scikit-learn's
+        for the same ``random_state``.
+    tol : float >= 0, default=1e-4
+        An epoch whose loss (or validation score) does not improve on the best by ``tol``
+        counts towards ``n_iter_no_change``; for ``lbfgs`` the gradient tolerance.
+    verbose : bool or int, default=False
+        Print the loss of every epoch.
+    warm_start : bool, default=False
+        ``fit`` continues from the current weights (a fresh optimizer, as scikit-learn does).
+    momentum : float in [0, 1), default=0.9
+        ``solver="sgd"``: 0 is plain gradient descent.
+    nesterovs_momentum : bool, default=True
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data and stop when its score (accuracy or R^2)
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs; the best weights are kept.
+    validation_fraction : float in [0, 1), default=0.1
+    beta_1, beta_2 : float in [0, 1), default=0.9, 0.999
+        Adam's decay rates.
+    epsilon : float > 0, default=1e-8
+        Adam's denominator guard.
+    n_iter_no_change : int >= 1 or inf, default=10
+    max_fun : int >= 1, default=15000
+        ``lbfgs``: maximum number of loss evaluations.
+    keep_prob : float or sequence of float, optional
+        Our extra: dropout keep probability (see :class:`~dlbasics.models.mlp.MLP`).
+    dropout : {"scale", "inverted"}, default="scale"
+        Our extra: the notes' weight-scaling rule or inverted dropout.
+    dtype : {"float32", "float64"} or None, default="float32"
+        Our extra: the precision of training and of ``coefs_``; ``None`` follows ``X`` as
+        scikit-learn does (float64 unless ``X`` is float32).
+    backend : {"cpu", "numpy", "cuda"}, default="cpu"
+        Our extra: where the network runs (``lbfgs``: cpu or numpy).
+"""
+
+_ATTRS_DOC = """
+    loss_ : float
+        Loss (with the L2 penalty) of the last epoch, or at the L-BFGS solution.
+    best_loss_ : float or None
+        Lowest epoch loss (``None`` with ``early_stopping``; absent for ``lbfgs``).
+    loss_curve_ : list of float
+        Loss of every epoch (``sgd``, ``adam``).
+    validation_scores_ : list of float or None
+        Score on the held-out set after every epoch (with ``early_stopping``).
+    best_validation_score_ : float or None
+    t_ : int
+        Training samples seen.
+    coefs_ : list of ndarray
+        ``coefs_[i]`` of shape ``(n_units[i], n_units[i + 1])``: views into the network's flat
+        parameter vector (assigning new arrays before a warm start is taken over).
+    intercepts_ : list of ndarray
+    n_features_in_ : int
+    n_iter_ : int
+        Epochs (or L-BFGS iterations) of the last ``fit``.
+    n_layers_ : int
+        Layers including the input and output layers.
+    n_outputs_ : int
+    out_activation_ : str
+        ``"identity"``, ``"logistic"`` or ``"softmax"``.
+"""
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` on compiled kernels.
+
+    The same parameters, defaults and fitted attributes as
+    ``sklearn.neural_network.MLPClassifier``; two classes train one logistic output with binary
+    cross-entropy, more classes a softmax with cross-entropy, a label indicator matrix
+    (multilabel) one logistic output per label.
+
+    Parameters
+    ----------""" + _COMMON_DOC + """
+    Attributes
+    ----------
+    classes_ : ndarray
+        The class labels (``arange(n_labels)`` for multilabel targets).""" + _ATTRS_DOC + """
+    Notes
+    -----
+    Differences that remain (documented, not silent): ``fit`` takes no ``sample_weight``;
+    with ``solver="sgd"``, momentum and a changing rate (``adaptive``, ``invscaling``) on
+    ``backend="cuda"`` the velocity is not rescaled when the rate changes (on the CPU it is,
+    which makes our gradient-unit velocity the same update as scikit-learn's); Adam adds
+    ``epsilon`` to the bias-corrected root (torch's form) where scikit-learn adds it to the raw
+    one; the cross-entropy is computed from the logits without clipping probabilities at the
+    machine epsilon.
+    """
+
+    _is_classifier = True
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam",
+                 alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 keep_prob=None, dropout="scale", dtype="float32", backend="cpu"):
+        self._store(locals())
+
+    def _out_activation(self, n_outputs):
+        if self._multilabel or len(self.classes_) == 2:
+            return "logistic"
+        return "softmax"
+
+    def _n_outputs_for(self, T):
+        return len(self.classes_)
+
+    def _validate_input(self, X, y, incremental, reset):
+        """Validated ``X`` and the network's targets: float ``(n, 1)`` (two classes), int
+        class indices (more) or the float indicator matrix (multilabel)."""
+        X, y = validate(self, X, y, reset=reset, multi_output=True)
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = _column(y)
+        multilabel = y.ndim == 2
+        if multilabel and not type_of_target(y).startswith("multilabel"):
+            raise ValueError("y must be 1-D class labels or a multilabel indicator matrix, got "
+                             f"a 2-D array of type {type_of_target(y)!r}")
+        if not multilabel:
+            check_classification_targets(y)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._multilabel = multilabel
+            self.classes_ = np.arange(y.shape[1]) if multilabel else np.unique(y)
+            if len(self.classes_) < 2 and not multilabel:
+                raise ValueError(f"{type(self).__name__} needs at least 2 classes, got 1 "
+                                 f"class: {self.classes_.tolist()!r}")
+        else:
+            if multilabel != self._multilabel:
+                raise ValueError("y changed between multilabel and single-label targets")
+            classes = np.arange(y.shape[1]) if multilabel else np.unique(y)
+            if self.warm_start and not incremental:
+                if set(classes.tolist()) != set(self.classes_.tolist()):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in the "
+                        f"previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_)):
+                raise ValueError(f"`y` has classes not in `self.classes_`. `self.classes_` has "
+                                 f"{self.classes_}. 'y' has {classes}.")
+        return X, self._encode(y)
+
+    def _encode(self, y):
+        if self._multilabel:
+            return np.ascontiguousarray(y, dtype=np.float64)
+        idx = np.searchsorted(self.classes_, y)
+        if len(self.classes_) == 2:
+            return idx.astype(np.float64).reshape(-1, 1)
+        return idx.astype(np.int64)
+
+    def _decode(self, T):
+        """Labels back from encoded targets (the validation set's)."""
+        if self._multilabel:
+            return T.astype(np.int64)
+        if T.ndim == 2:
+            return self.classes_[T[:, 0].astype(np.int64)]
+        return self.classes_[T]
+
+    def _labels_from(self, out):
+        if self._multilabel:
+            return (out > 0.5).astype(np.int64)
+        if out.shape[1] == 1:
+            return self.classes_[(out[:, 0] > 0.5).astype(np.int64)]
+        return self.classes_[np.argmax(out, axis=1)]
+
+    def _score_outputs(self, out, y_val):
+        pred = self._labels_from(out)
+        if self._multilabel:
+            return float(np.mean(np.all(pred == y_val, axis=1)))
+        return float(np.mean(pred == y_val))
 
     def partial_fit(self, X, y, classes=None):
-        """One epoch over ``(X, y)``, continuing from the current network and optimizer state.
+        """One epoch over ``(X, y)``, continuing the network and the optimizer.
 
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,)
+        y : array-like of shape (n_samples,) or (n_samples, n_labels)
         classes : array-like of shape (n_classes,), optional
             All class labels; required on the first call (``y`` may not show them all).
 
@@ -602,22 +966,24 @@ default="adam"
         -------
         self
         """
-        first = not hasattr(self, "model_")
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        X, y = validate(self, X, y, reset=first)
-        check_classification_targets(y)
+        self._check_solver()
+        first = not hasattr(self, "classes_")
         if first:
-            self.classes_ = self._check_classes(classes)
-            self._fit_start(X, y)
+            if classes is None:
+                raise ValueError("classes must be passed on the first call to partial_fit.")
+            y_arr = np.asarray(y)
+            if y_arr.ndim == 2 and y_arr.shape[1] > 1:
+                self._multilabel = True
+                self.classes_ = np.arange(y_arr.shape[1])
+            else:
+                self._multilabel = False
+                self.classes_ = np.unique(np.asarray(classes))
         elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
             raise ValueError(
-                f"classes={np.unique(classes).tolist()!r} is not the same as on the first call "
-                f"to partial_fit, was {self.classes_.tolist()!r}"
+                f"`classes={np.unique(classes)!r}` is not the same as on last call to "
+                f"partial_fit, was: {self.classes_!r}"
             )
-        self._train(as_work_array(X, self.model_.dtype), self._targets(y), 1,
-                    early_stopping=False)
-        return self
+        return self._fit(X, y, incremental=True)
 
     def predict_proba(self, X):
         """Class probabilities.
@@ -629,21 +995,20 @@ default="adam"
         Returns
         -------
         ndarray of shape (n_samples, n_classes), float64
-            Rows sum to one; columns follow ``classes_``.
+            Columns follow ``classes_``.
         """
-        out = self._forward(X)
-        if len(self.classes_) == 2:
-            p = out[:, 0]
-            return np.column_stack([1.0 - p, p])
-        return out / out.sum(axis=1, keepdims=True)
+        out = self._predict_raw(X)
+        if out.shape[1] == 1:
+            return np.column_stack([1.0 - out[:, 0], out[:, 0]])
+        return out
 
     def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba` (``-inf`` where a probability is 0)."""
+        """Logarithm of :meth:`predict_proba`."""
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 
     def predict(self, X):
-        """Most probable class per sample (``classes_[argmax(predict_proba(X))]``).
+        """Predicted classes (``(n_samples, n_labels)`` indicators for multilabel).
 
         Parameters
         ----------
@@ -651,63 +1016,74 @@ default="adam"
 
         Returns
         -------
-        ndarray of shape (n_samples,)
+        ndarray of shape (n_samples,) or (n_samples, n_labels)
         """
-        best = np.argmax(self.predict_proba(X), axis=1)  # checks fitted before classes_
-        return self.classes_[best]
+        return self._labels_from(self._predict_raw(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
 
 
-class MLPRegressor(RegressorMixin, _BaseMLPEstimator):
-    """Multi-layer perceptron regressor: identity outputs and the squared loss.
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's ``MLPRegressor`` on compiled kernels.
 
-    Same parameters as :class:`MLPClassifier`. ``y`` may be 1-D (predictions are 1-D) or 2-D
-    ``(n_samples, n_outputs)``; :meth:`score` is R^2.
+    Identity outputs and the squared error. ``predict`` returns ``(n_samples,)`` for one output.
 
-    Attributes
+    Parameters
     ----------
-    n_outputs_ : int
-    n_features_in_ : int
-    model_, optimizer_, optimizer_state_, loss_curve_, n_iter_, history_
-        As for :class:`MLPClassifier`.
+    loss : {"squared_error"}, default="squared_error"
+        scikit-learn's ``"poisson"`` is not supported (a ValueError says so).""" + _COMMON_DOC + """
+    Attributes
+    ----------""" + _ATTRS_DOC + """
+    Notes
+    -----
+    As for :class:`MLPClassifier`; moreover with several outputs our recorded loss is the
+    squared error summed over outputs (scikit-learn averages it over outputs in ``loss_`` and
+    ``loss_curve_`` but trains on the sum, as we do), so the loss-based stopping rule sees a
+    larger loss.
     """
 
-    def _prepare(self, X, y, reset):
-        """Validated ``X`` and 2-D ``y``, and whether ``y`` came 1-D."""
+    _is_classifier = False
+
+    def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+                 solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+                 learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True,
+                 random_state=None, tol=1e-4, verbose=False, warm_start=False, momentum=0.9,
+                 nesterovs_momentum=True, early_stopping=False, validation_fraction=0.1,
+                 beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10, max_fun=15000,
+                 keep_prob=None, dropout="scale", dtype="float32", backend="cpu"):
+        self._store(locals())
+
+    def _check_params(self):
+        if self.loss != "squared_error":
+            if self.loss == "poisson":
+                raise ValueError("loss='poisson' is not supported by dlbasics' MLPRegressor "
+                                 "(only 'squared_error')")
+            raise ValueError(f"loss must be 'squared_error', got {self.loss!r}")
+        return super()._check_params()
+
+    def _out_activation(self, n_outputs):
+        return "identity"
+
+    def _validate_input(self, X, y, incremental, reset):
         X, y = validate(self, X, y, reset=reset, multi_output=True, y_numeric=True)
-        if y.ndim == 1:
-            return X, y.reshape(-1, 1), True
-        return X, y, False
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = _column(y)
+        T = y.reshape(-1, 1) if y.ndim == 1 else y
+        if hasattr(self, "n_outputs_") and not reset and T.shape[1] != self.n_outputs_:
+            raise ValueError(f"y has {T.shape[1]} outputs, the model has {self.n_outputs_}")
+        return X, np.ascontiguousarray(T, dtype=np.float64)
 
-    def _targets(self, y):
-        if y.shape[1] != self.n_outputs_:
-            raise ValueError(f"y has {y.shape[1]} outputs, but the model has {self.n_outputs_}")
-        return as_work_array(y, self.model_.dtype)
+    def _decode(self, T):
+        return T[:, 0] if T.shape[1] == 1 else T
 
-    def fit(self, X, y):
-        """Train a freshly initialised network for up to ``max_epochs`` epochs.
-
-        Parameters
-        ----------
-        X : array-like of shape (n_samples, n_features)
-        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-
-        Returns
-        -------
-        self
-        """
-        X, y, y_1d = self._prepare(X, y, reset=True)
-        self._fit_start(X, y, y_1d)
-        self._train(as_work_array(X, self.model_.dtype), self._targets(y), self.max_epochs,
-                    early_stopping=True)
-        return self
-
-    def _fit_start(self, X, y, y_1d):
-        self.n_outputs_ = y.shape[1]
-        self._y_1d = y_1d
-        self._initialize(X.shape[1], self.n_outputs_)
+    def _score_outputs(self, out, y_val):
+        return _r2(y_val, out[:, 0] if out.shape[1] == 1 else out)
 
     def partial_fit(self, X, y):
-        """One epoch over ``(X, y)``, continuing from the current network and optimizer state.
+        """One epoch over ``(X, y)``, continuing the network and the optimizer.
 
         Parameters
         ----------
@@ -718,13 +1094,8 @@ class MLPRegressor(RegressorMixin, _BaseMLPEstimator):
         -------
         self
         """
-        first = not hasattr(self, "model_")
-        X, y, y_1d = self._prepare(X, y, reset=first)
-        if first:
-            self._fit_start(X, y, y_1d)
-        self._train(as_work_array(X, self.model_.dtype), self._targets(y), 1,
-                    early_stopping=False)
-        return self
+        self._check_solver()
+        return self._fit(X, y, incremental=True)
 
     def predict(self, X):
         """Network outputs.
@@ -736,15 +1107,39 @@ class MLPRegressor(RegressorMixin, _BaseMLPEstimator):
         Returns
         -------
         ndarray of shape (n_samples,) or (n_samples, n_outputs), float64
-            1-D when the model was fitted on 1-D ``y``.
         """
-        out = self._forward(X)
-        return out[:, 0] if self._y_1d else out
+        out = self._predict_raw(X)
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
 
-    def _more_tags(self):  # scikit-learn < 1.6
-        return {"multioutput": True}
+
+def _column(y):
+    """``y`` of shape (n, 1) as (n,), with scikit-learn's DataConversionWarning."""
+    if HAVE_SKLEARN:
+        from sklearn.utils.validation import column_or_1d
+
+        return column_or_1d(y, warn=True)
+    warnings.warn("A column-vector y was passed when a 1d array was expected. Please change "
+                  "the shape of y to (n_samples, ), for example using ravel().", UserWarning,
+                  stacklevel=4)
+    return y[:, 0]
+
+
+def _r2(y, pred):
+    """R^2 averaged uniformly over outputs (scikit-learn's ``r2_score``)."""
+    if HAVE_SKLEARN:
+        from sklearn.metrics import r2_score
+
+        return float(r2_score(y, pred))
+    y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+    p2 = np.asarray(pred, dtype=np.float64).reshape(len(y), -1)
+    ss_res = ((y2 - p2) ** 2).sum(axis=0)
+    ss_tot = ((y2 - y2.mean(axis=0)) ** 2).sum(axis=0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r2 = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
+                      np.where(ss_res > 0, 0.0, 1.0))
+    return float(r2.mean())

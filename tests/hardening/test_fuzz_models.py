@@ -117,8 +117,8 @@ def _estimator_build(draw):
     loss = "cross_entropy" if cls is MLPClassifier else "squared"
     X, y = _data(draw, n_in, 3 if cls is MLPClassifier else 1, loss, n=dims(draw, 3, 12))
     y = y if cls is MLPClassifier else y[:, 0]
-    est = cls(hidden_layer_sizes=(dims(draw, 1, 5),), max_epochs=draw(st.integers(1, 3)),
-              learning_rate=draw(st.sampled_from([1e-3, 1e-2])),
+    est = cls(hidden_layer_sizes=(dims(draw, 1, 5),), max_iter=draw(st.integers(1, 3)),
+              learning_rate_init=draw(st.sampled_from([1e-3, 1e-2])),
               batch_size=draw(st.sampled_from([1, 4, 100])))
     return {"est": est, "X": X, "y": y}
 

@@ -68,7 +68,7 @@ def _per_network(name, value, K):
 
 def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10, shuffle=True,
                      shuffle_seeds=None, X_val=None, y_val=None, metrics="running",
-                     progress=False, lanes=None):
+                     progress=False, lanes=None, callbacks=()):
     """Train K networks shaped like ``model`` at once; return their histories and parameters.
 
     Parameters
@@ -100,6 +100,11 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         per-network kernel, whose result for a network does not depend on how many networks
         share the call (the studies runner uses it, so that the packing of runs into tasks
         cannot change a result).
+    callbacks : sequence of callables
+        As in :func:`dlbasics.models.train`, called for each network still training as
+        ``cb(epoch, history, model)`` after each epoch, ``model`` an MLP holding that network's
+        parameters (do not keep it: the same object is reused); a true return value stops that
+        network (its ``history.stopped_by`` names the callback).
 
     Returns
     -------
@@ -248,6 +253,12 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                     h.diverged = True
                     h.diverged_epoch = len(h.train_loss)
                     active[k] = False
+        for k in range(K) if callbacks else ():
+            for cb in callbacks if active[k] else ():
+                if cb(len(hists[k].train_loss), hists[k], nets[k]):
+                    hists[k].stopped_by = getattr(cb, "__name__", type(cb).__name__)
+                    active[k] = False
+                    break
         if bar is not None:
             bar.update(1)
     if bar is not None:

@@ -196,12 +196,16 @@ def one_thread():
 def retrain(setting, seeds):
     """Train a setting's networks again for ``seeds``, exactly as the runner trained them.
 
+    Each seed trains on its own data (unless the setting fixes ``data_seed``), as a population
+    of one on the per-network kernel, as in a runner worker.
+
     Returns
     -------
     models : list of MLP
         One per seed, with its final parameters.
     histories : list of History
-    ds : dlbasics.studies.datasets.Dataset
+    datasets : list of dlbasics.studies.datasets.Dataset
+        The data each network trained on (standardised with its own training split).
     """
     from ..models import MLP
     from ..models.optimizers import make_optimizer
@@ -209,22 +213,24 @@ def retrain(setting, seeds):
     from .runner import _data
 
     cfg = setting.config("cpu")
-    data = _data(cfg)
-    ds = data["ds"]
-    seeds = [int(s) for s in seeds]
-    template = MLP(**data["kw"], seed=seeds[0], backend="cpu")
-    opts = [make_optimizer(cfg["optimizer"], **cfg["hyper"]) for _ in seeds]
-    with one_thread():  # as in a runner worker; the parallel kernel stalls on a busy machine
-        hists, P = train_population(template, ds.X_train, data["y_train"], opts, seeds,
-                                    batch_size=cfg["batch_size"], epochs=cfg["epochs"],
-                                    shuffle=True, shuffle_seeds=seeds, X_val=ds.X_val,
-                                    y_val=data["y_val"], metrics=cfg["metrics"])
-    models = []
-    for s, p in zip(seeds, P, strict=True):
+    models, hists, dss = [], [], []
+    for s in (int(s) for s in seeds):
+        data = _data(cfg, s)
+        ds = data["ds"]
+        template = MLP(**data["kw"], seed=s, backend="cpu")
+        opt = make_optimizer(cfg["optimizer"], **cfg["hyper"])
+        with one_thread():  # as in a runner worker; the parallel kernel stalls on a busy machine
+            (hist,), P = train_population(template, ds.X_train, data["y_train"], [opt], [s],
+                                          batch_size=cfg["batch_size"], epochs=cfg["epochs"],
+                                          shuffle=True, shuffle_seeds=[s], X_val=ds.X_val,
+                                          y_val=data["y_val"], metrics=cfg["metrics"],
+                                          lanes=False)
         m = MLP(**data["kw"], seed=s, backend="cpu")
-        m.set_params_vector(p)
+        m.set_params_vector(P[0])
         models.append(m)
-    return models, hists, ds
+        hists.append(hist)
+        dss.append(ds)
+    return models, hists, dss
 
 
 def check_retrained(results, setting, seeds, hists):
@@ -263,8 +269,9 @@ def best_seed(results, setting, key="final_val_accuracy"):
 class Networks:
     """The trained networks of a study's settings, trained again once on first use.
 
-    ``nets(setting)`` -> ``(models, ds)`` for every study seed (models in seed order);
-    :attr:`checks` collects :func:`check_retrained` of each setting.
+    ``nets(setting)`` -> ``(models, datasets)`` for every study seed (in seed order: each
+    network with the data it trained on); :attr:`checks` collects :func:`check_retrained` of
+    each setting.
     """
 
     def __init__(self, results):
@@ -275,16 +282,17 @@ class Networks:
     def __call__(self, setting):
         if setting.label not in self.cache:
             seeds = self.results.seeds
-            models, hists, ds = retrain(setting, seeds)
+            models, hists, dss = retrain(setting, seeds)
             self.checks.append(check_retrained(self.results, setting, seeds, hists))
-            self.cache[setting.label] = (models, ds)
+            self.cache[setting.label] = (models, dss)
         return self.cache[setting.label]
 
     def best(self, setting):
         """``(seed, model, ds)`` of the seed with the best validation accuracy."""
-        models, ds = self(setting)
+        models, dss = self(setting)
         seed = best_seed(self.results, setting)
-        return seed, models[self.results.seeds.index(seed)], ds
+        i = self.results.seeds.index(seed)
+        return seed, models[i], dss[i]
 
     def max_difference(self):
         return max((c for c in self.checks if np.isfinite(c)), default=float("nan"))

@@ -191,6 +191,7 @@ def _write_reports(args, studies, store):
 
     out = _profile_out(args.profile, args.out)
     ok = True
+    unwritten = False  # a report could not be written (a fault of the machine, said once)
     for study in studies:
         results = Results.load(study, store, args.backend)
         if not results.rows():
@@ -201,7 +202,7 @@ def _write_reports(args, studies, store):
         except OSError as exc:  # full disk, unwritable --out: the store is untouched
             _unwritten(args, f"the report of {study.name}", os.path.join(out, study.name),
                        exc, [study.name])
-            ok = False
+            ok, unwritten = False, True
             continue
         if (d / "ANALYSIS_FAILED").exists():
             ok = False
@@ -211,8 +212,9 @@ def _write_reports(args, studies, store):
     try:
         write_index(out)
     except OSError as exc:
-        _unwritten(args, "the index of the reports", os.path.join(out, "README.md"), exc,
-                   [s.name for s in studies])
+        if not unwritten:  # said once: the reports' own lines name the fault
+            _unwritten(args, "the index of the reports", os.path.join(out, "README.md"), exc,
+                       [s.name for s in studies])
         ok = False
     return ok
 
@@ -222,7 +224,12 @@ def cmd_list(args):
 
     for n in registry.names():
         s = registry.get(n, args.profile)
-        print(f"{n:20s} {len(s.settings):4d} settings x {len(s.seeds):2d} seeds  {s.title}")
+        if s.tuning is None:
+            grid = f"{len(s.settings):4d} settings x {len(s.seeds):2d} seeds"
+        else:
+            grid = (f"{len(s.settings):4d} tuning settings x {len(s.tuning.tune_seeds)} seeds, "
+                    f"{len(s.tuning.conditions)} selected x {len(s.seeds):2d} seeds")
+        print(f"{n:20s} {grid}  {s.title}")
     return 0
 
 
@@ -249,8 +256,9 @@ def cmd_run(args):
             c = run_study(study, store, executor, backend=args.backend, fresh=args.fresh,
                           progress=not args.quiet)
             failed += c["failed"]
+            extra = "".join(f", {c[k]} {k} runs" for k in ("tuning", "timing") if c[k])
             _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
-                       f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed "
+                       f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed{extra} "
                        f"({c['seconds']:.1f} s)")
     finally:
         executor.close()

@@ -1,9 +1,18 @@
 """Problems of the studies: synthetic sets made in code and two real sets available offline.
 
 Every problem is a function of explicit arguments and a ``seed`` (no global random state) that
-returns a :class:`Dataset` with fixed train / validation / test splits. Inputs are standardised
-with the mean and standard deviation of the *training* split only (``standardize=False`` keeps
-the raw inputs).
+returns a :class:`Dataset` with train / validation / test splits: the seed draws the data *and*
+the split, so a study whose runs each use their own seed measures the variance that comes from
+the data too. Inputs are standardised with the mean and standard deviation of the *training*
+split only (``standardize=False`` keeps the raw inputs).
+
+Split sizes. Synthetic problems draw ``n`` points for training and validation (split
+:data:`TRAIN_SHARE` / rest) and a separate test set of ``n_test`` points from the same
+distribution (default :data:`N_TEST`, 10,000: its binomial standard error, at most 0.005, is
+small against the effects the studies measure). ``digits`` is split 60/20/20 (a 360-point test
+set: the data set has 1797 samples). ``mnist1d`` trains on ``n_train`` (4000, as in Greydanus
+2020), validates on ``n_val`` and tests on the package's own held-out part (20% of what it
+generates).
 
 =============== ======== ======= =============================================================
 name            task     d -> k  what it is
@@ -42,8 +51,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-#: Fractions of the samples in the train and validation splits (the rest is the test split).
+#: Fractions of the samples in the train and validation splits (the rest is the test split) of
+#: the problems without a separate test draw (digits).
 SPLIT = (0.6, 0.2)
+#: Share of the ``n`` train + validation points of a synthetic problem that train.
+TRAIN_SHARE = 0.75
+#: Default size of a synthetic problem's test set.
+N_TEST = 10_000
 
 EXTRA = "pip install dlbasics[data]"
 
@@ -109,6 +123,16 @@ def _split_indices(n, rng, split=SPLIT):
     return perm[:n_tr], perm[n_tr : n_tr + n_va], perm[n_tr + n_va :]
 
 
+def _synthetic_splits(n, n_test, rng):
+    """Train / validation indices of the first ``n`` points (shuffled), test = the last
+    ``n_test`` (a separate draw from the same distribution)."""
+    perm = rng.permutation(n)
+    n_tr = int(round(TRAIN_SHARE * n))
+    if n_tr < 1 or n - n_tr < 1:
+        raise ValueError(f"n={n} samples is too few for train and validation splits")
+    return perm[:n_tr], perm[n_tr:], np.arange(n, n + n_test)
+
+
 def _finish(name, task, X, y, rng, standardize, n_classes=0, info=None, splits=None):
     """Split ``X, y`` (or use ``splits``), standardise on train, cast, freeze."""
     info = dict(info or {})
@@ -149,7 +173,7 @@ def _rng(seed):
 # ----------------------------------------------------------------------------------------------
 
 
-def blobs(seed=0, n=400, dim=2, margin=0.5, spread=1.0, standardize=True):
+def blobs(seed=0, n=400, dim=2, margin=0.5, spread=1.0, n_test=N_TEST, standardize=True):
     """Linearly separable two-class data with a known margin.
 
     Points are drawn from ``N(+-(margin + spread) u, spread^2 I)`` for a random unit normal
@@ -168,16 +192,18 @@ def blobs(seed=0, n=400, dim=2, margin=0.5, spread=1.0, standardize=True):
         raise ValueError(f"margin must be > 0, got {margin}")
     u = rng.normal(size=dim)
     u /= np.linalg.norm(u)
-    y = (np.arange(n) % 2).astype(np.float64)
+    m = n + n_test
+    y = (np.arange(m) % 2).astype(np.float64)
     sign = 2 * y - 1
-    X = np.empty((n, dim))
-    for i in range(n):
+    X = np.empty((m, dim))
+    for i in range(m):
         while True:
             x = rng.normal(0.0, spread, size=dim) + sign[i] * (margin + spread) * u
             if sign[i] * (x @ u) >= margin:
                 X[i] = x
                 break
-    ds, (mu, sd) = _finish("blobs", "binary", X, y, rng, standardize, info={"margin_raw": margin})
+    ds, (mu, sd) = _finish("blobs", "binary", X, y, rng, standardize, info={"margin_raw": margin},
+                           splits=_synthetic_splits(n, n_test, rng))
     # u . x = 0 with x = sd * x' + mu  ->  (u * sd) . x' + u . mu = 0
     w = u * sd
     b = float(u @ mu)
@@ -189,46 +215,53 @@ def blobs(seed=0, n=400, dim=2, margin=0.5, spread=1.0, standardize=True):
     return ds
 
 
-def xor(seed=0, n=400, noise=0.25, standardize=True):
+def xor(seed=0, n=400, noise=0.25, n_test=N_TEST, standardize=True):
     """Four Gaussian clusters at ``(+-1, +-1)`` (std ``noise``); label 1 where the signs differ."""
     rng = _rng(seed)
     corners = np.array([[-1, -1], [-1, 1], [1, -1], [1, 1]], dtype=np.float64)
-    c = np.arange(n) % 4
-    X = corners[c] + rng.normal(0.0, noise, size=(n, 2))
+    c = np.arange(n + n_test) % 4
+    X = corners[c] + rng.normal(0.0, noise, size=(n + n_test, 2))
     y = (corners[c, 0] * corners[c, 1] < 0).astype(np.float64)
-    return _finish("xor", "binary", X, y, rng, standardize)[0]
+    return _finish("xor", "binary", X, y, rng, standardize,
+                   splits=_synthetic_splits(n, n_test, rng))[0]
 
 
-def moons(seed=0, n=400, noise=0.1, standardize=True):
+def moons(seed=0, n=400, noise=0.1, n_test=N_TEST, standardize=True):
     """Two interleaving half circles (as scikit-learn's ``make_moons``), Gaussian noise."""
     rng = _rng(seed)
-    y = (np.arange(n) % 2).astype(np.float64)
-    t = rng.uniform(0.0, math.pi, size=n)
+    m = n + n_test
+    y = (np.arange(m) % 2).astype(np.float64)
+    t = rng.uniform(0.0, math.pi, size=m)
     X = np.where(y[:, None] == 0,
                  np.c_[np.cos(t), np.sin(t)],
                  np.c_[1 - np.cos(t), 0.5 - np.sin(t)])
     X = X + rng.normal(0.0, noise, size=X.shape)
-    return _finish("moons", "binary", X, y, rng, standardize)[0]
+    return _finish("moons", "binary", X, y, rng, standardize,
+                   splits=_synthetic_splits(n, n_test, rng))[0]
 
 
-def circles(seed=0, n=400, noise=0.05, factor=0.5, standardize=True):
+def circles(seed=0, n=400, noise=0.05, factor=0.5, n_test=N_TEST, standardize=True):
     """A circle of radius ``factor`` (label 1) inside the unit circle (label 0), plus noise."""
     rng = _rng(seed)
-    y = (np.arange(n) % 2).astype(np.float64)
-    t = rng.uniform(0.0, 2 * math.pi, size=n)
+    m = n + n_test
+    y = (np.arange(m) % 2).astype(np.float64)
+    t = rng.uniform(0.0, 2 * math.pi, size=m)
     r = np.where(y == 1, factor, 1.0)
-    X = np.c_[r * np.cos(t), r * np.sin(t)] + rng.normal(0.0, noise, size=(n, 2))
-    return _finish("circles", "binary", X, y, rng, standardize)[0]
+    X = np.c_[r * np.cos(t), r * np.sin(t)] + rng.normal(0.0, noise, size=(m, 2))
+    return _finish("circles", "binary", X, y, rng, standardize,
+                   splits=_synthetic_splits(n, n_test, rng))[0]
 
 
-def spirals(seed=0, n=400, noise=0.05, turns=1.5, standardize=True):
+def spirals(seed=0, n=400, noise=0.05, turns=1.5, n_test=N_TEST, standardize=True):
     """Two interleaved spirals of ``turns`` turns (the second rotated by pi), plus noise."""
     rng = _rng(seed)
-    y = (np.arange(n) % 2).astype(np.float64)
-    s = np.sqrt(rng.uniform(0.0, 1.0, size=n))  # uniform density along the arm
+    m = n + n_test
+    y = (np.arange(m) % 2).astype(np.float64)
+    s = np.sqrt(rng.uniform(0.0, 1.0, size=m))  # uniform density along the arm
     angle = s * turns * 2 * math.pi + y * math.pi
-    X = np.c_[s * np.cos(angle), s * np.sin(angle)] + rng.normal(0.0, noise, size=(n, 2))
-    return _finish("spirals", "binary", X, y, rng, standardize)[0]
+    X = np.c_[s * np.cos(angle), s * np.sin(angle)] + rng.normal(0.0, noise, size=(m, 2))
+    return _finish("spirals", "binary", X, y, rng, standardize,
+                   splits=_synthetic_splits(n, n_test, rng))[0]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -242,26 +275,27 @@ TARGETS = {
 }
 
 
-def _regression(name, seed, n, noise, standardize):
+def _regression(name, seed, n, noise, n_test, standardize):
     rng = _rng(seed)
-    x = rng.uniform(-1.0, 1.0, size=(n, 1))
-    y = TARGETS[name](x[:, 0]) + rng.normal(0.0, noise, size=n)
-    return _finish(name, "regression", x, y, rng, standardize)[0]
+    x = rng.uniform(-1.0, 1.0, size=(n + n_test, 1))
+    y = TARGETS[name](x[:, 0]) + rng.normal(0.0, noise, size=n + n_test)
+    return _finish(name, "regression", x, y, rng, standardize,
+                   splits=_synthetic_splits(n, n_test, rng))[0]
 
 
-def sine(seed=0, n=200, noise=0.1, standardize=True):
+def sine(seed=0, n=200, noise=0.1, n_test=N_TEST, standardize=True):
     """``y = sin(pi x) + noise`` for ``x ~ U[-1, 1]``."""
-    return _regression("sine", seed, n, noise, standardize)
+    return _regression("sine", seed, n, noise, n_test, standardize)
 
 
-def step(seed=0, n=200, noise=0.05, standardize=True):
+def step(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True):
     """``y = 1[x > 0] + noise`` for ``x ~ U[-1, 1]``."""
-    return _regression("step", seed, n, noise, standardize)
+    return _regression("step", seed, n, noise, n_test, standardize)
 
 
-def bump(seed=0, n=200, noise=0.05, standardize=True):
+def bump(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True):
     """``y = 1[|x| < 0.5] + noise`` for ``x ~ U[-1, 1]``: the bump two sigmoids can build."""
-    return _regression("bump", seed, n, noise, standardize)
+    return _regression("bump", seed, n, noise, n_test, standardize)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,18 +327,23 @@ def digits(seed=0, n=None, standardize=True):
                    n_classes=10)[0]
 
 
-def mnist1d(seed=0, n=5000, standardize=True):
+def mnist1d(seed=0, n_train=4000, n_val=1000, standardize=True):
     """MNIST-1D (Greydanus 2020) generated locally: ``make_dataset(get_dataset_args())``.
 
-    ``n`` samples (a multiple of 10), generated with the package's default arguments and its
-    ``seed`` set to ``seed``; its own 80/20 split gives the test set, and the validation set is
-    a quarter of its training part (so 60/20/20 overall). The package seeds NumPy's and
-    Python's global generators; their states are restored afterwards.
+    The package's default arguments, with its ``seed`` set to ``seed`` and ``num_samples`` such
+    that the training part of its own 80/20 split holds ``n_train + n_val`` samples: ``n_val``
+    of them (drawn with ``seed``) validate, ``n_train`` train, and its held-out 20% is the test
+    set (1250 samples by default). The paper's reference MLP trains on 4000 and tests on 1000
+    samples of the package's default draw. The package seeds NumPy's and Python's global
+    generators; their states are restored afterwards.
     """
     rng = _rng(seed)
     data = _need("mnist1d.data", "mnist1d")
     args = data.get_dataset_args()
-    args.num_samples = int(n)
+    total = int(n_train) + int(n_val)
+    if total % 4:
+        raise ValueError(f"n_train + n_val must be a multiple of 4 (the 80/20 split), got {total}")
+    args.num_samples = total * 5 // 4
     args.seed = int(seed)
     np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
@@ -316,7 +355,7 @@ def mnist1d(seed=0, n=5000, standardize=True):
     X = np.vstack([Xtr, Xte]).astype(np.float64)
     y = np.concatenate([ytr, yte])
     perm = rng.permutation(Xtr.shape[0])
-    n_va = Xtr.shape[0] // 4
+    n_va = int(n_val)
     splits = (perm[n_va:], perm[:n_va], np.arange(Xtr.shape[0], X.shape[0]))
     return _finish("mnist1d", "multiclass", X, y, rng, standardize, n_classes=10,
                    splits=splits)[0]
@@ -368,7 +407,8 @@ def check(name, args=None):
 
 
 #: Ranges of the problems' arguments (checked before any data is made).
-_INT_ARGS = {"n": (10, 10_000_000), "dim": (1, 100_000)}
+_INT_ARGS = {"n": (10, 10_000_000), "dim": (1, 100_000), "n_test": (1, 10_000_000),
+             "n_train": (10, 10_000_000), "n_val": (1, 10_000_000)}
 _REAL_ARGS = {"noise": (0.0, 100.0), "margin": (0.0, 1e6), "spread": (0.0, 1e6),
               "factor": (0.0, 1.0), "turns": (0.0, 100.0)}
 

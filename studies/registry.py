@@ -66,6 +66,7 @@ def get(name, profile="quick"):
         raise UnknownStudy(f"unknown study {name!r}; known: {', '.join(names()) or 'none'}")
     study = _FACTORIES[name](profile)
     study.profile = profile
+    study.check_protocol()
     if study.name != name:
         raise ValueError(f"factory of {name!r} returned a study named {study.name!r}")
     return study

@@ -141,6 +141,7 @@ class Report:
         self.parts = []
         self.conclusions = []
         self.figures = []
+        self.claims = []
 
     @contextlib.contextmanager
     def figure(self, name, caption, nrows=1, ncols=1, figsize=None, **kw):
@@ -181,18 +182,23 @@ class Report:
         """A sentence of the conclusion; write it from the numbers, never hard-code it."""
         self.conclusions.append(markdown.strip())
 
+    def claim(self, markdown):
+        """The report's headline claim, with its effect size and interval (from the numbers):
+        it opens the README and the index lists it."""
+        self.claims.append(markdown.strip())
+
 
 # ----------------------------------------------------------------------------------------------
 # the README of a study
 # ----------------------------------------------------------------------------------------------
 
 
-def _describe_problem(s):
+def _describe_problem(s, seed=0):
     from . import datasets
 
     args = ", ".join(f"{k}={v}" for k, v in s.problem_args.items())
     try:
-        ds = datasets.load(s.problem, s.data_seed, **s.problem_args)
+        ds = datasets.load(s.problem, s.data_seed_for(seed), **s.problem_args)
         ntr, nva, nte = ds.sizes()
         split = f"{ntr}/{nva}/{nte} train/val/test, {ds.n_features} features, {ds.task}"
     except Exception as exc:  # a missing extra must not stop the report
@@ -210,9 +216,13 @@ def _setup(study):
     for s in study.settings:
         problems.setdefault((s.problem, json.dumps(s.problem_args, sort_keys=True),
                              s.data_seed), s)
-    lines.append("- Problems: " + "; ".join(_describe_problem(s) for s in problems.values())
-                 + ". Inputs standardised with training-split statistics; the data (and its "
-                 "splits) are fixed, seeds vary the network.")
+    data = ("each run seed draws its own data and split (the intervals include the variance "
+            "of the data)" if study.data_resampled else
+            "the data (and its splits) are one fixed draw for every seed, which varies the "
+            "network only")
+    lines.append("- Problems: " + "; ".join(_describe_problem(s, study.seeds[0])
+                                            for s in problems.values())
+                 + f". Inputs standardised with training-split statistics; {data}.")
     models = []
     for s in study.settings:
         if s.model not in models:
@@ -220,7 +230,8 @@ def _setup(study):
     lines.append("- Models: " + "; ".join(f"MLP({_model_text(m)})" for m in models) + ".")
     seeds = study.seeds
     lines.append(f"- Seeds: {len(seeds)} ({', '.join(map(str, seeds))}); a seed sets the "
-                 "initialisation and the shuffling order.")
+                 "initialisation, the shuffling order"
+                 + (" and the data." if study.data_resampled else "."))
     lines.append(f"- Grid: {len(study.settings)} settings x {len(seeds)} seeds = "
                  f"{len(study.settings) * len(seeds)} runs.")
     out = "\n".join(lines)
@@ -306,6 +317,104 @@ def default_analysis(results, report):
         report.conclusion(f"Lowest mean final validation loss: **{best.label}** ({ci.fmt()}).")
 
 
+def protocol(study, results):
+    """The machine-readable protocol of a report (``summary.json``'s ``protocol`` object)."""
+    from . import datasets
+
+    tun = study.tuning
+    problems = {}
+    for s in results.settings:
+        key = s.problem + ("" if not s.problem_args else " (" + ", ".join(
+            f"{k}={v}" for k, v in sorted(s.problem_args.items())) + ")")
+        entry = problems.get(key)
+        if entry is None:
+            try:
+                ds = datasets.load(s.problem, s.data_seed_for(study.seeds[0]), **s.problem_args)
+                ntr, nva, nte = ds.sizes()
+            except Exception:  # a missing extra must not stop the report
+                ntr = nva = nte = None
+            entry = problems[key] = {"n_train": ntr, "n_val": nva, "n_test": nte, "epochs": []}
+        if s.epochs not in entry["epochs"]:
+            entry["epochs"].append(s.epochs)
+    for entry in problems.values():
+        entry["epochs"] = entry["epochs"][0] if len(entry["epochs"]) == 1 else entry["epochs"]
+    plan = results.plan
+    edges = []
+    for e in (plan.edges_remaining if plan is not None else []):
+        edges.append({"condition": e["condition"], "axis": e["axis"], "value": e["value"],
+                      "side": e["side"], "reason": e["reason"]})
+    refs = []
+    for r in study.references:
+        s = r["setting"]
+        if isinstance(s, dict):  # the factors of a condition (a tuned setting's label varies)
+            s = next(iter(results.select(**s)), None)
+        ci = stats.mean_ci(results.values(s, r["key"]) if s is not None else [],
+                           bounds=bounds_of(r["key"]))
+        refs.append({"name": r["name"], "source": r["source"], "paper_value": r["paper_value"],
+                     "ours": None if ci.n == 0 else round(ci.mean, 4),
+                     "ci": [None if not math.isfinite(v) else round(v, 4)
+                            for v in (ci.lo, ci.hi)],
+                     "key": r["key"], "setting": r["setting"], "n": ci.n,
+                     "selected": None if s is None else getattr(s, "label", s)})
+    return {
+        "tune_seeds": len(tun.tune_seeds) if tun is not None else 0,
+        "report_seeds": len(study.seeds),
+        "data_resampled": study.data_resampled,
+        "selection_metric": tun.metric if tun is not None else None,
+        "problems": problems,
+        "grid_edges_remaining": edges,
+        "timing_repeats": study.timing_repeats,
+        "references": refs,
+    }
+
+
+def _fmt_point(point):
+    return ", ".join(f"{k}={fmt(v, 3)}" for k, v in point.items()) or "(not tuned)"
+
+
+def _protocol_text(study, results, proto):
+    """The protocol in one paragraph, the selection table and the flagged edges."""
+    tun, plan = study.tuning, results.plan
+    sizes = "; ".join(f"{k}: {v['n_train']}/{v['n_val']}/{v['n_test']} train/val/test, "
+                      f"{v['epochs']} epochs" for k, v in proto["problems"].items())
+    data = "each seed draws its own data and split" if proto["data_resampled"] else \
+        "one fixed data draw"
+    if tun is None:
+        text = (f"**Protocol.** {len(study.settings)} settings x {len(study.seeds)} seeds, "
+                f"{data}; {sizes}. No tuning stage: every setting is reported on every seed.")
+        return text
+    text = (f"**Protocol.** Tuning: {len(plan.tuning_settings)} grid points x "
+            f"{len(tun.tune_seeds)} tuning seeds, selected on the mean `{tun.metric}` "
+            f"({'highest' if tun.maximize else 'lowest'}; a point that diverged on any tuning "
+            f"seed loses), grids extended up to {tun.max_extensions} steps beyond an edge. "
+            f"Report: the selected point of each of {len(tun.conditions)} conditions on "
+            f"{len(study.seeds)} fresh seeds; {data}; {sizes}. Test metrics are given for the "
+            "final network (`test_*`) and for the network of the best validation epoch "
+            "(`es_test_*`, early stopping); each claim says which.")
+    if study.timing_repeats:
+        text += (f" Times: each selected setting trained alone {study.timing_repeats} times "
+                 "(one thread, nothing else of the study running); time-based comparisons use "
+                 "those medians.")
+    rows = []
+    for c in plan.choices:
+        ext = "; ".join(f"{k}: +{', '.join(fmt(v, 3) for v in vs)}"
+                        for k, vs in c.extended.items() if vs) or "-"
+        rows.append([", ".join(f"{k}={v}" for k, v in c.condition.items()),
+                     _fmt_point(c.point) if c.setting is not None else "tuning incomplete",
+                     ext])
+    text += "\n\n" + md_table(["condition", "selected", "grid extended"], rows)
+    edges = proto["grid_edges_remaining"]
+    if edges:
+        text += "\n\n**Grid edges that remain** (the selected value is at the edge of what was " \
+                "tried; the optimum may lie beyond):\n" + "\n".join(
+                    f"- {', '.join(f'{k}={v}' for k, v in e['condition'].items())}: "
+                    f"{e['axis']} = {fmt(e['value'], 3)} at the {e['side']} edge "
+                    f"({e['reason']})" for e in edges)
+    elif plan.complete:
+        text += "\n\nNo selected value remains at the edge of its grid."
+    return text
+
+
 def write_report(study, results, out_root, command):
     """Write ``<out_root>/<study>/README.md`` (+ figures) and ``summary.json``; return the dir."""
     directory = Path(out_root) / study.name
@@ -330,11 +439,16 @@ def write_report(study, results, out_root, command):
         report.conclusion("No completed runs yet: nothing to conclude.")
 
     total = sum(counts.values())
-    parts = [f"# {study.title}", f"**Question.** {study.question.strip()}",
+    proto = protocol(results.study, results)
+    parts = [f"# {study.title}"]
+    if report.claims:
+        parts.append("**Claim.** " + " ".join(report.claims))
+    parts += [_protocol_text(results.study, results, proto),
+              f"**Question.** {study.question.strip()}",
              f"Profile `{study.profile}`: {counts['ok']} of {total} runs ok, "
              f"{counts['diverged']} diverged, {counts['failed']} failed, "
              f"{counts['missing']} missing.",
-             "## Setup", _setup(study)]
+             "## Setup", _setup(results.study)]
     if report.parts:
         parts += ["## Results", *report.parts]
     head, rows = settings_table(results)
@@ -368,7 +482,8 @@ def write_report(study, results, out_root, command):
         "name": study.name, "title": study.title, "question": study.question.strip(),
         "profile": study.profile, "counts": counts, "figures": report.figures,
         "run_seconds": round(run_time(results)[1], 1),
-        "conclusion": report.conclusions, "command": command,
+        "conclusion": report.conclusions, "claim": report.claims, "protocol": proto,
+        "command": command,
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
     (directory / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -398,13 +513,14 @@ def write_index(out_root):
     rows = []
     for e in entries:
         c = e.get("counts")
-        first = (e.get("conclusion") or [""])[0].split("\n")[0]
-        first = first.split(". ")[0].rstrip(".") + "." if first else ""
+        first = (e.get("claim") or e.get("conclusion") or [""])[0].split("\n")[0]
+        if not e.get("claim"):
+            first = first.split(". ")[0].rstrip(".") + "." if first else ""
         runs = f"{c.get('ok', 0)}/{sum(c.values())}" if c else "-"
         secs = e.get("run_seconds")
         rows.append([f"[{e['title']}]({e['name']}/README.md)", e.get("question", ""), runs,
                      f"{secs / 60:.1f} min" if secs is not None else "-", first])
-    lines.append(md_table(["study", "question", "runs ok", "run time", "finding"], rows)
+    lines.append(md_table(["study", "question", "runs ok", "run time", "headline claim"], rows)
                  if rows else "No study reports yet.")
     total = sum(e.get("run_seconds") or 0.0 for e in entries)
     if total:

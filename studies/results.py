@@ -61,10 +61,42 @@ class Results:
                                         r["error"], r["wall_s"], r)
             self.records[s.label] = recs
 
+    #: The tuning stage's runs (a Results over the tuning grid and seeds), or None.
+    tuning = None
+    #: The timing pass's runs (a Results over the same settings and the timing seeds), or None.
+    timing = None
+
+    @property
+    def plan(self):
+        """The selection of a tuned study (:class:`dlbasics.studies.protocol.Plan`), or None."""
+        return self.study.plan
+
     @classmethod
     def load(cls, study, store, backend="cpu"):
+        """The study's runs in ``store``; for a tuned study, its report stage (the selected
+        settings on the report seeds), with :attr:`tuning` and :attr:`timing` filled in."""
+        from dataclasses import replace
+
+        from .protocol import stored_plan, timing_study_name
+
+        tuning = None
+        if study.tuning is not None:
+            plan = study.plan or stored_plan(study, store, backend)
+            study = study.resolved(plan)
+            grid = replace(study, settings=plan.tuning_settings, seeds=study.tuning.tune_seeds,
+                           tuning=None, plan=None)
+            tuning = cls(grid, store.rows(study.name, keys=[r.key for r in grid.runs(backend)]),
+                         backend)
         keys = [r.key for r in study.runs(backend)]
-        return cls(study, store.rows(study.name, keys=keys), backend)
+        out = cls(study, store.rows(study.name, keys=keys), backend)
+        out.tuning = tuning
+        if study.timing_repeats:
+            tstudy = replace(study, name=timing_study_name(study),
+                             seeds=study.seeds[: study.timing_repeats], tuning=None, plan=None)
+            out.timing = cls(tstudy, store.rows(tstudy.name, keys=[r.key for r in
+                                                                    tstudy.runs(backend)]),
+                             backend)
+        return out
 
     # -- bookkeeping ---------------------------------------------------------------------------
     @property

@@ -1,17 +1,19 @@
 """Execute a study's runs and write each one to the store as it finishes.
 
-A run is: build the data (:func:`dlbasics.studies.datasets.load`), build the MLP, train it
-(:func:`dlbasics.models.train`), evaluate the final network on the test split, record. Exceptions
-become ``status="failed"`` with the error text, a non-finite loss ``status="diverged"``; nothing
-stops the sweep.
+A run is: build the data (:func:`dlbasics.studies.datasets.load`, with the run's seed unless
+the setting fixes ``data_seed``), build the MLP, train it (:func:`dlbasics.models.train`) keeping
+a copy of the parameters of its best-validation epoch, evaluate the final network *and* that
+early-stopped one on the test split, record. Exceptions become ``status="failed"`` with the error
+text, a non-finite loss ``status="diverged"``; nothing stops the sweep.
 
 Runs are packed into *tasks* (plain dicts, picklable) before they are handed to an executor:
 
 * runs of small networks (every layer below :data:`POPULATION_MAX_WORK` multiply-adds per
   row) on the CPU backend without a schedule, sharing problem, architecture, batch size,
   epochs and metrics, form *population* tasks trained by
-  :func:`dlbasics.models.population.train_population` (they may differ in seed, optimizer and
-  hyper-parameters); such runs always go through the population kernel, whatever the task
+  :func:`dlbasics.models.population.train_population` (they may differ in optimizer and
+  hyper-parameters, and in seed when the data is fixed); such runs always go through the
+  population kernel, whatever the task
   size, so which tasks a run lands in never changes its result. A network in a population has
   the history it has when trained alone up to float rounding (bitwise for batches under 8
   rows on the per-network kernel; see :mod:`dlbasics.models.population`);
@@ -58,6 +60,14 @@ THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
 
 def _now():
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _load():
+    """The machine's 1-minute load average (``nan`` where the OS has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return math.nan
 
 
 # ----------------------------------------------------------------------------------------------
@@ -109,8 +119,45 @@ def _last(values):
     return float(values[-1]) if values else math.nan
 
 
-def _summary(hist, model, data):
-    """Final and best metrics of a run, test metrics of its final network."""
+class BestEpoch:
+    """Training callback keeping the parameters of the epoch with the lowest validation loss.
+
+    A copy of the parameters is taken at every strict improvement over every earlier epoch
+    (epoch 0, evaluated before training, included), so ``epoch`` is the first epoch reaching the
+    minimum, as the summary's ``best_val_epoch``; ``params`` stays ``None`` while epoch 0 is the
+    best (the initial parameters are rebuilt from the seed).
+    """
+
+    def __init__(self):
+        self.params = None
+        self.epoch = 0
+        self.best = None
+
+    def __call__(self, epoch, history, model):
+        if self.best is None:  # the epoch-0 evaluation, made before training
+            v0 = history.val_loss[0] if history.val_loss else math.nan
+            self.best = v0 if math.isfinite(v0) else math.inf
+        v = history.val_loss[-1] if history.val_loss else math.nan
+        if math.isfinite(v) and v < self.best:
+            self.best, self.epoch = v, epoch
+            self.params = np.array(model.params, copy=True)
+        return False
+
+
+def _test_metrics(model, data):
+    """``(loss, accuracy)`` of ``model`` on the test split (accuracy NaN for regression)."""
+    ds = data["ds"]
+    Xte = model.check_X(ds.X_test, "X_test")
+    loss = float(model.evaluate(Xte, *model.check_y(data["y_test"], Xte.shape[0], "y_test"))[0])
+    acc = _accuracy(model.forward(ds.X_test), ds.y_test, ds.task) \
+        if ds.task != "regression" else math.nan
+    return loss, acc
+
+
+def _summary(hist, model, data, best=None, initial=None):
+    """Final and best metrics of a run; test metrics of its final network and, with ``best``
+    (a :class:`BestEpoch`) and ``initial()`` (the initial parameters), of the network of its
+    best-validation epoch (``es_*``: the early-stopped network)."""
     h = hist.to_dict()
     ds, kw = data["ds"], data["kw"]
     s = {
@@ -127,17 +174,23 @@ def _summary(hist, model, data):
         s["best_val_loss"], s["best_val_epoch"] = float(vl[e]), e
     else:
         s["best_val_loss"], s["best_val_epoch"] = math.nan, None
+    va = np.asarray(h["val_accuracy"], dtype=np.float64)
+    e = s["best_val_epoch"]
+    s["es_val_accuracy"] = float(va[e]) if e is not None and e < va.size else math.nan
+    s["es_epoch"] = e
+    s["es_test_loss"] = s["es_test_accuracy"] = math.nan
+    if best is not None and e is not None and best.epoch == e:
+        final = np.array(model.params, copy=True)
+        model.set_params_vector(best.params if e > 0 else initial())
+        s["es_test_loss"], s["es_test_accuracy"] = _test_metrics(model, data)
+        model.set_params_vector(final)
     if hist.diverged:
         for k in ("train_loss", "full_loss", "full_accuracy", "val_loss", "val_accuracy"):
             s["final_" + k] = math.nan
         s["test_loss"] = s["test_accuracy"] = math.nan
         return s
-    Xte = model.check_X(ds.X_test, "X_test")
-    yte = data["y_test"]
-    s["test_loss"] = float(model.evaluate(Xte, *model.check_y(yte, Xte.shape[0], "y_test"))[0])
+    s["test_loss"], s["test_accuracy"] = _test_metrics(model, data)
     classify = ds.task != "regression"
-    s["test_accuracy"] = _accuracy(model.forward(ds.X_test), ds.y_test, ds.task) \
-        if classify else math.nan
     if classify and kw["loss"] == "squared":
         # The history has no accuracy for squared-loss classifiers: compute the final ones.
         s["final_val_accuracy"] = _accuracy(model.forward(ds.X_val), ds.y_val, ds.task)
@@ -145,8 +198,13 @@ def _summary(hist, model, data):
     return s
 
 
-def _data(config):
-    ds = datasets.load(config["problem"], config["data_seed"], **config["problem_args"])
+def data_seed(config, seed):
+    """The seed of a run's data: its own ``seed`` unless the configuration fixes one."""
+    return int(seed) if config.get("data_seed") is None else int(config["data_seed"])
+
+
+def _data(config, seed):
+    ds = datasets.load(config["problem"], data_seed(config, seed), **config["problem_args"])
     kw = resolve_model(config["model"], ds.n_features, ds.n_outputs, ds.task)
     return {
         "ds": ds, "kw": kw,
@@ -227,21 +285,28 @@ def run_single(payload):
         from ..models.optimizers import make_optimizer
 
         cfg = payload["config"]
-        data = _data(cfg)
+        data = _data(cfg, payload["seed"])
         ds = data["ds"]
         opt = make_optimizer(cfg["optimizer"], **cfg["hyper"])
 
-        def fit(model, epochs):
+        def fit(model, epochs, callbacks=()):
             return train(model, ds.X_train, data["y_train"], opt, batch_size=cfg["batch_size"],
                          epochs=epochs, shuffle=True, seed=payload["seed"], X_val=ds.X_val,
-                         y_val=data["y_val"], metrics=cfg["metrics"], schedule=_schedule(cfg))
+                         y_val=data["y_val"], metrics=cfg["metrics"], schedule=_schedule(cfg),
+                         callbacks=callbacks)
 
-        _warm_up("single", cfg, lambda: fit(
-            MLP(**data["kw"], seed=payload["seed"], backend=cfg["backend"]), 1))
+        def new_model():
+            return MLP(**data["kw"], seed=payload["seed"], backend=cfg["backend"])
+
+        _warm_up("single", cfg, lambda: fit(new_model(), 1))
+        load_before = _load()
         t0 = time.perf_counter()
-        model = MLP(**data["kw"], seed=payload["seed"], backend=cfg["backend"])
-        hist = fit(model, cfg["epochs"])
-        summary = _summary(hist, model, data)
+        model = new_model()
+        best = BestEpoch()
+        hist = fit(model, cfg["epochs"], [best])
+        summary = _summary(hist, model, data, best, lambda: new_model().params)
+        if payload.get("timing"):
+            summary["load_before"], summary["load_after"] = load_before, _load()
         status = "diverged" if hist.diverged else "ok"
         return _row(payload, status, history=hist.to_dict(), summary=summary, path=hist.path,
                     started=started, wall=time.perf_counter() - t0)
@@ -260,29 +325,35 @@ def run_population(payloads):
 
     started = _now()
     cfg = payloads[0]["config"]
-    data = _data(cfg)
+    data = _data(cfg, payloads[0]["seed"])  # one data draw: population_key groups by it
     ds = data["ds"]
     seeds = [p["seed"] for p in payloads]
     template = MLP(**data["kw"], seed=seeds[0], backend="cpu")
     opts = [make_optimizer(p["config"]["optimizer"], **p["config"]["hyper"]) for p in payloads]
+    bests = {}  # id(history) -> BestEpoch
 
-    def fit(k, epochs):
+    def snapshot(epoch, history, model):
+        return bests.setdefault(id(history), BestEpoch())(epoch, history, model)
+
+    def fit(k, epochs, callbacks=()):
         return train_population(template, ds.X_train, data["y_train"], opts[:k], seeds[:k],
                                 batch_size=cfg["batch_size"], epochs=epochs, shuffle=True,
                                 shuffle_seeds=seeds[:k], X_val=ds.X_val, y_val=data["y_val"],
-                                metrics=cfg["metrics"], lanes=False)
+                                metrics=cfg["metrics"], lanes=False, callbacks=callbacks)
 
     _warm_up("population", cfg, lambda: fit(1, 1))
     t0 = time.perf_counter()
-    hists, P = fit(len(payloads), cfg["epochs"])
+    hists, P = fit(len(payloads), cfg["epochs"], [snapshot])
     train_wall = time.perf_counter() - t0
     rows = []
     for p, hist, params in zip(payloads, hists, P, strict=True):
         t1 = time.perf_counter()
         try:
             model = MLP(**data["kw"], seed=p["seed"], backend="cpu")
+            init = np.array(model.params, copy=True)
             model.set_params_vector(params)
-            summary = _summary(hist, model, data)
+            summary = _summary(hist, model, data, bests.get(id(hist), BestEpoch()),
+                               lambda init=init: init)
             status = "diverged" if hist.diverged else "ok"
             rows.append(_row(p, status, history=hist.to_dict(), summary=summary, path=hist.path,
                              started=started,
@@ -333,6 +404,7 @@ def population_key(run):
     if any(a * b >= POPULATION_MAX_WORK for a, b in zip(sizes[:-1], sizes[1:], strict=False)):
         return None
     shared = {k: v for k, v in cfg.items() if k not in ("optimizer", "hyper")}
+    shared["data_seed"] = data_seed(cfg, run.seed)  # one population trains on one data draw
     return canonical_json(shared)
 
 
@@ -512,8 +584,83 @@ def make_executor(jobs=None, scheduler=None):
 # ----------------------------------------------------------------------------------------------
 
 
+def run_runs(runs, store, executor, profile="", progress=True, desc="runs"):
+    """Run ``runs`` (none of them stored yet) on ``executor``, writing each row as it finishes.
+
+    Returns ``{"ok", "diverged", "failed"}`` counts.
+    """
+    counts = {"ok": 0, "diverged": 0, "failed": 0}
+    if not runs:
+        return counts
+    tasks = make_tasks(runs, executor.workers, profile, executor.threads)
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=len(runs), desc=desc, unit="run", disable=not progress, leave=False)
+    try:
+        for task, result in executor.imap(execute_task, tasks):
+            if isinstance(result, BaseException):
+                result = [_failed(p, result) for p in task["runs"]]
+            for row in result:
+                store.put(row)
+                counts[row["status"]] += 1
+            bar.update(len(result))
+    finally:
+        bar.close()
+    return counts
+
+
+def _missing(runs, store, study_name):
+    done = store.done_keys(study_name)
+    return [r for r in runs if r.key not in done]
+
+
+def timing_runs(study, backend="cpu"):
+    """The timing pass's runs: each setting of ``study`` on its first ``timing_repeats`` report
+    seeds, under the store name ``<study>--timing``."""
+    from .protocol import timing_study_name
+    from .spec import Run
+
+    name = timing_study_name(study)
+    seeds = study.seeds[: study.timing_repeats]
+    return [Run(name, s, seed, backend) for s in study.settings for seed in seeds]
+
+
+def run_timing(study, store, backend="cpu", fresh=False, progress=True):
+    """The timing pass: each setting alone, in this process, on one thread, one after another
+    (see :mod:`dlbasics.studies.protocol`). Returns the number of runs made."""
+    from .protocol import timing_study_name
+
+    runs = timing_runs(study, backend)
+    if fresh:
+        store.delete(r.key for r in runs)
+    todo = _missing(runs, store, timing_study_name(study))
+    if not todo:
+        return 0
+    import numba
+    from threadpoolctl import threadpool_limits
+    from tqdm.auto import tqdm
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            for r in tqdm(todo, desc=f"{study.name} timing", unit="run", disable=not progress,
+                          leave=False):
+                payload = r.payload(study.profile)
+                payload["timing"] = True
+                store.put(run_single(payload))
+    finally:
+        numba.set_num_threads(before)
+    return len(todo)
+
+
 def run_study(study, store, executor, backend="cpu", fresh=False, progress=True):
     """Run what is missing of ``study`` on ``executor``, writing each run as it finishes.
+
+    A study with a tuning grid runs the protocol of :mod:`dlbasics.studies.protocol`: the
+    tuning stage (extending grids at their edges), the selected settings on the report seeds,
+    then the timing pass in this process. Otherwise its settings x seeds (and the timing pass
+    when ``study.timing_repeats`` asks for one).
 
     Parameters
     ----------
@@ -529,30 +676,41 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     Returns
     -------
     dict
-        ``{"total", "skipped", "ok", "diverged", "failed", "seconds"}``.
+        ``{"total", "skipped", "ok", "diverged", "failed", "tuning", "timing", "seconds"}``
+        (``total``/``skipped`` count the report stage; ``tuning``: tuning runs made).
     """
-    t0 = time.perf_counter()
-    runs = study.runs(backend)
-    if fresh:
-        store.delete(r.key for r in runs)
-    done = store.done_keys(study.name)
-    todo = [r for r in runs if r.key not in done]
-    counts = {"total": len(runs), "skipped": len(runs) - len(todo), "ok": 0, "diverged": 0,
-              "failed": 0}
-    tasks = make_tasks(todo, executor.workers, study.profile, executor.threads)
-    from tqdm.auto import tqdm
+    from .protocol import stored_plan
 
-    bar = tqdm(total=len(todo), desc=study.name, unit="run", disable=not progress or not todo,
-               leave=False)
-    try:
-        for task, result in executor.imap(execute_task, tasks):
-            if isinstance(result, BaseException):
-                result = [_failed(p, result) for p in task["runs"]]
-            for row in result:
-                store.put(row)
-                counts[row["status"]] += 1
-            bar.update(len(result))
-    finally:
-        bar.close()
+    t0 = time.perf_counter()
+    counts = {"ok": 0, "diverged": 0, "failed": 0, "tuning": 0, "timing": 0}
+
+    def add(c):
+        for k in ("ok", "diverged", "failed"):
+            counts[k] += c[k]
+
+    if fresh:
+        if study.tuning is not None:
+            old = stored_plan(study, store, backend)
+            store.delete(r.key for s in old.tuning_settings
+                         for r in study.tuning_runs(s, backend))
+            store.delete(r.key for r in study.resolved(old).runs(backend))
+        store.delete(r.key for r in study.runs(backend))
+    report_study = study
+    if study.tuning is not None:
+        while True:
+            plan = stored_plan(study, store, backend)
+            if plan.complete:
+                break
+            c = run_runs(plan.pending, store, executor, study.profile, progress,
+                         f"{study.name} tuning")
+            add(c)
+            counts["tuning"] += len(plan.pending)
+        report_study = study.resolved(plan)
+    runs = report_study.runs(backend)
+    todo = _missing(runs, store, study.name)
+    counts["total"], counts["skipped"] = len(runs), len(runs) - len(todo)
+    add(run_runs(todo, store, executor, study.profile, progress, study.name))
+    if report_study.timing_repeats:
+        counts["timing"] = run_timing(report_study, store, backend, fresh, progress)
     counts["seconds"] = time.perf_counter() - t0
     return counts

@@ -38,8 +38,9 @@ factory that takes the profile (``"quick"`` or ``"full"``) and returns a :class:
 Setting fields (all plain JSON-able data)
     ``problem``, ``problem_args``
         A name of :data:`dlbasics.studies.datasets.PROBLEMS` and its keyword arguments (``n``,
-        ``noise``, ...). ``data_seed`` (default 0) fixes the data and its splits for every run
-        seed: seeds vary the network, not the data.
+        ``noise``, ...). ``data_seed`` (default ``None``): each run seed draws its own data and
+        split, so the intervals over seeds include the variance of the data; an integer fixes
+        one draw for every seed (a study that needs that says so in its notes).
     ``model``
         :class:`dlbasics.models.MLP` keyword arguments without ``seed``/``backend``. Instead of
         ``sizes`` you may give ``hidden`` (hidden widths): sizes become ``[n_features, *hidden,
@@ -64,9 +65,16 @@ Setting fields (all plain JSON-able data)
         the label defaults to ``"method=batch, lr=0.1"`` (without factors: the optimizer and
         the start of the config hash). Labels must be unique in a study.
 
-Seeds: each run seed sets the network initialisation (and dropout masks) and the shuffling
-order. The CLI's ``--seeds N`` takes the first N of the study's seeds (extended by consecutive
-integers when N is larger).
+Seeds: each run seed sets the network initialisation (and dropout masks), the shuffling order
+and (unless ``data_seed`` is fixed) the data and its split. The CLI's ``--seeds N`` takes the
+first N of the study's (report) seeds (extended by consecutive integers when N is larger).
+
+Tuned studies: ``Study(..., settings=(), seeds=REPORT_SEEDS, tuning=Tuning(...))`` declares a
+tuning grid instead of settings; :mod:`dlbasics.studies.protocol` runs it on the tuning seeds,
+extends grids at their edges, selects one setting per condition and runs those on the report
+seeds, then times each alone. The analysis then sees the selected settings x report seeds, with
+``results.plan`` (the selection), ``results.tuning`` (the tuning grid's runs, e.g. for
+sensitivity curves) and ``results.timing`` (measured seconds per epoch).
 
 How runs execute (:mod:`dlbasics.studies.runner`): each run builds its data, builds the MLP, trains,
 evaluates the final network on the test split, and is written to the store as soon as it
@@ -218,7 +226,7 @@ class Setting:
     batch_size: int | None = None
     epochs: int = 10
     problem_args: dict = field(default_factory=dict)
-    data_seed: int = 0
+    data_seed: int | None = None
     metrics: str = "full"
     schedule: dict | None = None
     label: str = ""
@@ -247,6 +255,10 @@ class Setting:
             raise ValueError(f"epochs must be a non-negative integer, got {self.epochs!r}")
         if not isinstance(self.metrics, str) or self.metrics not in METRICS:
             raise ValueError(f"metrics must be one of {METRICS}, got {self.metrics!r}")
+        if self.data_seed is not None and (isinstance(self.data_seed, bool) or not isinstance(
+                self.data_seed, numbers.Integral) or self.data_seed < 0):
+            raise ValueError(f"data_seed must be None (per run seed) or an integer >= 0, got "
+                             f"{self.data_seed!r}")
         if "seed" in self.model or "backend" in self.model:
             raise ValueError("model must not set 'seed' or 'backend' (the runner sets them)")
         if "sizes" not in self.model and "hidden" not in self.model:
@@ -263,7 +275,7 @@ class Setting:
         return {
             "problem": self.problem,
             "problem_args": self.problem_args,
-            "data_seed": int(self.data_seed),
+            "data_seed": None if self.data_seed is None else int(self.data_seed),
             "model": self.model,
             "optimizer": self.optimizer,
             "hyper": self.hyper,
@@ -276,6 +288,10 @@ class Setting:
 
     def config_hash(self, backend="cpu"):
         return config_hash(self.config(backend))
+
+    def data_seed_for(self, seed):
+        """The seed of the data a run with ``seed`` trains on."""
+        return int(seed) if self.data_seed is None else int(self.data_seed)
 
     def replace(self, **changes):
         """A copy with some fields changed (``dataclasses.replace``)."""
@@ -334,6 +350,17 @@ class Study:
         Filled in by the registry.
     notes : str
         Extra Markdown for the setup section (what is held fixed and why).
+    tuning : Tuning, optional
+        A tuning grid (:mod:`dlbasics.studies.protocol`); ``settings`` is then left empty and
+        becomes the selected settings once the tuning stage is complete; ``seeds`` are the
+        report seeds.
+    timing_repeats : int
+        Runs of each compared setting, alone, in the timing pass (0: no timing pass).
+    references : sequence of dict
+        Published numbers this study reproduces: ``{"name", "source", "paper_value",
+        "setting", "key"}``; the report adds ``ours`` and ``ci`` (mean and 95% interval of the
+        summary ``key`` over the report seeds) of the setting named by ``setting``: a label,
+        or a dict of factors (a tuned study's condition, whose label holds the tuned values).
     """
 
     name: str
@@ -344,10 +371,22 @@ class Study:
     analysis: Callable | None = None
     profile: str = "quick"
     notes: str = ""
+    tuning: object = None
+    timing_repeats: int = 0
+    references: Sequence[dict] = ()
+    plan: object = None
 
     def __post_init__(self):
         self.settings = list(self.settings)
         self.seeds = [int(s) for s in self.seeds]
+        self.references = [dict(r) for r in self.references]
+        if self.tuning is not None:
+            overlap = set(self.tuning.tune_seeds) & set(self.seeds)
+            if overlap:
+                raise ValueError(f"study {self.name!r}: report seeds {sorted(overlap)} are "
+                                 "also tuning seeds")
+            if not self.settings:
+                self.settings = self.tuning.initial_settings()
         if not self.name or not all(c.isalnum() or c in "_-" for c in self.name):
             raise ValueError(f"study name must be letters, digits, '_' or '-', got {self.name!r}")
         if not self.settings:
@@ -393,6 +432,27 @@ class Study:
             seeds.append(nxt)
             nxt += 1
         return replace(self, seeds=seeds)
+
+    def check_protocol(self):
+        """The ``full`` profile of a tuned study needs >= 3 tuning and >= 10 report seeds."""
+        if self.tuning is not None and self.profile == "full" and (
+                len(self.tuning.tune_seeds) < 3 or len(self.seeds) < 10):
+            raise ValueError(f"study {self.name!r}: the full profile needs at least 3 tuning "
+                             f"seeds and 10 report seeds, got {len(self.tuning.tune_seeds)} "
+                             f"and {len(self.seeds)}")
+
+    @property
+    def data_resampled(self):
+        """Whether every setting draws its data per run seed."""
+        return all(s.data_seed is None for s in self.settings)
+
+    def resolved(self, plan):
+        """The report stage of a tuned study: the selected settings on the report seeds."""
+        return replace(self, settings=plan.selected or self.settings, plan=plan)
+
+    def tuning_runs(self, setting, backend="cpu"):
+        """The runs of one tuning-grid setting on the tuning seeds."""
+        return [Run(self.name, setting, seed, backend) for seed in self.tuning.tune_seeds]
 
     def runs(self, backend="cpu"):
         """Every run of the study, setting by setting, seed by seed."""

@@ -257,3 +257,131 @@ def holm(pvalues):
         running = max(running, min(1.0, (m - rank) * p[i]))
         out[i] = running
     return out
+
+
+#: Family-wise error rate of the Holm-corrected tests and of the equivalence tests.
+ALPHA = 0.05
+
+
+def tost(a, b, margin, alpha=ALPHA):
+    """Paired two one-sided tests (TOST) of equivalence: is ``|mean(a - b)| < margin``?
+
+    Parameters
+    ----------
+    a, b : array-like of shape (n_seeds,)
+        Per-seed values in the same seed order (NaN pairs dropped).
+    margin : float > 0
+        The equivalence margin, in the units of ``a`` and ``b`` (stated in every claim).
+    alpha : float
+        Level of each one-sided test.
+
+    Returns
+    -------
+    dict
+        ``n``, ``diff``, ``lo``/``hi`` (the ``1 - 2 alpha`` t-interval of the mean difference:
+        equivalence at level ``alpha`` is that interval inside ``(-margin, margin)``), ``p``
+        (the larger one-sided p-value; NaN with fewer than 2 pairs) and ``equivalent``.
+    """
+    if not (isinstance(margin, (int, float)) and math.isfinite(margin) and margin > 0):
+        raise ValueError(f"margin must be a positive number, got {margin!r}")
+    a, b = _real_array("a", a), _real_array("b", b)
+    if a.shape != b.shape:
+        raise ValueError(f"tost needs arrays of one shape, got {a.shape} and {b.shape}")
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    n = int(d.size)
+    out = {"n": n, "margin": float(margin), "diff": float(d.mean()) if n else math.nan,
+           "lo": math.nan, "hi": math.nan, "p": math.nan, "equivalent": False}
+    if n < 2:
+        return out
+    st = _scipy_stats()
+    sem = float(d.std(ddof=1) / math.sqrt(n))
+    if sem == 0.0:
+        out["lo"] = out["hi"] = out["diff"]
+        out["p"] = 0.0 if abs(out["diff"]) < margin else 1.0
+    else:
+        t_lo = (out["diff"] + margin) / sem    # H0: diff <= -margin
+        t_hi = (out["diff"] - margin) / sem    # H0: diff >= +margin
+        out["p"] = float(max(st.t.sf(t_lo, n - 1), st.t.cdf(t_hi, n - 1)))
+        h = float(st.t.ppf(1 - alpha, n - 1) * sem)
+        out["lo"], out["hi"] = out["diff"] - h, out["diff"] + h
+    out["equivalent"] = bool(out["p"] < alpha)
+    return out
+
+
+def compare(pairs, margin=None, alpha=ALPHA, lower_is_better=True):
+    """Paired comparisons with effect sizes, Holm-corrected tests and explicit verdicts.
+
+    Parameters
+    ----------
+    pairs : sequence of (name, a, b)
+        Per-seed values of two settings on the same seeds (the effect is ``a - b``).
+    margin : float, optional
+        Equivalence margin: a pair whose difference is not significant is called equivalent
+        only when a TOST with this margin (Holm-corrected over the pairs too) says so.
+    alpha : float
+    lower_is_better : bool
+        Direction of the metric (a loss: True; an accuracy: False), for the verdict's wording.
+
+    Returns
+    -------
+    list of dict
+        Per pair: ``name``, ``n``, ``diff``, ``lo``, ``hi`` (95% t-interval of the mean
+        difference), ``p`` (paired t), ``p_holm``, ``wilcoxon_p``, ``a_better``/``b_better``
+        (seeds), ``tost_p_holm`` and ``verdict``: ``"a better"``, ``"b better"``,
+        ``"equivalent within +-m"`` or ``"inconclusive"`` (neither a difference nor
+        equivalence is shown: never read it as "equal").
+    """
+    rows = []
+    for name, a, b in pairs:
+        p = paired(a, b)
+        p["name"] = name
+        p["tost"] = tost(a, b, margin, alpha) if margin is not None else None
+        rows.append(p)
+    adj = holm([r["t_p"] for r in rows])
+    tadj = holm([r["tost"]["p"] if r["tost"] else math.nan for r in rows])
+    for r, pa, ta in zip(rows, adj, tadj, strict=True):
+        r["p"], r["p_holm"], r["tost_p_holm"] = r.pop("t_p"), float(pa), float(ta)
+        if math.isfinite(pa) and pa < alpha:
+            a_lower = r["diff"] < 0
+            r["verdict"] = "a better" if a_lower == lower_is_better else "b better"
+        elif math.isfinite(ta) and ta < alpha:
+            r["verdict"] = f"equivalent within +-{margin:g}"
+        else:
+            r["verdict"] = "inconclusive"
+    return rows
+
+
+def seconds_per_epoch(timing, setting):
+    """Measured training seconds per epoch of ``setting`` in the timing pass.
+
+    Parameters
+    ----------
+    timing : Results
+        ``results.timing`` of a study (each setting trained alone, several repeats).
+    setting : Setting or str
+
+    Returns
+    -------
+    dict
+        ``median``, ``min``, ``max`` over the repeats (NaN without one), ``n`` repeats, and
+        ``load`` (the largest 1-minute load average seen at a repeat's start or end).
+    """
+    per, load = [], []
+    for rec in timing.records_of(setting):
+        h, s = rec.history or {}, rec.summary or {}
+        if rec.status == "ok" and h.get("time"):
+            per.append(float(h["time"][-1]) / len(h["time"]))
+            load += [s.get("load_before", math.nan), s.get("load_after", math.nan)]
+    if not per:
+        return {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0, "load": math.nan}
+    finite = [v for v in load if v is not None and math.isfinite(v)]
+    return {"median": float(np.median(per)), "min": float(min(per)), "max": float(max(per)),
+            "n": len(per), "load": max(finite) if finite else math.nan}
+
+
+def measured_seconds_to_target(results, setting, target, metric="val_loss", mode="below"):
+    """Per-seed seconds to reach ``target``: each report seed's epochs to the target times the
+    setting's median measured seconds per epoch (:func:`seconds_per_epoch`); NaN if never."""
+    epochs = times_to_target(results, setting, target, metric, mode)["epochs"]
+    return epochs * seconds_per_epoch(results.timing, setting)["median"]

@@ -314,8 +314,8 @@ def analyse(results, report):
                          "unit) rather than small, and 1 for every z > 0.")
 
     report.section("Saturation and the gradient that reaches each layer")
-    ds = datasets.load(results.settings[0].problem, results.settings[0].data_seed,
-                       **results.settings[0].problem_args)
+    first = results.settings[0]
+    ds = datasets.load(first.problem, first.data_seed_for(results.seeds[0]), **first.problem_args)
     grads = _saturation_figure(report, ds.X_train, ds.y_train, results.seeds)
     ratio = {n: np.exp(np.mean(np.log(np.maximum(g[:, 0], 1e-30) / g[:, -1])))
              for n, g in grads.items()}
@@ -349,10 +349,12 @@ def analyse(results, report):
     hist_names = [n for n in ("sigmoid", "tanh", "relu") if n in best]
     zs, shares = {}, {}
     for n in hist_names:
-        models, d = nets(best[n])
+        models, dss = nets(best[n])
         # the same network at initialisation: its constructor arguments include the seed
-        z0 = np.concatenate([pre_activations(MLP(**m.config()), d.X_train) for m in models])
-        z1 = np.concatenate([pre_activations(m, d.X_train) for m in models])
+        z0 = np.concatenate([pre_activations(MLP(**m.config()), d.X_train)
+                             for m, d in zip(models, dss, strict=True)])
+        z1 = np.concatenate([pre_activations(m, d.X_train)
+                             for m, d in zip(models, dss, strict=True)])
         zs[n] = (z0, z1)
         shares[n] = (saturated_share(n, z0), saturated_share(n, z1))
     if hist_names:

@@ -286,7 +286,7 @@ def retrain(setting, seed):
     from ...models import MLP, train
     from ...models.optimizers import make_optimizer
 
-    ds = datasets.load(setting.problem, setting.data_seed, **setting.problem_args)
+    ds = datasets.load(setting.problem, setting.data_seed_for(seed), **setting.problem_args)
     kw = resolve_model(setting.model, ds.n_features, ds.n_outputs, ds.task)
     if kw["loss"] != "cross_entropy":
         raise ValueError("retrain expects a softmax + cross-entropy classifier")

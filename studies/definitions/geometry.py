@@ -268,8 +268,8 @@ def _first_layer_figure(results, report, problem, arch, nets):
 
 def _second_layer_figure(results, report, problem, arch, nets):
     s = _setting(results, problem, arch)
-    models, ds = nets(s)
-    xs, ys, pts = plane_grid(ds)
+    models, dss = nets(s)
+    xs, ys, pts = plane_grid(dss[0])  # every seed's data covers the same square
     # convexity of every second-layer unit's region {unit > 0}, over every seed; a unit whose
     # output has one sign over the whole plane draws no boundary and is counted apart
     ratios, flat = [], 0
@@ -281,7 +281,7 @@ def _second_layer_figure(results, report, problem, arch, nets):
                 flat += 1
             else:
                 ratios.append(convexity(pos, pts))
-    seed, model, _ = nets.best(s)
+    seed, model, ds = nets.best(s)
     outs = layer_outputs(model, pts)
     h2, out = outs[1], outs[-1][:, 0]
     W1, b1 = model.weights[0], model.biases[0]
@@ -336,15 +336,15 @@ def _regions(results, report, archs, nets):
     for p in PROBLEMS:
         for a in archs:
             s = _setting(results, p, a)
-            models, ds = nets(s)
-            xs, ys, pts = plane_grid(ds)
+            models, dss = nets(s)
+            xs, ys, pts = plane_grid(dss[0])
             rows = []
             for m in models:
                 out = layer_outputs(m, pts)[-1][:, 0]
                 rows.append((convexity(out > 0.5, pts), convexity(out <= 0.5, pts)))
             conv[(p, a)] = np.array(rows)
             seed = best_seed(results, s)
-            m = models[results.seeds.index(seed)]
+            m, ds = models[results.seeds.index(seed)], dss[results.seeds.index(seed)]
             drawn[(p, a)] = (ds, xs, ys, layer_outputs(m, pts)[-1][:, 0], seed, _accuracy(m, ds),
                              n_params(m.sizes))
     nr, nc = len(PROBLEMS), len(archs)

@@ -291,15 +291,15 @@ def _fits_figure(results, report, nets):
     ) as (fig, axes):
         for ax, name in zip(np.atleast_1d(axes), TARGETS, strict=True):
             ss = [s for s in results.select(target=name) if s.factors["width"] in shown]
-            ds = nets(ss[0])[1]
+            ds = nets(ss[0])[1][0]
             xr = ds.X_train[:, 0] * ds.info["std"][0] + ds.info["mean"][0]
             ax.scatter(xr, ds.y_train[:, 0], s=8, color="0.6", label="training data")
             ax.plot(x, FUNCS[name](x), color="k", lw=2.2, label="target")
             for i, s in enumerate(ss):
-                models, d = nets(s)
+                models, dss = nets(s)
                 v = results.values(s, "final_val_loss")
                 j = int(np.nanargmin(v)) if np.isfinite(v).any() else 0
-                y = models[j].forward(_standardise(d, x).astype(np.float32))[:, 0]
+                y = models[j].forward(_standardise(dss[j], x).astype(np.float32))[:, 0]
                 ax.plot(x, y, lw=1.6, color=f"C{i}", label=f"w = {s.factors['width']}")
             ax.set_xlabel("x")
             ax.set_ylabel("y")
@@ -342,10 +342,10 @@ def analyse(results, report):
     nets = Networks(results)
     ferr = {}
     for s in results.settings:
-        models, ds = nets(s)
+        models, dss = nets(s)
         ok = np.isfinite(results.values(s, "final_val_loss"))
-        ferr[s.label] = np.array([function_error(m, ds, s.factors["target"]) if good
-                                  else np.nan for m, good in zip(models, ok, strict=True)])
+        ferr[s.label] = np.array([function_error(m, d, s.factors["target"]) if good else np.nan
+                                  for m, d, good in zip(models, dss, ok, strict=True)])
     _width_figure(results, report, ferr)
     _fits_figure(results, report, nets)
     rows = []
@@ -360,8 +360,9 @@ def analyse(results, report):
     bump2 = results.select(target="bump", width=2)
     steps_rows = []
     if bump2:
-        models, ds = nets(bump2[0])
-        for seed, m, fe in zip(results.seeds, models, ferr[bump2[0].label], strict=True):
+        models, dss = nets(bump2[0])
+        for seed, m, ds, fe in zip(results.seeds, models, dss, ferr[bump2[0].label],
+                                   strict=True):
             units = sorted(effective_steps(m, ds), key=lambda u: u[1])
             steps_rows.append((seed, units, fe))
         report.table(

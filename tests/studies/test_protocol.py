@@ -1,0 +1,282 @@
+"""The two-stage protocol: grid edges, selection, report and timing stages, early-stopped
+metrics, data drawn per seed, and the protocol written to summary.json."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from dlbasics.studies import datasets, stats
+from dlbasics.studies.protocol import Axis, Tuning, plan, stored_plan, timing_study_name
+from dlbasics.studies.report import write_report
+from dlbasics.studies.results import Results
+from dlbasics.studies.runner import InProcess, _data, run_single, run_study
+from dlbasics.studies.spec import Run, Setting, Study
+from dlbasics.studies.store import Store
+
+# --- axes -----------------------------------------------------------------------------------
+
+
+def test_axis_steps_beyond_each_edge():
+    lr = Axis([0.01, 0.1, 1.0])
+    assert lr.step(lr.values, "high") == 10.0 and lr.step(lr.values, "low") == 0.001
+    lin = Axis([0.2, 0.5, 0.8], scale="linear", low=0.0, high=1.0)
+    assert lin.step([0.4, 0.6], "low") == 0.2           # 0.4 - 0.2
+    assert lin.step(lin.values, "low") is None          # 0.2 - 0.3 crosses low = 0
+    assert lin.step([0.5, 0.8], "high") is None         # 0.8 + 0.3 crosses high = 1
+    mom = Axis([0.5, 0.9], scale="log1m")
+    assert mom.step([0.9, 0.99], "high") == 0.999       # 1 - 0.01^2 / 0.1
+    assert mom.step([0.9, 0.99], "low") == 0.0          # 1 - 0.1^2 / 0.01
+    assert mom.step([0.5, 0.9], "low") is None          # 1 - 0.5^2 / 0.1 < 0
+    assert Axis([0.3]).step([0.3], "high") is None      # one value: no edge
+    with pytest.raises(ValueError, match="log axis"):
+        Axis([0.0, 1.0])
+    with pytest.raises(ValueError, match="log1m"):
+        Axis([0.5, 1.0], scale="log1m")
+
+
+# --- planning on fake stored rows ------------------------------------------------------------
+
+
+def _build(f):
+    return Setting(problem="xor", problem_args={"n": 40, "n_test": 50},
+                   model={"hidden": [3], "activation": "tanh"}, optimizer="sgd",
+                   hyper={"lr": f["lr"]}, batch_size=8, epochs=2, factors=f)
+
+
+def _study(lrs=(0.01, 0.1), conditions=({"c": "a"},), **kw):
+    return Study("toy", "t", "q", settings=(), seeds=[10, 11],
+                 tuning=Tuning(_build, conditions, {"lr": Axis(lrs)}, tune_seeds=[0, 1, 2], **kw))
+
+
+def _rows(study, score, status="ok"):
+    """Fake rows for every setting the plan asks for, scored by ``score(lr)``."""
+    rows = {}
+    for _ in range(10):
+        p = plan(study, rows)
+        if p.complete:
+            return rows, p
+        for r in p.pending:
+            lr = r.setting.factors["lr"]
+            rows[(r.config_hash, r.seed)] = {
+                "status": status(lr) if callable(status) else status,
+                "summary": {"best_val_loss": score(lr) + 0.001 * r.seed}}
+    raise AssertionError("the plan never completed")
+
+
+def test_plan_extends_an_edge_until_the_optimum_is_inside():
+    study = _study()
+    # optimum at lr = 10^-3.4: 0.01 wins the grid, then 0.001 at the new edge, then 0.001
+    # stays best with 0.0001 beside it
+    rows, p = _rows(study, lambda lr: (math.log10(lr) + 3.4) ** 2)
+    (c,) = p.choices
+    assert c.grids["lr"] == [0.0001, 0.001, 0.01, 0.1]
+    assert c.point == {"lr": 0.001} and c.extended == {"lr": [0.0001, 0.001]}
+    assert c.edges == [] and p.edges_remaining == []
+    assert len(rows) == 4 * 3
+
+
+def test_plan_stops_after_three_extensions_and_flags_the_edge():
+    study = _study()
+    rows, p = _rows(study, lambda lr: lr)  # smaller is always better
+    (c,) = p.choices
+    assert c.grids["lr"] == [1e-05, 0.0001, 0.001, 0.01, 0.1]
+    assert c.point == {"lr": 1e-05}
+    assert p.edges_remaining == [{"condition": {"c": "a"}, "axis": "lr", "value": 1e-05,
+                                  "side": "low", "reason": "3 extensions"}]
+
+
+def test_a_bounded_axis_flags_its_bound():
+    study = Study("toy", "t", "q", settings=(), seeds=[10],
+                  tuning=Tuning(_build, [{"c": "a"}],
+                                {"lr": Axis([0.5, 0.9], scale="linear", high=1.0)},
+                                tune_seeds=[0, 1, 2]))
+    _, p = _rows(study, lambda lr: -lr)  # larger is better, 1.3 would cross the bound
+    assert p.choices[0].point == {"lr": 0.9}
+    assert p.edges_remaining[0]["reason"] == "bound of the axis"
+
+
+def test_a_point_that_diverged_on_any_tuning_seed_loses():
+    study = _study(lrs=(0.001, 0.01, 0.1))
+    _, p = _rows(study, lambda lr: -lr, status=lambda lr: "diverged" if lr >= 0.1 else "ok")
+    assert p.choices[0].point == {"lr": 0.01}   # 0.1 scores best but diverged
+    assert p.edges_remaining == []
+
+
+def test_selection_on_a_test_metric_is_refused():
+    with pytest.raises(ValueError, match="test metric"):
+        _study(metric="es_test_accuracy")
+
+
+def test_report_seeds_must_be_fresh():
+    with pytest.raises(ValueError, match="also tuning seeds"):
+        Study("toy", "t", "q", settings=(), seeds=[2, 3],
+              tuning=Tuning(_build, [{"c": "a"}], {"lr": Axis([0.1])}, tune_seeds=[0, 1, 2]))
+
+
+def test_the_full_profile_needs_three_tuning_and_ten_report_seeds():
+    study = _study()
+    study.profile = "full"
+    with pytest.raises(ValueError, match="at least 3 tuning seeds and 10 report seeds"):
+        study.check_protocol()
+
+
+# --- data drawn per seed ---------------------------------------------------------------------
+
+
+def test_each_run_seed_draws_its_own_data_and_synthetic_tests_are_large():
+    s = _build({"lr": 0.1})
+    a, b = _data(s.config(), 3)["ds"], _data(s.config(), 4)["ds"]
+    assert not np.array_equal(a.X_train, b.X_train) and not np.array_equal(a.X_test, b.X_test)
+    again = _data(s.config(), 3)["ds"]
+    assert np.array_equal(a.X_train, again.X_train)
+    fixed = s.replace(data_seed=7)
+    assert np.array_equal(_data(fixed.config(), 3)["ds"].X_train,
+                          _data(fixed.config(), 4)["ds"].X_train)
+    assert datasets.load("moons", 0).sizes() == (300, 100, datasets.N_TEST)
+    assert datasets.N_TEST >= 10_000
+
+
+# --- the whole protocol on a tiny study ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    path = tmp_path_factory.mktemp("protocol") / "store.sqlite"
+    study = Study("tiny", "Tiny", "q?", settings=(), seeds=[10, 11, 12], timing_repeats=2,
+                  tuning=Tuning(_build, [{"c": "a"}], {"lr": Axis([0.03, 0.3])},
+                                tune_seeds=[0, 1, 2]),
+                  references=[{"name": "toy", "source": "none", "paper_value": 0.5,
+                               "setting": {"c": "a"}, "key": "es_test_accuracy"}])
+    with Store(path) as store:
+        counts = run_study(study, store, InProcess(), progress=False)
+        results = Results.load(study, store)
+        rows = store.rows("tiny")
+        timing_rows = store.rows(timing_study_name(study))
+    return study, counts, results, rows, timing_rows, path
+
+
+def test_the_protocol_runs_tuning_report_and_timing_stages(tiny):
+    study, counts, results, rows, timing_rows, _ = tiny
+    p = results.plan
+    assert p.complete and len(p.selected) == 1
+    n_tune = len(p.tuning_settings) * 3
+    assert counts["tuning"] == n_tune and counts["total"] == 3 and counts["failed"] == 0
+    assert len(rows) == n_tune + 3                      # both stages stored
+    assert sorted({r["seed"] for r in rows}) == [0, 1, 2, 10, 11, 12]
+    assert len(timing_rows) == 2 and {r["seed"] for r in timing_rows} == {10, 11}
+    assert all(r["summary"]["load_before"] >= 0 for r in timing_rows)
+    # the selection is the tuning grid's best mean best_val_loss
+    scores = {s.label: np.mean(results.tuning.values(s, "best_val_loss"))
+              for s in results.tuning.settings}
+    assert p.selected[0].label == min(scores, key=scores.get)
+    sec = stats.seconds_per_epoch(results.timing, p.selected[0])
+    assert sec["n"] == 2 and 0 < sec["min"] <= sec["median"] <= sec["max"]
+
+
+def test_a_second_run_resumes_with_nothing_to_do(tiny):
+    study, _, _, _, _, path = tiny
+    with Store(path) as store:
+        counts = run_study(study, store, InProcess(), progress=False)
+    assert counts["tuning"] == 0 and counts["skipped"] == 3 and counts["timing"] == 0
+
+
+def test_early_stopped_test_metrics_are_those_of_the_best_validation_epoch(tiny):
+    from dlbasics.models import MLP, train
+    from dlbasics.models.optimizers import make_optimizer
+
+    study, _, results, _, _, _ = tiny
+    s = results.plan.selected[0].replace(epochs=6)
+    row = run_single(Run("x", s, 10).payload())
+    summ = row["summary"]
+    e = summ["best_val_epoch"]
+    assert summ["es_epoch"] == e
+    # train again for exactly e epochs (same seed: the same first e epochs, bitwise)
+    data = _data(s.config(), 10)
+    ds = data["ds"]
+    m = MLP(**data["kw"], seed=10)
+    train(m, ds.X_train, data["y_train"], make_optimizer("sgd", **s.hyper), batch_size=8,
+          epochs=e, shuffle=True, seed=10, X_val=ds.X_val, y_val=data["y_val"],
+          metrics="full")
+    loss = m.evaluate(ds.X_test, *m.check_y(data["y_test"], ds.X_test.shape[0], "y"))[0]
+    acc = np.mean((m.forward(ds.X_test)[:, 0] > 0.5) == ds.y_test)
+    assert summ["es_test_loss"] == pytest.approx(loss, rel=1e-6)
+    assert summ["es_test_accuracy"] == pytest.approx(acc)
+    assert summ["es_val_accuracy"] == row["history"]["val_accuracy"][e]
+
+
+def test_population_and_single_runs_record_the_same_early_stopped_metrics():
+    from dlbasics.studies.runner import run_population
+
+    s = _build({"lr": 0.3})
+    payloads = [Run("x", s.replace(hyper={"lr": lr}, factors={"lr": lr}), 5).payload()
+                for lr in (0.3, 1.0)]
+    pop = run_population(payloads)
+    for p, row in zip(payloads, pop, strict=True):
+        alone = run_single(p)["summary"]
+        for k in ("best_val_epoch", "es_test_loss", "es_test_accuracy", "test_loss"):
+            assert row["summary"][k] == pytest.approx(alone[k], rel=1e-5, abs=1e-7), k
+
+
+def test_summary_json_carries_the_protocol(tiny, tmp_path):
+    study, _, results, _, _, _ = tiny
+    d = write_report(study, results, tmp_path, "dlbasics run tiny")
+    proto = json.loads((d / "summary.json").read_text())["protocol"]
+    assert proto["tune_seeds"] == 3 and proto["report_seeds"] == 3
+    assert proto["data_resampled"] is True
+    (name, prob), = proto["problems"].items()
+    assert name.startswith("xor") and prob == {"n_train": 30, "n_val": 10, "n_test": 50,
+                                               "epochs": 2}
+    assert isinstance(proto["grid_edges_remaining"], list)
+    (ref,) = proto["references"]
+    vals = results.values(results.plan.selected[0], "es_test_accuracy")
+    assert ref["ours"] == pytest.approx(np.mean(vals), abs=1e-4) and ref["n"] == 3
+    assert ref["selected"] == results.plan.selected[0].label
+    text = (d / "README.md").read_text()
+    assert "**Protocol.** Tuning:" in text and "3 fresh seeds" in text
+
+
+def test_stored_plan_equals_the_plan_of_all_rows(tiny):
+    study, _, results, rows, _, path = tiny
+    with Store(path) as store:
+        p = stored_plan(study, store)
+    allrows = {(r["config_hash"], r["seed"]): r for r in rows}
+    q = plan(study, allrows)
+    assert [s.label for s in p.selected] == [s.label for s in q.selected]
+    assert [s.label for s in p.tuning_settings] == [s.label for s in q.tuning_settings]
+
+
+# --- statistics -----------------------------------------------------------------------------
+
+
+def test_tost_against_the_two_one_sided_t_tests():
+    from scipy import stats as st
+
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.0, 1.0, 12)
+    b = a + rng.normal(0.05, 0.1, 12)
+    out = stats.tost(a, b, margin=0.2)
+    d = a - b
+    p_lo = st.ttest_1samp(d, -0.2, alternative="greater").pvalue
+    p_hi = st.ttest_1samp(d, 0.2, alternative="less").pvalue
+    assert out["p"] == pytest.approx(max(p_lo, p_hi), rel=1e-10)
+    assert out["equivalent"] == (max(p_lo, p_hi) < 0.05)
+    assert -0.2 < out["lo"] < out["hi"] < 0.2 if out["equivalent"] else True
+    assert not stats.tost(a, b + 1.0, margin=0.2)["equivalent"]
+    with pytest.raises(ValueError, match="margin"):
+        stats.tost(a, b, margin=0)
+
+
+def test_compare_gives_verdicts_never_reading_not_significant_as_equal():
+    rng = np.random.default_rng(1)
+    base = rng.normal(1.0, 0.2, 10)
+    rows = stats.compare([("clear", base - 0.3, base),                     # a lower loss
+                          ("tiny", base + rng.normal(0, 0.001, 10), base),  # equivalent
+                          ("noisy", base + rng.normal(0, 1.0, 10), base)],  # neither
+                         margin=0.05)
+    assert [r["verdict"] for r in rows] == ["a better", "equivalent within +-0.05",
+                                            "inconclusive"]
+    assert rows[0]["p_holm"] >= rows[0]["p"]
+    no_margin = stats.compare([("tiny", base + 1e-4 * rng.normal(size=10), base)])
+    assert no_margin[0]["verdict"] == "inconclusive"

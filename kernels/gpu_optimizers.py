@@ -1,7 +1,13 @@
 r"""GPU twins of :mod:`dlbasics.kernels.optimizers`: every update rule, in place, on flat device
 arrays.
 
-One kernel serves every rule: a grid-stride loop over the elements in which each thread runs
+Adam (and AdamW, AMSGrad) has its own kernel: its two per-step scalars, the bias corrections
+``step_size = lr / (1 - beta1^t)`` and ``1 / sqrt(1 - beta2^t)``, are computed once per update on
+the host by :func:`adam_step_scalars` (the expressions of
+:func:`dlbasics.kernels.optimizers.adam_kernel`, compiled the same way, so bitwise the CPU's) and
+passed to the kernel, whose threads run the CPU's per-element
+:func:`dlbasics.kernels.optimizers._adam_at`; no thread evaluates a power. Every other rule is
+one kernel too: a grid-stride loop over the elements in which each thread runs
 the CPU's own compiled rule (``sgd_kernel`` ... ``adam_kernel`` of
 :mod:`dlbasics.kernels.optimizers`) on the one-element slices of its element, through
 :func:`dlbasics.kernels.optimizers.apply_update` (an integer rule code, a hyper-parameter vector in
@@ -19,6 +25,7 @@ Host arrays in, host arrays updated in place; device arrays in, device arrays up
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 from numba import njit
@@ -41,6 +48,7 @@ from .optimizers import (
     NESTEROV_CODE,
     RMSPROP_CODE,
     SGD_CODE,
+    _adam_at,
     _cast,
     _eps,
     _lr,
@@ -71,6 +79,35 @@ def update_at(code, i, params, grads, s1, s2, s3, t, hp):
     apply_update(code, params[i:j], grads[i:j], s1[i:j], s2[i:j], s3[i:j], t, hp)
 
 
+@njit(cache=True)
+def adam_step_scalars(hp, step):
+    """``(lr / (1 - beta1^step), 1 / sqrt(1 - beta2^step))`` rounded to ``hp``'s dtype (returned
+    to Python as floats holding those values exactly), as
+    :func:`dlbasics.kernels.optimizers.adam_kernel` forms them (float64, rounded once); called
+    on the host once per update, and by the fused small-network kernel once per step."""
+    t = hp.dtype.type
+    lr64 = float(hp[HP_LR])
+    b1f = float(hp[HP_B1])
+    b2f = float(hp[HP_B2])
+    return t(lr64 / (1.0 - b1f**step)), t(1.0 / math.sqrt(1.0 - b2f**step))
+
+
+@njit(inline="always", cache=True)
+def adam_at(i, params, grads, m, v, vmax, hp, step_size, inv_sqrt_bc2):
+    """Adam on element ``i`` with the per-step scalars given (see :func:`adam_step_scalars`);
+    the per-run coefficients are formed from ``hp`` as :func:`~dlbasics.kernels.optimizers.\
+adam_kernel` forms them."""
+    t = params.dtype.type
+    lr64 = float(hp[HP_LR])
+    b1f = float(hp[HP_B1])
+    b2f = float(hp[HP_B2])
+    wdf = float(hp[HP_WD])
+    decoupled = hp[HP_DECOUPLED] != 0
+    _adam_at(i, params, grads, m, v, vmax, step_size, inv_sqrt_bc2, t(b1f), t(b2f),
+             t(1.0 - b1f), t(1.0 - b2f), t(float(hp[HP_EPS])), t(wdf), t(1.0 - lr64 * wdf),
+             decoupled, (not decoupled) and wdf != 0.0, hp[HP_FLAG] != 0)
+
+
 @functools.cache
 def _kernels():
     global cuda
@@ -92,7 +129,22 @@ def _kernels():
         for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
             update_at(code, i, params, grads, s1, s2, s3, t, hp)
 
-    return update
+    @cuda.jit
+    def adam(params, grads, m, v, vmax, hp, step_size, inv_sqrt_bc2, stop):
+        """Adam with the host's per-step scalars, unless ``stop[0] != 0``."""
+        params = A(params)
+        grads = A(grads)
+        m = A(m)
+        v = A(v)
+        vmax = A(vmax)
+        hp = A(hp)
+        stop = A(stop)
+        if stop[0] != 0:
+            return
+        for i in range(cuda.grid(1), params.shape[0], cuda.gridsize(1)):
+            adam_at(i, params, grads, m, v, vmax, hp, step_size, inv_sqrt_bc2)
+
+    return update, adam
 
 
 _STOP = {}
@@ -104,13 +156,23 @@ def _no_stop():
     return _STOP["zero"]
 
 
-def launch_update(code, params, grads, s1, s2, s3, hp, t, stop=None):
+def launch_update(code, params, grads, s1, s2, s3, hp, t, stop=None, hp_host=None):
     """Apply rule ``code`` at update ``t`` to flat device arrays; ``hp`` is a device vector in
     the parameter dtype laid out as in :mod:`dlbasics.models.optimizers`; unused slots may be empty.
     ``stop``: a device float64 array whose first element, when non-zero, makes the launch a
-    no-op (the MLP's epoch record after a non-finite loss)."""
-    g.launch(_kernels(), *g.grid_1d(params.shape[0]), int(code), params, grads, s1, s2, s3,
-             int(t), hp, _no_stop() if stop is None else stop)
+    no-op (the MLP's epoch record after a non-finite loss). ``hp_host``: the host copy of ``hp``,
+    from which Adam's per-step scalars are computed (copied from the device when not given)."""
+    update, adam = _kernels()
+    stop = _no_stop() if stop is None else stop
+    grid = g.grid_1d(params.shape[0])
+    if int(code) == ADAM_CODE:
+        if hp_host is None:
+            hp_host = g.copy_to_host(hp)
+        dt = np.dtype(params.dtype).type  # the scalars come back as Python floats: exact
+        step_size, inv_sqrt_bc2 = (dt(v) for v in adam_step_scalars(hp_host, int(t)))
+        g.launch(adam, *grid, params, grads, s1, s2, s3, hp, step_size, inv_sqrt_bc2, stop)
+    else:
+        g.launch(update, *grid, int(code), params, grads, s1, s2, s3, int(t), hp, stop)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -149,7 +211,8 @@ def _run(code, params, grads, slots, hp_values, step=1):
     for idx, v in hp_values.items():
         hp[idx] = v
     if params.shape[0]:
-        launch_update(code, dp, dg, dslots[0], dslots[1], dslots[2], g.to_device(hp), step)
+        launch_update(code, dp, dg, dslots[0], dslots[1], dslots[2], g.to_device(hp), step,
+                      hp_host=hp)
     call.finish()
     return params
 

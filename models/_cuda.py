@@ -194,10 +194,38 @@ class _Workspace:
         self.lb = g.device_zeros(batch, np.int64)
         widest = max(sizes)
         self._delta = [g.device_array(batch * widest, dtype) for _ in range(2)]
+        self._sizes = list(sizes)
+        self._views = {}
 
     def delta(self, idx, B, width):
         """Delta buffer ``idx`` (0 or 1) viewed as ``(B, width)``."""
         return self._delta[idx][: B * width].reshape(B, width)
+
+    def views(self, B):
+        """The ``B``-row views of every buffer, made once per ``B`` (a device-array slice is a
+        new host object with its own checks: building some 30 of them per step cost more than
+        launching the step's kernels)."""
+        v = self._views.get(B)
+        if v is None:
+            v = _Views(self, B)
+            self._views[B] = v
+        return v
+
+
+class _Views:
+    """``B``-row views of a :class:`_Workspace` (lists indexed by layer; ``delta[idx][w]`` is
+    delta buffer ``idx`` as ``(B, w)`` for every layer width ``w``)."""
+
+    def __init__(self, ws, B):
+        def rows(a):
+            return None if a is None else a[:B]
+
+        self.z = [rows(a) for a in ws.z]
+        self.a = [rows(a) for a in ws.a]
+        self.hd = [rows(a) for a in ws.hd]
+        self.m = [rows(a) for a in ws.m]
+        self.x, self.y, self.lb = ws.x[:B], ws.y[:B], ws.lb[:B]
+        self.delta = [{w: ws.delta(idx, B, w) for w in set(ws._sizes)} for idx in range(2)]
 
 
 class DeviceState:
@@ -302,18 +330,19 @@ class DeviceMLP:
         """Forward pass of the ``(B, n0)`` device input ``h``; the output activations go to
         ``out`` when given (else to the workspace). Returns them."""
         m = self.model
+        v = ws.views(B)
         inverted = m.dropout == "inverted"
         last = len(self.layers) - 1
         for l, (_, _, W, b, _, _) in enumerate(self.layers):
             p = float(m.keep[l])
             if p < 1.0 and (train or not inverted):
-                hd = ws.hd[l][:B]
-                launch_layer_dropout(h, hd, ws.m[l][:B], m.seed, step, l, p,
+                hd = v.hd[l]
+                launch_layer_dropout(h, hd, v.m[l], m.seed, step, l, p,
                                      1.0 / p if inverted else 1.0, train)
                 h = hd
-            a = out if (out is not None and l == last) else ws.a[l][:B]
+            a = out if (out is not None and l == last) else v.a[l]
             # training with a fused loss reads only the output logits z
-            launch_forward(h, W, b, int(m.codes[l]), m.slope, ws.z[l][:B], a,
+            launch_forward(h, W, b, int(m.codes[l]), m.slope, v.z[l], a,
                            softmax=not (train and m.fused and l == last))
             h = a
         return h
@@ -321,10 +350,11 @@ class DeviceMLP:
     def _backward(self, x, B, ws, Y, labels, dense, record, mode):
         """Loss (into ``record`` per ``mode``) and gradient of the batch in the workspace."""
         m = self.model
+        v = ws.views(B)
         L = len(self.layers)
         n_last = self.layers[-1][1]
-        zL, aL = ws.z[L - 1][:B], ws.a[L - 1][:B]
-        delta = ws.delta(0, B, n_last)
+        zL, aL = v.z[L - 1], v.a[L - 1]
+        delta = v.delta[0][n_last]
         launch_loss(m.loss_code, Y, labels, zL if m.fused else aL, delta, True, dense, m.eps,
                     record, mode)
         if not m.fused:
@@ -332,21 +362,21 @@ class DeviceMLP:
         cur = 0
         for l in range(L - 1, -1, -1):
             n_in, n_out, W, _, dW, db = self.layers[l]
-            delta = ws.delta(cur, B, n_out)
+            delta = v.delta[cur][n_out]
             if m.keep[l] < 1.0:
-                h = ws.hd[l][:B]
+                h = v.hd[l]
             elif l == 0:
                 h = x
             else:
-                h = ws.a[l - 1][:B]
+                h = v.a[l - 1]
             launch_grad_weights(h, delta, dW, db)
             if l == 0:
                 break
             nxt = 1 - cur
-            launch_grad_input(delta, W, ws.delta(nxt, B, n_in),
-                              mask=ws.m[l][:B] if m.keep[l] < 1.0 else None,
-                              code=int(m.codes[l - 1]), zp=ws.z[l - 1][:B],
-                              ap=ws.a[l - 1][:B], slope=m.slope)
+            launch_grad_input(delta, W, v.delta[nxt][n_in],
+                              mask=v.m[l] if m.keep[l] < 1.0 else None,
+                              code=int(m.codes[l - 1]), zp=v.z[l - 1],
+                              ap=v.a[l - 1], slope=m.slope)
             cur = nxt
 
     def _step(self, dX, dY, dlab, dense, d_order, start, stop, step, record, mode):
@@ -356,7 +386,8 @@ class DeviceMLP:
         gather = _kernels(g.reduce_threads())[0]
         n_in = self.model.sizes[0]
         n_out = self.model.sizes[-1]
-        xb, yb, lb = ws.x[:B], ws.y[:B], ws.lb[:B]
+        v = ws.views(B)
+        xb, yb, lb = v.x, v.y, v.lb
         g.launch(gather, *g.grid_1d(B * max(n_in, n_out)), dX, dY, dlab, d_order, int(start),
                  int(B), xb, yb, lb, bool(dense))
         self._forward(xb, B, ws, True, step)
@@ -392,7 +423,7 @@ class DeviceMLP:
             stop = min(start + chunk, n)
             B = stop - start
             self._forward(dX[start:stop], B, ws, False, 0)
-            zL, aL = ws.z[L - 1][:B], ws.a[L - 1][:B]
+            zL, aL = ws.views(B).z[L - 1], ws.views(B).a[L - 1]
             g.launch(evaluate, 1, threads, int(m.loss_code), dY[start:stop] if dense else dY,
                      dlab if dense else dlab[start:stop], zL if m.fused else aL, aL,
                      bool(dense), float(m.eps), bool(m.is_classifier),
@@ -443,7 +474,8 @@ class DeviceMLP:
         dX = self._dev(X)
         dY, dlab = self._targets(Y, labels, dense)
         d_order = g.to_device(np.ascontiguousarray(order, dtype=np.int64))
-        hp = g.to_device(optimizer.hyper_vector(self.dtype, lr))
+        hp_host = optimizer.hyper_vector(self.dtype, lr)
+        hp = g.to_device(hp_host)
         g.copy_to_device(self.record, np.zeros(4))
         self._epoch_ws = self._workspace(batch)
         s1, s2, s3 = state.slots
@@ -457,7 +489,7 @@ class DeviceMLP:
                 self._penalty(alpha, stop - start, self.record, MODE_EPOCH)
             t += 1
             launch_update(optimizer.code, self.d_params, self.d_grad, s1, s2, s3, hp, t,
-                          stop=stop_flag)
+                          stop=stop_flag, hp_host=hp_host)
         total, done, rows, bad = (float(v) for v in g.copy_to_host(self.record))
         self.pull_params()
         state.count += int(done)

@@ -6,7 +6,7 @@ import pytest
 from dlbasics.kernels import gpu_optimizers as G
 from dlbasics.kernels import optimizers as O
 from tests import naive
-from tests.gpu.conftest import assert_close, host
+from tests.gpu.conftest import SIMULATOR, assert_close, host
 
 DTYPES = [np.float32, np.float64]
 N = 37  # several blocks of the patched 8-thread launch, and a grid-stride remainder
@@ -114,3 +114,37 @@ def test_errors_before_launch(rng):
         G.gpu_rmsprop_update(p, np.ones(5, np.float32), p.copy(), centered=True)
     with pytest.raises(ValueError, match="step"):
         G.gpu_adam_update(p, np.ones(5, np.float32), p.copy(), p.copy(), 0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_adam_step_scalars_are_the_bias_corrections(dtype):
+    """The host-side bias corrections are adam_kernel's expressions (bitwise the CPU's: see the
+    simulator test below); Numba forms them in ``hp``'s dtype (``float()`` of a float32 stays
+    float32 in Numba) and ``beta**step`` by multiplications, so against float64 formulas they
+    agree to float32 rounding only."""
+    from dlbasics.kernels.gpu_optimizers import adam_step_scalars
+    from dlbasics.models import Adam
+
+    hp = Adam(0.003, b1=0.8, b2=0.99).hyper_vector(dtype, 0.003)
+    rtol = 2e-6 if dtype == np.float32 else 1e-14
+    for step in (1, 2, 10, 1000):
+        step_size, inv = (dtype(v) for v in adam_step_scalars(hp, step))
+        b1, b2 = float(hp[1]), float(hp[2])
+        assert float(step_size) == pytest.approx(float(hp[0]) / (1.0 - b1**step), rel=rtol)
+        assert float(inv) == pytest.approx(1.0 / np.sqrt(1.0 - b2**step), rel=rtol)
+
+
+@pytest.mark.skipif(not SIMULATOR, reason="bitwise only where no FMA contraction happens")
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_adam_with_host_scalars_is_bitwise_the_cpu_in_the_simulator(amsgrad, rng):
+    p = rng.normal(size=N).astype(np.float32)
+    cp = p.copy()
+    s = [np.zeros(N, np.float32) for _ in range(3)]
+    cs = [np.zeros(N, np.float32) for _ in range(3)]
+    for t in range(1, 6):
+        g = rng.normal(size=N).astype(np.float32)
+        G.gpu_adamw_update(p, g, s[0], s[1], t, lr=0.01, amsgrad=amsgrad, vmax=s[2])
+        O.adamw_update(cp, g, cs[0], cs[1], t, lr=0.01, amsgrad=amsgrad, vmax=cs[2])
+    np.testing.assert_array_equal(p, cp)
+    for a, b in zip(s, cs, strict=True):
+        np.testing.assert_array_equal(a, b)

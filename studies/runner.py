@@ -315,10 +315,23 @@ def run_single(payload):
 
 
 def run_population(payloads):
-    """Execute runs sharing data and architecture as one population; return their rows.
+    """Execute runs sharing an architecture as populations, one per data draw; return their
+    rows in the order of ``payloads``.
 
-    Raises on a problem common to the group (the caller then runs each alone).
+    Raises on a problem common to a group (the caller then runs each alone).
     """
+    groups = {}
+    for i, p in enumerate(payloads):
+        groups.setdefault(data_seed(p["config"], p["seed"]), []).append(i)
+    rows = [None] * len(payloads)
+    for idx in groups.values():
+        for i, row in zip(idx, _run_population([payloads[i] for i in idx]), strict=True):
+            rows[i] = row
+    return rows
+
+
+def _run_population(payloads):
+    """:func:`run_population` of runs that share one data draw."""
     from ..models import MLP
     from ..models.optimizers import make_optimizer
     from ..models.population import train_population

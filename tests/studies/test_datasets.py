@@ -6,7 +6,7 @@ import pytest
 
 from dlbasics.studies import datasets as D
 
-SMALL = {"digits": {"n": 300}, "mnist1d": {"n": 300}}
+SMALL = {"digits": {"n": 300}, "mnist1d": {"n_train": 240, "n_val": 60}}
 
 
 @pytest.mark.parametrize("name", list(D.PROBLEMS))
@@ -42,6 +42,21 @@ def test_seeded_and_deterministic(name):
     assert not np.array_equal(a.X_train, c.X_train)
 
 
+@pytest.mark.parametrize("name", ["blobs", "xor", "moons", "circles", "spirals", "sine"])
+def test_synthetic_problems_test_on_a_separate_draw_of_n_test_points(name):
+    ds = D.PROBLEMS[name][0](seed=2, n=80, n_test=500)
+    assert ds.sizes() == (60, 20, 500)
+    assert D.PROBLEMS[name][0](seed=2).sizes()[2] == D.N_TEST == 10_000
+    if ds.task == "binary":  # balanced classes in the test draw too
+        assert abs(float(ds.y_test.mean()) - 0.5) < 0.06
+
+
+def test_digits_and_mnist1d_resplit_per_seed():
+    a, b = D.digits(seed=0), D.digits(seed=1)
+    assert a.sizes() == b.sizes() == (1078, 359, 360)
+    assert not np.array_equal(a.X_test, b.X_test)
+
+
 def test_unstandardised_inputs_are_raw():
     ds = D.xor(seed=0, standardize=False)
     assert abs(ds.X_train.mean()) < 0.5 and ds.X_train.std() > 0.8
@@ -67,10 +82,11 @@ def test_mnist1d_is_generated_offline_and_leaves_global_rngs_alone():
     np.random.seed(123)  # noqa: NPY002
     random.seed(123)
     before = (np.random.get_state()[1].copy(), random.getstate())  # noqa: NPY002
-    ds = D.mnist1d(seed=5, n=200)
+    ds = D.mnist1d(seed=5, n_train=160, n_val=40)
     assert np.array_equal(np.random.get_state()[1], before[0])  # noqa: NPY002
     assert random.getstate() == before[1]
-    assert ds.n_features == 40 and ds.n_classes == 10 and sum(ds.sizes()) == 200
+    # the package generates 250 samples: 200 in its training part, 50 held out for the test
+    assert ds.n_features == 40 and ds.n_classes == 10 and ds.sizes() == (160, 40, 50)
 
 
 def test_missing_extra_names_the_install_command(monkeypatch):

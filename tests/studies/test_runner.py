@@ -48,7 +48,8 @@ def test_population_gives_the_histories_of_runs_alone():
         assert g[4] == pytest.approx(w[4], rel=1e-5)
     assert all(r["status"] == "ok" for r in pop)
     s = pop[0]["summary"]
-    assert s["epochs"] == 5 and s["updates"] == 5 * math.ceil(60 / 8) and 0 <= s["test_accuracy"]
+    # 100 points: 75 train, 25 validation, and a separate test draw
+    assert s["epochs"] == 5 and s["updates"] == 5 * math.ceil(75 / 8) and 0 <= s["test_accuracy"]
     assert s["final_val_loss"] == pop[0]["history"]["val_loss"][-1]
 
 
@@ -88,10 +89,17 @@ def test_make_tasks_groups_small_networks_only():
     runs = Study("t", "t", "q", settings, seeds=range(4)).runs()
     tasks = make_tasks(runs, workers=1, max_population=64)
     pops = [t for t in tasks if t["population"]]
-    # 12 runs in two groups (8 and 4), chunks of at most 12 / (4 tasks per worker) = 3
-    assert sorted(len(t["runs"]) for t in pops) == [2, 2, 2, 3, 3]
+    # 12 runs; each seed draws its own data, so a group is one batch size and one seed: four
+    # groups of 2 (batch 4: sgd and adam) and four of 1 (batch 8); chunks of at most 3
+    assert sorted(len(t["runs"]) for t in pops) == [1, 1, 1, 1, 2, 2, 2, 2]
     for t in pops:
         assert len({r["config"]["batch_size"] for r in t["runs"]}) == 1
+        assert len({r["seed"] for r in t["runs"]}) == 1
+    fixed = [s.replace(data_seed=0) for s in settings]
+    pops = [t for t in make_tasks(Study("t", "t", "q", fixed, seeds=range(4)).runs(), workers=1)
+            if t["population"]]
+    # one data draw for every seed: two groups (8 and 4 runs) in chunks of at most 3
+    assert sorted(len(t["runs"]) for t in pops) == [2, 2, 2, 3, 3]
     assert sum(len(t["runs"]) for t in tasks if not t["population"]) == 8
     assert all(len(t["runs"]) == 1 for t in tasks if not t["population"])
     mixed = [t for t in pops if len({r["config"]["optimizer"] for r in t["runs"]}) > 1]

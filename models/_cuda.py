@@ -39,6 +39,8 @@ from ..kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_w
 from ..kernels.gpu_dropout import launch_layer_dropout
 from ..kernels.gpu_losses import MODE_EPOCH, MODE_STORE, launch_loss
 from ..kernels.gpu_optimizers import launch_update
+from ..kernels.gpu_small import fits as small_fits
+from ..kernels.gpu_small import launch_small_epoch
 from ..kernels.losses import dense_row, label_row
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
@@ -283,6 +285,7 @@ class DeviceMLP:
             ))
         self._workspaces = {}
         self._cache = None  # {id(host array): (host array, device array)} during a run
+        self._small = {}  # batch -> device Workspace arrays of the one-launch epoch
         self.record = g.device_zeros(4, np.float64)
         self.result = g.device_zeros(1, np.float64)
         self.evaluation = g.device_zeros(2, np.float64)
@@ -477,6 +480,9 @@ class DeviceMLP:
         hp_host = optimizer.hyper_vector(self.dtype, lr)
         hp = g.to_device(hp_host)
         g.copy_to_device(self.record, np.zeros(4))
+        if alpha == 0.0 and small_fits(self.model.sizes, batch):
+            self._small_epoch(dX, dY, dlab, dense, d_order, batch, optimizer, state, hp)
+            return self._finish_epoch(state)
         self._epoch_ws = self._workspace(batch)
         s1, s2, s3 = state.slots
         stop_flag = self.record[3:4]
@@ -490,10 +496,32 @@ class DeviceMLP:
             t += 1
             launch_update(optimizer.code, self.d_params, self.d_grad, s1, s2, s3, hp, t,
                           stop=stop_flag, hp_host=hp_host)
+        return self._finish_epoch(state)
+
+    def _finish_epoch(self, state):
         total, done, rows, bad = (float(v) for v in g.copy_to_host(self.record))
         self.pull_params()
         state.count += int(done)
         return state, total, int(done), int(rows), bad != 0.0
+
+    def _small_epoch(self, dX, dY, dlab, dense, d_order, batch, optimizer, state, hp):
+        """The whole epoch in one launch (:mod:`dlbasics.kernels.gpu_small`); its record goes
+        to ``self.record``."""
+        from .mlp import Workspace
+
+        m = self.model
+        bufs = self._small.get(batch)
+        if bufs is None:
+            w = Workspace(m.sizes, m.keep, batch, self.dtype)
+            bufs = tuple(g.to_device(np.ascontiguousarray(a)) for a in (
+                w.ws, w.offs, w.lbuf, m.layout, m.codes, m.keep))
+            self._small[batch] = bufs
+        ws, offs, lb, layout, codes, keep = bufs
+        s1, s2, s3 = state.slots
+        launch_small_epoch(self.d_params, self.d_grad, layout, codes, keep,
+                           m.dropout == "inverted", self.dtype.type(m.slope), dX, dY, dlab,
+                           d_order, batch, ws, offs, lb, m.loss_code, m.fused, dense, m.eps,
+                           m.seed, optimizer.code, hp, s1, s2, s3, state.count, self.record)
 
     def release_state(self, optimizer, state):
         """End a training run: slots back into the host state's arrays, parameters to

@@ -80,7 +80,20 @@ def cases(dtype):
 
 
 def mlp(dtype):
-    """Every DeviceMLP hook (train() itself would divide by the zeros of compile-only mode)."""
+    """Every DeviceMLP hook (train() itself would divide by the zeros of compile-only mode),
+    with the one-launch epoch of small networks and with the per-layer kernels."""
+    from dlbasics.kernels import gpu_small
+
+    widest = gpu_small.SMALL_MAX_WIDTH
+    try:
+        for width in (widest, 0):
+            gpu_small.SMALL_MAX_WIDTH = width
+            _mlp(dtype)
+    finally:
+        gpu_small.SMALL_MAX_WIDTH = widest
+
+
+def _mlp(dtype):
     from dlbasics.models import MLP, Adam, RMSProp
 
     rng = np.random.default_rng(0)

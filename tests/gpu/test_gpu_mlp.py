@@ -1,18 +1,29 @@
 """``MLP(..., backend="cuda")`` against the CPU backend: gradients, predictions, training runs
 (SGD and Adam, without dropout, with the notes' dropout and with inverted dropout), divergence
-and optimizer state."""
+and optimizer state; every test runs with the one-launch epoch of small networks
+(:mod:`dlbasics.kernels.gpu_small`) and with the per-layer kernels."""
 
 import math
 
 import numpy as np
 import pytest
 
+from dlbasics.kernels import gpu_small
 from dlbasics.models import MLP, SGD, Adam, Momentum, train
 from tests.gpu.conftest import assert_close, tol
 
 # A few steps amplify the rounding differences of a real GPU (FMA, libdevice): float32 runs are
 # compared at 1e-4, float64 runs at 1e-10. Under the simulator both backends agree bit for bit.
 RUN_TOL = {np.float32: 1e-4, np.float64: 1e-10}
+
+
+@pytest.fixture(autouse=True, params=["one-launch", "per-layer"])
+def epoch_path(request, monkeypatch):
+    """Both device epochs: the one-launch kernel (the networks here are small) and, with it
+    switched off, the per-layer kernels."""
+    if request.param == "per-layer":
+        monkeypatch.setattr(gpu_small, "SMALL_MAX_WIDTH", 0)
+    return request.param
 
 
 def _classification(rng, n=16, d=3, classes=3):

@@ -1,0 +1,304 @@
+"""A whole training epoch of one small MLP in one launch: one block, every layer, every step.
+
+For a small network (2-16-16-1 and the like) at small batches a step is a few thousand
+multiply-adds: launching the step's ten-odd kernels costs far more than the arithmetic. Here one
+block of threads runs the epoch's loop itself, step after step, the phases of a step separated
+by ``cuda.syncthreads()``: gather the mini-batch (threads over its elements), per layer the
+dropout mask (threads over inputs) and ``z = h W + b``, ``a = f(z)`` (threads over outputs),
+the loss rows (thread 0, in row order), per layer ``db`` and ``dW`` (threads over parameters,
+each summing over the rows in order) and ``dx`` with the mask and the derivative of the previous
+activation (threads over inputs), then the optimizer update (threads over parameters; Adam's
+bias corrections formed once per step by thread 0). One launch per epoch, so the per-step launch
+count is ``1 / steps``.
+
+Every element is computed by one thread with exactly the operations, order and dtypes of
+:func:`dlbasics.kernels.gpu_population.network_epoch` (itself bitwise the CPU's
+:func:`dlbasics.models._core.epoch_kernel` without BLAS): results agree with the CPU up to a real
+GPU's fused multiply-adds and math library. float32 networks evaluate
+the activation formulas as the CPU's scalar functions do (:func:`~dlbasics.kernels.activations.\
+act_scalar`: float64 for sigmoid, tanh, softplus, for bitwise CPU parity) and sum the loss in
+float64, as the CPU does.
+
+The arguments are those of :func:`~dlbasics.kernels.gpu_population.network_epoch` (flat
+per-network buffers, the :class:`dlbasics.models.mlp.Workspace` layout); the workspace lives in
+global memory (a small network's fits in the L1 cache). :func:`fits` says which networks and
+batches this path takes (the rest go through the per-layer kernels).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numpy as np
+from numba import float64, from_dtype, njit
+
+from . import gpu_config as g
+from .activations import SOFTMAX, act_scalar, dact_scalar
+from .dropout import row_key, unit_keep
+from .gpu_optimizers import adam_at, adam_step_scalars, update_at
+from .losses import dense_row, label_row
+from .optimizers import ADAM_CODE
+
+__all__ = ["fits", "launch_small_epoch", "SMALL_MAX_WIDTH", "SMALL_MAX_BATCH",
+           "SMALL_MAX_PARAMS", "SMALL_THREADS"]
+
+cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
+
+#: Largest layer width, batch size and parameter count of the one-launch path.
+SMALL_MAX_WIDTH = 64
+SMALL_MAX_BATCH = 128
+SMALL_MAX_PARAMS = 16384
+#: Threads of its block (``THREADS_PER_BLOCK`` if smaller).
+SMALL_THREADS = 256
+
+
+def fits(sizes, batch):
+    """True when a network of layer ``sizes`` trained at ``batch`` takes the one-launch path."""
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    return (max(sizes) <= SMALL_MAX_WIDTH and batch <= SMALL_MAX_BATCH
+            and n_params <= SMALL_MAX_PARAMS)
+
+
+@njit(inline="always", cache=True)
+def softmax_row(ws, zr, ar, n_out):
+    """``ws[ar:ar + n_out] = softmax(ws[zr:zr + n_out])`` as
+    :func:`dlbasics.kernels.gpu_population.network_epoch` computes it (an ``@njit`` function, so
+    the simulator runs it compiled, with the GPU's float32 ``exp``, not Python's float64 one)."""
+    mx = ws[zr]
+    for j in range(1, n_out):
+        if ws[zr + j] > mx:
+            mx = ws[zr + j]
+    s = 0.0
+    for j in range(n_out):
+        ex = math.exp(ws[zr + j] - mx)
+        ws[ar + j] = ex
+        s += ex
+    inv = 1.0 / s
+    for j in range(n_out):
+        ws[ar + j] *= inv
+
+
+@functools.cache
+def _kernels(dtype):
+    global cuda
+    cuda = g.require_cuda()
+    A = g.array_access()
+    nbt = from_dtype(np.dtype(dtype))
+
+    @cuda.jit
+    def small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
+                    ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2, s3,
+                    t0, out):
+        """One epoch of one network, one block (see the module docstring)."""
+        p = A(p)
+        grad = A(grad)
+        layout = A(layout)
+        codes = A(codes)
+        keep = A(keep)
+        X = A(X)
+        Y = A(Y)
+        labels = A(labels)
+        order = A(order)
+        ws = A(ws)
+        offs = A(offs)
+        lb = A(lb)
+        hp = A(hp)
+        s1 = A(s1)
+        s2 = A(s2)
+        s3 = A(s3)
+        out = A(out)
+        tid = cuda.threadIdx.x
+        T = cuda.blockDim.x
+        shared_value = cuda.shared.array(1, float64)
+        shared_adam = cuda.shared.array(2, nbt)
+        zero = ws.dtype.type(0)
+        n = order.shape[0]
+        L = layout.shape[0]
+        n_params = p.shape[0]
+        x_off = offs[L, 0]
+        y_off = offs[L, 1]
+        total = 0.0
+        t = t0
+        rows = 0
+        bad = 0.0
+        for start in range(0, n, batch):
+            B = min(start + batch, n) - start
+            # -- gather ---------------------------------------------------------------------
+            n0 = X.shape[1]
+            for e in range(tid, B * n0, T):
+                i = e // n0
+                ws[x_off + e] = X[order[start + i], e - i * n0]
+            if dense:
+                ny = Y.shape[1]
+                for e in range(tid, B * ny, T):
+                    i = e // ny
+                    ws[y_off + e] = Y[order[start + i], e - i * ny]
+            else:
+                for i in range(tid, B, T):
+                    lb[i] = labels[order[start + i]]
+            cuda.syncthreads()
+            # -- forward --------------------------------------------------------------------
+            h = x_off
+            for l in range(L):
+                n_in = layout[l, 0]
+                n_out = layout[l, 1]
+                w_off = layout[l, 2]
+                b_off = layout[l, 3]
+                pk = keep[l]
+                if pk < 1.0:
+                    hd = offs[l, 2]
+                    mo = offs[l, 3]
+                    scale = 1.0 / pk if inverted else 1.0
+                    for e in range(tid, B * n_in, T):
+                        i = e // n_in
+                        key = np.uint64(row_key(seed, t, l, i))
+                        ws[mo + e] = scale if unit_keep(key, e - i * n_in, pk) else 0.0
+                        ws[hd + e] = ws[h + e] * ws[mo + e]
+                    cuda.syncthreads()
+                    h = hd
+                z = offs[l, 0]
+                a = offs[l, 1]
+                code = codes[l]
+                for e in range(tid, B * n_out, T):
+                    i = e // n_out
+                    j = e - i * n_out
+                    acc = p[b_off + j]
+                    for k in range(n_in):
+                        acc += ws[h + i * n_in + k] * p[w_off + k * n_out + j]
+                    ws[z + e] = acc
+                    if code != SOFTMAX:
+                        ws[a + e] = act_scalar(code, acc, slope)
+                if code == SOFTMAX:
+                    cuda.syncthreads()
+                    for i in range(tid, B, T):
+                        softmax_row(ws, z + i * n_out, a + i * n_out, n_out)
+                cuda.syncthreads()
+                h = a
+            # -- loss (thread 0, rows in order) ------------------------------------------------
+            k_last = layout[L - 1, 1]
+            pred = offs[L - 1, 0] if fused else offs[L - 1, 1]
+            d = offs[L, 2]
+            if tid == 0:
+                inv_n = 1.0 / B
+                tot = 0.0
+                for i in range(B):
+                    r = i * k_last
+                    prow = ws[pred + r : pred + r + k_last]
+                    grow = ws[d + r : d + r + k_last]
+                    if dense:
+                        tot = dense_row(loss_code, ws[y_off + r : y_off + r + k_last], prow,
+                                        grow, True, eps, inv_n, tot)
+                    else:
+                        tot = label_row(loss_code, lb[i], prow, grow, True, eps, inv_n, tot)
+                shared_value[0] = tot * inv_n
+            cuda.syncthreads()
+            if not fused:
+                zL = offs[L - 1, 0]
+                aL = offs[L - 1, 1]
+                code = codes[L - 1]
+                if code == SOFTMAX:
+                    for i in range(tid, B, T):
+                        r = i * k_last
+                        s = 0.0
+                        for j in range(k_last):
+                            s += ws[d + r + j] * ws[aL + r + j]
+                        for j in range(k_last):
+                            ws[d + r + j] = ws[aL + r + j] * (ws[d + r + j] - s)
+                else:
+                    for e in range(tid, B * k_last, T):
+                        ws[d + e] = ws[d + e] * dact_scalar(code, ws[zL + e], ws[aL + e], slope)
+                cuda.syncthreads()
+            # -- backward -------------------------------------------------------------------
+            cur = 2
+            for l in range(L - 1, -1, -1):
+                n_in = layout[l, 0]
+                n_out = layout[l, 1]
+                w_off = layout[l, 2]
+                b_off = layout[l, 3]
+                dl = offs[L, cur]
+                if keep[l] < 1.0:
+                    h = offs[l, 2]
+                elif l == 0:
+                    h = x_off
+                else:
+                    h = offs[l - 1, 1]
+                for j in range(tid, n_out, T):
+                    acc = zero
+                    for i in range(B):
+                        acc += ws[dl + i * n_out + j]
+                    grad[b_off + j] = acc
+                for e in range(tid, n_in * n_out, T):
+                    k = e // n_out
+                    j = e - k * n_out
+                    acc = zero
+                    for i in range(B):
+                        acc += ws[h + i * n_in + k] * ws[dl + i * n_out + j]
+                    grad[w_off + e] = acc
+                if l > 0:
+                    nxt = 5 - cur
+                    dh = offs[L, nxt]
+                    mo = offs[l, 3]
+                    zp = offs[l - 1, 0]
+                    ap = offs[l - 1, 1]
+                    cp = codes[l - 1]
+                    for e in range(tid, B * n_in, T):
+                        i = e // n_in
+                        wr = w_off + (e - i * n_in) * n_out
+                        v = ws[dl + i * n_out] * p[wr]
+                        for j in range(1, n_out):
+                            v += ws[dl + i * n_out + j] * p[wr + j]
+                        if keep[l] < 1.0:
+                            v = v * ws[mo + e]
+                        ws[dh + e] = v * dact_scalar(cp, ws[zp + e], ws[ap + e], slope)
+                    cur = nxt
+                cuda.syncthreads()
+            # -- update -----------------------------------------------------------------------
+            value = shared_value[0]
+            rows += B
+            if not math.isfinite(value):
+                total = value
+                bad = 1.0
+                break
+            t += 1
+            if opt_code == ADAM_CODE:
+                if tid == 0:
+                    step_size, inv_bc2 = adam_step_scalars(hp, t)
+                    shared_adam[0] = step_size
+                    shared_adam[1] = inv_bc2
+                cuda.syncthreads()
+                step_size = shared_adam[0]
+                inv_bc2 = shared_adam[1]
+                for i in range(tid, n_params, T):
+                    adam_at(i, p, grad, s1, s2, s3, hp, step_size, inv_bc2)
+            else:
+                for i in range(tid, n_params, T):
+                    update_at(opt_code, i, p, grad, s1, s2, s3, t, hp)
+            total += value * B
+            cuda.syncthreads()
+        if tid == 0:
+            out[0] = total
+            out[1] = t - t0
+            out[2] = rows
+            out[3] = bad
+
+    return small_epoch
+
+
+def threads():
+    """Block size of the one-launch kernel: ``SMALL_THREADS``, or ``THREADS_PER_BLOCK`` if
+    smaller (the tests patch it small so every loop turns)."""
+    return max(1, min(SMALL_THREADS, g.threads_per_block()))
+
+
+def launch_small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
+                       ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2,
+                       s3, t0, out):
+    """Launch one epoch of one network on device arrays (no validation: the caller,
+    :class:`dlbasics.models._cuda.DeviceMLP`, builds every array from a checked model); one
+    launch. ``out`` (device float64, 4) receives ``[loss sum weighted by rows, updates, rows,
+    diverged]``."""
+    kernel = _kernels(np.dtype(p.dtype).str)
+    g.launch(kernel, 1, threads(), p, grad, layout, codes, keep, bool(inverted), slope, X, Y,
+             labels, order, int(batch), ws, offs, lb, int(loss_code), bool(fused), bool(dense),
+             float(eps), int(seed), int(opt_code), hp, s1, s2, s3, int(t0), out)

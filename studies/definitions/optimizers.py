@@ -1,12 +1,19 @@
-"""Fixed learning rate, momentum and adaptive learning rates: seven optimizers, DeepOBS style.
+"""Fixed learning rate, momentum and adaptive learning rates: seven optimizers on MNIST-1D.
 
 The notes list the types of update: a fixed learning rate, with momentum, an adaptive learning
-rate, and adaptive + momentum. This study runs one representative or more of each (SGD;
-momentum and Nesterov; AdaGrad and RMSProp; Adam and AdamW) on the problems of
-:mod:`dlbasics.studies.study_gd_variants`, following the DeepOBS protocol: a log-spaced
-learning-rate grid per optimizer, the best rate chosen on validation with the tuning seeds, and the
-chosen setting judged on held-out seeds (see
-:func:`dlbasics.studies.study_gd_variants.split_seeds`).
+rate, and adaptive + momentum. This study compares one or more of each (SGD; momentum and
+Nesterov; AdaGrad and RMSProp; Adam and AdamW) on MNIST-1D (Greydanus 2020) with the network
+and budget of that paper's MLP (40-100-100-10, ReLU, batch 100, 150 epochs = 6000 updates on
+4000 training examples), after first reproducing its reference number (Adam at lr 0.01: about
+0.68 test accuracy).
+
+Protocol (:mod:`dlbasics.studies.protocol`): following Choi et al. (2019), each optimizer's
+learning rate *and* one more key hyper-parameter are tuned (the momentum of the momentum
+methods, the epsilon of the adaptive ones) on 3 tuning seeds, selecting the lowest mean
+best-epoch validation loss, grids extended at their edges; the selected setting of each
+optimizer then runs on 10 fresh seeds (fresh MNIST-1D draws), and alone 3 times for its
+measured time per epoch. All optimizers run the same epochs with the same batch size, so equal
+epochs are equal updates; the comparison at equal seconds uses the measured times.
 """
 
 from __future__ import annotations
@@ -16,354 +23,356 @@ import math
 import numpy as np
 
 from .. import stats
-from ..analysis import (
-    ALPHA,
-    SIGNIFICANCE_HEADERS,
-    TUNE_SEEDS,
-    errorbar_ci,
-    log_axis,
-    log_grid,
-    loss_ylim,
-    median_cost,
-    paired,
-    protocol_text,
-    seed_subset,
-    select,
-    significance_rows,
-    split_seeds,
-    untested_note,
-)
+from ..analysis import log_axis, loss_ylim
+from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
 from ..spec import Setting, Study
 
-#: name -> (display name, family in the notes' terms, log10 of the smallest grid rate, hyper)
-OPTIMIZERS = {
-    "sgd": ("SGD", "fixed learning rate", -1.5, {}),
-    "momentum": ("Momentum", "momentum", -2.5, {"momentum": 0.9}),
-    "nesterov": ("Nesterov", "momentum", -2.5, {"momentum": 0.9}),
-    "adagrad": ("AdaGrad", "adaptive", -2.0, {}),
-    "rmsprop": ("RMSProp", "adaptive", -3.5, {"alpha": 0.99}),
-    "adam": ("Adam", "adaptive + momentum", -3.5, {"b1": 0.9, "b2": 0.999}),
-    "adamw": ("AdamW", "adaptive + momentum", -3.5, {"b1": 0.9, "b2": 0.999,
-                                                     "weight_decay": 0.01}),
+#: name -> (display name, family in the notes' terms)
+NAMES = {
+    "sgd": ("SGD", "fixed learning rate"),
+    "momentum": ("Momentum", "momentum"),
+    "nesterov": ("Nesterov", "momentum"),
+    "adagrad": ("AdaGrad", "adaptive"),
+    "rmsprop": ("RMSProp", "adaptive"),
+    "adam": ("Adam", "adaptive + momentum"),
+    "adamw": ("AdamW", "adaptive + momentum"),
 }
-N_LR = 6
-BATCH = 32
-COLORS = dict(zip(OPTIMIZERS, ("#7f7f7f", "#1f77b4", "#17becf", "#2ca02c", "#bcbd22",
-                               "#d62728", "#9467bd"), strict=True))
-STYLES = dict(zip(OPTIMIZERS, ("-", "-", "--", "-", "--", "-", "--"), strict=True))
-#: Time-to-target: this fraction of the best optimizer's mean final validation accuracy.
-TARGET_FRACTION = 0.95
-#: An optimizer "tolerates" a grid rate whose mean final validation loss is within this
-#: fraction of its best.
-TOLERANCE = 0.10
-
-
-def lr_grid(name, quick):
-    grid = log_grid(OPTIMIZERS[name][2], N_LR)
-    return grid[2:4] if quick else grid
-
-
-#: problem -> (problem_args full, problem_args quick, hidden widths, epochs full)
-PROBLEMS = {
-    "digits": ({}, {"n": 300}, [32], 30),
-    "mnist1d": ({"n": 5000}, {"n": 500}, [32], 20),
-    "spirals": ({"n": 1000, "turns": 1.0}, {"n": 300, "turns": 1.0}, [32, 32], 60),
+#: The reference configuration of Greydanus (2020), run untuned on the report seeds.
+REFERENCE = "adam-reference"
+PAPER_ACCURACY = 0.68
+#: log10 of each optimizer's smallest grid learning rate (5 values, half a decade apart),
+#: centred by a pilot; the protocol extends a grid whose best value lands on an edge.
+LR_LOW = {"sgd": -2.0, "momentum": -3.0, "nesterov": -3.0, "adagrad": -3.0, "rmsprop": -4.0,
+          "adam": -4.0, "adamw": -4.0}
+#: The second tuned hyper-parameter (Choi et al. 2019): momentum, or the adaptive epsilon.
+SECOND = {
+    "momentum": ("momentum", Axis([0.5, 0.9, 0.99], scale="log1m")),
+    "nesterov": ("momentum", Axis([0.5, 0.9, 0.99], scale="log1m")),
+    "adagrad": ("eps", Axis([1e-10, 1e-7, 1e-4, 1e-1])),
+    "rmsprop": ("eps", Axis([1e-8, 1e-6, 1e-4, 1e-2])),
+    "adam": ("eps", Axis([1e-8, 1e-6, 1e-4, 1e-2])),
+    "adamw": ("eps", Axis([1e-8, 1e-6, 1e-4, 1e-2])),
 }
+COLORS = dict(zip([*NAMES, REFERENCE], ("#7f7f7f", "#1f77b4", "#17becf", "#2ca02c", "#bcbd22",
+                                        "#d62728", "#9467bd", "#000000"), strict=True))
+STYLES = dict(zip([*NAMES, REFERENCE], ("-", "-", "--", "-", "--", "-", "--", ":"),
+                  strict=True))
+HIDDEN = [100, 100]
+BATCH = 100
+EPOCHS = 150
+#: Equivalence margin of the accuracy comparisons (one point of test accuracy).
+MARGIN = 0.01
+
+
+def _lr_axis(name, quick):
+    vals = [float(f"{10 ** (LR_LOW[name] + 0.5 * k):.3g}") for k in range(5)]
+    return Axis(vals[1:3] if quick else vals)
+
+
+def _axes(quick):
+    def axes(cond):
+        name = cond["optimizer"]
+        if name == REFERENCE:
+            return {}
+        out = {"lr": _lr_axis(name, quick)}
+        if name in SECOND:
+            key, ax = SECOND[name]
+            out[key] = Axis(ax.values[1:2], ax.scale) if quick else ax
+        return out
+
+    return axes
+
+
+def _build(quick):
+    def build(f):
+        name = f["optimizer"]
+        if name == REFERENCE:
+            opt, hyper = "adam", {"lr": 0.01}
+        else:
+            opt = name
+            hyper = {k: v for k, v in f.items() if k != "optimizer"}
+        return Setting(problem="mnist1d",
+                       problem_args={"n_train": 400, "n_val": 100} if quick else {},
+                       model={"hidden": HIDDEN, "activation": "relu"}, optimizer=opt,
+                       hyper=hyper, batch_size=BATCH, epochs=8 if quick else EPOCHS,
+                       metrics="full", factors=f)
+
+    return build
 
 
 @register("optimizers")
 def make(profile):
     quick = profile == "quick"
-    settings = []
-    for problem, (args, qargs, hidden, epochs) in PROBLEMS.items():
-        for name, (_, _, _, hyper) in OPTIMIZERS.items():
-            for lr in lr_grid(name, quick):
-                settings.append(Setting(
-                    problem=problem, problem_args=qargs if quick else args,
-                    model={"hidden": hidden, "activation": "tanh"},
-                    optimizer=name, hyper={"lr": lr, **hyper}, batch_size=BATCH,
-                    epochs=5 if quick else epochs, metrics="running",
-                    factors={"problem": problem, "optimizer": name, "lr": lr}))
+    conditions = [{"optimizer": n} for n in NAMES] + [{"optimizer": REFERENCE}]
     return Study(
-        name="optimizers",
-        title="Optimizers: fixed rate, momentum, adaptive, adaptive + momentum",
-        question="With the learning rate of each tuned on validation data (DeepOBS protocol), "
-                 "how do SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam and AdamW rank on "
-                 "digits, MNIST-1D and two spirals, how sensitive is each to its learning rate, "
-                 "and how long does each take to reach a target accuracy?",
-        settings=settings,
-        seeds=range(3 if quick else TUNE_SEEDS + 5),
+        "optimizers",
+        title="Optimizers: fixed rate, momentum, adaptive, adaptive + momentum (MNIST-1D)",
+        question="With the learning rate and one more key hyper-parameter tuned for each, how do "
+                 "SGD, momentum, Nesterov, AdaGrad, RMSProp, Adam and AdamW compare on MNIST-1D "
+                 "in test accuracy, at equal epochs and updates and at equal measured seconds?",
+        settings=(),
+        seeds=range(100, 102) if quick else range(100, 110),
+        tuning=Tuning(_build(quick), conditions, _axes(quick),
+                      tune_seeds=[0] if quick else [0, 1, 2], metric="best_val_loss",
+                      max_extensions=0 if quick else 3),
+        timing_repeats=1 if quick else 3,
+        references=[{"name": "MNIST-1D MLP test accuracy (Adam, lr 0.01, batch 100, 6000 "
+                             "steps, 4000 training examples)",
+                     "source": "Greydanus 2020, 'Scaling down deep learning' (MNIST-1D), "
+                               "README benchmark table",
+                     "paper_value": PAPER_ACCURACY, "setting": {"optimizer": REFERENCE},
+                     "key": "test_accuracy"}],
         analysis=analyse,
-        notes=f"The networks and problems of the `gd_variants` study, mini-batches of {BATCH}, "
-              "the same number of epochs for every optimizer. Hyper-parameters other than the "
-              "learning rate are the usual defaults (momentum 0.9; RMSProp alpha 0.99; Adam "
-              "betas 0.9/0.999; AdamW weight decay 0.01; eps 1e-8, AdaGrad 1e-10). Each "
-              "optimizer has a log-spaced grid of six learning rates half a decade apart, "
-              "placed where a one-seed pilot found its optimum (adaptive methods need rates "
-              "~100x smaller than SGD); a choice at the edge of its grid is flagged. Metrics "
-              "are recorded in the cheap `running` mode: the training loss is the mean "
-              "mini-batch loss over each epoch, the validation loss and accuracy are evaluated "
-              "after every epoch.\n\n"
-              "Seconds: the networks of a problem are trained together in populations and each "
-              "is charged its population's epoch time divided by the number of networks in it "
-              "(measured on a shared, loaded 2-core machine); optimizers differ in seconds per "
-              "epoch only by the cost of their update rule.",
+        notes="**Network and budget.** MNIST-1D as generated by the `mnist1d` package with each "
+              "run seed (4000 training, 1000 validation and 1250 test examples), 40-100-100-10 "
+              "with ReLU and softmax cross-entropy, Glorot-uniform initialisation, batch 100, "
+              "150 epochs (6000 updates): the reference MLP's budget. The reference network "
+              "adds a skip connection around its second layer, which ours does not have. "
+              "Test metrics: `test_*` of the network after the last epoch, `es_test_*` of the "
+              "network of the epoch with the lowest validation loss (early stopping).",
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# analysis
+# ----------------------------------------------------------------------------------------------
+
+
+def _label(name):
+    return "Adam, reference (lr 0.01)" if name == REFERENCE else NAMES[name][0]
+
+
+def _selected(results):
+    return {c.condition["optimizer"]: c.setting for c in results.plan.choices
+            if c.setting is not None}
+
+
+def _pm(x):
+    """An accuracy difference: ``+0.012``."""
+    return "-" if not math.isfinite(x) else f"{x:+.3f}"
+
+
+def _diff(c):
+    return f"{_pm(c['diff'])} [{_pm(c['lo'])}, {_pm(c['hi'])}]"
+
+
+def _hyper_text(s):
+    return ", ".join(f"{k} {fmt(v, 3)}" for k, v in s.hyper.items())
+
+
+def _sensitivity_figure(results, report, chosen):
+    tun = results.tuning
+    names = [n for n in NAMES if n in chosen]
+    with report.figure(
+        "lr_sensitivity",
+        "Learning-rate sensitivity on the tuning seeds: mean best-epoch validation loss "
+        "against the learning rate, at each optimizer's selected second hyper-parameter "
+        "(momentum or epsilon). Circles: the selected rate; a missing point diverged on a "
+        "tuning seed. Log axes (the losses span a wide range).",
+    ) as (_, ax):
+        means = []
+        for n in names:
+            s = chosen[n]
+            second = {k: v for k, v in s.factors.items() if k not in ("optimizer", "lr")}
+            pts = [t for t in tun.select(optimizer=n, **second)]
+            pts.sort(key=lambda t: t.factors["lr"])
+            x = np.array([t.factors["lr"] for t in pts])
+            y = np.array([np.mean(tun.values(t, "best_val_loss")) for t in pts])
+            ax.plot(x, y, marker=".", color=COLORS[n], linestyle=STYLES[n], label=_label(n))
+            sel = np.mean(tun.values(s, "best_val_loss"))
+            ax.plot([s.factors["lr"]], [sel], "o", mfc="none", color=COLORS[n], ms=9)
+            means.append(y)
+        ax.set_xlabel("learning rate")
+        ax.set_ylabel("best-epoch validation loss (tuning seeds)")
+        loss_ylim(ax, means, below=1.3, above=3.0)
+        log_axis(ax, "x")
+        log_axis(ax, "y")
+        ax.legend(ncol=2)
+
+
+def _curves_figure(results, report, chosen, spe):
+    with report.figure(
+        "curves",
+        "Selected settings on the report seeds: validation loss against epochs (left; equal "
+        "epochs are equal updates here) and validation accuracy against measured training "
+        "seconds (right; seconds per epoch from the timing pass). Mean and 95% CI over seeds.",
+        ncols=2,
+    ) as (_, (ax1, ax2)):
+        means = []
+        for n, s in chosen.items():
+            c = results.curves(s, "val_loss")
+            means.append(np.nanmean(c, axis=0))
+            band(ax1, results.epochs(s), c, _label(n), color=COLORS[n],
+                 linestyle=STYLES[n], bounds=POSITIVE)
+            sec = spe[n]["median"]
+            if math.isfinite(sec):
+                band(ax2, results.epochs(s, "val_accuracy") * sec,
+                     results.curves(s, "val_accuracy"), _label(n), color=COLORS[n],
+                     linestyle=STYLES[n], bounds=FRACTION)
+        ax1.set_xlabel("epoch")
+        ax1.set_ylabel("validation loss")
+        loss_ylim(ax1, means)
+        log_axis(ax1, "y")
+        ax1.legend(ncol=2)
+        ax2.set_xlabel("measured training seconds")
+        ax2.set_ylabel("validation accuracy")
+
+
+def _accuracy_figure(report, rows):
+    names = [r[0] for r in rows]
+    with report.figure(
+        "test_accuracy",
+        "Test accuracy of each selected setting, early-stopped (filled) and after the last "
+        "epoch (open), mean and 95% CI over the report seeds; dashed: the paper's reference "
+        "MLP (0.68). Linear axis, points rather than bars (the differences are small against "
+        "the distance from zero).",
+    ) as (_, ax):
+        y = np.arange(len(rows))[::-1]
+        for yi, (n, es, fin) in zip(y, rows, strict=True):
+            for ci, mk, dy in ((es, "o", 0.12), (fin, "s", -0.12)):
+                if ci.n:
+                    err = [[ci.mean - ci.lo if math.isfinite(ci.lo) else 0],
+                           [ci.hi - ci.mean if math.isfinite(ci.hi) else 0]]
+                    ax.errorbar([ci.mean], [yi + dy], xerr=err, fmt=mk, color=COLORS[n],
+                                mfc=COLORS[n] if mk == "o" else "white", capsize=3)
+        ax.axvline(PAPER_ACCURACY, color="k", linestyle="--", linewidth=1)
+        ax.set_yticks(y, [_label(n) for n in names])
+        ax.set_xlabel("test accuracy")
+
+
+def _at_seconds(results, s, sec, budget):
+    """Per-seed validation accuracy of the best-validation-loss epoch among the epochs that
+    ended within ``budget`` measured seconds."""
+    vl = results.curves(s, "val_loss")
+    va = results.curves(s, "val_accuracy")
+    last = int(min(vl.shape[1] - 1, math.floor(budget / sec + 1e-9))) if sec > 0 else 0
+    out = np.full(vl.shape[0], np.nan)
+    for i in range(vl.shape[0]):
+        v = vl[i, : last + 1]
+        if np.isfinite(v).any():
+            out[i] = va[i, int(np.nanargmin(v))]
+    return out
+
+
 def analyse(results, report):
-    tune_seeds, final_seeds = split_seeds(results.seeds)
-    tune, final = seed_subset(results, tune_seeds), seed_subset(results, final_seeds)
-    report.text(protocol_text(tune_seeds, final_seeds))
-    if untested_note(final_seeds):
-        report.conclusion(untested_note(final_seeds))
-    problems = results.factor_values("problem")
-    names = [o for o in OPTIMIZERS if o in results.factor_values("optimizer")]
-    best, edge = {}, {}
-    for p in problems:
-        for o in names:
-            cands = results.select(problem=p, optimizer=o)
-            b, _ = select(tune, cands)
-            if b is not None:
-                best[p, o] = b
-                lrs = [c.factors["lr"] for c in cands]
-                edge[p, o] = len(lrs) > 2 and b.factors["lr"] in (min(lrs), max(lrs))
-    if not best:
-        report.conclusion("No optimizer completed a run without diverging.")
+    chosen = _selected(results)
+    if not chosen:
+        report.conclusion("The tuning stage is incomplete: nothing to report yet.")
         return
-    _curves(final, report, problems, names, best)
-    tolerance = _sensitivity(results, report, problems, names, best)
-    ranks, per_problem = {}, {}
-    for p in problems:
-        opts = [o for o in names if (p, o) in best]
-        if opts:
-            all_best = {o: stats.best_of_grid(results, results.select(problem=p, optimizer=o))[0]
-                        for o in opts}
-            per_problem[p] = _ranking(final, report, p, opts, best, edge, tolerance, all_best)
-            for i, o in enumerate(per_problem[p]["order"]):
-                ranks.setdefault(o, []).append(i + 1)
-    _overall(report, ranks, tolerance, per_problem, names)
+    spe = {n: stats.seconds_per_epoch(results.timing, s) if results.timing is not None
+           else {"median": math.nan, "min": math.nan, "max": math.nan, "n": 0,
+                 "load": math.nan} for n, s in chosen.items()}
 
+    # 1. the reference
+    report.section("First: the published reference")
+    ref = chosen.get(REFERENCE)
+    if ref is not None:
+        fin = stats.mean_ci(results.values(ref, "test_accuracy"), bounds=FRACTION)
+        es = stats.mean_ci(results.values(ref, "es_test_accuracy"), bounds=FRACTION)
+        inside = fin.lo <= PAPER_ACCURACY <= fin.hi
+        report.text(
+            f"Adam at lr 0.01 with the paper's batch, budget and network (less its skip "
+            f"connection) reaches a final test accuracy of **{fin.fmt()}** over "
+            f"{fin.n} fresh MNIST-1D draws, against about {PAPER_ACCURACY} in Greydanus (2020): "
+            + ("the reference number lies inside our interval." if inside else
+               f"our mean is {fmt(fin.mean - PAPER_ACCURACY, 2)} from it "
+               f"({'above' if fin.mean > PAPER_ACCURACY else 'below'}), outside our interval.")
+            + f" Early-stopped, the same runs score {es.fmt()} (the network over-fits: its "
+            f"best validation epoch is "
+            f"{fmt_ci(results.values(ref, 'best_val_epoch'), bounds=POSITIVE)} of "
+            f"{ref.epochs}).")
 
-def _label(o):
-    return OPTIMIZERS[o][0]
+    # 2. the selected settings and their accuracies
+    report.section("Tuned optimizers at equal epochs and updates")
+    _sensitivity_figure(results, report, chosen)
+    order = [n for n in NAMES if n in chosen]
+    es_vals = {n: results.values(chosen[n], "es_test_accuracy") for n in order}
+    fin_vals = {n: results.values(chosen[n], "test_accuracy") for n in order}
+    best = max(order, key=lambda n: np.nanmean(es_vals[n]))
+    rows, acc_rows = [], []
+    for n in order + ([REFERENCE] if REFERENCE in chosen else []):
+        s = chosen[n]
+        es = stats.mean_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION)
+        fin = stats.mean_ci(results.values(s, "test_accuracy"), bounds=FRACTION)
+        acc_rows.append((n, es, fin))
+        sec = spe[n]
+        rows.append([_label(n), NAMES.get(n, ("", "adaptive + momentum"))[1], _hyper_text(s),
+                     es.fmt(), fin.fmt(),
+                     fmt_ci(results.values(s, "best_val_epoch"), bounds=POSITIVE),
+                     fmt_ci(results.values(s, "final_full_accuracy"), bounds=FRACTION),
+                     f"{fmt(sec['median'] * 1e3, 3)} ({fmt(sec['min'] * 1e3, 3)}-"
+                     f"{fmt(sec['max'] * 1e3, 3)})"])
+    report.table(["optimizer", "type (notes)", "selected", "early-stopped test acc",
+                  "final test acc", "best val epoch", "final training acc",
+                  "ms per epoch, median (range)"], rows,
+                 caption="Mean [95% CI] over the report seeds. Early-stopped: the network of "
+                         "the epoch with the lowest validation loss.")
+    _accuracy_figure(report, acc_rows)
+    _curves_figure(results, report, chosen, spe)
 
-
-def _curves(final, report, problems, names, best):
-    cap = ("Learning curves of each optimizer at its tuned learning rate: training loss (mean "
-           "mini-batch loss over the epoch), validation loss (log scales) and validation "
-           f"accuracy; mean and 95% CI over the {len(final.seeds)} final seeds.")
-    n = len(problems)
-    with report.figure("curves", cap, nrows=n, ncols=3, figsize=(17, 4.3 * n)) as (fig, axes):
-        axes = np.asarray(axes).reshape(n, 3)
-        for i, p in enumerate(problems):
-            means = {0: [], 1: []}
-            for o in names:
-                if (p, o) not in best:
-                    continue
-                s = best[p, o]
-                lab = f"{_label(o)} (lr={fmt(s.factors['lr'])})"
-                for j, metric, bounds in ((0, "train_loss", POSITIVE), (1, "val_loss", POSITIVE),
-                                          (2, "val_accuracy", FRACTION)):
-                    Y = final.curves(s, metric)
-                    if j < 2:
-                        means[j].append(np.nanmean(Y, axis=0))
-                    band(axes[i, j], final.epochs(s, metric), Y, lab, color=COLORS[o],
-                         linestyle=STYLES[o], bounds=bounds, alpha=0.12)
-            for j, ylab in enumerate(("training loss (log)", "validation loss (log)",
-                                      "validation accuracy")):
-                ax = axes[i, j]
-                ax.set_xlabel("epoch")
-                ax.set_ylabel(ylab)
-                ax.set_title(p)
-                if j < 2:
-                    loss_ylim(ax, means[j], below=1.5)
-                    log_axis(ax, "y")
-            axes[i, 2].legend(loc="lower right", fontsize=8)
-
-
-def _sensitivity(results, report, problems, names, best):
-    """Learning-rate sensitivity figure; returns ``{(problem, opt): (tolerated, of)}``."""
-    tolerance = {}
-    cap = ("Learning-rate sensitivity: final validation loss against the learning rate (mean "
-           "and 95% CI over all seeds; log scales). Stars: the rate chosen on the tuning seeds. "
-           "A missing point: some seed diverged.")
-    n = len(problems)
-    with report.figure("lr_sensitivity", cap, ncols=n, figsize=(5.8 * n, 4.6)) as (fig, axes):
-        axes = np.atleast_1d(axes)
-        for ax, p in zip(axes, problems, strict=True):
-            for o in names:
-                ss = results.select(problem=p, optimizer=o)
-                if not ss:
-                    continue
-                lrs = [s.factors["lr"] for s in ss]
-                cis = [stats.mean_ci(results.values(s, "final_val_loss"), bounds=POSITIVE)
-                       for s in ss]
-                div = [results.counts(s)["diverged"] for s in ss]
-                means = np.array([c.mean if d == 0 else np.nan
-                                  for c, d in zip(cis, div, strict=True)])
-                if np.isfinite(means).any():
-                    good = means <= np.nanmin(means) * (1 + TOLERANCE)
-                    tolerance[p, o] = (int(good.sum()), len(ss))
-                errorbar_ci(ax, lrs, cis, marker="o", ms=4, color=COLORS[o],
-                            linestyle=STYLES[o], label=_label(o))
-                if (p, o) in best:
-                    b = best[p, o]
-                    ax.plot([b.factors["lr"]],
-                            [stats.mean_ci(results.values(b, "final_val_loss")).mean], "*",
-                            ms=14, color=COLORS[o], markeredgecolor="k")
-            log_axis(ax)
-            log_axis(ax, "y")
-            ax.set_xlabel("learning rate")
-            ax.set_ylabel("final validation loss (log)")
-            ax.set_title(p)
-        axes[0].legend(fontsize=8)
-    return tolerance
-
-
-def _ranking(final, report, p, opts, best, edge, tolerance, all_best):
-    S = {o: best[p, o] for o in opts}
-    means = {o: stats.mean_ci(final.values(S[o], "final_val_loss")).mean for o in opts}
-    order = sorted(opts, key=lambda o: (not math.isfinite(means[o]), means[o]))
-    acc = {o: stats.mean_ci(final.values(S[o], "final_val_accuracy")).mean for o in opts}
-    finite = [a for a in acc.values() if math.isfinite(a)]
-    target = TARGET_FRACTION * max(finite) if finite else math.nan
-    ttt = {o: stats.times_to_target(final, S[o], target, "val_accuracy", "above") for o in opts}
-    top = order[0]
-    pairs = [(f"{_label(top)} - {_label(o)}",
-              paired(final.values(S[top], "final_val_loss"),
-                           final.values(S[o], "final_val_loss"))) for o in order[1:]]
-    sig_rows, adjusted = significance_rows(pairs)
-    verdict = {o: padj for o, padj in zip(order[1:], adjusted, strict=True)}
-    rows = []
-    for rank, o in enumerate(order, 1):
-        s, t = S[o], ttt[o]
-        tol = tolerance.get((p, o))
-        rows.append([rank, _label(o), OPTIMIZERS[o][1],
-                     fmt(s.factors["lr"]) + (" (edge)" if edge[p, o] else ""),
-                     fmt(all_best[o].factors["lr"]) if all_best[o] is not None else "-",
-                     fmt_ci(final.values(s, "final_val_loss"), bounds=POSITIVE),
-                     fmt_ci(final.values(s, "test_loss"), bounds=POSITIVE),
-                     fmt_ci(final.values(s, "test_accuracy"), bounds=FRACTION),
-                     "-" if o == top else fmt(verdict[o], 3),
-                     f"{t['reached']}/{len(final.seeds)}",
-                     fmt_ci(t["epochs"], bounds=POSITIVE), fmt_ci(t["seconds"], bounds=POSITIVE),
-                     f"{tol[0]}/{tol[1]}" if tol else "-"])
-    report.section(f"{p}: ranking")
+    # 3. paired comparisons against the best, early-stopped and final
+    pairs = [(f"{_label(n)} - {_label(best)}", es_vals[n], es_vals[best])
+             for n in order if n != best]
+    cmp_es = stats.compare(pairs, margin=MARGIN, lower_is_better=False)
+    pairs_f = [(f"{_label(n)} - {_label(best)}", fin_vals[n], fin_vals[best])
+               for n in order if n != best]
+    cmp_fin = stats.compare(pairs_f, margin=MARGIN, lower_is_better=False)
     report.table(
-        ["rank", "optimizer", "type (notes)", "lr (tuned)", "lr best on all seeds",
-         "final val loss", "test loss",
-         "test acc", f"Holm p vs {_label(top)}", "reached target", "epochs to target",
-         "seconds to target", f"lrs within {TOLERANCE:.0%}"],
-        rows,
-        caption=f"{p}: optimizers ranked by mean final validation loss on the final seeds "
-                f"(mean [95% CI]). Target: validation accuracy >= {fmt(target, 3)} "
-                f"({TARGET_FRACTION:.0%} of the best optimizer's mean); epochs and seconds over "
-                f"the seeds that reached it. Last column: grid rates whose mean final "
-                f"validation loss (all seeds) is within {TOLERANCE:.0%} of the optimizer's best, "
-                f"a measure of how forgiving its learning rate is. 'lr best on all seeds' checks "
-                f"the choice made on the tuning seeds (it is not used for anything else).")
-    report.table(SIGNIFICANCE_HEADERS, sig_rows,
-                 caption=f"{p}: paired differences in final validation loss between the "
-                         f"top-ranked optimizer and each other one on the same final seeds "
-                         f"(negative: the top one is better), Holm-corrected over "
-                         f"{len(pairs)} comparisons.")
-    return {"order": order, "means": means, "verdict": verdict, "ttt": ttt, "target": target,
-            "S": S}
+        ["comparison (a - b)", "seeds", "early-stopped test acc: diff [95% CI]", "Holm p",
+         "verdict", "final test acc: diff [95% CI]", "Holm p", "verdict"],
+        [[a["name"], a["n"], _diff(a), fmt(a["p_holm"], 3), a["verdict"], _diff(b),
+          fmt(b["p_holm"], 3), b["verdict"]] for a, b in zip(cmp_es, cmp_fin, strict=True)],
+        caption=f"Paired over the report seeds (same data draw and initialisation seed). Holm "
+                f"correction over the {len(pairs)} comparisons of each column; 'equivalent' "
+                f"only through a TOST with margin {MARGIN} (one point of accuracy), "
+                "'inconclusive' when neither a difference nor equivalence is shown.")
 
+    # 4. equal measured seconds
+    report.section("At equal measured seconds")
+    timed = [n for n in order if math.isfinite(spe[n]["median"])]
+    budget = min(chosen[n].epochs * spe[n]["median"] for n in timed) if timed else math.nan
+    if math.isfinite(budget):
+        at_t = {n: _at_seconds(results, chosen[n], spe[n]["median"], budget) for n in order}
+        best_t = max(order, key=lambda n: np.nanmean(at_t[n]))
+        cmp_t = stats.compare([(f"{_label(n)} - {_label(best_t)}", at_t[n], at_t[best_t])
+                               for n in order if n != best_t], margin=MARGIN,
+                              lower_is_better=False)
+        loads = [spe[n]["load"] for n in order if math.isfinite(spe[n]["load"])]
+        report.table(
+            ["optimizer", "epochs within the budget", f"val acc within {fmt(budget, 3)} s",
+             f"vs {_label(best_t)}: diff [95% CI]", "verdict"],
+            [[_label(n), int(min(chosen[n].epochs, budget / spe[n]["median"])),
+              fmt_ci(at_t[n], bounds=FRACTION),
+              "-" if n == best_t else next(
+                  _diff(c) for c in cmp_t if c["name"].startswith(_label(n) + " -")),
+              "-" if n == best_t else next(c["verdict"] for c in cmp_t
+                                           if c["name"].startswith(_label(n) + " -"))]
+             for n in order],
+            caption=f"The budget ({fmt(budget, 3)} s) is the shortest measured time in which "
+                    "an optimizer completed its whole budget; each optimizer's validation "
+                    "accuracy is that of its best-validation-loss epoch among the epochs "
+                    "finished within it (times: median of the timing pass, 1-minute load at "
+                    f"most {fmt(max(loads), 2) if loads else '-'}).")
 
-def _overall(report, ranks, tolerance, per_problem, names):
-    report.section("Overall")
-    rows = []
-    mean_rank = {o: float(np.mean(r)) for o, r in ranks.items()}
-    order = sorted(mean_rank, key=mean_rank.get)
-    for o in order:
-        tol = [tolerance[p, o][0] for p in per_problem if (p, o) in tolerance]
-        rows.append([_label(o), OPTIMIZERS[o][1], fmt(mean_rank[o], 3),
-                     ", ".join(str(r) for r in ranks[o]),
-                     fmt(float(np.mean(tol)), 3) if tol else "-"])
-    report.table(["optimizer", "type (notes)", "mean rank", "ranks (" + ", ".join(per_problem)
-                  + ")", f"mean number of lrs within {TOLERANCE:.0%}"], rows,
-                 caption="Ranks by mean final validation loss on the final seeds, averaged "
-                         "over the problems; the rank order alone ignores whether the "
-                         "differences are significant (see the paired tests).")
-    # -- conclusion ---------------------------------------------------------------------------
-    top = order[0]
-    n_sig = sum(1 for d in per_problem.values() for v in d["verdict"].values()
-                if math.isfinite(v) and v < ALPHA)
-    n_tests = sum(len(d["verdict"]) for d in per_problem.values())
-    head = (f"**{_label(top)}** had the best mean rank over the {len(per_problem)} problems "
-            f"({fmt(mean_rank[top], 3)}; ranks " + ", ".join(
-                f"{p} {r}" for p, r in zip(per_problem, ranks[top], strict=True)) + ")")
-    if n_sig == 0:
-        head += (f", but no problem's top optimizer was significantly better than any other "
-                 f"(0 of {n_tests} Holm-corrected paired tests)")
-    else:
-        head += (f"; {n_sig} of {n_tests} paired tests against a problem's top optimizer were "
-                 f"significant")
-    report.conclusion(head + ".")
-    for p, d in per_problem.items():
-        w = d["order"][0]
-        sig = [_label(o) for o, v in d["verdict"].items() if math.isfinite(v) and v < ALPHA]
-        same = [_label(o) for o, v in d["verdict"].items() if not (math.isfinite(v) and v < ALPHA)]
-        text = (f"**{p}**: {_label(w)} had the lowest final validation loss "
-                f"({fmt(d['means'][w])}); ")
-        text += (f"significantly better (Holm, {ALPHA:.0%}) than {', '.join(sig)}" if sig
-                 else "not significantly better than any other")
-        if sig and same:
-            text += f"; not significantly different from {', '.join(same)}"
-        costs = {o: median_cost(d["ttt"][o]["epochs"]) for o in d["order"]}
-        reached = {o: c for o, c in costs.items() if math.isfinite(c)}
-        if reached:
-            fast = min(reached.values())
-            firsts = [_label(o) for o, c in reached.items() if c == fast]
-            text += (f". First to {fmt(d['target'], 3)} validation accuracy (median epochs, a "
-                     f"seed that never reached it counting as infinite): {', '.join(firsts)} "
-                     f"({fmt(fast)} epochs)")
-        never = [_label(o) for o in d["order"] if not d["ttt"][o]["reached"]]
-        if never:
-            text += f"; never reached by {', '.join(never)}"
-        report.conclusion(text + ".")
-    # textbook check: adaptive + momentum is expected to be best or at least not beaten
-    adaptive_mom = [o for o in names if OPTIMIZERS[o][1] == "adaptive + momentum"]
-    beaten = []
-    for p, d in per_problem.items():
-        w = d["order"][0]
-        if w in adaptive_mom:
-            continue
-        for o in adaptive_mom:
-            v = d["verdict"].get(o)
-            if v is not None and math.isfinite(v) and v < ALPHA:
-                beaten.append(f"{p} ({_label(w)} beat {_label(o)})")
-    wins = [p for p, d in per_problem.items() if d["order"][0] in adaptive_mom]
-    text = ("Textbook expectation: adaptive learning rates with momentum (Adam, AdamW) are the "
-            "strongest defaults. Here an adaptive + momentum method ranked first on "
-            f"{len(wins)} of {len(per_problem)} problems")
-    text += f" ({', '.join(wins)})" if wins else ""
-    if beaten:
-        text += ("; **contrary to that expectation**, it was significantly beaten on "
-                 + "; ".join(beaten))
-    elif len(wins) < len(per_problem):
-        winners = sorted({_label(d["order"][0]) for p, d in per_problem.items()
-                          if p not in wins})
-        text += (f"; where it did not rank first, the winner ({', '.join(winners)}) was not "
-                 f"significantly better than it, so with the learning rate tuned for each, "
-                 f"the simpler methods matched adaptive + momentum rather than lost to it - "
-                 f"**not the clear advantage the textbook suggests**")
-    report.conclusion(text + ".")
-    tol = {o: np.mean([tolerance[p, o][0] for p in per_problem if (p, o) in tolerance])
-           for o in names if any((p, o) in tolerance for p in per_problem)}
-    if tol:
-        grid_size = max(n for _, n in tolerance.values())
-        hi = max(tol.values())
-        lo = min(tol.values())
-        most = [_label(o) for o, v in tol.items() if v == hi]
-        least = [_label(o) for o, v in tol.items() if v == lo]
-        report.conclusion(
-            f"Learning-rate sensitivity: {', '.join(most)} had the most grid rates within "
-            f"{TOLERANCE:.0%} of its best final validation loss (mean {fmt(hi, 3)} of "
-            f"{grid_size} per problem), {', '.join(least)} the fewest ({fmt(lo, 3)}). The grids "
-            "are "
-            "half a decade apart, so one extra tolerated rate is a factor of ~3 in the rate.")
+    # 5. the claim, from the numbers
+    es_best = stats.mean_ci(es_vals[best], bounds=FRACTION)
+    runner = max((n for n in order if n != best), key=lambda n: np.nanmean(es_vals[n]),
+                 default=None)
+    if runner is not None:
+        c = next(c for c in cmp_es if c["name"].startswith(_label(runner) + " -"))
+        differ = [x for x in cmp_es if x["verdict"] == "b better"]
+        equal = [x for x in cmp_es if x["verdict"].startswith("equivalent")]
+        unclear = [x for x in cmp_es if x["verdict"] == "inconclusive"]
+        report.claim(
+            f"Tuned on learning rate and one more hyper-parameter, **{_label(best)}** has the "
+            f"highest early-stopped MNIST-1D test accuracy, {es_best.fmt()}; the runner-up "
+            f"{_label(runner)} differs by {_diff(c)} ({c['verdict']}). Against the best, "
+            f"{len(differ)} of the {len(cmp_es)} others are worse (Holm-corrected paired t), "
+            f"{len(equal)} equivalent within {MARGIN} (TOST) and {len(unclear)} inconclusive.")
+    report.conclusion(
+        "The reference number is reproduced before anything is compared (first section). "
+        "Rankings at this budget are those of tuned optimizers on one small problem and one "
+        "network: Choi et al. (2019) and Schmidt et al. (2021) show that such rankings move "
+        "with the tuned search space and the problem, so they are not a general ranking.")

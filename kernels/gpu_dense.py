@@ -18,6 +18,21 @@ the ``z`` tile is stored; softmax outputs get a row-wise pass afterwards. The ``
 apply, as it stores, a dropout mask and the derivative of the previous layer's activation (the
 MLP backward pass, :mod:`dlbasics.models._cuda`).
 
+Products of :data:`~dlbasics.kernels.config.BLAS_MIN_ROWS` rows or more go to cuBLAS through
+CuPy where :func:`dlbasics.kernels.gpu_blas.available` (a real GPU with CuPy), on our device
+arrays without copies: ``z = x W`` then an epilogue kernel ``z += b``, ``a = f(z)``; ``dW = x^T
+\delta`` and ``db = \delta^T 1``; ``dx = \delta W^T`` then, where the MLP asks, an epilogue
+applying the mask and the derivative. cuBLAS sums in its own order, so these agree with the CPU
+to rounding. Smaller products, and all of them under the simulator, use the tiled kernels.
+
+float32 arrays: the products accumulate in float32. The activation (forward epilogue) and its
+derivative (``dx`` epilogue) are the CPU's :func:`~dlbasics.kernels.activations.act_scalar` and
+:func:`~dlbasics.kernels.activations.dact_scalar`, whose branches Numba unifies to float64: the
+formulas (sigmoid, softplus, the leaky slope; tanh itself is float32) run in float64 and are
+rounded to float32 once, on the store. That is exactly the CPU's arithmetic, kept on purpose so
+that the backends agree bit for bit where the summation order does (the price is float64
+throughput on consumer GPUs; an H100 has it at half the float32 rate).
+
 Host arrays in, host arrays out; device arrays in, device arrays out (see
 :mod:`dlbasics.kernels._gpu_arrays`).
 """
@@ -29,11 +44,11 @@ import functools
 import numpy as np
 from numba import from_dtype
 
-from . import _checks
+from . import _checks, gpu_blas
 from . import gpu_config as g
 from ._gpu_arrays import Call, dummy, float_array
 from .activations import SOFTMAX, act_scalar, activation_code, dact_scalar
-from .config import LEAKY_SLOPE
+from .config import BLAS_MIN_ROWS, LEAKY_SLOPE
 from .gpu_activations import launch_activate
 
 __all__ = ["gpu_dense_forward", "gpu_dense_backward"]
@@ -179,6 +194,71 @@ def _kernels(tile, dtype):
     return forward, grad_weights, grad_input
 
 
+@functools.cache
+def _epilogues():
+    """The elementwise kernels that follow a cuBLAS product (see :mod:`.gpu_blas`)."""
+    global cuda
+    cuda = g.require_cuda()
+    A = g.array_access()
+
+    @cuda.jit
+    def bias_act(z, b, a, code, slope):
+        """``z += b`` (row-wise), then ``a = f(z)`` unless ``code`` is softmax."""
+        z = A(z)
+        b = A(b)
+        a = A(a)
+        n, n_out = z.shape
+        for e in range(cuda.grid(1), n * n_out, cuda.gridsize(1)):
+            i = e // n_out
+            j = e - i * n_out
+            v = z[i, j] + b[j]
+            z[i, j] = v
+            if code != SOFTMAX:
+                a[i, j] = act_scalar(code, v, slope)
+
+    @cuda.jit
+    def mask_dact(dx, mask, has_mask, code, zp, ap, slope, has_act):
+        """``dx *= mask`` (``has_mask``), then ``dx *= f'(zp)`` (``has_act``), as the epilogue
+        of the tiled ``dx`` kernel does."""
+        dx = A(dx)
+        mask = A(mask)
+        zp = A(zp)
+        ap = A(ap)
+        n, n_in = dx.shape
+        for e in range(cuda.grid(1), n * n_in, cuda.gridsize(1)):
+            i = e // n_in
+            k = e - i * n_in
+            v = dx[i, k]
+            if has_mask:
+                v = v * mask[i, k]
+            if has_act:
+                dx[i, k] = v * np.float64(dact_scalar(code, zp[i, k], ap[i, k], slope))
+            else:
+                dx[i, k] = v
+
+    return bias_act, mask_dact
+
+
+def _use_blas(rows):
+    return rows >= BLAS_MIN_ROWS and gpu_blas.available()
+
+
+def launch_bias_act(z, b, a, code, slope):
+    """Epilogue of a cuBLAS forward product: ``z += b``, ``a = f(z)`` (not for softmax)."""
+    n, n_out = z.shape
+    g.launch(_epilogues()[0], *g.grid_1d(n * n_out), z, b, a, int(code), slope)
+
+
+def launch_mask_dact(dx, mask, code, zp, ap, slope):
+    """Epilogue of a cuBLAS ``dx`` product: ``dx *= mask`` and ``dx *= f'(zp)`` where given."""
+    dt = np.dtype(dx.dtype)
+    d2 = dummy(dt, 2)
+    n, n_in = dx.shape
+    g.launch(_epilogues()[1], *g.grid_1d(n * n_in), dx, mask if mask is not None else d2,
+             mask is not None, int(code), zp if zp is not None else d2,
+             ap if zp is not None else d2, dt.type(slope), zp is not None)
+
+
 def _tiled(n_rows, n_cols):
     t = g.tile()
     n_tiles = ((n_rows + t - 1) // t) * ((n_cols + t - 1) // t)
@@ -196,15 +276,23 @@ def launch_forward(x, W, b, code, slope, z, a, softmax=True):
     A softmax output takes a second, row-wise launch; ``softmax=False`` skips it (``a`` is then
     left unwritten: the training pass of a softmax + cross-entropy network needs only ``z``).
     """
-    t, grid, block = _tiled(x.shape[0], W.shape[1])
-    forward = _kernels(t, np.dtype(x.dtype).str)[0]
-    g.launch(forward, grid, block, x, W, b, z, a, code, slope)
+    if _use_blas(x.shape[0]):
+        gpu_blas.matmul(x, W, z)
+        launch_bias_act(z, b, a, code, slope)
+    else:
+        t, grid, block = _tiled(x.shape[0], W.shape[1])
+        forward = _kernels(t, np.dtype(x.dtype).str)[0]
+        g.launch(forward, grid, block, x, W, b, z, a, code, slope)
     if code == SOFTMAX and softmax:
         launch_activate(SOFTMAX, z, a, slope)
 
 
 def launch_grad_weights(x, delta, dW, db):
     """``dW = x^T delta`` and ``db = sum_rows delta`` (overwritten) for device arrays."""
+    if _use_blas(x.shape[0]):
+        gpu_blas.matmul(x, delta, dW, trans_a=True)
+        gpu_blas.column_sums(delta, db)
+        return
     t, grid, block = _tiled(x.shape[1], delta.shape[1])
     grad_weights = _kernels(t, np.dtype(x.dtype).str)[1]
     g.launch(grad_weights, grid, block, x, delta, dW, db)
@@ -213,6 +301,11 @@ def launch_grad_weights(x, delta, dW, db):
 def launch_grad_input(delta, W, dx, mask=None, code=-1, zp=None, ap=None, slope=0.0):
     """``dx = delta W^T`` for device arrays, then optionally ``dx *= mask`` and
     ``dx *= f'(zp)`` for activation ``code`` of the previous layer (``ap = f(zp)``)."""
+    if _use_blas(delta.shape[0]):
+        gpu_blas.matmul(delta, W, dx, trans_b=True)
+        if mask is not None or zp is not None:
+            launch_mask_dact(dx, mask, code, zp, ap, slope)
+        return
     dt = np.dtype(delta.dtype)
     t, grid, block = _tiled(delta.shape[0], W.shape[0])
     grad_input = _kernels(t, dt.str)[2]

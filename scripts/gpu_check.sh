@@ -72,6 +72,9 @@ from dlbasics.kernels import gpu_config as g
 
 cuda = g.require_cuda()  # a clear RuntimeError if numba-cuda or the GPU is missing
 print("device:", g.device_name())
+from dlbasics.kernels import gpu_blas
+
+print("dense products:", gpu_blas.status())
 try:
     from numba.cuda.cudadrv import nvvm
 

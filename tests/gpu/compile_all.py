@@ -60,6 +60,7 @@ def cases(dtype):
         "softmax backward": lambda: gpu_activation_backward("softmax", z, z, z),
         "dense forward": lambda: gpu_dense_forward(z, W, np.zeros(3, dtype), "relu"),
         "dense backward": lambda: gpu_dense_backward(z, W, np.zeros((4, 3), dtype)),
+        "cublas epilogues": lambda: epilogues(dtype),
         "loss dense": lambda: gpu_loss_and_gradient("squared", z, z),
         "loss labels": lambda: gpu_loss_and_gradient("cross_entropy_logits", labels,
                                                      np.zeros((4, 3), dtype)),
@@ -77,6 +78,17 @@ def cases(dtype):
                                                              np.zeros(1, dtype)),
         "mlp": lambda: mlp(dtype),
     }
+
+
+def epilogues(dtype):
+    """The kernels after a cuBLAS product (the cuBLAS route itself needs a GPU)."""
+    from dlbasics.kernels.activations import RELU, TANH
+    from dlbasics.kernels.gpu_dense import launch_bias_act, launch_mask_dact
+
+    z = np.zeros((9, 3), dtype)
+    launch_bias_act(z, np.zeros(3, dtype), z.copy(), RELU, np.dtype(dtype).type(0.01))
+    launch_mask_dact(z, z.copy(), TANH, z.copy(), z.copy(), 0.01)
+    launch_mask_dact(z, None, -1, None, None, 0.01)
 
 
 def mlp(dtype):

@@ -272,8 +272,10 @@ def settings_table(results):
 
 def run_time(results):
     """``(sum of the runs' wall seconds, wall-clock seconds from the first start to the last
-    finish)`` of the stored runs, or ``(0, 0)`` without timestamps."""
-    rows = results.rows()
+    finish)`` of the stored runs (with a tuned study's tuning and timing runs), or ``(0, 0)``
+    without timestamps."""
+    rows = [r for res in (results, results.tuning, results.timing) if res is not None
+            for r in res.rows()]
     total = float(sum(r["wall_s"] or 0.0 for r in rows))
     starts = [r["started_at"] for r in rows if r.get("started_at")]
     ends = [r["finished_at"] for r in rows if r.get("finished_at")]

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import numbers
+import os
+import secrets
+import zipfile
 
 import numpy as np
 
@@ -526,24 +530,84 @@ class MLP:
 
     # -- persistence ---------------------------------------------------------------------------
     def save(self, path):
-        """Save parameters and configuration to a ``.npz`` file (no pickle)."""
+        """Save parameters and configuration to a ``.npz`` file (no pickle).
+
+        Parameters
+        ----------
+        path : str, PathLike or binary file
+            A file name (``.npz`` is appended when missing, as :func:`numpy.savez` does) or an
+            open binary file. A file name is written to a temporary file in the same directory
+            that is renamed to ``path`` only once complete and flushed to disk, so ``path``
+            always holds either the earlier file or the whole new one.
+
+        Raises
+        ------
+        OSError
+            The directory is not writable or the disk is full (a subclass such as
+            ``PermissionError`` where one fits); the message names ``path``, and the temporary
+            file is removed.
+        """
         if self._device is not None:
             self._device.pull_params()
-        np.savez(path, params=self.params, config=np.array(json.dumps(self.config())))
+        arrays = {"params": self.params, "config": np.array(json.dumps(self.config()))}
+        if not isinstance(path, (str, os.PathLike)):
+            np.savez(path, **arrays)
+            return
+        path = os.fspath(path)
+        if not path.endswith(".npz"):
+            path += ".npz"
+        tmp = os.path.join(os.path.dirname(os.path.abspath(path)),
+                           f".{os.path.basename(path)}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    np.savez(f, **arrays)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
+        except OSError as exc:
+            raise OSError(exc.errno, f"could not save the model to {path}: "
+                                     f"{exc.strerror or exc}", path) from exc
 
     @classmethod
     def load(cls, path, backend=None):
-        """Load a model written by :meth:`save` (``allow_pickle=False``)."""
-        with np.load(path, allow_pickle=False) as f:
-            if "params" not in f or "config" not in f:
-                raise ValueError(f"{path} is not a dlbasics model file (params/config missing)")
-            config = json.loads(str(f["config"]))
-            params = f["params"]
-        if backend is not None:
-            config["backend"] = backend
-        model = cls(**config)
+        """Load a model written by :meth:`save` (``allow_pickle=False``).
+
+        Raises
+        ------
+        ValueError
+            The file is not a whole dlbasics model file: truncated, altered (the ZIP checksums
+            of ``.npz`` files catch changed bytes) or of something else; the message names it.
+        OSError
+            The file cannot be opened (missing, unreadable).
+        """
+        named = isinstance(path, (str, os.PathLike))
+        name = os.fspath(path) if named else getattr(path, "name", "the file object")
+        with contextlib.ExitStack() as stack:
+            # a missing or unreadable file: the OSError of open, naming it
+            source = stack.enter_context(open(path, "rb")) if named else path
+            try:
+                with np.load(source, allow_pickle=False) as f:
+                    if "params" not in f or "config" not in f:
+                        raise ValueError("params/config missing")
+                    config = json.loads(str(f["config"]))
+                    params = f["params"]
+                if not isinstance(config, dict):
+                    raise ValueError("its config is not a JSON object")
+                if backend is not None:
+                    config["backend"] = backend
+                model = cls(**config)
+            except (ValueError, TypeError, EOFError, KeyError, RuntimeError, OSError,
+                    zipfile.BadZipFile) as exc:  # OSError here: a seek into nowhere
+                raise ValueError(f"{name} is not a dlbasics model file, or not a whole one "
+                                 f"(truncated or altered: {exc})") from exc
         if params.shape != model.params.shape:
-            raise ValueError(f"{path}: params shape {params.shape} does not match its config")
+            raise ValueError(f"{name}: params shape {params.shape} does not match its config")
         model.set_params_vector(params.astype(model.dtype))
         return model
 

@@ -92,16 +92,18 @@ class StoreUnavailable(OSError):
         return self.args[0]
 
 
-def _writable_dir(path):
+def _blocking_dir(path):
+    """The nearest existing directory above ``path`` if this user cannot write it, else None."""
     d = Path(path).resolve().parent
-    return os.access(d, os.W_OK | os.X_OK)
+    while not d.exists() and d != d.parent:
+        d = d.parent
+    return None if os.access(d, os.W_OK | os.X_OK) else d
 
 
 def _unavailable(path, exc, timeout=None):
     """A :class:`StoreUnavailable` explaining ``exc`` (an ``sqlite3.Error`` or ``OSError``)."""
     name = getattr(exc, "sqlite_errorname", "") or ""
     text = str(exc)
-    where = Path(path).resolve().parent
     if Path(path).is_dir():
         what = (f"{path} is a directory, not a results store file; give --store a file path "
                 f"such as {os.path.join(path, 'dlbasics.sqlite')}")
@@ -117,10 +119,11 @@ def _unavailable(path, exc, timeout=None):
                 "are not run again)")
     elif (name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM"))
           or isinstance(exc, PermissionError)):
-        if not _writable_dir(path):
-            what = (f"cannot write the store {path}: its directory {where} is not writable "
-                    "(SQLite also writes -wal and -shm files beside the store); make it "
-                    "writable or choose another --store")
+        blocking = _blocking_dir(path)
+        if blocking is not None:
+            what = (f"cannot write the store {path}: the directory {blocking} is not writable "
+                    "by this user (SQLite also writes -wal and -shm files beside the store); "
+                    "make it writable or choose another --store")
         else:
             what = (f"cannot write the store {path} ({text}); make the file and its directory "
                     "writable or choose another --store")

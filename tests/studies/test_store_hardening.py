@@ -16,6 +16,7 @@ from dlbasics.studies.cli import main
 from dlbasics.studies.store import Store, StoreError
 
 from .conftest import REPO, cli_env, stored
+from .slow_study import gate_env
 
 
 def _digest(path):
@@ -79,27 +80,30 @@ def _integrity(path):
 
 def test_sigkill_at_ten_random_moments_then_resume(tmp_path):
     """Kill the study at 10 random moments, restart each time: the final store holds exactly
-    the rows of an uninterrupted run and passes PRAGMA integrity_check."""
-    # Long enough to be hit on a fast machine too: about 20 s of training here (600 epochs
-    # became too short once the kernels got faster: only 4 of 10 kills hit a running study).
-    env = cli_env(DLBASICS_SLOW_EPOCHS="4000")
+    the rows of an uninterrupted run and passes PRAGMA integrity_check.
+
+    The killed processes are held at a gate before their last row (``slow_study``), so no kill
+    can come after the study has ended, however fast the machine: every kill hits a running
+    study, at a random moment of its compiling, training or writing, or waiting at the gate.
+    """
+    env = cli_env(DLBASICS_SLOW_EPOCHS="4000")  # about 20 s of training here
     reference = tmp_path / "reference.sqlite"
     subprocess.run(_cli(reference), cwd=REPO, env=env, check=True, timeout=900,
                    stdout=subprocess.DEVNULL)
+    total = len(stored(reference, "slow_demo"))
+    gate, _ = gate_env(tmp_path, total - 1)  # nobody reads the pipe: a held study waits
     store = tmp_path / "killed.sqlite"
     rng = np.random.default_rng(2024)  # the moments are random but reproducible
-    kills = 0
     for delay in rng.uniform(0.5, 3.0, size=10):
-        proc = subprocess.Popen(_cli(store), cwd=REPO, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait()
+        proc = subprocess.Popen(_cli(store), cwd=REPO, env={**env, **gate},
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        time.sleep(delay)  # the random moment (not a synchronisation: the gate holds the end)
+        assert proc.poll() is None, proc.communicate()[1].decode()[-2000:]
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
         if store.exists():
             assert _integrity(store) == ("ok", 0)
-    assert kills >= 5, f"only {kills} of 10 kills hit a running study"
+            assert len(stored(store, "slow_demo")) < total
     subprocess.run(_cli(store), cwd=REPO, env=env, check=True, timeout=900,
                    stdout=subprocess.DEVNULL)
     assert _integrity(store) == ("ok", 0)

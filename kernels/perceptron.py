@@ -41,13 +41,18 @@ def score_scalar(X, n, w, b0):
 
 
 @njit(cache=True)
-def epoch_kernel(X, y, w, b, lr, order):
-    """One pass of the perceptron rule over the samples ``order[0], order[1], ...``.
+def epoch_loss_kernel(X, y, w, b, lr, order, fit_intercept, w_pos, w_neg, out):
+    r"""One pass of the perceptron rule over ``order[0], order[1], ...`` (see
+    :func:`epoch_kernel`); ``fit_intercept=False`` keeps ``b`` fixed, and the step of a
+    mistake on a positive (negative) sample is multiplied by ``w_pos`` (``w_neg``), the class
+    weights (1 and 1: the plain rule, bit for bit).
 
-    Updates ``w`` (n_features,) and ``b`` (1,) in place and returns the number of mistakes
-    (samples with ``y * s <= 0``), counted before each sample's own update.
+    Writes ``out[0]`` = the number of mistakes and ``out[1]`` = the summed perceptron loss
+    :math:`\sum_n \max(0, -y^{(n)} s^{(n)})` (scikit-learn's, both counted before each
+    sample's own update).
     """
     mistakes = 0
+    loss = 0.0
     lr64 = np.float64(lr)
     d = X.shape[1]
     for t in range(order.shape[0]):
@@ -56,11 +61,26 @@ def epoch_kernel(X, y, w, b, lr, order):
         s = score_scalar(X, n, w, b[0])
         if yn * s <= 0.0:
             mistakes += 1
-            step = lr64 * yn
+            loss -= yn * s
+            step = lr64 * yn * (w_pos if yn > 0.0 else w_neg)
             for j in range(d):
                 w[j] = np.float64(w[j]) + step * np.float64(X[n, j])
-            b[0] = np.float64(b[0]) + step
-    return mistakes
+            if fit_intercept:
+                b[0] = np.float64(b[0]) + step
+    out[0] = mistakes
+    out[1] = loss
+
+
+@njit(cache=True)
+def epoch_kernel(X, y, w, b, lr, order):
+    """One pass of the perceptron rule over the samples ``order[0], order[1], ...``.
+
+    Updates ``w`` (n_features,) and ``b`` (1,) in place and returns the number of mistakes
+    (samples with ``y * s <= 0``), counted before each sample's own update.
+    """
+    out = np.zeros(2)
+    epoch_loss_kernel(X, y, w, b, lr, order, True, 1.0, 1.0, out)
+    return int(out[0])
 
 
 @njit(cache=True)

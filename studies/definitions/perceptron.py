@@ -95,11 +95,11 @@ def perceptron_path(X, y, seed, max_epochs):
     """
     from ...models import Perceptron
 
-    p = Perceptron(lr=1.0, shuffle=True, seed=int(seed))
+    p = Perceptron(eta0=1.0, shuffle=True, random_state=int(seed))
     lines = []
     for _ in range(max_epochs):
         p.partial_fit(X, y, classes=[0.0, 1.0])
-        lines.append((p.coef_.copy(), float(p.intercept_[0])))
+        lines.append((p.coef_[0].copy(), float(p.intercept_[0])))
         if p.mistakes_[-1] == 0:
             break
     return list(p.mistakes_), lines

@@ -139,8 +139,8 @@ def _perceptron_build(draw):
     X = floats(draw, (n, d), np.float64)
     y = np.where(X[:, 0] > 0, 1, -1)
     y[0], y[-1] = 1, -1
-    return {"est": Perceptron(max_epochs=draw(st.integers(1, 5)),
-                              lr=draw(st.floats(0.1, 2.0))), "X": X, "y": y}
+    return {"est": Perceptron(max_iter=draw(st.integers(1, 5)),
+                              eta0=draw(st.floats(0.1, 2.0))), "X": X, "y": y}
 
 
 ENTRIES = [

@@ -5,9 +5,16 @@ Cases (``--smoke`` shrinks every size so the logic runs in seconds, e.g. under t
 * dense: forward + backward (``dW``, ``db``, ``dx``) of a 784-256-256-10 ReLU network at batch
   1024 and 4096, device arrays in and out; the GPU result is also checked against float64 NumPy;
 * training: one epoch of ``MLP(784-256-256-10, backend="cuda")`` with plain SGD at batch 1, 32
-  and 1024 (samples/s), and the same loop in PyTorch;
-* population: one epoch of 1024 independent 2-16-16-1 networks (one GPU thread per network),
+  and 1024 (samples/s), and the same loop in PyTorch; the same for 2-16-16-1 (sigmoid output,
+  binary cross-entropy) at batch 1, 8 and 32 (the one-launch epoch of kernels/gpu_small.py);
+* population: one epoch of 4096 independent 2-16-16-1 networks (one GPU thread per network),
   beside the CPU population kernel and a batched (``torch.bmm``) PyTorch version.
+
+The report also gives the kernel launches per training step of both networks (counted, cuBLAS
+calls apart), the route of the dense products (:func:`dlbasics.kernels.gpu_blas.status`), the
+goals of issue 18 with their ratios from this run (the population goal is against the 2-core
+CPU figure in ``reports/benchmarks/results.json``), and the ptxas register table of
+``reports/benchmarks/gpu/ptxas_sm90.md``.
 
 Each case runs once to compile (reported as ``compile_s``) and is then timed. PyTorch runs with
 ``torch.backends.cuda.matmul.allow_tf32 = False`` (float32 products in float32, as ours).
@@ -41,8 +48,10 @@ FULL = {
     "dense_batches": [1024, 4096],
     "train_sizes": [784, 256, 256, 10],
     "train_cases": [(1, 2048), (32, 16384), (1024, 65536)],  # (batch, samples in the epoch)
+    "small_sizes": [2, 16, 16, 1],
+    "small_cases": [(1, 2048), (8, 8192), (32, 16384)],
     "pop_sizes": [2, 16, 16, 1],
-    "pop_networks": 1024,
+    "pop_networks": 4096,
     "pop_samples": 512,
     "pop_batch": 32,
     "repeat": 5,
@@ -50,8 +59,10 @@ FULL = {
 SMOKE = {
     "dense_sizes": [6, 5, 4, 3],
     "dense_batches": [4, 9],
-    "train_sizes": [6, 5, 4, 3],
+    "train_sizes": [70, 5, 4, 3],  # wider than gpu_small.SMALL_MAX_WIDTH: per-layer kernels
     "train_cases": [(1, 6), (4, 12)],
+    "small_sizes": [2, 3, 1],
+    "small_cases": [(1, 6), (4, 12)],
     "pop_sizes": [2, 3, 1],
     "pop_networks": 5,
     "pop_samples": 12,
@@ -297,6 +308,122 @@ def bench_training(bench, cfg, torch):
             bench.run("training", case, "torch cuda", peer)
 
 
+def bench_small(bench, cfg, torch):
+    """2-16-16-1 training (the one-launch epoch) beside PyTorch."""
+    from dlbasics.models import MLP, SGD, train
+
+    rng = np.random.default_rng(3)
+    sizes = cfg["small_sizes"]
+    n_max = max(n for _, n in cfg["small_cases"])
+    X = rng.normal(size=(n_max, sizes[0])).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+    for batch, n in cfg["small_cases"]:
+        Xn, yn = X[:n], y[:n]
+        case = f"{'-'.join(map(str, sizes))} b={batch} n={n}"
+
+        def ours(Xn=Xn, yn=yn, batch=batch, n=n):
+            m = MLP(sizes, activation="tanh", output="sigmoid", loss="binary_cross_entropy",
+                    backend="cuda", seed=0)
+            warm = min(n, 2 * batch)
+            t = time.perf_counter()
+            train(m, Xn[:warm], yn[:warm], SGD(0.1), batch_size=batch, epochs=1)
+            compile_s = time.perf_counter() - t
+            h = train(m, Xn, yn, SGD(0.1), batch_size=batch, epochs=1)
+            return {"samples_per_s": n / h.time[-1], "ms": h.time[-1] * 1e3,
+                    "compile_s": compile_s, "final_loss": h.train_loss[-1]}
+
+        bench.run("small", case, "dlbasics MLP cuda", ours)
+        if torch is not None:
+            def peer(Xn=Xn, yn=yn, batch=batch, n=n):
+                dev = torch.device("cuda")
+                torch.manual_seed(0)
+                net = torch.nn.Sequential(
+                    torch.nn.Linear(sizes[0], sizes[1]), torch.nn.Tanh(),
+                    torch.nn.Linear(sizes[1], sizes[2]), torch.nn.Tanh(),
+                    torch.nn.Linear(sizes[2], sizes[3])).to(dev)
+                opt = torch.optim.SGD(net.parameters(), lr=0.1)
+                loss_fn = torch.nn.BCEWithLogitsLoss()
+                tX = torch.from_numpy(Xn).to(dev)
+                ty = torch.from_numpy(yn).to(dev).view(-1, 1)
+
+                def epoch(count):
+                    perm = torch.randperm(count, device=dev)
+                    for s in range(0, count, batch):
+                        idx = perm[s : s + batch]
+                        opt.zero_grad(set_to_none=True)
+                        loss = loss_fn(net(tX[idx]), ty[idx])
+                        loss.backward()
+                        opt.step()
+
+                epoch(min(n, 2 * batch))
+                torch.cuda.synchronize()
+                t = time.perf_counter()
+                epoch(n)
+                torch.cuda.synchronize()
+                dt = time.perf_counter() - t
+                return {"samples_per_s": n / dt, "ms": dt * 1e3}
+
+            bench.run("small", case, "torch cuda", peer)
+
+
+def launches_per_step(cfg):
+    """Kernel launches and cuBLAS calls per training step of both benchmark networks (batch 32,
+    or the smoke batch), counted over one epoch after a warm-up."""
+    from dlbasics.kernels import gpu_blas
+    from dlbasics.kernels import gpu_config as g
+    from dlbasics.models import MLP, SGD, train
+
+    rows = []
+    batch = 32 if cfg is FULL else 4
+    for sizes, kw in ((cfg["train_sizes"], dict(activation="relu", output="softmax",
+                                                  loss="cross_entropy")),
+                      (cfg["small_sizes"], dict(activation="tanh", output="sigmoid",
+                                                loss="binary_cross_entropy"))):
+        rng = np.random.default_rng(4)
+        n = 8 * batch
+        X = rng.normal(size=(n, sizes[0])).astype(np.float32)
+        y = (rng.integers(0, sizes[-1], size=n) if kw["output"] == "softmax"
+             else (X[:, 0] > 0).astype(np.float32))
+        m = MLP(sizes, backend="cuda", seed=0, **kw)
+        train(m, X, y, SGD(0.01), batch_size=batch, epochs=1)
+        counts = {"kernels": 0, "cublas": 0}
+        saved = (g.launch, gpu_blas.matmul, gpu_blas.column_sums)
+
+        def counted(fn, key, counts=counts):
+            def wrapper(*args, **kwargs):
+                counts[key] += 1
+                return fn(*args, **kwargs)
+            return wrapper
+
+        g.launch = counted(saved[0], "kernels")
+        gpu_blas.matmul = counted(saved[1], "cublas")
+        gpu_blas.column_sums = counted(saved[2], "cublas")
+        try:
+            train(m, X, y, SGD(0.01), batch_size=batch, epochs=1)
+        finally:
+            g.launch, gpu_blas.matmul, gpu_blas.column_sums = saved
+        steps = n // batch
+        rows.append({"network": "-".join(map(str, sizes)), "batch": batch,
+                     "kernels_per_step": counts["kernels"] / steps,
+                     "cublas_per_step": counts["cublas"] / steps})
+    return rows
+
+
+def cpu_population_reference():
+    """The best 2-core CPU population figure of the speed study (network-samples/s), or None."""
+    path = ROOT / "reports" / "benchmarks" / "results.json"
+    try:
+        data = json.loads(path.read_text())
+        best = None
+        for per_k in data["population"]["ours_population"].values():
+            for row in per_k.values():
+                v = float(row["network_samples_per_s"])
+                best = v if best is None else max(best, v)
+        return best
+    except Exception:  # noqa: BLE001 - a missing or reshaped file: no reference
+        return None
+
+
 # ---------------------------------------------------------------------------------------------
 # population
 # ---------------------------------------------------------------------------------------------
@@ -476,12 +603,73 @@ def write_report(out_dir, env, results):
             f"{fmt(r, 'samples_per_s', ',.0f')} | {fmt(r, 'gflops', '.1f')} | "
             f"{fmt(r, 'compile_s', '.1f')} | {r['status'].replace('|', '/')} |"
         )
+    if env.get("dense_route"):
+        lines += ["", f"Dense products: {env['dense_route']}."]
+    launches = env.get("launches_per_step")
+    if launches:
+        lines += ["", "Launches per training step (one epoch counted, plain SGD):", "",
+                  "| network | batch | kernel launches | cuBLAS calls |",
+                  "| --- | ---: | ---: | ---: |"]
+        for r in launches:
+            lines.append(f"| {r['network']} | {r['batch']} | {r['kernels_per_step']:.3g} | "
+                         f"{r['cublas_per_step']:.3g} |")
+    goals = goal_rows(results, env.get("cpu_population_reference"))
+    if goals:
+        lines += ["", "Goals (issue 18; float32, PyTorch CUDA with TF32 off, ratios from this "
+                  "run):", "", "| goal | ratio | target | met |", "| --- | ---: | ---: | --- |"]
+        for gname, ratio, target in goals:
+            shown = "n/a" if ratio is None else f"{ratio:.2f}x"
+            met = "n/a" if ratio is None else ("**met**" if ratio >= target else "missed")
+            lines.append(f"| {gname} | {shown} | {target}x | {met} |")
     errs = [r for r in results if "max_rel_err" in r]
     if errs:
         lines += ["", "Dense forward output against float64 NumPy (max error relative to the "
                   "largest output): " + ", ".join(f"{r['case']}: {r['max_rel_err']:.2e}"
                                                   for r in errs)]
+    table = ROOT / "reports" / "benchmarks" / "gpu" / "ptxas_sm90.md"
+    if table.is_file():
+        body = table.read_text().split("\n", 2)[-1]
+        lines += ["", "## Registers and spills per kernel (ptxas, sm_90; from "
+                  "`python -m tests.gpu.compile_all --out reports/benchmarks/gpu`)", "", body]
     (out_dir / "gpu_bench.md").write_text("\n".join(lines) + "\n")
+
+
+def _rate(results, section, case_prefix, impl_prefix, key):
+    for r in results:
+        if (r["section"] == section and r["case"].startswith(case_prefix)
+                and r["impl"].startswith(impl_prefix) and r.get("status") == "ok" and key in r):
+            return float(r[key])
+    return None
+
+
+def goal_rows(results, cpu_reference):
+    """``(goal, ratio or None, target)`` of the issue-18 goals found in ``results``."""
+    goals = []
+
+    def ratio(num, den):
+        return None if num is None or den is None or den == 0 else num / den
+
+    dense = [r["case"] for r in results if r["section"] == "dense" and "b=4096" in r["case"]]
+    if dense:
+        case = dense[0]
+        goals.append(("dense forward+backward, batch 4096 (PyTorch ms / ours ms)",
+                      ratio(_rate(results, "dense", case, "torch", "ms"),
+                            _rate(results, "dense", case, "dlbasics", "ms")), 0.8))
+    for section, prefix, batches, target in (("training", "784-256-256-10", (32, 1024), 1.0),
+                                              ("small", "2-16-16-1", (1, 8, 32), 3.0)):
+        for b in batches:
+            case = f"{prefix} b={b} "
+            if any(r["case"].startswith(case) for r in results):
+                goals.append((f"{prefix} training, batch {b} (samples/s vs PyTorch)",
+                              ratio(_rate(results, section, case, "dlbasics", "samples_per_s"),
+                                    _rate(results, section, case, "torch", "samples_per_s")),
+                              target))
+    pop = [r for r in results if r["section"] == "population" and r["case"].startswith("4096 ")]
+    if pop:
+        goals.append(("population of 4096 2-16-16-1 (vs our best 2-core CPU population)",
+                      ratio(_rate(results, "population", "4096 ", "dlbasics numba",
+                                  "samples_per_s"), cpu_reference), 20.0))
+    return goals
 
 
 def main(argv=None):
@@ -491,8 +679,8 @@ def main(argv=None):
                         "reports/benchmarks/gpu)")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="seconds after which remaining cases are skipped (default 300)")
-    parser.add_argument("--sections", default="dense,training,population",
-                        help="comma-separated subset of dense,training,population")
+    parser.add_argument("--sections", default="dense,small,population,training",
+                        help="comma-separated subset of dense,training,small,population")
     args = parser.parse_args(argv)
     out_dir = Path(args.out or os.environ.get("OUT") or ROOT / "reports" / "benchmarks" / "gpu")
     cfg = SMOKE if args.smoke else FULL
@@ -504,7 +692,18 @@ def main(argv=None):
     print(f"device: {env['device']}; output: {out_dir}", flush=True)
     torch = _torch_cuda()
     bench = Bench(args.budget, on_result=lambda rows: write_report(out_dir, env, rows))
-    sections = {"dense": bench_dense, "training": bench_training,
+    from dlbasics.kernels import gpu_blas
+
+    env["dense_route"] = gpu_blas.status()
+    env["cpu_population_reference"] = cpu_population_reference()
+    print(env["dense_route"], flush=True)
+    try:
+        env["launches_per_step"] = launches_per_step(cfg)
+        print("launches per step:", env["launches_per_step"], flush=True)
+    except Exception as exc:  # noqa: BLE001 - a benchmark records failures and goes on
+        env["launches_per_step"] = []
+        print(f"launch count failed: {type(exc).__name__}: {exc}", flush=True)
+    sections = {"dense": bench_dense, "training": bench_training, "small": bench_small,
                 "population": bench_population}
     for name in args.sections.split(","):
         sections[name.strip()](bench, cfg, torch)

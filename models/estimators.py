@@ -23,6 +23,7 @@ it.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import numbers
 import warnings
@@ -33,7 +34,7 @@ from ..kernels import _checks
 from ..kernels.activations import ACTIVATIONS
 from .mlp import BACKENDS, MLP
 from .optimizers import SGD, Adam, Momentum, Nesterov
-from .training import train
+from .training import blas_single_thread, train
 
 __all__ = ["MLPClassifier", "MLPRegressor", "ConvergenceWarning", "NotFittedError",
            "HAVE_SKLEARN"]
@@ -689,8 +690,12 @@ class _BaseMLP(BaseEstimator):
         options = {"maxfun": s.max_fun, "maxiter": s.max_iter, "gtol": s.tol}
         if _LBFGS_IPRINT:
             options["iprint"] = iprint
-        res = scipy.optimize.minimize(loss_grad, model.params.astype(np.float64),
-                                      method="L-BFGS-B", jac=True, options=options)
+        # BLAS on one thread: the chunks' products are small for a threaded BLAS that also
+        # fights the compiled code's threads (0.42 s against 0.045 s a pass over 100k x 20 rows
+        # into 100 units, measured on 2 cores)
+        with (blas_single_thread() if model.backend == "cpu" else contextlib.nullcontext()):
+            res = scipy.optimize.minimize(loss_grad, model.params.astype(np.float64),
+                                          method="L-BFGS-B", jac=True, options=options)
         if res.status != 0:
             warnings.warn(
                 f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n"

@@ -338,6 +338,8 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
                                     settings["timeout_s"], log))
         if settings.get("retry_budget_s"):
             _retry_contended(jobs, records, settings, cache_dir, workdir, t0, log)
+        sklearn_fit = (_sklearn_fit(_env("ours", cache_dir), workdir, profile, log)
+                       if "sklearn" in frameworks and "cpu" in frameworks else None)
     finally:
         if keep_workdir:
             log(f"worker specs, outputs and logs kept in {workdir}")
@@ -359,6 +361,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
         "gpu_found": _maybe_gpu(),
         "contended": CONTENDED,
         "processes": records,
+        "sklearn_fit": sklearn_fit,
     }
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
@@ -367,6 +370,21 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     report.write(results, out)
     log(f"wrote {out / 'README.md'} and {out / 'results.json'} in {results['total_s']:.0f} s")
     return results
+
+
+def _sklearn_fit(env, workdir, profile, log):
+    """Records of :mod:`.sklearn_fit` (our estimators' ``fit`` against scikit-learn's), run in
+    its own process; ``None`` when it fails (the report says so)."""
+    path = Path(workdir) / "sklearn_fit.json"
+    log("estimators: fit time against scikit-learn ...")
+    try:
+        quick = ["--quick"] if profile == "quick" else []
+        subprocess.run([sys.executable, "-m", f"{__package__}.sklearn_fit", str(path), *quick],
+                       env=env, check=True, capture_output=True, timeout=900)
+        return json.loads(path.read_text())
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log(f"estimators: not measured ({exc})")
+        return None
 
 
 def _json_default(o):

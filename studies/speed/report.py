@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from . import sklearn_fit
+
 FULL = "full"
 SMALL, LARGE = "2-16-16-1", "784-256-256-10"
 ORDER = ("cpu", "cuda", "numpy", "torch", "jax", "jax_scan", "sklearn")
@@ -595,6 +597,7 @@ def write(res, out):
         "### Roofline-style view\n\nEvery configuration's achieved GFLOP/s against the FMA "
         "peak and the best sgemm of this machine.\n\n![roofline](roofline.png)",
         _population_section(res, figures),
+        sklearn_fit.section(res.get("sklearn_fit")),
         _limits_section(res),
         _startup_section(res),
         _check_section(res),

@@ -1,0 +1,125 @@
+"""``fit`` time of our drop-in estimators against scikit-learn's, at the same settings.
+
+:func:`measure` fits ``dlbasics.models.MLPClassifier`` and ``sklearn.neural_network.
+MLPClassifier`` with the same parameters (scikit-learn's defaults: one hidden layer of 100 ReLU
+units, ``alpha=1e-4``, ``batch_size="auto"``; the same ``random_state``) on standardised digits
+(1,797 x 64, 10 classes) and on a synthetic set of 100,000 x 20 (4 classes,
+``make_classification``), for each solver, and times each ``fit`` in the same process, one
+after the other. Every fit runs exactly ``max_iter`` epochs (``n_iter_no_change=max_iter``, so
+the stopping rule never fires) or, for ``lbfgs``, ``max_iter`` iterations, so both do the same
+work. Ours trains in float32 (its default ``dtype``) and, in a second column, in float64 as
+scikit-learn does. Our compile time is excluded by a short untimed fit first.
+
+Run: ``python -m dlbasics.studies.speed.sklearn_fit [OUT.json] [--quick]``; :func:`section`
+renders the records as the speed report's Markdown section.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+
+#: (data set, solver, max_iter) measured by the full profile.
+CASES = (("digits", "adam", 100), ("digits", "sgd", 100), ("digits", "lbfgs", 100),
+         ("synthetic-100k", "adam", 5), ("synthetic-100k", "sgd", 5),
+         ("synthetic-100k", "lbfgs", 10))
+#: The quick profile's cases (a few seconds).
+QUICK_CASES = (("digits", "adam", 10), ("digits", "lbfgs", 10), ("synthetic-100k", "sgd", 1))
+
+
+def data(name):
+    """``(X, y)`` of a data set of :data:`CASES`, standardised."""
+    from sklearn.datasets import load_digits, make_classification
+    from sklearn.preprocessing import StandardScaler
+
+    if name == "digits":
+        X, y = load_digits(return_X_y=True)
+    else:
+        X, y = make_classification(n_samples=100_000, n_features=20, n_informative=12,
+                                   n_classes=4, random_state=0)
+    return StandardScaler().fit_transform(X), y
+
+
+def _fit_seconds(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        t0 = time.perf_counter()
+        est.fit(X, y)
+        return time.perf_counter() - t0, est
+
+
+def measure(cases=CASES, random_state=0):
+    """Time ``fit`` of ours (float32, float64) and scikit-learn's per case.
+
+    Returns
+    -------
+    list of dict
+        ``data, rows, solver, max_iter, sklearn_s, ours_s, ours64_s, ratio, ratio64`` (ratios
+        are scikit-learn's time over ours) and each estimator's training accuracy.
+    """
+    from sklearn.neural_network import MLPClassifier as Theirs
+
+    from ...models import MLPClassifier as Ours
+
+    records = []
+    for name, solver, max_iter in cases:
+        X, y = data(name)
+        params = dict(solver=solver, max_iter=max_iter, n_iter_no_change=max_iter + 1,
+                      random_state=random_state)
+        for dtype in ("float32", "float64"):  # compile (or load from the cache) untimed
+            _fit_seconds(Ours(dtype=dtype, **dict(params, max_iter=1)), X[:500], y[:500])
+        t_sk, sk = _fit_seconds(Theirs(**params), X, y)
+        t32, o32 = _fit_seconds(Ours(**params), X, y)
+        t64, o64 = _fit_seconds(Ours(dtype="float64", **params), X, y)
+        records.append({
+            "data": name, "rows": int(X.shape[0]), "solver": solver, "max_iter": max_iter,
+            "sklearn_s": t_sk, "ours_s": t32, "ours64_s": t64, "ratio": t_sk / t32,
+            "ratio64": t_sk / t64, "sklearn_acc": float(sk.score(X, y)),
+            "ours_acc": float(o32.score(X, y)), "ours64_acc": float(o64.score(X, y)),
+            "n_iter": [int(sk.n_iter_), int(o32.n_iter_), int(o64.n_iter_)],
+        })
+    return records
+
+
+def section(records):
+    """The speed report's Markdown section for :func:`measure`'s records."""
+    if not records:
+        return ("## Drop-in estimators against scikit-learn\n\nNot measured in this run "
+                "(scikit-learn missing or the measurement failed).")
+    rows = ["| data | solver | iterations | scikit-learn | ours float32 | ratio | ours float64 "
+            "| ratio | train accuracy (sklearn / ours / ours64) |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in records:
+        rows.append(
+            f"| {r['data']} ({r['rows']:,} rows) | {r['solver']} | {r['max_iter']} "
+            f"| {r['sklearn_s']:.2f} s | {r['ours_s']:.3f} s | **{r['ratio']:.1f}x** "
+            f"| {r['ours64_s']:.3f} s | {r['ratio64']:.1f}x "
+            f"| {r['sklearn_acc']:.3f} / {r['ours_acc']:.3f} / {r['ours64_acc']:.3f} |")
+    return ("## Drop-in estimators against scikit-learn\n\n"
+            "`fit` of `dlbasics.models.MLPClassifier` against `sklearn.neural_network."
+            "MLPClassifier` with the same parameters (defaults: 100 ReLU units, alpha 1e-4, "
+            "batch 'auto' = 200, random_state 0; every fit runs the full `max_iter`), "
+            "one after the other in one process (`dlbasics.studies.speed.sklearn_fit`). "
+            "Ratio: scikit-learn's time over ours; "
+            "ours in float32 (its default) and float64 (scikit-learn's precision). Goal: "
+            "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows))
+
+
+def main(argv=None):
+    """``[OUT.json] [--quick]``: measure (:data:`QUICK_CASES` with ``--quick``), print the
+    section, and write the records to ``OUT.json`` if given."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    quick = "--quick" in argv
+    argv = [a for a in argv if a != "--quick"]
+    records = measure(QUICK_CASES if quick else CASES)
+    if argv:
+        with open(argv[0], "w") as f:
+            json.dump(records, f, indent=1)
+    print(section(records))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -327,36 +327,53 @@ def digits(seed=0, n=None, standardize=True):
                    n_classes=10)[0]
 
 
-def mnist1d(seed=0, n_train=4000, n_val=1000, standardize=True):
-    """MNIST-1D (Greydanus 2020) generated locally: ``make_dataset(get_dataset_args())``.
-
-    The package's default arguments, with its ``seed`` set to ``seed`` and ``num_samples`` such
-    that the training part of its own 80/20 split holds ``n_train + n_val`` samples: ``n_val``
-    of them (drawn with ``seed``) validate, ``n_train`` train, and its held-out 20% is the test
-    set (1250 samples by default). The paper's reference MLP trains on 4000 and tests on 1000
-    samples of the package's default draw. The package seeds NumPy's and Python's global
-    generators; their states are restored afterwards.
-    """
-    rng = _rng(seed)
+@functools.lru_cache(maxsize=4)
+def _mnist1d_draw(seed, num_samples):
+    """``(x, y, x_test, y_test)`` of ``make_dataset`` with ``seed`` and ``num_samples`` (cached:
+    do not modify)."""
     data = _need("mnist1d.data", "mnist1d")
     args = data.get_dataset_args()
-    total = int(n_train) + int(n_val)
-    if total % 4:
-        raise ValueError(f"n_train + n_val must be a multiple of 4 (the 80/20 split), got {total}")
-    args.num_samples = total * 5 // 4
-    args.seed = int(seed)
+    args.num_samples = num_samples
+    args.seed = seed
     np_state, py_state = np.random.get_state(), random.getstate()  # noqa: NPY002
     try:
         d = data.make_dataset(args)
     finally:
         np.random.set_state(np_state)  # noqa: NPY002
         random.setstate(py_state)
-    Xtr, ytr, Xte, yte = d["x"], d["y"], d["x_test"], d["y_test"]
+    return d["x"], d["y"], d["x_test"], d["y_test"]
+
+
+def mnist1d(seed=0, n_train=4000, n_val=1000, standardize=True, n_pool=None):
+    """MNIST-1D (Greydanus 2020) generated locally: ``make_dataset(get_dataset_args())``.
+
+    The package's default arguments, with its ``seed`` set to ``seed`` and ``num_samples`` such
+    that the training part of its own 80/20 split holds ``n_pool`` samples (default ``n_train +
+    n_val``): ``n_val`` of them (drawn with ``seed``) validate, the next ``n_train`` of that
+    draw train, and its held-out 20% (``n_pool / 4`` samples) is the test set (1250 by
+    default). The paper's reference MLP trains on 4000 and tests on 1000 samples of the
+    package's default draw. The package seeds NumPy's and Python's global generators; their
+    states are restored afterwards.
+
+    ``n_pool`` larger than ``n_train + n_val`` trains on a subset of a larger draw: for one seed,
+    every ``n_train`` with the same ``n_pool`` and ``n_val`` has the same validation and test
+    sets, and a smaller training set is a subset of a larger one (a training-set-size sweep
+    with a test set of ``n_pool / 4`` at every size; the draw is generated once per process).
+    """
+    rng = _rng(seed)
+    total = int(n_train) + int(n_val)
+    pool = total if n_pool is None else int(n_pool)
+    if pool < total:
+        raise ValueError(f"n_pool must be at least n_train + n_val = {total}, got {pool}")
+    if pool % 4:
+        raise ValueError(f"the pool of training and validation samples must be a multiple of 4 "
+                         f"(the 80/20 split), got {pool}")
+    Xtr, ytr, Xte, yte = _mnist1d_draw(int(seed), pool * 5 // 4)
     X = np.vstack([Xtr, Xte]).astype(np.float64)
     y = np.concatenate([ytr, yte])
     perm = rng.permutation(Xtr.shape[0])
     n_va = int(n_val)
-    splits = (perm[n_va:], perm[:n_va], np.arange(Xtr.shape[0], X.shape[0]))
+    splits = (perm[n_va:total], perm[:n_va], np.arange(Xtr.shape[0], X.shape[0]))
     return _finish("mnist1d", "multiclass", X, y, rng, standardize, n_classes=10,
                    splits=splits)[0]
 
@@ -408,7 +425,8 @@ def check(name, args=None):
 
 #: Ranges of the problems' arguments (checked before any data is made).
 _INT_ARGS = {"n": (10, 10_000_000), "dim": (1, 100_000), "n_test": (1, 10_000_000),
-             "n_train": (10, 10_000_000), "n_val": (1, 10_000_000)}
+             "n_train": (10, 10_000_000), "n_val": (1, 10_000_000),
+             "n_pool": (12, 10_000_000)}
 _REAL_ARGS = {"noise": (0.0, 100.0), "margin": (0.0, 1e6), "spread": (0.0, 1e6),
               "factor": (0.0, 1.0), "turns": (0.0, 100.0)}
 

@@ -1,18 +1,32 @@
-"""Dropout on an over-fitting network: keep probabilities, test-time rules, Monte-Carlo averaging.
+"""Dropout against early stopping as the training set grows: keep probability, test-time rules,
+Monte-Carlo averaging.
 
 The notes train a dropout network by sampling a thinned network for every training example, and
 predict with a single network whose outgoing weights are multiplied by the keep probability
 ``p`` (weight scaling), instead of averaging the predictions of the exponentially many thinned
-networks. This study sets up a network that over-fits (600 MNIST-1D training examples, two
-hidden layers of 256 ReLU units, ~78k parameters) and asks: how do test loss and accuracy
-depend on the keep probability of the hidden units and of the input units; how do the training
-curves change; does the "inverted" convention (scale by ``1/p`` while training, nothing at test
-time) give the same networks; and how close is weight scaling to the average of ``k`` sampled
-thinned networks as ``k`` grows?
+networks. This study trains a network wide enough to over-fit (two hidden layers of 128 ReLU
+units, ~23k parameters) on MNIST-1D training sets of 250, 1000 and 4000 examples (from clearly
+over-fitting to plenty) and asks: does dropout beat the simplest alternative regulariser, early
+stopping, at each size; which keep probability does validation pick; does the "inverted"
+convention (kept units times ``1/p`` while training, nothing at test time) give the same
+networks; and how close is weight scaling to the average of ``k`` sampled thinned networks?
+
+Each (training-set size, keep probability, convention) is a condition of the two-stage protocol
+with Adam's learning rate as its tuned axis, so every keep probability trains at its own best
+rate. The baseline is the network without dropout (keep 1) *early-stopped*: its ``es_test_*``
+metrics are those of the epoch of lowest validation loss.
+
+Inverted vs weight-scaled dropout are the same family of networks: a weight-scaled network with
+weights ``W`` is the inverted network with weights ``p W``. Adam is nearly invariant to the
+scale of the gradients, so the two do not differ by gradient scale; they differ by that
+reparametrisation: in the inverted network's coordinates a weight-scaled run takes steps ``p``
+times smaller (``lr * p``) and starts from an initialisation ``p`` times smaller. With the
+learning rate tuned per convention, the analysis measures both the selected rates and the test
+metrics.
 
 The stored runs hold histories and summaries, not parameters: for the Monte-Carlo comparison the
-analysis retrains the few networks it needs, deterministically (same data, seed, optimizer and
-shuffling as the runner), and checks their validation-loss history against the stored one.
+analysis retrains the networks it needs, exactly as the runner did, and checks their
+validation-loss history against the stored one.
 """
 
 from __future__ import annotations
@@ -21,76 +35,102 @@ import math
 
 import numpy as np
 
-from .. import datasets, stats
-from ..analysis import (
-    ALPHA,
-    SIGNIFICANCE_HEADERS,
-    errorbar_ci,
-    log_axis,
-    paired,
-    sig_phrase,
-    significance_rows,
-)
+from .. import stats
+from ..analysis import ALPHA, errorbar_ci, log_axis, paired
+from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
-from ..runner import resolve_model
 from ..spec import Setting, Study
 
-HIDDEN_P = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
-INPUT_P = (0.5, 0.6, 0.7, 0.8, 0.9)
-INVERTED_P = (0.3, 0.5, 0.7, 0.9)
-#: The combination Srivastava et al. (2014) recommend: inputs kept with 0.8, hidden with 0.5.
-COMBINED = (0.8, 0.5)
+#: Training-set sizes (all from one MNIST-1D draw per seed: the same validation and test sets,
+#: and each smaller training set a subset of the larger).
+SIZES = (250, 1000, 4000)
+#: Epochs per size (a pilot: the dropout networks' validation loss flattens by then).
+EPOCHS = {250: 400, 1000: 200, 4000: 100}
+#: Hidden keep probabilities of the weight-scaling ("scale") convention; 1.0 is no dropout.
+HIDDEN_P = (0.5, 0.75, 1.0)
+#: Keep probability at which the inverted convention is compared with weight scaling.
+INVERTED_P = 0.5
+LRS = (0.00025, 0.0005, 0.001, 0.002, 0.004)
+PROBLEM = {"n_val": 1000, "n_pool": 5000}
+HIDDEN = [128, 128]
+QUICK = {"sizes": (100, 300), "epochs": 10, "lrs": (0.01, 0.03), "hidden": [32, 32],
+         "p": (0.5, 1.0), "problem": {"n_val": 100, "n_pool": 400}}
+TUNE_SEEDS = (1000, 1001, 1002)
+REPORT_SEEDS = tuple(range(10))
 #: Numbers of thinned networks averaged in the Monte-Carlo comparison.
 MC_K = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 MC_K_QUICK = (1, 2, 4, 8, 16)
 #: Seed offset of the Monte-Carlo masks (distinct from every training seed's masks).
 MC_SEED = 10_000
 EPS = 1e-7
+#: Equivalence margins (TOST) of the comparisons with the early-stopped baseline.
+MARGIN_ACC = 0.01
+MARGIN_LOSS = 0.02
+COLORS = {0.5: "#d62728", 0.75: "#ff7f0e", 1.0: "#1f77b4", "inverted": "#9467bd",
+          "es": "#000000"}
 
 
-def _setting(quick, p_input, p_hidden, convention="scale"):
-    return Setting(
-        problem="mnist1d", problem_args={"n": 500 if quick else 1000},
-        model={"hidden": [64, 64] if quick else [256, 256], "activation": "relu", "init": "he",
-               "keep_prob": [p_input, p_hidden, p_hidden], "dropout": convention},
-        optimizer="adam", hyper={"lr": 1e-3}, batch_size=32, epochs=8 if quick else 100,
-        factors={"convention": convention, "p_input": p_input, "p_hidden": p_hidden})
+def _build(quick):
+    q = QUICK if quick else None
+
+    def build(f):
+        p = f["p_hidden"]
+        return Setting(
+            problem="mnist1d",
+            problem_args={"n_train": f["n_train"], **(q["problem"] if quick else PROBLEM)},
+            model={"hidden": q["hidden"] if quick else HIDDEN, "activation": "relu",
+                   "init": "he", "keep_prob": [1.0, p, p], "dropout": f["convention"]},
+            optimizer="adam", hyper={"lr": f["lr"]}, batch_size=50,
+            epochs=q["epochs"] if quick else EPOCHS[f["n_train"]], factors=f)
+    return build
+
+
+def conditions(sizes, hidden_p=HIDDEN_P, inverted_p=INVERTED_P):
+    """The conditions: every size x (each weight-scaling keep probability, inverted at one)."""
+    out = []
+    for n in sizes:
+        out += [{"n_train": n, "convention": "scale", "p_hidden": p} for p in hidden_p]
+        out.append({"n_train": n, "convention": "inverted", "p_hidden": inverted_p})
+    return out
 
 
 @register("dropout")
 def make(profile):
     quick = profile == "quick"
-    hp = (0.5, 1.0) if quick else HIDDEN_P
-    ip = (0.8,) if quick else INPUT_P
-    inv = (0.5,) if quick else INVERTED_P
-    settings = [_setting(quick, 1.0, p) for p in hp]
-    settings += [_setting(quick, p, 1.0) for p in ip]
-    settings.append(_setting(quick, *COMBINED))
-    settings += [_setting(quick, 1.0, p, "inverted") for p in inv]
+    sizes = QUICK["sizes"] if quick else SIZES
+    lrs = QUICK["lrs"] if quick else LRS
     return Study(
         name="dropout",
-        title="Dropout: keep probability, test-time weight scaling and Monte-Carlo averaging",
-        question="On a network that over-fits (few training examples, wide layers), how do test "
-                 "loss and accuracy depend on the keep probability p of hidden and of input "
-                 "units; does dropout change the training curves as expected; does the "
-                 "inverted convention match the notes' weight scaling; and how close is weight "
-                 "scaling to averaging k sampled thinned networks as k grows?",
-        settings=settings,
-        seeds=range(2 if quick else 5),
+        title="Dropout against early stopping as the training set grows",
+        question="On a network wide enough to over-fit, trained on 250 to 4000 MNIST-1D "
+                 "examples with its learning rate tuned per keep probability: does dropout on "
+                 "the hidden units beat early stopping without dropout, at which keep "
+                 "probability and how does that change with the size of the training set; does "
+                 "the inverted convention match the notes' weight scaling; and how close is "
+                 "weight scaling to averaging k sampled thinned networks?",
+        settings=(),
+        seeds=REPORT_SEEDS[:2] if quick else REPORT_SEEDS,
+        tuning=Tuning(_build(quick), conditions(sizes, QUICK["p"] if quick else HIDDEN_P),
+                      {"lr": Axis(lrs, scale="log")},
+                      tune_seeds=TUNE_SEEDS[:2] if quick else TUNE_SEEDS),
         analysis=analyse,
-        notes="MNIST-1D with 1000 samples (600 train / 200 validation / 200 test), a "
-              "40-256-256-10 ReLU network (He initialisation, ~78k parameters, so ~130 "
-              "parameters per training example), softmax + cross-entropy, Adam (lr 1e-3) on "
-              "mini-batches of 32 for 100 epochs, no early stopping: without dropout it fits "
-              "the training set exactly and its validation loss climbs. `keep_prob` lists the "
-              "keep probability of the inputs of each layer: [input units, hidden layer 1, "
-              "hidden layer 2]; the hidden sweep drops both hidden layers with the same p. "
-              "Convention `scale` is the notes' rule (masks while training, outgoing weights "
-              "times p at test time); `inverted` multiplies kept units by 1/p while training "
-              "and uses the weights unchanged at test time. The learning rate and the number "
-              "of epochs are held fixed for every p (not re-tuned per p). The best keep "
-              "probability is chosen on validation loss; test numbers are only reported.",
+        notes="MNIST-1D (Greydanus 2020): per seed one draw whose training part holds "
+              f"{(QUICK if quick else {'problem': PROBLEM})['problem']['n_pool']} examples; "
+              "the validation set (the first n_val of a seeded permutation) and the test set "
+              "(the package's held-out 20% of the draw) are the same at every training-set "
+              "size, and a smaller training set is a subset of a larger one. A "
+              f"40-{'-'.join(map(str, QUICK['hidden'] if quick else HIDDEN))}-10 ReLU network "
+              "(He initialisation), softmax + cross-entropy, Adam on mini-batches of 50 for "
+              + (f"{QUICK['epochs']} epochs" if quick else ", ".join(
+                  f"{e} epochs at {n}" for n, e in EPOCHS.items()) + " training examples")
+              + ". `keep_prob` = [inputs, hidden layer 1, hidden layer 2]: only hidden units "
+              "are dropped. Convention `scale` is the notes' rule (masks while training, "
+              "outgoing weights times p at test time); `inverted` multiplies kept units by 1/p "
+              "while training and uses the weights unchanged at test time. The learning rate "
+              "is tuned per (size, keep probability, convention) on the tuning seeds' best "
+              "validation loss; keep 1 is the no-dropout network, whose early-stopped test "
+              "metrics (`es_test_*`) are the baseline.",
     )
 
 
@@ -99,208 +139,289 @@ def make(profile):
 # ----------------------------------------------------------------------------------------------
 
 
-def _by(results, key, **factors):
-    return sorted(results.select(**factors), key=lambda s: s.factors[key])
+def _mean(results, s, key):
+    return stats.mean_ci(results.values(s, key)).mean
 
 
-def _ci(results, s, key):
-    return stats.mean_ci(results.values(s, key), bounds=FRACTION if "acc" in key else POSITIVE)
+def cells(results):
+    """``{(n_train, convention, p_hidden): setting}`` of the selected settings."""
+    return {(s.factors["n_train"], s.factors["convention"], s.factors["p_hidden"]): s
+            for s in results.settings}
+
+
+def tuning_scores(results):
+    """``{(n_train, convention, p_hidden): mean selection metric}`` of each selected point on
+    the tuning seeds (what chooses the keep probability, never a test metric)."""
+    out = {}
+    plan = results.plan
+    for c in (plan.choices if plan is not None else []):
+        if c.setting is not None:
+            f = c.setting.factors
+            out[f["n_train"], f["convention"], f["p_hidden"]] = c.scores.get(c.setting.label)
+    return out
 
 
 def analyse(results, report):
-    hidden = _by(results, "p_hidden", convention="scale", p_input=1.0)
-    inputs = _by(results, "p_input", convention="scale", p_hidden=1.0)
-    inverted = _by(results, "p_hidden", convention="inverted")
-    base = next((s for s in hidden if s.factors["p_hidden"] == 1.0), None)
-    if base is None or not results.counts(base)["ok"]:
-        report.conclusion("The no-dropout baseline has no completed run: nothing to compare.")
+    cl = cells(results)
+    sizes = sorted({k[0] for k in cl})
+    if not sizes or not all((n, "scale", 1.0) in cl for n in sizes):
+        report.conclusion("The no-dropout baseline has no selected setting: nothing to compare.")
         return
-    best_h = stats.best_of_grid(results, [s for s in hidden if s.factors["p_hidden"] < 1])[0]
-    best_i = stats.best_of_grid(results, [s for s in inputs if s.factors["p_input"] < 1])[0]
-    acc_h = stats.best_of_grid(results, [s for s in hidden if s.factors["p_hidden"] < 1],
-                               key="final_val_accuracy", mode="max")[0]
-    _sweeps(results, report, hidden, inputs)
-    tests = _sweep_tests(results, report, base, hidden, inputs)
-    _curves(results, report, base, best_h, best_i, acc_h)
-    conv = _conventions(results, report, hidden, inverted)
-    mc = _monte_carlo(results, report, best_h) if best_h is not None else None
-    _conclude(results, report, base, best_h, best_i, tests, conv, mc)
+    scores = tuning_scores(results)
+    chosen = {}
+    for n in sizes:
+        drop = {k: v for k, v in scores.items() if k[0] == n and k[1] == "scale"
+                and k[2] < 1.0 and v is not None and math.isfinite(v)}
+        chosen[n] = cl[min(drop, key=drop.get)] if drop else None
+    comps = _size_figure(results, report, cl, sizes, chosen)
+    _curves(results, report, cl, sizes)
+    _sensitivity(results, report, sizes)
+    _table(results, report, cl, sizes)
+    conv = _conventions(results, report, cl, sizes)
+    small = chosen[sizes[0]] or cl.get((sizes[0], "scale", 0.5))
+    mc = _monte_carlo(results, report, small) if small is not None else None
+    _conclude(results, report, cl, sizes, chosen, comps, conv, mc)
 
 
-def _sweeps(results, report, hidden, inputs):
-    cap = ("Final test and training loss (top) and accuracy (bottom) after "
-           f"{hidden[0].epochs} epochs against the keep probability p of the hidden units "
-           "(left; inputs kept) and of the input units (right; hidden units kept); mean and 95% "
-           f"CI over {len(results.seeds)} seeds. p = 1 is no dropout. The gap between the "
-           "training and test curves is the over-fitting.")
-    with report.figure("keep_prob", cap, nrows=2, ncols=2, figsize=(13, 8.4)) as (fig, axes):
-        for col, (ss, key, what) in enumerate(((hidden, "p_hidden", "hidden units"),
-                                               (inputs, "p_input", "input units"))):
-            ps = [s.factors[key] for s in ss]
-            for row, metric in enumerate(("loss", "accuracy")):
-                ax = axes[row, col]
-                for k, lab, style, color in ((f"test_{metric}", "test", "-o", "#d62728"),
-                                             (f"final_val_{metric}", "validation", "-s",
-                                              "#ff7f0e"),
-                                             (f"final_full_{metric}", "training", "--^",
-                                              "#1f77b4")):
-                    errorbar_ci(ax, ps, [_ci(results, s, k) for s in ss], fmt=style, ms=5,
-                                color=color, label=lab)
-                ax.set_xlabel(f"keep probability p of the {what}")
-                ax.set_ylabel(metric)
-                if metric == "loss":
-                    ax.set_ylim(bottom=0)
-            axes[0, col].set_title(f"dropout on the {what}")
-        axes[0, 0].legend()
-
-
-def _sweep_tests(results, report, base, hidden, inputs):
-    """Paired tests of every dropout setting against no dropout, on the same seeds."""
-    rows = []
-    out = {}
-    cands = [s for s in hidden + inputs if s is not base]
-    cands += [s for s in results.select(convention="scale")
-              if s.factors["p_input"] < 1 and s.factors["p_hidden"] < 1]
-    for key in ("test_loss", "test_accuracy"):
-        pairs = [(f"{_name(s)} - no dropout",
-                  paired(results.values(s, key), results.values(base, key)))
-                 for s in cands]
-        r, adj = significance_rows(pairs)
-        rows.append((key, r))
-        out[key] = {s.label: (p, a) for s, (_, p), a in zip(cands, pairs, adj, strict=True)}
-    table = []
-    for s in [base] + cands:
-        table.append([_name(s), fmt_ci(results.values(s, "final_val_loss"), bounds=POSITIVE),
-                      fmt_ci(results.values(s, "test_loss"), bounds=POSITIVE),
-                      fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
-                      fmt_ci(results.values(s, "final_full_accuracy"), bounds=FRACTION),
-                      fmt_ci(results.values(s, "final_full_accuracy")
-                             - results.values(s, "test_accuracy"))])
-    report.section("Keep probability")
-    report.table(["setting", "final val loss", "test loss", "test acc", "train acc",
-                  "train - test acc"], table,
-                 caption=f"Every scale-convention setting after {base.epochs} epochs, mean "
-                         f"[95% CI] over {len(results.seeds)} seeds (p_in: inputs, p_h: hidden "
-                         f"units).")
-    for key, r in rows:
-        report.table(SIGNIFICANCE_HEADERS, r,
-                     caption=f"Paired differences in {key.replace('_', ' ')} against no "
-                             f"dropout on the same seeds (negative: lower than without "
-                             f"dropout), Holm-corrected over {len(r)} comparisons.")
-    return out
+def _compare_to_es(results, cl, sizes):
+    """Each dropout setting (final and early-stopped) minus the early-stopped baseline."""
+    pairs_acc, pairs_loss, keys = [], [], []
+    for n in sizes:
+        base = cl[n, "scale", 1.0]
+        for k, s in sorted(cl.items(), key=lambda kv: (kv[0][1] != "scale", -kv[0][2])):
+            if k[0] != n:
+                continue
+            for which in ("final", "es"):
+                if k[2] == 1.0 and k[1] == "scale" and which == "es":
+                    continue   # the baseline itself
+                key = "test" if which == "final" else "es_test"
+                name = f"{n}: {_name(s)} ({which}) - no dropout (es)"
+                pairs_acc.append((name, results.values(s, f"{key}_accuracy"),
+                                  results.values(base, "es_test_accuracy")))
+                pairs_loss.append((name, results.values(s, f"{key}_loss"),
+                                   results.values(base, "es_test_loss")))
+                keys.append((k, which))
+    acc = stats.compare(pairs_acc, margin=MARGIN_ACC, lower_is_better=False)
+    loss = stats.compare(pairs_loss, margin=MARGIN_LOSS, lower_is_better=True)
+    return {key: {"acc": a, "loss": lo} for key, a, lo in zip(keys, acc, loss, strict=True)}
 
 
 def _name(s):
     f = s.factors
-    return f"p_in={fmt(f['p_input'])}, p_h={fmt(f['p_hidden'])}" + (
-        " (inverted)" if f["convention"] == "inverted" else "")
+    if f["p_hidden"] == 1.0:
+        return "no dropout"
+    return f"p={fmt(f['p_hidden'])}" + (" inverted" if f["convention"] == "inverted" else "")
 
 
-def _curves(results, report, base, best_h, best_i, acc_h):
-    shown = [(base, "no dropout", "#1f77b4")]
-    if best_h is not None:
-        shown.append((best_h, f"hidden p={fmt(best_h.factors['p_hidden'])}", "#d62728"))
-    if acc_h is not None and acc_h is not best_h:
-        shown.append((acc_h, f"hidden p={fmt(acc_h.factors['p_hidden'])}", "#9467bd"))
-    if best_i is not None:
-        shown.append((best_i, f"input p={fmt(best_i.factors['p_input'])}", "#2ca02c"))
-    cap = ("Training curves with and without dropout (the hidden keep probability best on "
-           "validation loss and the one best on validation accuracy, and the input keep "
-           "probability best on validation loss): training-set loss and accuracy of the "
-           "test-mode network (dashed) and validation (solid), mean and 95% CI over seeds.")
+def _size_figure(results, report, cl, sizes, chosen):
+    comps = _compare_to_es(results, cl, sizes)
+    cap = (f"Left: final test accuracy against the training-set size for each keep probability "
+           f"p of the hidden units (weight scaling; each at its tuned learning rate) and the "
+           f"early-stopped network without dropout (black, dashed); mean and 95% CI over "
+           f"{len(results.seeds)} report seeds, each with its own data draw. Middle and right: "
+           f"paired differences to that early-stopped baseline in test accuracy and test loss, "
+           f"of the final (filled) and the early-stopped (open) dropout networks; 95% CI.")
+    with report.figure("sizes", cap, ncols=3, figsize=(18, 4.8)) as (fig, (ax1, ax2, ax3)):
+        ps = sorted({k[2] for k in cl if k[1] == "scale"})
+        for p in ps:
+            ss = [cl[n, "scale", p] for n in sizes if (n, "scale", p) in cl]
+            x = [s.factors["n_train"] for s in ss]
+            errorbar_ci(ax1, x, [stats.mean_ci(results.values(s, "test_accuracy"),
+                                               bounds=FRACTION) for s in ss], fmt="-o",
+                        color=COLORS.get(p), label="no dropout (final)" if p == 1.0 else
+                        f"p={fmt(p)} (final)")
+        base = [cl[n, "scale", 1.0] for n in sizes]
+        errorbar_ci(ax1, sizes, [stats.mean_ci(results.values(s, "es_test_accuracy"),
+                                               bounds=FRACTION) for s in base], fmt="--s",
+                    color=COLORS["es"], label="no dropout, early-stopped")
+        inv = [cl[n, "inverted", INVERTED_P] for n in sizes if (n, "inverted", INVERTED_P) in cl]
+        if inv:
+            errorbar_ci(ax1, [s.factors["n_train"] for s in inv],
+                        [stats.mean_ci(results.values(s, "test_accuracy"), bounds=FRACTION)
+                         for s in inv], fmt=":^", color=COLORS["inverted"],
+                        label=f"p={fmt(INVERTED_P)} inverted (final)")
+        log_axis(ax1)
+        ax1.set_xlabel("training examples (log)")
+        ax1.set_ylabel("test accuracy")
+        ax1.legend(fontsize=8)
+        width = 0.06
+        labelled = set()
+        for ax, what, ylab in ((ax2, "acc", "test accuracy - early-stopped no dropout"),
+                               (ax3, "loss", "test loss - early-stopped no dropout")):
+            ax.axhline(0.0, color="#999999", linewidth=0.8)
+            for (k, which), r in comps.items():
+                n, conv, p = k
+                color = COLORS["inverted"] if conv == "inverted" else COLORS.get(p)
+                j = ps.index(p) if conv == "scale" and p in ps else len(ps)
+                x = n * 10 ** (width * (j - len(ps) / 2) + (0.02 if which == "es" else 0))
+                rr = r[what]
+                lab = (f"{_name(cl[k])} ({'final' if which == 'final' else 'early-stopped'})"
+                       if (ax, k[1:], which) not in labelled else None)
+                labelled.add((ax, k[1:], which))
+                ax.errorbar([x], [rr["diff"]], yerr=[[rr["diff"] - rr["lo"]],
+                                                     [rr["hi"] - rr["diff"]]],
+                            fmt="o", color=color, mfc=color if which == "final" else "white",
+                            capsize=3, label=lab)
+            log_axis(ax)
+            ax.set_xticks(sizes)
+            ax.set_xticklabels([str(n) for n in sizes])
+            ax.set_xlabel("training examples (log)")
+            ax.set_ylabel(ylab)
+        ax2.legend(fontsize=7)
+    return comps
+
+
+def _curves(results, report, cl, sizes):
+    n = sizes[0]
+    shown = [(cl.get((n, "scale", p)), p) for p in sorted({k[2] for k in cl})]
+    shown = [(s, p) for s, p in shown if s is not None]
+    cap = (f"Training curves at {n} training examples, each keep probability at its tuned "
+           f"learning rate: cross-entropy of the test-mode network on the training set (dashed) "
+           f"and on the validation set (solid), and validation accuracy; mean and 95% CI over "
+           f"the report seeds.")
     with report.figure("curves", cap, ncols=2, figsize=(13, 4.6)) as (fig, (ax1, ax2)):
-        for s, lab, color in shown:
+        for s, p in shown:
+            lab = "no dropout" if p == 1.0 else f"p={fmt(p)}"
             x = results.epochs(s)
-            band(ax1, x, results.curves(s, "full_loss"), f"{lab}, training", color=color,
-                 linestyle="--", bounds=POSITIVE)
-            band(ax1, x, results.curves(s, "val_loss"), f"{lab}, validation", color=color,
-                 bounds=POSITIVE)
-            band(ax2, x, results.curves(s, "full_accuracy"), f"{lab}, training", color=color,
+            band(ax1, x, results.curves(s, "full_loss"), f"{lab}, training",
+                 color=COLORS.get(p), linestyle="--", bounds=POSITIVE)
+            band(ax1, x, results.curves(s, "val_loss"), f"{lab}, validation",
+                 color=COLORS.get(p), bounds=POSITIVE)
+            band(ax2, x, results.curves(s, "val_accuracy"), f"{lab}, validation",
+                 color=COLORS.get(p), bounds=FRACTION)
+            band(ax2, x, results.curves(s, "full_accuracy"), None, color=COLORS.get(p),
                  linestyle="--", bounds=FRACTION)
-            band(ax2, x, results.curves(s, "val_accuracy"), f"{lab}, validation", color=color,
-                 bounds=FRACTION)
         ax1.set_ylabel("cross-entropy loss (log)")
         log_axis(ax1, "y")
-        ax2.set_ylabel("accuracy")
+        ax2.set_ylabel("accuracy (solid validation, dashed training)")
         for ax in (ax1, ax2):
             ax.set_xlabel("epoch")
         ax1.legend(fontsize=7.5)
 
 
-def _conventions(results, report, hidden, inverted):
-    """Weight scaling vs the inverted convention at the same p, paired on seeds."""
-    if not inverted:
+def _sensitivity(results, report, sizes):
+    tun = results.tuning
+    if tun is None or not tun.settings:
+        return
+    cap = (f"Learning-rate sensitivity on the {len(tun.seeds)} tuning seeds: best validation "
+           f"loss (the selection metric) against Adam's learning rate for each keep "
+           f"probability and convention, one panel per training-set size; mean and 95% CI.")
+    with report.figure("lr_sensitivity", cap, ncols=len(sizes),
+                       figsize=(4.6 * len(sizes), 3.9)) as (fig, axes):
+        axes = np.atleast_1d(axes)
+        for ax, n in zip(axes, sizes, strict=True):
+            groups = {}
+            for s in tun.select(n_train=n):
+                groups.setdefault((s.factors["convention"], s.factors["p_hidden"]), []).append(s)
+            for (conv, p), ss in sorted(groups.items()):
+                ss.sort(key=lambda s: s.factors["lr"])
+                color = COLORS["inverted"] if conv == "inverted" else COLORS.get(p)
+                errorbar_ci(ax, [s.factors["lr"] for s in ss],
+                            [stats.mean_ci(tun.values(s, "best_val_loss"), bounds=POSITIVE)
+                             for s in ss], fmt="-o", ms=3, color=color,
+                            label=_name(ss[0]))
+            log_axis(ax)
+            ax.set_xlabel("learning rate (log)")
+            ax.set_title(f"{n} training examples")
+        axes[0].set_ylabel("best validation loss")
+        axes[0].legend(fontsize=8)
+
+
+def _table(results, report, cl, sizes):
+    rows = []
+    for k in sorted(cl, key=lambda k: (k[0], k[1] != "scale", -k[2])):
+        s = cl[k]
+        rows.append([k[0], _name(s), fmt(s.factors["lr"], 3),
+                     fmt_ci(results.values(s, "final_full_accuracy"), bounds=FRACTION),
+                     fmt_ci(results.values(s, "best_val_epoch"), bounds=POSITIVE),
+                     fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
+                     fmt_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION),
+                     fmt_ci(results.values(s, "test_loss"), bounds=POSITIVE),
+                     fmt_ci(results.values(s, "es_test_loss"), bounds=POSITIVE)])
+    report.section("Numbers")
+    report.table(["training examples", "setting", "lr (tuned)", "train acc (final)",
+                  "best val epoch", "test acc (final)", "test acc (early-stopped)",
+                  "test loss (final)", "test loss (early-stopped)"], rows,
+                 caption=f"Every selected setting, mean [95% CI] over {len(results.seeds)} "
+                         f"report seeds; 'early-stopped': the network of the epoch of lowest "
+                         f"validation loss.")
+
+
+def _conventions(results, report, cl, sizes):
+    """Inverted vs weight scaling at the same p and size, each at its own tuned rate."""
+    pairs, lrs = [], []
+    for n in sizes:
+        a, b = cl.get((n, "inverted", INVERTED_P)), cl.get((n, "scale", INVERTED_P))
+        if a is None or b is None:
+            continue
+        lrs.append((n, a.factors["lr"], b.factors["lr"]))
+        for key in ("test_accuracy", "test_loss"):
+            pairs.append((key, n, f"{n}: {key.replace('_', ' ')}, inverted - scale",
+                          results.values(a, key), results.values(b, key)))
+    if not pairs:
         return None
-    scale = {s.factors["p_hidden"]: s for s in hidden}
-    pairs_l, pairs_a, ps = [], [], []
-    for s in inverted:
-        p = s.factors["p_hidden"]
-        if p in scale:
-            ps.append(p)
-            pairs_l.append((f"p={fmt(p)}: inverted - scale",
-                            paired(results.values(s, "test_loss"),
-                                         results.values(scale[p], "test_loss"))))
-            pairs_a.append((f"p={fmt(p)}: inverted - scale",
-                            paired(results.values(s, "test_accuracy"),
-                                         results.values(scale[p], "test_accuracy"))))
-    cap = ("The two conventions at the same hidden keep probability: test loss and accuracy "
-           "(mean and 95% CI over seeds). 'scale': the notes' rule, weights times p at test "
-           "time; 'inverted': units times 1/p while training.")
-    with report.figure("conventions", cap, ncols=2, figsize=(12, 4.4)) as (fig, (ax1, ax2)):
-        for ss, lab, style, color in ((hidden, "scale (weights x p at test)", "-o", "#d62728"),
-                                      (inverted, "inverted (units / p in training)", "--s",
-                                       "#1f77b4")):
-            ps_ = [s.factors["p_hidden"] for s in ss]
-            errorbar_ci(ax1, ps_, [_ci(results, s, "test_loss") for s in ss], fmt=style,
-                        color=color, label=lab)
-            errorbar_ci(ax2, ps_, [_ci(results, s, "test_accuracy") for s in ss], fmt=style,
-                        color=color, label=lab)
-        for ax, ylab in ((ax1, "test loss"), (ax2, "test accuracy")):
-            ax.set_xlabel("keep probability p of the hidden units")
-            ax.set_ylabel(ylab)
-        ax1.legend()
-    rows_l, adj_l = significance_rows(pairs_l)
-    rows_a, adj_a = significance_rows(pairs_a)
+    out = {"lrs": lrs, "rows": []}
+    for key, margin, lower in (("test_accuracy", MARGIN_ACC, False),
+                               ("test_loss", MARGIN_LOSS, True)):
+        sel = [(name, a, b) for k, _, name, a, b in pairs if k == key]
+        rows = stats.compare(sel, margin=margin, lower_is_better=lower)
+        out["rows"] += [(key, r) for r in rows]
     report.section("Weight scaling vs the inverted convention")
-    report.table(SIGNIFICANCE_HEADERS, rows_l,
-                 caption="Test loss, inverted minus scale, paired on seeds (Holm over the p "
-                         "values).")
-    report.table(SIGNIFICANCE_HEADERS, rows_a,
-                 caption="Test accuracy, inverted minus scale, paired on seeds.")
-    return {"ps": ps, "loss": list(zip(pairs_l, adj_l, strict=True)),
-            "acc": list(zip(pairs_a, adj_a, strict=True))}
+    report.table(["training examples", "lr inverted (tuned)", "lr scale (tuned)",
+                  "ratio inverted / scale"],
+                 [[n, fmt(li, 3), fmt(ls, 3), fmt(li / ls, 3)] for n, li, ls in lrs],
+                 caption=f"Selected learning rates at p = {fmt(INVERTED_P)}. The "
+                         f"reparametrisation (a weight-scaled network with weights W is the "
+                         f"inverted one with p W) predicts that the inverted convention takes "
+                         f"the same steps with a rate p = {fmt(INVERTED_P)} times the weight-"
+                         f"scaled one, under Adam, whose steps hardly depend on the scale of "
+                         f"the gradients.")
+    report.table(["comparison (a - b)", "pairs", "mean diff [95% CI]", "Holm p",
+                  "TOST Holm p", "verdict"],
+                 [[r["name"], r["n"], f"{fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, "
+                   f"{fmt(r['hi'], 3)}]", fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3),
+                   r["verdict"]] for _, r in out["rows"]],
+                 caption=f"Final test metrics, inverted minus weight scaling at p = "
+                         f"{fmt(INVERTED_P)}, paired on report seeds; Holm within each metric; "
+                         f"equivalence margins +-{MARGIN_ACC} (accuracy), +-{MARGIN_LOSS} "
+                         f"(loss).")
+    return out
 
 
 # -- Monte-Carlo averaging over thinned networks -----------------------------------------------
 
 
 def retrain(setting, seed):
-    """Train the network of ``setting`` and ``seed`` again, as the runner did.
+    """Train the network of ``setting`` and ``seed`` again, exactly as the runner did.
 
-    Same data, initialisation, dropout masks, optimizer and shuffling, one Numba and one BLAS
-    thread like a pool worker. Returns ``(model, history, dataset)``.
+    The same data draw (the run's own, unless the setting fixes ``data_seed``), initialisation,
+    dropout masks, optimizer and shuffling, on one Numba and one BLAS thread like a pool worker;
+    alone like a single run, or as a population of one where the runner trains the setting in
+    populations. Returns ``(model, history, dataset)``.
     """
-    import numba
     from threadpoolctl import threadpool_limits
 
     from ...models import MLP, train
     from ...models.optimizers import make_optimizer
+    from ..analysis import one_thread
+    from ..analysis import retrain as retrain_population
+    from ..runner import _data, population_key
+    from ..spec import Run
 
-    ds = datasets.load(setting.problem, setting.data_seed_for(seed), **setting.problem_args)
-    kw = resolve_model(setting.model, ds.n_features, ds.n_outputs, ds.task)
-    if kw["loss"] != "cross_entropy":
+    if population_key(Run("dropout", setting, seed)) is not None:
+        (model,), (hist,), (ds,) = retrain_population(setting, [seed])
+        return model, hist, ds
+    cfg = setting.config("cpu")
+    data = _data(cfg, seed)
+    ds = data["ds"]
+    if data["kw"]["loss"] != "cross_entropy":
         raise ValueError("retrain expects a softmax + cross-entropy classifier")
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            model = MLP(**kw, seed=seed)
-            hist = train(model, ds.X_train, ds.y_train,
-                         make_optimizer(setting.optimizer, **setting.hyper),
-                         batch_size=setting.batch_size, epochs=setting.epochs, shuffle=True,
-                         seed=seed, X_val=ds.X_val, y_val=ds.y_val, metrics=setting.metrics)
-    finally:
-        numba.set_num_threads(threads)
+    with one_thread(), threadpool_limits(limits=1):
+        model = MLP(**data["kw"], seed=seed, backend="cpu")
+        hist = train(model, ds.X_train, data["y_train"],
+                     make_optimizer(cfg["optimizer"], **cfg["hyper"]),
+                     batch_size=cfg["batch_size"], epochs=cfg["epochs"], shuffle=True,
+                     seed=seed, X_val=ds.X_val, y_val=data["y_val"], metrics=cfg["metrics"])
     return model, hist, ds
 
 
@@ -359,8 +480,10 @@ def _monte_carlo(results, report, s):
     ws_acc = np.array([per_seed[sd]["ws_acc"] for sd in seeds])
     ws_loss = np.array([per_seed[sd]["ws_loss"] for sd in seeds])
     p = s.factors["p_hidden"]
+    n = s.factors["n_train"]
     cap = (f"Monte-Carlo averaging vs weight scaling on the test set, for the networks with "
-           f"hidden keep probability p = {fmt(p)} (best on validation), retrained here: test "
+           f"hidden keep probability p = {fmt(p)} at {n} training examples (the keep "
+           f"probability chosen on validation there), retrained here: test "
            f"accuracy and loss of the average of k thinned networks (line, mean and 95% CI over "
            f"{len(seeds)} seeds) against the single weight-scaled network (horizontal band); "
            f"right: mean total-variation distance between the k-network average and weight "
@@ -399,7 +522,8 @@ def _monte_carlo(results, report, s):
     report.section("Monte-Carlo averaging vs weight scaling")
     report.text(
         f"The store keeps histories, not parameters, so the {len(seeds)} networks with hidden "
-        f"p = {fmt(p)} were retrained here with the runner's data, seed, optimizer, shuffling "
+        f"p = {fmt(p)} ({n} training examples) were retrained here with the runner's data, seed, "
+        f"optimizer, shuffling "
         f"and one thread; the largest difference between a retrained and the stored validation "
         f"loss history is {fmt(max(check), 3)} (0: bitwise the same run). Thinned network j "
         f"uses dropout-mask seed {MC_SEED} + j on every seed's network.")
@@ -408,7 +532,8 @@ def _monte_carlo(results, report, s):
                  caption="Average of k thinned networks on the test set, mean [95% CI] over "
                          "seeds; TV: mean total-variation distance between predicted class "
                          "distributions.")
-    return {"ks": ks, "arr": arr, "ws_acc": ws_acc, "ws_loss": ws_loss, "p": p, "check": check,
+    return {"ks": ks, "arr": arr, "ws_acc": ws_acc, "ws_loss": ws_loss, "p": p, "n": n,
+            "check": check,
             "paired_acc": paired(arr["acc"][:, -1], ws_acc),
             "paired_loss": paired(arr["loss"][:, -1], ws_loss)}
 
@@ -416,65 +541,67 @@ def _monte_carlo(results, report, s):
 # -- conclusion ---------------------------------------------------------------------------------
 
 
-def _conclude(results, report, base, best_h, best_i, tests, conv, mc):
-    b_acc = stats.mean_ci(results.values(base, "test_accuracy")).mean
-    b_loss = stats.mean_ci(results.values(base, "test_loss")).mean
-    b_gap = stats.mean_ci(results.values(base, "final_full_accuracy")
-                          - results.values(base, "test_accuracy")).mean
-    parts = []
-    if best_h is not None:
-        p, padj = tests["test_accuracy"][best_h.label]
-        pl, padj_l = tests["test_loss"][best_h.label]
-        h_acc = stats.mean_ci(results.values(best_h, "test_accuracy")).mean
-        h_loss = stats.mean_ci(results.values(best_h, "test_loss")).mean
-        parts.append(
-            f"Dropout on the hidden units with p = {fmt(best_h.factors['p_hidden'])} (best on "
-            f"validation loss) raised test accuracy from {fmt(b_acc, 3)} without dropout to "
-            f"{fmt(h_acc, 3)} ({sig_phrase(padj)}) and changed the test loss from "
-            f"{fmt(b_loss, 3)} to {fmt(h_loss, 3)} ({sig_phrase(padj_l)}).")
-        if h_acc < b_acc:
-            parts[-1] = parts[-1].replace("raised", "**lowered**")
-    report.conclusion(" ".join(parts) or "No dropout setting completed.")
-    text = (f"Without dropout the network over-fits: training accuracy exceeds test accuracy "
-            f"by {fmt(b_gap, 3)}.")
-    if best_i is not None:
-        i_acc = stats.mean_ci(results.values(best_i, "test_accuracy")).mean
-        _, padj = tests["test_accuracy"][best_i.label]
-        text += (f" Input dropout alone did best on validation loss at p = "
-                 f"{fmt(best_i.factors['p_input'])} (test accuracy {fmt(i_acc, 3)}; against no "
-                 f"dropout {sig_phrase(padj)}).")
-    hidden = _by(results, "p_hidden", convention="scale", p_input=1.0)
-    by_acc = stats.best_of_grid(results, [s for s in hidden if s.factors["p_hidden"] < 1],
-                                key="final_val_accuracy", mode="max")[0]
-    if by_acc is not None and by_acc is not best_h:
-        _, padj = tests["test_accuracy"][by_acc.label]
-        text += (f" Chosen on validation accuracy instead, the hidden keep probability would be "
-                 f"p = {fmt(by_acc.factors['p_hidden'])}, with test accuracy "
-                 f"{fmt(stats.mean_ci(results.values(by_acc, 'test_accuracy')).mean, 3)} "
-                 f"(against no dropout {sig_phrase(padj)}): validation loss rewards the "
-                 f"calibration dropout brings more than the accuracy.")
-    accs = {s.factors["p_hidden"]: stats.mean_ci(results.values(s, "test_accuracy")).mean
-            for s in hidden}
-    accs = {p: a for p, a in accs.items() if math.isfinite(a)}
-    if accs:
-        top = max(accs, key=accs.get)
-        text += (f" Over the hidden sweep test accuracy peaks at p = {fmt(top)} "
-                 f"({fmt(accs[top], 3)})")
-        text += (", the p = 0.5 the dropout paper recommends for hidden units." if top == 0.5
-                 else f"; the commonly recommended p = 0.5 gives {fmt(accs.get(0.5), 3)}.")
-    report.conclusion(text)
-    if conv is not None and conv["loss"]:
-        sig = [name.split(":")[0] for (name, p), a in conv["acc"] + conv["loss"]
-               if math.isfinite(a) and a < ALPHA]
-        diffs = [p["diff"] for (_, p), _ in conv["acc"]]
-        text = (f"The inverted convention vs the notes' weight scaling at p = "
-                f"{', '.join(fmt(p) for p in conv['ps'])}: mean test-accuracy differences "
-                f"(inverted - scale) {', '.join(fmt(d, 3) for d in diffs)}; ")
-        text += (f"significant (Holm) at {', '.join(sorted(set(sig)))}." if sig else
-                 "none significant after Holm correction.")
-        text += (" Both conventions give the same expected activations; they are not the same "
-                 "training run, because the 1/p factor changes the scale of the gradients and so "
-                 "the effective step of Adam on the rescaled weights.")
+def _diff(r):
+    return f"{'+' if r['diff'] >= 0 else ''}{fmt(r['diff'], 2)} [{fmt(r['lo'], 2)}, " \
+           f"{fmt(r['hi'], 2)}]"
+
+
+def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
+    heads = []
+    for n in sizes:
+        s = chosen[n]
+        if s is None:
+            continue
+        k = (n, "scale", s.factors["p_hidden"])
+        ra, res = comps[k, "final"]["acc"], comps[k, "es"]["acc"]
+        heads.append(f"{n} examples, p = {fmt(s.factors['p_hidden'])}: {_diff(ra)} final "
+                     f"({ra['verdict']}), {_diff(res)} early-stopped ({res['verdict']})")
+    if heads:
+        report.claim(
+            "Dropout on the hidden units against early stopping without dropout (MNIST-1D, "
+            "40-128-128-10 ReLU network, learning rate tuned per keep probability, keep "
+            "probability chosen on validation loss): difference in test accuracy, mean [95% "
+            f"CI] over {len(results.seeds)} seeds with fresh data - " + "; ".join(heads) + ".")
+    for n in sizes:
+        base = cl[n, "scale", 1.0]
+        b_es, b_fin = (_mean(results, base, "es_test_accuracy"),
+                       _mean(results, base, "test_accuracy"))
+        gap = _mean(results, base, "final_full_accuracy") - b_fin
+        text = (f"**{n} training examples.** Without dropout the network ends at training "
+                f"accuracy {fmt(_mean(results, base, 'final_full_accuracy'), 3)} and test "
+                f"accuracy {fmt(b_fin, 3)} (gap {fmt(gap, 3)}); early-stopped at epoch "
+                f"{fmt(_mean(results, base, 'best_val_epoch'), 3)} on average, "
+                f"{fmt(b_es, 3)}. ")
+        bits = []
+        for k in sorted((k for k in cl if k[0] == n and not (k[1] == "scale" and k[2] == 1.0)),
+                        key=lambda k: (k[1] != "scale", -k[2])):
+            ra, rl = comps[k, "final"]["acc"], comps[k, "final"]["loss"]
+            bits.append(f"{_name(cl[k])}: accuracy {_diff(ra)} ({ra['verdict']}), loss "
+                        f"{_diff(rl)} ({rl['verdict']})")
+        if bits:
+            text += ("Final dropout networks minus the early-stopped baseline (a better = "
+                     "dropout better): " + "; ".join(bits) + ".")
+        s = chosen[n]
+        if s is not None:
+            text += (f" Validation loss (tuning seeds) picks p = {fmt(s.factors['p_hidden'])}.")
+        report.conclusion(text)
+    if conv is not None and conv["lrs"]:
+        ratios = [li / ls for _, li, ls in conv["lrs"]]
+        acc_rows = [r for k, r in conv["rows"] if k == "test_accuracy"]
+        text = (f"Inverted vs weight scaling at p = {fmt(INVERTED_P)}, each with its own tuned "
+                f"learning rate: selected rates inverted / scale = "
+                + ", ".join(f"{fmt(x, 3)} ({n})" for x, (n, _, _) in
+                            zip(ratios, conv["lrs"], strict=True))
+                + f" (the reparametrisation predicts {fmt(INVERTED_P)}: a weight-scaled "
+                "network with weights W is the inverted one with weights p W, so under Adam, "
+                "whose steps hardly depend on the gradients' scale, the weight-scaled run "
+                "takes steps p times smaller in the inverted network's coordinates and starts "
+                "from an initialisation p times smaller). ")
+        near = sum(1 for x in ratios if abs(math.log(x / INVERTED_P)) < abs(math.log(x)))
+        text += (f"The selected ratio is nearer {fmt(INVERTED_P)} than 1 at {near} of "
+                 f"{len(ratios)} sizes. Test accuracy, inverted - scale: "
+                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
+                             for r in acc_rows) + ".")
         report.conclusion(text)
     if mc is not None:
         arr, ks = mc["arr"], mc["ks"]
@@ -482,23 +609,24 @@ def _conclude(results, report, base, best_h, best_i, tests, conv, mc):
         ws_acc = float(mc["ws_acc"].mean())
         reach = [k for k, a in zip(ks, acc_k, strict=True) if a >= ws_acc]
         tv_ws, tv_mc = arr["tv_ws"].mean(axis=0), arr["tv_mc"].mean(axis=0)
-        text = (f"Monte-Carlo averaging (p = {fmt(mc['p'])}): one thinned network has test "
-                f"accuracy {fmt(acc_k[0], 3)} against {fmt(ws_acc, 3)} for weight scaling; ")
+        pa = mc["paired_acc"]
+        text = (f"Monte-Carlo averaging (p = {fmt(mc['p'])}, {mc['n']} training examples): one "
+                f"thinned network has test accuracy {fmt(acc_k[0], 3)} against {fmt(ws_acc, 3)} "
+                f"for weight scaling; ")
         text += (f"the average of k thinned networks first matches weight scaling at k = "
                  f"{reach[0]}" if reach else
-                 f"even {ks[-1]} thinned networks stay below weight scaling")
-        pa = mc["paired_acc"]
+                 f"even {ks[-1]} thinned networks stay below weight scaling on average")
         verdict = ("not tested" if not math.isfinite(pa["t_p"]) else
                    "significant" if pa["t_p"] < ALPHA else "not significant")
-        text += (f"; at k = {ks[-1]} it has {fmt(acc_k[-1], 3)} (paired difference to weight "
-                 f"scaling {fmt(pa['diff'], 3)}, t-test p = {fmt(pa['t_p'], 3)}, {verdict}); "
-                 f"test loss {fmt(arr['loss'].mean(0)[-1], 3)} vs "
-                 f"{fmt(float(mc['ws_loss'].mean()), 3)}. ")
+        text += (f"; at k = {ks[-1]} the difference to weight scaling is {_diff(pa)} "
+                 f"({verdict}, "
+                 f"paired t p = {fmt(pa['t_p'], 3)}), test loss "
+                 f"{fmt(arr['loss'].mean(0)[-1], 3)} vs {fmt(float(mc['ws_loss'].mean()), 3)}. ")
         text += (f"The distance between the k-average and weight scaling falls from "
                  f"{fmt(tv_ws[0], 3)} (k = 1) to {fmt(tv_ws[-1], 3)} (k = {ks[-1]}), while two "
                  f"independent {ks[-1]}-averages differ by {fmt(tv_mc[-1], 3)}: ")
         if tv_ws[-1] > 2 * tv_mc[-1]:
-            text += ("weight scaling is *not* the ensemble average - the remaining gap is the "
+            text += ("weight scaling is *not* the ensemble average: the remaining gap is the "
                      "approximation error of the rule in a nonlinear (ReLU, softmax) network, "
                      "not Monte-Carlo noise")
         else:

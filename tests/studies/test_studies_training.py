@@ -1,4 +1,5 @@
-"""The training studies (gd_variants, optimizers, dropout, depth_width) at the quick profile.
+"""The training studies (gd_variants, optimizers) at the quick profile (dropout and depth_width:
+test_dropout_depth_width.py).
 
 One CLI run of the four studies into a temporary store and reports directory; then, per study,
 the report exists with its figures, and a key number of its README equals the one recomputed
@@ -16,11 +17,10 @@ from scipy import stats as st
 from dlbasics.studies import registry
 from dlbasics.studies.analysis import holm, split_seeds, value_at_time
 from dlbasics.studies.cli import main
-from dlbasics.studies.definitions.depth_width import n_params, width_for
 
 from .conftest import fake_results
 
-STUDIES = ("gd_variants", "optimizers", "dropout", "depth_width")
+STUDIES = ("gd_variants", "optimizers")
 
 
 @pytest.fixture(scope="module")
@@ -133,47 +133,6 @@ def test_optimizers_ranking_matches_the_store(quick):
     assert row["rank"] == "1" and row["optimizer"].lower() == top
     assert row["final val loss"] == _ci([raw[chosen[top]][s]["final_val_loss"] for s in final])
     assert row["test acc"] == _ci([raw[chosen[top]][s]["test_accuracy"] for s in final], 0, 1)
-
-
-def test_dropout_numbers_match_the_store_and_retraining_is_exact(quick):
-    store, out = quick
-    study = registry.get("dropout", "quick")
-    raw = _raw(store, "dropout")
-    base = next(s.label for s in study.settings if s.factors == {
-        "convention": "scale", "p_input": 1.0, "p_hidden": 1.0})
-    readme = (out / "dropout" / "README.md").read_text()
-    row = next(r for r in _tables(readme, "| setting | final val loss")[0]
-               if r["setting"] == "p_in=1, p_h=1")
-    assert row["test acc"] == _ci([raw[base][s]["test_accuracy"] for s in study.seeds], 0, 1)
-    # the networks retrained for the Monte-Carlo comparison are bitwise the stored runs
-    assert "validation loss history is 0 (0: bitwise the same run)" in readme
-    mc = _tables(readme, "| k | test acc")[0]
-    assert mc[-1]["k"] == "weight scaling" and len(mc) >= 3
-
-
-def test_depth_width_numbers_match_the_store(quick):
-    store, out = quick
-    study = registry.get("depth_width", "quick")
-    _, final = split_seeds(study.seeds)
-    raw = _raw(store, "depth_width")
-    readme = (out / "depth_width" / "README.md").read_text()
-    rows = _tables(readme, "| problem | budget | depth")[0]
-    for s in study.settings:
-        f = s.factors
-        row = next(r for r in rows if (r["problem"], r["budget"], r["depth"])
-                   == (f["problem"], str(f["budget"]), str(f["depth"])))
-        assert row["width"] == str(f["width"]) and row["parameters"] == str(f["params"])
-        assert row["test acc"] == _ci([raw[s.label][sd]["test_accuracy"] for sd in final], 0, 1)
-
-
-def test_parameter_budget_widths():
-    # 64 inputs, 10 classes, one hidden layer of 33: 65*33 + 34*10 weights and biases
-    assert n_params(64, 10, 1, 33) == 2485
-    assert n_params(40, 10, 3, 24) == 41 * 24 + 2 * 25 * 24 + 25 * 10
-    for depth in (1, 2, 4):
-        w = width_for(40, 10, depth, 6000)
-        assert abs(n_params(40, 10, depth, w) - 6000) <= min(
-            abs(n_params(40, 10, depth, w + d) - 6000) for d in (-1, 1))
 
 
 def test_protocol_helpers():

@@ -8,6 +8,11 @@ The scalar formulas are the CPU's own inlined functions
 the same code in the same order as on the CPU. Elementwise kernels are grid-stride loops over all
 elements; softmax kernels are grid-stride loops over rows (one thread per row).
 
+float32 arrays: the branches of ``act_scalar`` and ``dact_scalar`` unify to float64 in Numba, so
+the formulas (sigmoid, softplus, the leaky slope, the derivatives; tanh itself is float32) run in
+float64 and are rounded once on the store, and the softmax row sum is a float64 sum: the CPU's
+arithmetic exactly, kept on purpose for bitwise CPU parity.
+
 Host arrays in, host arrays out; device arrays in, device arrays out (see
 :mod:`dlbasics.kernels._gpu_arrays`).
 """

@@ -18,6 +18,11 @@ training paths (:mod:`dlbasics.models.optimizers`) use that same dispatcher, so
 :mod:`dlbasics.models._cuda` and :mod:`dlbasics.kernels.gpu_population` drive the same code as the
 public ``gpu_*_update`` functions.
 
+float32 arrays: every per-element update runs in float32. The scalar coefficients are formed as
+the CPU forms them, with the types Numba gives them: ``float()`` of a float32 hyper-parameter
+stays float32 in Numba, so ``beta**t`` is a float32 power (by repeated multiplication) and the
+rest of each coefficient float64, rounded once to float32, as on the CPU (bitwise the same).
+
 Host arrays in, host arrays updated in place; device arrays in, device arrays updated in place
 (see :mod:`dlbasics.kernels._gpu_arrays`). Every function returns ``params``.
 """

@@ -15,6 +15,11 @@ library and its fused multiply-adds. :func:`network_epoch` is an ordinary ``@nji
 also runs on the CPU, where it gives bitwise the result of
 :func:`dlbasics.models._core.epoch_kernel` with BLAS disabled.
 
+float32 networks: the loss of a batch is summed in float64 (as the CPU does), the softmax row
+sum is float64, and the activation formulas run in float64 and are rounded once (the branches of
+``act_scalar``/``dact_scalar`` unify to float64); products and updates are float32. All of it is
+the CPU's arithmetic, kept for bitwise CPU parity.
+
 Memory layout. The arguments are those of the CPU kernel: row ``k`` of every per-network 2-D
 array belongs to network ``k`` (``P``, ``G``, ``orders``, ``WS``, ``LB``, ``HP``, ``S1..S3``,
 ``OUT``). On a GPU, threads of a warp then read addresses ``n_params`` apart; with

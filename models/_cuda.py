@@ -21,7 +21,14 @@ logits or outputs, backward, one update by :func:`dlbasics.kernels.gpu_optimizer
 with the GPU kernels of :mod:`dlbasics.kernels.gpu_dense`, :mod:`dlbasics.kernels.gpu_dropout`,
 :mod:`dlbasics.kernels.gpu_losses` and :mod:`dlbasics.kernels.gpu_activations`; results match the
 CPU backend up to rounding (summation order of the tiled products and reductions, fused
-multiply-adds), and the dropout masks exactly.
+multiply-adds), and the dropout masks exactly. Networks small enough for
+:func:`dlbasics.kernels.gpu_small.fits` train an epoch in one launch
+(:mod:`dlbasics.kernels.gpu_small`); larger ones launch per layer (with cuBLAS for batches of
+``BLAS_MIN_ROWS`` rows or more, :mod:`dlbasics.kernels.gpu_blas`). Launches per step of the
+per-layer path without dropout or L2: gather, one forward per layer, loss, one ``dW``/``db`` per
+layer, one ``dx`` per hidden layer, the update (``3 L + 2``; with cuBLAS each forward, ``dW``/``db``
+and ``dx`` is a cuBLAS call or two plus an epilogue kernel). The evaluation kernel sums losses and
+hits in float64 (as the CPU does), also for float32 networks.
 """
 
 from __future__ import annotations
@@ -512,6 +519,8 @@ class DeviceMLP:
         m = self.model
         bufs = self._small.get(batch)
         if bufs is None:
+            if len(self._small) >= 4:
+                self._small.pop(next(iter(self._small)))
             w = Workspace(m.sizes, m.keep, batch, self.dtype)
             bufs = tuple(g.to_device(np.ascontiguousarray(a)) for a in (
                 w.ws, w.offs, w.lbuf, m.layout, m.codes, m.keep))

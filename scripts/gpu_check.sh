@@ -105,7 +105,7 @@ cat "$ENV_TXT"
 t=$(date +%s)
 PYTEST_ARGS=(-v --durations=20 -p no:cacheprovider)
 "$PY" -c "import pytest_timeout" 2>/dev/null && PYTEST_ARGS+=(--timeout=90)
-"$PY" -c "import xdist" 2>/dev/null && PYTEST_ARGS+=(-n 4)
+"$PY" -c "import xdist" 2>/dev/null && PYTEST_ARGS+=(-n 6)  # compilation is the cost
 ( timeout --kill-after=10 120 "$PY" -m pytest tests/gpu "${PYTEST_ARGS[@]}" \
     > "$OUT_DIR/gpu_tests.log" 2>&1; echo $? > "$OUT_DIR/.tests_status" ) &
 tests_pid=$!

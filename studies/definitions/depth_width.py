@@ -92,9 +92,9 @@ def make(profile):
     return Study(
         name="depth_width",
         title="Depth against width at a fixed parameter budget",
-        question="With the number of parameters fixed (1.5k to 100k), how do the training and "
-                 "test accuracy of a converged ReLU MLP on MNIST-1D depend on its depth (1 to 4 "
-                 "hidden layers) and hence its width?",
+        question=f"With the number of parameters fixed ({budgets[0]} to {budgets[-1]}), how do "
+                 "the training and test accuracy of a converged ReLU MLP on MNIST-1D depend on "
+                 f"its depth ({depths[0]} to {depths[-1]} hidden layers) and hence its width?",
         settings=(),
         seeds=REPORT_SEEDS[:2] if quick else REPORT_SEEDS,
         tuning=Tuning(_build(quick), conditions, axes,

@@ -275,27 +275,42 @@ TARGETS = {
 }
 
 
-def _regression(name, seed, n, noise, n_test, standardize):
+def _regression(name, seed, n, noise, n_test, standardize, clean_test=False):
     rng = _rng(seed)
     x = rng.uniform(-1.0, 1.0, size=(n + n_test, 1))
     y = TARGETS[name](x[:, 0]) + rng.normal(0.0, noise, size=n + n_test)
+    if clean_test:  # the test split: a dense grid of [-1, 1] with the noise-free target
+        x[n:, 0] = np.linspace(-1.0, 1.0, n_test)
+        y[n:] = TARGETS[name](x[n:, 0])
     return _finish(name, "regression", x, y, rng, standardize,
                    splits=_synthetic_splits(n, n_test, rng))[0]
 
 
-def sine(seed=0, n=200, noise=0.1, n_test=N_TEST, standardize=True):
-    """``y = sin(pi x) + noise`` for ``x ~ U[-1, 1]``."""
-    return _regression("sine", seed, n, noise, n_test, standardize)
+def sine(seed=0, n=200, noise=0.1, n_test=N_TEST, standardize=True, clean_test=False):
+    """``y = sin(pi x) + noise`` for ``x ~ U[-1, 1]``.
+
+    ``clean_test=True``: the test split is ``n_test`` evenly spaced points of ``[-1, 1]`` with
+    the noise-free target (its loss is the error against the function itself).
+    """
+    return _regression("sine", seed, n, noise, n_test, standardize, clean_test)
 
 
-def step(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True):
-    """``y = 1[x > 0] + noise`` for ``x ~ U[-1, 1]``."""
-    return _regression("step", seed, n, noise, n_test, standardize)
+def step(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True, clean_test=False):
+    """``y = 1[x > 0] + noise`` for ``x ~ U[-1, 1]``.
+
+    ``clean_test=True``: the test split is ``n_test`` evenly spaced points of ``[-1, 1]`` with
+    the noise-free target (its loss is the error against the function itself).
+    """
+    return _regression("step", seed, n, noise, n_test, standardize, clean_test)
 
 
-def bump(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True):
-    """``y = 1[|x| < 0.5] + noise`` for ``x ~ U[-1, 1]``: the bump two sigmoids can build."""
-    return _regression("bump", seed, n, noise, n_test, standardize)
+def bump(seed=0, n=200, noise=0.05, n_test=N_TEST, standardize=True, clean_test=False):
+    """``y = 1[|x| < 0.5] + noise`` for ``x ~ U[-1, 1]``: the bump two sigmoids can build.
+
+    ``clean_test=True``: the test split is ``n_test`` evenly spaced points of ``[-1, 1]`` with
+    the noise-free target (its loss is the error against the function itself).
+    """
+    return _regression("bump", seed, n, noise, n_test, standardize, clean_test)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -443,8 +458,8 @@ def _check_values(args):
         elif key in _REAL_ARGS:
             low, high = _REAL_ARGS[key]
             _checks.real(key, value, low=low, high=high)
-        elif key == "standardize" and not isinstance(value, bool):
-            raise TypeError(f"standardize must be True or False, got {value!r}")
+        elif key in ("standardize", "clean_test") and not isinstance(value, bool):
+            raise TypeError(f"{key} must be True or False, got {value!r}")
 
 
 def dims(name, **args):

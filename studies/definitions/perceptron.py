@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 
 from .. import datasets, stats
+from ..analysis import check_retrained, retrain
+from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
 from ..spec import Setting, Study
@@ -28,28 +30,38 @@ NOISE_XOR = 0.25
 
 
 def _params(quick):
-    """Sizes of the perceptron part (not settings: computed inside the analysis)."""
+    """Sizes of the perceptron part (not settings: computed inside the analysis) and of the
+    networks."""
     if quick:
         return {"margins": (0.05, 0.2, 1.0), "n_blobs": 200, "n_xor": 200, "xor_epochs": 30,
-                "max_epochs": 1000}
+                "max_epochs": 1000, "hidden": (2, 4), "epochs": 30, "lrs": [0.03, 0.1],
+                "longer": 3}
     return {"margins": (0.02, 0.05, 0.1, 0.2, 0.5, 1.0), "n_blobs": 400, "n_xor": 400,
-            "xor_epochs": 100, "max_epochs": 5000}
+            "xor_epochs": 100, "max_epochs": 5000, "hidden": (2, 4, 8), "epochs": 200,
+            "lrs": [0.003, 0.01, 0.03, 0.1], "longer": 10}
+
+
+#: Validation accuracy at which a network counts as having solved XOR.
+SOLVED = 0.95
+
+
+def _build(quick):
+    p = _params(quick)
+
+    def build(f):
+        return Setting(
+            problem="xor", problem_args={"n": p["n_xor"], "noise": NOISE_XOR},
+            model={"hidden": [f["hidden"]], "activation": "tanh"},
+            optimizer="adam", hyper={"lr": f["lr"]}, batch_size=16,
+            epochs=p["epochs"], metrics="running", factors=f,
+        )
+    return build
 
 
 @register("perceptron")
 def make(profile):
     quick = profile == "quick"
     p = _params(quick)
-    settings = [
-        Setting(
-            problem="xor", problem_args={"n": p["n_xor"], "noise": NOISE_XOR},
-            model={"hidden": [h], "activation": "tanh"},
-            optimizer="adam", hyper={"lr": 0.05}, batch_size=16,
-            epochs=30 if quick else 100, metrics="running",
-            factors={"hidden": h},
-        )
-        for h in ((2, 4) if quick else (2, 4, 8))
-    ]
     margins = ", ".join(f"{m:g}" for m in p["margins"])
     return Study(
         name="perceptron",
@@ -57,22 +69,34 @@ def make(profile):
         question="On linearly separable data, how many mistakes does the notes' perceptron "
                  "rule make before it separates the data, as the margin shrinks, and does the "
                  "total stay below Novikoff's bound (R / gamma)^2? On XOR, does it ever "
-                 "converge, and what does one hidden layer change?",
-        settings=settings,
-        seeds=range(3 if quick else 10),
+                 "converge, and what does one hidden layer change? Where a 2-2-1 network "
+                 "stalls on XOR, is it stuck in a local minimum or on a plateau?",
+        settings=(),
+        seeds=range(10, 13) if quick else range(10, 20),
+        tuning=Tuning(_build(quick), [{"hidden": h} for h in p["hidden"]],
+                      {"lr": Axis(p["lrs"], scale="log", high=1.0)},
+                      tune_seeds=[0, 1] if quick else [0, 1, 2]),
         analysis=analyse,
         notes=f"**Perceptron runs (computed in the analysis, not stored runs).** Two-class "
               f"blobs (`blobs`, n={p['n_blobs']}, 2-D) generated with margins {margins} around "
-              f"a random line; for each margin and each study seed s, the data are drawn with "
+              f"a random line; for each margin and each report seed s, the data are drawn with "
               f"seed s and the perceptron (w = 0, b = 0, learning rate 1, a fresh random "
               f"visiting order per epoch from seed s) is trained on the training split until "
               f"an epoch without mistakes (at most {p['max_epochs']} epochs). The bound uses "
               f"R = max ||(x, 1)|| and the largest margin gamma of the augmented training data "
-              f"(`max_margin_separator`). XOR (`xor`, n={p['n_xor']}, noise {NOISE_XOR}, data "
-              f"seed 0 as the networks below) is run for {p['xor_epochs']} epochs with each "
-              f"study seed as the visiting-order seed. Everything is deterministic.\n\n"
+              f"(`max_margin_separator`). XOR (`xor`, n={p['n_xor']}, noise {NOISE_XOR}) is "
+              f"drawn with each report seed, the same data as the networks of that seed, and "
+              f"run for {p['xor_epochs']} epochs with the seed as the visiting-order seed. "
+              f"Everything is deterministic.\n\n"
               f"**Networks (the stored runs).** 2-h-1 tanh networks, sigmoid output, binary "
-              f"cross-entropy, Adam (lr 0.05), mini-batches of 16, on the same XOR data.",
+              f"cross-entropy, Adam with the learning rate tuned per width, mini-batches of 16, "
+              f"{p['epochs']} epochs, on the XOR data of each seed.\n\n"
+              f"**Stalled 2-2-1 runs (computed in the analysis).** Every 2-2-1 report run whose "
+              f"final validation accuracy is below {SOLVED:g} is trained again (bitwise the "
+              f"stored run) and examined at its final point: the norm of the full-batch "
+              f"training-loss gradient and the eigenvalues of its Hessian (float64, central "
+              f"differences of the gradient), then the same run is continued to "
+              f"{p['longer']} x {p['epochs']} epochs to see whether it leaves the stall.",
     )
 
 
@@ -128,8 +152,9 @@ def blobs_run(margin, seed, n, max_epochs):
 
 
 def xor_run(seed, n, epochs):
-    """The perceptron on XOR (data seed 0) with visiting-order ``seed`` for ``epochs``."""
-    ds = datasets.load("xor", 0, n=n, noise=NOISE_XOR)
+    """The perceptron on XOR drawn with ``seed`` (as the networks of that run seed), with
+    visiting-order ``seed``, for ``epochs``."""
+    ds = datasets.load("xor", seed, n=n, noise=NOISE_XOR)
     X, y = ds.X_train.astype(np.float64), ds.y_train
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -365,8 +390,9 @@ def analyse(results, report):
                      fmt_ci(va, bounds=FRACTION),
                      fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION)])
     report.table(["model", "epochs", "final val acc", "test acc"], rows,
-                 caption="XOR (data seed 0): the perceptron's last line against trained "
-                         "networks with one hidden layer; mean [95% CI] over seeds.")
+                 caption="XOR (each report seed its own data): the perceptron's last line "
+                         "against trained networks with one hidden layer (final networks); "
+                         "mean [95% CI] over seeds.")
 
     # -- conclusions ------------------------------------------------------------------------
     n = len(blobs)
@@ -419,21 +445,216 @@ def analyse(results, report):
         if ci.n:
             parts.append(f"2-{s.factors['hidden']}-1: {ci.fmt(3)}")
             accs[s.factors["hidden"]] = ci.mean
-    head = (f"**In short.** The perceptron separated {conv}/{n} separable data sets with "
-            f"total mistakes within Novikoff's bound in {within}/{n} (largest mistakes/bound "
+    pc = [r["test_accuracy"] for r in xors]
+    comps = stats.compare([(f"2-{s.factors['hidden']}-1 - perceptron",
+                            results.values(s, "test_accuracy"), pc)
+                           for s in results.settings], lower_is_better=False)
+    head = (f"The perceptron separated {conv}/{n} separable data sets with total mistakes "
+            f"within Novikoff's bound in {within}/{n} (largest mistakes/bound "
             f"{fmt(worst['total'] / worst['bound'], 3)}), and separated XOR in {xconv}/"
             f"{len(xors)} runs")
     if accs:
         h = max(accs, key=accs.get)
-        head += f"; a 2-{h}-1 network reached mean test accuracy {accs[h]:.3f} on XOR"
-    report.conclusions.insert(0, head + ".")
+        r = next(r for r in comps if r["name"].startswith(f"2-{h}-1 "))
+        head += (f"; a 2-{h}-1 tanh network (tuned learning rate) reached a final test accuracy "
+                 f"{fmt(r['diff'], 3)} higher than the perceptron's last line on the same data "
+                 f"(95% CI [{fmt(r['lo'], 3)}, {fmt(r['hi'], 3)}], {len(results.seeds)} seeds, "
+                 f"Holm p = {fmt(r['p_holm'], 3)})")
+    report.claim(head + ".")
+    if comps:
+        report.table(["final test accuracy", "pairs", "difference", "95% CI", "Holm p",
+                      "verdict"],
+                     [[r["name"], r["n"], fmt(r["diff"]), f"[{fmt(r['lo'])}, {fmt(r['hi'])}]",
+                       fmt(r["p_holm"], 3), {"a better": "network higher",
+                                             "b better": "perceptron higher"}.get(
+                                                 r["verdict"], r["verdict"])] for r in comps],
+                     caption="Paired differences over the report seeds (same data per seed; "
+                             "10,000 test points), Holm-corrected.")
+    stalled = stalled_runs(results, results.study.profile == "quick")
+    if stalled:
+        report.section("Stalled 2-2-1 runs: minimum or plateau?")
+        report.table(["seed", "final val acc", "loss", "|gradient|", "Hessian eigenvalues "
+                      "(min, max)", "L-BFGS: loss", "|gradient|", "Hessian eigenvalues",
+                      "norm ratio", "val acc", "point",
+                      f"val acc after {stalled[0]['longer_epochs']} epochs"],
+                     [[r["seed"], fmt(r["val_accuracy"], 3), fmt(r["loss"], 4),
+                       fmt(r["grad_norm"], 3), f"{fmt(r['eig_min'], 3)}, {fmt(r['eig_max'], 3)}",
+                       fmt(r["lbfgs_loss"], 4), fmt(r["lbfgs_grad_norm"], 3),
+                       f"{fmt(r['lbfgs_eig_min'], 3)}, {fmt(r['lbfgs_eig_max'], 3)}",
+                       fmt(r["lbfgs_norm_ratio"], 3), fmt(r["lbfgs_val_accuracy"], 3),
+                       r["kind"], fmt(r["longer_val_accuracy"], 3)]
+                      for r in stalled],
+                     caption=f"The 2-2-1 report runs with final validation accuracy below "
+                             f"{SOLVED:g}: their final point after {stalled[0]['epochs']} "
+                             f"epochs (full-batch training loss, gradient norm, Hessian "
+                             f"eigenvalues, float64), the point where full-batch L-BFGS from "
+                             f"there stops (gradient norm < {STATIONARY:g}: stationary; "
+                             f"'minimum' = positive definite Hessian, 'saddle' = a negative "
+                             f"eigenvalue, 'flat' = a zero one, relative tolerance {FLAT:g}; "
+                             f"norm ratio = parameter norm there / at the start), and the "
+                             f"same Adam run continued. Retrained runs reproduce the stored "
+                             f"final validation loss to within {fmt(stalled[0]['check'], 3)}.")
     if parts:
         report.conclusion(
             "**One hidden layer.** Networks with a hidden layer trained by gradient descent "
-            "reach mean test accuracy (95% CI) " + "; ".join(parts) + f" on the same XOR "
+            "reach mean final test accuracy (95% CI) " + "; ".join(parts) + f" on the same XOR "
             f"data, against a mean validation accuracy of {xor_val:.3f} for the perceptron's "
-            f"last line." + _two_units(results)
+            f"last line." + _two_units(results) + _stall_text(stalled)
         )
+
+
+def _net64(model):
+    """A float64 copy of ``model`` (same architecture and parameters)."""
+    from ...models import MLP
+
+    net = MLP(**dict(model.config(), dtype="float64", backend="cpu"))
+    net.set_params_vector(np.asarray(model.params, dtype=np.float64))
+    return net
+
+
+def loss_gradient_hessian(net, params, X, y, h=1e-5):
+    """Full-batch mean loss, gradient norm and Hessian eigenvalues of a float64 ``net`` at
+    ``params``.
+
+    The Hessian is the symmetrised matrix of central differences (step ``h``) of the analytic
+    gradient.
+
+    Returns
+    -------
+    loss : float
+    grad_norm : float
+    eigenvalues : ndarray of shape (n_params,)
+        Ascending.
+    """
+    p0 = np.asarray(params, dtype=np.float64).copy()
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    net.set_params_vector(p0)
+    loss, g = net.gradient(X, y)
+    H = np.empty((p0.size, p0.size))
+    for i in range(p0.size):
+        col = []
+        for sgn in (1.0, -1.0):
+            p = p0.copy()
+            p[i] += sgn * h
+            net.set_params_vector(p)
+            col.append(net.gradient(X, y)[1])
+        H[:, i] = (col[0] - col[1]) / (2.0 * h)
+    net.set_params_vector(p0)
+    H = 0.5 * (H + H.T)
+    return float(loss), float(np.linalg.norm(g)), np.linalg.eigvalsh(H)
+
+
+def descend(net, params, X, y, maxiter=20000):
+    """Full-batch L-BFGS (float64) from ``params`` to a nearby stationary point of the mean
+    training loss; ``(params, loss)`` where it stopped."""
+    from scipy.optimize import minimize
+
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+
+    def fun(p):
+        net.set_params_vector(p)
+        loss, g = net.gradient(X, y)
+        return loss, g
+
+    res = minimize(fun, np.asarray(params, dtype=np.float64), jac=True, method="L-BFGS-B",
+                   options={"maxiter": maxiter, "gtol": 1e-12, "ftol": 0.0})
+    return res.x, float(res.fun)
+
+
+#: A stationary point: full-batch gradient norm below this.
+STATIONARY = 1e-5
+#: Relative size (to the largest eigenvalue) under which a Hessian eigenvalue counts as zero.
+FLAT = 1e-6
+
+
+def classify_point(grad_norm, eig):
+    """``"minimum"`` (stationary, Hessian positive definite), ``"saddle"`` (a negative
+    eigenvalue beyond the flat tolerance), ``"flat"`` (stationary with a zero eigenvalue) or
+    ``"not stationary"``."""
+    scale = max(abs(float(eig[-1])), 1e-300)
+    if eig[0] < -FLAT * scale:
+        return "saddle"
+    if grad_norm >= STATIONARY:
+        return "not stationary"
+    return "minimum" if eig[0] > FLAT * scale else "flat"
+
+
+def stalled_runs(results, quick):
+    """The 2-2-1 report runs that did not solve XOR, examined (see the study's notes).
+
+    Returns a list of dicts per stalled seed: ``val_accuracy`` (stored, final), at the final
+    point ``loss``, ``grad_norm``, ``eig_min``, ``eig_max``; after full-batch L-BFGS from there
+    ``lbfgs_loss``, ``lbfgs_grad_norm``, ``lbfgs_eig_min``, ``lbfgs_eig_max``,
+    ``lbfgs_norm_ratio`` (parameter norm after / before), ``lbfgs_val_accuracy`` and
+    ``kind`` (:func:`classify_point`); ``longer_val_accuracy`` (the same run continued to
+    ``longer`` times its epochs) and ``check`` (largest |retrained - stored| final validation
+    loss).
+    """
+    ss = [s for s in results.settings if s.factors.get("hidden") == 2]
+    if not ss:
+        return []
+    s = ss[0]
+    v = results.values(s, "final_val_accuracy")
+    seeds = [seed for seed, a in zip(results.seeds, v, strict=True)
+             if np.isfinite(a) and a < SOLVED]
+    if not seeds:
+        return []
+    longer = _params(quick)["longer"]
+    models, hists, dss = retrain(s, seeds)
+    check = check_retrained(results, s, seeds, hists)
+    _, lhists, _ = retrain(s.replace(epochs=s.epochs * longer), seeds)
+    out = []
+    for seed, m, lh, ds in zip(seeds, models, lhists, dss, strict=True):
+        net = _net64(m)
+        p0 = net.params.copy()
+        loss, gn, eig = loss_gradient_hessian(net, p0, ds.X_train, ds.y_train)
+        p1, _ = descend(net, p0, ds.X_train, ds.y_train)
+        loss1, gn1, eig1 = loss_gradient_hessian(net, p1, ds.X_train, ds.y_train)
+        net.set_params_vector(p1)
+        acc1 = float(np.mean((net.forward(ds.X_val.astype(np.float64))[:, 0] > 0.5)
+                             == (ds.y_val > 0.5)))
+        out.append({"seed": seed, "val_accuracy": float(v[results.seeds.index(seed)]),
+                    "loss": loss, "grad_norm": gn, "eig_min": float(eig[0]),
+                    "eig_max": float(eig[-1]), "lbfgs_loss": loss1, "lbfgs_grad_norm": gn1,
+                    "lbfgs_eig_min": float(eig1[0]), "lbfgs_eig_max": float(eig1[-1]),
+                    "lbfgs_norm_ratio": float(np.linalg.norm(p1) / np.linalg.norm(p0)),
+                    "lbfgs_val_accuracy": acc1, "kind": classify_point(gn1, eig1),
+                    "longer_val_accuracy": float(lh.val_accuracy[-1]),
+                    "epochs": s.epochs, "longer_epochs": s.epochs * longer, "check": check})
+    return out
+
+
+def _stall_text(rows):
+    """What the stalled 2-2-1 runs are, worded from the numbers."""
+    if not rows:
+        return ""
+    n = len(rows)
+    escaped = sum(r["longer_val_accuracy"] >= SOLVED for r in rows)
+    kinds = {k: sum(r["kind"] == k for r in rows)
+             for k in ("minimum", "saddle", "flat", "not stationary")}
+    text = (f" Of the {n} 2-2-1 run{'s' if n > 1 else ''} that stalled below validation "
+            f"accuracy {SOLVED:g}: continued to {rows[0]['longer_epochs']} epochs, {escaped}/{n} "
+            f"reached it; full-batch L-BFGS from the final point ended at "
+            + ", ".join(f"{c} {k} point{'s' if c > 1 else ''}" for k, c in kinds.items() if c)
+            + f" (gradient norm < {STATIONARY:g} counts as stationary; parameter norm grown by "
+            f"a factor up to {fmt(max(r['lbfgs_norm_ratio'] for r in rows), 3)}; validation "
+            f"accuracy there at most {fmt(max(r['lbfgs_val_accuracy'] for r in rows), 3)}).")
+    lit = ("the analyses of the 2-2-1 XOR network (Hamey 1998; Sprinkhuizen-Kuyper and Boers "
+           "1999) find no strict local minima at finite weights, but they treat the four XOR "
+           "points, not noisy clusters")
+    if kinds["minimum"]:
+        text += (f" {kinds['minimum']} of these {'is' if kinds['minimum'] == 1 else 'are'} a "
+                 f"stationary point with a positive definite Hessian, i.e. a strict local "
+                 f"minimum of the training loss on these noisy data (" + lit + ").")
+    else:
+        text += (" None is a stationary point with a positive definite Hessian, so no local "
+                 "minimum is shown: the stalls are " + ("saddle regions or plateaus"
+                                                        if kinds["saddle"] or escaped
+                                                        else "flat regions or plateaus")
+                 + " (" + lit + ").")
+    return text
 
 
 def _two_units(results):
@@ -443,11 +664,12 @@ def _two_units(results):
         return ""
     v = results.values(ss[0], "final_val_accuracy")
     v = v[np.isfinite(v)]
-    ok = int(np.sum(v >= 0.95))
+    ok = int(np.sum(v >= SOLVED))
     if ok == len(v):
-        return f" Two hidden units solved XOR (validation accuracy >= 0.95) on all {ok} seeds."
-    rest = float(np.mean(v[v < 0.95]))
+        return (f" Two hidden units solved XOR (validation accuracy >= {SOLVED:g}) on all {ok} "
+                f"seeds.")
+    rest = float(np.mean(v[v < SOLVED]))
     return (f" Two hidden units, the fewest that can solve XOR, did so (validation accuracy >= "
-            f"0.95) on only {ok}/{len(v)} seeds; the others stalled at a mean validation "
-            f"accuracy of {rest:.3f} (a local minimum of the loss).")
+            f"{SOLVED:g}) on only {ok}/{len(v)} seeds; the others stalled at a mean validation "
+            f"accuracy of {rest:.3f}.")
 

@@ -14,7 +14,15 @@ from scipy import stats as st
 from dlbasics.studies.cli import main
 from dlbasics.studies.definitions.activations import saturated_region, saturated_share
 from dlbasics.studies.definitions.geometry import convexity, n_params, plane_grid
-from dlbasics.studies.definitions.perceptron import _params, blobs_run, errors_of, perceptron_path
+from dlbasics.studies.definitions.perceptron import (
+    _params,
+    blobs_run,
+    classify_point,
+    descend,
+    errors_of,
+    loss_gradient_hessian,
+    perceptron_path,
+)
 from dlbasics.studies.definitions.regression import (
     CONSTRUCTIONS,
     KS,
@@ -49,12 +57,40 @@ def test_two_sigmoid_construction_converges_as_k_grows(name):
     assert np.all(np.diff(mean) < 0)                     # mean error falls with k
     assert np.all(np.diff(away) <= 0) and away[-1] < 1e-12   # and away from the steps
     assert errs[-1]["mean_abs"] < 2e-3
-    # closed form 2 ln 2 / k per unit jump (spread over the length 2 of [-1, 1]) for large k
+    # closed form: integrated error 2 ln 2 / k per unit jump, so the mean over the length 2 of
+    # [-1, 1] is ln 2 / k per unit jump (for large k)
+    jumps = abs(a - b) + abs(c - b)
+    assert errs[0]["mean_abs_theory"] == pytest.approx(jumps * math.log(2) / KS[0], rel=1e-12)
     for e, k in zip(errs, KS, strict=True):
         if k >= 20:
             assert e["mean_abs"] == pytest.approx(e["mean_abs_theory"], rel=2e-3)
     # at a step the output is (nearly) halfway for every k: the convergence is not uniform
     assert min(e["max_all"] for e in errs) > 0.499 and errs[-1]["max_all"] == pytest.approx(0.5)
+
+
+def test_integrated_error_of_a_sigmoid_step_is_two_ln2_over_k():
+    from scipy.integrate import quad
+    from scipy.special import expit
+
+    for k in (1.0, 7.0, 50.0):
+        left = quad(lambda x, k=k: expit(k * x), -np.inf, 0.0)[0]          # |s(kx) - 0|, x < 0
+        right = quad(lambda x, k=k: 1.0 - expit(k * x), 0.0, np.inf)[0]    # |s(kx) - 1|, x > 0
+        assert left + right == pytest.approx(2 * math.log(2) / k, rel=1e-9)
+
+
+def test_clean_test_split_is_the_noise_free_target_on_a_grid():
+    from dlbasics.studies import datasets
+
+    noisy = datasets.load("bump", 3, n=40, n_test=101)
+    clean = datasets.load("bump", 3, n=40, n_test=101, clean_test=True)
+    np.testing.assert_array_equal(noisy.X_train, clean.X_train)   # same training draw
+    np.testing.assert_array_equal(noisy.y_val, clean.y_val)
+    mu, sd = clean.info["mean"][0], clean.info["std"][0]
+    x = clean.X_test[:, 0].astype(np.float64) * sd + mu
+    np.testing.assert_allclose(x, np.linspace(-1, 1, 101), atol=1e-6)
+    np.testing.assert_array_equal(clean.y_test[:, 0], (np.abs(np.linspace(-1, 1, 101)) < 0.5))
+    with pytest.raises(TypeError, match="clean_test"):
+        datasets.load("bump", 0, clean_test=1)
 
 
 def test_two_sigmoid_limit_and_weights_of_the_notes():
@@ -120,6 +156,57 @@ def test_perceptron_runs_within_novikoff_and_never_on_xor():
     mistakes, lines = perceptron_path(Xx, yx, 0, 50)
     assert len(mistakes) == 50 and min(mistakes) > 0
     assert all(errors_of(Xx, yx, w, b) > 0 for w, b in lines)
+
+
+def test_hessian_of_the_training_loss_against_second_differences():
+    from dlbasics.models import MLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(30, 2))
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float64)
+    net = MLP([2, 2, 1], activation="tanh", output="sigmoid", loss="binary_cross_entropy",
+              dtype=np.float64, seed=1)
+    p0 = net.params.copy()
+    loss, gn, eig = loss_gradient_hessian(net, p0, X, y)
+    net.set_params_vector(p0)
+    ref_loss, g = net.gradient(X, y)
+    assert loss == pytest.approx(ref_loss) and gn == pytest.approx(np.linalg.norm(g))
+
+    def second_difference(v, h=1e-4):
+        f = []
+        for q in (p0 + h * v, p0, p0 - h * v):
+            net.set_params_vector(q)
+            f.append(net.loss(X, y))
+        return (f[0] - 2 * f[1] + f[2]) / h**2
+
+    # the trace of H (sum of the eigenvalues) from second differences along the axes
+    trace = sum(second_difference(np.eye(p0.size)[i]) for i in range(p0.size))
+    assert eig.sum() == pytest.approx(trace, rel=1e-4, abs=1e-6)
+    # v^T H v along random unit directions lies between the extreme eigenvalues
+    for _ in range(5):
+        v = rng.normal(size=p0.size)
+        curv = second_difference(v / np.linalg.norm(v))
+        assert eig[0] - 1e-5 <= curv <= eig[-1] + 1e-5
+
+
+def test_descend_reaches_a_stationary_point_and_points_are_classified():
+    from dlbasics.models import MLP
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(40, 2))
+    y = (X[:, 0] + 0.3 * rng.normal(size=40) > 0).astype(np.float64)
+    net = MLP([2, 2, 1], activation="tanh", output="sigmoid", loss="binary_cross_entropy",
+              dtype=np.float64, seed=2)
+    p0 = net.params.copy()
+    loss0 = loss_gradient_hessian(net, p0, X, y)[0]
+    p1, loss1 = descend(net, p0, X, y)
+    l1, gn1, _ = loss_gradient_hessian(net, p1, X, y)
+    assert loss1 == pytest.approx(l1) and loss1 < loss0 and gn1 < 1e-5
+    assert classify_point(1e-8, np.array([0.1, 1.0])) == "minimum"
+    assert classify_point(1e-8, np.array([-0.1, 1.0])) == "saddle"
+    assert classify_point(1e-2, np.array([-0.1, 1.0])) == "saddle"
+    assert classify_point(1e-8, np.array([1e-9, 1.0])) == "flat"
+    assert classify_point(1e-2, np.array([0.1, 1.0])) == "not stationary"
 
 
 def test_saturation_regions_of_the_activations():
@@ -197,21 +284,36 @@ def test_quick_study_writes_its_report(quick_run, study):
         assert float(m.group(1)) < 1e-6
 
 
+def _report_rows(store, study, prefix, seeds):
+    """Summaries of the stored runs of the setting whose label starts with ``prefix``, on the
+    report ``seeds`` (a tuned study stores its tuning runs under the same labels)."""
+    con = sqlite3.connect(store)
+    rows = con.execute("SELECT label, seed, summary FROM runs WHERE study = ? ORDER BY seed",
+                       (study,)).fetchall()
+    con.close()
+    return [json.loads(sm) for label, seed, sm in rows if label.startswith(prefix)
+            and seed in seeds]
+
+
 def test_perceptron_numbers(quick_run):
+    from dlbasics.studies import registry
+
     store, out = quick_run
     readme = (out / "perceptron" / "README.md").read_text()
     p = _params(True)
+    seeds = list(registry.get("perceptron", "quick").seeds)
     runs = [blobs_run(m, s, p["n_blobs"], p["max_epochs"]) for m in p["margins"]
-            for s in range(3)]
+            for s in seeds]
     within = sum(r["total"] <= r["bound"] for r in runs)
     worst = max(r["total"] / r["bound"] for r in runs)
     assert (f"within Novikoff's bound (R / gamma)^2 in {within}/{len(runs)} runs; the largest "
             f"ratio mistakes / bound was {fmt(worst, 3)}") in readme
     assert within == len(runs)
-    assert "The perceptron converged in 0/3 runs" in readme
-    raw = _store(store, "perceptron")
-    acc = [s["test_accuracy"] for _, s in raw["hidden=4"]]
+    assert f"The perceptron converged in 0/{len(seeds)} runs" in readme
+    acc = [s["test_accuracy"] for s in _report_rows(store, "perceptron", "hidden=4,", seeds)]
+    assert len(acc) == len(seeds)
     assert _row(readme, ["2-4-1 tanh network"])[3] == _ci(acc, 0, 1)
+    assert "local minimum of the loss" not in readme
 
 
 def test_activations_numbers(quick_run):
@@ -233,10 +335,16 @@ def test_geometry_numbers(quick_run):
 
 
 def test_regression_numbers(quick_run):
+    from dlbasics.studies import registry
+
     store, out = quick_run
     readme = (out / "regression" / "README.md").read_text()
     e = construction_errors(100.0, *CONSTRUCTIONS["bump"])
     assert _row(readme, ["bump", "100"])[2:4] == [fmt(e["mean_abs"]), fmt(e["mean_abs_theory"])]
-    raw = _store(store, "regression")
-    tl = [s["test_loss"] for _, s in raw["target=bump, width=2"]]
-    assert _row(readme, ["bump", "2"])[2] == _ci(tl, 0, math.inf)
+    seeds = list(registry.get("regression", "quick").seeds)
+    rows = _report_rows(store, "regression", "target=bump, width=2,", seeds)
+    assert len(rows) == len(seeds)
+    row = _row(readme, ["bump", "2"])
+    assert row[3] == _ci([s["es_test_loss"] for s in rows], 0, math.inf)
+    assert row[4] == _ci([s["test_loss"] for s in rows], 0, math.inf)
+    assert "2 ln 2 / k per unit jump, so its mean over [-1, 1] is ln 2 / k" in readme

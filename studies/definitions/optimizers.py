@@ -299,7 +299,7 @@ def analyse(results, report):
         acc_rows.append((n, es, fin))
         sec = spe[n]
         rows.append([_label(n), NAMES.get(n, ("", "adaptive + momentum"))[1], _hyper_text(s),
-                     es.fmt(), fin.fmt(),
+                     es.fmt(4), fin.fmt(4),
                      fmt_ci(results.values(s, "best_val_epoch"), bounds=POSITIVE),
                      fmt_ci(results.values(s, "final_full_accuracy"), bounds=FRACTION),
                      f"{fmt(sec['median'] * 1e3, 3)} ({fmt(sec['min'] * 1e3, 3)}-"

@@ -258,6 +258,7 @@ def test_report_to_an_out_the_user_cannot_write(tmp_path, obey_permissions):
     assert _runs(store) == runs and _integrity(store) == "ok"
 
 
+@pytest.mark.slow
 def test_report_to_a_full_disk_is_written_later(tmp_path):
     store = tmp_path / "s.sqlite"
     runs = _complete_store(store)
@@ -274,6 +275,19 @@ def test_report_to_a_full_disk_is_written_later(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / STUDY / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "## Conclusion" in (out / STUDY / "README.md").read_text()
+
+
+def test_export_to_an_unwritable_path(tmp_path, capsys):
+    store = tmp_path / "s.sqlite"
+    runs = _partial_store(store)
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("a file where a directory should be\n")
+    target = not_a_dir / "runs.csv"
+    assert main(["export", "--store", str(store), "--csv", str(target), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("dlbasics: error: ") and str(not_a_dir) in err
+    assert "writable path" in err
+    assert _runs(store) == runs
 
 
 # --- 4. model files --------------------------------------------------------------------------

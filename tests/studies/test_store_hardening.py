@@ -78,6 +78,7 @@ def _integrity(path):
     return ok, dupes
 
 
+@pytest.mark.slow
 def test_sigkill_at_ten_random_moments_then_resume(tmp_path):
     """Kill the study at 10 random moments, restart each time: the final store holds exactly
     the rows of an uninterrupted run and passes PRAGMA integrity_check.

@@ -1,4 +1,4 @@
-"""A whole training epoch of one small MLP in one launch: one block, every layer, every step.
+"""A whole training epoch of one MLP in one launch: every layer, every step.
 
 For a small network (2-16-16-1 and the like) at small batches a step is a few thousand
 multiply-adds: launching the step's ten-odd kernels costs far more than the arithmetic. Here one
@@ -11,6 +11,14 @@ activation (threads over inputs), then the optimizer update (threads over parame
 bias corrections formed once per step by thread 0). One launch per epoch, so the per-step launch
 count is ``1 / steps``.
 
+Networks too large for one block (784-256-256-10, say) at batches up to :data:`GRID_MAX_BATCH`
+run the same code on a cooperative grid (``grid=True``): thread indices and strides are the
+grid's, the phases are separated by grid syncs, and the grid has as many blocks as a phase has
+work for, at most as many as can be resident at once (a cooperative launch requires it). The
+launch-bound regime of numba-cuda (several microseconds per launch and per array argument) is
+then replaced by about a dozen grid syncs per step. Under the simulator, whose grid sync only
+spans one block, the grid kernel runs with one block.
+
 Every element is computed by one thread with exactly the operations, order and dtypes of
 :func:`dlbasics.kernels.gpu_population.network_epoch` (itself bitwise the CPU's
 :func:`dlbasics.models._core.epoch_kernel` without BLAS): results agree with the CPU up to a real
@@ -21,8 +29,8 @@ float64, as the CPU does.
 
 The arguments are those of :func:`~dlbasics.kernels.gpu_population.network_epoch` (flat
 per-network buffers, the :class:`dlbasics.models.mlp.Workspace` layout); the workspace lives in
-global memory (a small network's fits in the L1 cache). :func:`fits` says which networks and
-batches this path takes (the rest go through the per-layer kernels).
+global memory (a small network's fits in the L1 cache). :func:`path` says which kernel a
+network and batch take (None: the per-layer kernels of :mod:`dlbasics.models._cuda`).
 """
 
 from __future__ import annotations
@@ -31,7 +39,7 @@ import functools
 import math
 
 import numpy as np
-from numba import float64, from_dtype, njit
+from numba import njit
 
 from . import gpu_config as g
 from .activations import SOFTMAX, act_scalar, dact_scalar
@@ -40,8 +48,8 @@ from .gpu_optimizers import adam_at, adam_step_scalars, update_at
 from .losses import dense_row, label_row
 from .optimizers import ADAM_CODE
 
-__all__ = ["fits", "launch_small_epoch", "SMALL_MAX_WIDTH", "SMALL_MAX_BATCH",
-           "SMALL_MAX_PARAMS", "SMALL_THREADS"]
+__all__ = ["fits", "path", "phase_work", "launch_small_epoch", "SMALL_MAX_WIDTH",
+           "SMALL_MAX_BATCH", "SMALL_MAX_PARAMS", "SMALL_THREADS", "GRID_MAX_BATCH"]
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
@@ -53,11 +61,27 @@ SMALL_MAX_PARAMS = 16384
 SMALL_THREADS = 256
 
 
+#: Largest batch of the grid-wide one-launch path (larger ones launch per layer, with cuBLAS).
+GRID_MAX_BATCH = 1024
+#: False keeps networks that do not fit one block on the per-layer kernels.
+GRID_ENABLED = True
+
+
 def fits(sizes, batch):
-    """True when a network of layer ``sizes`` trained at ``batch`` takes the one-launch path."""
+    """True when a network of layer ``sizes`` trained at ``batch`` takes the one-block path."""
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
     return (max(sizes) <= SMALL_MAX_WIDTH and batch <= SMALL_MAX_BATCH
             and n_params <= SMALL_MAX_PARAMS)
+
+
+def path(sizes, batch):
+    """``"block"`` (one block), ``"grid"`` (a cooperative grid) or None (per-layer kernels)
+    for a network of layer ``sizes`` trained at ``batch``."""
+    if fits(sizes, batch):
+        return "block"
+    if GRID_ENABLED and batch <= GRID_MAX_BATCH:
+        return "grid"
+    return None
 
 
 @njit(inline="always", cache=True)
@@ -80,17 +104,44 @@ def softmax_row(ws, zr, ar, n_out):
 
 
 @functools.cache
-def _kernels(dtype):
+def _kernels(dtype, grid):
+    """The epoch kernel for arrays of ``dtype``: one block (``grid=False``, phases separated by
+    ``syncthreads``) or a cooperative grid (``grid=True``, phases separated by grid syncs)."""
     global cuda
     cuda = g.require_cuda()
     A = g.array_access()
-    nbt = from_dtype(np.dtype(dtype))
+
+    if grid:
+        @cuda.jit(device=True)
+        def barrier():
+            cuda.cg.this_grid().sync()
+
+        @cuda.jit(device=True)
+        def first():
+            return cuda.grid(1)
+
+        @cuda.jit(device=True)
+        def stride():
+            return cuda.gridsize(1)
+    else:
+        @cuda.jit(device=True)
+        def barrier():
+            cuda.syncthreads()
+
+        @cuda.jit(device=True)
+        def first():
+            return cuda.threadIdx.x
+
+        @cuda.jit(device=True)
+        def stride():
+            return cuda.blockDim.x
 
     @cuda.jit
     def small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                     ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2, s3,
-                    t0, out):
-        """One epoch of one network, one block (see the module docstring)."""
+                    t0, out, scratch):
+        """One epoch of one network (see the module docstring); ``scratch`` (float64, 3)
+        passes the batch loss and Adam's step scalars from thread 0 to the others."""
         p = A(p)
         grad = A(grad)
         layout = A(layout)
@@ -108,10 +159,9 @@ def _kernels(dtype):
         s2 = A(s2)
         s3 = A(s3)
         out = A(out)
-        tid = cuda.threadIdx.x
-        T = cuda.blockDim.x
-        shared_value = cuda.shared.array(1, float64)
-        shared_adam = cuda.shared.array(2, nbt)
+        scratch = A(scratch)
+        tid = first()
+        T = stride()
         zero = ws.dtype.type(0)
         n = order.shape[0]
         L = layout.shape[0]
@@ -137,7 +187,7 @@ def _kernels(dtype):
             else:
                 for i in range(tid, B, T):
                     lb[i] = labels[order[start + i]]
-            cuda.syncthreads()
+            barrier()
             # -- forward --------------------------------------------------------------------
             h = x_off
             for l in range(L):
@@ -155,7 +205,7 @@ def _kernels(dtype):
                         key = np.uint64(row_key(seed, t, l, i))
                         ws[mo + e] = scale if unit_keep(key, e - i * n_in, pk) else 0.0
                         ws[hd + e] = ws[h + e] * ws[mo + e]
-                    cuda.syncthreads()
+                    barrier()
                     h = hd
                 z = offs[l, 0]
                 a = offs[l, 1]
@@ -170,10 +220,10 @@ def _kernels(dtype):
                     if code != SOFTMAX:
                         ws[a + e] = act_scalar(code, acc, slope)
                 if code == SOFTMAX:
-                    cuda.syncthreads()
+                    barrier()
                     for i in range(tid, B, T):
                         softmax_row(ws, z + i * n_out, a + i * n_out, n_out)
-                cuda.syncthreads()
+                barrier()
                 h = a
             # -- loss (thread 0, rows in order) ------------------------------------------------
             k_last = layout[L - 1, 1]
@@ -191,8 +241,8 @@ def _kernels(dtype):
                                         grow, True, eps, inv_n, tot)
                     else:
                         tot = label_row(loss_code, lb[i], prow, grow, True, eps, inv_n, tot)
-                shared_value[0] = tot * inv_n
-            cuda.syncthreads()
+                scratch[0] = tot * inv_n
+            barrier()
             if not fused:
                 zL = offs[L - 1, 0]
                 aL = offs[L - 1, 1]
@@ -208,7 +258,7 @@ def _kernels(dtype):
                 else:
                     for e in range(tid, B * k_last, T):
                         ws[d + e] = ws[d + e] * dact_scalar(code, ws[zL + e], ws[aL + e], slope)
-                cuda.syncthreads()
+                barrier()
             # -- backward -------------------------------------------------------------------
             cur = 2
             for l in range(L - 1, -1, -1):
@@ -252,9 +302,9 @@ def _kernels(dtype):
                             v = v * ws[mo + e]
                         ws[dh + e] = v * dact_scalar(cp, ws[zp + e], ws[ap + e], slope)
                     cur = nxt
-                cuda.syncthreads()
+                barrier()
             # -- update -----------------------------------------------------------------------
-            value = shared_value[0]
+            value = scratch[0]
             rows += B
             if not math.isfinite(value):
                 total = value
@@ -264,18 +314,18 @@ def _kernels(dtype):
             if opt_code == ADAM_CODE:
                 if tid == 0:
                     step_size, inv_bc2 = adam_step_scalars(hp, t)
-                    shared_adam[0] = step_size
-                    shared_adam[1] = inv_bc2
-                cuda.syncthreads()
-                step_size = shared_adam[0]
-                inv_bc2 = shared_adam[1]
+                    scratch[1] = step_size  # float64 holds the dtype's value exactly
+                    scratch[2] = inv_bc2
+                barrier()
+                step_size = ws.dtype.type(scratch[1])
+                inv_bc2 = ws.dtype.type(scratch[2])
                 for i in range(tid, n_params, T):
                     adam_at(i, p, grad, s1, s2, s3, hp, step_size, inv_bc2)
             else:
                 for i in range(tid, n_params, T):
                     update_at(opt_code, i, p, grad, s1, s2, s3, t, hp)
             total += value * B
-            cuda.syncthreads()
+            barrier()
         if tid == 0:
             out[0] = total
             out[1] = t - t0
@@ -291,14 +341,51 @@ def threads():
     return max(1, min(SMALL_THREADS, g.threads_per_block()))
 
 
+_COOPERATIVE_LIMIT = {}  # (kernel id, threads) -> blocks a cooperative grid may have
+
+
+def _grid_blocks(kernel, args, tpb, work):
+    """Blocks of the grid-wide launch: enough for ``work`` items a phase, at most what can be
+    resident at once (a cooperative launch needs every block resident); one block under the
+    simulator (whose grid sync is a block sync) and in compile-only mode."""
+    if g.simulator_enabled() or g._state["compile_only"] is not None:
+        return 1
+    key = (id(kernel), tpb)
+    limit = _COOPERATIVE_LIMIT.get(key)
+    if limit is None:
+        argtypes = tuple(kernel.typeof_pyval(a) for a in args)
+        limit = int(kernel.compile(argtypes).max_cooperative_grid_blocks(tpb))
+        _COOPERATIVE_LIMIT[key] = limit
+    return max(1, min(limit, -(-int(work) // tpb)))
+
+
+def phase_work(sizes, batch):
+    """The most items a phase of a step hands out (outputs, weights, inputs or parameters)."""
+    n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    layers = list(zip(sizes[:-1], sizes[1:], strict=True))
+    return max([n_params] + [batch * max(a, b) for a, b in layers]
+               + [a * b for a, b in layers])
+
+
 def launch_small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                        ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2,
-                       s3, t0, out):
+                       s3, t0, out, grid=False, work=0):
     """Launch one epoch of one network on device arrays (no validation: the caller,
     :class:`dlbasics.models._cuda.DeviceMLP`, builds every array from a checked model); one
     launch. ``out`` (device float64, 4) receives ``[loss sum weighted by rows, updates, rows,
-    diverged]``."""
-    kernel = _kernels(np.dtype(p.dtype).str)
-    g.launch(kernel, 1, threads(), p, grad, layout, codes, keep, bool(inverted), slope, X, Y,
-             labels, order, int(batch), ws, offs, lb, int(loss_code), bool(fused), bool(dense),
-             float(eps), int(seed), int(opt_code), hp, s1, s2, s3, int(t0), out)
+    diverged]``. ``grid=True``: the cooperative-grid kernel, with blocks for ``work`` items
+    per phase (:func:`phase_work`)."""
+    kernel = _kernels(np.dtype(p.dtype).str, bool(grid))
+    key = ("scratch",)
+    scratch = _SCRATCH.get(key)
+    if scratch is None:
+        scratch = _SCRATCH[key] = g.device_zeros(3, np.float64)
+    args = (p, grad, layout, codes, keep, bool(inverted), slope, X, Y, labels, order, int(batch),
+            ws, offs, lb, int(loss_code), bool(fused), bool(dense), float(eps), int(seed),
+            int(opt_code), hp, s1, s2, s3, int(t0), out, scratch)
+    tpb = threads()
+    blocks = _grid_blocks(kernel, args, tpb, work) if grid else 1
+    g.launch(kernel, blocks, tpb, *args)
+
+
+_SCRATCH = {}

@@ -21,10 +21,11 @@ logits or outputs, backward, one update by :func:`dlbasics.kernels.gpu_optimizer
 with the GPU kernels of :mod:`dlbasics.kernels.gpu_dense`, :mod:`dlbasics.kernels.gpu_dropout`,
 :mod:`dlbasics.kernels.gpu_losses` and :mod:`dlbasics.kernels.gpu_activations`; results match the
 CPU backend up to rounding (summation order of the tiled products and reductions, fused
-multiply-adds), and the dropout masks exactly. Networks small enough for
-:func:`dlbasics.kernels.gpu_small.fits` train an epoch in one launch
-(:mod:`dlbasics.kernels.gpu_small`); larger ones launch per layer (with cuBLAS for batches of
-``BLAS_MIN_ROWS`` rows or more, :mod:`dlbasics.kernels.gpu_blas`). Launches per step of the
+multiply-adds), and the dropout masks exactly. Without an L2 penalty an epoch is one launch
+(:mod:`dlbasics.kernels.gpu_small`: one block for small networks, a cooperative grid for larger
+ones up to batch ``GRID_MAX_BATCH``; :func:`dlbasics.kernels.gpu_small.path` decides); otherwise
+the step launches per layer (with cuBLAS for batches of ``BLAS_MIN_ROWS`` rows or more,
+:mod:`dlbasics.kernels.gpu_blas`). Launches per step of the
 per-layer path without dropout or L2: gather, one forward per layer, loss, one ``dW``/``db`` per
 layer, one ``dx`` per hidden layer, the update (``3 L + 2``; with cuBLAS each forward, ``dW``/``db``
 and ``dx`` is a cuBLAS call or two plus an epilogue kernel). The evaluation kernel sums losses and
@@ -46,8 +47,8 @@ from ..kernels.gpu_dense import launch_forward, launch_grad_input, launch_grad_w
 from ..kernels.gpu_dropout import launch_layer_dropout
 from ..kernels.gpu_losses import MODE_EPOCH, MODE_STORE, launch_loss
 from ..kernels.gpu_optimizers import launch_update
-from ..kernels.gpu_small import fits as small_fits
-from ..kernels.gpu_small import launch_small_epoch
+from ..kernels.gpu_small import launch_small_epoch, phase_work
+from ..kernels.gpu_small import path as epoch_path
 from ..kernels.losses import dense_row, label_row
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
@@ -487,8 +488,10 @@ class DeviceMLP:
         hp_host = optimizer.hyper_vector(self.dtype, lr)
         hp = g.to_device(hp_host)
         g.copy_to_device(self.record, np.zeros(4))
-        if alpha == 0.0 and small_fits(self.model.sizes, batch):
-            self._small_epoch(dX, dY, dlab, dense, d_order, batch, optimizer, state, hp)
+        kind = epoch_path(self.model.sizes, batch) if alpha == 0.0 else None
+        if kind is not None:
+            self._small_epoch(dX, dY, dlab, dense, d_order, batch, optimizer, state, hp,
+                              kind == "grid")
             return self._finish_epoch(state)
         self._epoch_ws = self._workspace(batch)
         s1, s2, s3 = state.slots
@@ -511,9 +514,9 @@ class DeviceMLP:
         state.count += int(done)
         return state, total, int(done), int(rows), bad != 0.0
 
-    def _small_epoch(self, dX, dY, dlab, dense, d_order, batch, optimizer, state, hp):
-        """The whole epoch in one launch (:mod:`dlbasics.kernels.gpu_small`); its record goes
-        to ``self.record``."""
+    def _small_epoch(self, dX, dY, dlab, dense, d_order, batch, optimizer, state, hp, grid):
+        """The whole epoch in one launch (:mod:`dlbasics.kernels.gpu_small`; one block, or a
+        cooperative grid); its record goes to ``self.record``."""
         from .mlp import Workspace
 
         m = self.model
@@ -530,7 +533,8 @@ class DeviceMLP:
         launch_small_epoch(self.d_params, self.d_grad, layout, codes, keep,
                            m.dropout == "inverted", self.dtype.type(m.slope), dX, dY, dlab,
                            d_order, batch, ws, offs, lb, m.loss_code, m.fused, dense, m.eps,
-                           m.seed, optimizer.code, hp, s1, s2, s3, state.count, self.record)
+                           m.seed, optimizer.code, hp, s1, s2, s3, state.count, self.record,
+                           grid=grid, work=phase_work(m.sizes, batch))
 
     def release_state(self, optimizer, state):
         """End a training run: slots back into the host state's arrays, parameters to

@@ -263,18 +263,29 @@ def bench_training(bench, cfg, torch):
         Xn, yn = X[:n], y[:n]
         case = f"{'-'.join(map(str, sizes))} b={batch} n={n}"
 
-        def ours(Xn=Xn, yn=yn, batch=batch, n=n):
-            m = MLP(sizes, activation="relu", output="softmax", loss="cross_entropy",
-                    backend="cuda", seed=0)
-            warm = min(n, 2 * batch)
-            t = time.perf_counter()
-            train(m, Xn[:warm], yn[:warm], SGD(0.01), batch_size=batch, epochs=1)
-            compile_s = time.perf_counter() - t
-            h = train(m, Xn, yn, SGD(0.01), batch_size=batch, epochs=1)
-            return {"samples_per_s": n / h.time[-1], "ms": h.time[-1] * 1e3,
-                    "compile_s": compile_s, "final_loss": h.train_loss[-1]}
+        def ours(Xn=Xn, yn=yn, batch=batch, n=n, grid=True):
+            from dlbasics.kernels import gpu_small
 
+            gpu_small.GRID_ENABLED = grid
+            try:
+                m = MLP(sizes, activation="relu", output="softmax", loss="cross_entropy",
+                        backend="cuda", seed=0)
+                warm = min(n, 2 * batch)
+                t = time.perf_counter()
+                train(m, Xn[:warm], yn[:warm], SGD(0.01), batch_size=batch, epochs=1)
+                compile_s = time.perf_counter() - t
+                h = train(m, Xn, yn, SGD(0.01), batch_size=batch, epochs=1)
+            finally:
+                gpu_small.GRID_ENABLED = True
+            return {"samples_per_s": n / h.time[-1], "ms": h.time[-1] * 1e3,
+                    "compile_s": compile_s, "final_loss": h.train_loss[-1],
+                    "path": str(gpu_small.path(sizes, batch) if grid else None)}
+
+        # the one-launch epoch (a cooperative grid up to GRID_MAX_BATCH) and the per-layer
+        # kernels (cuBLAS from BLAS_MIN_ROWS rows): each recorded, the goal takes the faster
         bench.run("training", case, "dlbasics MLP cuda", ours)
+        bench.run("training", case, "dlbasics MLP cuda per-layer",
+                  lambda ours=ours: ours(grid=False))
         if torch is not None:
             def peer(Xn=Xn, yn=yn, batch=batch, n=n):
                 dev = torch.device("cuda")
@@ -369,16 +380,17 @@ def bench_small(bench, cfg, torch):
 def launches_per_step(cfg):
     """Kernel launches and cuBLAS calls per training step of both benchmark networks (batch 32,
     or the smoke batch), counted over one epoch after a warm-up."""
-    from dlbasics.kernels import gpu_blas
+    from dlbasics.kernels import gpu_blas, gpu_small
     from dlbasics.kernels import gpu_config as g
     from dlbasics.models import MLP, SGD, train
 
     rows = []
     batch = 32 if cfg is FULL else 4
-    for sizes, kw in ((cfg["train_sizes"], dict(activation="relu", output="softmax",
-                                                  loss="cross_entropy")),
-                      (cfg["small_sizes"], dict(activation="tanh", output="sigmoid",
-                                                loss="binary_cross_entropy"))):
+    big = dict(activation="relu", output="softmax", loss="cross_entropy")
+    small = dict(activation="tanh", output="sigmoid", loss="binary_cross_entropy")
+    for sizes, kw, grid in ((cfg["train_sizes"], big, True), (cfg["train_sizes"], big, False),
+                            (cfg["small_sizes"], small, True)):
+        gpu_small.GRID_ENABLED = grid
         rng = np.random.default_rng(4)
         n = 8 * batch
         X = rng.normal(size=(n, sizes[0])).astype(np.float32)
@@ -402,8 +414,12 @@ def launches_per_step(cfg):
             train(m, X, y, SGD(0.01), batch_size=batch, epochs=1)
         finally:
             g.launch, gpu_blas.matmul, gpu_blas.column_sums = saved
+            gpu_small.GRID_ENABLED = True
         steps = n // batch
         rows.append({"network": "-".join(map(str, sizes)), "batch": batch,
+                     "path": {"block": "one launch, one block", "grid": "one launch, grid",
+                              None: "per layer"}[gpu_small.path(sizes, batch) if grid
+                                                 else None],
                      "kernels_per_step": counts["kernels"] / steps,
                      "cublas_per_step": counts["cublas"] / steps})
     return rows
@@ -608,11 +624,11 @@ def write_report(out_dir, env, results):
     launches = env.get("launches_per_step")
     if launches:
         lines += ["", "Launches per training step (one epoch counted, plain SGD):", "",
-                  "| network | batch | kernel launches | cuBLAS calls |",
-                  "| --- | ---: | ---: | ---: |"]
+                  "| network | batch | path | kernel launches | cuBLAS calls |",
+                  "| --- | ---: | --- | ---: | ---: |"]
         for r in launches:
-            lines.append(f"| {r['network']} | {r['batch']} | {r['kernels_per_step']:.3g} | "
-                         f"{r['cublas_per_step']:.3g} |")
+            lines.append(f"| {r['network']} | {r['batch']} | {r.get('path', '')} | "
+                         f"{r['kernels_per_step']:.3g} | {r['cublas_per_step']:.3g} |")
     goals = goal_rows(results, env.get("cpu_population_reference"))
     if goals:
         lines += ["", "Goals (issue 18; float32, PyTorch CUDA with TF32 off, ratios from this "
@@ -635,11 +651,13 @@ def write_report(out_dir, env, results):
 
 
 def _rate(results, section, case_prefix, impl_prefix, key):
-    for r in results:
-        if (r["section"] == section and r["case"].startswith(case_prefix)
-                and r["impl"].startswith(impl_prefix) and r.get("status") == "ok" and key in r):
-            return float(r[key])
-    return None
+    """The best ``key`` (largest rate, smallest ``ms``) of the matching rows, or None."""
+    found = [float(r[key]) for r in results
+             if r["section"] == section and r["case"].startswith(case_prefix)
+             and r["impl"].startswith(impl_prefix) and r.get("status") == "ok" and key in r]
+    if not found:
+        return None
+    return min(found) if key == "ms" else max(found)
 
 
 def goal_rows(results, cpu_reference):

@@ -93,16 +93,18 @@ def epilogues(dtype):
 
 def mlp(dtype):
     """Every DeviceMLP hook (train() itself would divide by the zeros of compile-only mode),
-    with the one-launch epoch of small networks and with the per-layer kernels."""
+    with the one-launch epoch (one block and cooperative grid) and with the per-layer kernels."""
     from dlbasics.kernels import gpu_small
 
     widest = gpu_small.SMALL_MAX_WIDTH
     try:
-        for width in (widest, 0):
+        for width, grid in ((widest, True), (0, True), (0, False)):  # block, grid, per layer
             gpu_small.SMALL_MAX_WIDTH = width
+            gpu_small.GRID_ENABLED = grid
             _mlp(dtype)
     finally:
         gpu_small.SMALL_MAX_WIDTH = widest
+        gpu_small.GRID_ENABLED = True
 
 
 def _mlp(dtype):
@@ -161,10 +163,12 @@ GEOMETRIES = {
 
 
 def kernel_names():
-    """Names of the ``@cuda.jit`` functions defined in :data:`SOURCES`."""
+    """Names of the ``@cuda.jit`` kernels defined in :data:`SOURCES` (not the device
+    functions, which are compiled into them)."""
     names = set()
     for path in SOURCES:
-        names.update(re.findall(r"@cuda\.jit[^\n]*\n\s*def (\w+)\(", path.read_text()))
+        names.update(re.findall(r"@cuda\.jit(?!\(device=True\))[^\n]*\n\s*def (\w+)\(",
+                                path.read_text()))
     return names
 
 

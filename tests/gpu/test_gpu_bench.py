@@ -24,13 +24,15 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     rows = data["results"]
     assert {r["section"] for r in rows} == {"dense", "training", "small", "population"}
     ours = [r for r in rows if r["impl"].startswith("dlbasics") and r["status"] == "ok"]
-    assert len(ours) == 2 + 2 + 2 + 1
-    # 70-5-4-3 at batch 4 (per-layer tiled kernels, no dropout): gather, 3 forward, loss,
-    # 3 dW/db, 2 dx, update; 2-3-1 at batch 4: one launch for the epoch's 8 steps
-    launches = {r["network"]: r for r in data["environment"]["launches_per_step"]}
-    assert launches["70-5-4-3"]["kernels_per_step"] == 3 * 3 + 2
-    assert launches["70-5-4-3"]["cublas_per_step"] == 0
-    assert launches["2-3-1"]["kernels_per_step"] == 1 / 8
+    assert len(ours) == 2 + 2 * 2 + 2 + 1
+    # 70-5-4-3 at batch 4: one launch for the epoch's 8 steps (a grid), or per layer (tiled
+    # kernels, no dropout): gather, 3 forward, loss, 3 dW/db, 2 dx, update; 2-3-1 at batch 4:
+    # one launch (one block)
+    launches = {(r["network"], r["path"]): r for r in data["environment"]["launches_per_step"]}
+    assert launches["70-5-4-3", "one launch, grid"]["kernels_per_step"] == 1 / 8
+    assert launches["70-5-4-3", "per layer"]["kernels_per_step"] == 3 * 3 + 2
+    assert launches["70-5-4-3", "per layer"]["cublas_per_step"] == 0
+    assert launches["2-3-1", "one launch, one block"]["kernels_per_step"] == 1 / 8
     for r in ours:
         assert r["ms"] > 0 and r["compile_s"] >= 0
     for r in rows:
@@ -63,6 +65,8 @@ def test_goal_ratios():
          "status": "ok", "ms": 1.0},
         {"section": "small", "case": "2-16-16-1 b=32 n=16384", "impl": "dlbasics MLP cuda",
          "status": "ok", "samples_per_s": 9e6},
+        {"section": "small", "case": "2-16-16-1 b=32 n=16384", "impl": "dlbasics MLP cuda x",
+         "status": "ok", "samples_per_s": 4e6},
         {"section": "small", "case": "2-16-16-1 b=32 n=16384", "impl": "torch cuda",
          "status": "ok", "samples_per_s": 1e6},
         {"section": "population", "case": "4096 x 2-16-16-1 n=512 b=32",

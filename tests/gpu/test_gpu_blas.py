@@ -122,6 +122,7 @@ def test_training_with_the_cublas_route_equals_cpu(blas, rng, monkeypatch):
     from dlbasics.kernels import gpu_small
 
     monkeypatch.setattr(gpu_small, "SMALL_MAX_WIDTH", 0)  # the per-layer kernels
+    monkeypatch.setattr(gpu_small, "GRID_ENABLED", False)
     X = rng.normal(size=(40, 5)).astype(np.float32)
     y = rng.integers(0, 3, size=40)
     kw = dict(activation="tanh", output="softmax", loss="cross_entropy", seed=2, keep_prob=0.9)

@@ -1,7 +1,7 @@
 """``MLP(..., backend="cuda")`` against the CPU backend: gradients, predictions, training runs
 (SGD and Adam, without dropout, with the notes' dropout and with inverted dropout), divergence
-and optimizer state; every test runs with the one-launch epoch of small networks
-(:mod:`dlbasics.kernels.gpu_small`) and with the per-layer kernels."""
+and optimizer state; every test runs with the one-launch epoch (:mod:`dlbasics.kernels.gpu_small`,
+one block and cooperative grid) and with the per-layer kernels."""
 
 import math
 
@@ -17,12 +17,13 @@ from tests.gpu.conftest import assert_close, tol
 RUN_TOL = {np.float32: 1e-4, np.float64: 1e-10}
 
 
-@pytest.fixture(autouse=True, params=["one-launch", "per-layer"])
+@pytest.fixture(autouse=True, params=["one-block", "grid", "per-layer"])
 def epoch_path(request, monkeypatch):
-    """Both device epochs: the one-launch kernel (the networks here are small) and, with it
-    switched off, the per-layer kernels."""
-    if request.param == "per-layer":
+    """Every device epoch: the one-launch kernel in one block (the networks here are small), on
+    a cooperative grid, and the per-layer kernels."""
+    if request.param != "one-block":
         monkeypatch.setattr(gpu_small, "SMALL_MAX_WIDTH", 0)
+    monkeypatch.setattr(gpu_small, "GRID_ENABLED", request.param == "grid")
     return request.param
 
 

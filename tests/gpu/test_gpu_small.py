@@ -36,11 +36,13 @@ def _args(model, X, y, batch, opt, order):
             opt.code, opt.hyper_vector(model.dtype), s1, s2, s3, 0, np.zeros(4)]
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("grid,dtype", [(False, np.float32), (False, np.float64),
+                                        (True, np.float32)], ids=["block-f32", "block-f64",
+                                                                  "grid-f32"])
 @pytest.mark.parametrize("opt", [SGD(0.2), Momentum(0.1), Adam(0.02)],
                          ids=["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_launch_epoch_is_network_epoch(case, opt, dtype, rng):
+def test_one_launch_epoch_is_network_epoch(case, opt, dtype, grid, rng):
     kw, targets = CASES[case]
     model = MLP(dtype=dtype, seed=4, **kw)
     n = 11  # batches of 4, 4, 3
@@ -55,7 +57,7 @@ def test_one_launch_epoch_is_network_epoch(case, opt, dtype, rng):
     got = _args(model, X, y, 4, opt, order)
     dev = [g.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
            for a in got]
-    gpu_small.launch_small_epoch(*dev)
+    gpu_small.launch_small_epoch(*dev, grid=grid, work=gpu_small.phase_work(model.sizes, 4))
     back = [g.copy_to_host(d) if isinstance(a, np.ndarray) else a for a, d in zip(got, dev,
                                                                                   strict=True)]
     # Every element takes network_epoch's operations in its order and dtypes; what is left is
@@ -108,11 +110,25 @@ def _launches_per_step(monkeypatch, sizes, batch, n):
 
 @pytest.mark.usefixtures("default_launch")
 def test_launches_per_step(monkeypatch):
-    """2-16-16-1 at batch 4: one launch for the whole epoch (3 steps); a network too wide for
-    the one-launch path: gather, forward per layer, loss, dW/db per layer, dx per hidden layer,
-    update (3 L + 2 for L layers, no dropout)."""
-    assert gpu_small.fits([2, 16, 16, 2], 4)
+    """2-16-16-2 at batch 4: one launch for the whole epoch (3 steps), in one block or, when
+    too wide for one block, on a cooperative grid; with the grid path off: gather, forward per
+    layer, loss, dW/db per layer, dx per hidden layer, update (3 L + 2 for L layers, no
+    dropout)."""
+    assert gpu_small.path([2, 16, 16, 2], 4) == "block"
     assert _launches_per_step(monkeypatch, [2, 16, 16, 2], 4, 12) == pytest.approx(1 / 3)
     monkeypatch.setattr(gpu_small, "SMALL_MAX_WIDTH", 8)
-    assert not gpu_small.fits([2, 16, 16, 2], 4)
+    assert gpu_small.path([2, 16, 16, 2], 4) == "grid"
+    assert _launches_per_step(monkeypatch, [2, 16, 16, 2], 4, 12) == pytest.approx(1 / 3)
+    monkeypatch.setattr(gpu_small, "GRID_ENABLED", False)
+    assert gpu_small.path([2, 16, 16, 2], 4) is None
     assert _launches_per_step(monkeypatch, [2, 16, 16, 2], 4, 12) == 3 * 3 + 2
+
+
+def test_paths_and_phase_work():
+    assert gpu_small.path([2, 16, 16, 1], 32) == "block"
+    assert gpu_small.path([784, 256, 256, 10], 32) == "grid"
+    assert gpu_small.path([784, 256, 256, 10], gpu_small.GRID_MAX_BATCH + 1) is None
+    # 784-256-256-10 at batch 32: the most work of a phase is the update of 269,322 parameters
+    assert gpu_small.phase_work([784, 256, 256, 10], 32) == 784 * 256 + 256 * 256 + 2570 + 512
+    # at batch 1024: dx of the first layer, 1024 x 784
+    assert gpu_small.phase_work([784, 256, 256, 10], 1024) == 1024 * 784

@@ -1,8 +1,11 @@
 """Models of the lecture notes assembled from the kernels: perceptron, MLP, optimizers,
-the training loop, population training and scikit-learn-style estimators.
+the training loop, population training and scikit-learn drop-in estimators.
 
-The estimators (``MLPClassifier``, ``MLPRegressor``, ``Perceptron``) are imported on first use:
-they pull in scikit-learn when it is installed, which costs seconds per process.
+``MLPClassifier``, ``MLPRegressor`` and ``Perceptron`` take scikit-learn's parameters (names,
+defaults, meaning) and expose its fitted attributes, so code written for
+``sklearn.neural_network`` and ``sklearn.linear_model.Perceptron`` switches by its import line.
+They are imported on first use: they pull in scikit-learn when it is installed, which costs
+seconds per process.
 """
 
 import importlib

@@ -296,3 +296,31 @@ class Networks:
 
     def max_difference(self):
         return max((c for c in self.checks if np.isfinite(c)), default=float("nan"))
+
+
+def curve_flattened(curves, frac=0.75, tol=0.005):
+    """Whether mean curves have flattened by the end of the budget.
+
+    Parameters
+    ----------
+    curves : array-like of shape (n_seeds, n_points)
+        Per-seed curves of a metric that rises as training goes (e.g. validation accuracy);
+        NaN entries are left out of the mean.
+    frac : float
+        Where the last stretch starts, as a fraction of the points (0.75: the last quarter).
+    tol : float
+        Largest rise of the mean over the last stretch that still counts as flat.
+
+    Returns
+    -------
+    (bool, float)
+        ``rise < tol`` and ``rise``, the mean at the last point minus the mean at ``frac``.
+    """
+    c = np.asarray(curves, dtype=np.float64)
+    ok = np.isfinite(c).any(axis=0)
+    if c.ndim != 2 or not ok[-1]:
+        return False, math.nan
+    mean = np.array([np.nanmean(c[:, j]) if ok[j] else np.nan for j in range(c.shape[1])])
+    i = int(round(frac * (len(mean) - 1)))
+    rise = float(mean[-1] - mean[i])
+    return bool(rise < tol), rise

@@ -4,11 +4,14 @@ The notes list the threshold (step) neuron, the sigmoid and the other usual acti
 study draws each activation and its derivative (from the library's own kernels,
 :mod:`dlbasics.kernels.activations`), shows where the sigmoid and tanh *saturate* (their derivative
 falls towards zero for large ``|z|``, so back-propagated gradients shrink), measures how the
-gradient reaching each layer of a deep network at initialisation depends on the activation, and
-trains the same 2-16-16-1 network on moons with each hidden activation by plain SGD.
+gradient reaching each layer of a deep network at initialisation depends on the activation and
+its initialisation (absolute norms and their ratio), and trains the same four-hidden-layer
+network on the two spirals with each hidden activation by plain SGD, with the shared (Glorot)
+and the matched (Glorot for saturating units, He for the ReLU family) initialisation, each at
+its own tuned learning rate.
 
 The function plots and the gradients at initialisation are computed inside the analysis,
-deterministically (initialisation seeds are the study seeds). The trained networks are the
+deterministically (initialisation seeds are the report seeds). The trained networks are the
 study's settings; the pre-activation histograms after training come from those networks trained
 again inside the analysis (the store keeps no parameters).
 """
@@ -18,10 +21,11 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from ..analysis import Networks, layer_outputs
+from ..analysis import Networks, layer_outputs, log_axis
+from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, fmt, fmt_ci
-from ..spec import Setting, Study, grid
+from ..spec import Setting, Study
 
 #: Every elementwise activation of the notes, in the order of the pictures.
 PLOTTED = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", "softplus")
@@ -29,50 +33,82 @@ PLOTTED = ("identity", "step", "sign", "sigmoid", "tanh", "relu", "leaky_relu", 
 SATURATED = 0.1
 #: Depth and width of the network whose gradients at initialisation are measured.
 DEEP = (10, 16)
-#: The learning rate at which every activation is compared (besides each one's best).
-COMMON_LR = 0.1
+#: Initialisation matched to each activation: Glorot (2010) for the saturating ones, He (2015)
+#: for the ReLU family (softplus is a smooth ReLU); the shared one is Glorot for every
+#: activation (the MLP's default).
+MATCHED = {"identity": "glorot", "step": "glorot", "sign": "glorot", "sigmoid": "glorot",
+           "tanh": "glorot", "relu": "he", "leaky_relu": "he", "softplus": "he"}
+SHARED = "glorot"
+#: One colour per activation in every figure.
+COLORS = {n: f"C{i}" for i, n in enumerate(PLOTTED)}
+#: Equivalence margin of the paired comparisons (test accuracy: 50 of 10,000 test points).
+MARGIN = 0.005
 
 
-def _grid(quick):
+def _params(quick):
     if quick:
-        return ["sigmoid", "tanh", "relu"], [0.1, 1.0]
-    return ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"], \
-        [0.03, 0.1, 0.3, 1.0, 3.0]
+        return {"acts": ["sigmoid", "tanh", "relu"], "both": ["sigmoid", "tanh", "relu"],
+                "lrs": [0.1, 1.0], "n": 200, "hidden": [8, 8, 8], "epochs": 20,
+                "tune": [0, 1], "report": [10, 11]}
+    # pilot (spirals, n = 1000, 4 x 16, SGD, 200 epochs, 2 seeds, best lr): sigmoid with Glorot
+    # 0.66 test accuracy, softplus with Glorot 0.97, tanh/relu/leaky/softplus (He) 0.99-1.0;
+    # best validation epochs near the end (145-198 of 200) at most rates, so 400 epochs here
+    return {"acts": ["identity", "step", "sigmoid", "tanh", "relu", "leaky_relu", "softplus"],
+            "both": ["sigmoid", "tanh", "relu", "leaky_relu", "softplus"],
+            "lrs": [0.03, 0.1, 0.3, 1.0], "n": 1000, "hidden": [16, 16, 16, 16],
+            "epochs": 400, "tune": [0, 1, 2], "report": list(range(10, 20))}
+
+
+def _conditions(prm):
+    out = []
+    for a in prm["acts"]:
+        inits = ["glorot", "he"] if a in prm["both"] else [MATCHED[a]]
+        out += [{"activation": a, "init": i} for i in inits]
+    return out
 
 
 @register("activations")
 def make(profile):
     quick = profile == "quick"
-    acts, lrs = _grid(quick)
-    settings = [
-        Setting(
-            problem="moons", problem_args={"n": 200 if quick else 600},
-            model={"hidden": [16, 16], "activation": f["activation"]},
-            optimizer="sgd", hyper={"lr": f["lr"]}, batch_size=16,
-            epochs=20 if quick else 100, metrics="running", factors=f,
-        )
-        for f in grid(activation=acts, lr=lrs)
-    ]
+    prm = _params(quick)
+
+    def build(f):
+        return Setting(
+            problem="spirals", problem_args={"n": prm["n"]},
+            model={"hidden": prm["hidden"], "activation": f["activation"], "init": f["init"]},
+            optimizer="sgd", hyper={"lr": f["lr"]}, batch_size=16, epochs=prm["epochs"],
+            metrics="running", factors=f)
+
+    depth = len(prm["hidden"])
     return Study(
         name="activations",
-        title="Activation functions: derivatives, saturation and training speed",
+        title="Activation functions: derivatives, saturation, initialisation and training",
         question="What does each activation of the notes and its derivative look like, where "
                  "do the sigmoid and tanh saturate, how much gradient reaches the early layers "
-                 "of a deep network with each, and how fast does the same network learn a "
-                 "nonlinear problem with each hidden activation under plain SGD?",
-        settings=settings,
-        seeds=range(2 if quick else 5),
+                 "of a deep network with each (and with which initialisation), and how well "
+                 f"does the same {depth}-hidden-layer network learn the two spirals with each "
+                 "hidden activation under plain SGD, each at its tuned learning rate, with the "
+                 "shared (Glorot) and the matched initialisation?",
+        settings=(),
+        seeds=prm["report"],
+        tuning=Tuning(build, conditions=_conditions(prm),
+                      axes={"lr": Axis(prm["lrs"], scale="log")}, tune_seeds=prm["tune"]),
         analysis=analyse,
         notes=f"**Computed in the analysis (not stored runs).** Activation values and "
               f"derivatives from `dlbasics.kernels.activations` (float32). Gradients at "
               f"initialisation: a {DEEP[0]}-layer network of width {DEEP[1]} (Glorot-uniform "
-              f"weights, zero biases, sigmoid output, binary cross-entropy) on the moons "
-              f"training split, one network per study seed (the seed sets the initialisation); "
-              f"the norm of each layer's weight gradient. A unit counts as saturated where "
-              f"f'(z) < {SATURATED:g} max f'.\n\n"
-              f"**Networks (the stored runs).** 2-16-16-1 with the named hidden activation, "
+              f"or He-normal weights, zero biases, sigmoid output, binary cross-entropy) on "
+              f"the first report seed's spirals training split, one network per report seed "
+              f"(the seed sets the initialisation); the norm of each layer's weight gradient. "
+              f"A unit counts as saturated where f'(z) < {SATURATED:g} max f'.\n\n"
+              f"**Networks (the stored runs).** 2-{'-'.join(map(str, prm['hidden']))}-1 with "
+              f"the named hidden activation and initialisation (Glorot uniform, the shared "
+              f"default, for every activation; He normal as well for the ReLU family, softplus, "
+              f"sigmoid and tanh, so that each activation is also run with its matched "
+              f"initialisation: {', '.join(f'{a} {MATCHED[a]}' for a in prm['acts'])}), "
               f"sigmoid output, binary cross-entropy, plain SGD (no momentum: the size of the "
-              f"gradient is all there is), mini-batches of 16, each learning rate of the grid.",
+              f"gradient is all there is), mini-batches of 16, {prm['epochs']} epochs, the "
+              f"learning rate tuned per activation and initialisation.",
     )
 
 
@@ -130,12 +166,12 @@ def saturated_share(name, z, frac=SATURATED):
     return float(np.mean(d < frac * dmax))
 
 
-def layer_gradients(activation, seed, X, y, depth=DEEP[0], width=DEEP[1]):
+def layer_gradients(activation, seed, X, y, depth=DEEP[0], width=DEEP[1], init="glorot"):
     """Norm of each layer's weight gradient of a fresh deep network (first layer first)."""
     from ...models import MLP
 
     m = MLP([X.shape[1], *[width] * (depth - 1), 1], activation=activation, output="sigmoid",
-            loss="binary_cross_entropy", seed=int(seed))
+            loss="binary_cross_entropy", seed=int(seed), init=init)
     _, g = m.gradient(X, y)
     return np.array([np.linalg.norm(g[w_off: w_off + n_in * n_out])
                      for n_in, n_out, w_off, _ in m.layout])
@@ -180,27 +216,42 @@ def _functions_figure(report):
             ax.legend(loc="upper left")
 
 
-def _saturation_figure(report, X, y, seeds):
-    names = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity")
+#: Activations of the gradient-at-initialisation measurements.
+PROBED = ("sigmoid", "tanh", "softplus", "relu", "leaky_relu", "identity")
+
+
+def gradient_table(X, y, seeds, names=PROBED, inits=("glorot", "he")):
+    """``{(activation, init): (n_seeds, depth) array}`` of layer gradient norms at init."""
+    return {(n, i): np.array([layer_gradients(n, s, X, y, init=i) for s in seeds])
+            for n in names for i in inits}
+
+
+def geo_mean(values):
+    """Geometric mean of positive values (zeros count as 1e-30)."""
+    return float(np.exp(np.mean(np.log(np.maximum(np.asarray(values, dtype=float), 1e-30)))))
+
+
+def _saturation_figure(report, grads, seeds):
     z = np.linspace(-10, 10, 4001)
-    grads = {n: np.array([layer_gradients(n, s, X, y) for s in seeds]) for n in names}
     with report.figure(
         "saturation",
         f"Saturation. Left: |f'(z)| on a log scale; shaded where the sigmoid and tanh are "
-        f"saturated, f'(z) < {SATURATED:g} max f'. Right: norm of each layer's "
-        f"weight gradient in a {DEEP[0]}-layer, width-{DEEP[1]} network at initialisation "
-        f"(geometric mean and 95% CI over {len(seeds)} initialisations; the step activation "
-        f"is left out: its hidden-layer gradients are exactly 0).",
+        f"saturated, f'(z) < {SATURATED:g} max f'. Right: norm of each layer's weight "
+        f"gradient in a {DEEP[0]}-layer, width-{DEEP[1]} network at initialisation, Glorot "
+        f"(solid) and He (dashed) initialisation (geometric mean and 95% CI over {len(seeds)} "
+        f"initialisations; the step activation is left out: its hidden-layer gradients are "
+        f"exactly 0).",
         ncols=2,
     ) as (_, (ax1, ax2)):
-        for i, n in enumerate(names):
+        names = sorted({n for n, _ in grads}, key=PROBED.index)
+        for n in names:
             _, d = values(n, z)
-            ax1.plot(z, np.maximum(np.abs(d), 1e-12), lw=2, color=f"C{i}", label=n)
-        for i, n in ((0, "sigmoid"), (1, "tanh")):
+            ax1.plot(z, np.maximum(np.abs(d), 1e-12), lw=2, color=COLORS[n], label=n)
+        for n in ("sigmoid", "tanh"):
             lo, hi = saturated_region(n)
-            ax1.axvspan(-10, lo, color=f"C{i}", alpha=0.12, lw=0,
+            ax1.axvspan(-10, lo, color=COLORS[n], alpha=0.12, lw=0,
                         label=f"{n} saturated ({describe_region(lo, hi)})")
-            ax1.axvspan(hi, 10, color=f"C{i}", alpha=0.12, lw=0)
+            ax1.axvspan(hi, 10, color=COLORS[n], alpha=0.12, lw=0)
         ax1.set_yscale("log")
         ax1.set_ylim(1e-6, 5)
         ax1.set_xlim(-10, 10)
@@ -208,42 +259,44 @@ def _saturation_figure(report, X, y, seeds):
         ax1.set_ylabel("|f'(z)| (log scale)")
         ax1.legend(loc="lower center", ncol=2)
         layers = np.arange(1, DEEP[0] + 1)
-        for i, n in enumerate(names):
-            logs = np.log(np.maximum(grads[n], 1e-30))
+        for (n, init), g in grads.items():
+            logs = np.log(np.maximum(g, 1e-30))
             mean, lo, hi, _ = stats.curve_ci(logs)
-            ax2.plot(layers, np.exp(mean), marker="o", ms=3, lw=2, color=f"C{i}", label=n)
-            ax2.fill_between(layers, np.exp(lo), np.exp(hi), color=f"C{i}", alpha=0.12, lw=0)
+            ls = "-" if init == "glorot" else "--"
+            ax2.plot(layers, np.exp(mean), marker="o", ms=3, lw=1.8, ls=ls, color=COLORS[n],
+                     label=f"{n} ({init})")
+            ax2.fill_between(layers, np.exp(lo), np.exp(hi), color=COLORS[n], alpha=0.05, lw=0)
         ax2.set_yscale("log")
         ax2.set_xlabel("layer (1 = next to the input)")
         ax2.set_ylabel("||dL/dW|| at initialisation (log scale)")
         ax2.set_xticks(layers)
-        ax2.legend(ncol=2)
-    return grads
+        ax2.legend(ncol=2, fontsize=7)
 
 
-def _training_figure(results, report, acts, best):
+def _label(c):
+    return f"{c['activation']} ({c['init']})"
+
+
+def _training_figure(results, report, chosen):
+    """Validation loss at the selected lr: shared init (left), matched init (right)."""
+    curves = {}
     with report.figure(
         "training",
-        f"Validation loss of the 2-16-16-1 network on moons with each hidden activation "
-        f"(geometric mean and 95% CI over seeds, computed on the logarithms). Left: all at "
-        f"learning rate {COMMON_LR:g}; right: each at its own best learning rate (lowest mean "
-        f"final validation loss).",
+        "Validation loss of the network on spirals with each hidden activation, each at its "
+        "tuned learning rate (geometric mean and 95% CI over the report seeds, computed on "
+        "the logarithms). Left: the shared Glorot initialisation; right: the matched one "
+        "(Glorot for the saturating activations, He for the ReLU family and softplus).",
         ncols=2, sharey=True,
     ) as (_, (ax1, ax2)):
-        for i, a in enumerate(acts):
-            common = results.select(activation=a, lr=COMMON_LR)
-            if common:
-                log_band(ax1, results.epochs(common[0]), results.curves(common[0], "val_loss"),
-                         a, f"C{i}")
-            s = best.get(a)
-            if s is not None:
-                log_band(ax2, results.epochs(s), results.curves(s, "val_loss"),
-                         f"{a} (lr {s.factors['lr']:g})", f"C{i}")
-        for ax, title in ((ax1, f"lr = {COMMON_LR:g}"), (ax2, "best lr of each")):
+        for ax, which in ((ax1, "shared"), (ax2, "matched")):
+            for a, s in chosen[which].items():
+                c = results.curves(s, "val_loss")
+                log_band(ax, results.epochs(s), c, f"{a} (lr {s.factors['lr']:g})", COLORS[a])
+                curves[(which, a)] = c
             ax.set_yscale("log")
             ax.set_xlabel("epoch")
-            ax.set_title(title)
-            ax.legend(ncol=2)
+            ax.set_title(f"{which} initialisation")
+            ax.legend(ncol=2, fontsize=7.5)
         ax1.set_ylabel("validation loss (binary cross-entropy, log scale)")
 
 
@@ -291,15 +344,53 @@ def _histogram_figure(report, zs, names):
 # ----------------------------------------------------------------------------------------------
 
 
+def _sensitivity_figure(results, report, conds):
+    """Mean best validation loss over the tuning seeds against the learning rate."""
+    tun = results.tuning
+    if tun is None:
+        return
+    inits = sorted({c[1] for c in conds})
+    with report.figure(
+        "sensitivity",
+        "Learning-rate sensitivity on the tuning seeds: mean best validation loss against "
+        "the learning rate (grids extended where the best value sat at an edge; a point "
+        "missing at a rate diverged on some tuning seed); circles: the selected rate.",
+        ncols=len(inits), sharey=True, figsize=(6.0 * len(inits), 4.2),
+    ) as (_, axes):
+        for ax, init in zip(np.atleast_1d(axes), inits, strict=True):
+            for (a, i), sel in conds.items():
+                if i != init:
+                    continue
+                ss = sorted(tun.select(activation=a, init=i), key=lambda s: s.factors["lr"])
+                x = [s.factors["lr"] for s in ss]
+                y = [np.mean(tun.values(s, "best_val_loss")) for s in ss]
+                ax.plot(x, y, marker=".", color=COLORS[a], label=a)
+                ax.plot([sel.factors["lr"]], [np.mean(tun.values(sel, "best_val_loss"))],
+                        "o", mfc="none", ms=9, color=COLORS[a])
+            ax.set_yscale("log")
+            log_axis(ax, "x")
+            ax.set_xlabel("learning rate (log scale)")
+            ax.set_title(f"{init} initialisation")
+            ax.legend(ncol=2, fontsize=7.5)
+        np.atleast_1d(axes)[0].set_ylabel("best validation loss (log scale)")
+
+
+def _verdict(r, a="a", b="b"):
+    return r["verdict"].replace("a better", f"{a} better").replace("b better", f"{b} better")
+
+
 def analyse(results, report):
     from .. import datasets
+    from ..analysis import curve_flattened
 
-    acts = results.factor_values("activation")
-    best = {}
-    for a in acts:
-        b, _ = stats.best_of_grid(results, results.select(activation=a), key="final_val_loss")
-        if b is not None:
-            best[a] = b
+    prm = _params(results.study.profile == "quick")
+    conds = {(s.factors["activation"], s.factors["init"]): s for s in results.settings}
+    acts = [a for a in prm["acts"] if any(k[0] == a for k in conds)]
+    chosen = {"shared": {a: conds[(a, SHARED)] for a in acts if (a, SHARED) in conds},
+              "matched": {a: conds[(a, MATCHED[a])] for a in acts if (a, MATCHED[a]) in conds}}
+    acc = {k: results.values(s, "es_test_accuracy") for k, s in conds.items()}
+    mean_acc = {k: float(np.nanmean(v)) if np.isfinite(v).any() else float("nan")
+                for k, v in acc.items()}
 
     report.section("The functions and their derivatives")
     _functions_figure(report)
@@ -316,40 +407,83 @@ def analyse(results, report):
     report.section("Saturation and the gradient that reaches each layer")
     first = results.settings[0]
     ds = datasets.load(first.problem, first.data_seed_for(results.seeds[0]), **first.problem_args)
-    grads = _saturation_figure(report, ds.X_train, ds.y_train, results.seeds)
-    ratio = {n: np.exp(np.mean(np.log(np.maximum(g[:, 0], 1e-30) / g[:, -1])))
-             for n, g in grads.items()}
-    report.table(["activation", "||dW|| layer 1 / ||dW|| last layer (geometric mean)"],
-                 [[n, fmt(r)] for n, r in ratio.items()],
-                 caption=f"How much of the gradient reaches the first layer of the "
-                         f"{DEEP[0]}-layer network at initialisation.")
+    grads = gradient_table(ds.X_train, ds.y_train, results.seeds)
+    _saturation_figure(report, grads, results.seeds)
+    g1 = {k: geo_mean(g[:, 0]) for k, g in grads.items()}
+    gl = {k: geo_mean(g[:, -1]) for k, g in grads.items()}
+    ratio = {k: geo_mean(g[:, 0] / np.maximum(g[:, -1], 1e-30)) for k, g in grads.items()}
+    report.table(["activation", "init", "||dW|| layer 1", f"||dW|| layer {DEEP[0]}",
+                  "layer 1 / last"],
+                 [[n, i, fmt(g1[(n, i)], 3), fmt(gl[(n, i)], 3), fmt(ratio[(n, i)], 3)]
+                  for (n, i) in grads],
+                 caption=f"Weight-gradient norms of the first and the last layer of the "
+                         f"{DEEP[0]}-layer network at initialisation (geometric means over "
+                         f"{len(results.seeds)} initialisations) and their ratio.")
 
     report.section("Training with each activation")
-    _training_figure(results, report, acts, best)
-    rows = []
-    for a in acts:
-        common = results.select(activation=a, lr=COMMON_LR)
-        c = common[0] if common else None
-        s = best.get(a)
-        rows.append([a,
-                     fmt_ci(results.values(c, "final_val_loss"), bounds=POSITIVE) if c else "-",
-                     fmt_ci(results.values(c, "test_accuracy"), bounds=FRACTION) if c else "-",
-                     fmt(s.factors["lr"]) if s else "-",
-                     fmt_ci(results.values(s, "final_val_loss"), bounds=POSITIVE) if s else "-",
-                     fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION) if s else "-"])
-    report.table(["activation", f"val loss (lr {COMMON_LR:g})", f"test acc (lr {COMMON_LR:g})",
-                  "best lr (val)", "val loss (best lr)", "test acc (best lr)"], rows,
-                 caption="Final validation loss and test accuracy, mean [95% CI] over seeds; "
-                         "the best learning rate is chosen on validation loss.")
+    _training_figure(results, report, chosen)
+    _sensitivity_figure(results, report, conds)
+    rows, still = [], []
+    for (a, i), s in conds.items():
+        flat, rise = curve_flattened(results.curves(s, "val_accuracy"))
+        if not flat:
+            still.append(f"{a} ({i})")
+        rows.append([a, i, "yes" if MATCHED[a] == i else "no", fmt(s.factors["lr"], 3),
+                     fmt_ci(results.values(s, "best_val_loss"), bounds=POSITIVE),
+                     fmt_ci(acc[(a, i)], bounds=FRACTION),
+                     fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
+                     fmt(float(np.nanmedian(results.values(s, "best_val_epoch"))), 3),
+                     fmt(rise, 2)])
+    report.table(["activation", "init", "matched", "lr (tuned)", "best val loss",
+                  "test acc (early-stopped)", "test acc (final)", "median best epoch",
+                  "val acc rise, last quarter"], rows,
+                 caption=f"Each activation and initialisation at its tuned learning rate, "
+                         f"mean [95% CI] over {len(results.seeds)} report seeds (10,000 test "
+                         f"points per seed). The last column: how much the mean validation "
+                         f"accuracy still rose over the last quarter of the epochs.")
+
+    # paired comparisons: every activation (matched init) against the best one on validation
+    matched = chosen["matched"]
+    bvl = {a: float(np.nanmean(results.values(s, "best_val_loss"))) for a, s in matched.items()}
+    ref = min((a for a in bvl if np.isfinite(bvl[a])), key=bvl.get, default=None)
+    comps_act = stats.compare(
+        [(f"{a} - {ref}", results.values(s, "es_test_accuracy"),
+          results.values(matched[ref], "es_test_accuracy"))
+         for a, s in matched.items() if ref is not None and a != ref],
+        margin=MARGIN, lower_is_better=False)
+    comps_init = stats.compare(
+        [(f"{a}: he - glorot", acc[(a, "he")], acc[(a, "glorot")])
+         for a in acts if (a, "he") in acc and (a, "glorot") in acc],
+        margin=MARGIN, lower_is_better=False)
+
+    def comp_rows(rows_, a_name, b_name):
+        return [[r["name"], r["n"], f"{fmt(r['diff'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]",
+                 f"{r['b_better']}/{r['a_better']}", fmt(r["p_holm"], 3),
+                 fmt(r["tost_p_holm"], 3), _verdict(r, a_name, b_name)] for r in rows_]
+
+    heads = ["comparison (a - b)", "pairs", "mean diff [95% CI]", "a / b better (seeds)",
+             "Holm p", f"TOST Holm p (+-{MARGIN:g})", "verdict"]
+    if comps_act:
+        report.table(heads, comp_rows(comps_act, "a", ref),
+                     caption=f"Each activation at its matched initialisation against {ref} "
+                             f"(the lowest mean best validation loss): early-stopped test "
+                             f"accuracy, paired over the report seeds (the same data per "
+                             f"seed), Holm over this table; equivalence only by a TOST with "
+                             f"margin {MARGIN:g} (50 of 10,000 test points).")
+    if comps_init:
+        report.table(heads, comp_rows(comps_init, "he", "glorot"),
+                     caption="He against Glorot initialisation for each activation run with "
+                             "both: early-stopped test accuracy, paired, Holm over this table, "
+                             f"TOST margin {MARGIN:g}.")
 
     # pre-activations of the trained networks (trained again: the store keeps no parameters)
     from ...models import MLP
 
     nets = Networks(results)
-    hist_names = [n for n in ("sigmoid", "tanh", "relu") if n in best]
+    hist_names = [n for n in ("sigmoid", "tanh", "relu") if n in matched]
     zs, shares = {}, {}
     for n in hist_names:
-        models, dss = nets(best[n])
+        models, dss = nets(matched[n])
         # the same network at initialisation: its constructor arguments include the seed
         z0 = np.concatenate([pre_activations(MLP(**m.config()), d.X_train)
                              for m, d in zip(models, dss, strict=True)])
@@ -372,83 +506,109 @@ def analyse(results, report):
         f"falls below {SATURATED:g} of that for |z| > {es:.3g} ({fmt(dd[1], 3)} at z = 5, "
         f"{fmt(dd[2], 3)} at z = 10); tanh's is at most 1 and saturates for |z| > {et:.3g}. "
         f"ReLU and leaky ReLU keep a derivative of 1 for every z > 0; step and sign have none.")
-    order = sorted(ratio, key=ratio.get)
-    report.conclusion(
-        f"**Gradient through depth.** At initialisation, the norm of the first layer's weight "
-        f"gradient over the last layer's, in the {DEEP[0]}-layer network (geometric mean over "
-        f"{len(results.seeds)} initialisations): " + ", ".join(
-            f"{n} {fmt(ratio[n], 3)}" for n in order)
-        + f"; the smallest with {order[0]}, the largest with {order[-1]}."
-        + (" With the sigmoid, whose derivative is at most 1/4, the gradient shrinks layer by "
-           "layer, as the notes' chain of derivatives implies."
-           if order[0] == "sigmoid" else
-           f" Not the sigmoid but {order[0]} passes the least gradient to the first layer here, "
-           "against the usual expectation that the sigmoid is worst."))
-    vl = {a: stats.mean_ci(results.values(s, "final_val_loss")).mean for a, s in best.items()}
-    common = {a: stats.mean_ci(results.values(results.select(activation=a, lr=COMMON_LR)[0],
-                                              "final_val_loss")).mean
-              for a in acts if results.select(activation=a, lr=COMMON_LR)}
-    if common:
-        rank = sorted((a for a in common if np.isfinite(common[a])), key=common.get)
-        text = (f"**Training.** At lr {COMMON_LR:g} the final validation loss ranks "
-                + " < ".join(f"{a} ({fmt(common[a], 3)})" for a in rank) + ".")
-        if vl:
-            rb = sorted((a for a in vl if np.isfinite(vl[a])), key=vl.get)
-            text += (" At each one's best learning rate: "
-                     + " < ".join(f"{a} ({fmt(vl[a], 3)}, lr {best[a].factors['lr']:g})"
-                                  for a in rb) + ".")
-            top = max(results.factor_values("lr"))
-            edge = [a for a in rb if best[a].factors["lr"] == top]
-            if edge:
-                its, pl, it = ("its", "", "it") if len(edge) == 1 else ("their", "es", "they")
-                text += (f" For {', '.join(edge)} the best learning rate is the largest tried "
-                         f"({top:g}): a larger one might do better still, so {its} best-lr "
-                         f"loss{pl} may overstate what {it} can reach.")
-        if "sigmoid" in common and rank and rank.index("sigmoid") >= len(rank) // 2:
-            text += (" At the common learning rate the sigmoid network is among the slowest, "
-                     "as its small derivative predicts.")
-        elif "sigmoid" in common:
-            text += (" At the common learning rate the sigmoid network is not among the "
-                     "slowest, against the usual expectation.")
-        if "sigmoid" in vl and "tanh" in vl and np.isfinite(vl["sigmoid"]) \
-                and vl["sigmoid"] <= 2 * vl["tanh"]:
-            text += (f" At its own, larger learning rate ({best['sigmoid'].factors['lr']:g}) "
-                     f"it comes within a factor {fmt(vl['sigmoid'] / vl['tanh'], 2)} of tanh "
-                     f"at its best: much of the sigmoid's handicap is the scale of its "
-                     f"derivative (at most 1/4), which a larger learning rate makes up.")
+    glo = {n: ratio[(n, "glorot")] for n, i in grads if i == "glorot"}
+    order = sorted(glo, key=glo.get)
+    text = (f"**Gradient through depth.** At initialisation with Glorot weights, the first "
+            f"layer's weight-gradient norm over the last layer's, in the {DEEP[0]}-layer "
+            f"network (geometric mean over {len(results.seeds)} initialisations): "
+            + ", ".join(f"{n} {fmt(glo[n], 3)} ({fmt(g1[(n, 'glorot')], 3)} / "
+                        f"{fmt(gl[(n, 'glorot')], 3)})" for n in order)
+            + f"; the smallest with {order[0]}, the largest with {order[-1]}.")
+    if order[0] == "sigmoid":
+        text += (" With the sigmoid, whose derivative is at most 1/4, the gradient shrinks "
+                 "layer by layer, as the notes' chain of derivatives implies.")
+    he = [n for n in ("relu", "leaky_relu", "sigmoid") if (n, "he") in g1]
+    if he:
+        text += " With He instead of Glorot weights, the first layer's gradient norm is " + \
+            ", ".join(f"{n} {fmt(g1[(n, 'he')], 3)} (ratio to the last layer "
+                      f"{fmt(ratio[(n, 'he')], 3)}, Glorot {fmt(glo[n], 3)})" for n in he) + "."
+        if ("relu", "he") in g1 and g1[("relu", "glorot")] > 0:
+            f = g1[("relu", "he")] / g1[("relu", "glorot")]
+            if f > 1:
+                text += (f" The ratio alone hides the scale: with Glorot weights the ReLU "
+                         f"network's first-layer gradient norm is {fmt(f, 3)} times smaller "
+                         f"than with He weights (Glorot's variance 2 / (n_in + n_out) halves "
+                         f"the signal's second moment at every ReLU layer of equal widths, "
+                         f"He's 2 / n_in keeps it), whatever the ratio between the layers.")
+            else:
+                text += (f" With Glorot weights the ReLU network's first-layer gradient norm "
+                         f"is {fmt(1 / f, 3)} times that with He weights.")
+    report.conclusion(text)
+
+    rank = sorted((a for a in matched if np.isfinite(mean_acc[(a, MATCHED[a])])),
+                  key=lambda a: -mean_acc[(a, MATCHED[a])])
+    if rank:
+        text = ("**Training.** Early-stopped test accuracy at the matched initialisation and "
+                "tuned learning rate, best first: " + ", ".join(
+                    f"{a} {fmt_ci(acc[(a, MATCHED[a])], bounds=FRACTION)}" for a in rank) + ".")
+        sig = [r for r in comps_act if r["verdict"] != "inconclusive"]
+        worse = [r for r in comps_act if r["verdict"] == "b better"]
+        eq = [r for r in comps_act if r["verdict"].startswith("equivalent")]
+        text += (f" Against {ref} (chosen on validation loss), {len(worse)} of "
+                 f"{len(comps_act)} activations are worse (Holm-corrected), {len(eq)} are "
+                 f"equivalent within +-{MARGIN:g}, "
+                 f"{len(comps_act) - len(sig)} inconclusive, "
+                 f"{len([r for r in comps_act if r['verdict'] == 'a better'])} better.")
+        if worse:
+            text += " Worse: " + "; ".join(
+                f"{r['name'].split(' - ')[0]} by {fmt(-r['diff'], 3)} "
+                f"[{fmt(-r['hi'], 3)}, {fmt(-r['lo'], 3)}]" for r in worse) + "."
         report.conclusion(text)
-    head = []
-    if "sigmoid" in ratio and "relu" in ratio:
-        head.append(f"at initialisation the first layer of a {DEEP[0]}-layer sigmoid network "
-                    f"gets {fmt(ratio['sigmoid'], 3)} of the last layer's gradient norm (ReLU: "
-                    f"{fmt(ratio['relu'], 3)})")
-    if "sigmoid" in common:
-        part = f"at lr {COMMON_LR:g} the sigmoid network's validation loss is " \
-               f"{fmt(common['sigmoid'], 3)}"
-        others = [a for a in ("identity", "relu") if a in common]
-        if others:
-            part += " (" + ", ".join(f"{a} {fmt(common[a], 3)}" for a in others) + ")"
-        if "sigmoid" in vl:
-            part += (f", {fmt(vl['sigmoid'], 3)} at its best learning rate "
-                     f"({best['sigmoid'].factors['lr']:g})")
-        head.append(part)
-    if head:
-        report.conclusions.insert(0, "**In short.** " + "; ".join(head)[0].upper()
-                                  + "; ".join(head)[1:] + ".")
+    if comps_init:
+        text = ("**Initialisation.** He minus Glorot, early-stopped test accuracy (mean [95% "
+                "CI], Holm-corrected): " + "; ".join(
+                    f"{r['name'].split(':')[0]} {fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, "
+                    f"{fmt(r['hi'], 3)}] ({_verdict(r, 'he', 'glorot')})" for r in comps_init)
+                + ".")
+        report.conclusion(text)
+    edges = results.plan.edges_remaining if results.plan is not None else []
+    if edges:
+        report.conclusion(
+            "**Grid edges.** The selected learning rate remains at the edge of its extended "
+            "grid for " + ", ".join(
+                f"{e['condition']['activation']} ({e['condition']['init']}) at "
+                f"{fmt(e['value'], 3)}, {e['side']} side" for e in edges)
+            + ": these conditions may do better beyond it.")
+    if still:
+        report.conclusion(f"**Convergence.** Mean validation accuracy still rose by 0.005 or "
+                          f"more over the last quarter of the epochs for {', '.join(still)}: "
+                          f"their accuracies may understate what longer training reaches.")
+    else:
+        report.conclusion("**Convergence.** Every condition's mean validation accuracy rose by "
+                          "less than 0.005 over the last quarter of the epochs.")
     if shares:
         text = ("**Saturation after training.** Share of hidden pre-activations in the "
                 f"saturated zone (f' < {SATURATED:g} max f') at initialisation -> after "
-                "training: " + "; ".join(f"{n} {a:.1%} -> {b:.1%}" for n, (a, b) in
-                                         shares.items())
+                "training (matched initialisation): " + "; ".join(
+                    f"{n} {a:.1%} -> {b:.1%}" for n, (a, b) in shares.items())
                 + " (for ReLU the zone is the inactive half-line z < 0).")
         smooth = {n: v for n, v in shares.items() if n in ("sigmoid", "tanh")}
-        if smooth and max(b for _, b in smooth.values()) < 0.05:
-            text += (" The sigmoid and tanh units of this shallow network hardly ever reach "
-                     "their flat tails, even after training: what slows the sigmoid network is "
-                     "its small derivative (at most 1/4) multiplied layer by layer, not units "
-                     "stuck in saturation.")
-        elif smooth:
+        if smooth:
             worst = max(smooth, key=lambda n: smooth[n][1])
-            text += (f" Training pushed {smooth[worst][1]:.0%} of the {worst} units' inputs "
-                     f"into the saturated tails, where they pass back little gradient.")
+            text += (f" After training, {smooth[worst][1]:.0%} of the {worst} units' inputs "
+                     f"sit in the saturated tails, where they pass back little gradient.")
         report.conclusion(text)
+
+    # the headline claim
+    nonlin = [a for a in rank if a not in ("identity", "step")]
+    if len(nonlin) >= 2:
+        best_a, worst_a = nonlin[0], nonlin[-1]
+        d = stats.compare([("gap", acc[(best_a, MATCHED[best_a])],
+                            acc[(worst_a, MATCHED[worst_a])])], lower_is_better=False)[0]
+        claim = (f"On the two spirals ({first.problem_args.get('n')} points, "
+                 f"{len(prm['hidden'])} hidden layers of {prm['hidden'][0]}, plain SGD, each "
+                 f"activation at its tuned learning rate and matched initialisation), "
+                 f"early-stopped test accuracy is highest with {best_a} "
+                 f"({fmt(mean_acc[(best_a, MATCHED[best_a])], 3)}) and lowest with {worst_a} "
+                 f"({fmt(mean_acc[(worst_a, MATCHED[worst_a])], 3)}): a gap of "
+                 f"{fmt(d['diff'], 3)} [{fmt(d['lo'], 3)}, {fmt(d['hi'], 3)}] "
+                 f"({d['n']} paired seeds, p = {fmt(d['p'], 3)}), "
+                 f"about {d['diff'] * ds.sizes()[2]:.0f} of each seed's {ds.sizes()[2]} test "
+                 f"points.")
+        if comps_init:
+            big = max(comps_init, key=lambda r: abs(r["diff"]) if np.isfinite(r["diff"]) else -1)
+            claim += (f" The initialisation matters most for {big['name'].split(':')[0]}: He "
+                      f"minus Glorot {fmt(big['diff'], 3)} [{fmt(big['lo'], 3)}, "
+                      f"{fmt(big['hi'], 3)}] ({_verdict(big, 'he', 'glorot')}, Holm p = "
+                      f"{fmt(big['p_holm'], 3)}).")
+        report.claim(claim)

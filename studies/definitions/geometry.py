@@ -23,11 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 from .. import stats
-from ..analysis import (
-    Networks,
-    best_seed,
-    layer_outputs,
-)
+from ..analysis import Networks, best_seed, curve_flattened, layer_outputs, log_axis
+from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, fmt, fmt_ci
 from ..spec import Setting, Study
@@ -37,12 +34,37 @@ PROBLEMS = ("xor", "circles", "spirals")
 CONVEX = 0.99
 #: Grid points per axis of the decision-region pictures and convexity measurements.
 GRID = 201
+#: Equivalence margin of the one- vs two-layer comparisons (test accuracy: 50 of 10,000 points).
+MARGIN = 0.005
+#: A curve has flattened when the mean validation accuracy rose by less than this over the last
+#: quarter of the budget.
+FLAT = 0.005
 
 
-def _archs(quick):
+def pairs(hidden):
+    """One-hidden-layer width with exactly the parameters of the two-layer ``[h, h]`` net.
+
+    A 2-k-1 network has ``4k + 1`` parameters, a 2-h-h-1 network ``h^2 + 5h + 1``: equal for
+    ``k = h (h + 5) / 4`` (``h = 3, 4, 8, 16`` -> ``k = 6, 9, 26, 84``).
+    """
+    k, r = divmod(hidden * (hidden + 5), 4)
+    if r:
+        raise ValueError(f"no one-layer width matches [{hidden}, {hidden}] exactly")
+    return k
+
+
+def _params(quick):
+    """Budgets: ``{problem: (n, epochs, two-layer widths h)}``, lr grid, seeds."""
     if quick:
-        return [[4], [16], [4, 4]]
-    return [[2], [4], [8], [16], [32], [2, 2], [4, 4], [8, 8]]
+        return {"problems": {p: (200, 40, [3]) for p in PROBLEMS},
+                "lrs": [0.03, 0.1], "tune": [0, 1], "report": [10, 11],
+                "first": ("xor", "6"), "second": ("circles", "3-3"), "regions": [3]}
+    # pilot (3 seeds, lr 0.003-0.03): xor and circles reach test accuracy 1 well within 200
+    # epochs at every width; on spirals the best validation epochs were 330-490 of 500, so 800
+    return {"problems": {"xor": (600, 200, [3, 4, 8]), "circles": (600, 200, [3, 4, 8]),
+                         "spirals": (1000, 800, [3, 4, 8, 16])},
+            "lrs": [0.003, 0.01, 0.03], "tune": [0, 1, 2], "report": list(range(10, 20)),
+            "first": ("xor", "6"), "second": ("circles", "4-4"), "regions": [4, 8]}
 
 
 def arch_name(hidden):
@@ -55,44 +77,53 @@ def n_params(sizes):
     return int(sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:], strict=False)))
 
 
-def _figures(quick):
-    """Networks drawn: (problem, arch) of the first- and second-layer pictures, region columns."""
-    if quick:
-        return ("xor", "4"), ("circles", "4-4"), ["4", "4-4", "16"]
-    return ("xor", "4"), ("circles", "4-4"), ["8", "4-4", "32", "8-8"]
+def _conditions(prm):
+    out = []
+    for p, (_, _, hs) in prm["problems"].items():
+        for h in hs:
+            for hidden in ([pairs(h)], [h, h]):
+                out.append({"problem": p, "hidden": arch_name(hidden), "layers": len(hidden)})
+    return out
 
 
 @register("geometry")
 def make(profile):
     quick = profile == "quick"
-    n = 200 if quick else 600
-    epochs = 60 if quick else 300
-    settings = [
-        Setting(
-            problem=p, problem_args={"n": n},
-            model={"hidden": h, "activation": "tanh"},
-            optimizer="adam", hyper={"lr": 0.01}, batch_size=16, epochs=epochs,
-            metrics="running",
-            factors={"problem": p, "hidden": arch_name(h), "layers": len(h)},
-        )
-        for p in PROBLEMS for h in _archs(quick)
-    ]
+    prm = _params(quick)
+
+    def build(f):
+        n, epochs, _ = prm["problems"][f["problem"]]
+        hidden = [int(v) for v in f["hidden"].split("-")]
+        return Setting(problem=f["problem"], problem_args={"n": n},
+                       model={"hidden": hidden, "activation": "tanh"},
+                       optimizer="adam", hyper={"lr": f["lr"]}, batch_size=16, epochs=epochs,
+                       metrics="running", factors=f)
+
+    sizes = "; ".join(f"{p}: n = {n} ({int(n * 0.75)} train / {n - int(n * 0.75)} val), "
+                      f"{e} epochs" for p, (n, e, _) in prm["problems"].items())
     return Study(
         name="geometry",
         title="What each layer computes: half-planes, convex regions, one vs two hidden layers",
         question="On 2-D problems, do trained first-layer units act as half-planes and "
                  "second-layer units as convex regions built from them, as the notes draw "
-                 "them, and which of XOR, circles and spirals need two hidden layers rather "
-                 "than one (test accuracy against the number of parameters)?",
-        settings=settings,
-        seeds=range(2 if quick else 5),
+                 "them, and at an equal number of parameters, does a network with two hidden "
+                 "layers classify XOR, circles and spirals better than one with a single "
+                 "hidden layer?",
+        settings=(),
+        seeds=prm["report"],
+        tuning=Tuning(build, conditions=_conditions(prm),
+                      axes={"lr": Axis(prm["lrs"], scale="log")},
+                      tune_seeds=prm["tune"]),
         analysis=analyse,
-        notes="Hidden units are tanh, the output a sigmoid with binary cross-entropy; Adam "
-              "(lr 0.01), mini-batches of 16. One-hidden-layer widths and two-hidden-layer "
-              "widths are compared at their number of parameters. The store keeps no "
-              "parameters: the networks drawn and measured below are trained again inside the "
-              "analysis with the same data, seed, optimizer and visiting order as their stored "
-              "runs (deterministic), and the report checks they match the stored runs.",
+        notes=f"Hidden units are tanh, the output a sigmoid with binary cross-entropy; Adam, "
+              f"mini-batches of 16, the learning rate tuned per problem and architecture "
+              f"(grid {', '.join(f'{v:g}' for v in prm['lrs'])}, extended at its edges). "
+              f"{sizes}. Each one-hidden-layer width k is paired with the two-layer "
+              f"[h, h] network of exactly the same number of parameters (4k + 1 = h^2 + 5h + "
+              f"1). The store keeps no parameters: the networks drawn and measured below are "
+              f"trained again inside the analysis with the same data, seed, optimizer and "
+              f"visiting order as their stored runs (deterministic), and the report checks "
+              f"they match the stored runs.",
     )
 
 
@@ -266,22 +297,37 @@ def _first_layer_figure(results, report, problem, arch, nets):
     return seed
 
 
+def unit_sides(values, points):
+    """Convexity of both sides of a unit over the plane: ``(convexity {h > 0}, convexity
+    {h < 0})``, or ``None`` when the unit has one sign everywhere (no boundary).
+
+    The sign of a tanh unit is arbitrary (flipping its incoming and outgoing weights changes
+    nothing), so a unit's region is convex when *either* side is convex.
+    """
+    pos, neg = values > 0, values < 0
+    if not pos.any() or not neg.any():
+        return None
+    return convexity(pos, points), convexity(neg, points)
+
+
 def _second_layer_figure(results, report, problem, arch, nets):
     s = _setting(results, problem, arch)
     models, dss = nets(s)
-    xs, ys, pts = plane_grid(dss[0])  # every seed's data covers the same square
-    # convexity of every second-layer unit's region {unit > 0}, over every seed; a unit whose
-    # output has one sign over the whole plane draws no boundary and is counted apart
-    ratios, flat = [], 0
-    for m in models:
+    # convexity of both sides of every second-layer unit, each seed on a grid over its own data;
+    # a unit whose output has one sign over the whole plane draws no boundary and is counted
+    # apart
+    sides, flat = [], 0
+    for m, d in zip(models, dss, strict=True):
+        _, _, pts = plane_grid(d)
         h2 = layer_outputs(m, pts)[1]
         for j in range(h2.shape[1]):
-            pos = h2[:, j] > 0
-            if pos.all() or not pos.any():
+            c = unit_sides(h2[:, j], pts)
+            if c is None:
                 flat += 1
             else:
-                ratios.append(convexity(pos, pts))
+                sides.append(c)
     seed, model, ds = nets.best(s)
+    xs, ys, pts = plane_grid(ds)
     outs = layer_outputs(model, pts)
     h2, out = outs[1], outs[-1][:, 0]
     W1, b1 = model.weights[0], model.biases[0]
@@ -291,10 +337,12 @@ def _second_layer_figure(results, report, problem, arch, nets):
     with report.figure(
         "second_layer",
         f"Second layer: each unit of the second hidden layer of a trained 2-{arch}-1 network "
-        f"on {problem} (seed {seed}) combines the first layer's half-planes (dashed lines) "
-        "into a region. First panel: the first-layer lines and the data; then each "
-        "second-layer unit's output (red > 0, blue < 0, black line: its region's edge) with "
-        "the convexity of its region (1 = convex); last, the network output.",
+        f"on {problem} (seed {seed}, its own data) combines the first layer's half-planes "
+        "(dashed lines) into a region. First panel: the first-layer lines and the data; then "
+        "each second-layer unit's output (red > 0, blue < 0, black line: the edge between its "
+        "two sides) with the convexity of its positive / negative side (1 = convex; the sign "
+        "of a tanh unit is arbitrary, so either side may be the unit's region); last, the "
+        "network output.",
         nrows=nrows, ncols=ncols, figsize=(4.6 * ncols, 4.0 * nrows),
     ) as (fig, axes):
         axes = np.atleast_1d(axes).ravel()
@@ -308,14 +356,15 @@ def _second_layer_figure(results, report, problem, arch, nets):
         for j in range(k):
             ax = axes[j + 1]
             im = _region_axes(ax, xs, ys, h2[:, j], -1, 1)
-            ax.contour(xs, ys, h2[:, j].reshape(len(ys), len(xs)), levels=[0.0], colors="k",
-                       linewidths=2)
+            c = unit_sides(h2[:, j], pts)
+            if c is not None:
+                ax.contour(xs, ys, h2[:, j].reshape(len(ys), len(xs)), levels=[0.0],
+                           colors="k", linewidths=2)
             for i in range(W1.shape[1]):
                 _line(ax, W1[:, i], b1[i], xs, ys, color="0.25", lw=0.9, ls="--")
-            pos = h2[:, j] > 0
-            what = (f"convexity {convexity(pos, pts):.3f}" if pos.any() and not pos.all()
+            what = (f"convexity + {c[0]:.2f} / - {c[1]:.2f}" if c is not None
                     else "one sign everywhere")
-            ax.set_title(f"second-layer unit {j + 1}: {what}")
+            ax.set_title(f"second-layer unit {j + 1}: {what}", fontsize=10)
             _labels(ax)
         ax = axes[k + 1]
         im = _region_axes(ax, xs, ys, out, 0, 1)
@@ -326,7 +375,15 @@ def _second_layer_figure(results, report, problem, arch, nets):
         _labels(ax)
         for ax in axes[k + 2:]:
             ax.set_visible(False)
-    return seed, np.array(ratios), flat
+    return seed, np.array(sides).reshape(-1, 2), flat
+
+
+def _region_archs(prm):
+    """The matched pairs drawn and measured: ``[one-layer name, two-layer name, ...]``."""
+    out = []
+    for h in prm["regions"]:
+        out += [str(pairs(h)), arch_name([h, h])]
+    return out
 
 
 def _regions(results, report, archs, nets):
@@ -336,38 +393,46 @@ def _regions(results, report, archs, nets):
     for p in PROBLEMS:
         for a in archs:
             s = _setting(results, p, a)
+            if s is None:
+                continue
             models, dss = nets(s)
-            xs, ys, pts = plane_grid(dss[0])
             rows = []
-            for m in models:
+            for m, d in zip(models, dss, strict=True):
+                _, _, pts = plane_grid(d)
                 out = layer_outputs(m, pts)[-1][:, 0]
                 rows.append((convexity(out > 0.5, pts), convexity(out <= 0.5, pts)))
             conv[(p, a)] = np.array(rows)
             seed = best_seed(results, s)
-            m, ds = models[results.seeds.index(seed)], dss[results.seeds.index(seed)]
+            i = results.seeds.index(seed)
+            m, ds = models[i], dss[i]
+            xs, ys, pts = plane_grid(ds)
             drawn[(p, a)] = (ds, xs, ys, layer_outputs(m, pts)[-1][:, 0], seed, _accuracy(m, ds),
                              n_params(m.sizes))
-    nr, nc = len(PROBLEMS), len(archs)
+    probs = [p for p in PROBLEMS if any((p, a) in drawn for a in archs)]
+    nr, nc = len(probs), len(archs)
     with report.figure(
         "regions",
-        "Decision regions of trained networks with one hidden layer (e.g. '8': 8 tanh units) "
-        "and two ('4-4'), columns ordered by number of parameters; colour: P(class 1), black "
-        "line: the decision boundary; test data as white circles (class 0) and black "
-        "triangles (class 1). Each panel is the seed with the best "
-        "validation accuracy; 'convex': convexity of the class-1 region / class-0 region.",
+        "Decision regions of trained networks with one hidden layer (e.g. '9': 9 tanh units) "
+        "and two ('4-4') of the same number of parameters; colour: P(class 1), black line: "
+        "the decision boundary; test data as white circles (class 0) and black triangles "
+        "(class 1), the first 400 shown. Each panel is the seed with the best validation "
+        "accuracy, drawn over its own data; 'convex': convexity of the class-1 region / "
+        "class-0 region.",
         nrows=nr, ncols=nc, figsize=(4.0 * nc, 3.7 * nr),
     ) as (fig, axes):
         axes = np.asarray(axes).reshape(nr, nc)
-        for i, p in enumerate(PROBLEMS):
+        for i, p in enumerate(probs):
             for j, a in enumerate(archs):
-                ds, xs, ys, out, seed, acc, npar = drawn[(p, a)]
                 ax = axes[i, j]
+                if (p, a) not in drawn:
+                    ax.set_visible(False)
+                    continue
+                ds, xs, ys, out, seed, acc, npar = drawn[(p, a)]
                 _region_axes(ax, xs, ys, out, 0, 1)
                 ax.contour(xs, ys, out.reshape(len(ys), len(xs)), levels=[0.5], colors="k",
                            linewidths=1.8)
-                _scatter(ax, ds, "test", s=16, contrast=True)
-                m = results.seeds.index(seed)
-                cp, cn = conv[(p, a)][m]
+                _scatter(ax, _Subset(ds, 400), "test", s=14, contrast=True)
+                cp, cn = conv[(p, a)][results.seeds.index(seed)]
                 layers = "one hidden layer" if "-" not in a else "two hidden layers"
                 ax.set_title(f"{p}, {layers} [{a}], {npar} params\ntest acc {acc:.3f}, "
                              f"convex {cp:.2f} / {cn:.2f}", fontsize=9.5)
@@ -376,96 +441,151 @@ def _regions(results, report, archs, nets):
     return conv
 
 
+class _Subset:
+    """The first ``k`` test points of a data set (a 10,000-point scatter hides the regions)."""
+
+    def __init__(self, ds, k):
+        self.X_test, self.y_test = ds.X_test[:k], ds.y_test[:k]
+
+
+#: Colour and marker of each family, the same in every figure.
+FAMILY = {1: ("C0", "o", "one hidden layer"), 2: ("C3", "s", "two hidden layers")}
+
+
 def _accuracy_figure(results, report):
+    probs = [p for p in PROBLEMS if results.select(problem=p)]
     with report.figure(
         "accuracy_params",
-        "Test accuracy against the number of parameters, one hidden layer (widths 2..32) and "
-        "two hidden layers (equal widths); mean and 95% CI over seeds.",
-        ncols=len(PROBLEMS), figsize=(4.6 * len(PROBLEMS), 4.0),
+        "Early-stopped test accuracy (network of the best validation epoch; 10,000 test points "
+        "per seed) against the number of parameters, one hidden layer and two hidden layers "
+        "of the same parameter counts (drawn 3% apart), each at its tuned learning rate; mean "
+        "and 95% CI over the report seeds.",
+        ncols=len(probs), figsize=(4.6 * len(probs), 4.0),
     ) as (_, axes):
-        for ax, p in zip(np.atleast_1d(axes), PROBLEMS, strict=True):
-            for layers, marker in ((1, "o"), (2, "s")):
+        for ax, p in zip(np.atleast_1d(axes), probs, strict=True):
+            for layers, (color, marker, label) in FAMILY.items():
                 ss = results.select(problem=p, layers=layers)
                 if not ss:
                     continue
+                ss = sorted(ss, key=lambda s: n_params([2, *s.model["hidden"], 1]))
                 x, m, err = [], [], []
                 for s in ss:
-                    ci = stats.mean_ci(results.values(s, "test_accuracy"), bounds=FRACTION)
-                    x.append(n_params([2, *s.model["hidden"], 1]))
+                    ci = stats.mean_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION)
+                    # the families have equal counts: drawn 3% apart so both bars show
+                    x.append(n_params([2, *s.model["hidden"], 1]) * (0.97 if layers == 1
+                                                                      else 1.03))
                     m.append(ci.mean)
                     err.append([ci.mean - ci.lo, ci.hi - ci.mean])
                 err = np.nan_to_num(np.array(err).T)
-                ax.errorbar(x, m, yerr=err, marker=marker, capsize=3,
-                            label=f"{layers} hidden layer{'s' if layers > 1 else ''}")
-            ax.set_xscale("log")
+                ax.errorbar(x, m, yerr=err, marker=marker, color=color, capsize=3, label=label)
+            log_axis(ax, "x")
             ax.set_xlabel("parameters (log scale)")
-            ax.set_ylabel("test accuracy")
+            ax.set_ylabel("test accuracy (early-stopped)")
             ax.set_title(p)
             ax.legend(loc="lower right")
 
 
-def _smallest_reaching(results, problem, layers, target=0.95):
-    """Smallest network (parameters) of a family whose mean validation accuracy >= target."""
-    best = None
-    for s in results.select(problem=problem, layers=layers):
-        v = stats.mean_ci(results.values(s, "final_val_accuracy")).mean
-        if np.isfinite(v) and v >= target:
-            npar = n_params([2, *s.model["hidden"], 1])
-            if best is None or npar < best[0]:
-                best = (npar, s)
-    return best
+def _comparisons(results, prm):
+    """Paired one- vs two-layer differences of early-stopped test accuracy at equal params."""
+    pairs_, meta = [], []
+    for p, (_, _, hs) in prm["problems"].items():
+        for h in hs:
+            one = _setting(results, p, str(pairs(h)))
+            two = _setting(results, p, arch_name([h, h]))
+            if one is None or two is None:
+                continue
+            pairs_.append((f"{p}: [{h}-{h}] - [{pairs(h)}] ({n_params([2, h, h, 1])} params)",
+                           results.values(two, "es_test_accuracy"),
+                           results.values(one, "es_test_accuracy")))
+            meta.append({"problem": p, "pair": f"[{h}-{h}] vs [{pairs(h)}]",
+                         "params": n_params([2, h, h, 1])})
+    rows = stats.compare(pairs_, margin=MARGIN, lower_is_better=False)
+    for r, m in zip(rows, meta, strict=True):
+        r.update(m)
+    return rows
+
+
+def _verdict(r):
+    """A comparison's verdict in the words of this study."""
+    return r["verdict"].replace("a better", "two layers better").replace(
+        "b better", "one layer better")
 
 
 def analyse(results, report):
-    quick = results.study.profile == "quick"
-    first, second, archs = _figures(quick)
+    prm = _params(results.study.profile == "quick")
+    first, second = prm["first"], prm["second"]
+    archs = _region_archs(prm)
     nets = Networks(results)
 
     report.section("First layer: half-planes")
     seed1 = _first_layer_figure(results, report, *first, nets)
 
     report.section("Second layer: combining half-planes")
-    seed2, ratios, flat = _second_layer_figure(results, report, *second, nets)
-    n_conv = int((ratios >= CONVEX).sum())
+    seed2, sides, flat = _second_layer_figure(results, report, *second, nets)
+    best_side = sides.max(axis=1) if len(sides) else np.array([])
+    n_pos = int((sides[:, 0] >= CONVEX).sum()) if len(sides) else 0
+    n_either = int((best_side >= CONVEX).sum())
+    report.table(
+        ["side", f"units convex (>= {CONVEX:g})", "median convexity", "lowest"],
+        [[name, f"{int((v >= CONVEX).sum())}/{len(v)}", fmt(float(np.median(v)), 3),
+          fmt(float(v.min()), 3)]
+         for name, v in (("positive {h > 0}", sides[:, 0] if len(sides) else np.array([])),
+                         ("negative {h < 0}", sides[:, 1] if len(sides) else np.array([])),
+                         ("either (the larger)", best_side)) if len(v)],
+        caption=f"Convexity of the second-layer units of the [{second[1]}] networks on "
+                f"{second[0]}, every report seed ({flat} units with one sign everywhere left "
+                f"out).")
 
-    report.section("One against two hidden layers")
+    report.section("One against two hidden layers at equal parameters")
     conv = _regions(results, report, archs, nets)
     _accuracy_figure(results, report)
+    comps = _comparisons(results, prm)
+    report.table(
+        ["comparison (two - one layer)", "pairs", "mean diff [95% CI]", "two / one better",
+         "Holm p", f"TOST Holm p (+-{MARGIN:g})", "verdict"],
+        [[r["name"], r["n"], f"{fmt(r['diff'])} [{fmt(r['lo'])}, {fmt(r['hi'])}]",
+          f"{r['b_better']}/{r['a_better']}", fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3),
+          _verdict(r)] for r in comps],
+        caption="Early-stopped test accuracy (network of the best validation epoch), paired "
+                "over the report seeds (each seed: the same data for both networks); Holm "
+                f"over all comparisons; equivalence only by a TOST with margin {MARGIN:g} "
+                "(50 of 10,000 test points).")
 
     rows = []
     for p in PROBLEMS:
         for a in archs:
             s = _setting(results, p, a)
+            if s is None or (p, a) not in conv:
+                continue
             c = conv[(p, a)]
             either = np.maximum(c[:, 0], c[:, 1]) >= CONVEX
-            rows.append([p, a, n_params([2, *s.model["hidden"], 1]),
-                         fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
+            rows.append([p, a, n_params([2, *s.model["hidden"], 1]), fmt(s.factors["lr"], 3),
+                         fmt_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION),
                          fmt_ci(c[:, 0], bounds=FRACTION), fmt_ci(c[:, 1], bounds=FRACTION),
                          f"{int(either.sum())}/{len(either)}"])
-    report.table(["problem", "hidden", "params", "test acc", "convexity class 1",
-                  "convexity class 0", "a class region convex"], rows,
-                 caption=f"Decision regions of every seed (networks trained again here). "
-                         f"Convexity: grid points of the region over grid points inside its "
-                         f"convex hull ({GRID}x{GRID} grid over the data; 1 = convex); a "
-                         f"region counts as convex from {CONVEX}. Mean [95% CI] over seeds.")
+    report.table(["problem", "hidden", "params", "lr", "test acc (early-stopped)",
+                  "convexity class 1", "convexity class 0", "a class region convex"], rows,
+                 caption=f"Decision regions of every report seed (networks trained again "
+                         f"here). Convexity: grid points of the region over grid points "
+                         f"inside its convex hull ({GRID}x{GRID} grid over the seed's data; "
+                         f"1 = convex); a region counts as convex from {CONVEX}. Mean [95% CI] "
+                         f"over seeds.")
 
-    rows, small = [], {}
-    for p in PROBLEMS:
-        row = [p]
-        for layers in (1, 2):
-            b = _smallest_reaching(results, p, layers)
-            small[(p, layers)] = b
-            if b is None:
-                row += ["none", "-"]
-            else:
-                row += [f"[{b[1].factors['hidden']}] ({b[0]} params)",
-                        fmt_ci(results.values(b[1], "test_accuracy"), bounds=FRACTION)]
-        rows.append(row)
-    report.table(["problem", "smallest 1-layer net with val acc >= 0.95", "its test acc",
-                  "smallest 2-layer net with val acc >= 0.95", "its test acc"], rows,
-                 caption="The smallest network of each family (by parameters) whose mean "
-                         "final validation accuracy reached 0.95 (chosen on validation; test "
-                         "accuracy reported).")
+    conv_rows, still = [], []
+    for s in results.settings:
+        ok, rise = curve_flattened(results.curves(s, "val_accuracy"), tol=FLAT)
+        be = results.values(s, "best_val_epoch")
+        conv_rows.append([s.factors["problem"], s.factors["hidden"], s.epochs,
+                          fmt(float(np.nanmedian(be)), 3), fmt(rise, 3),
+                          "yes" if ok else "**no**"])
+        if not ok:
+            still.append(f"{s.factors['problem']} [{s.factors['hidden']}]")
+    report.table(["problem", "hidden", "epochs", "median best val epoch",
+                  "val acc rise over the last quarter", "flattened"], conv_rows,
+                 caption=f"Convergence: a setting has flattened when its mean validation "
+                         f"accuracy rose by less than {FLAT:g} over the last quarter of the "
+                         f"budget (the validation loss of separable problems keeps falling "
+                         f"towards 0 while the accuracy stays at 1).")
     worst = nets.max_difference()
     report.text(f"The networks drawn and measured were trained again inside the analysis "
                 f"(the store keeps no parameters); their final validation losses differ from "
@@ -476,55 +596,56 @@ def analyse(results, report):
         f"**First layer.** Every first-layer unit is a soft half-plane: tanh(w.x + b) is "
         f"constant along lines parallel to w.x + b = 0 (drawn for the [{first[1]}] network on "
         f"{first[0]}, seed {seed1}); the output combines these lines into its decision region.")
-    frac = n_conv / max(len(ratios), 1)
-    text = (f"**Second layer.** Of the {len(ratios)} second-layer units with a boundary in the "
-            f"plane of the [{second[1]}] networks on {second[0]} (all {len(results.seeds)} "
-            f"seeds; {flat} more had one sign everywhere), {n_conv} ({frac:.0%}) have a convex "
-            f"region (unit output > 0; convexity >= {CONVEX})")
-    if len(ratios):
-        text += (f"; median convexity {fmt(float(np.median(ratios)), 3)}, lowest "
-                 f"{fmt(float(ratios.min()), 3)}")
-    text += "."
-    if n_conv < len(ratios):
-        text += (" So trained second-layer units are not all the AND-of-half-planes convex "
-                 "cells of the notes' picture: a unit thresholds a weighted sum of half-planes, "
-                 "which can also be an OR (a non-convex union) of them, and training does not "
-                 "prefer the convex kind.")
-    else:
-        text += " This matches the notes' picture of convex cells built from half-planes."
+    n_units = len(sides)
+    text = (f"**Second layer.** Of the {n_units} second-layer units with a boundary in the "
+            f"plane of the [{second[1]}] networks on {second[0]} ({len(results.seeds)} report "
+            f"seeds; {flat} more had one sign everywhere), {n_either} "
+            f"({n_either / max(n_units, 1):.0%}) have a convex region on at least one side "
+            f"(convexity >= {CONVEX}); counting the positive side only, as if the sign of a "
+            f"tanh unit meant something, {n_pos} would.")
+    if n_units:
+        text += (f" The better side's median convexity is {fmt(float(np.median(best_side)), 3)}"
+                 f", its lowest {fmt(float(best_side.min()), 3)}.")
+    if n_either < n_units:
+        text += (" So not every trained second-layer unit is a convex cell of the notes' "
+                 "picture, even allowing either sign: a unit thresholds a weighted sum of "
+                 "soft half-planes, which need not be an AND of them.")
+    elif n_units:
+        text += (" Allowing either sign, every unit is a convex cell bounded by the first "
+                 "layer's lines, as in the notes' picture.")
     report.conclusion(text)
+
+    verdicts = {}
+    for r in comps:
+        verdicts.setdefault(r["problem"], []).append(r)
     parts = []
-    for p in PROBLEMS:
-        one, two = small[(p, 1)], small[(p, 2)]
-        f1 = f"{one[0]} params ([{one[1].factors['hidden']}])" if one else "none of the widths"
-        f2 = f"{two[0]} params ([{two[1].factors['hidden']}])" if two else "none of the widths"
-        parts.append(f"{p}: one hidden layer {f1}, two hidden layers {f2}")
-    text = ("**One vs two hidden layers.** Smallest network reaching 0.95 mean validation "
-            "accuracy: " + "; ".join(parts) + ".")
-    need = [p for p in PROBLEMS if small[(p, 1)] is None and small[(p, 2)] is not None]
-    one = [p for p in PROBLEMS if small[(p, 1)] is not None and (
-        small[(p, 2)] is None or small[(p, 1)][0] <= small[(p, 2)][0])]
-    widest = max(n_params([2, *s.model["hidden"], 1]) for s in results.select(layers=1))
-    if one:
-        text += (f" One hidden layer suffices, and with fewer parameters, for "
-                 f"{', '.join(one)}.")
-    if need:
-        text += (f" Only two hidden layers reached the target on {', '.join(need)}: no "
-                 f"one-hidden-layer network up to {widest} parameters did in "
-                 f"{results.settings[0].epochs} epochs, though a wide enough one can in "
-                 f"principle (one hidden layer is a universal approximator); two layers are "
-                 f"the cheaper way there.")
+    for p, rs in verdicts.items():
+        bits = [f"{r['pair']} at {r['params']} params: {fmt(r['diff'], 3)} "
+                f"[{fmt(r['lo'], 3)}, {fmt(r['hi'], 3)}] ({_verdict(r)})" for r in rs]
+        parts.append(f"{p}: " + "; ".join(bits))
+    text = ("**One vs two hidden layers at equal parameters** (early-stopped test accuracy, "
+            "two-layer minus one-layer, mean [95% CI] over paired seeds, Holm-corrected; "
+            f"equivalence only within +-{MARGIN:g} by TOST). " + ". ".join(parts) + ".")
+    two_better = [r for r in comps if r["verdict"] == "a better"]
+    one_better = [r for r in comps if r["verdict"] == "b better"]
+    equiv = [r for r in comps if r["verdict"].startswith("equivalent")]
+    text += (f" Of {len(comps)} matched pairs, two layers were better in {len(two_better)}, "
+             f"one layer in {len(one_better)}, equivalent within +-{MARGIN:g} in {len(equiv)}, "
+             f"inconclusive in {len(comps) - len(two_better) - len(one_better) - len(equiv)}.")
+    text += (" These are results of trained networks at a fixed budget, not of what each "
+             "family can represent: one hidden layer is a universal approximator, so where it "
+             "trails, it trails in what Adam found within the budget.")
     report.conclusion(text)
-    head = "**In short.** "
-    if one:
-        head += f"One hidden layer suffices, with the fewest parameters, for {', '.join(one)}"
-    if need:
-        head += ("; " if one else "") + f"only two hidden layers reached 0.95 validation " \
-            f"accuracy on {', '.join(need)}"
-    head += (f"{'; ' if one or need else ''}{n_conv}/{len(ratios)} trained second-layer units "
-             f"had convex regions.")
-    report.conclusions.insert(0, head)
-    one_layer = [(p, a) for p in PROBLEMS for a in archs if "-" not in a]
+    if still:
+        report.conclusion(f"**Convergence.** Not flattened by the end of the budget (mean "
+                          f"validation accuracy still rising by >= {FLAT:g} over the last "
+                          f"quarter): {', '.join(still)}; their numbers may understate what "
+                          f"longer training reaches.")
+    else:
+        report.conclusion(f"**Convergence.** Every setting's mean validation accuracy rose by "
+                          f"less than {FLAT:g} over the last quarter of its budget.")
+
+    one_layer = [(p, a) for p in PROBLEMS for a in archs if "-" not in a and (p, a) in conv]
     nonconvex = []
     for p, a in one_layer:
         c = conv[(p, a)]
@@ -537,8 +658,27 @@ def analyse(results, report):
             "pictures (one hidden layer: convex regions; two: any region) describes threshold "
             "units joined by an AND; the trained one-hidden-layer networks here had neither "
             "class region convex in " + ", ".join(nonconvex) + " seeds, so one hidden "
-            "layer of trained units is not limited to convex regions.")
+            "layer of trained sigmoid-output units is not limited to convex regions.")
     else:
         report.conclusion(
             "**Convexity of one-hidden-layer regions.** Every one-hidden-layer network "
             "measured had at least one convex class region, as the notes' picture suggests.")
+
+    # the headline claim: the largest matched-pair difference, and the second-layer count
+    if comps:
+        top = max(comps, key=lambda r: abs(r["diff"]) if np.isfinite(r["diff"]) else -1)
+        who = {"a better": "two hidden layers beat one", "b better": "one hidden layer beat two"
+               }.get(top["verdict"], None)
+        name = top["name"]
+        head = (f"At equal parameters, the largest one- vs two-layer difference is {name}: "
+                f"{fmt(top['diff'], 3)} [{fmt(top['lo'], 3)}, {fmt(top['hi'], 3)}] "
+                f"early-stopped test accuracy (two minus one layer, {top['n']} paired seeds, "
+                f"Holm p = {fmt(top['p_holm'], 3)})")
+        head += f": {who}." if who else f" ({top['verdict']})."
+        head += (f" Over all {len(comps)} pairs: two layers better in {len(two_better)}, one "
+                 f"in {len(one_better)}, equivalent within +-{MARGIN:g} in {len(equiv)}, "
+                 f"inconclusive in "
+                 f"{len(comps) - len(two_better) - len(one_better) - len(equiv)}.")
+        head += (f" {n_either}/{n_units} second-layer units had a convex region on one side "
+                 f"or the other ({n_pos} on the positive side).")
+        report.claim(head)

@@ -11,9 +11,19 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
+from dlbasics.studies.analysis import curve_flattened
 from dlbasics.studies.cli import main
-from dlbasics.studies.definitions.activations import saturated_region, saturated_share
-from dlbasics.studies.definitions.geometry import convexity, n_params, plane_grid
+from dlbasics.studies.definitions.activations import (
+    MATCHED,
+    _conditions,
+    geo_mean,
+    gradient_table,
+    layer_gradients,
+    saturated_region,
+    saturated_share,
+)
+from dlbasics.studies.definitions.activations import _params as act_params
+from dlbasics.studies.definitions.geometry import convexity, n_params, pairs, plane_grid, unit_sides
 from dlbasics.studies.definitions.perceptron import (
     _params,
     blobs_run,
@@ -37,7 +47,7 @@ from dlbasics.studies.report import fmt
 STUDIES = ("perceptron", "activations", "geometry", "regression")
 FIGURES = {
     "perceptron": ("mistakes", "bound", "boundaries", "mlp_xor"),
-    "activations": ("functions", "saturation", "training", "preactivations"),
+    "activations": ("functions", "saturation", "training", "sensitivity", "preactivations"),
     "geometry": ("first_layer", "second_layer", "regions", "accuracy_params"),
     "regression": ("construction", "construction_error", "width", "fits"),
 }
@@ -139,6 +149,62 @@ def test_plane_grid_covers_the_data():
                          X_test=np.array([[1.0, -1.0]]))
     xs, ys, pts = plane_grid(ds, n=11, pad=0.5)
     assert (xs[0], xs[-1], ys[0], ys[-1]) == (-2.5, 1.5, -1.5, 1.5) and pts.shape == (121, 2)
+
+
+def test_matched_pairs_have_equal_parameter_counts():
+    assert [pairs(h) for h in (3, 4, 8, 16)] == [6, 9, 26, 84]
+    for h in (3, 4, 8, 16):
+        assert n_params([2, pairs(h), 1]) == n_params([2, h, h, 1]) == h * h + 5 * h + 1
+    with pytest.raises(ValueError, match="no one-layer width"):
+        pairs(5)
+
+
+def test_unit_sides_counts_either_sign():
+    xs = np.linspace(-1, 1, 81)
+    XX, YY = np.meshgrid(xs, xs)
+    pts = np.c_[XX.ravel(), YY.ravel()]
+    r = np.hypot(pts[:, 0], pts[:, 1])
+    assert unit_sides(pts[:, 0] - 0.2, pts) == (1.0, 1.0)         # a half-plane, both sides
+    pos, neg = unit_sides(r - 0.5, pts)                           # a disc on the negative side
+    assert neg == 1.0 and pos < 0.9
+    assert unit_sides(0.5 - r, pts)[::-1] == (pos, neg)           # the sign flipped
+    assert unit_sides(np.ones(len(pts)), pts) is None             # no boundary
+
+
+def test_curve_flattened():
+    rising = np.tile(np.linspace(0.0, 1.0, 101), (3, 1))
+    flat, rise = curve_flattened(rising)
+    assert not flat and rise == pytest.approx(0.25)
+    plateau = np.r_[np.linspace(0.5, 1.0, 50), np.ones(51)][None, :].repeat(2, axis=0)
+    assert curve_flattened(plateau) == (True, 0.0)
+    with_nan = np.vstack([rising[0], np.full(101, np.nan)])
+    assert curve_flattened(with_nan)[1] == pytest.approx(0.25)
+    assert curve_flattened(np.full((2, 5), np.nan))[0] is False
+
+
+def test_activation_conditions_and_gradient_norms():
+    full = _conditions(act_params(False))
+    assert len(full) == 12 and {"activation": "identity", "init": "glorot"} in full
+    assert {"activation": "relu", "init": "he"} in full and MATCHED["relu"] == "he"
+    assert MATCHED["tanh"] == MATCHED["sigmoid"] == "glorot"
+    assert geo_mean([1.0, 100.0]) == pytest.approx(10.0)
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 2)).astype(np.float32)
+    y = (X[:, 0] * X[:, 1] > 0).astype(np.float32)
+    g = gradient_table(X, y, [0, 1], names=("relu",))
+    np.testing.assert_array_equal(g[("relu", "he")][1], layer_gradients("relu", 1, X, y,
+                                                                           init="he"))
+    # He keeps a ReLU network's gradient scale through depth; Glorot shrinks every layer's
+    assert np.all(g[("relu", "he")] > 10 * g[("relu", "glorot")])
+    # the norms are those of MLP.gradient's weight blocks
+    from dlbasics.models import MLP
+
+    m = MLP([2, *[16] * 9, 1], activation="relu", output="sigmoid",
+            loss="binary_cross_entropy", seed=0, init="he")
+    _, grad = m.gradient(X, y)
+    n_in, n_out, w_off, _ = m.layout[0]
+    assert g[("relu", "he")][0, 0] == pytest.approx(
+        np.linalg.norm(grad[w_off: w_off + n_in * n_out]), rel=1e-6)
 
 
 def test_perceptron_runs_within_novikoff_and_never_on_xor():
@@ -316,22 +382,47 @@ def test_perceptron_numbers(quick_run):
     assert "local minimum of the loss" not in readme
 
 
+def _report_values(store, study, factors, key, min_seed=10):
+    """Per-seed ``summary[key]`` of the report-stage runs (seeds >= ``min_seed``) of the stored
+    setting whose factors include ``factors``."""
+    con = sqlite3.connect(store)
+    out = []
+    for seed, fac, summary in con.execute(
+            "SELECT seed, factors, summary FROM runs WHERE study = ? ORDER BY seed", (study,)):
+        f = json.loads(fac)
+        if seed >= min_seed and all(f.get(k) == v for k, v in factors.items()):
+            out.append(json.loads(summary)[key])
+    con.close()
+    return out
+
+
 def test_activations_numbers(quick_run):
     store, out = quick_run
     readme = (out / "activations" / "README.md").read_text()
-    raw = _store(store, "activations")
-    vl = [s["final_val_loss"] for _, s in raw["activation=sigmoid, lr=0.1"]]
-    assert _row(readme, ["sigmoid"], after="## Training with")[1] == _ci(vl, 0, math.inf)
+    acc = _report_values(store, "activations", {"activation": "sigmoid", "init": "glorot"},
+                         "es_test_accuracy")
+    assert len(acc) == 2
+    row = _row(readme, ["sigmoid", "glorot", "yes"], after="## Training with")
+    assert row[5] == _ci(acc, 0, 1)
     assert "| sigmoid | 0.25 |" in readme          # max f' of the sigmoid
+    assert "**Claim.**" in readme and "(he - glorot)" not in readme
 
 
 def test_geometry_numbers(quick_run):
     store, out = quick_run
     readme = (out / "geometry" / "README.md").read_text()
-    raw = _store(store, "geometry")
-    acc = [s["test_accuracy"] for _, s in raw["problem=circles, hidden=4-4, layers=2"]]
-    row = _row(readme, ["circles", "4-4"])
-    assert row[2] == "37" and row[3] == _ci(acc, 0, 1)
+    acc = _report_values(store, "geometry", {"problem": "circles", "hidden": "3-3"},
+                         "es_test_accuracy")
+    assert len(acc) == 2
+    row = _row(readme, ["circles", "3-3"], after="Decision regions of every report seed")
+    assert row[2] == "25" and row[4] == _ci(acc, 0, 1)
+    # the paired one- vs two-layer difference of the same runs
+    one = _report_values(store, "geometry", {"problem": "circles", "hidden": "6"},
+                         "es_test_accuracy")
+    d = np.array(acc) - np.array(one)
+    row = _row(readme, ["circles: [3-3] - [6] (25 params)"])
+    assert row[2].split(" [")[0] == fmt(d.mean())
+    assert "**Claim.** At equal parameters" in readme
 
 
 def test_regression_numbers(quick_run):

@@ -522,7 +522,7 @@ class _BaseMLP(BaseEstimator):
         if s.solver == "lbfgs":
             self._fit_lbfgs(s, X, T)
         else:
-            self._fit_stochastic(s, X, T, y, rs, incremental)
+            self._fit_stochastic(s, X, T, rs, incremental)
         if not np.isfinite(self._model.params).all():
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
@@ -559,7 +559,7 @@ class _BaseMLP(BaseEstimator):
         return (np.ascontiguousarray(X_tr), np.ascontiguousarray(X_val),
                 np.ascontiguousarray(T_tr), np.ascontiguousarray(T_val))
 
-    def _fit_stochastic(self, s, X, T, y, rs, incremental):
+    def _fit_stochastic(self, s, X, T, rs, incremental):
         if not incremental or self._optimizer is None:
             self._optimizer = self._make_optimizer(s)
             self._opt_state = None

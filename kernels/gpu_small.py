@@ -5,11 +5,11 @@ multiply-adds: launching the step's ten-odd kernels costs far more than the arit
 block of threads runs the epoch's loop itself, step after step, the phases of a step separated
 by ``cuda.syncthreads()``: gather the mini-batch (threads over its elements), per layer the
 dropout mask (threads over inputs) and ``z = h W + b``, ``a = f(z)`` (threads over outputs),
-the loss rows (thread 0, in row order), per layer ``db`` and ``dW`` (threads over parameters,
-each summing over the rows in order) and ``dx`` with the mask and the derivative of the previous
-activation (threads over inputs), then the optimizer update (threads over parameters; Adam's
-bias corrections formed once per step by thread 0). One launch per epoch, so the per-step launch
-count is ``1 / steps``.
+the loss rows (threads over rows; thread 0 adds their losses in row order), per layer ``db``
+and ``dW`` (threads over parameters, each summing over the rows in order) and ``dx`` with the
+mask and the derivative of the previous activation (threads over inputs), then the optimizer
+update (threads over parameters; Adam's bias corrections formed once per step by thread 0).
+One launch per epoch, so the per-step launch count is ``1 / steps``.
 
 Networks too large for one block (784-256-256-10, say) at batches up to :data:`GRID_MAX_BATCH`
 run the same code on a cooperative grid (``grid=True``): thread indices and strides are the
@@ -21,11 +21,15 @@ spans one block, the grid kernel runs with one block.
 
 Every element is computed by one thread with exactly the operations, order and dtypes of
 :func:`dlbasics.kernels.gpu_population.network_epoch` (itself bitwise the CPU's
-:func:`dlbasics.models._core.epoch_kernel` without BLAS): results agree with the CPU up to a real
-GPU's fused multiply-adds and math library. float32 networks evaluate
-the activation formulas as the CPU's scalar functions do (:func:`~dlbasics.kernels.activations.\
-act_scalar`: float64 for sigmoid, tanh, softplus, for bitwise CPU parity) and sum the loss in
-float64, as the CPU does.
+:func:`dlbasics.models._core.epoch_kernel` without BLAS), except that the batch loss is the
+row order sum of per-row losses (for a loss with several terms per row, that regroups float64
+additions): results agree with the CPU up to that and a real GPU's fused multiply-adds and math
+library.
+
+float32 networks: products, gradients and updates are float32; the activation formulas run in
+float64 and are rounded once (the branches of ``act_scalar``/``dact_scalar`` unify to float64 in
+Numba; tanh itself is float32), and the losses and the softmax row sums are float64, as on the
+CPU, kept on purpose for CPU parity.
 
 The arguments are those of :func:`~dlbasics.kernels.gpu_population.network_epoch` (flat
 per-network buffers, the :class:`dlbasics.models.mlp.Workspace` layout); the workspace lives in
@@ -140,8 +144,9 @@ def _kernels(dtype, grid):
     def small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
                     ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2, s3,
                     t0, out, scratch):
-        """One epoch of one network (see the module docstring); ``scratch`` (float64, 3)
-        passes the batch loss and Adam's step scalars from thread 0 to the others."""
+        """One epoch of one network (see the module docstring); ``scratch`` (float64, at least
+        ``3 + batch``) holds the row losses, and passes the batch loss and Adam's step scalars
+        from thread 0 to the others."""
         p = A(p)
         grad = A(grad)
         layout = A(layout)
@@ -225,22 +230,26 @@ def _kernels(dtype, grid):
                         softmax_row(ws, z + i * n_out, a + i * n_out, n_out)
                 barrier()
                 h = a
-            # -- loss (thread 0, rows in order) ------------------------------------------------
+            # -- loss: rows over threads, their losses added by thread 0 in row order ---------
             k_last = layout[L - 1, 1]
             pred = offs[L - 1, 0] if fused else offs[L - 1, 1]
             d = offs[L, 2]
+            inv_n = 1.0 / B
+            for i in range(tid, B, T):
+                r = i * k_last
+                prow = ws[pred + r : pred + r + k_last]
+                grow = ws[d + r : d + r + k_last]
+                if dense:
+                    scratch[3 + i] = dense_row(loss_code, ws[y_off + r : y_off + r + k_last],
+                                               prow, grow, True, eps, inv_n, 0.0)
+                else:
+                    scratch[3 + i] = label_row(loss_code, lb[i], prow, grow, True, eps, inv_n,
+                                               0.0)
+            barrier()
             if tid == 0:
-                inv_n = 1.0 / B
                 tot = 0.0
                 for i in range(B):
-                    r = i * k_last
-                    prow = ws[pred + r : pred + r + k_last]
-                    grow = ws[d + r : d + r + k_last]
-                    if dense:
-                        tot = dense_row(loss_code, ws[y_off + r : y_off + r + k_last], prow,
-                                        grow, True, eps, inv_n, tot)
-                    else:
-                        tot = label_row(loss_code, lb[i], prow, grow, True, eps, inv_n, tot)
+                    tot += scratch[3 + i]
                 scratch[0] = tot * inv_n
             barrier()
             if not fused:
@@ -376,10 +385,9 @@ def launch_small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labe
     diverged]``. ``grid=True``: the cooperative-grid kernel, with blocks for ``work`` items
     per phase (:func:`phase_work`)."""
     kernel = _kernels(np.dtype(p.dtype).str, bool(grid))
-    key = ("scratch",)
-    scratch = _SCRATCH.get(key)
-    if scratch is None:
-        scratch = _SCRATCH[key] = g.device_zeros(3, np.float64)
+    scratch = _SCRATCH.get("scratch")
+    if scratch is None or scratch.shape[0] < 3 + int(batch):
+        scratch = _SCRATCH["scratch"] = g.device_zeros(3 + max(int(batch), 128), np.float64)
     args = (p, grad, layout, codes, keep, bool(inverted), slope, X, Y, labels, order, int(batch),
             ws, offs, lb, int(loss_code), bool(fused), bool(dense), float(eps), int(seed),
             int(opt_code), hp, s1, s2, s3, int(t0), out, scratch)

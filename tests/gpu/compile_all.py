@@ -187,8 +187,12 @@ def ptxas_usage(ptxas, ptx, arch="sm_90"):
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "k.ptx"
         src.write_text(ptx)
-        res = subprocess.run([ptxas, f"-arch={arch}", "-v", "-o", str(Path(tmp) / "k.cubin"),
-                              str(src)], capture_output=True, text=True, timeout=120)
+        cmd = [ptxas, f"-arch={arch}", "-v", "-o", str(Path(tmp) / "k.cubin"), str(src)]
+        res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        if res.returncode != 0 and "Unresolved extern" in res.stderr:
+            # grid sync calls into cudadevrt, linked at load time: assemble as relocatable
+            res = subprocess.run([*cmd[:2], "-c", *cmd[2:]], capture_output=True, text=True,
+                                 timeout=120)
     if res.returncode != 0:
         raise RuntimeError(f"ptxas failed: {res.stderr.strip()[-2000:]}")
     text = res.stderr

@@ -5,7 +5,7 @@ wrong and what to do, exit status 1 and no traceback (``--debug`` shows it), and
 finished run: the test then runs again without the fault and finds every run, the stored ones
 untouched, and ``PRAGMA integrity_check`` ok.
 
-How the faults are made (the tests run as root, which ignores file permissions):
+How the faults are made (also as root, which ignores file permissions):
 
 * a full disk: ``RLIMIT_FSIZE`` in the child process (a write past the limit fails with
   ``EFBIG``, the same error path in SQLite and Python as ``ENOSPC``);
@@ -38,7 +38,6 @@ REPO = Path(__file__).resolve().parents[2]
 #: Prefix of a command that obeys file permissions even as root.
 NO_OVERRIDE = ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--"]
 STUDY = "gd_demo"
-TOTAL = 18  # runs of the quick gd_demo study: 6 settings x 3 seeds
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -96,19 +95,37 @@ def _run_args(store, *extra):
             "--no-report", "--quiet", *extra]
 
 
-def _partial_store(path):
-    """A store holding the study's seed-0 runs (6 of 18), made in this process."""
-    assert main(_run_args(path, "--seeds", "1")) == 0
+@pytest.fixture(scope="module")
+def complete(tmp_path_factory):
+    """A store holding the whole quick study, made once in this process: ``(path, runs)``."""
+    path = tmp_path_factory.mktemp("complete") / "complete.sqlite"
+    assert main(_run_args(path)) == 0
+    return path, _runs(path)
+
+
+def _partial_store(path, complete):
+    """A copy of the complete store without its later half of runs."""
+    con = sqlite3.connect(complete[0])
+    try:
+        con.execute(f"VACUUM INTO '{path}'")
+    finally:
+        con.close()
+    con = sqlite3.connect(path)
+    with con:
+        n = con.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
+        con.execute("DELETE FROM runs WHERE id IN (SELECT id FROM runs ORDER BY id DESC "
+                    "LIMIT ?)", (n - n // 2,))
+    con.close()
     runs = _runs(path)
-    assert len(runs) == 6
+    assert 0 < len(runs) < len(complete[1])
     return runs
 
 
-def _resume_finds_everything(path, before):
+def _resume_finds_everything(path, before, complete):
     """Run again without the fault: every run is there, the earlier ones untouched."""
     assert main(_run_args(path)) == 0
     after = _runs(path)
-    assert len(after) == TOTAL
+    assert set(after) == set(complete[1])
     assert {k: after[k] for k in before} == before  # stored runs were neither lost nor redone
     assert _integrity(path) == "ok"
 
@@ -141,22 +158,22 @@ def _read_only(d):
 
 # --- 1. the results store --------------------------------------------------------------------
 
-def test_full_disk_while_storing_runs(tmp_path):
+def test_full_disk_while_storing_runs(tmp_path, complete):
     store = tmp_path / "s.sqlite"
-    before = _partial_store(store)
+    before = _partial_store(store, complete)
     # room for a few more rows in the write-ahead log, not for all twelve
     res = _cli(_run_args(store), cwd=tmp_path, fsize=store.stat().st_size + 16 * 1024)
     _one_line(res, store, "full", "run again")
     during = _runs(store)
-    assert len(before) <= len(during) < TOTAL
+    assert len(before) <= len(during) < len(complete[1])
     assert {k: during[k] for k in before} == before
     assert _integrity(store) == "ok"
-    _resume_finds_everything(store, during)
+    _resume_finds_everything(store, during, complete)
 
 
-def test_debug_shows_the_traceback(tmp_path):
+def test_debug_shows_the_traceback(tmp_path, complete):
     store = tmp_path / "s.sqlite"
-    _partial_store(store)
+    _partial_store(store, complete)
     res = _cli([*_run_args(store), "--debug"], cwd=tmp_path, fsize=store.stat().st_size)
     assert res.returncode == 1
     assert "Traceback" in res.stderr and "StoreUnavailable" in res.stderr
@@ -174,9 +191,9 @@ def test_store_path_is_a_directory(tmp_path, capsys):
     assert isinstance(info.value, OSError) and info.value.filename == str(d)
 
 
-def test_store_locked_by_another_process(tmp_path):
+def test_store_locked_by_another_process(tmp_path, complete):
     store = tmp_path / "s.sqlite"
-    before = _partial_store(store)
+    before = _partial_store(store, complete)
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sqlite3, sys\n"
          f"c = sqlite3.connect({str(store)!r}, isolation_level=None)\n"
@@ -192,14 +209,14 @@ def test_store_locked_by_another_process(tmp_path):
     finally:
         holder.communicate("", timeout=60)  # commits nothing, ends the transaction
     assert _runs(store) == before
-    _resume_finds_everything(store, before)
+    _resume_finds_everything(store, before, complete)
 
 
-def test_store_in_a_directory_the_user_cannot_write(tmp_path, obey_permissions):
+def test_store_in_a_directory_the_user_cannot_write(tmp_path, obey_permissions, complete):
     locked = tmp_path / "readonly"
     locked.mkdir()
     store = locked / "s.sqlite"
-    before = _partial_store(store)
+    before = _partial_store(store, complete)
     locked.chmod(0o555)  # the store file stays writable; its -wal and -shm cannot be made
     try:
         res = _cli(_run_args(store), cwd=tmp_path, prefix=obey_permissions)
@@ -211,18 +228,20 @@ def test_store_in_a_directory_the_user_cannot_write(tmp_path, obey_permissions):
     finally:
         locked.chmod(0o755)
     assert _runs(store) == before and _integrity(store) == "ok"
-    _resume_finds_everything(store, before)  # the fault is gone
+    _resume_finds_everything(store, before, complete)  # the fault is gone
 
 
 # --- 2. reports and figures ------------------------------------------------------------------
 
-def _complete_store(path):
-    assert main(_run_args(path)) == 0
+def _complete_store(path, complete):
+    shutil.copyfile(complete[0], path)
     return _runs(path)
 
 
-def test_report_to_an_unwritable_out_is_written_later(tmp_path, capsys):
+@pytest.mark.slow
+def test_report_to_an_unwritable_out_is_written_later(tmp_path, capsys, complete):
     store = tmp_path / "s.sqlite"
+    _partial_store(store, complete)  # `run` does the rest, then cannot write the report
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("a file where a directory should be\n")
     out = not_a_dir / "reports"
@@ -234,16 +253,17 @@ def test_report_to_an_unwritable_out_is_written_later(tmp_path, capsys):
     assert f"the report of {STUDY} to {out / STUDY}" in err[0]
     assert f"dlbasics report {STUDY} --profile quick --store {store} --out" in err[0]
     runs = _runs(store)
-    assert len(runs) == TOTAL and _integrity(store) == "ok"
+    assert set(runs) == set(complete[1]) and _integrity(store) == "ok"
     good = tmp_path / "reports"
     assert main(["report", STUDY, "--store", str(store), "--out", str(good), "-q"]) == 0
     assert (good / STUDY / "README.md").stat().st_size > 1000
     assert _runs(store) == runs
 
 
-def test_report_to_an_out_the_user_cannot_write(tmp_path, obey_permissions):
+@pytest.mark.slow
+def test_report_to_an_out_the_user_cannot_write(tmp_path, obey_permissions, complete):
     store = tmp_path / "s.sqlite"
-    runs = _complete_store(store)
+    runs = _complete_store(store, complete)
     out = _read_only(tmp_path / "reports")
     try:
         res = _cli(["report", STUDY, "--store", str(store), "--out", str(out), "-q"],
@@ -259,9 +279,9 @@ def test_report_to_an_out_the_user_cannot_write(tmp_path, obey_permissions):
 
 
 @pytest.mark.slow
-def test_report_to_a_full_disk_is_written_later(tmp_path):
+def test_report_to_a_full_disk_is_written_later(tmp_path, complete):
     store = tmp_path / "s.sqlite"
-    runs = _complete_store(store)
+    runs = _complete_store(store, complete)
     out = tmp_path / "reports"
     res = _cli(["report", STUDY, "--store", str(store), "--out", str(out), "-q"],
                cwd=tmp_path, fsize=48 * 1024)  # SQLite's -shm fits, the figures do not
@@ -277,9 +297,9 @@ def test_report_to_a_full_disk_is_written_later(tmp_path):
     assert "## Conclusion" in (out / STUDY / "README.md").read_text()
 
 
-def test_export_to_an_unwritable_path(tmp_path, capsys):
+def test_export_to_an_unwritable_path(tmp_path, capsys, complete):
     store = tmp_path / "s.sqlite"
-    runs = _partial_store(store)
+    runs = _partial_store(store, complete)
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("a file where a directory should be\n")
     target = not_a_dir / "runs.csv"
@@ -355,6 +375,7 @@ def test_model_save_appends_npz_and_replaces_whole_files(tmp_path):
     assert loaded.config() == m2.config() and np.array_equal(loaded.params, m2.params)
 
 
+@pytest.mark.slow
 def test_model_load_of_truncated_or_altered_files(tmp_path):
     m = _model()
     path = tmp_path / "m.npz"

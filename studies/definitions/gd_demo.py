@@ -21,7 +21,7 @@ import numpy as np
 from .. import stats
 from ..protocol import Axis, Tuning
 from ..registry import register
-from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
+from ..report import FRACTION, POSITIVE, fmt, fmt_ci
 from ..spec import Setting, Study
 
 METHODS = {"batch": None, "mini-batch": 16, "stochastic": 1}
@@ -29,9 +29,10 @@ METHODS = {"batch": None, "mini-batch": 16, "stochastic": 1}
 COLORS = {"batch": "C0", "mini-batch": "C1", "stochastic": "C2"}
 #: Validation accuracy whose first epoch the time-to-target comparisons use.
 TARGET_ACCURACY = 0.9
-#: Equivalence margin of the validation-loss comparisons (binary cross-entropy, nats).
-LOSS_MARGIN = 0.01
-#: Equivalence margin of the cost comparisons: a ratio of costs within (1/r, r).
+#: A final validation loss above this counts as not settled (the networks fit XOR far better).
+UNSETTLED = 0.1
+#: Equivalence margin of the loss and cost comparisons, which are made on the logarithms (the
+#: losses span decades): a ratio within (1/r, r).
 COST_RATIO = 1.5
 
 
@@ -127,8 +128,19 @@ def equal_update_pairs(results, best):
         budget = updates_per_epoch(results, sa) * sa.epochs
         va, ua = value_at_updates(results, sa, budget)
         vb, ub = value_at_updates(results, sb, budget)
-        pairs.append((f"{a} - {b}", va, vb, budget, ua, ub))
+        pairs.append((f"{a} / {b}", va, vb, budget, ua, ub))
     return pairs
+
+
+def log_band(ax, x, curves, label, color):
+    """Geometric mean of positive ``(n_seeds, n_points)`` curves with the 95% interval of the
+    mean of their logarithms, for a log axis (one seed's outlier does not dominate it)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(np.where(np.asarray(curves) > 0, curves, np.nan))
+    mean, lo, hi, _ = stats.curve_ci(logs)
+    (line,) = ax.plot(x, np.exp(mean), label=label, color=color, linewidth=1.6)
+    ax.fill_between(x, np.exp(lo), np.exp(hi), color=color, alpha=0.2, linewidth=0)
+    return line
 
 
 def _ratio(r):
@@ -165,18 +177,16 @@ def analyse(results, report):
             "for most seeds.")
     with report.figure(
         "curves",
-        f"Validation loss of each method at its tuned learning rate (mean and 95% CI over {n} "
-        f"report seeds, each with its own data), per epoch (equal gradient evaluations) and "
-        f"per parameter update; both loss axes are logarithmic because the differences are "
-        f"small at the end." + flat, ncols=2,
+        f"Validation loss of each method at its tuned learning rate (geometric mean and 95% CI "
+        f"of the mean log over {n} report seeds, each with its own data), per epoch (equal "
+        f"gradient evaluations) and per parameter update; both loss axes are logarithmic "
+        f"because the losses span decades and differ little at the end." + flat, ncols=2,
     ) as (_, (ax1, ax2)):
         for m, s in best.items():
             label = f"{m} (lr={fmt(s.factors['lr'], 3)})"
-            band(ax1, results.epochs(s), results.curves(s, "val_loss"), label,
-                 color=COLORS[m], bounds=POSITIVE)
+            log_band(ax1, results.epochs(s), results.curves(s, "val_loss"), label, COLORS[m])
             upd = np.nanmean(results.curves(s, "updates"), axis=0)
-            band(ax2, np.r_[0.5, upd], results.curves(s, "val_loss"), label, color=COLORS[m],
-                 bounds=POSITIVE)
+            log_band(ax2, np.r_[0.5, upd], results.curves(s, "val_loss"), label, COLORS[m])
         ax1.set_xlabel("epoch")
         ax2.set_xlabel("parameter updates (log scale; epoch 0 drawn at 0.5)")
         ax2.set_xscale("log")
@@ -187,17 +197,17 @@ def analyse(results, report):
 
     # -- sensitivity to the learning rate (tuning seeds) ----------------------------------------
     tune = results.tuning
+    metric = results.study.tuning.metric if results.study.tuning else "final_val_loss"
     if tune is not None and tune.settings:
         with report.figure(
             "lr",
-            "Best validation loss against the learning rate on the tuning seeds (mean and 95% "
-            "CI; diverged runs left out; ringed: the selected value), log-log.",
+            f"The selection metric ({metric}) against the learning rate on the tuning seeds "
+            f"(mean and 95% CI; diverged runs left out; ringed: the selected value), log-log.",
         ) as (_, ax):
             for m in best:
                 ss = sorted(tune.select(method=m), key=lambda s: s.factors["lr"])
                 lrs = np.array([s.factors["lr"] for s in ss])
-                cis = [stats.mean_ci(tune.values(s, "best_val_loss"), bounds=POSITIVE)
-                       for s in ss]
+                cis = [stats.mean_ci(tune.values(s, metric), bounds=POSITIVE) for s in ss]
                 mean = np.array([c.mean for c in cis])
                 err = np.array([[c.mean - c.lo, c.hi - c.mean] for c in cis]).T
                 ax.errorbar(lrs, mean, yerr=np.nan_to_num(err), marker="o", capsize=3,
@@ -209,7 +219,7 @@ def analyse(results, report):
             ax.set_xscale("log")
             ax.set_yscale("log")
             ax.set_xlabel("learning rate (log scale)")
-            ax.set_ylabel("best validation loss (log scale)")
+            ax.set_ylabel(f"{metric} (log scale)")
             ax.legend()
 
     # -- costs to the target ----------------------------------------------------------------------
@@ -236,13 +246,15 @@ def analyse(results, report):
 
     # -- paired comparisons -----------------------------------------------------------------------
     names = list(best)
+    margin = math.log(COST_RATIO)
     at_epochs = stats.compare(
-        [(f"{a} - {b}", results.values(best[a], "final_val_loss"),
-          results.values(best[b], "final_val_loss")) for a, b in itertools.combinations(names, 2)],
-        margin=LOSS_MARGIN)
+        [(f"{a} / {b}", np.log(results.values(best[a], "final_val_loss")),
+          np.log(results.values(best[b], "final_val_loss")))
+         for a, b in itertools.combinations(names, 2)], margin=margin)
     up_pairs = equal_update_pairs(results, best)
     comparable = [p for p in up_pairs if p[4] >= 0 and p[5] >= 0]
-    at_updates = stats.compare([(nm, a, b) for nm, a, b, *_ in comparable], margin=LOSS_MARGIN)
+    at_updates = stats.compare([(nm, np.log(a), np.log(b)) for nm, a, b, *_ in comparable],
+                               margin=margin)
     cost = {}
     for key, vals in (("updates", {m: ttt[m]["updates"] for m in names}),
                       ("measured seconds", secs), ("epochs", {m: ttt[m]["epochs"] for m in names})):
@@ -253,21 +265,22 @@ def analyse(results, report):
                  for a, b in itertools.combinations(names, 2)], margin=math.log(COST_RATIO))
     prow = []
     for r in at_epochs:
-        a, b = r["name"].split(" - ")
-        prow.append([f"equal epochs ({best[a].epochs}), final", r["name"], r["n"], fmt(r["diff"]),
-                     f"[{fmt(r['lo'])}, {fmt(r['hi'])}]", fmt(r["p_holm"], 3),
-                     fmt(r["tost_p_holm"], 3), _words(r, a, b)])
+        a, b = r["name"].split(" / ")
+        prow.append([f"equal epochs ({best[a].epochs}), final", r["name"], r["n"], _ratio(r),
+                     fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3), _words(r, a, b)])
     for r, (_, _, _, budget, ua, ub) in zip(at_updates, comparable, strict=True):
-        a, b = r["name"].split(" - ")
+        a, b = r["name"].split(" / ")
         ea = ua // max(1, updates_per_epoch(results, best[a]))
         eb = ub // max(1, updates_per_epoch(results, best[b]))
         prow.append([f"equal updates (<= {budget}: epochs {ea} and {eb})", r["name"],
-                     r["n"], fmt(r["diff"]), f"[{fmt(r['lo'])}, {fmt(r['hi'])}]",
-                     fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3), _words(r, a, b)])
-    report.table(["compared at", "difference in validation loss", "pairs", "mean", "95% CI",
-                  "Holm p", f"Holm p (TOST, +-{LOSS_MARGIN:g})", "verdict"], prow,
-                 caption="Paired differences over the report seeds (same seed: same data, "
-                         "initialisation and visiting order; negative: the first is lower). "
+                     r["n"], _ratio(r), fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3),
+                     _words(r, a, b)])
+    report.table(["compared at", "ratio of validation losses", "pairs", "ratio [95% CI]",
+                  "Holm p", f"Holm p (TOST, within x{COST_RATIO:g})", "verdict"], prow,
+                 caption="Paired comparisons over the report seeds (same seed: same data, "
+                         "initialisation and visiting order) on the logarithms of the "
+                         "validation losses, which span decades: ratio = geometric mean of the "
+                         "per-seed ratios (below 1: the first is lower). "
                          "Equal updates: both at the last evaluation within the total updates "
                          "of the method with fewer updates per epoch. Holm-corrected within "
                          "each row group; equivalence only through the TOST with the margin.")
@@ -287,27 +300,36 @@ def analyse(results, report):
                          f"cost).")
 
     # -- conclusions from the numbers -------------------------------------------------------------
-    means = {m: float(np.nanmean(results.values(s, "final_val_loss"))) for m, s in best.items()}
+    means = {}
+    for m, s in best.items():
+        v = results.values(s, "final_val_loss")
+        v = v[np.isfinite(v) & (v > 0)]
+        means[m] = float(np.exp(np.mean(np.log(v)))) if v.size else math.nan
     order = sorted(means, key=lambda m: (not np.isfinite(means[m]), means[m]))
     winner = order[0]
     text = (f"**Equal epochs.** After {best[winner].epochs} epochs (the same gradient "
-            f"evaluations for all), the mean final validation loss was lowest for **{winner}** "
-            f"({fmt(means[winner], 3)}; " + ", ".join(
+            f"evaluations for all), the geometric mean final validation loss was lowest for "
+            f"**{winner}** ({fmt(means[winner], 3)}; " + ", ".join(
                 f"{m} {fmt(means[m], 3)}" for m in order[1:]) + ").")
     for r in at_epochs:
-        a, b = r["name"].split(" - ")
-        text += (f" {a} - {b}: {fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, {fmt(r['hi'], 3)}] "
-                 f"({_words(r, a, b)}, Holm p = {fmt(r['p_holm'], 3)}).")
+        a, b = r["name"].split(" / ")
+        text += (f" {a} / {b}: {_ratio(r)} ({_words(r, a, b)}, Holm p = "
+                 f"{fmt(r['p_holm'], 3)}).")
+    high = {m: int(np.sum(results.values(s, "final_val_loss") > UNSETTLED))
+            for m, s in best.items()}
+    if any(high.values()):
+        text += (f" Report seeds that ended with a validation loss above {UNSETTLED:g}: "
+                 + ", ".join(f"{m} {k}/{n}" for m, k in high.items())
+                 + " (at the learning rate chosen on the tuning seeds).")
     report.conclusion(text)
     text = "**Equal updates.**"
     for r, (_, _, _, budget, _ua, _ub) in zip(at_updates, comparable, strict=True):
-        a, b = r["name"].split(" - ")
-        text += (f" Within {budget} updates, {a} - {b}: {fmt(r['diff'], 3)} "
-                 f"[{fmt(r['lo'], 3)}, {fmt(r['hi'], 3)}] ({_words(r, a, b)}, Holm p = "
-                 f"{fmt(r['p_holm'], 3)}).")
+        a, b = r["name"].split(" / ")
+        text += (f" Within {budget} updates, validation loss {a} / {b}: {_ratio(r)} "
+                 f"({_words(r, a, b)}, Holm p = {fmt(r['p_holm'], 3)}).")
     for nm, _, _, budget, _, ub in up_pairs:
         if ub < 0:
-            a, b = nm.split(" - ")
+            a, b = nm.split(" / ")
             text += (f" {b} cannot be compared with {a} at equal updates: a single epoch of "
                      f"{b} ({updates_per_epoch(results, best[b])} updates) exceeds all "
                      f"{budget} updates of {a}.")
@@ -318,7 +340,8 @@ def analyse(results, report):
                for k in ("epochs", "updates")}
         msec = {m: float(np.nanmedian(secs[m])) for m in reached}
         fu = min(med["updates"], key=med["updates"].get)
-        fe = min(med["epochs"], key=med["epochs"].get)
+        fe = " and ".join(m for m, v in med["epochs"].items()
+                          if v == min(med["epochs"].values()))
         text = (f"**Cost to {TARGET_ACCURACY:.0%} validation accuracy** (medians over the seeds "
                 f"that reached it): updates " + ", ".join(
                     f"{m} {fmt(v, 3)}" for m, v in med["updates"].items())
@@ -336,16 +359,19 @@ def analyse(results, report):
         report.conclusion(text)
     # the headline claim
     head = (f"On XOR with tuned learning rates ({n} report seeds), **{winner}** gradient descent "
-            f"reached the lowest mean final validation loss at equal epochs")
-    if len(order) > 1:
-        r = next(r for r in at_epochs if set(r["name"].split(" - ")) == {winner, order[1]})
-        a, b = r["name"].split(" - ")
+            f"reached the lowest (geometric) mean final validation loss at equal epochs")
+    parts = []
+    for other in order[1:]:
+        r = next(r for r in at_epochs if set(r["name"].split(" / ")) == {winner, other})
+        a, b = r["name"].split(" / ")
         sign = 1 if a == winner else -1
-        lo, hi = sorted((sign * r["lo"], sign * r["hi"]))
+        lo, hi = sorted((math.exp(sign * r["lo"]), math.exp(sign * r["hi"])))
         verdict = (f"significant, Holm p = {fmt(r['p_holm'], 3)}"
                    if r["verdict"] in ("a better", "b better") else r["verdict"])
-        head += (f" ({winner} - {order[1]}: {fmt(sign * r['diff'], 3)}, 95% CI "
-                 f"[{fmt(lo, 3)}, {fmt(hi, 3)}], {verdict})")
+        parts.append(f"{winner} / {other}: ratio {fmt(math.exp(sign * r['diff']), 3)}, 95% CI "
+                     f"[{fmt(lo, 3)}, {fmt(hi, 3)}], {verdict}")
+    if parts:
+        head += " (" + "; ".join(parts) + ")"
     if reached:
         head += (f", while **{fu}** needed the fewest parameter updates to reach "
                  f"{TARGET_ACCURACY:.0%} validation accuracy (median {fmt(med['updates'][fu], 3)}"

@@ -654,6 +654,14 @@ def _stall_text(rows):
                                                         if kinds["saddle"] or escaped
                                                         else "flat regions or plateaus")
                  + " (" + lit + ").")
+        grown = min(r["lbfgs_norm_ratio"] for r in rows)
+        if kinds["flat"] == n and grown > 2:
+            text += (f" L-BFGS lowered the training loss only slightly (at most "
+                     f"{fmt(max(r['loss'] - r['lbfgs_loss'] for r in rows), 3)}) while the "
+                     f"parameters grew by a factor {fmt(grown, 3)} to "
+                     f"{fmt(max(r['lbfgs_norm_ratio'] for r in rows), 3)} before the loss "
+                     f"went flat: a valley that keeps descending towards infinite weights "
+                     f"(saturating units), not a minimum at finite weights.")
     return text
 
 

@@ -60,7 +60,8 @@ def _sizes(quick):
     """Widths, training points (+ a third as many validation points), epochs, lr grid."""
     if quick:
         return {"widths": [1, 2, 8], "n": 400, "epochs": 60, "lrs": [0.01, 0.03]}
-    return {"widths": [1, 2, 4, 8, 16, 32], "n": 2667, "epochs": 200, "lrs": [0.01, 0.03, 0.1]}
+    return {"widths": [1, 2, 4, 8, 16, 32], "n": 2667, "epochs": 200,
+            "lrs": [0.01, 0.03, 0.1, 0.3]}
 
 
 def _build(quick):
@@ -93,7 +94,7 @@ def make(profile):
         settings=(),
         seeds=range(10, 12) if quick else range(10, 20),
         tuning=Tuning(_build(quick), conditions,
-                      {"lr": Axis(z["lrs"], scale="log", low=1e-4, high=1.0)},
+                      {"lr": Axis(z["lrs"], scale="log", low=1e-4, high=10.0)},
                       tune_seeds=[0, 1] if quick else [0, 1, 2]),
         analysis=analyse,
         notes=f"**Construction (computed in the analysis, no randomness).** The notes' weights "
@@ -363,6 +364,8 @@ def _verdict(r, best):
         return f"w={r['width']} lower"
     if v == "b better":
         return f"w={best} lower"
+    if v.startswith("equivalent"):
+        return f"equivalent within x{MARGIN_RATIO:g}"
     return v
 
 
@@ -500,12 +503,12 @@ def analyse(results, report):
         text += (" Widening beyond a few units buys nothing measurable here (" + ", ".join(
             f"{n}: every width from {w} on is the best ({b}) or within a factor "
             f"{MARGIN_RATIO:g} of it" for n, w, b in plateau) + ").")
-        if ks and {"bump", "step"} & {n for n, _, _ in plateau}:
-            text += (f" One sigmoid per jump suffices in principle (the construction above); "
-                     f"what limits the trained networks on the discontinuous targets is how "
-                     f"steep training makes the sigmoids (k = {fmt(min(ks), 3)} to "
-                     f"{fmt(max(ks), 3)} for the 2-unit bump networks, against the k of "
-                     f"hundreds that the construction needs for a small error).")
+    if ks:
+        text += (f" One sigmoid per jump suffices in principle (the construction above); the "
+                 f"trained 2-unit bump networks have steepness k = {fmt(min(ks), 3)} to "
+                 f"{fmt(max(ks), 3)}, where the construction's mean |error| on [-1, 1] is "
+                 f"{fmt(2 * math.log(2) / max(ks), 3)} to {fmt(2 * math.log(2) / min(ks), 3)} "
+                 f"(2 ln 2 / k for the two unit jumps).")
     report.conclusion(text)
     e = errs["bump"]
     slope = float(np.polyfit(np.log(KS[KS >= 10]),

@@ -560,6 +560,12 @@ def analyse(results, report):
                     f"{r['name'].split(':')[0]} {fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, "
                     f"{fmt(r['hi'], 3)}] ({_verdict(r, 'he', 'glorot')})" for r in comps_init)
                 + ".")
+        sig = next((r for r in comps_init if r["name"].startswith("sigmoid:")), None)
+        if sig is not None and sig["verdict"] == "a better":
+            text += (" For the sigmoid, the 'matched' Glorot weights lose to He's larger ones: "
+                     "Glorot's variance is derived for units of slope 1 at 0, and the "
+                     "sigmoid's slope there is 1/4, so its signal shrinks layer by layer "
+                     "unless the weights are larger.")
         report.conclusion(text)
     edges = results.plan.edges_remaining if results.plan is not None else []
     if edges:

@@ -632,9 +632,10 @@ def analyse(results, report):
     text += (f" Of {len(comps)} matched pairs, two layers were better in {len(two_better)}, "
              f"one layer in {len(one_better)}, equivalent within +-{MARGIN:g} in {len(equiv)}, "
              f"inconclusive in {len(comps) - len(two_better) - len(one_better) - len(equiv)}.")
-    text += (" These are results of trained networks at a fixed budget, not of what each "
-             "family can represent: one hidden layer is a universal approximator, so where it "
-             "trails, it trails in what Adam found within the budget.")
+    if two_better:
+        text += (" These are results of trained networks at a fixed budget, not of what each "
+                 "family can represent: one hidden layer is a universal approximator, so where "
+                 "it trails, it trails in what Adam found within the budget.")
     report.conclusion(text)
     if still:
         report.conclusion(f"**Convergence.** Not flattened by the end of the budget (mean "

@@ -101,7 +101,8 @@ def value_at_updates(results, setting, budget, metric="val_loss"):
 
     Evaluations happen at the end of each epoch (epoch 0 before any update); returns
     ``(values, updates)``: the per-seed values (NaN where missing) and the updates made at the
-    evaluation used (``-1`` when even one epoch exceeds the budget).
+    evaluation used (``-1``, values NaN, when even one epoch exceeds the budget or the budget
+    lies beyond the run).
     """
     u = updates_per_epoch(results, setting)
     out = np.full(len(results.seeds), np.nan)
@@ -109,8 +110,8 @@ def value_at_updates(results, setting, budget, metric="val_loss"):
         return out, -1
     e = int(budget // u)
     curves = results.curves(setting, metric)
-    if e < 1 or e >= curves.shape[1]:
-        return out, -1 if e < 1 else u * (curves.shape[1] - 1)
+    if e < 1 or e >= curves.shape[1]:   # before the first evaluation or beyond the run
+        return out, -1
     return curves[:, e], u * e
 
 

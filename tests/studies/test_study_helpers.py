@@ -1,0 +1,86 @@
+"""Helpers of the gd_demo and regression studies on hand-made results: the loss at equal
+updates, the pairs compared at equal updates, and the width comparisons on log errors."""
+
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from dlbasics.studies.definitions.gd_demo import equal_update_pairs, value_at_updates
+from dlbasics.studies.definitions.regression import MARGIN_RATIO, width_comparisons
+
+
+class FakeResults:
+    """Settings with per-seed validation-loss curves (epochs 0..E) and updates per epoch."""
+
+    def __init__(self, curves, per_epoch, seeds=(0, 1)):
+        self.seeds = list(seeds)
+        self._curves = {k: np.asarray(v, dtype=float) for k, v in curves.items()}
+        self._per = per_epoch
+        self.settings = {k: SimpleNamespace(label=k, epochs=self._curves[k].shape[1] - 1)
+                         for k in curves}
+
+    def histories(self, s):
+        u = self._per[s.label]
+        E = s.epochs
+        return {seed: {"updates": [u * (e + 1) for e in range(E)]} for seed in self.seeds}
+
+    def curves(self, s, metric):
+        assert metric == "val_loss"
+        return self._curves[s.label]
+
+
+def test_value_at_updates_takes_the_last_evaluation_within_the_budget():
+    res = FakeResults({"mb": [[1.0, 0.5, 0.4, 0.3], [2.0, 0.6, 0.5, 0.2]]}, {"mb": 10})
+    s = res.settings["mb"]
+    v, used = value_at_updates(res, s, 25)          # epochs at 10, 20, 30 updates: epoch 2
+    np.testing.assert_array_equal(v, [0.4, 0.5])
+    assert used == 20
+    v, used = value_at_updates(res, s, 9)           # one epoch is already 10 updates
+    assert used == -1 and np.isnan(v).all()
+    v, used = value_at_updates(res, s, 1000)        # beyond the run: not comparable
+    assert np.isnan(v).all() and used == -1
+
+
+def test_equal_update_pairs_use_the_smaller_total_budget():
+    res = FakeResults({"batch": [[1.0, 0.9, 0.8, 0.7], [1.0, 0.8, 0.7, 0.6]],
+                       "mini": [[1.0, 0.5, 0.4, 0.3], [1.0, 0.6, 0.5, 0.2]],
+                       "sgd": [[1.0, 0.2, 0.1, 0.05], [1.0, 0.3, 0.2, 0.1]]},
+                      {"batch": 1, "mini": 2, "sgd": 8})
+    best = {"sgd": res.settings["sgd"], "batch": res.settings["batch"],
+            "mini": res.settings["mini"]}
+    pairs = {p[0]: p for p in equal_update_pairs(res, best)}
+    # batch: 3 updates in all; mini at epoch 1 (2 updates); sgd's first epoch is 8 updates
+    _, va, vb, budget, ua, ub = pairs["batch / mini"]
+    assert budget == 3 and (ua, ub) == (3, 2)
+    np.testing.assert_array_equal(va, [0.7, 0.6])
+    np.testing.assert_array_equal(vb, [0.5, 0.6])
+    assert pairs["batch / sgd"][5] == -1
+    # mini: 6 updates in all; sgd cannot be evaluated before 8
+    assert pairs["mini / sgd"][3] == 6 and pairs["mini / sgd"][5] == -1
+
+
+def test_width_comparisons_on_log_errors_with_a_ratio_margin():
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.normal(np.log(1e-3), 0.3, 10))
+    errors = {1: base * 40.0,                                  # clearly worse
+              2: base * np.exp(rng.normal(0, 0.01, 10)),       # the same within 1.25
+              4: base}
+    settings = [SimpleNamespace(label=f"w{w}", factors={"target": "bump", "width": w})
+                for w in errors]
+    res = SimpleNamespace(
+        select=lambda target: [s for s in settings if s.factors["target"] == target],
+        values=lambda s, key: errors[s.factors["width"]])
+    out = width_comparisons(res)
+    assert set(out) == {"bump"}
+    best, rows = out["bump"]
+    means = {w: np.mean(np.log(v)) for w, v in errors.items()}
+    assert best == min(means, key=means.get)
+    by = {r["width"]: r for r in rows}
+    other = 2 if best == 4 else 4
+    assert by[1]["verdict"] == "b better"
+    assert math.exp(by[1]["diff"]) == pytest.approx(
+        np.exp(np.mean(np.log(errors[1] / errors[best]))))
+    assert by[other]["verdict"].startswith("equivalent")
+    assert by[other]["tost"]["margin"] == pytest.approx(math.log(MARGIN_RATIO))

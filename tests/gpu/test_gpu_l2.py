@@ -39,3 +39,23 @@ def test_penalised_training_run_equals_cpu(opt, rng):
     assert h_cpu.train_loss[0] > h_plain.train_loss[0]
     np.testing.assert_allclose(h_gpu.train_loss, h_cpu.train_loss, rtol=1e-4)
     assert_close(m_gpu.params, m_cpu.params, rtol=1e-4)
+
+
+def test_estimator_on_cuda_follows_cpu(rng):
+    """MLPClassifier(backend="cuda") with its default alpha: the same loss curve and weights as
+    on the CPU (float64)."""
+    import warnings
+
+    from dlbasics.models import MLPClassifier
+
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, batch_size=16, random_state=0,
+              dtype="float64")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cpu = MLPClassifier(**kw).fit(X, y)
+        gpu = MLPClassifier(backend="cuda", **kw).fit(X, y)
+    np.testing.assert_allclose(gpu.loss_curve_, cpu.loss_curve_, rtol=1e-10)
+    for a, b in zip(gpu.coefs_ + gpu.intercepts_, cpu.coefs_ + cpu.intercepts_, strict=True):
+        assert_close(a, b)

@@ -601,7 +601,9 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                 "from an initialisation p times smaller). ")
         near = sum(1 for x in ratios if abs(math.log(x / INVERTED_P)) < abs(math.log(x)))
         text += (f"The selected ratio is nearer {fmt(INVERTED_P)} than 1 at {near} of "
-                 f"{len(ratios)} sizes. Test accuracy, inverted - scale: "
+                 f"{len(ratios)} sizes (the grid steps by a factor 2, and a rate chosen on "
+                 f"{len(results.study.tuning.tune_seeds)} tuning seeds is itself noisy). "
+                 "Test accuracy, inverted - scale: "
                  + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
                              for r in acc_rows) + ".")
         report.conclusion(text)

@@ -37,10 +37,11 @@ DEPTHS = (1, 2, 3, 4)
 #: training accuracy slowly (about +0.01 per 100 epochs after epoch 200).
 EPOCHS = {1500: 250, 6000: 150, 25000: 80, 100000: 40}
 #: Learning-rate grids (factor 2; extended at the edges): small networks take larger rates.
-LRS = {1500: (0.00125, 0.0025, 0.005, 0.01, 0.02),
-       6000: (0.000625, 0.00125, 0.0025, 0.005, 0.01),
-       25000: (0.0003125, 0.000625, 0.00125, 0.0025, 0.005),
-       100000: (0.00025, 0.0005, 0.001, 0.002, 0.004)}
+#: (A mid-size run with 2 tuning seeds selected 0.02 at 1.5k/depth 1 and 0.04 at 25k/depth 1.)
+LRS = {1500: (0.0025, 0.005, 0.01, 0.02, 0.04),
+       6000: (0.00125, 0.0025, 0.005, 0.01, 0.02),
+       25000: (0.00125, 0.0025, 0.005, 0.01, 0.02),
+       100000: (0.000625, 0.00125, 0.0025, 0.005, 0.01)}
 QUICK = {"budgets": (500, 2000), "depths": (1, 2), "epochs": 8, "lrs": (0.003, 0.01),
          "problem": {"n_train": 300, "n_val": 100}}
 PROBLEM = {"n_train": 4000, "n_val": 1000}
@@ -154,6 +155,20 @@ def still_rising(curve, frac=0.2):
     return float(d.mean()) if d.size else math.nan
 
 
+def best_fit(results, cl):
+    """``{(budget, depth): (train acc, lr)}``: the highest mean final training accuracy of any
+    learning rate of the cell's tuning grid (tuning seeds), and that rate."""
+    tun = results.tuning
+    out = {}
+    for (b, d) in cl:
+        cands = [] if tun is None else tun.select(budget=b, depth=d)
+        vals = [(stats.mean_ci(tun.values(s, "final_full_accuracy")).mean, s.factors["lr"])
+                for s in cands]
+        vals = [v for v in vals if math.isfinite(v[0])]
+        out[b, d] = max(vals) if vals else (math.nan, math.nan)
+    return out
+
+
 def analyse(results, report):
     cl = cells(results)
     if not cl:
@@ -164,8 +179,9 @@ def analyse(results, report):
     _accuracy_figure(results, report, cl, budgets, depths)
     _sensitivity(results, report, budgets, depths)
     rising = _curves(results, report, cl, budgets, depths)
-    comps = _tables(results, report, cl, budgets, depths, rising)
-    _conclude(results, report, cl, budgets, depths, comps, rising)
+    fit = best_fit(results, cl)
+    comps, es = _tables(results, report, cl, budgets, depths, rising, fit)
+    _conclude(results, report, cl, budgets, depths, comps, es, fit)
 
 
 def _accuracy_figure(results, report, cl, budgets, depths):
@@ -269,7 +285,7 @@ def _curves(results, report, cl, budgets, depths):
     return rising
 
 
-def _tables(results, report, cl, budgets, depths, rising):
+def _tables(results, report, cl, budgets, depths, rising, fit):
     rows = []
     for b in budgets:
         for d in depths:
@@ -281,18 +297,26 @@ def _tables(results, report, cl, budgets, depths, rising):
                          f["params"], fmt(f["lr"], 3),
                          fmt_ci(results.values(s, "final_full_accuracy"), bounds=FRACTION),
                          fmt(rising[b, d]["train"], 2),
+                         f"{fmt(fit[b, d][0], 3)} (lr {fmt(fit[b, d][1], 3)})",
                          fmt_ci(results.values(s, "best_val_epoch"), bounds=POSITIVE),
                          fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
                          fmt_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION),
                          fmt_ci(results.values(s, "test_loss"), bounds=POSITIVE)])
     report.section("Numbers")
     report.table(["budget", "depth", "width", "parameters", "lr (tuned)", "train acc",
-                  "train acc gain, last 20%", "best val-loss epoch", "test acc (final)",
+                  "train acc gain, last 20%", "best train acc of the lr grid (tuning)",
+                  "best val-loss epoch", "test acc (final)",
                   "test acc (early-stopped)", "test loss (final)"], rows,
                  caption=f"Every cell at its tuned learning rate, mean [95% CI] over "
                          f"{len(results.seeds)} report seeds. Widths in bold are below the "
                          f"{N_INPUTS} inputs (a layer narrower than the input cannot pass it on "
                          f"unchanged).")
+    return (_depth_table(results, report, cl, budgets, depths, "test_accuracy"),
+            _depth_table(results, report, cl, budgets, depths, "es_test_accuracy"))
+
+
+def _depth_table(results, report, cl, budgets, depths, key):
+    what = "Final" if key == "test_accuracy" else "Early-stopped (best validation loss epoch)"
     comps = {}
     pairs = []
     for b in budgets:
@@ -301,8 +325,7 @@ def _tables(results, report, cl, budgets, depths, rising):
         for d in depths:
             if d != 1 and (b, d) in cl:
                 pairs.append((f"{b}: depth {d} - depth 1",
-                              results.values(cl[b, d], "test_accuracy"),
-                              results.values(cl[b, 1], "test_accuracy")))
+                              results.values(cl[b, d], key), results.values(cl[b, 1], key)))
     if pairs:
         rows = stats.compare(pairs, margin=MARGIN, lower_is_better=False)
         report.table(["comparison (a - b)", "pairs", "mean diff [95% CI]", "a better / b better",
@@ -311,7 +334,8 @@ def _tables(results, report, cl, budgets, depths, rising):
                        f"{fmt(r['hi'], 3)}]", f"{r['b_better']}/{r['a_better']}",
                        fmt(r["p"], 3), fmt(r["p_holm"], 3), fmt(r["tost_p_holm"], 3),
                        r["verdict"]] for r in rows],
-                     caption=f"Final test accuracy, each depth minus depth 1 at the same budget, "
+                     caption=f"{what} test accuracy, each depth minus depth 1 at the same "
+                             f"budget, "
                              f"paired on report seeds (same data draw); Holm over all "
                              f"{len(rows)} comparisons; equivalence by TOST with margin +-"
                              f"{MARGIN} (Holm too). 'a better' counts seeds where the deeper "
@@ -322,7 +346,7 @@ def _tables(results, report, cl, budgets, depths, rising):
     return comps
 
 
-def _conclude(results, report, cl, budgets, depths, comps, rising):
+def _conclude(results, report, cl, budgets, depths, comps, es, fit):
     acc = {k: _mean(results, s, "test_accuracy") for k, s in cl.items()}
     train = {k: _mean(results, s, "final_full_accuracy") for k, s in cl.items()}
     best = {}
@@ -370,12 +394,28 @@ def _conclude(results, report, cl, budgets, depths, comps, rising):
                 f"{fmt(train[b, d], 3)}" for b, d, _ in narrow) + ".")
     else:
         report.conclusion(f"No hidden layer is narrower than the {N_INPUTS} inputs.")
-    fits = [k for k, t in train.items() if math.isfinite(t) and t >= 0.99]
-    report.conclusion(
-        f"Fit: {len(fits)} of {len(train)} cells reach training accuracy 0.99 or more"
-        + (f" (the smallest budget that does: {min(b for b, _ in fits)})" if fits else "")
-        + "; the others are limited by their size, and the comparison there is between "
-        "networks that under-fit.")
+    fits = sorted(k for k, t in train.items() if math.isfinite(t) and t >= 0.99)
+    can = sorted(k for k in train if k not in fits and fit[k][0] >= 0.99)
+    cannot = sorted(k for k in train if k not in fits and k not in can)
+    text = (f"Fit (training accuracy of the final network, mean over report seeds): "
+            f"{len(fits)} of {len(train)} cells reach 0.99 or more at the selected rate"
+            + (f" ({', '.join(f'{b}/depth {d}' for b, d in fits)})" if fits else "") + ".")
+    if can:
+        text += (" At " + ", ".join(f"{b}/depth {d} ({fmt(train[b, d], 3)}; "
+                                    f"{fmt(fit[b, d][0], 3)} at lr {fmt(fit[b, d][1], 3)})"
+                                    for b, d in can)
+                 + " another rate of the tuning grid fits the training set, but the selected "
+                 + ("(larger) " if all(cl[k].factors["lr"] > fit[k][1] for k in can) else "")
+                 + "rate gives the higher validation accuracy: the size is not what limits the "
+                 "fit there.")
+    if cannot:
+        text += (" No rate of the grid reaches 0.99 at " + ", ".join(
+            f"{b}/depth {d} (best {fmt(fit[b, d][0], 3)})" for b, d in cannot)
+                 + f": in {' or '.join(sorted({str(cl[k].epochs) for k in cannot}))} epochs "
+                 "none of the "
+                 f"grid's rates fits {n_train} examples with these networks, and the comparison "
+                 "there is between networks that under-fit.")
+    report.conclusion(text)
     better = sorted(k for k, r in comps.items() if r["verdict"] == "a better")
     worse = sorted(k for k, r in comps.items() if r["verdict"] == "b better")
     equiv = sorted(k for k, r in comps.items() if r["verdict"].startswith("equivalent"))
@@ -399,4 +439,16 @@ def _conclude(results, report, cl, budgets, depths, comps, rising):
     if rest:
         bits.append(f"inconclusive (neither a difference nor equivalence shown) at "
                     f"{_cells(rest)}")
-    report.conclusion(text + ("; ".join(bits) if bits else "no comparison completed") + ".")
+    text += ("; ".join(bits) if bits else "no comparison completed") + "."
+    if es:
+        flips = sorted(k for k in comps if k in es and es[k]["verdict"] != comps[k]["verdict"])
+        text += (" Early-stopped (the network of the lowest validation loss), the verdicts "
+                 + ("are the same." if not flips else "differ at " + ", ".join(
+                     f"{b}/depth {d} ({_signed(es[b, d])}, {es[b, d]['verdict']})"
+                     for b, d in flips) + "."))
+    report.conclusion(text)
+
+
+def _signed(r):
+    return (f"{'+' if r['diff'] >= 0 else ''}{fmt(r['diff'], 2)} [{fmt(r['lo'], 2)}, "
+            f"{fmt(r['hi'], 2)}]")

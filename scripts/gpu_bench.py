@@ -697,7 +697,7 @@ def main(argv=None):
                         "reports/benchmarks/gpu)")
     parser.add_argument("--budget", type=float, default=300.0,
                         help="seconds after which remaining cases are skipped (default 300)")
-    parser.add_argument("--sections", default="dense,small,population,training",
+    parser.add_argument("--sections", default="dense,small,training,population",
                         help="comma-separated subset of dense,training,small,population")
     args = parser.parse_args(argv)
     out_dir = Path(args.out or os.environ.get("OUT") or ROOT / "reports" / "benchmarks" / "gpu")

@@ -13,8 +13,8 @@
 # Each step writes its own file under $OUT (or reports/benchmarks/gpu/ when $OUT is unset), also
 # when an earlier step failed: env.txt, gpu_tests.log, racecheck.log, memcheck.log,
 # gpu_bench.log, gpu_bench.json, gpu_bench.md, and summary.txt (each step's exit status and
-# seconds). Time limits: env 40 s, tests 120 s, each sanitizer 120 s (beside the tests), benchmark
-# 100 s (95 s case budget). Exit status: 0 only if every step that ran succeeded.
+# seconds). Time limits: env 40 s, tests 110 s, each sanitizer 110 s (beside the tests), benchmark
+# 90 s (80 s case budget): 240 s at most. Exit status: 0 only if every step that ran succeeded.
 cd "$(dirname "$0")/.." || exit 2
 source scripts/checkout_env.sh
 unset NUMBA_ENABLE_CUDASIM NUMBA_BOUNDSCHECK
@@ -106,14 +106,14 @@ t=$(date +%s)
 PYTEST_ARGS=(-v --durations=20 -p no:cacheprovider)
 "$PY" -c "import pytest_timeout" 2>/dev/null && PYTEST_ARGS+=(--timeout=90)
 "$PY" -c "import xdist" 2>/dev/null && PYTEST_ARGS+=(-n 6)  # compilation is the cost
-( timeout --kill-after=10 120 "$PY" -m pytest tests/gpu "${PYTEST_ARGS[@]}" \
+( timeout --kill-after=10 110 "$PY" -m pytest tests/gpu "${PYTEST_ARGS[@]}" \
     > "$OUT_DIR/gpu_tests.log" 2>&1; echo $? > "$OUT_DIR/.tests_status" ) &
 tests_pid=$!
 
 sanitizer_pids=()
 for tool in racecheck memcheck; do
   if command -v compute-sanitizer >/dev/null 2>&1; then
-    ( timeout --kill-after=10 120 compute-sanitizer --tool "$tool" --error-exitcode 3 \
+    ( timeout --kill-after=10 110 compute-sanitizer --tool "$tool" --error-exitcode 3 \
         --print-limit 50 "$PY" -m tests.gpu.sanitize_cases > "$OUT_DIR/$tool.log" 2>&1
       echo $? > "$OUT_DIR/.${tool}_status" ) &
     sanitizer_pids+=($!)
@@ -137,7 +137,7 @@ for tool in racecheck memcheck; do tail -2 "$OUT_DIR/$tool.log"; done
 
 # -- 3. benchmark (alone on the GPU) --------------------------------------------------------
 t=$(date +%s)
-timeout --kill-after=10 100 "$PY" scripts/gpu_bench.py --out "$OUT_DIR" --budget 95 \
+timeout --kill-after=10 90 "$PY" scripts/gpu_bench.py --out "$OUT_DIR" --budget 80 \
   > "$OUT_DIR/gpu_bench.log" 2>&1
 record benchmark $? $(( $(date +%s) - t ))
 

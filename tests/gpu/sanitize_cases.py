@@ -1,11 +1,12 @@
 """Tiny GPU cases for NVIDIA's compute-sanitizer (racecheck, memcheck) on a real GPU.
 
 Run as ``compute-sanitizer --tool racecheck python -m tests.gpu.sanitize_cases`` (what
-``scripts/gpu_check.sh`` does): a dense forward and backward pass, the loss kernels, and one
-training epoch of a small MLP (gather, dropout, forward, loss, backward, L2 penalty, Adam update,
-evaluation), each under the shipped launch geometry and under the tests' small one (several
-blocks, every grid-stride loop turning), plus a product of ``BLAS_MIN_ROWS`` rows or more (the
-cuBLAS route where CuPy is installed). Every result is checked against NumPy, so the run also
+``scripts/gpu_check.sh`` does): a dense forward and backward pass (below and from
+``BLAS_MIN_ROWS`` rows: the cuBLAS route where CuPy is installed), the loss kernels, and one
+training epoch of two small MLPs (gather, dropout, forward, loss, backward, Adam update,
+evaluation) through each device epoch (one block, cooperative grid, per layer), all under the
+shipped launch geometry and under the tests' small one (several blocks, every grid-stride loop
+turning). Every result is checked against NumPy, so the run also
 fails on a wrong value; the sanitizer reports hazards and out-of-bounds accesses on its own.
 """
 
@@ -15,7 +16,7 @@ import numpy as np
 
 
 def run_cases():
-    from dlbasics.kernels import config
+    from dlbasics.kernels import config, gpu_small
     from dlbasics.kernels import losses as L
     from dlbasics.kernels.gpu_dense import gpu_dense_backward, gpu_dense_forward
     from dlbasics.kernels.gpu_losses import gpu_loss_and_gradient
@@ -47,16 +48,21 @@ def run_cases():
         assert abs(value - cv) <= 1e-5 * abs(cv), (value, cv)
         np.testing.assert_allclose(grad, cg, rtol=1e-4, atol=1e-6)
         print(f"ok loss {name}", flush=True)
-        X = rng.normal(size=(12, 3)).astype(np.float32)
-        yl = rng.integers(0, 2, size=12)
-        for sizes, kw in (([3, 4, 2], {"keep_prob": 0.8}), ([3, 4, 4, 2], {})):
-            m = MLP(sizes, output="softmax", loss="cross_entropy", backend="cuda", seed=1, **kw)
-            c = MLP(sizes, output="softmax", loss="cross_entropy", seed=1, **kw)
-            h = train(m, X, yl, Adam(0.01), batch_size=4, epochs=1, metrics="full")
-            hc = train(c, X, yl, Adam(0.01), batch_size=4, epochs=1, metrics="full")
-            np.testing.assert_allclose(h.train_loss, hc.train_loss, rtol=1e-4)
-            np.testing.assert_allclose(m.params, c.params, rtol=1e-4, atol=1e-5)
-            print(f"ok epoch {name} {sizes}", flush=True)
+        X = rng.normal(size=(20, 3)).astype(np.float32)
+        yl = rng.integers(0, 2, size=20)
+        for path, width, grid in (("one block", 64, True), ("grid", 0, True),
+                                  ("per layer", 0, False)):
+            gpu_small.SMALL_MAX_WIDTH, gpu_small.GRID_ENABLED = width, grid
+            for sizes, kw, batch in (([3, 4, 2], {"keep_prob": 0.8}, 4), ([3, 4, 4, 2], {}, 9)):
+                m = MLP(sizes, output="softmax", loss="cross_entropy", backend="cuda", seed=1,
+                        **kw)
+                c = MLP(sizes, output="softmax", loss="cross_entropy", seed=1, **kw)
+                h = train(m, X, yl, Adam(0.01), batch_size=batch, epochs=1, metrics="full")
+                hc = train(c, X, yl, Adam(0.01), batch_size=batch, epochs=1, metrics="full")
+                np.testing.assert_allclose(h.train_loss, hc.train_loss, rtol=1e-4)
+                np.testing.assert_allclose(m.params, c.params, rtol=1e-4, atol=1e-5)
+                print(f"ok epoch {name} {path} {sizes} batch {batch}", flush=True)
+        gpu_small.SMALL_MAX_WIDTH, gpu_small.GRID_ENABLED = 64, True
     for key, value in shipped.items():
         setattr(config, key, value)
 

@@ -260,3 +260,60 @@ def test_dropout_numbers_selection_and_exact_retraining(quick):
     mc = _table(readme, "| k | test acc")
     assert mc[-1]["k"] == "weight scaling" and len(mc) == len(dropout.MC_K_QUICK) + 1
     assert "Inverted vs weight scaling" in readme and "reparametrisation predicts 0.5" in readme
+
+
+# --- selection helpers on stub results ---------------------------------------------------------
+
+
+class _Setting:
+    def __init__(self, label, **factors):
+        self.label, self.factors = label, factors
+
+
+class _Tuning:
+    """A stand-in for ``results.tuning``: settings with per-seed summary values."""
+
+    def __init__(self, table):
+        self.table = table   # {label: (factors, {key: values})}
+        self.settings = [_Setting(k, **f) for k, (f, _) in table.items()]
+
+    def select(self, **factors):
+        return [s for s in self.settings
+                if all(s.factors.get(k) == v for k, v in factors.items())]
+
+    def values(self, s, key):
+        return np.asarray(self.table[s.label][1][key], dtype=float)
+
+
+def test_best_fit_is_the_highest_mean_training_accuracy_of_a_cells_grid():
+    tun = _Tuning({
+        "a": ({"budget": 1500, "depth": 1, "lr": 0.01}, {"final_full_accuracy": [0.7, 0.8]}),
+        "b": ({"budget": 1500, "depth": 1, "lr": 0.02}, {"final_full_accuracy": [0.9, 0.7]}),
+        "c": ({"budget": 1500, "depth": 1, "lr": 0.04}, {"final_full_accuracy": [np.nan] * 2}),
+        "d": ({"budget": 6000, "depth": 1, "lr": 0.01}, {"final_full_accuracy": [1.0, 1.0]}),
+    })
+
+    class R:
+        tuning = tun
+
+    out = depth_width.best_fit(R, {(1500, 1): None, (6000, 1): None, (6000, 2): None})
+    assert out[1500, 1] == (pytest.approx(0.8), 0.02)    # NaN means are left out
+    assert out[6000, 1] == (1.0, 0.01)
+    assert all(math.isnan(v) for v in out[6000, 2])
+
+
+def test_dropout_tuning_scores_are_the_selected_points_tuning_means():
+    from dlbasics.studies.protocol import Choice
+
+    s1 = _Setting("x", n_train=250, convention="scale", p_hidden=0.5, lr=0.004)
+    s2 = _Setting("y", n_train=250, convention="scale", p_hidden=1.0, lr=0.001)
+
+    class Plan:
+        choices = [Choice({}, s1, {"lr": 0.004}, {"x": 1.5, "x2": 1.7}, {}, {}),
+                   Choice({}, s2, {"lr": 0.001}, {"y": 2.1}, {}, {}),
+                   Choice({}, None, {}, {}, {}, {})]
+
+    class R:
+        plan = Plan
+
+    assert dropout.tuning_scores(R) == {(250, "scale", 0.5): 1.5, (250, "scale", 1.0): 2.1}

@@ -50,7 +50,7 @@ SIZES = (250, 1000, 4000)
 #: and 83 (4000) - at lr 1e-3 it was still falling at 200 (1000) and 100 (4000) epochs.
 EPOCHS = {250: 300, 1000: 200, 4000: 100}
 #: Hidden keep probabilities of the weight-scaling ("scale") convention; 1.0 is no dropout.
-HIDDEN_P = (0.5, 0.75, 1.0)
+HIDDEN_P = (0.25, 0.5, 0.75, 1.0)
 #: Keep probability at which the inverted convention is compared with weight scaling.
 INVERTED_P = 0.5
 LRS = (0.001, 0.002, 0.004, 0.008)
@@ -69,7 +69,7 @@ EPS = 1e-7
 #: Equivalence margins (TOST) of the comparisons with the early-stopped baseline.
 MARGIN_ACC = 0.01
 MARGIN_LOSS = 0.02
-COLORS = {0.5: "#d62728", 0.75: "#ff7f0e", 1.0: "#1f77b4", "inverted": "#9467bd",
+COLORS = {0.25: "#2ca02c", 0.5: "#d62728", 0.75: "#ff7f0e", 1.0: "#1f77b4", "inverted": "#9467bd",
           "es": "#000000"}
 
 

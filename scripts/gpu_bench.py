@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+cuda = None  # numba.cuda as a module global, bound by launch_overhead (the simulator swaps it)
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
@@ -425,6 +426,52 @@ def launches_per_step(cfg):
     return rows
 
 
+def launch_overhead(cfg):
+    """Host microseconds per launch of an empty numba-cuda kernel with 1 and 8 device-array
+    arguments, and per tiny cuBLAS product through CuPy (what a launch-bound step pays)."""
+    global cuda
+    from dlbasics.kernels import gpu_blas
+    from dlbasics.kernels import gpu_config as g
+
+    cuda = g.require_cuda()
+    A = g.array_access()
+
+    @cuda.jit
+    def one(a):
+        a = A(a)
+        if cuda.grid(1) == 0:
+            a[0] += 1.0
+
+    @cuda.jit
+    def eight(a, b, c, d, e, f, h, k):
+        a = A(a)
+        if cuda.grid(1) == 0:
+            a[0] += 1.0
+
+    arrays = [g.device_zeros(8, np.float32) for _ in range(8)]
+    reps = 200 if cfg is FULL else 3
+    out = {}
+    for name, kernel, args in (("numba_1_array", one, arrays[:1]),
+                               ("numba_8_arrays", eight, arrays)):
+        kernel[1, 32](*args)
+        g.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            kernel[1, 32](*args)
+        g.synchronize()
+        out[name + "_us"] = (time.perf_counter() - t) / reps * 1e6
+    if gpu_blas.available():
+        x, y, z = (g.device_zeros((8, 8), np.float32) for _ in range(3))
+        gpu_blas.matmul(x, y, z)
+        g.synchronize()
+        t = time.perf_counter()
+        for _ in range(reps):
+            gpu_blas.matmul(x, y, z)
+        g.synchronize()
+        out["cupy_matmul_us"] = (time.perf_counter() - t) / reps * 1e6
+    return out
+
+
 def cpu_population_reference():
     """The best 2-core CPU population figure of the speed study (network-samples/s), or None."""
     path = ROOT / "reports" / "benchmarks" / "results.json"
@@ -621,6 +668,10 @@ def write_report(out_dir, env, results):
         )
     if env.get("dense_route"):
         lines += ["", f"Dense products: {env['dense_route']}."]
+    overhead = env.get("launch_overhead")
+    if overhead:
+        lines += ["", "Host time per launch (empty kernel, mean of a loop): " + ", ".join(
+            f"{k.removesuffix('_us').replace('_', ' ')} {v:.1f} us" for k, v in overhead.items())]
     launches = env.get("launches_per_step")
     if launches:
         lines += ["", "Launches per training step (one epoch counted, plain SGD):", "",
@@ -715,6 +766,12 @@ def main(argv=None):
     env["dense_route"] = gpu_blas.status()
     env["cpu_population_reference"] = cpu_population_reference()
     print(env["dense_route"], flush=True)
+    try:
+        env["launch_overhead"] = launch_overhead(cfg)
+        print("launch overhead:", env["launch_overhead"], flush=True)
+    except Exception as exc:  # noqa: BLE001 - a benchmark records failures and goes on
+        env["launch_overhead"] = {}
+        print(f"launch overhead failed: {type(exc).__name__}: {exc}", flush=True)
     try:
         env["launches_per_step"] = launches_per_step(cfg)
         print("launches per step:", env["launches_per_step"], flush=True)

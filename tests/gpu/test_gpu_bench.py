@@ -33,6 +33,8 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
     assert launches["70-5-4-3", "per layer"]["kernels_per_step"] == 3 * 3 + 2
     assert launches["70-5-4-3", "per layer"]["cublas_per_step"] == 0
     assert launches["2-3-1", "one launch, one block"]["kernels_per_step"] == 1 / 8
+    overhead = data["environment"]["launch_overhead"]
+    assert overhead["numba_1_array_us"] > 0 and overhead["numba_8_arrays_us"] > 0
     for r in ours:
         assert r["ms"] > 0 and r["compile_s"] >= 0
     for r in rows:
@@ -40,6 +42,7 @@ def test_smoke_run_writes_json_and_markdown(tmp_path):
             assert r["max_rel_err"] < 1e-5
     md = (tmp_path / "gpu_bench.md").read_text()
     assert "| dense |" in md and "| population |" in md
+    assert "Host time per launch" in md and "Launches per training step" in md
     assert data["environment"]["smoke"] is True
 
 

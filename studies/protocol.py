@@ -57,7 +57,8 @@ class Axis:
         ``log``: the next value beyond ``b`` (neighbour ``a``) is ``b * b / a``; ``linear``:
         ``b + (b - a)``; ``log1m``: ``1 - (1 - b)^2 / (1 - a)`` (0.9, 0.99 -> 0.999).
     low, high : float, optional
-        Bounds an extension may not cross (inclusive).
+        Bounds an extension may not cross (inclusive): a step that would cross one lands on it
+        instead (once); a ``log1m`` axis is bounded below by 0 (a momentum of 0 is none).
     """
 
     values: tuple
@@ -80,8 +81,9 @@ class Axis:
         object.__setattr__(self, "values", vals)
 
     def step(self, values, side):
-        """The value one step beyond the ``"low"`` or ``"high"`` end of ``values``, or ``None``
-        when the axis has a single value or the step would cross a bound."""
+        """The value one step beyond the ``"low"`` or ``"high"`` end of ``values`` (the bound
+        itself when the step would cross it), or ``None`` when the axis has a single value or
+        its end already is the bound."""
         vals = sorted(values)
         if len(vals) < 2:
             return None
@@ -93,11 +95,14 @@ class Axis:
         else:  # three significant digits of 1 - x, where the scale lives
             new = 1.0 - _round((1.0 - b) ** 2 / (1.0 - a))
         new = _round(new)
-        if (self.low is not None and new < self.low) or (self.high is not None and new > self.high):
+        low = 0.0 if self.scale == "log1m" and self.low is None else self.low
+        if low is not None and new < low:
+            new = float(low)
+        if self.high is not None and new > self.high:
+            new = float(self.high)
+        if (self.scale == "log" and new <= 0) or (self.scale == "log1m" and new >= 1):
             return None
-        if (self.scale == "log" and new <= 0) or (self.scale == "log1m" and not 0 <= new < 1):
-            return None
-        if new in vals:
+        if new in vals or (side == "low" and new >= b) or (side == "high" and new <= b):
             return None
         return new
 

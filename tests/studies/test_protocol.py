@@ -23,12 +23,14 @@ def test_axis_steps_beyond_each_edge():
     assert lr.step(lr.values, "high") == 10.0 and lr.step(lr.values, "low") == 0.001
     lin = Axis([0.2, 0.5, 0.8], scale="linear", low=0.0, high=1.0)
     assert lin.step([0.4, 0.6], "low") == 0.2           # 0.4 - 0.2
-    assert lin.step(lin.values, "low") is None          # 0.2 - 0.3 crosses low = 0
-    assert lin.step([0.5, 0.8], "high") is None         # 0.8 + 0.3 crosses high = 1
+    assert lin.step(lin.values, "low") == 0.0           # 0.2 - 0.3 crosses low: the bound
+    assert lin.step([0.5, 0.8], "high") == 1.0          # 0.8 + 0.3 crosses high: the bound
+    assert lin.step([0.5, 1.0], "high") is None         # the end is the bound already
     mom = Axis([0.5, 0.9], scale="log1m")
     assert mom.step([0.9, 0.99], "high") == 0.999       # 1 - 0.01^2 / 0.1
     assert mom.step([0.9, 0.99], "low") == 0.0          # 1 - 0.1^2 / 0.01
-    assert mom.step([0.5, 0.9], "low") is None          # 1 - 0.5^2 / 0.1 < 0
+    assert mom.step([0.5, 0.9], "low") == 0.0           # 1 - 0.5^2 / 0.1 < 0: momentum 0
+    assert mom.step([0.0, 0.5], "low") is None          # no momentum below none
     assert Axis([0.3]).step([0.3], "high") is None      # one value: no edge
     with pytest.raises(ValueError, match="log axis"):
         Axis([0.0, 1.0])
@@ -92,8 +94,9 @@ def test_a_bounded_axis_flags_its_bound():
                   tuning=Tuning(_build, [{"c": "a"}],
                                 {"lr": Axis([0.5, 0.9], scale="linear", high=1.0)},
                                 tune_seeds=[0, 1, 2]))
-    _, p = _rows(study, lambda lr: -lr)  # larger is better, 1.3 would cross the bound
-    assert p.choices[0].point == {"lr": 0.9}
+    _, p = _rows(study, lambda lr: -lr)  # larger is better: 1.3 crosses the bound, so 1.0
+    assert p.choices[0].grids["lr"] == [0.5, 0.9, 1.0]
+    assert p.choices[0].point == {"lr": 1.0}
     assert p.edges_remaining[0]["reason"] == "bound of the axis"
 
 

@@ -17,9 +17,11 @@ renders the records as the speed report's Markdown section.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
+from datetime import datetime, timezone
 
 #: (data set, solver, max_iter) measured by the full profile.
 CASES = (("digits", "adam", 100), ("digits", "sgd", 100), ("digits", "lbfgs", 100),
@@ -74,6 +76,8 @@ def measure(cases=CASES, random_state=0, repeats=2):
 
     records = []
     for name, solver, max_iter in cases:
+        load0 = os.getloadavg()[0]
+        started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         X, y = data(name)
         params = dict(solver=solver, max_iter=max_iter, n_iter_no_change=max_iter + 1,
                       random_state=random_state)
@@ -92,6 +96,8 @@ def measure(cases=CASES, random_state=0, repeats=2):
             "cpu_ratio": c_sk / c32, "sklearn_acc": float(sk.score(X, y)),
             "ours_acc": float(o32.score(X, y)), "ours64_acc": float(o64.score(X, y)),
             "n_iter": [int(sk.n_iter_), int(o32.n_iter_), int(o64.n_iter_)],
+            "started": started, "load_before": load0, "load_after": os.getloadavg()[0],
+            "cpus": os.cpu_count(),
         })
     return records
 
@@ -113,6 +119,13 @@ def section(records):
             f"| {r['cpu_ratio']:.1f}x "
             f"| {r['sklearn_1thread_s']:.2f} s | {r['ratio_1thread']:.1f}x "
             f"| {r['sklearn_acc']:.3f} / {r['ours_acc']:.3f} / {r['ours64_acc']:.3f} |")
+    first, last = records[0], records[-1]
+    when = ""
+    if "started" in first:
+        loads = [r[k] for r in records for k in ("load_before", "load_after")]
+        when = (f"\n\nMeasured from {first['started']} ({last['started']} for the last case) on "
+                f"{first['cpus']} CPUs; the 1-minute load average (other programs included) "
+                f"was {min(loads):.1f} to {max(loads):.1f} during the fits.")
     return ("## Drop-in estimators against scikit-learn\n\n"
             "`fit` of `dlbasics.models.MLPClassifier` against `sklearn.neural_network."
             "MLPClassifier` with the same parameters (defaults: 100 ReLU units, alpha 1e-4, "
@@ -125,7 +138,7 @@ def section(records):
             "on a shared machine than wall time. scikit-learn's threaded BLAS suffers most from "
             "other programs (its threads wait for each other), so it is also timed with BLAS "
             "on one thread: the last ratio is the conservative one. Goal: "
-            "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows))
+            "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows) + when)
 
 
 def main(argv=None):

@@ -112,6 +112,8 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         Accepted for compatibility; the classes train one after the other.
     random_state : int, RandomState or None, default=0
     early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the rows (drawn from the same generator as the
+        visiting orders, not scikit-learn's stratified split) and stop on their accuracy.
     validation_fraction : float in (0, 1), default=0.1
     n_iter_no_change : int >= 1, default=5
     class_weight : dict, "balanced" or None, default=None

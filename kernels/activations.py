@@ -322,6 +322,10 @@ def activation_backward(name, z, a, delta, out=None, slope=LEAKY_SLOPE):
     for arg, v in (("a", a), ("delta", delta)):
         _checks.float_array(arg, v, dtype=z.dtype)
         _checks.shape(arg, v, z.shape)
+    if not delta.flags.writeable:
+        # the compiled loop writes through ``delta`` when it is ``out`` (in place), so Numba
+        # cannot type it for a read-only array; a read-only ``delta`` is never ``out``
+        delta = delta.copy()
     if z.size:
         backward_kernel(
             code, _as_2d(z), _as_2d(a), _as_2d(delta), _as_2d(out), z.dtype.type(slope)

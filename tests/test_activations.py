@@ -150,3 +150,16 @@ def test_against_torch(rng):
         assert_allclose(a, out.detach().numpy(), rtol=1e-12, atol=1e-15)
         assert_allclose(A.activation_backward(name, z, a, delta), t.grad.numpy(), rtol=1e-10,
                         atol=1e-14)
+
+
+@pytest.mark.parametrize("name", ["tanh", "relu", "softmax"])
+def test_backward_takes_read_only_inputs(name, rng):
+    z = rng.normal(size=(5, 4))
+    a = A.activate(name, z)
+    delta = rng.normal(size=(5, 4))
+    want = A.activation_backward(name, z, a, delta)
+    for arr in (z, a, delta):
+        arr.flags.writeable = False
+    got = A.activation_backward(name, z, a, delta)
+    np.testing.assert_array_equal(got, want)
+    assert not delta.flags.writeable and not np.shares_memory(got, delta)

@@ -406,27 +406,37 @@ def analyse(results, report):
             f"mistakes / bound was {fmt(worst['total'] / worst['bound'], 3)} (margin "
             f"{worst['margin']:g}, seed {worst['seed']}: {worst['total']} mistakes, bound "
             f"{fmt(worst['bound'], 4)}) and the median {fmt(float(np.median(ratios)), 3)}: the "
-            f"bound is a worst case, loose by orders of magnitude on these data.")
+            f"bound is a worst case, here above the mistakes by a factor of at least "
+            f"{fmt(1.0 / float(ratios.max()), 3)} and {fmt(1.0 / float(np.median(ratios)), 3)} "
+            f"at the median.")
     if within < n:
         text += (" **A run exceeded the bound, which the theorem forbids: a bug in the "
                  "perceptron or the bound.**")
     report.conclusion(text)
     means = {m: np.mean([r["total"] for r in blobs if r["margin"] == m]) for m in margins}
     gam = {m: np.mean([r["gamma"] for r in blobs if r["margin"] == m]) for m in margins}
-    lg = np.log([r["gamma"] for r in blobs])
-    slope_m = -np.polyfit(lg, np.log([r["total"] for r in blobs]), 1)[0]
-    slope_b = -np.polyfit(lg, np.log([r["bound"] for r in blobs]), 1)[0]
     grows = means[margins[0]] > means[margins[-1]]
-    report.conclusion(
-        f"**Margin.** Mean total mistakes went from {fmt(means[margins[-1]], 3)} at the "
-        f"largest margin (gamma {fmt(gam[margins[-1]], 3)}) to {fmt(means[margins[0]], 3)} at "
-        f"the smallest (gamma {fmt(gam[margins[0]], 3)}): "
-        + ("more mistakes for smaller margins, as the bound predicts. " if grows else
-           "not more mistakes for smaller margins, against what the bound suggests. ")
-        + f"A log-log fit over all runs gives mistakes ~ gamma^-{fmt(slope_m, 2)}, against "
-        f"gamma^-{fmt(slope_b, 2)} for the bound itself (its R varies too): the mistakes grow "
-        + ("more slowly than" if slope_m < slope_b else "at least as fast as")
-        + " the bound as the margin shrinks.")
+    text = (f"**Margin.** Mean total mistakes went from {fmt(means[margins[-1]], 3)} at the "
+            f"largest margin (gamma {fmt(gam[margins[-1]], 3)}) to {fmt(means[margins[0]], 3)} "
+            f"at the smallest (gamma {fmt(gam[margins[0]], 3)}): "
+            + ("more mistakes for smaller margins, the direction the bound allows (it is an "
+               "upper limit, not a prediction of the count). " if grows else
+               "not more mistakes for smaller margins (the bound, an upper limit, does not "
+               "forbid this). "))
+    slopes = _margin_slopes(blobs, seeds, margins)
+    if slopes is not None:
+        sm, sb, sd = slopes
+        text += (f"Log-log slopes fitted per seed over the {len(margins)} margins (mean [95% CI] "
+                 f"over {sm.n} seeds): mistakes ~ gamma^-a, a = {sm.fmt(3)}; bound ~ gamma^-c, "
+                 f"c = {sb.fmt(3)} (its R varies too); c - a = {sd.fmt(3)}: the mistakes grow ")
+        if sd.lo > 0:
+            text += "more slowly than the bound as the margin shrinks."
+        elif sd.hi < 0:
+            text += "faster than the bound as the margin shrinks."
+        else:
+            text += ("neither shown faster nor slower than the bound as the margin shrinks "
+                     "(the interval contains 0).")
+    report.conclusion(text)
     xconv = sum(r["converged"] for r in xors)
     low = min(min(r["mistakes"]) for r in xors)
     ntr = len(xors[0]["ds"].y_train)
@@ -496,11 +506,28 @@ def analyse(results, report):
                              f"final validation loss to within {fmt(stalled[0]['check'], 3)}.")
     if parts:
         report.conclusion(
-            "**One hidden layer.** Networks with a hidden layer trained by gradient descent "
-            "reach mean final test accuracy (95% CI) " + "; ".join(parts) + f" on the same XOR "
-            f"data, against a mean validation accuracy of {xor_val:.3f} for the perceptron's "
-            f"last line." + _two_units(results) + _stall_text(stalled)
+            "**One hidden layer.** Networks with a hidden layer trained with Adam reach mean "
+            "final test accuracy (95% CI) " + "; ".join(parts) + " on the same XOR data, "
+            "against " + stats.mean_ci(pc, bounds=FRACTION).fmt(3) + " for the perceptron's "
+            "last line (paired differences in the table above)." + _two_units(results)
+            + _stall_text(stalled)
         )
+
+
+def _margin_slopes(blobs, seeds, margins):
+    """Per seed, minus the least-squares slope of log(total mistakes) and of log(bound) on
+    log(gamma) over the margins; ``(mistakes CI, bound CI, bound - mistakes CI)`` over seeds,
+    or None with fewer than 2 margins or seeds."""
+    if len(margins) < 2 or len(seeds) < 2:
+        return None
+    sm, sb = [], []
+    for s in seeds:
+        runs = [r for r in blobs if r["seed"] == s]
+        lg = np.log([r["gamma"] for r in runs])
+        sm.append(-np.polyfit(lg, np.log([r["total"] for r in runs]), 1)[0])
+        sb.append(-np.polyfit(lg, np.log([r["bound"] for r in runs]), 1)[0])
+    sm, sb = np.array(sm), np.array(sb)
+    return stats.mean_ci(sm), stats.mean_ci(sb), stats.mean_ci(sb - sm)
 
 
 def _net64(model):
@@ -643,25 +670,27 @@ def _stall_text(rows):
             f"accuracy there at most {fmt(max(r['lbfgs_val_accuracy'] for r in rows), 3)}).")
     lit = ("the analyses of the 2-2-1 XOR network (Hamey 1998; Sprinkhuizen-Kuyper and Boers "
            "1999) find no strict local minima at finite weights, but they treat the four XOR "
-           "points, not noisy clusters")
+           "points with logistic units and squared error, not noisy clusters, tanh hidden "
+           "units and cross-entropy as here")
     if kinds["minimum"]:
         text += (f" {kinds['minimum']} of these {'is' if kinds['minimum'] == 1 else 'are'} a "
                  f"stationary point with a positive definite Hessian, i.e. a strict local "
                  f"minimum of the training loss on these noisy data (" + lit + ").")
     else:
         text += (" None is a stationary point with a positive definite Hessian, so no local "
-                 "minimum is shown: the stalls are " + ("saddle regions or plateaus"
-                                                        if kinds["saddle"] or escaped
-                                                        else "flat regions or plateaus")
+                 "minimum is shown (nor excluded: a flat point may be a non-strict one): the "
+                 "stalls are " + ("saddle regions or plateaus" if kinds["saddle"] or escaped
+                                  else "flat regions or plateaus")
                  + " (" + lit + ").")
         grown = min(r["lbfgs_norm_ratio"] for r in rows)
         if kinds["flat"] == n and grown > 2:
-            text += (f" L-BFGS lowered the training loss only slightly (at most "
-                     f"{fmt(max(r['loss'] - r['lbfgs_loss'] for r in rows), 3)}) while the "
-                     f"parameters grew by a factor {fmt(grown, 3)} to "
-                     f"{fmt(max(r['lbfgs_norm_ratio'] for r in rows), 3)} before the loss "
-                     f"went flat: a valley that keeps descending towards infinite weights "
-                     f"(saturating units), not a minimum at finite weights.")
+            text += (f" L-BFGS lowered the training loss by at most "
+                     f"{fmt(max(r['loss'] - r['lbfgs_loss'] for r in rows), 3)} while the "
+                     f"parameter norm grew by a factor {fmt(grown, 3)} to "
+                     f"{fmt(max(r['lbfgs_norm_ratio'] for r in rows), 3)} before the gradient "
+                     f"vanished: consistent with a loss that flattens as hidden units saturate "
+                     f"and weights grow without bound, though these checks cannot tell that "
+                     f"apart from a flat, non-strict minimum at large finite weights.")
     return text
 
 
@@ -677,7 +706,8 @@ def _two_units(results):
         return (f" Two hidden units solved XOR (validation accuracy >= {SOLVED:g}) on all {ok} "
                 f"seeds.")
     rest = float(np.mean(v[v < SOLVED]))
-    return (f" Two hidden units, the fewest that can solve XOR, did so (validation accuracy >= "
+    return (f" Two hidden units, the fewest with which a layered 2-h-1 network (no "
+            f"input-output connections) can represent XOR, solved it (validation accuracy >= "
             f"{SOLVED:g}) on only {ok}/{len(v)} seeds; the others stalled at a mean validation "
             f"accuracy of {rest:.3f}.")
 

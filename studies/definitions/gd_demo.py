@@ -181,7 +181,7 @@ def analyse(results, report):
         f"Validation loss of each method at its tuned learning rate (geometric mean and 95% CI "
         f"of the mean log over {n} report seeds, each with its own data), per epoch (equal "
         f"gradient evaluations) and per parameter update; both loss axes are logarithmic "
-        f"because the losses span decades and differ little at the end." + flat, ncols=2,
+        f"because the losses span decades." + flat, ncols=2,
     ) as (_, (ax1, ax2)):
         for m, s in best.items():
             label = f"{m} (lr={fmt(s.factors['lr'], 3)})"
@@ -203,16 +203,21 @@ def analyse(results, report):
         with report.figure(
             "lr",
             f"The selection metric ({metric}) against the learning rate on the tuning seeds "
-            f"(mean and 95% CI; diverged runs left out; ringed: the selected value), log-log.",
+            f"(line: the arithmetic mean over the tuning seeds, which the selection uses; "
+            f"dots: the individual tuning seeds ({len(results.study.tuning.tune_seeds)}; an "
+            f"interval from so few seeds would span decades on a log axis); diverged runs "
+            f"left out; ringed: the selected value), log-log.",
         ) as (_, ax):
             for m in best:
                 ss = sorted(tune.select(method=m), key=lambda s: s.factors["lr"])
                 lrs = np.array([s.factors["lr"] for s in ss])
-                cis = [stats.mean_ci(tune.values(s, metric), bounds=POSITIVE) for s in ss]
-                mean = np.array([c.mean for c in cis])
-                err = np.array([[c.mean - c.lo, c.hi - c.mean] for c in cis]).T
-                ax.errorbar(lrs, mean, yerr=np.nan_to_num(err), marker="o", capsize=3,
-                            label=m, color=COLORS[m])
+                vals = [tune.values(s, metric) for s in ss]
+                mean = np.array([float(np.nanmean(v)) if np.isfinite(v).any() else math.nan
+                                 for v in vals])
+                ax.plot(lrs, mean, marker="o", label=m, color=COLORS[m])
+                for x, v in zip(lrs, vals, strict=True):
+                    v = v[np.isfinite(v) & (v > 0)]
+                    ax.plot(np.full(v.size, x), v, ".", ms=4, alpha=0.6, color=COLORS[m])
                 sel = best[m].factors["lr"]
                 if sel in lrs:
                     ax.plot([sel], [mean[list(lrs).index(sel)]], "o", ms=12, mfc="none",
@@ -292,7 +297,8 @@ def analyse(results, report):
             crow.append([key, r["name"], r["n"], _ratio(r), fmt(r["p_holm"], 3),
                          fmt(r["tost_p_holm"], 3),
                          {"a better": f"{a} fewer", "b better": f"{b} fewer"}.get(
-                             r["verdict"], r["verdict"])])
+                             r["verdict"], f"equivalent within x{COST_RATIO:g}"
+                             if r["verdict"].startswith("equivalent") else r["verdict"])])
     report.table(["cost to target", "ratio", "pairs", "ratio [95% CI]", "Holm p",
                   f"Holm p (TOST, within x{COST_RATIO:g})", "verdict"], crow,
                  caption=f"Cost to reach {TARGET_ACCURACY:.0%} validation accuracy, as ratios "
@@ -379,3 +385,22 @@ def analyse(results, report):
                  f" against " + ", ".join(f"{m} {fmt(v, 3)}" for m, v in med["updates"].items()
                                          if m != fu) + ")")
     report.claim(head + ".")
+    # what the headline rests on: a budget some methods had not finished, and selections that
+    # were unstable on some report seeds
+    caveats = []
+    if falling:
+        caveats.append(f"after {max(s.epochs for s in best.values())} epochs the validation "
+                       f"loss of " + ", ".join(falling) + " was still falling (lowest in the "
+                       "last 10% of the epochs), so the equal-epoch ranking is that of this "
+                       "budget, not of converged networks")
+    for m, k in high.items():
+        if not k:
+            continue
+        fin = results.values(best[m], "test_accuracy")
+        caveats.append(f"{m} at its selected rate ({fmt(best[m].factors['lr'], 3)}) ended "
+                       f"with a validation loss above {UNSETTLED:g} on {k}/{n} report seeds "
+                       f"(final test accuracy {fmt_ci(fin, bounds=FRACTION)}): the rate chosen "
+                       f"on {len(results.study.tuning.tune_seeds) if results.study.tuning else 0}"
+                       f" tuning seeds is unstable on others, which widens its intervals")
+    if caveats:
+        report.claim("Qualifications: " + "; ".join(caveats) + ".")

@@ -177,13 +177,26 @@ def _curves_figure(results, report, chosen, order, spe, upe):
         axes[0].legend()
 
 
+def _rate_order(chosen, order):
+    """A sentence on whether the selected rate grows with the batch size (computed)."""
+    lrs = [chosen[m].hyper["lr"] for m in order]
+    drops = [f"{b} ({fmt(chosen[b].hyper['lr'], 3)}) below {a} ({fmt(chosen[a].hyper['lr'], 3)})"
+             for a, b in zip(order, order[1:], strict=False)
+             if chosen[b].hyper["lr"] < chosen[a].hyper["lr"]]
+    if not drops:
+        return ("The selected rate does not decrease as the batch grows ("
+                + ", ".join(fmt(v, 3) for v in lrs) + ").")
+    return ("The selected rate does not grow monotonically with the batch size: "
+            + "; ".join(drops) + ".")
+
+
 def _sensitivity_figure(results, report, chosen, order):
     tun = results.tuning
     with report.figure(
         "lr_sensitivity",
         "Learning-rate sensitivity on the tuning seeds: mean best-epoch validation loss "
-        "against the learning rate for each method (circles: selected). The best rate grows "
-        "with the batch size. Log axes.",
+        "against the learning rate for each method (circles: selected; a missing point "
+        "diverged on a tuning seed). " + _rate_order(chosen, order) + " Log axes.",
     ) as (_, ax):
         ys = []
         for m in order:
@@ -203,6 +216,65 @@ def _sensitivity_figure(results, report, chosen, order):
         ax.legend()
 
 
+def _selection_notes(results, chosen, order):
+    """Sentences on selections that rest on small tuning differences or sit next to a rate
+    that diverged (computed from the tuning runs)."""
+    tun = results.tuning
+    if tun is None:
+        return []
+    out = []
+    for a, b in zip(order, order[1:], strict=False):
+        la, lb = chosen[a].hyper["lr"], chosen[b].hyper["lr"]
+        if lb >= la:
+            continue
+        pts = {t.factors["lr"]: tun.values(t, "best_val_loss") for t in tun.select(method=b)}
+        sel = pts.get(lb)
+        alt = min((x for x in pts if x >= la and np.isfinite(pts[x]).all()), default=None)
+        if sel is None or alt is None:
+            continue
+        nxt = min((x for x in pts if x > lb and np.isfinite(pts[x]).all()), default=alt)
+
+        def _d(x, pts=pts, sel=sel):
+            d = pts[x] - sel
+            return (f"at lr {fmt(x, 3)} higher by {float(np.mean(d)):+.3f} (per seed: "
+                    + ", ".join(f"{v:+.3f}" for v in d) + ")")
+
+        dn = pts[nxt] - sel
+        ratio = (la / _bs(results, chosen[a])) / (lb / _bs(results, chosen[b]))
+        mixed = bool((dn < 0).any() and (dn > 0).any())
+        out.append(
+            f"{b}'s selected rate ({fmt(lb, 3)}) is {fmt(la / lb, 2)}x below {a}'s "
+            f"({fmt(la, 3)}), the opposite of the linear scaling rule (Goyal et al. 2017: the "
+            f"rate grows in proportion to the batch). On its {len(sel)} tuning seeds the mean "
+            f"best-epoch validation loss is " + _d(nxt)
+            + ("" if nxt == alt else "; " + _d(alt))
+            + (f": the tuning seeds do not separate {fmt(lb, 3)} from {fmt(nxt, 3)} "
+               "(per-seed differences of both signs)" if mixed else "")
+            + f". At the selected rate its best validation epoch is "
+            f"{fmt(float(np.nanmean(results.values(chosen[b], 'best_val_epoch'))), 3)} of "
+            f"{chosen[b].epochs}, and its rate per example (lr / batch, the noise scale of "
+            f"Smith & Le 2018) is {fmt(ratio, 2)}"
+            f"x smaller than {a}'s: its place in the accuracy ranking may be that of its rate "
+            f"rather than of its batch size; separating the two needs a finer rate grid or "
+            "more tuning seeds.")
+    for m in order:
+        lr = chosen[m].hyper["lr"]
+        above = sorted((t for t in tun.select(method=m) if t.factors["lr"] > lr),
+                       key=lambda t: t.factors["lr"])
+        if above:
+            c = tun.counts(above[0])
+            if c["diverged"]:
+                out.append(f"{m}'s selected rate ({fmt(lr, 3)}) is the one just below a rate "
+                           f"that diverged ({fmt(above[0].factors['lr'], 3)}: {c['diverged']} of "
+                           f"{sum(c.values())} tuning seeds), so it trains near its stability "
+                           "limit (the spikes of its validation loss in the curves).")
+    return out
+
+
+def _bs(results, s):
+    return N_TRAIN if s.batch_size is None else s.batch_size
+
+
 def analyse(results, report):
     chosen = {c.condition["method"]: c.setting for c in results.plan.choices
               if c.setting is not None}
@@ -215,7 +287,7 @@ def analyse(results, report):
            for m in order}
 
     # 1. convergence and the final (early-stopped) generalisation
-    report.section("Each method trained to convergence")
+    report.section("Each method trained past its validation-loss minimum")
     _sensitivity_figure(results, report, chosen, order)
     rows, late = [], []
     for m in order:
@@ -257,12 +329,12 @@ def analyse(results, report):
     e_min = min(chosen[m].epochs for m in order)
     u_min = min(upe[m] * chosen[m].epochs for m in order)
     at_e = _at(results, chosen, order, {m: e_min for m in order})
-    best_e, _ = _compare_table(report, at_e, order,
+    best_e, cmp_e = _compare_table(report, at_e, order,
                    f"At {e_min} epochs ({e_min} x {N_TRAIN} gradient evaluations) for every "
                    "method: validation accuracy of the lowest-validation-loss epoch so far.",
                    f"val acc within {e_min} epochs")
     at_u = _at(results, chosen, order, {m: int(u_min // upe[m]) for m in order})
-    best_u, _ = _compare_table(report, at_u, order,
+    best_u, cmp_u = _compare_table(report, at_u, order,
                    f"At {u_min} updates (the full batch's whole budget; the evaluation at the "
                    "last epoch end within it): validation accuracy of the lowest-validation-loss "
                    "epoch so far. A method with more updates per epoch than this has only its "
@@ -272,7 +344,7 @@ def analyse(results, report):
         t_min = min(chosen[m].epochs * spe[m]["median"] for m in timed)
         at_t = _at(results, chosen, timed,
                    {m: int(min(chosen[m].epochs, t_min / spe[m]["median"])) for m in timed})
-        best_t, _ = _compare_table(
+        best_t, cmp_t = _compare_table(
             report, at_t, timed, f"Within {fmt(t_min, 3)} measured seconds (the shortest "
             "whole budget): validation accuracy of the lowest-validation-loss epoch finished "
             "within it.", f"val acc within {fmt(t_min, 3)} s")
@@ -299,8 +371,12 @@ def analyse(results, report):
     worse = [c["name"].split(" - ")[0] for c in cmp_es if c["verdict"] == "b better"]
     equiv = [c["name"].split(" - ")[0] for c in cmp_es if c["verdict"].startswith("equivalent")]
     unclear = [c["name"].split(" - ")[0] for c in cmp_es if c["verdict"] == "inconclusive"]
-    parts = [f"Trained to convergence with tuned rates, **{best_es}** reaches the highest "
-             f"early-stopped MNIST-1D test accuracy, {c_best.fmt()}"]
+    trained = ("Each trained past its validation-loss minimum" if not late else
+               "Trained for fixed budgets (not all past their validation-loss minimum: "
+               + ", ".join(late) + ")")
+    parts = [f"{trained}, with rates selected on the lowest best-epoch validation loss of "
+             f"{len(results.study.tuning.tune_seeds)} tuning seeds, **{best_es}** reaches the "
+             f"highest mean early-stopped MNIST-1D test accuracy, {c_best.fmt()}"]
     if worse:
         parts.append("ahead of " + ", ".join(
             f"{m} by {_lead(next(c for c in cmp_es if c['name'].startswith(m + ' -')))}"
@@ -320,10 +396,14 @@ def analyse(results, report):
     else:
         c = stats.compare([("x", fin[best_es], fin[best_fin])], margin=MARGIN,
                           lower_is_better=False)[0]
-        report.claim(f"Taken after the last epoch of each budget instead, the most accurate is "
-                     f"{best_fin} ({fb.fmt()}); {best_es} trails it by {_lead(c)} "
-                     f"(unadjusted paired t: p = {fmt(c['p'], 2)}): the ranking depends on "
-                     "whether the network is early-stopped.")
+        shown = c["verdict"] in ("a better", "b better")
+        report.claim(f"Taken after the last epoch of each budget instead (`test_accuracy`), the "
+                     f"highest mean is {best_fin}'s ({fb.fmt()}); {best_es} trails it by "
+                     f"{_lead(c)} (paired t: p = {fmt(c['p'], 2)}, "
+                     + ("a significant difference): the ranking depends on whether the network "
+                        "is early-stopped." if shown else
+                        f"{c['verdict']}): the final-epoch order is not established, and the "
+                        "selection (on the best-epoch validation loss) was not made for it."))
     wide = [m for m in order
             if (lambda ci: math.isfinite(ci.hi) and ci.hi - ci.lo > 0.1)(
                 stats.mean_ci(fin[m], bounds=FRACTION))]
@@ -332,12 +412,21 @@ def analyse(results, report):
             "The final test accuracy varies widely over seeds for " + ", ".join(wide)
             + " (95% intervals wider than 0.1): at the selected rate training is unstable late "
               "in the budget on some seeds, which early stopping hides.")
-    units = [f"at equal epochs ({e_min}) {best_e}", f"at equal updates ({u_min}) {best_u}"]
+    def _lead_text(best, cmp):
+        tied = [c["name"].split(" - ")[0] for c in cmp if c["verdict"] not in ("b better",)]
+        return best + (" (ahead of every other method, Holm-significant)" if not tied else
+                       " (not shown ahead of " + ", ".join(tied) + ")")
+
+    for note in _selection_notes(results, chosen, order):
+        report.conclusion(note)
+    units = [f"at equal epochs ({e_min}) {_lead_text(best_e, cmp_e)}",
+             f"at equal updates ({u_min}) {_lead_text(best_u, cmp_u)}"]
     if timed:
-        units.append(f"at equal measured seconds ({fmt(t_min, 3)} s) {best_t}")
+        units.append(f"at equal measured seconds ({fmt(t_min, 3)} s) "
+                     f"{_lead_text(best_t, cmp_t)}")
     same = len({best_e, best_u} | ({best_t} if timed else set())) == 1
     report.conclusion(
         "The method with the highest mean validation accuracy within the budget is "
         + "; ".join(units) + (" (the same method under every unit)." if same else
-                              ": which method is fastest depends on the unit of cost.")
+                              ": the leader depends on the unit of cost.")
         + " The tables above give each comparison with its paired interval and verdict.")

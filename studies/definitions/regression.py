@@ -502,6 +502,19 @@ def analyse(results, report):
             plateau.append((name, from_w, b))
     text = ("**Width.** Early-stopped error of the trained networks against the noise-free "
             "target (paired over seeds, Holm-corrected): " + "; ".join(parts) + ".")
+    fr = []
+    for s in results.settings:
+        es, fi = results.values(s, "es_test_loss"), results.values(s, "test_loss")
+        ok = np.isfinite(es) & np.isfinite(fi) & (es > 0) & (fi > 0)
+        if ok.any():
+            fr.append((float(np.exp(np.mean(np.log(fi[ok] / es[ok])))),
+                       f"{s.factors['target']} w={s.factors['width']}"))
+    if fr:
+        lo_r, hi_r = min(fr), max(fr)
+        text += (f" The final networks' error is {fmt(lo_r[0], 3)} ({lo_r[1]}) to "
+                 f"{fmt(hi_r[0], 3)} ({hi_r[1]}) times the early-stopped one (geometric mean "
+                 f"of the per-seed ratios); the learning rates were selected on the best "
+                 f"validation loss, not on the final one.")
     late = []
     for s in sorted(results.settings, key=lambda s: (TARGETS.index(s.factors["target"]),
                                                      s.factors["width"])):

@@ -1,12 +1,12 @@
-"""Batch, mini-batch and stochastic gradient descent on MNIST-1D, each trained to convergence.
+"""Batch, mini-batch and stochastic gradient descent on MNIST-1D, each trained past its minimum.
 
 The notes define three ways to estimate the gradient: from the whole training set (batch), from
 one sample (stochastic) or from a small random subset (mini-batch). This study trains the same
 network (the MNIST-1D reference MLP, 40-100-100-10 ReLU) with plain SGD at batch sizes 1, 8, 32,
-128 and the whole training set, each with its own learning rate tuned (the best rate grows with
-the batch size) and its own epoch budget, long enough for its validation loss to reach its
-minimum. It then compares them at equal epochs (equal gradient evaluations), at equal updates
-and at equal measured seconds, and in the test accuracy each finally reaches.
+128 and the whole training set, each with its own learning rate tuned and its own epoch
+budget, long enough for its validation loss to pass its minimum. It then compares them at equal
+epochs (equal gradient evaluations), at equal updates and at equal measured seconds, and in the
+test accuracy each finally reaches.
 
 Protocol (:mod:`dlbasics.studies.protocol`): learning rate tuned per batch size on 3 tuning
 seeds (lowest mean best-epoch validation loss, grids extended at their edges); the selected rate
@@ -77,7 +77,8 @@ def make(profile):
     return Study(
         "gd_variants",
         title="Batch, mini-batch and stochastic gradient descent (MNIST-1D)",
-        question="Trained to convergence with a learning rate tuned for each, how do stochastic, "
+        question="Each trained past its validation-loss minimum with a learning rate tuned for "
+                 "it, how do stochastic, "
                  "mini-batch and batch gradient descent compare at equal epochs, at equal "
                  "updates, at equal measured seconds, and in the test accuracy they reach?",
         settings=(),
@@ -376,7 +377,9 @@ def analyse(results, report):
                + ", ".join(late) + ")")
     parts = [f"{trained}, with rates selected on the lowest best-epoch validation loss of "
              f"{len(results.study.tuning.tune_seeds)} tuning seeds, **{best_es}** reaches the "
-             f"highest mean early-stopped MNIST-1D test accuracy, {c_best.fmt()}"]
+             f"highest mean early-stopped MNIST-1D test accuracy, {c_best.fmt()}, each at its "
+             f"own epoch budget ({best_es}: {chosen[best_es].epochs} epochs; the others "
+             + ", ".join(str(chosen[m].epochs) for m in order if m != best_es) + ")"]
     if worse:
         parts.append("ahead of " + ", ".join(
             f"{m} by {_lead(next(c for c in cmp_es if c['name'].startswith(m + ' -')))}"

@@ -422,6 +422,15 @@ def analyse(results, report):
 
     for note in _selection_notes(results, chosen, order):
         report.conclusion(note)
+    ep = {m: chosen[m].epochs for m in order}
+    hi, lo = max(ep, key=ep.get), min(ep, key=ep.get)
+    if ep[hi] > ep[lo]:
+        report.conclusion(
+            f"The selection metric (best-epoch validation loss) is a minimum over each budget's "
+            f"evaluations ({ep[hi] + 1} for {hi}, {ep[lo] + 1} for {lo}): on a noisy curve more "
+            "evaluations give a lower minimum by chance, which favours the long budgets in the "
+            "tuning. The early-stopped test accuracy is measured on a separate split and does "
+            "not share this bias.")
     units = [f"at equal epochs ({e_min}) {_lead_text(best_e, cmp_e)}",
              f"at equal updates ({u_min}) {_lead_text(best_u, cmp_u)}"]
     if timed:

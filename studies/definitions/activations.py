@@ -240,7 +240,8 @@ def _saturation_figure(report, grads, seeds):
         f"gradient in a {DEEP[0]}-layer, width-{DEEP[1]} network at initialisation, Glorot "
         f"(solid) and He (dashed) initialisation (geometric mean and 95% CI over {len(seeds)} "
         f"initialisations; the step activation is left out: its hidden-layer gradients are "
-        f"exactly 0).",
+        f"exactly 0; where two curves coincide, as relu's and leaky_relu's nearly do, the one "
+        f"drawn later hides the other).",
         ncols=2,
     ) as (_, (ax1, ax2)):
         names = sorted({n for n, _ in grads}, key=PROBED.index)
@@ -423,11 +424,16 @@ def analyse(results, report):
     report.section("Training with each activation")
     _training_figure(results, report, chosen)
     _sensitivity_figure(results, report, conds)
-    rows, still = [], []
+    rows, still, fell = [], [], []
     for (a, i), s in conds.items():
         flat, rise = curve_flattened(results.curves(s, "val_accuracy"))
         if not flat:
             still.append(f"{a} ({i})")
+        elif np.isfinite(rise) and rise <= -0.005:
+            final = float(np.nanmean(results.values(s, "test_accuracy")))
+            fell.append(f"{a} ({i}, lr {fmt(s.factors['lr'], 3)}: {fmt(rise, 2)}; test "
+                        f"accuracy final {fmt(final, 4)}, early-stopped "
+                        f"{fmt(float(np.nanmean(acc[(a, i)])), 4)})")
         rows.append([a, i, "yes" if MATCHED[a] == i else "no", fmt(s.factors["lr"], 3),
                      fmt_ci(results.values(s, "best_val_loss"), bounds=POSITIVE),
                      fmt_ci(acc[(a, i)], bounds=FRACTION),
@@ -549,10 +555,44 @@ def analyse(results, report):
                  f"equivalent within +-{MARGIN:g}, "
                  f"{len(comps_act) - len(sig)} inconclusive, "
                  f"{len([r for r in comps_act if r['verdict'] == 'a better'])} better.")
+        n_test = ds.sizes()[2]
         if worse:
             text += " Worse: " + "; ".join(
                 f"{r['name'].split(' - ')[0]} by {fmt(-r['diff'], 3)} "
-                f"[{fmt(-r['hi'], 3)}, {fmt(-r['lo'], 3)}]" for r in worse) + "."
+                f"[{fmt(-r['hi'], 3)}, {fmt(-r['lo'], 3)}] (about {-r['diff'] * n_test:.0f} "
+                f"of {n_test} test points)" for r in worse) + "."
+            small = [r for r in worse if np.isfinite(r["tost_p_holm"])
+                     and r["tost_p_holm"] < 0.05]
+            if small:
+                text += (" " + ", ".join(r["name"].split(" - ")[0] for r in small)
+                         + (" is" if len(small) == 1 else " are")
+                         + f" worse by less than the +-{MARGIN:g} margin as well (TOST Holm p "
+                         + ", ".join(fmt(r["tost_p_holm"], 3) for r in small)
+                         + "): a real difference, but a small one.")
+        close = [a for a in rank if a != ref and any(
+            r["name"] == f"{a} - {ref}" and r["verdict"] != "b better" for r in comps_act)]
+        if close:
+            vals = [mean_acc[(a, MATCHED[a])] for a in [ref, *close]]
+            span = max(vals) - min(vals)
+            text += (f" Among {ref} and the activations not shown worse than it ("
+                     f"{', '.join(close)}), the mean early-stopped accuracies span "
+                     f"{fmt(span, 3)}, about {span * n_test:.0f} of {n_test} test points: on "
+                     f"this task they are not told apart.")
+        labels = {s.label: (a, MATCHED[a]) for a, s in matched.items()}
+        div = {}
+        for lab, seed, ep in results.diverged():
+            if lab in labels:
+                div.setdefault(labels[lab], []).append((seed, ep))
+        for (a, i), runs in div.items():
+            s = matched[a]
+            text += (f" {a} ({i}, lr {fmt(s.factors['lr'], 3)}) diverged on {len(runs)} of "
+                     f"{len(results.seeds)} report seeds (seeds "
+                     f"{', '.join(str(sd) for sd, _ in runs)}; epoch "
+                     f"{', '.join(sorted({str(e) for _, e in runs}))}) though not on the "
+                     f"tuning seeds: "
+                     f"the rate sits at the edge of stability; its accuracy and comparison are "
+                     f"over the other {len(results.seeds) - len(runs)} seeds, which flatters "
+                     f"it.")
         report.conclusion(text)
     if comps_init:
         text = ("**Initialisation.** He minus Glorot, early-stopped test accuracy (mean [95% "
@@ -562,10 +602,16 @@ def analyse(results, report):
                 + ".")
         sig = next((r for r in comps_init if r["name"].startswith("sigmoid:")), None)
         if sig is not None and sig["verdict"] == "a better":
-            text += (" For the sigmoid, the 'matched' Glorot weights lose to He's larger ones: "
-                     "Glorot's variance is derived for units of slope 1 at 0, and the "
-                     "sigmoid's slope there is 1/4, so its signal shrinks layer by layer "
-                     "unless the weights are larger.")
+            text += (" For the sigmoid, the 'matched' Glorot weights lose to He's larger ones. "
+                     "Glorot and Bengio (2010) derived their variance for symmetric units of "
+                     "slope 1 at 0 (tanh, softsign); they found deep sigmoid networks hard to "
+                     "train (with the older initialisation: the mean output 0.5 drove the top "
+                     "hidden layer into saturation). With slope 1/4 at 0, the back-propagated "
+                     "gradient shrinks by about 4 per layer under Glorot's variance unless the "
+                     "weights are larger (a common recommendation, e.g. in the Theano "
+                     "deep-learning tutorials, is 4 times Glorot's bound). So 'matched' for "
+                     "the sigmoid here means the textbook default, not an initialisation "
+                     "derived for it.")
         report.conclusion(text)
     edges = results.plan.edges_remaining if results.plan is not None else []
     if edges:
@@ -582,6 +628,11 @@ def analyse(results, report):
     else:
         report.conclusion("**Convergence.** Every condition's mean validation accuracy rose by "
                           "less than 0.005 over the last quarter of the epochs.")
+    if fell:
+        report.conclusion("**Unstable at the tuned rate.** Mean validation accuracy fell by 0.005 "
+                          "or more over the last quarter for " + "; ".join(fell)
+                          + ": some seeds lose accuracy late, so the final network is worse "
+                            "than the early-stopped one the comparisons use.")
     if shares:
         text = ("**Saturation after training.** Share of hidden pre-activations in the "
                 f"saturated zone (f' < {SATURATED:g} max f') at initialisation -> after "
@@ -591,8 +642,12 @@ def analyse(results, report):
         smooth = {n: v for n, v in shares.items() if n in ("sigmoid", "tanh")}
         if smooth:
             worst = max(smooth, key=lambda n: smooth[n][1])
+            sw = matched[worst]
             text += (f" After training, {smooth[worst][1]:.0%} of the {worst} units' inputs "
-                     f"sit in the saturated tails, where they pass back little gradient.")
+                     f"sit in the saturated tails, where they pass back little gradient (these "
+                     f"are the {MATCHED[worst]}-initialised networks at lr "
+                     f"{fmt(sw.factors['lr'], 3)}, early-stopped test accuracy "
+                     f"{fmt(mean_acc[(worst, MATCHED[worst])], 3)}).")
         report.conclusion(text)
 
     # the headline claim
@@ -601,16 +656,34 @@ def analyse(results, report):
         best_a, worst_a = nonlin[0], nonlin[-1]
         d = stats.compare([("gap", acc[(best_a, MATCHED[best_a])],
                             acc[(worst_a, MATCHED[worst_a])])], lower_is_better=False)[0]
+        left = [a for a in rank if a in ("identity", "step")]
+        row = next((r for r in comps_act if r["name"] == f"{worst_a} - {best_a}"), None)
         claim = (f"On the two spirals ({first.problem_args.get('n')} points, "
                  f"{len(prm['hidden'])} hidden layers of {prm['hidden'][0]}, plain SGD, each "
                  f"activation at its tuned learning rate and matched initialisation), "
-                 f"early-stopped test accuracy is highest with {best_a} "
+                 f"early-stopped test accuracy among the nonlinear activations with a "
+                 f"gradient is highest with {best_a} "
                  f"({fmt(mean_acc[(best_a, MATCHED[best_a])], 3)}) and lowest with {worst_a} "
                  f"({fmt(mean_acc[(worst_a, MATCHED[worst_a])], 3)}): a gap of "
                  f"{fmt(d['diff'], 3)} [{fmt(d['lo'], 3)}, {fmt(d['hi'], 3)}] "
-                 f"({d['n']} paired seeds, p = {fmt(d['p'], 3)}), "
-                 f"about {d['diff'] * ds.sizes()[2]:.0f} of each seed's {ds.sizes()[2]} test "
-                 f"points.")
+                 f"({d['n']} paired seeds, paired t p = {fmt(d['p'], 3)}"
+                 + (f", Holm over the table's {len(comps_act)} comparisons "
+                    f"{fmt(row['p_holm'], 3)}" if row is not None else "")
+                 + f"), about {d['diff'] * ds.sizes()[2]:.0f} of each seed's "
+                 f"{ds.sizes()[2]} test points.")
+        if left:
+            claim += (" Left out, as a linear model and a gradient-free unit: " + ", ".join(
+                f"{a} {fmt(mean_acc[(a, MATCHED[a])], 3)}" for a in left) + ".")
+        rest = [a for a in nonlin if a != worst_a]
+        if len(rest) >= 2:
+            span = (mean_acc[(rest[0], MATCHED[rest[0]])]
+                    - mean_acc[(rest[-1], MATCHED[rest[-1]])])
+            claim += (f" The others ({', '.join(rest)}) lie within {fmt(span, 2)} of each "
+                      f"other (about {span * ds.sizes()[2]:.0f} test points).")
+        other = "he" if MATCHED[worst_a] == "glorot" else "glorot"
+        if (worst_a, other) in mean_acc and np.isfinite(mean_acc[(worst_a, other)]):
+            claim += (f" With {other} initialisation {worst_a} reaches "
+                      f"{fmt(mean_acc[(worst_a, other)], 3)}.")
         if comps_init:
             big = max(comps_init, key=lambda r: abs(r["diff"]) if np.isfinite(r["diff"]) else -1)
             claim += (f" The initialisation matters most for {big['name'].split(':')[0]}: He "

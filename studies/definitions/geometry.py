@@ -414,8 +414,8 @@ def _regions(results, report, archs, nets):
         "regions",
         "Decision regions of trained networks with one hidden layer (e.g. '9': 9 tanh units) "
         "and two ('4-4') of the same number of parameters; colour: P(class 1), black line: "
-        "the decision boundary; test data as white circles (class 0) and black triangles "
-        "(class 1), the first 400 shown. Each panel is the seed with the best validation "
+        "the decision boundary; test data as white circles (class 0) and white-edged black "
+        "triangles (class 1), the first 400 shown. Each panel is the seed with the best validation "
         "accuracy, drawn over its own data; 'convex': convexity of the class-1 region / "
         "class-0 region.",
         nrows=nr, ncols=nc, figsize=(4.0 * nc, 3.7 * nr),
@@ -571,21 +571,31 @@ def analyse(results, report):
                          f"1 = convex); a region counts as convex from {CONVEX}. Mean [95% CI] "
                          f"over seeds.")
 
-    conv_rows, still = [], []
+    conv_rows, still, fell = [], [], []
     for s in results.settings:
         ok, rise = curve_flattened(results.curves(s, "val_accuracy"), tol=FLAT)
         be = results.values(s, "best_val_epoch")
+        drop = bool(np.isfinite(rise) and rise <= -FLAT)
         conv_rows.append([s.factors["problem"], s.factors["hidden"], s.epochs,
                           fmt(float(np.nanmedian(be)), 3), fmt(rise, 3),
-                          "yes" if ok else "**no**"])
+                          "**no**" if not ok else ("fell" if drop else "yes")])
         if not ok:
             still.append(f"{s.factors['problem']} [{s.factors['hidden']}]")
+        if drop:
+            fell.append(f"{s.factors['problem']} [{s.factors['hidden']}] at lr "
+                        f"{fmt(s.factors['lr'], 3)} (validation accuracy {fmt(rise, 3)}; test "
+                        f"accuracy final "
+                        f"{fmt(float(np.nanmean(results.values(s, 'test_accuracy'))), 4)}, "
+                        f"early-stopped "
+                        f"{fmt(float(np.nanmean(results.values(s, 'es_test_accuracy'))), 4)})")
     report.table(["problem", "hidden", "epochs", "median best val epoch",
                   "val acc rise over the last quarter", "flattened"], conv_rows,
                  caption=f"Convergence: a setting has flattened when its mean validation "
                          f"accuracy rose by less than {FLAT:g} over the last quarter of the "
                          f"budget (the validation loss of separable problems keeps falling "
-                         f"towards 0 while the accuracy stays at 1).")
+                         f"towards 0 while the accuracy stays at 1); 'fell': it dropped by "
+                         f"{FLAT:g} or more, training that is unstable at its rate rather than "
+                         f"still improving.")
     worst = nets.max_difference()
     report.text(f"The networks drawn and measured were trained again inside the analysis "
                 f"(the store keeps no parameters); their final validation losses differ from "
@@ -645,6 +655,30 @@ def analyse(results, report):
     else:
         report.conclusion(f"**Convergence.** Every setting's mean validation accuracy rose by "
                           f"less than {FLAT:g} over the last quarter of its budget.")
+    if fell:
+        report.conclusion(f"**Unstable settings.** Mean validation accuracy fell by {FLAT:g} or "
+                          f"more over the last quarter for {'; '.join(fell)}: the tuned rate "
+                          f"does not settle (some seeds lose accuracy late), so the final "
+                          f"network is worse than the early-stopped one; the comparisons use "
+                          f"the early-stopped one.")
+    plan = results.plan
+    if plan is not None:
+        lrs0 = prm["lrs"]
+        beyond = [c for c in plan.choices if c.setting is not None
+                  and "lr" in c.point and c.point["lr"] not in lrs0]
+        if beyond:
+            report.conclusion(
+                f"**Learning rates beyond the initial grid** ({', '.join(f'{v:g}' for v in lrs0)}"
+                f"). Adam's rate was selected outside it for "
+                + ", ".join(f"{c.condition.get('problem')} [{c.condition.get('hidden')}] at "
+                            f"{fmt(c.point['lr'], 3)} ({len(c.extended.get('lr', []))} "
+                            f"extension{'s' if len(c.extended.get('lr', [])) != 1 else ''})"
+                            for c in beyond)
+                + ". No selection sits at the edge of the extended grid, but where the "
+                  "classes can be fitted (almost) exactly, the selection metric (validation "
+                  "loss) keeps rewarding rates that drive the loss towards 0 faster, so large "
+                  "rates are favoured even where the accuracy no longer changes; the "
+                  "accuracies compared are early-stopped.")
 
     one_layer = [(p, a) for p in PROBLEMS for a in archs if "-" not in a and (p, a) in conv]
     nonconvex = []
@@ -656,10 +690,20 @@ def analyse(results, report):
     if nonconvex:
         report.conclusion(
             "**Convexity of one-hidden-layer regions.** The classic reading of the notes' "
-            "pictures (one hidden layer: convex regions; two: any region) describes threshold "
-            "units joined by an AND; the trained one-hidden-layer networks here had neither "
-            "class region convex in " + ", ".join(nonconvex) + " seeds, so one hidden "
-            "layer of trained sigmoid-output units is not limited to convex regions.")
+            "pictures (one hidden layer: convex regions; two: any region; Lippmann 1987) holds "
+            "for hard-threshold hidden units joined by an AND at the output, not for one "
+            "hidden layer in general: one hidden layer can already form non-convex and "
+            "disjoint regions (Wieland and Leighton 1987; Makhoul et al. 1989) and, wide "
+            "enough, approximates any continuous function (Cybenko 1989; Hornik et al. 1989). "
+            "Here the trained one-hidden-layer tanh networks had neither class region convex "
+            "in " + ", ".join(nonconvex) + " seeds. For xor and spirals this is forced by the "
+            "data, whose classes are not convex, so it only shows that one hidden layer "
+            "fitted them." + "".join(
+                f" On {p}, where a convex class region would do, [{a}] had a best-side "
+                f"convexity of {fmt(float(best.min()), 3)} at the lowest (cut {CONVEX})."
+                for p, a, best in ((p, a, np.maximum(conv[(p, a)][:, 0], conv[(p, a)][:, 1]))
+                                   for p, a in one_layer if p not in ("xor", "spirals"))
+                if (best < CONVEX).any()))
     else:
         report.conclusion(
             "**Convexity of one-hidden-layer regions.** Every one-hidden-layer network "
@@ -680,6 +724,16 @@ def analyse(results, report):
                  f"in {len(one_better)}, equivalent within +-{MARGIN:g} in {len(equiv)}, "
                  f"inconclusive in "
                  f"{len(comps) - len(two_better) - len(one_better) - len(equiv)}.")
+        inc = [r for r in comps if r["verdict"] == "inconclusive"]
+        if inc:
+            sizes = sorted({int(r["params"]) for r in inc})
+            others = [int(r["params"]) for r in comps if r["verdict"] != "inconclusive"]
+            small = bool(others) and max(sizes) < min(others)
+            head += (f" The inconclusive pairs are at {', '.join(str(v) for v in sizes)} "
+                     f"params" + (", smaller than every decided pair, where the paired "
+                                  "differences spread widely" if small else "") + ".")
+            if not two_better and not one_better:
+                head += " No pair shows a significant difference in either direction."
         head += (f" {n_either}/{n_units} second-layer units had a convex region on one side "
                  f"or the other ({n_pos} on the positive side).")
         report.claim(head)

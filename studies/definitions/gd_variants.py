@@ -427,10 +427,11 @@ def analyse(results, report):
     if ep[hi] > ep[lo]:
         report.conclusion(
             f"The selection metric (best-epoch validation loss) is a minimum over each budget's "
-            f"evaluations ({ep[hi] + 1} for {hi}, {ep[lo] + 1} for {lo}): on a noisy curve more "
-            "evaluations give a lower minimum by chance, which favours the long budgets in the "
-            "tuning. The early-stopped test accuracy is measured on a separate split and does "
-            "not share this bias.")
+            f"evaluations ({ep[hi] + 1} for {hi}, {ep[lo] + 1} for {lo}). Within a method, a "
+            "noisy curve reaches a lower minimum by chance, which favours rates that train "
+            "unstably; across methods, the tuning losses of the lr-sensitivity figure are not "
+            "comparable, the long budgets having more chances. The early-stopped test accuracy "
+            "is measured on a separate split and does not share this bias.")
     units = [f"at equal epochs ({e_min}) {_lead_text(best_e, cmp_e)}",
              f"at equal updates ({u_min}) {_lead_text(best_u, cmp_u)}"]
     if timed:

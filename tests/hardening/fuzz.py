@@ -51,8 +51,10 @@ def mutate_array(a, kind, rng):
         return None
     if kind == "ndim_up":
         return a[None]
-    if kind == "ndim_down":
-        return a.ravel()[:1].reshape(()) if a.ndim == 1 else a[0]
+    if kind == "ndim_down":  # one fewer dimension (an empty 1-D array becomes an empty scalar)
+        if a.ndim == 1:
+            return a.ravel()[:1].reshape(()) if a.size else np.array(np.nan, dtype=a.dtype)
+        return a[0] if a.shape[0] else np.full(a.shape[1:], np.nan, dtype=a.dtype)
     if kind == "grow":
         return np.concatenate([a, a[..., :1]], axis=-1) if a.ndim else a
     if kind == "shrink":

@@ -600,6 +600,13 @@ def analyse(results, report):
                     f"{r['name'].split(':')[0]} {fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, "
                     f"{fmt(r['hi'], 3)}] ({_verdict(r, 'he', 'glorot')})" for r in comps_init)
                 + ".")
+        tiny = [r for r in comps_init if r["verdict"] in ("a better", "b better")
+                and np.isfinite(r["tost_p_holm"]) and r["tost_p_holm"] < 0.05]
+        if tiny:
+            text += (" " + ", ".join(r["name"].split(":")[0] for r in tiny)
+                     + f": a difference that is real and also inside the +-{MARGIN:g} margin "
+                       "(TOST Holm p " + ", ".join(fmt(r["tost_p_holm"], 3) for r in tiny)
+                     + "), i.e. small.")
         sig = next((r for r in comps_init if r["name"].startswith("sigmoid:")), None)
         if sig is not None and sig["verdict"] == "a better":
             text += (" For the sigmoid, the 'matched' Glorot weights lose to He's larger ones. "

@@ -1,4 +1,5 @@
-"""Depth against width at a fixed parameter budget, on MNIST-1D, trained to convergence.
+"""Depth against width at a fixed parameter budget, on MNIST-1D, trained for a fixed number of
+epochs per budget (the report flags the cells whose curves have not flattened).
 
 The notes build up from a single hidden layer to two hidden layers and show what each layer adds
 geometrically. With the number of parameters held fixed, is it better to spend them on one wide
@@ -10,7 +11,9 @@ validation accuracy of the tuning seeds and reported on fresh seeds with fresh d
 
 What theory says, and what it does not: depth-separation theorems (Telgarsky 2016; Eldan and
 Shamir 2016) construct *particular* functions that a deep network represents with few units and
-a shallow one only with exponentially many. They are existence results about those functions;
+a shallow one only with exponentially many (Telgarsky: depth ``k**3`` against depth ``k``;
+Eldan and Shamir: two hidden layers against one, width exponential in the input dimension).
+They are existence results about those functions;
 they do not promise that on a given task, at a fixed parameter budget and with finite data and
 training, a deeper network generalises better. Which one does is an empirical question about
 the task, and that is what this study measures.
@@ -96,7 +99,7 @@ def make(profile):
         name="depth_width",
         title="Depth against width at a fixed parameter budget",
         question=f"With the number of parameters fixed ({budgets[0]} to {budgets[-1]}), how do "
-                 "the training and test accuracy of a converged ReLU MLP on MNIST-1D depend on "
+                 "the training and test accuracy of a ReLU MLP trained on MNIST-1D depend on "
                  f"its depth ({depths[0]} to {depths[-1]} hidden layers) and hence its width?",
         settings=(),
         seeds=REPORT_SEEDS[:2] if quick else REPORT_SEEDS,
@@ -116,7 +119,8 @@ def make(profile):
               "report flags any that did not). The width of a (budget, depth) cell is the "
               "integer that brings the count of weights and biases closest to the budget. "
               "The learning rate is tuned per cell on the *final* validation accuracy (the "
-              "networks are compared converged, not early-stopped: their validation loss rises "
+              "networks are compared at the end of training, not early-stopped: their "
+              "validation loss rises "
               "once they fit the training set while their accuracy does not fall); test "
               "metrics of the final network (`test_*`) lead, those of the best-validation-loss "
               "epoch (`es_test_*`) are shown beside them.",
@@ -181,7 +185,7 @@ def analyse(results, report):
     rising = _curves(results, report, cl, budgets, depths)
     fit = best_fit(results, cl)
     comps, es = _tables(results, report, cl, budgets, depths, rising, fit)
-    _conclude(results, report, cl, budgets, depths, comps, es, fit)
+    _conclude(results, report, cl, budgets, depths, comps, es, fit, rising)
 
 
 def _accuracy_figure(results, report, cl, budgets, depths):
@@ -346,7 +350,7 @@ def _depth_table(results, report, cl, budgets, depths, key):
     return comps
 
 
-def _conclude(results, report, cl, budgets, depths, comps, es, fit):
+def _conclude(results, report, cl, budgets, depths, comps, es, fit, rising):
     acc = {k: _mean(results, s, "test_accuracy") for k, s in cl.items()}
     train = {k: _mean(results, s, "final_full_accuracy") for k, s in cl.items()}
     best = {}
@@ -367,12 +371,22 @@ def _conclude(results, report, cl, budgets, depths, comps, es, fit):
         if pieces:
             parts.append(f"{b}: " + "; ".join(pieces))
     n_train = next(iter(cl.values())).problem_args["n_train"]
+    unflat = [k for k, r in rising.items() if r["train"] > 0.01 or r["val"] > 0.01]
+    fits = sorted(k for k, t in train.items() if math.isfinite(t) and t >= 0.99)
     if parts:
+        es_better = sorted(k for k, r in es.items() if r["verdict"] == "a better")
+        es_worse = sorted(k for k, r in es.items() if r["verdict"] == "b better")
         report.claim(
-            f"At a fixed parameter budget on MNIST-1D ({n_train} training examples, networks "
-            "trained to convergence, learning rate tuned per cell), final test accuracy of each "
-            "depth minus that of one hidden layer, mean [95% CI] over "
-            f"{len(results.seeds)} seeds with fresh data: " + " | ".join(parts) + ".")
+            f"At a fixed parameter budget on MNIST-1D ({n_train} training examples, a fixed "
+            f"number of epochs per budget after which {len(unflat)} of {len(rising)} cells' "
+            f"accuracy curves have not flattened and {len(fits)} of {len(train)} cells fit "
+            "the training set (training accuracy >= 0.99), learning rate tuned per cell on "
+            "final validation accuracy), final test accuracy of each depth minus that of one "
+            f"hidden layer (deeper - depth 1; 'a better' = deeper more accurate), mean [95% "
+            f"CI, unadjusted] over {len(results.seeds)} seeds with fresh data, verdicts "
+            f"Holm-adjusted over the {len(comps)} comparisons: " + " | ".join(parts)
+            + ". Early-stopped (`es_test_accuracy`), deeper is more accurate in "
+            f"{len(es_better)} and less accurate in {len(es_worse)} of {len(es)} comparisons.")
     for b in budgets:
         if b not in best:
             continue
@@ -394,7 +408,6 @@ def _conclude(results, report, cl, budgets, depths, comps, es, fit):
                 f"{fmt(train[b, d], 3)}" for b, d, _ in narrow) + ".")
     else:
         report.conclusion(f"No hidden layer is narrower than the {N_INPUTS} inputs.")
-    fits = sorted(k for k, t in train.items() if math.isfinite(t) and t >= 0.99)
     can = sorted(k for k in train if k not in fits and fit[k][0] >= 0.99)
     cannot = sorted(k for k in train if k not in fits and k not in can)
     text = (f"Fit (training accuracy of the final network, mean over report seeds): "
@@ -421,8 +434,10 @@ def _conclude(results, report, cl, budgets, depths, comps, es, fit):
     equiv = sorted(k for k, r in comps.items() if r["verdict"].startswith("equivalent"))
     text = ("What theory says: depth-separation theorems (Telgarsky 2016; Eldan and Shamir "
             "2016) construct particular functions that deep networks represent with far fewer "
-            "units than shallow ones; they are existence results for those functions, not a "
-            "promise that a deeper network is more accurate on a given task at a fixed "
+            "units than shallow ones (Telgarsky: depth k^3 against depth k; Eldan and Shamir: "
+            "two hidden layers against one, width exponential in the input dimension); they "
+            "are existence results about approximating those functions, not a promise that a "
+            "deeper network trains to a more accurate one on a given task at a fixed "
             "parameter budget. What this task shows (final test accuracy, Holm-corrected, "
             f"equivalence within +-{MARGIN} by TOST): ")
 
@@ -440,6 +455,30 @@ def _conclude(results, report, cl, budgets, depths, comps, es, fit):
         bits.append(f"inconclusive (neither a difference nor equivalence shown) at "
                     f"{_cells(rest)}")
     text += ("; ".join(bits) if bits else "no comparison completed") + "."
+    decided = sorted(set(better) | set(worse))
+    shaky = [k for k in decided if k in unflat or (k[0], 1) in unflat]
+    if shaky:
+        text += (" Of these decided comparisons, " + ", ".join(
+            f"{b}/depth {d}" for b, d in shaky) + " involve a cell whose curves had not "
+                 "flattened (" + ", ".join(f"{b}/depth {dd}" for b, dd in sorted(
+                     {(b, dd) for b, d in shaky for dd in (1, d) if (b, dd) in unflat}))
+                 + "): more epochs could change the difference.")
+    weak = [b for b in budgets if all((b, d) in cannot or any(
+        nb == b and nd == d for nb, nd, _ in narrow) for d in depths if (b, d) in cl)]
+    if weak:
+        text += (" At " + ", ".join(str(b) for b in weak) + " parameters every cell either "
+                 "has hidden layers narrower than the inputs or fits the training set at no "
+                 "rate of the grid, so the verdicts there compare bottlenecked, under-fitting "
+                 "networks and say little about depth as such.")
+    narrow_k = {(b, d) for b, d, _ in narrow}
+    confounded = [k for k in decided if k[0] not in weak and (k in narrow_k
+                                                            or (k[0], 1) in narrow_k)]
+    if confounded:
+        text += (" The decided comparison" + ("s " if len(confounded) > 1 else " ")
+                 + ", ".join(f"{b}/depth {d}" for b, d in confounded)
+                 + " involve" + ("" if len(confounded) > 1 else "s") + " a cell narrower "
+                 f"than the {N_INPUTS} inputs, so the difference is confounded with that "
+                 "bottleneck.")
     if es:
         flips = sorted(k for k in comps if k in es and es[k]["verdict"] != comps[k]["verdict"])
         text += (" Early-stopped (the network of the lowest validation loss), the verdicts "

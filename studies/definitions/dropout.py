@@ -6,10 +6,11 @@ predict with a single network whose outgoing weights are multiplied by the keep 
 ``p`` (weight scaling), instead of averaging the predictions of the exponentially many thinned
 networks. This study trains a network wide enough to over-fit (two hidden layers of 128 ReLU
 units, ~23k parameters) on MNIST-1D training sets of 250, 1000 and 4000 examples (from clearly
-over-fitting to plenty) and asks: does dropout beat the simplest alternative regulariser, early
-stopping, at each size; which keep probability does validation pick; does the "inverted"
-convention (kept units times ``1/p`` while training, nothing at test time) give the same
-networks; and how close is weight scaling to the average of ``k`` sampled thinned networks?
+over-fitting to less so; the network without dropout still fits its training set and its
+test loss still rises at 4000) and asks: does dropout beat the simplest alternative
+regulariser, early stopping, at each size; which keep probability does validation pick; does
+the "inverted" convention (kept units times ``1/p`` while training, nothing at test time) give
+the same networks; and how close is weight scaling to the average of ``k`` sampled thinned networks?
 
 Each (training-set size, keep probability, convention) is a condition of the two-stage protocol
 with Adam's learning rate as its tuned axis, so every keep probability trains at its own best
@@ -20,7 +21,10 @@ Inverted vs weight-scaled dropout are the same family of networks: a weight-scal
 weights ``W`` is the inverted network with weights ``p W``. Adam is nearly invariant to the
 scale of the gradients, so the two do not differ by gradient scale; they differ by that
 reparametrisation: in the inverted network's coordinates a weight-scaled run takes steps ``p``
-times smaller (``lr * p``) and starts from an initialisation ``p`` times smaller. With the
+times smaller (``lr * p``) on the weights leaving dropped units and starts from an initialisation
+of those weights ``p`` times smaller. The first layer's weights (inputs are not dropped) and all
+biases are not reparametrised, so with one shared rate no ratio makes the two runs identical:
+the prediction is a ratio between ``p`` and 1, nearer ``p`` if the later layers dominate. With the
 learning rate tuned per convention, the analysis measures both the selected rates and the test
 metrics.
 
@@ -279,8 +283,14 @@ def _curves(results, report, cl, sizes):
     shown = [(s, p) for s, p in shown if s is not None]
     cap = (f"Training curves at {n} training examples, each keep probability at its tuned "
            f"learning rate: cross-entropy of the test-mode network on the training set (dashed) "
-           f"and on the validation set (solid), and validation accuracy; mean and 95% CI over "
-           f"the report seeds.")
+           f"and on the validation set (solid), and accuracy (the same line styles); mean and "
+           f"95% CI over the report seeds.")
+    gains = [(p, _late_gain(results.curves(s, "full_accuracy"))) for s, p in shown]
+    up = [f"{'no dropout' if p == 1.0 else f'p={fmt(p)}'} (+{fmt(g, 2)})" for p, g in gains
+          if math.isfinite(g) and g > 0.01]
+    cap += (" Training accuracy still rising (more than 0.01 over the last 20% of epochs): "
+            + ", ".join(up) + "." if up else " Every training-accuracy curve has flattened "
+            "(at most 0.01 gained over the last 20% of epochs).")
     with report.figure("curves", cap, ncols=2, figsize=(13, 4.6)) as (fig, (ax1, ax2)):
         for s, p in shown:
             lab = "no dropout" if p == 1.0 else f"p={fmt(p)}"
@@ -535,12 +545,56 @@ def _monte_carlo(results, report, s):
                          "seeds; TV: mean total-variation distance between predicted class "
                          "distributions.")
     return {"ks": ks, "arr": arr, "ws_acc": ws_acc, "ws_loss": ws_loss, "p": p, "n": n,
-            "check": check,
+            "check": check, "stored_loss": _mean(results, s, "test_loss"),
             "paired_acc": paired(arr["acc"][:, -1], ws_acc),
             "paired_loss": paired(arr["loss"][:, -1], ws_loss)}
 
 
 # -- conclusion ---------------------------------------------------------------------------------
+
+
+def _late_gain(curve, frac=0.2):
+    """Mean per-seed gain of an accuracy curve ``(n_seeds, n_points)`` over its last ``frac``."""
+    c = np.asarray(curve, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] < 2:
+        return math.nan
+    d = c[:, -1] - c[:, int(round((1 - frac) * (c.shape[1] - 1)))]
+    d = d[np.isfinite(d)]
+    return float(d.mean()) if d.size else math.nan
+
+
+def _more_accurate(results, cl, sizes):
+    """Where the final no-dropout network is more / less accurate than its early-stopped one."""
+    ahead, behind = [], []
+    for n in sizes:
+        base = cl[n, "scale", 1.0]
+        r = paired(results.values(base, "test_accuracy"),
+                   results.values(base, "es_test_accuracy"))
+        if math.isfinite(r["t_p"]) and r["t_p"] < ALPHA:
+            (ahead if r["diff"] > 0 else behind).append(str(n))
+    text = []
+    if ahead:
+        text.append("significantly more accurate than the early-stopped one at "
+                    + ", ".join(ahead) + " examples (the more accurate baseline there)")
+    if behind:
+        text.append("significantly less accurate at " + ", ".join(behind) + " examples")
+    rest = [str(n) for n in sizes if str(n) not in ahead + behind]
+    if rest:
+        text.append("not significantly different at " + ", ".join(rest) + " examples")
+    return "; ".join(text)
+
+
+def _verdict(r, a="dropout better", b="baseline better"):
+    """A comparison's verdict with its sides named ("a better" is the first named setting)."""
+    v = r["verdict"]
+    return a if v == "a better" else b if v == "b better" else v
+
+
+def _sig(r):
+    """``significant, paired t p = ...`` of an unadjusted paired comparison."""
+    if not math.isfinite(r["t_p"]):
+        return "not tested"
+    return f"{'' if r['t_p'] < ALPHA else 'not '}significant, paired t p = {fmt(r['t_p'], 3)}"
 
 
 def _diff(r):
@@ -556,24 +610,49 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
             continue
         k = (n, "scale", s.factors["p_hidden"])
         ra, res = comps[k, "final"]["acc"], comps[k, "es"]["acc"]
+        vs_final = paired(results.values(s, "test_accuracy"),
+                          results.values(cl[n, "scale", 1.0], "test_accuracy"))
         heads.append(f"{n} examples, p = {fmt(s.factors['p_hidden'])}: {_diff(ra)} final "
-                     f"({ra['verdict']}), {_diff(res)} early-stopped ({res['verdict']})")
+                     f"({_verdict(ra)}), {_diff(res)} early-stopped ({_verdict(res)}); "
+                     f"against the final no-dropout network {_diff(vs_final)} "
+                     f"({_sig(vs_final)})"
+                     + (" - its training accuracy was still rising at the last epoch"
+                        if _late_gain(results.curves(s, "full_accuracy")) > 0.01 else ""))
     if heads:
         report.claim(
             "Dropout on the hidden units against early stopping without dropout (MNIST-1D, "
             "40-128-128-10 ReLU network, learning rate tuned per keep probability, keep "
-            "probability chosen on validation loss): difference in test accuracy, mean [95% "
-            f"CI] over {len(results.seeds)} seeds with fresh data - " + "; ".join(heads) + ".")
+            "probability chosen on validation loss): test accuracy of the dropout network "
+            "minus that of the no-dropout network early-stopped at its lowest validation loss, "
+            f"mean [95% CI] over {len(results.seeds)} seeds with fresh data (verdicts Holm-"
+            "adjusted) - " + "; ".join(heads) + ". The early-stopped baseline stops on "
+            "validation *loss*, lowest at epoch " + ", ".join(
+                f"{fmt(_mean(results, cl[n, 'scale', 1.0], 'best_val_epoch'), 2)} ({n})"
+                for n in sizes) + " on average; the final no-dropout network is "
+            + _more_accurate(results, cl, sizes) + " (paired t, unadjusted).")
     for n in sizes:
         base = cl[n, "scale", 1.0]
         b_es, b_fin = (_mean(results, base, "es_test_accuracy"),
                        _mean(results, base, "test_accuracy"))
         gap = _mean(results, base, "final_full_accuracy") - b_fin
+        es_gain = paired(results.values(base, "test_accuracy"),
+                         results.values(base, "es_test_accuracy"))
+        l_fin, l_es = (_mean(results, base, "test_loss"), _mean(results, base, "es_test_loss"))
         text = (f"**{n} training examples.** Without dropout the network ends at training "
                 f"accuracy {fmt(_mean(results, base, 'final_full_accuracy'), 3)} and test "
                 f"accuracy {fmt(b_fin, 3)} (gap {fmt(gap, 3)}); early-stopped at epoch "
                 f"{fmt(_mean(results, base, 'best_val_epoch'), 3)} on average, "
                 f"{fmt(b_es, 3)}. ")
+        text += (f"It over-fits in loss: final test loss {fmt(l_fin, 3)} against "
+                 f"{fmt(l_es, 3)} early-stopped. " if l_fin > l_es else
+                 f"Its final test loss {fmt(l_fin, 3)} is not above the early-stopped "
+                 f"{fmt(l_es, 3)}. ")
+        ahead = "ahead of" if es_gain["diff"] > 0 else "behind"
+        text += (f"In accuracy the final network is {ahead}"
+                 f" the early-stopped one by {fmt(abs(es_gain['diff']), 2)} "
+                 f"[{fmt(es_gain['lo'], 2)}, {fmt(es_gain['hi'], 2)}] (final - early-stopped; "
+                 f"{_sig(es_gain)}): stopping at the lowest validation loss is not stopping at "
+                 f"the highest accuracy. ")
         bits = []
         for k in sorted((k for k in cl if k[0] == n and not (k[1] == "scale" and k[2] == 1.0)),
                         key=lambda k: (k[1] != "scale", -k[2])):
@@ -582,7 +661,30 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                         f"{_diff(rl)} ({rl['verdict']})")
         if bits:
             text += ("Final dropout networks minus the early-stopped baseline (a better = "
-                     "dropout better): " + "; ".join(bits) + ".")
+                     "dropout better; final metrics of the dropout networks, early-stopped of "
+                     "the baseline): " + "; ".join(bits) + ".")
+        over = [k for k in cl if k[0] == n and k[2] < 1.0
+                and _mean(results, cl[k], "final_full_accuracy") >= 0.99
+                and _mean(results, cl[k], "test_loss") > _mean(results, cl[k], "es_test_loss")]
+        if over:
+            text += (" Dropout does not stop over-fitting in loss here: "
+                     + ", ".join(f"{_name(cl[k])} (training accuracy "
+                                 f"{fmt(_mean(results, cl[k], 'final_full_accuracy'), 3)}, "
+                                 f"test loss {fmt(_mean(results, cl[k], 'test_loss'), 3)} "
+                                 f"final vs {fmt(_mean(results, cl[k], 'es_test_loss'), 3)} "
+                                 f"early-stopped)" for k in sorted(over, key=lambda k: -k[2]))
+                     + " also fit the training set and end with a higher test loss than their "
+                       "own early-stopped network.")
+        rising = []
+        for k in sorted((k for k in cl if k[0] == n), key=lambda k: (k[1] != "scale", -k[2])):
+            g = _late_gain(results.curves(cl[k], "full_accuracy"))
+            if math.isfinite(g) and g > 0.01:
+                rising.append(f"{_name(cl[k])} (+{fmt(g, 2)})")
+        if rising:
+            text += (" Not converged: training accuracy still rose by more than 0.01 over the "
+                     f"last 20% of the {cl[n, 'scale', 1.0].epochs} epochs for "
+                     + ", ".join(rising) + "; their final metrics are those of a network "
+                     "still training.")
         s = chosen[n]
         if s is not None:
             text += (f" Validation loss (tuning seeds) picks p = {fmt(s.factors['p_hidden'])}.")
@@ -590,6 +692,7 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
     if conv is not None and conv["lrs"]:
         ratios = [li / ls for _, li, ls in conv["lrs"]]
         acc_rows = [r for k, r in conv["rows"] if k == "test_accuracy"]
+        loss_rows = [r for k, r in conv["rows"] if k == "test_loss"]
         text = (f"Inverted vs weight scaling at p = {fmt(INVERTED_P)}, each with its own tuned "
                 f"learning rate: selected rates inverted / scale = "
                 + ", ".join(f"{fmt(x, 3)} ({n})" for x, (n, _, _) in
@@ -598,14 +701,21 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                 "network with weights W is the inverted one with weights p W, so under Adam, "
                 "whose steps hardly depend on the gradients' scale, the weight-scaled run "
                 "takes steps p times smaller in the inverted network's coordinates and starts "
-                "from an initialisation p times smaller). ")
+                "from an initialisation p times smaller - but only for the weights leaving "
+                "dropped units: the first layer's weights (inputs are kept) and the biases are "
+                "not reparametrised, so with one shared rate no ratio gives identical runs and "
+                "the prediction is a ratio between p and 1). ")
         near = sum(1 for x in ratios if abs(math.log(x / INVERTED_P)) < abs(math.log(x)))
         text += (f"The selected ratio is nearer {fmt(INVERTED_P)} than 1 at {near} of "
                  f"{len(ratios)} sizes (the grid steps by a factor 2, and a rate chosen on "
                  f"{len(results.study.tuning.tune_seeds)} tuning seeds is itself noisy). "
-                 "Test accuracy, inverted - scale: "
+                 "Final test accuracy, inverted - scale: "
                  + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
-                             for r in acc_rows) + ".")
+                             for r in acc_rows) + "; final test loss, inverted - scale: "
+                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
+                             for r in loss_rows)
+                 + " ('inconclusive': neither a difference nor equivalence within the margin "
+                   "is shown, not 'the same').")
         report.conclusion(text)
     if mc is not None:
         arr, ks = mc["arr"], mc["ks"]
@@ -617,12 +727,13 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
         text = (f"Monte-Carlo averaging (p = {fmt(mc['p'])}, {mc['n']} training examples): one "
                 f"thinned network has test accuracy {fmt(acc_k[0], 3)} against {fmt(ws_acc, 3)} "
                 f"for weight scaling; ")
-        text += (f"the average of k thinned networks first matches weight scaling at k = "
-                 f"{reach[0]}" if reach else
+        text += (f"the mean accuracy of the average of k thinned networks first reaches "
+                 f"that of weight scaling at k = {reach[0]}" if reach else
                  f"even {ks[-1]} thinned networks stay below weight scaling on average")
         verdict = ("not tested" if not math.isfinite(pa["t_p"]) else
                    "significant" if pa["t_p"] < ALPHA else "not significant")
-        text += (f"; at k = {ks[-1]} the difference to weight scaling is {_diff(pa)} "
+        text += (f"; at k = {ks[-1]} the accuracy difference (k-average - weight scaling) "
+                 f"is {_diff(pa)} "
                  f"({verdict}, "
                  f"paired t p = {fmt(pa['t_p'], 3)}), test loss "
                  f"{fmt(arr['loss'].mean(0)[-1], 3)} vs {fmt(float(mc['ws_loss'].mean()), 3)}. ")
@@ -630,11 +741,23 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                  f"{fmt(tv_ws[0], 3)} (k = 1) to {fmt(tv_ws[-1], 3)} (k = {ks[-1]}), while two "
                  f"independent {ks[-1]}-averages differ by {fmt(tv_mc[-1], 3)}: ")
         if tv_ws[-1] > 2 * tv_mc[-1]:
-            text += ("weight scaling is *not* the ensemble average: the remaining gap is the "
-                     "approximation error of the rule in a nonlinear (ReLU, softmax) network, "
-                     "not Monte-Carlo noise")
+            text += ("weight scaling is *not* the ensemble average: the remaining gap is "
+                     "larger than the Monte-Carlo noise, the approximation error of the rule "
+                     "in this network")
         else:
             text += ("at this k the gap is no larger than the Monte-Carlo noise, so weight "
                      "scaling is as close to the ensemble average as this many samples can tell")
+        text += (". This is what theory leads one to expect: the weight-scaling rule "
+                 "(Hinton et al. 2012; Srivastava et al. 2014) is exact only where the dropped "
+                 "units enter the output linearly - for a linear unit it gives the expected "
+                 "input exactly, and with one dropped hidden layer feeding a softmax it gives "
+                 "the renormalised *geometric* mean of the thinned networks' predictions - "
+                 "while here the first dropped layer feeds a ReLU layer, and the k-average is "
+                 "the *arithmetic* mean of predicted probabilities")
         report.conclusion(text + f". The retrained networks reproduce the stored runs (largest "
-                                 f"validation-loss difference {fmt(max(mc['check']), 3)}).")
+                                 f"validation-loss difference {fmt(max(mc['check']), 3)}). "
+                                 f"The losses of this section are computed from the predicted "
+                                 f"probabilities clipped at {EPS:g} (weight scaling "
+                                 f"{fmt(float(mc['ws_loss'].mean()), 3)} here against the "
+                                 f"stored final test loss "
+                                 f"{fmt(mc['stored_loss'], 3)}).")

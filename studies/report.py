@@ -271,27 +271,33 @@ def settings_table(results):
 
 
 def run_time(results):
-    """``(sum of the runs' wall seconds, wall-clock seconds from the first start to the last
-    finish)`` of the stored runs (with a tuned study's tuning and timing runs), or ``(0, 0)``
-    without timestamps."""
+    """``(sum of the runs' wall seconds, wall-clock seconds during which the study was running)``
+    of the stored runs (with a tuned study's tuning and timing runs): the second is the length of
+    the union of the runs' ``[started_at, finished_at]`` intervals, so a study resumed later, or
+    its timing pass redone, does not count the time in between. ``(0, 0)`` without timestamps."""
     rows = [r for res in (results, results.tuning, results.timing) if res is not None
             for r in res.rows()]
     total = float(sum(r["wall_s"] or 0.0 for r in rows))
-    starts = [r["started_at"] for r in rows if r.get("started_at")]
-    ends = [r["finished_at"] for r in rows if r.get("finished_at")]
-    if not starts or not ends:
-        return total, 0.0
-    span = (_dt.datetime.fromisoformat(max(ends))
-            - _dt.datetime.fromisoformat(min(starts))).total_seconds()
-    return total, max(span, 0.0)
+    spans = sorted((_dt.datetime.fromisoformat(r["started_at"]),
+                    _dt.datetime.fromisoformat(r["finished_at"]))
+                   for r in rows if r.get("started_at") and r.get("finished_at"))
+    busy, end = 0.0, None
+    for a, b in spans:
+        if end is None or a > end:
+            busy += (b - a).total_seconds()
+            end = b
+        elif b > end:
+            busy += (b - end).total_seconds()
+            end = b
+    return total, max(busy, 0.0)
 
 
 def _provenance(results):
     lines = []
     total, span = run_time(results)
-    lines.append(f"- Run time: {span:.0f} s of wall clock from the first run's start to the "
-                 f"last run's finish ({total:.0f} s summed over runs; a resumed study counts "
-                 "only its stored runs' times)")
+    lines.append(f"- Run time: {span:.0f} s of wall clock during which the study's runs were "
+                 f"running (the union of their start-to-finish intervals; {total:.0f} s summed "
+                 "over runs)")
     for m in results.machines():
         lines.append(f"- Machine: {provenance.describe_machine(m)}")
     for v in results.versions():
@@ -527,7 +533,8 @@ def write_index(out_root):
     total = sum(e.get("run_seconds") or 0.0 for e in entries)
     if total:
         lines += ["", f"Run time of the studies above, added up: {total / 60:.1f} min "
-                      "(wall clock of each study's runs, first start to last finish)."]
+                      "(each study's wall clock while its runs were running; studies that ran "
+                      "side by side count twice, so this is an upper bound)."]
     out_root.mkdir(parents=True, exist_ok=True)
     (out_root / "README.md").write_text("\n".join(lines) + "\n")
     return out_root / "README.md"

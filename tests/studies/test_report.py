@@ -78,3 +78,25 @@ def test_diverged_runs_are_listed_with_their_epoch(tmp_path):
     d = write_report(res.study, res, tmp_path, "dlbasics run fake")
     text = (d / "README.md").read_text()
     assert "## Diverged runs" in text and "`a`, seed 1: loss became non-finite in epoch 7" in text
+
+
+def test_run_time_is_the_union_of_the_runs_intervals():
+    from types import SimpleNamespace
+
+    from dlbasics.studies.report import run_time
+
+    def rows(*spans):
+        return [{"started_at": f"2026-01-01T00:{a:02d}:00+00:00",
+                 "finished_at": f"2026-01-01T00:{b:02d}:00+00:00", "wall_s": 60.0 * (b - a)}
+                for a, b in spans]
+
+    def res(*spans):
+        return SimpleNamespace(rows=lambda: rows(*spans), tuning=None, timing=None)
+
+    # two overlapping runs (0-10, 5-12), then a gap, then a timing run (40-41)
+    r = res((0, 10), (5, 12))
+    r.timing = res((40, 41))
+    total, busy = run_time(r)
+    assert total == 60.0 * (10 + 7 + 1)
+    assert busy == 60.0 * (12 + 1)          # not 41 minutes: the gap does not count
+    assert run_time(res()) == (0.0, 0.0)

@@ -1,9 +1,14 @@
 """Shared fixtures of the studies tests: reference runs made once per session."""
 
+import json
+import math
 import os
+import sqlite3
 from pathlib import Path
 
+import numpy as np
 import pytest
+from scipy import stats as st
 
 import tests.studies.slow_study  # noqa: F401  (registers "slow_demo")
 from dlbasics.studies import registry
@@ -84,3 +89,24 @@ def fake_results(values, analysis=None):
                          "versions": {"numpy": "2"}, "backend": "cpu",
                          "path": "population"})
     return Results(study, rows)
+
+def raw_summaries(store, study):
+    """``{label: {seed: summary}}`` of the ok runs of a study, straight from SQLite."""
+    con = sqlite3.connect(store)
+    out = {}
+    for label, seed, status, summary in con.execute(
+            "SELECT label, seed, status, summary FROM runs WHERE study = ?", (study,)):
+        if status == "ok":
+            out.setdefault(label, {})[seed] = json.loads(summary)
+    con.close()
+    return out
+
+
+def ci_text(values, low=0.0, high=math.inf):
+    """``mean [lo, hi]`` with 4 significant digits, the t-interval clipped, as the reports."""
+    x = np.asarray(values, dtype=float)
+    m = x.mean()
+    if x.size < 2:
+        return f"{m:.4g}"
+    h = st.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+    return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"

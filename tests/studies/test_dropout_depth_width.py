@@ -3,16 +3,16 @@ quick profile, their README numbers recomputed from the raw store rows (selectio
 
 import json
 import math
-import sqlite3
 
 import numpy as np
 import pytest
-from scipy import stats as st
 
 from dlbasics.studies import datasets, registry
 from dlbasics.studies.cli import main
 from dlbasics.studies.definitions import depth_width, dropout
 from dlbasics.studies.definitions.depth_width import n_params, narrow_cells, still_rising, width_for
+
+from .conftest import ci_text, raw_summaries
 
 # --- helpers ---------------------------------------------------------------------------------
 
@@ -141,25 +141,6 @@ def quick(tmp_path_factory):
     return store, out
 
 
-def _raw(store, study):
-    """``{label: {seed: summary}}`` of the ok runs of a study, straight from SQLite."""
-    con = sqlite3.connect(store)
-    out = {}
-    for label, seed, status, summary in con.execute(
-            "SELECT label, seed, status, summary FROM runs WHERE study = ?", (study,)):
-        if status == "ok":
-            out.setdefault(label, {})[seed] = json.loads(summary)
-    con.close()
-    return out
-
-
-def _ci(values, low=0.0, high=math.inf):
-    x = np.asarray(values, dtype=float)
-    m = x.mean()
-    h = st.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
-
-
 def _table(readme, header_start):
     head, rows = None, []
     for line in readme.splitlines():
@@ -221,7 +202,7 @@ def test_reports_are_written_with_a_claim(quick, name):
 def test_depth_width_numbers_and_selection_match_the_store(quick):
     store, out = quick
     study = registry.get("depth_width", "quick")
-    raw = _raw(store, "depth_width")
+    raw = raw_summaries(store, "depth_width")
     readme = (out / "depth_width" / "README.md").read_text()
     rows = _table(readme, "| budget | depth")
     assert len(rows) == len(study.tuning.conditions)
@@ -234,14 +215,14 @@ def test_depth_width_numbers_and_selection_match_the_store(quick):
         assert row["width"].strip("*") == str(w)
         assert row["width"].startswith("**") == (w < depth_width.N_INPUTS)
         assert float(row["lr (tuned)"]) == pytest.approx(lr, rel=1e-3)
-        assert row["test acc (final)"] == _ci([raw[label][s]["test_accuracy"]
+        assert row["test acc (final)"] == ci_text([raw[label][s]["test_accuracy"]
                                                for s in study.seeds], 0, 1)
 
 
 def test_dropout_numbers_selection_and_exact_retraining(quick):
     store, out = quick
     study = registry.get("dropout", "quick")
-    raw = _raw(store, "dropout")
+    raw = raw_summaries(store, "dropout")
     readme = (out / "dropout" / "README.md").read_text()
     rows = _table(readme, "| training examples | setting")
     assert len(rows) == len(study.tuning.conditions)
@@ -251,9 +232,9 @@ def test_dropout_numbers_selection_and_exact_retraining(quick):
                 + (" inverted" if cond["convention"] == "inverted" else ""))
         row = next(r for r in rows if (r["training examples"], r["setting"]) ==
                    (str(cond["n_train"]), name))
-        assert row["test acc (early-stopped)"] == _ci(
+        assert row["test acc (early-stopped)"] == ci_text(
             [raw[label][s]["es_test_accuracy"] for s in study.seeds], 0, 1)
-        assert row["test loss (final)"] == _ci([raw[label][s]["test_loss"]
+        assert row["test loss (final)"] == ci_text([raw[label][s]["test_loss"]
                                                 for s in study.seeds])
     # the networks retrained for the Monte-Carlo comparison are bitwise the stored runs
     assert "validation loss history is 0 (0: bitwise the same run)" in readme

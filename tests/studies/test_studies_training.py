@@ -8,17 +8,15 @@ here from the raw store rows (including the selection on the tuning seeds' valid
 
 import json
 import math
-import sqlite3
 
 import numpy as np
 import pytest
-from scipy import stats as st
 
 from dlbasics.studies import registry
 from dlbasics.studies.analysis import holm, split_seeds, value_at_time
 from dlbasics.studies.cli import main
 
-from .conftest import fake_results
+from .conftest import ci_text, fake_results, raw_summaries
 
 STUDIES = ("gd_variants", "optimizers")
 
@@ -31,28 +29,6 @@ def quick(tmp_path_factory):
             "--jobs", "2", "--quiet"]
     assert main(argv) == 0
     return store, out
-
-
-def _raw(store, study):
-    """``{label: {seed: summary}}`` of the ok runs of a study, straight from SQLite."""
-    con = sqlite3.connect(store)
-    out = {}
-    for label, seed, status, summary in con.execute(
-            "SELECT label, seed, status, summary FROM runs WHERE study = ?", (study,)):
-        if status == "ok":
-            out.setdefault(label, {})[seed] = json.loads(summary)
-    con.close()
-    return out
-
-
-def _ci(values, low=0.0, high=math.inf):
-    """``mean [lo, hi]`` with 4 significant digits, the t-interval clipped, as the reports."""
-    x = np.asarray(values, dtype=float)
-    m = x.mean()
-    if x.size < 2:
-        return f"{m:.4g}"
-    h = st.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
-    return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
 
 
 def _tables(readme, header_start):
@@ -109,28 +85,28 @@ def _selected(raw, study, cond):
 def test_gd_variants_number_matches_the_store(quick):
     store, out = quick
     study = registry.get("gd_variants", "quick")
-    raw = _raw(store, "gd_variants")
+    raw = raw_summaries(store, "gd_variants")
     readme = (out / "gd_variants" / "README.md").read_text()
     table = _tables(readme, "| method | batch | selected lr")[0]
     for method in ("stochastic", "batch"):
         best = _selected(raw, study, {"method": method})
         row = next(r for r in table if r["method"] == method)
         assert f"lr={row['selected lr']}" in best
-        assert row["early-stopped test acc"] == _ci(
+        assert row["early-stopped test acc"] == ci_text(
             [raw[best][s]["es_test_accuracy"] for s in study.seeds], 0, 1)
 
 
 def test_optimizers_reference_and_table_match_the_store(quick):
     store, out = quick
     study = registry.get("optimizers", "quick")
-    raw = _raw(store, "optimizers")
+    raw = raw_summaries(store, "optimizers")
     readme = (out / "optimizers" / "README.md").read_text()
     table = _tables(readme, "| optimizer | type (notes)")[0]
     for opt, name in (("adam", "Adam"), ("sgd", "SGD")):
         best = _selected(raw, study, {"optimizer": opt})
         row = next(r for r in table if r["optimizer"] == name)
-        assert row["final test acc"] == _ci([raw[best][s]["test_accuracy"] for s in study.seeds],
-                                            0, 1)
+        assert row["final test acc"] == ci_text(
+            [raw[best][s]["test_accuracy"] for s in study.seeds], 0, 1)
     ref = next(lab for lab in raw if "adam-reference" in lab)
     summary = json.loads((out / "optimizers" / "summary.json").read_text())
     (r,) = summary["protocol"]["references"]

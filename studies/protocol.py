@@ -301,8 +301,9 @@ def stored_plan(study, store, backend="cpu"):
         wanted = [s for s in p.tuning_settings
                   if any((s.config_hash(backend), seed) not in rows
                          for seed in study.tuning.tune_seeds)]
-        new = store_rows(store, study, wanted, study.tuning.tune_seeds, backend)
-        if not new:
+        new = {k: v for k, v in store_rows(store, study, wanted, study.tuning.tune_seeds,
+                                             backend).items() if k not in rows}
+        if not new:  # a partly stored setting returns only rows already read: the plan is made
             return p
         rows.update(new)
 

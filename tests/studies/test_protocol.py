@@ -283,3 +283,28 @@ def test_compare_gives_verdicts_never_reading_not_significant_as_equal():
     assert rows[0]["p_holm"] >= rows[0]["p"]
     no_margin = stats.compare([("tiny", base + 1e-4 * rng.normal(size=10), base)])
     assert no_margin[0]["verdict"] == "inconclusive"
+
+
+def test_stored_plan_of_a_partly_stored_study_ends_with_the_missing_runs(tiny, tmp_path):
+    import sqlite3
+
+    study, _, _, rows, _, path = tiny
+    part = tmp_path / "part.sqlite"
+    con = sqlite3.connect(path)
+    con.execute(f"VACUUM INTO '{part}'")
+    con.close()
+    con = sqlite3.connect(part)  # drop the last tuning seed of the initial grid's settings
+    hashes = sorted(s.config_hash() for s in study.tuning.initial_settings())
+    con.executemany("DELETE FROM runs WHERE study = 'tiny' AND config_hash = ? AND seed = 2",
+                    [(h,) for h in hashes])
+    con.commit()
+    con.close()
+    with Store(part) as store:
+        p = stored_plan(study, store)
+        assert not p.complete
+        assert sorted((r.config_hash, r.seed) for r in p.pending) == sorted((h, 2) for h in hashes)
+        counts = run_study(study, store, InProcess(), progress=False)
+        assert counts["tuning"] == len(hashes) and stored_plan(study, store).complete
+        assert [s.label for s in stored_plan(study, store).selected] == \
+            [s.label for s in plan(study, {(r["config_hash"], r["seed"]): r
+                                           for r in rows}).selected]

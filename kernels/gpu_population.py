@@ -56,6 +56,25 @@ cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without
 POPULATION_BLOCK = 32
 
 
+@njit(inline="always", cache=True)
+def softmax_row(ws, zr, ar, n_out):
+    """``ws[ar:ar + n_out] = softmax(ws[zr:zr + n_out])``, max-shifted: the softmax row of
+    :func:`network_epoch`, shared with the one-launch epoch of :mod:`.gpu_small` (an ``@njit``
+    function, so the simulator runs it compiled, with the GPU's float32 ``exp``)."""
+    mx = ws[zr]
+    for j in range(1, n_out):
+        if ws[zr + j] > mx:
+            mx = ws[zr + j]
+    s = 0.0
+    for j in range(n_out):
+        ex = math.exp(ws[zr + j] - mx)
+        ws[ar + j] = ex
+        s += ex
+    inv = 1.0 / s
+    for j in range(n_out):
+        ws[ar + j] *= inv
+
+
 @njit(cache=True)
 def _gather(X, Y, labels, order, start, B, ws, x_off, y_off, lb, dense):
     """Rows ``order[start:start + B]`` of ``X`` (and targets) into the workspace."""
@@ -115,20 +134,7 @@ def _forward(p, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, 
         code = codes[l]
         if code == SOFTMAX:
             for i in range(B):
-                zr = z + i * n_out
-                ar = a + i * n_out
-                mx = ws[zr]
-                for j in range(1, n_out):
-                    if ws[zr + j] > mx:
-                        mx = ws[zr + j]
-                s = 0.0
-                for j in range(n_out):
-                    ex = math.exp(ws[zr + j] - mx)
-                    ws[ar + j] = ex
-                    s += ex
-                inv = 1.0 / s
-                for j in range(n_out):
-                    ws[ar + j] *= inv
+                softmax_row(ws, z + i * n_out, a + i * n_out, n_out)
         else:
             for e in range(B * n_out):
                 ws[a + e] = act_scalar(code, ws[z + e], slope)

@@ -43,12 +43,12 @@ import functools
 import math
 
 import numpy as np
-from numba import njit
 
 from . import gpu_config as g
 from .activations import SOFTMAX, act_scalar, dact_scalar
 from .dropout import row_key, unit_keep
 from .gpu_optimizers import adam_at, adam_step_scalars, update_at
+from .gpu_population import softmax_row
 from .losses import dense_row, label_row
 from .optimizers import ADAM_CODE
 
@@ -86,25 +86,6 @@ def path(sizes, batch):
     if GRID_ENABLED and batch <= GRID_MAX_BATCH:
         return "grid"
     return None
-
-
-@njit(inline="always", cache=True)
-def softmax_row(ws, zr, ar, n_out):
-    """``ws[ar:ar + n_out] = softmax(ws[zr:zr + n_out])`` as
-    :func:`dlbasics.kernels.gpu_population.network_epoch` computes it (an ``@njit`` function, so
-    the simulator runs it compiled, with the GPU's float32 ``exp``, not Python's float64 one)."""
-    mx = ws[zr]
-    for j in range(1, n_out):
-        if ws[zr + j] > mx:
-            mx = ws[zr + j]
-    s = 0.0
-    for j in range(n_out):
-        ex = math.exp(ws[zr + j] - mx)
-        ws[ar + j] = ex
-        s += ex
-    inv = 1.0 / s
-    for j in range(n_out):
-        ws[ar + j] *= inv
 
 
 @functools.cache

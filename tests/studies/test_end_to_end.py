@@ -58,7 +58,7 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
                     "Machine and versions"):
         assert f"## {heading}\n" in readme
     assert f"dlbasics run gd_demo --profile quick --store {store} --out {out}" in readme
-    assert "gradient descent reached the lowest (geometric) mean final validation loss" in readme
+    assert "gradient descent reached the lowest (geometric) mean early-stopped test loss" in readme
     assert "**Protocol.** Tuning:" in readme
 
     # every number of the all-settings table (the selected settings on the report seeds)

@@ -7,7 +7,14 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from dlbasics.studies.definitions.gd_demo import equal_update_pairs, value_at_updates
+from dlbasics.studies.definitions.gd_demo import (
+    BAYES_ERROR,
+    NOISE,
+    bayes_loss,
+    equal_update_pairs,
+    unsettled,
+    value_at_updates,
+)
 from dlbasics.studies.definitions.regression import MARGIN_RATIO, width_comparisons
 
 
@@ -84,3 +91,38 @@ def test_width_comparisons_on_log_errors_with_a_ratio_margin():
         np.exp(np.mean(np.log(errors[1] / errors[best]))))
     assert by[other]["verdict"].startswith("equivalent")
     assert by[other]["tost"]["margin"] == pytest.approx(math.log(MARGIN_RATIO))
+
+
+def test_xor_bayes_error_and_loss_match_a_monte_carlo_draw():
+    # the clusters' overlap: a point is misclassified by the best rule when exactly one
+    # coordinate crosses 0 (Phi(-2) = 0.02275 at NOISE = 0.5)
+    q = 0.5 * math.erfc(2 / math.sqrt(2))
+    assert NOISE == 0.5 and BAYES_ERROR == pytest.approx(2 * q * (1 - q), rel=1e-12)
+    assert BAYES_ERROR == pytest.approx(0.04447, abs=1e-5)
+    # the Bayes posterior's expected cross-entropy against a direct Monte-Carlo estimate
+    rng = np.random.default_rng(7)
+    corner = rng.choice([-1.0, 1.0], size=(400_000, 2))
+    X = corner + NOISE * rng.standard_normal(corner.shape)
+    y = corner[:, 0] * corner[:, 1] < 0
+    u = 1 / (1 + np.exp(-2 * X / NOISE**2))          # P(coordinate from the + corner | x)
+    p1 = u[:, 0] * (1 - u[:, 1]) + (1 - u[:, 0]) * u[:, 1]
+    mc = -np.mean(np.where(y, np.log(p1), np.log1p(-p1)))
+    assert bayes_loss(NOISE) == pytest.approx(mc, abs=0.002)
+    assert bayes_loss(NOISE) == pytest.approx(0.11424, abs=1e-4)
+    # the posterior's error rate is the Bayes error
+    assert np.mean((p1 > 0.5) != y) == pytest.approx(BAYES_ERROR, abs=0.002)
+    # separable clusters: the loss floor vanishes
+    assert bayes_loss(0.1) < 1e-12 < bayes_loss(0.25) < 1e-3
+    with pytest.raises(ValueError, match="noise"):
+        bayes_loss(0.0)
+
+
+def test_unsettled_counts_seeds_ending_far_above_their_minimum():
+    class R:
+        def values(self, s, key):
+            return {"final_val_loss": np.array([0.30, 0.14, np.nan, 0.5]),
+                    "best_val_loss": np.array([0.10, 0.12, 0.1, np.nan])}[key]
+
+    # 0.30 > 1.5 x 0.10 counts; 0.14 < 1.5 x 0.12 does not; missing values do not count
+    assert unsettled(R(), {"m": object()}) == {"m": 1}
+    assert unsettled(R(), {"m": object()}, factor=1.1) == {"m": 2}

@@ -328,3 +328,223 @@ def adam_step(p, g, m, v, vmax, t, lr, b1, b2, eps, wd, decoupled, amsgrad):
     else:
         v_hat = v / (1 - b2**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v, vmax
+
+# =============================================================================================
+# whole networks (issue #15): forward, loss, gradient, one training step, one epoch
+# =============================================================================================
+# Written from the lecture notes (forward pass, the three losses, backpropagation layer by layer,
+# gradient descent by batch / mini-batch, dropout with its test-time weight scaling), in float64
+# with plain array expressions and independently of dlbasics.models: what is shared with it is
+# only the parameter layout (layer by layer, W row-major (n_in, n_out) then b), the names of
+# activations, losses and optimizer rules, and the dropout mask bits (dropout_mask above, the
+# counter hash of (seed, step, layer, row within the batch, unit)). A network is described by a
+# plain dict (see network()); every function returns new float64 arrays.
+
+
+def network(sizes, activation="tanh", output="identity", loss="squared", keep_prob=None,
+            dropout="scale", seed=0, slope=LEAKY_SLOPE):
+    """The description the functions below take, from MLP's constructor arguments.
+
+    ``activation`` is one name for every hidden layer or a list with one per hidden layer;
+    ``keep_prob`` a float (every hidden layer's input keeps units with that probability, the
+    network's input keeps all) or a list with one value per layer input (index 0: the input).
+    """
+    L = len(sizes) - 1
+    hidden = [activation] * (L - 1) if isinstance(activation, str) else list(activation)
+    if keep_prob is None:
+        keep = [1.0] * L
+    elif isinstance(keep_prob, (int, float)):
+        keep = [1.0] + [float(keep_prob)] * (L - 1)
+    else:
+        keep = [float(p) for p in keep_prob]
+    return {"sizes": list(sizes), "names": hidden + [output], "loss": loss, "keep": keep,
+            "dropout": dropout, "seed": seed, "slope": slope}
+
+
+def net_layers(net, params):
+    """``[(W, b), ...]`` float64 copies of each layer's weights ``(n_in, n_out)`` and biases."""
+    params = np.asarray(params, np.float64)
+    layers = []
+    pos = 0
+    for n_in, n_out in zip(net["sizes"][:-1], net["sizes"][1:], strict=True):
+        W = params[pos : pos + n_in * n_out].reshape(n_in, n_out).copy()
+        pos += n_in * n_out
+        b = params[pos : pos + n_out].copy()
+        pos += n_out
+        layers.append((W, b))
+    assert pos == params.size, "params does not match sizes"
+    return layers
+
+
+def net_flat(layers):
+    """The flat parameter vector of ``[(W, b), ...]`` (the inverse of :func:`net_layers`)."""
+    return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in layers])
+
+
+def net_forward(net, params, X, train=False, step=0):
+    """Forward pass; returns per layer ``(h, z, a, mask)``: the layer's (dropped) input, its
+    pre-activation ``z = h W + b``, its activation ``a = f(z)`` and the 0/1 dropout mask of its
+    input (None without dropout or at test time).
+
+    Training (``train=True``): each row of a layer input with keep probability ``p < 1`` is
+    multiplied by its own 0/1 mask (the masks of update ``step``); inverted dropout also divides
+    the kept units by ``p``. Test time: the notes' rule multiplies the outgoing weights of every
+    unit kept with probability ``p`` by ``p``; inverted dropout changes nothing.
+    """
+    h = np.asarray(X, np.float64)
+    trace = []
+    for l, (W, b) in enumerate(net_layers(net, params)):
+        p = net["keep"][l]
+        mask = None
+        if p < 1.0 and train:
+            mask = dropout_mask(h.shape, p, net["seed"], step, l, dtype=np.float64)
+            h = h * mask
+            if net["dropout"] == "inverted":
+                h = h / p
+        elif p < 1.0 and net["dropout"] == "scale":
+            W = W * p  # test time: outgoing weights times the keep probability
+        z = h @ W + b
+        a = activate(net["names"][l], z, net["slope"])
+        trace.append((h, z, a, mask))
+        h = a
+    return trace
+
+
+def net_targets(net, y):
+    """Targets as a float64 ``(n, n_outputs)`` array (integer labels one-hot)."""
+    y = np.asarray(y)
+    k = net["sizes"][-1]
+    if y.dtype.kind in "iu" and net["loss"] == "cross_entropy" and y.ndim == 1:
+        return _onehot(y, k)
+    return np.asarray(y, np.float64).reshape(-1, k)
+
+
+def net_loss_value(net, a, y):
+    """Mean loss of the outputs ``a`` over the rows (the notes' three losses)."""
+    y = net_targets(net, y)
+    if net["loss"] == "squared":
+        per = 0.5 * ((y - a) ** 2).sum(axis=1)
+    elif net["loss"] == "binary_cross_entropy":
+        per = (-y * np.log(a) - (1 - y) * np.log(1 - a)).sum(axis=1)
+    elif net["loss"] == "cross_entropy":
+        per = (-y * np.log(a)).sum(axis=1)
+    else:
+        raise KeyError(net["loss"])
+    return per.sum() / a.shape[0]
+
+
+def _penalty(net, params, alpha, n):
+    """L2 penalty alpha / (2 n) sum ||W||^2 of the weights (not the biases) and its gradient."""
+    value = 0.0
+    grads = []
+    for W, b in net_layers(net, params):
+        value += alpha / (2 * n) * (W**2).sum()
+        grads.append((alpha / n * W, np.zeros_like(b)))
+    return value, net_flat(grads)
+
+
+def net_loss(net, params, X, y, train=False, step=0, alpha=0.0):
+    """Mean loss of the network on ``(X, y)`` (test time by default; ``alpha``: L2 penalty)."""
+    a = net_forward(net, params, X, train, step)[-1][2]
+    return net_loss_value(net, a, y) + _penalty(net, params, alpha, a.shape[0])[0]
+
+
+def net_gradient(net, params, X, y, step=0, alpha=0.0):
+    """``(loss, grad)`` of the mean training loss (dropout masks of update ``step``) by
+    backpropagation, written out layer by layer; ``grad`` laid out like ``params``."""
+    trace = net_forward(net, params, X, train=True, step=step)
+    layers = net_layers(net, params)
+    z, a = trace[-1][1], trace[-1][2]
+    n = a.shape[0]
+    t = net_targets(net, y)
+    loss, output = net["loss"], net["names"][-1]
+    # delta = dL/dz of the output layer
+    if loss == "binary_cross_entropy" and output == "sigmoid":
+        delta = (a - t) / n  # the notes: dL/dz = y* - y
+    elif loss == "cross_entropy" and output == "softmax":
+        # -sum_j t_j log softmax_j(z): dL/dz_i = a_i sum_j t_j - t_i
+        delta = (a * t.sum(axis=1, keepdims=True) - t) / n
+    elif loss == "squared":
+        delta = activation_backward(output, z, (a - t) / n, net["slope"])
+    else:
+        raise KeyError((loss, output))
+    grads = [None] * len(layers)
+    for l in range(len(layers) - 1, -1, -1):
+        h, _, _, mask = trace[l]
+        W = layers[l][0]
+        grads[l] = (h.T @ delta, delta.sum(axis=0))
+        if l == 0:
+            break
+        dh = delta @ W.T  # dL/d(layer input h)
+        if mask is not None:  # h = a_prev * mask (/ p): dropped units get no gradient
+            dh = dh * mask
+            if net["dropout"] == "inverted":
+                dh = dh / net["keep"][l]
+        _, z_prev, _, _ = trace[l - 1]
+        delta = dh * derivative(net["names"][l - 1], z_prev, net["slope"])
+    value = net_loss_value(net, a, y)
+    if alpha > 0.0:
+        pen, pen_grad = _penalty(net, params, alpha, n)
+        return value + pen, net_flat(grads) + pen_grad
+    return value, net_flat(grads)
+
+
+def optimizer_step(rule, hyper, p, g, slots, t, lr=None):
+    """One update of the optimizer rule ``rule`` (a name of dlbasics' OPTIMIZERS) with the
+    hyper-parameters ``hyper`` (its ``get_params()``) at 1-based step ``t``, through the twins
+    above. ``slots`` is a dict of float64 state arrays (an absent one starts at zero); returns
+    ``(p, slots)``. A rule without a twin here raises KeyError: add its twin."""
+    lr = hyper["lr"] if lr is None else lr
+    s = {k: np.array(v, np.float64) for k, v in slots.items()}
+
+    def slot(name):
+        return s.get(name, np.zeros(np.shape(p)))
+
+    if rule == "sgd":
+        return sgd_step(p, g, lr), s
+    if rule in ("momentum", "nesterov"):
+        fn = momentum_step if rule == "momentum" else nesterov_step
+        p, s["b"] = fn(p, g, slot("b"), lr, hyper["momentum"])
+        return p, s
+    if rule == "adagrad":
+        p, s["s"] = adagrad_step(p, g, slot("s"), lr, hyper["eps"])
+        return p, s
+    if rule == "rmsprop":
+        p, s["v"], s["ga"] = rmsprop_step(p, g, slot("v"), slot("ga"), lr, hyper["alpha"],
+                                          hyper["eps"], hyper["centered"])
+        return p, s
+    if rule in ("adam", "adamw"):
+        p, s["m"], s["v"], s["vmax"] = adam_step(
+            p, g, slot("m"), slot("v"), slot("vmax"), t, lr, hyper["b1"], hyper["b2"],
+            hyper["eps"], hyper.get("weight_decay", 0.0), rule == "adamw", hyper["amsgrad"])
+        return p, s
+    raise KeyError(f"no naive twin for optimizer {rule!r}: add a branch calling its twin to "
+                   "optimizer_step in tests/naive.py")
+
+
+def net_train_step(net, params, X, y, rule, hyper, slots, t, lr=None, alpha=0.0):
+    """One gradient step on the whole batch ``(X, y)``: the gradient with the dropout masks of
+    update count ``t - 1`` (the count before the step), then the optimizer's update ``t``.
+    Returns ``(params, slots, loss)``."""
+    value, grad = net_gradient(net, params, X, y, step=t - 1, alpha=alpha)
+    params, slots = optimizer_step(rule, hyper, np.asarray(params, np.float64), grad, slots, t,
+                                   lr)
+    return params, slots, value
+
+
+def net_epoch(net, params, X, y, order, batch, rule, hyper, slots, count, lr=None, alpha=0.0):
+    """One epoch of mini-batch gradient descent: rows ``order[0:batch]``, ``order[batch:2
+    batch]``, ... (the last batch may be smaller), one :func:`net_train_step` each, the
+    optimizer's count going on from ``count``. Returns ``(params, slots, count, total)`` with
+    ``total`` the sum of each batch's loss times its number of rows."""
+    X = np.asarray(X)
+    y = np.asarray(y)
+    params = np.asarray(params, np.float64)
+    total = 0.0
+    for start in range(0, len(order), batch):
+        rows = np.asarray(order[start : start + batch])
+        count += 1
+        params, slots, value = net_train_step(net, params, X[rows], y[rows], rule, hyper, slots,
+                                              count, lr, alpha)
+        total += value * len(rows)
+    return params, slots, count, total

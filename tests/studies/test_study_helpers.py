@@ -12,6 +12,8 @@ from dlbasics.studies.definitions.gd_demo import (
     NOISE,
     bayes_loss,
     equal_update_pairs,
+    flat_optimum,
+    late_change,
     unsettled,
     value_at_updates,
 )
@@ -126,3 +128,21 @@ def test_unsettled_counts_seeds_ending_far_above_their_minimum():
     # 0.30 > 1.5 x 0.10 counts; 0.14 < 1.5 x 0.12 does not; missing values do not count
     assert unsettled(R(), {"m": object()}) == {"m": 1}
     assert unsettled(R(), {"m": object()}, factor=1.1) == {"m": 2}
+
+
+def test_late_change_is_the_geometric_mean_change_over_the_last_fifth():
+    # 11 points: the last fifth starts at index 8; per-seed log changes log(1.1) and log(1.0)
+    a = np.r_[np.ones(8), 1.0, 1.05, 1.1]
+    b = np.r_[np.full(8, 2.0), 2.0, 2.0, 2.0]
+    assert late_change([a, b]) == pytest.approx(math.sqrt(1.1) - 1, rel=1e-12)
+    assert late_change([b[::-1] * 0 + 3.0]) == 0.0
+    assert late_change([[0.5, 0.25]], frac=1.0) == pytest.approx(-0.5)
+    assert math.isnan(late_change([1.0, 2.0]))         # one dimension: not seeds x points
+
+
+def test_flat_optimum_spans_the_rates_within_the_factor():
+    lrs = [0.01, 0.03, 0.1, 0.3, 1.0]
+    scores = [0.20, 0.104, 0.100, 0.104, np.nan]       # nan: diverged on a seed
+    assert flat_optimum(lrs, scores) == (0.03, 0.3)
+    assert flat_optimum(lrs, scores, within=1.01) == (0.1, 0.1)
+    assert all(math.isnan(v) for v in flat_optimum(lrs, [np.nan] * 5))

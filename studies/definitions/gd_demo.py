@@ -2,8 +2,9 @@
 
 The notes distinguish the three by how often they update: after all training examples (batch),
 after a subset (mini-batch) or after every example (stochastic). With the learning rate tuned on
-validation data for each (its own tuning seeds), which reaches the lower validation loss at an
-equal number of epochs (equal gradient evaluations), which at an equal number of parameter
+validation data for each (its own tuning seeds), which reaches the lower loss at an equal
+number of epochs (equal gradient evaluations; the early-stopped network's test loss), which
+reaches the lower validation loss at an equal number of parameter
 updates, and how many epochs, updates and measured seconds does each need to reach a target
 validation accuracy?
 
@@ -88,8 +89,9 @@ def make(profile):
         name="gd_demo",
         title="Batch, mini-batch and stochastic gradient descent on XOR",
         question="With the learning rate tuned on validation data for each, how do batch, "
-                 "mini-batch (16) and stochastic gradient descent compare on XOR in validation "
-                 "loss at equal epochs and at equal parameter updates, and in epochs, updates "
+                 "mini-batch (16) and stochastic gradient descent compare on an XOR with "
+                 "overlapping classes in the test loss of the early-stopped network at equal "
+                 "epochs, in validation loss at equal parameter updates, and in epochs, updates "
                  f"and measured seconds to reach {TARGET_ACCURACY:.0%} validation accuracy?",
         settings=(),
         seeds=range(10, 13) if quick else range(10, 20),

@@ -18,7 +18,18 @@ leaky_relu     :math:`z` if :math:`z > 0` else :math:`s z`          :math:`1` or
 softplus       :math:`\log(1 + e^{z})`                              :math:`\sigma(z)`
 softmax        :math:`e^{z_j - m} / \sum_k e^{z_k - m}`, row-wise,  Jacobian
                :math:`m = \max_k z_k`                               :math:`\mathrm{diag}(a) - a a^T`
+gelu           :math:`z \Phi(z)`,                                   :math:`\Phi(z) + z \varphi(z)`
+               :math:`\Phi(z) = (1 + \mathrm{erf}(z/\sqrt 2)) / 2`
+gelu_tanh      :math:`\frac z 2 (1 + \tanh u)`,                     :math:`\frac 1 2 (1 + \tanh u)
+               :math:`u = \sqrt{2/\pi}\,(z + 0.044715 z^3)`         + \frac z 2 (1 - \tanh^2 u)
+                                                                    \sqrt{2/\pi}(1 + 3 \cdot
+                                                                    0.044715 z^2)`
 =============  ===================================================  =============================
+
+GELU (Hendrycks and Gimpel 2016) follows ``torch.nn.functional.gelu`` with ``approximate='none'``
+(``gelu``) and ``'tanh'`` (``gelu_tanh``), value and derivative written as PyTorch's CPU kernels
+write them. Its derivative needs :math:`z` (the others' can be read from :math:`a = f(z)`, the
+lecture's convention): the backward pass gets both.
 
 All forms are overflow-free for :math:`|z|` up to the float range: the sigmoid uses the
 branch-stable form, softplus uses :math:`\max(z, 0) + \log(1 + e^{-|z|})` and softmax is
@@ -37,6 +48,7 @@ from .vecmath import tanh
 from .views import row
 
 IDENTITY, STEP, SIGN, SIGMOID, TANH, RELU, LEAKY_RELU, SOFTPLUS, SOFTMAX = range(9)
+GELU, GELU_TANH = 9, 10
 
 #: Activation codes by name (the compiled kernels take the integer code).
 ACTIVATIONS = {
@@ -49,7 +61,11 @@ ACTIVATIONS = {
     "leaky_relu": LEAKY_RELU,
     "softplus": SOFTPLUS,
     "softmax": SOFTMAX,
+    "gelu": GELU,
+    "gelu_tanh": GELU_TANH,
 }
+#: One more than the largest code: the compiled dispatchers reject codes outside ``[0, N_CODES)``.
+N_CODES = max(ACTIVATIONS.values()) + 1
 #: Names of the activations applied elementwise (all but softmax).
 ELEMENTWISE = tuple(n for n in ACTIVATIONS if n != "softmax")
 
@@ -61,6 +77,14 @@ def sigmoid_scalar(z):
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
     return e / (1.0 + e)
+
+
+# GELU constants as PyTorch forms them (M_SQRT1_2, M_2_SQRTPI * M_SQRT1_2 / 2 = 1/sqrt(2 pi),
+# M_SQRT2 * M_2_SQRTPI / 2 = sqrt(2/pi)).
+_SQRT1_2 = 0.7071067811865476
+_INV_SQRT_2PI = 1.1283791670955126 * 0.7071067811865476 * 0.5
+_SQRT_2_PI = 1.4142135623730951 * 1.1283791670955126 * 0.5
+_GELU_KAPPA = 0.044715
 
 
 @njit(inline="always", cache=True)
@@ -90,7 +114,12 @@ def act_scalar(code, z, slope):
         if z < 0:
             return -1.0
         return 0.0 if z == 0 else math.nan
-    return math.nan
+    if code == GELU:
+        return z * 0.5 * (1.0 + math.erf(z * _SQRT1_2))
+    if code == GELU_TANH:
+        inner = _SQRT_2_PI * (z + _GELU_KAPPA * (z * z * z))
+        return 0.5 * z * (1.0 + math.tanh(inner))
+    return math.nan  # no such code: the dispatchers below reject it before any loop runs
 
 
 @njit(inline="always", cache=True)
@@ -110,6 +139,15 @@ def dact_scalar(code, z, a, slope):
         return sigmoid_scalar(z)
     if code == STEP or code == SIGN:
         return 0.0
+    if code == GELU:  # Phi(z) + z phi(z), from z (not from a)
+        cdf = 0.5 * (1.0 + math.erf(z * _SQRT1_2))
+        return cdf + z * (_INV_SQRT_2PI * math.exp(-0.5 * (z * z)))
+    if code == GELU_TANH:
+        z2 = z * z
+        th = math.tanh(_SQRT_2_PI * (z + _GELU_KAPPA * (z2 * z)))
+        left = 0.5 * z
+        right = 1.0 + th
+        return 0.5 * right + left * (1.0 - th * th) * (_SQRT_2_PI * (1.0 + 3.0 * _GELU_KAPPA * z2))
     return math.nan
 
 
@@ -148,8 +186,10 @@ def act_flat(code, z, out, slope):
         _act_loop(SIGMOID, z, out, slope)
     elif code == LEAKY_RELU:
         _act_loop(LEAKY_RELU, z, out, slope)
-    else:
+    elif 0 <= code < N_CODES and code != SOFTMAX:
         _act_loop(code, z, out, slope)
+    else:
+        raise ValueError("act_flat: unknown (or softmax) activation code")
 
 
 @njit(cache=True)
@@ -166,8 +206,10 @@ def dact_mul_flat(code, z, a, delta, out, slope):
         _dact_loop(SIGMOID, z, a, delta, out, slope)
     elif code == LEAKY_RELU:
         _dact_loop(LEAKY_RELU, z, a, delta, out, slope)
-    else:
+    elif 0 <= code < N_CODES and code != SOFTMAX:
         _dact_loop(code, z, a, delta, out, slope)
+    else:
+        raise ValueError("dact_mul_flat: unknown (or softmax) activation code")
 
 
 @njit(cache=True)
@@ -220,6 +262,8 @@ def backward_kernel(code, z, a, delta, out, slope):
 @njit(cache=True)
 def derivative_kernel(code, z, out, slope):
     """Elementwise ``out = f'(z)`` (not for softmax)."""
+    if not 0 <= code < N_CODES or code == SOFTMAX:
+        raise ValueError("derivative_kernel: unknown (or softmax) activation code")
     n, k = z.shape
     for i in range(n):
         for j in range(k):

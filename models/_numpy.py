@@ -8,8 +8,10 @@ very same thinned networks, and optimizer updates use the shared kernels).
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
+from scipy.special import erf
 
 from ..kernels.dropout import mask_kernel
 from ..kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED
@@ -27,42 +29,98 @@ def _quiet(fn):
     return wrapper
 
 
-def _act(name, z, slope):
-    if name == "identity":
-        return z.copy()
-    if name == "tanh":
-        return np.tanh(z)
-    if name == "relu":
-        return np.maximum(z, 0)
-    if name == "leaky_relu":
-        return np.where(z > 0, z, slope * z)
-    if name == "sigmoid":
-        e = np.exp(-np.abs(z))
-        return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
-    if name == "softplus":
-        return np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z)))
-    if name == "step":
-        return np.where(np.isnan(z), z, (z > 0).astype(z.dtype))
-    if name == "sign":
-        return np.sign(z)
-    e = np.exp(z - z.max(axis=1, keepdims=True))  # softmax
+def _sigmoid(z, slope):
+    e = np.exp(-np.abs(z))
+    return np.where(z >= 0, 1 / (1 + e), e / (1 + e))
+
+
+def _softmax(z, slope):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _dact(name, z, a, slope):
-    if name == "identity":
-        return np.ones_like(z)
-    if name == "tanh":
-        return 1 - a * a
-    if name == "relu":
-        return (z > 0).astype(z.dtype)
-    if name == "leaky_relu":
-        return np.where(z > 0, 1, slope).astype(z.dtype)
-    if name == "sigmoid":
-        return a * (1 - a)
-    if name == "softplus":
-        return _act("sigmoid", z, slope)
-    return np.zeros_like(z)
+# Python floats as constants (weak scalars): a float32 array stays float32.
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1 / math.sqrt(2 * math.pi)
+_SQRT_2_PI = math.sqrt(2 / math.pi)
+
+
+def _gelu_cdf(z):
+    return 0.5 * (1 + erf(z * _SQRT_HALF))
+
+
+def _gelu_tanh(z):
+    return np.tanh(_SQRT_2_PI * (z + 0.044715 * z**3))
+
+
+def _softmax_backward(z, a, delta, slope):
+    """The row-wise vector-Jacobian product ``a * (delta - sum(delta * a))``."""
+    return a * (delta - (delta * a).sum(axis=1, keepdims=True))
+
+
+def _times(deriv):
+    """The backward pass ``delta * f'(z)`` of an elementwise activation with derivative
+    ``deriv(z, a, slope)``."""
+    return lambda z, a, delta, slope: delta * deriv(z, a, slope)
+
+
+#: Per activation name: ``(f(z, slope), backward(z, a, delta, slope))`` as NumPy expressions,
+#: ``backward`` giving ``dL/dz`` from ``delta = dL/da`` (``delta * f'(z)`` elementwise, the
+#: Jacobian product for softmax). The kernels' table is
+#: :data:`dlbasics.kernels.activations.ACTIVATIONS`; a name missing here raises.
+ACTIVATIONS = {
+    "identity": (lambda z, s: z.copy(), _times(lambda z, a, s: np.ones_like(z))),
+    "step": (lambda z, s: np.where(np.isnan(z), z, (z > 0).astype(z.dtype)),
+             _times(lambda z, a, s: np.zeros_like(z))),
+    "sign": (lambda z, s: np.sign(z), _times(lambda z, a, s: np.zeros_like(z))),
+    "sigmoid": (_sigmoid, _times(lambda z, a, s: a * (1 - a))),
+    "tanh": (lambda z, s: np.tanh(z), _times(lambda z, a, s: 1 - a * a)),
+    "relu": (lambda z, s: np.maximum(z, 0), _times(lambda z, a, s: (z > 0).astype(z.dtype))),
+    "leaky_relu": (lambda z, s: np.where(z > 0, z, s * z),
+                   _times(lambda z, a, s: np.where(z > 0, 1, s).astype(z.dtype))),
+    "softplus": (lambda z, s: np.maximum(z, 0) + np.log1p(np.exp(-np.abs(z))),
+                 _times(lambda z, a, s: _sigmoid(z, s))),
+    "softmax": (_softmax, _softmax_backward),
+    "gelu": (lambda z, s: z * _gelu_cdf(z),
+             _times(lambda z, a, s: _gelu_cdf(z) + z * (_INV_SQRT_2PI * np.exp(-0.5 * z * z)))),
+    "gelu_tanh": (lambda z, s: 0.5 * z * (1 + _gelu_tanh(z)),
+                  _times(lambda z, a, s: 0.5 * (1 + _gelu_tanh(z)) + 0.5 * z
+                         * (1 - _gelu_tanh(z) ** 2) * _SQRT_2_PI * (1 + 3 * 0.044715 * z * z))),
+}
+
+
+def _entry(name):
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(f"the numpy backend has no activation {name!r}") from None
+
+
+def _act(name, z, slope):
+    return _entry(name)[0](z, slope)
+
+
+def _backward(name, z, a, delta, slope):
+    return _entry(name)[1](z, a, delta, slope)
+
+
+def _squared(z, a, y, n):
+    return 0.5 * ((a - y) ** 2).sum() / n, (a - y) / n
+
+
+def _bce_logits(z, a, y, n):
+    return (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).sum() / n, (a - y) / n
+
+
+def _ce_logits(z, a, y, n):
+    m = z.max(axis=1, keepdims=True)
+    lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+    return (y * (lse - z)).sum() / n, (a * y.sum(axis=1, keepdims=True) - y) / n
+
+
+#: Per loss code the model uses: ``(z, a, y, n) -> (mean loss, its gradient w.r.t. a, or z for
+#: the logit forms)``; a code missing here raises.
+LOSSES = {SQUARED: _squared, BCE_LOGITS: _bce_logits, CE_LOGITS: _ce_logits}
 
 
 def _names(model):
@@ -99,25 +157,14 @@ def forward(model, X, train, step=0):
 def _loss_and_delta(model, cache, Y, labels, dense, want_grad=True):
     z, a = cache[-1][1], cache[-1][2]
     n = z.shape[0]
-    code = model.loss_code
     y = Y if dense else np.eye(model.n_outputs, dtype=model.dtype)[labels]
-    if code == SQUARED:
-        pred = a
-        value = 0.5 * ((pred - y) ** 2).sum() / n
-        grad = (pred - y) / n
-    elif code == BCE_LOGITS:
-        value = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).sum() / n
-        grad = (a - y) / n
-    else:
-        assert code == CE_LOGITS
-        m = z.max(axis=1, keepdims=True)
-        lse = m + np.log(np.exp(z - m).sum(axis=1, keepdims=True))
-        value = (y * (lse - z)).sum() / n
-        grad = (a * y.sum(axis=1, keepdims=True) - y) / n
+    if model.loss_code not in LOSSES:
+        raise ValueError(f"the numpy backend has no loss code {model.loss_code!r}")
+    value, grad = LOSSES[model.loss_code](z, a, y, n)
     if not want_grad:
         return float(value), None
     if not model.fused:  # back through the output activation (squared loss, non-identity)
-        grad = grad * _dact(model.output, z, a, model.slope)
+        grad = _backward(model.output, z, a, grad, model.slope)
     return float(value), grad.astype(model.dtype, copy=False)
 
 
@@ -143,7 +190,7 @@ def batch_gradient(model, X, Y, labels, dense, rows, step, alpha=0.0):
         if cache[l][3] is not None:
             dh = dh * cache[l][3]
         _, zp, ap, _ = cache[l - 1]
-        delta = dh * _dact(names[l - 1], zp, ap, model.slope)
+        delta = _backward(names[l - 1], zp, ap, dh, model.slope)
     if alpha > 0.0:
         scale = alpha / len(rows)
         total = 0.0

@@ -6,6 +6,7 @@ the reference more trustworthy, no cleverness.
 """
 
 import numpy as np
+from scipy.special import erf
 
 # ---------------------------------------------------------------------------------------------
 # activations
@@ -34,6 +35,10 @@ def activate(name, z, slope=LEAKY_SLOPE):
         r = np.where(x > 0, x, slope * x)
     elif name == "softplus":
         r = np.logaddexp(0, x)
+    elif name == "gelu":  # z Phi(z), Phi the standard normal CDF
+        r = x * 0.5 * (1 + erf(x / np.sqrt(2)))
+    elif name == "gelu_tanh":  # Hendrycks-Gimpel's tanh approximation, as torch's 'tanh'
+        r = 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))
     elif name == "softmax" and x.size == 0:
         r = x.copy()
     elif name == "softmax":
@@ -63,6 +68,12 @@ def derivative(name, z, slope=LEAKY_SLOPE):
         r = np.where(x > 0, 1.0, slope)
     elif name == "softplus":
         r = activate("sigmoid", x)
+    elif name == "gelu":  # Phi(z) + z phi(z)
+        r = 0.5 * (1 + erf(x / np.sqrt(2))) + x * np.exp(-x**2 / 2) / np.sqrt(2 * np.pi)
+    elif name == "gelu_tanh":  # product and chain rule on z/2 (1 + tanh u(z))
+        c = np.sqrt(2 / np.pi)
+        th = np.tanh(c * (x + 0.044715 * x**3))
+        r = 0.5 * (1 + th) + 0.5 * x * (1 - th**2) * c * (1 + 3 * 0.044715 * x**2)
     else:
         raise KeyError(name)
     return r.astype(np.asarray(z).dtype)

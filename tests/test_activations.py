@@ -39,10 +39,10 @@ def test_backward_matches_naive(name, dtype, rng):
                     atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "leaky_relu", "softplus", "identity"])
+@pytest.mark.parametrize("name", A.ELEMENTWISE)
 def test_derivative_central_differences(name, rng):
     z = rng.normal(size=(4, 6)) * 2
-    z[np.abs(z) < 1e-3] = 0.5  # stay off the kinks of relu/leaky_relu
+    z[np.abs(z) < 1e-3] = 0.5  # stay off the kinks of relu/leaky_relu and the steps
     h = 1e-6
     fd = (naive.activate(name, z + h) - naive.activate(name, z - h)) / (2 * h)
     assert_allclose(A.derivative(name, z), fd, rtol=1e-7, atol=1e-9)
@@ -70,6 +70,12 @@ def test_hand_values():
     assert_allclose(A.activate("leaky_relu", z), [-0.02, 0.0, 3.0])
     assert_allclose(A.activate("sigmoid", z), [1 / (1 + np.e**2), 0.5, 1 / (1 + np.e**-3)])
     assert_allclose(A.activate("softplus", np.array([0.0])), [np.log(2.0)])
+    # Phi(1) = 0.8413447460685429, so gelu(1) = Phi(1) and gelu(-1) = -(1 - Phi(1))
+    assert_allclose(A.activate("gelu", np.array([-1.0, 0.0, 1.0])),
+                    [-0.15865525393145707, 0.0, 0.8413447460685429], rtol=1e-15)
+    # tanh(sqrt(2/pi) 1.044715) = 0.6823839812165536: 0.5 (1 +- that)
+    assert_allclose(A.activate("gelu_tanh", np.array([-1.0, 1.0])),
+                    [-0.15880800939172324, 0.8411919906082768], rtol=1e-15)
     sm = A.activate("softmax", np.array([[0.0, np.log(3.0)]]))
     assert_allclose(sm, [[0.25, 0.75]])
     assert not np.signbit(A.activate("relu", np.array([-1.0]))).any()
@@ -93,7 +99,7 @@ def test_no_overflow_for_large_inputs(name, dtype):
 
 def test_nan_propagates():
     z = np.array([[np.nan, 1.0]])
-    for name in ("identity", "sigmoid", "tanh", "relu", "softplus", "leaky_relu"):
+    for name in A.ELEMENTWISE:
         assert np.isnan(A.activate(name, z)[0, 0]), name
 
 
@@ -132,24 +138,91 @@ def test_bad_input(call, exc, match):
         call()
 
 
-def test_against_torch(rng):
-    torch = pytest.importorskip("torch")
-    fns = {
+def torch_functions(torch):
+    """torch's twin of every activation of the registry (the step has none: its value and
+    zero derivative are checked against naive.py only)."""
+    F = torch.nn.functional
+    return {
+        "identity": lambda t: t * 1.0, "sign": torch.sign,
         "sigmoid": torch.sigmoid, "tanh": torch.tanh, "relu": torch.relu,
-        "leaky_relu": lambda t: torch.nn.functional.leaky_relu(t, 0.01),
-        "softplus": torch.nn.functional.softplus,
+        "leaky_relu": lambda t: F.leaky_relu(t, 0.01),
+        "softplus": F.softplus,
         "softmax": lambda t: torch.softmax(t, dim=1),
+        "gelu": lambda t: F.gelu(t, approximate="none"),
+        "gelu_tanh": lambda t: F.gelu(t, approximate="tanh"),
     }
+
+
+def test_every_activation_has_a_torch_twin():
+    torch = pytest.importorskip("torch")
+    assert set(torch_functions(torch)) | {"step"} == set(A.ACTIVATIONS)
+
+
+@pytest.mark.parametrize("name", [n for n in A.ACTIVATIONS if n != "step"])
+def test_against_torch(name, rng):
+    """Value and gradient against torch in float64: to 1e-12 (and 1e-15 absolute)."""
+    torch = pytest.importorskip("torch")
+    fn = torch_functions(torch)[name]
     z = rng.normal(size=(5, 7)) * 3
+    z[0, :6] = [-40.0, -8.0, -1e-9, 0.5, 8.0, 40.0]  # tails and the centre
     delta = rng.normal(size=(5, 7))
-    for name, fn in fns.items():
-        t = torch.tensor(z, requires_grad=True)
-        out = fn(t)
-        out.backward(torch.tensor(delta))
-        a = A.activate(name, z)
-        assert_allclose(a, out.detach().numpy(), rtol=1e-12, atol=1e-15)
-        assert_allclose(A.activation_backward(name, z, a, delta), t.grad.numpy(), rtol=1e-10,
-                        atol=1e-14)
+    t = torch.tensor(z, requires_grad=True)
+    out = fn(t)
+    out.backward(torch.tensor(delta))
+    a = A.activate(name, z)
+    assert_allclose(a, out.detach().numpy(), rtol=1e-12, atol=1e-15)
+    assert_allclose(A.activation_backward(name, z, a, delta), t.grad.numpy(), rtol=1e-12,
+                    atol=1e-15)
+
+
+@pytest.mark.parametrize("code", [-1, A.SOFTMAX, A.N_CODES, 99])
+def test_compiled_kernels_reject_an_unknown_code(code):
+    """An unknown code raises (softmax is not elementwise: it raises where only elementwise
+    codes are allowed), before anything is written."""
+    z = np.ones((2, 3))
+    out = np.zeros((2, 3))
+    calls = [lambda: A.derivative_kernel(code, z, out, 0.01),
+             lambda: A.act_flat(code, z[0], out[0], 0.01),
+             lambda: A.dact_mul_flat(code, z[0], z[0], z[0], out[0], 0.01)]
+    if code != A.SOFTMAX:
+        calls += [lambda: A.forward_kernel(code, z, out, 0.01),
+                  lambda: A.backward_kernel(code, z, z, z, out, 0.01)]
+    for call in calls:
+        with pytest.raises(ValueError, match="activation code"):
+            call()
+        assert not out.any()
+
+
+@pytest.mark.parametrize("name", list(A.ACTIVATIONS))
+def test_numpy_backend_table_matches_the_kernels(name, rng):
+    """The NumPy backend's one table (name -> value, backward) holds every registry entry and
+    agrees with the kernels (softmax's backward included: it is the Jacobian product)."""
+    from dlbasics.models import _numpy
+
+    z = rng.normal(size=(4, 5)) * 3
+    delta = rng.normal(size=(4, 5))
+    a = A.activate(name, z)
+    value, backward = _numpy.ACTIVATIONS[name]
+    assert_allclose(value(z, 0.01), a, rtol=1e-13, atol=1e-15)
+    assert_allclose(backward(z, a, delta, 0.01), A.activation_backward(name, z, a, delta),
+                    rtol=1e-13, atol=1e-15)
+
+
+def test_numpy_backend_raises_for_unknown_names_and_codes():
+    from types import SimpleNamespace
+
+    from dlbasics.models import _numpy
+
+    assert set(_numpy.ACTIVATIONS) == set(A.ACTIVATIONS)
+    z = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="swish"):
+        _numpy._act("swish", z, 0.01)
+    with pytest.raises(ValueError, match="swish"):
+        _numpy._backward("swish", z, z, z, 0.01)
+    model = SimpleNamespace(loss_code=99, n_outputs=3, dtype=np.float64)
+    cache = [(z, z, z, None)]
+    with pytest.raises(ValueError, match="loss code 99"):
+        _numpy._loss_and_delta(model, cache, z, None, True)
 
 
 @pytest.mark.parametrize("name", ["tanh", "relu", "softmax"])
@@ -163,3 +236,23 @@ def test_backward_takes_read_only_inputs(name, rng):
     got = A.activation_backward(name, z, a, delta)
     np.testing.assert_array_equal(got, want)
     assert not delta.flags.writeable and not np.shares_memory(got, delta)
+
+
+@pytest.mark.parametrize("output", ["softmax", "gelu", "gelu_tanh"])
+def test_numpy_backend_backprops_every_output_activation(output, rng):
+    """A non-fused output (squared loss) back-propagates through the activation's own backward
+    on the NumPy backend too: the gradient equals the compiled backend's. (Its old if-chain gave
+    softmax a zero derivative, so the output layer of softmax + squared loss learnt nothing.)"""
+    from dlbasics.models import MLP
+
+    X = rng.normal(size=(6, 3))
+    Y = np.eye(3)[[0, 1, 2, 0, 1, 2]]
+    got = []
+    for backend in ("cpu", "numpy"):
+        m = MLP([3, 4, 3], activation="gelu", output=output, loss="squared", backend=backend,
+                dtype=np.float64)
+        value, grad = m.gradient(X, Y)
+        got.append((value, np.array(grad)))
+    assert got[0][0] == pytest.approx(got[1][0], rel=1e-13)
+    assert_allclose(got[1][1], got[0][1], rtol=1e-11, atol=1e-14)
+    assert np.abs(got[1][1]).max() > 1e-3

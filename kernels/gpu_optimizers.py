@@ -47,10 +47,13 @@ from .optimizers import (
     HP_EPS,
     HP_FLAG,
     HP_LR,
+    HP_MOMENTUM_DECAY,
     HP_SIZE,
     HP_WD,
     MOMENTUM_CODE,
+    NADAM_CODE,
     NESTEROV_CODE,
+    RADAM_CODE,
     RMSPROP_CODE,
     SGD_CODE,
     _adam_at,
@@ -69,6 +72,8 @@ __all__ = [
     "gpu_rmsprop_update",
     "gpu_adam_update",
     "gpu_adamw_update",
+    "gpu_nadam_update",
+    "gpu_radam_update",
     "GPU_OPTIMIZERS",
     "apply_update",
 ]
@@ -330,6 +335,46 @@ def gpu_adamw_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999,
                  True)
 
 
+def _moments(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
+             decoupled_weight_decay):
+    """Validated slots and ``hp`` entries shared by NAdam and RAdam."""
+    params, grads = _check_params(params, grads)
+    seen = [("params", params), ("grads", grads)]
+    m = _check_slot("m", m, params, seen)
+    v = _check_slot("v", v, params, [*seen, ("m", m)])
+    step = _checks.integer("step", step, low=1, high=2**63 - 1)
+    t = params.dtype.type
+    hp = {
+        HP_LR: _lr(t, lr),
+        HP_B1: _unit(t, "beta1", beta1),
+        HP_B2: _unit(t, "beta2", beta2),
+        HP_EPS: _eps(t, eps),
+        HP_WD: _cast(t, "weight_decay", _checks.real("weight_decay", weight_decay, low=0.0)),
+        HP_DECOUPLED: float(bool(decoupled_weight_decay)),
+    }
+    return params, grads, [("m", m), ("v", v)], hp, step
+
+
+def gpu_nadam_update(params, grads, m, v, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                     weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False):
+    """GPU :func:`dlbasics.kernels.optimizers.nadam_update`, in place (each thread forms the
+    step's coefficients, the momentum product included, as the CPU kernel does)."""
+    params, grads, slots, hp, step = _moments(params, grads, m, v, step, lr, beta1, beta2, eps,
+                                              weight_decay, decoupled_weight_decay)
+    t = params.dtype.type
+    hp[HP_MOMENTUM_DECAY] = _cast(t, "momentum_decay",
+                                  _checks.real("momentum_decay", momentum_decay, low=0.0))
+    return _run(NADAM_CODE, params, grads, slots, hp, step)
+
+
+def gpu_radam_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                     weight_decay=0.0, decoupled_weight_decay=False):
+    """GPU :func:`dlbasics.kernels.optimizers.radam_update`, in place."""
+    params, grads, slots, hp, step = _moments(params, grads, m, v, step, lr, beta1, beta2, eps,
+                                              weight_decay, decoupled_weight_decay)
+    return _run(RADAM_CODE, params, grads, slots, hp, step)
+
+
 #: Public update functions by name.
 GPU_OPTIMIZERS = {
     "sgd": gpu_sgd_update,
@@ -339,4 +384,6 @@ GPU_OPTIMIZERS = {
     "rmsprop": gpu_rmsprop_update,
     "adam": gpu_adam_update,
     "adamw": gpu_adamw_update,
+    "nadam": gpu_nadam_update,
+    "radam": gpu_radam_update,
 }

@@ -23,7 +23,21 @@ rule            update
                 (L2 weight decay :math:`g \leftarrow g + \lambda p`; AMSGrad uses
                 :math:`\hat v = \max(\hat v, v)` in place of :math:`v`)
 ``adamw``       Adam with decoupled weight decay: first :math:`p \leftarrow p(1 - \eta\lambda)`
+``nadam``       Adam with Nesterov momentum (Dozat 2016), momentum schedule
+                :math:`\mu_t = \beta_1 (1 - \tfrac12 0.96^{t\psi})`, :math:`\Pi_t = \prod_{i\le t}
+                \mu_i`, :math:`d = \sqrt{v / (1-\beta_2^t)} + \epsilon`:
+                :math:`p \leftarrow p - \eta\frac{1-\mu_t}{1-\Pi_t}\frac g d
+                - \eta\frac{\mu_{t+1}}{1-\Pi_t\mu_{t+1}}\frac m d`
+``radam``       rectified Adam (Liu et al. 2020): :math:`\rho_\infty = 2/(1-\beta_2) - 1`,
+                :math:`\rho_t = \rho_\infty - 2t\beta_2^t/(1-\beta_2^t)`; if :math:`\rho_t > 5`,
+                :math:`p \leftarrow p - \eta\,\hat m\, r_t \sqrt{1-\beta_2^t}/(\sqrt v + \epsilon)`
+                with :math:`r_t = \sqrt{\frac{(\rho_t-4)(\rho_t-2)\rho_\infty}
+                {(\rho_\infty-4)(\rho_\infty-2)\rho_t}}`, else :math:`p \leftarrow p - \eta\hat m`
+                (:math:`\hat m = m / (1-\beta_1^t)`)
 ==============  =================================================================================
+
+NAdam and RAdam take L2 (``weight_decay``) or decoupled (``decoupled_weight_decay``) weight
+decay as ``torch.optim.NAdam`` / ``RAdam`` do.
 
 The compiled ``*_kernel`` functions take 1-D C-contiguous arrays of one dtype and do no
 validation (they are called directly by the models layer); the ``*_update`` wrappers validate
@@ -204,18 +218,170 @@ def adam_kernel(params, grads, m, v, vmax, step, lr, beta1, beta2, eps, weight_d
                      eps_, wd, decay, decoupled, l2, False)
 
 
+@njit(inline="always", cache=True)
+def _lerp(m, g, w, one_minus_w):
+    """``m + w (g - m)`` as torch's ``lerp`` (its first-moment update in NAdam and RAdam):
+    ``g - (g - m)(1 - w)`` for weights of 0.5 or more."""
+    if w < 0.5:
+        return m + w * (g - m)
+    return g - (g - m) * one_minus_w
+
+
+@njit(cache=True)
+def nadam_mu_product(step, beta1, momentum_decay):
+    r""":math:`\Pi_t = \prod_{i=1}^{t} \mu_i`, :math:`\mu_i = \beta_1(1 - \frac12 0.96^{i\psi})`,
+    in float64, multiplied in the order of torch's running product (its ``mu_product`` state).
+
+    The update needs only :math:`1 - \Pi_t` and :math:`1 - \Pi_t\mu_{t+1}`; once the product
+    falls below :math:`2^{-60}` both round to exactly 1 (the spacing of floats below 1 is
+    :math:`2^{-53}`), so the loop stops there: the result is what the full product gives, at a
+    cost of about 60 factors for the defaults (at most ``step``)."""
+    b1 = np.float64(beta1)
+    psi = np.float64(momentum_decay)
+    prod = 1.0
+    for i in range(1, step + 1):
+        prod *= b1 * (1.0 - 0.5 * 0.96 ** (np.float64(i) * psi))
+        if prod < 8.673617379884035e-19:  # 2**-60
+            break
+    return prod
+
+
+@njit(cache=True, error_model="numpy")
+def nadam_kernel(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, momentum_decay,
+                 decoupled):
+    r"""NAdam (``torch.optim.NAdam``), in place; ``step`` is :math:`t \ge 1`.
+
+    * weight decay as in :func:`adam_kernel` (decoupled or L2, when :math:`\lambda \ne 0`);
+    * :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`,
+      :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`,
+      :math:`d = \sqrt{v / (1 - \beta_2^t)} + \epsilon`;
+    * :math:`p \leftarrow p - \eta\frac{1-\mu_t}{1-\Pi_t}\frac g d`, then
+      :math:`p \leftarrow p - \eta\frac{\mu_{t+1}}{1-\Pi_t\mu_{t+1}}\frac m d`, with
+      :math:`\mu_t = \beta_1 (1 - \frac12 0.96^{t\psi})` (:math:`\psi` = ``momentum_decay``)
+      and :math:`\Pi_t` from :func:`nadam_mu_product`.
+
+    The step's coefficients are formed in float64 (as torch forms them from Python floats) and
+    rounded once to the array dtype.
+    """
+    t = params.dtype.type
+    lr64 = np.float64(lr)
+    b1f = np.float64(beta1)
+    b2f = np.float64(beta2)
+    wdf = np.float64(weight_decay)
+    psi = np.float64(momentum_decay)
+    tf = np.float64(step)
+    mu = b1f * (1.0 - 0.5 * 0.96 ** (tf * psi))
+    mu_next = b1f * (1.0 - 0.5 * 0.96 ** ((tf + 1.0) * psi))
+    prod = nadam_mu_product(step, b1f, psi)
+    cg = t(-lr64 * (1.0 - mu) / (1.0 - prod))
+    cm = t((-lr64 * mu_next) / (1.0 - prod * mu_next))
+    bc2 = t(1.0 - b2f**tf)
+    b2 = t(b2f)
+    c1 = t(1.0 - b1f)
+    b1_lerp = t(1.0) - c1
+    c2 = t(1.0 - b2f)
+    eps_ = t(eps)
+    wd = t(wdf)
+    decay = t(1.0 - lr64 * wdf)
+    l2 = (not decoupled) and wdf != 0.0
+    decoupled = decoupled and wdf != 0.0
+    for i in range(params.shape[0]):
+        p = params[i]
+        g = grads[i]
+        if decoupled:
+            p = p * decay
+        elif l2:
+            g = g + wd * p
+        mi = _lerp(m[i], g, c1, b1_lerp)
+        vi = v[i] * b2 + c2 * g * g
+        m[i] = mi
+        v[i] = vi
+        d = math.sqrt(vi / bc2) + eps_
+        p = p + cg * g / d
+        params[i] = p + cm * mi / d
+
+
+@njit(cache=True)
+def radam_scalars(step, beta1, beta2):
+    r"""``(1 - beta1^t, sqrt(1 - beta2^t), r_t, adaptive)`` in float64 as ``torch.optim.RAdam``
+    forms them: ``r_t`` is the rectification term and ``adaptive`` is :math:`\rho_t > 5`
+    (the last three are ``0, 0, False`` while it is not: the un-adapted step)."""
+    b1f = np.float64(beta1)
+    b2f = np.float64(beta2)
+    tf = np.float64(step)
+    bc1 = 1.0 - b1f**tf
+    bc2 = 1.0 - b2f**tf
+    rho_inf = 2.0 / (1.0 - b2f) - 1.0
+    rho_t = rho_inf - 2.0 * tf * (b2f**tf) / bc2
+    if rho_t > 5.0:
+        rect = math.sqrt((rho_t - 4.0) * (rho_t - 2.0) * rho_inf
+                         / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho_t))
+        return bc1, math.sqrt(bc2), rect, True
+    return bc1, 0.0, 0.0, False
+
+
+@njit(cache=True, error_model="numpy")
+def radam_kernel(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, decoupled):
+    r"""RAdam (``torch.optim.RAdam``), in place; ``step`` is :math:`t \ge 1`.
+
+    * weight decay as in :func:`adam_kernel`; the moments as in Adam;
+    * :math:`\hat m = m / (1 - \beta_1^t)`; if :math:`\rho_t > 5` (see :func:`radam_scalars`)
+      :math:`p \leftarrow p - \eta \hat m \frac{\sqrt{1-\beta_2^t}}{\sqrt v + \epsilon} r_t`,
+      else :math:`p \leftarrow p - \eta \hat m` (in torch's order of operations).
+    """
+    t = params.dtype.type
+    lr64 = np.float64(lr)
+    wdf = np.float64(weight_decay)
+    b1f = np.float64(beta1)
+    b2f = np.float64(beta2)
+    bc1f, sq_bc2f, rectf, adaptive = radam_scalars(step, b1f, b2f)
+    bc1 = t(bc1f)
+    sq_bc2 = t(sq_bc2f)
+    rect = t(rectf)
+    lr_ = t(lr64)
+    b2 = t(b2f)
+    c1 = t(1.0 - b1f)
+    b1_lerp = t(1.0) - c1
+    c2 = t(1.0 - b2f)
+    eps_ = t(eps)
+    wd = t(wdf)
+    decay = t(1.0 - lr64 * wdf)
+    l2 = (not decoupled) and wdf != 0.0
+    decoupled = decoupled and wdf != 0.0
+    for i in range(params.shape[0]):
+        p = params[i]
+        g = grads[i]
+        if decoupled:
+            p = p * decay
+        elif l2:
+            g = g + wd * p
+        mi = _lerp(m[i], g, c1, b1_lerp)
+        vi = v[i] * b2 + c2 * g * g
+        m[i] = mi
+        v[i] = vi
+        if adaptive:
+            params[i] = p - (mi / bc1 * lr_) * (sq_bc2 / (math.sqrt(vi) + eps_)) * rect
+        else:
+            params[i] = p - mi / bc1 * lr_
+
+
 SGD_CODE, MOMENTUM_CODE, NESTEROV_CODE, ADAGRAD_CODE, RMSPROP_CODE, ADAM_CODE = range(6)
+NADAM_CODE, RADAM_CODE = 6, 7
+#: One more than the largest rule code: :func:`apply_update` rejects codes outside ``[0, N_CODES)``.
+N_CODES = 8
 #: Layout of the hyper-parameter vector ``hp`` read by :func:`apply_update`.
-HP_LR, HP_B1, HP_B2, HP_EPS, HP_WD, HP_FLAG, HP_DECOUPLED = range(7)
-HP_SIZE = 7
+HP_LR, HP_B1, HP_B2, HP_EPS, HP_WD, HP_FLAG, HP_DECOUPLED, HP_MOMENTUM_DECAY = range(8)
+HP_SIZE = 8
 
 
 @njit(cache=True)
 def apply_update(code, params, grads, s1, s2, s3, t, hp):
     """Apply update rule ``code`` in place; ``t`` is the 1-based update count.
 
-    ``hp`` holds ``lr, beta1 | momentum | alpha, beta2, eps, weight_decay, flag, decoupled``
-    where ``flag`` is ``centered`` (RMSProp) or ``amsgrad`` (Adam); ``s1..s3`` are the slots.
+    ``hp`` holds ``lr, beta1 | momentum | alpha, beta2, eps, weight_decay, flag, decoupled,
+    momentum_decay`` where ``flag`` is ``centered`` (RMSProp) or ``amsgrad`` (Adam) and
+    ``momentum_decay`` is NAdam's; ``s1..s3`` are the slots. An unknown ``code`` raises
+    ``ValueError`` (checked once per call, outside the loops).
     """
     lr = hp[HP_LR]
     if code == SGD_CODE:
@@ -228,9 +394,17 @@ def apply_update(code, params, grads, s1, s2, s3, t, hp):
         adagrad_kernel(params, grads, s1, lr, hp[HP_EPS])
     elif code == RMSPROP_CODE:
         rmsprop_kernel(params, grads, s1, s2, lr, hp[HP_B1], hp[HP_EPS], hp[HP_FLAG] != 0)
-    else:
+    elif code == ADAM_CODE:
         adam_kernel(params, grads, s1, s2, s3, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS],
                     hp[HP_WD], hp[HP_DECOUPLED] != 0, hp[HP_FLAG] != 0)
+    elif code == NADAM_CODE:
+        nadam_kernel(params, grads, s1, s2, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS], hp[HP_WD],
+                     hp[HP_MOMENTUM_DECAY], hp[HP_DECOUPLED] != 0)
+    elif code == RADAM_CODE:
+        radam_kernel(params, grads, s1, s2, t, lr, hp[HP_B1], hp[HP_B2], hp[HP_EPS], hp[HP_WD],
+                     hp[HP_DECOUPLED] != 0)
+    else:
+        raise ValueError("apply_update: unknown optimizer rule code")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +687,98 @@ def adamw_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
                  True)
 
 
+def _moments(params, grads, m, v, step, weight_decay):
+    """Validate the arguments NAdam and RAdam share; returns ``(dtype type, step, weight
+    decay in the array dtype)``."""
+    t = _params_grads(params, grads)
+    seen = [("params", params), ("grads", grads)]
+    _state("m", m, params, seen)
+    _state("v", v, params, [*seen, ("m", m)])
+    step = _checks.integer("step", step, low=1, high=2**63 - 1)
+    weight_decay = _cast(t, "weight_decay", _checks.real("weight_decay", weight_decay, low=0.0))
+    return t, step, weight_decay
+
+
+def nadam_update(params, grads, m, v, step, lr=2e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.0, momentum_decay=4e-3, decoupled_weight_decay=False):
+    r"""One step of NAdam (``torch.optim.NAdam``), in place.
+
+    .. math::
+
+        \mu_t &= \beta_1 (1 - \tfrac12 0.96^{t \psi}), \qquad \Pi_t = \prod_{i \le t} \mu_i\\
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+        v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \qquad
+        d = \sqrt{v / (1 - \beta_2^t)} + \epsilon\\
+        p &\leftarrow p - \eta \frac{1 - \mu_t}{1 - \Pi_t} \frac g d
+            - \eta \frac{\mu_{t+1}}{1 - \Pi_t \mu_{t+1}} \frac m d
+
+    Parameters
+    ----------
+    params, grads : ndarray of shape (n,)
+        As in :func:`sgd_update`.
+    m, v : ndarray of shape (n,)
+        First and second moment estimates, zero before the first step; updated in place.
+    step : int
+        The step number :math:`t \ge 1` of this update (the caller increments it); the
+        momentum product :math:`\Pi_t` is recomputed from it (:func:`nadam_mu_product`).
+    lr : float, default=2e-3
+    beta1, beta2 : float, default=0.9, 0.999
+        Decay rates in [0, 1).
+    eps : float, default=1e-8
+    weight_decay : float, default=0.0
+        :math:`\lambda \ge 0`: L2 term :math:`g \leftarrow g + \lambda p`, or with
+        ``decoupled_weight_decay`` :math:`p \leftarrow p (1 - \eta \lambda)` first.
+    momentum_decay : float, default=4e-3
+        :math:`\psi \ge 0`.
+    decoupled_weight_decay : bool, default=False
+
+    Returns
+    -------
+    params : ndarray of shape (n,)
+    """
+    t, step, weight_decay = _moments(params, grads, m, v, step, weight_decay)
+    psi = _cast(t, "momentum_decay", _checks.real("momentum_decay", momentum_decay, low=0.0))
+    nadam_kernel(params, grads, m, v, step, _lr(t, lr), _unit(t, "beta1", beta1),
+                 _unit(t, "beta2", beta2), _eps(t, eps), weight_decay, psi,
+                 bool(decoupled_weight_decay))
+    return params
+
+
+def radam_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8,
+                 weight_decay=0.0, decoupled_weight_decay=False):
+    r"""One step of RAdam (``torch.optim.RAdam``), in place.
+
+    .. math::
+
+        m &\leftarrow \beta_1 m + (1 - \beta_1) g, \qquad
+        v \leftarrow \beta_2 v + (1 - \beta_2) g^2, \qquad \hat m = m / (1 - \beta_1^t)\\
+        \rho_\infty &= \frac{2}{1 - \beta_2} - 1, \qquad
+        \rho_t = \rho_\infty - \frac{2 t \beta_2^t}{1 - \beta_2^t}\\
+        p &\leftarrow p - \eta \hat m\, r_t \frac{\sqrt{1 - \beta_2^t}}{\sqrt v + \epsilon}
+            \ \text{if}\ \rho_t > 5, \quad\text{else}\quad p \leftarrow p - \eta \hat m
+
+    with :math:`r_t = \sqrt{(\rho_t - 4)(\rho_t - 2)\rho_\infty /
+    ((\rho_\infty - 4)(\rho_\infty - 2)\rho_t)}`.
+
+    Parameters
+    ----------
+    params, grads, m, v, step, lr, beta1, beta2, eps
+        As in :func:`adam_update`.
+    weight_decay : float, default=0.0
+        As in :func:`nadam_update`.
+    decoupled_weight_decay : bool, default=False
+
+    Returns
+    -------
+    params : ndarray of shape (n,)
+    """
+    t, step, weight_decay = _moments(params, grads, m, v, step, weight_decay)
+    radam_kernel(params, grads, m, v, step, _lr(t, lr), _unit(t, "beta1", beta1),
+                 _unit(t, "beta2", beta2), _eps(t, eps), weight_decay,
+                 bool(decoupled_weight_decay))
+    return params
+
+
 #: Public update functions by name.
 OPTIMIZERS = {
     "sgd": sgd_update,
@@ -522,4 +788,6 @@ OPTIMIZERS = {
     "rmsprop": rmsprop_update,
     "adam": adam_update,
     "adamw": adamw_update,
+    "nadam": nadam_update,
+    "radam": radam_update,
 }

@@ -12,7 +12,7 @@ import importlib
 
 from . import optimizers, schedules
 from .mlp import MLP
-from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, Nesterov, RMSProp
+from .optimizers import SGD, AdaGrad, Adam, AdamW, Momentum, NAdam, Nesterov, RAdam, RMSProp
 from .population import train_population
 from .training import History, train
 
@@ -21,7 +21,7 @@ _LAZY = {"MLPClassifier": ".estimators", "MLPRegressor": ".estimators",
 
 __all__ = [
     "MLP", "History", "train", "train_population", "optimizers", "schedules",
-    "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW",
+    "SGD", "Momentum", "Nesterov", "AdaGrad", "RMSProp", "Adam", "AdamW", "NAdam", "RAdam",
     "Perceptron", "MLPClassifier", "MLPRegressor",
 ]
 

@@ -15,6 +15,8 @@ RMSProp     :math:`v \leftarrow \alpha v + (1-\alpha) g^2;\ w \leftarrow w - \xi
             (centered: :math:`\sqrt{v - \bar g^2}` in the denominator)
 Adam        bias-corrected first and second moments (optionally AMSGrad)
 AdamW       Adam with decoupled weight decay :math:`w \leftarrow w (1 - \xi \lambda)`
+NAdam       Adam with Nesterov momentum and the momentum schedule of Dozat (2016)
+RAdam       Adam with the variance rectification of Liu et al. (2020)
 =========== =====================================================================
 
 Learning-rate schedules live outside the optimizers (:mod:`dlbasics.models.schedules`): the training
@@ -41,10 +43,13 @@ from ..kernels.optimizers import (  # noqa: F401 (re-exported: the models layer'
     HP_EPS,
     HP_FLAG,
     HP_LR,
+    HP_MOMENTUM_DECAY,
     HP_SIZE,
     HP_WD,
     MOMENTUM_CODE,
+    NADAM_CODE,
     NESTEROV_CODE,
+    RADAM_CODE,
     RMSPROP_CODE,
     SGD_CODE,
     apply_update,
@@ -78,13 +83,25 @@ class AdamState(NamedTuple):
     max_exp_avg_sq: np.ndarray
 
 
-class Optimizer:
-    """Base class: hyper-parameters, ``init`` and ``update``. Subclasses set ``code``."""
+class MomentsState(NamedTuple):
+    count: int
+    exp_avg: np.ndarray
+    exp_avg_sq: np.ndarray
 
-    code = -1
+
+class Optimizer:
+    """Base class: hyper-parameters, ``init`` and ``update``. Subclasses set ``code`` (a rule
+    code of :func:`apply_update`) and ``name``; the base class itself has neither and cannot be
+    built."""
+
+    code = None
     name = ""
 
     def __init__(self, lr):
+        if type(self).code is None:
+            raise TypeError(
+                f"{type(self).__name__} has no rule code: subclass Optimizer and set code"
+            )
         self.lr = _checks.real("lr", lr, low=0.0, low_open=True)
 
     # -- hyper-parameters -----------------------------------------------------------------------
@@ -273,9 +290,66 @@ class AdamW(Adam):
         self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
 
 
+class NAdam(Optimizer):
+    r"""NAdam (``torch.optim.NAdam``): Adam with Nesterov momentum, the momentum
+    :math:`\mu_t = \beta_1 (1 - \frac12 0.96^{t\psi})` growing over the steps."""
+
+    code = NADAM_CODE
+    name = "nadam"
+
+    def __init__(self, lr=2e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                 momentum_decay=4e-3, decoupled_weight_decay=False):
+        super().__init__(lr)
+        self.b1 = _unit_interval("b1", b1)
+        self.b2 = _unit_interval("b2", b2)
+        self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
+        self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
+        self.momentum_decay = _checks.real("momentum_decay", momentum_decay, low=0.0)
+        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+
+    def _fill(self, hp):
+        hp[HP_B1] = self.b1
+        hp[HP_B2] = self.b2
+        hp[HP_EPS] = self.eps
+        hp[HP_WD] = self.weight_decay
+        hp[HP_DECOUPLED] = self.decoupled_weight_decay
+        hp[HP_MOMENTUM_DECAY] = self.momentum_decay
+
+    def _init(self, params):
+        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
+
+
+class RAdam(Optimizer):
+    """RAdam (``torch.optim.RAdam``): Adam whose adaptive step is rectified by the variance of
+    its early second-moment estimate, and plain momentum SGD while that is undefined."""
+
+    code = RADAM_CODE
+    name = "radam"
+
+    def __init__(self, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
+                 decoupled_weight_decay=False):
+        super().__init__(lr)
+        self.b1 = _unit_interval("b1", b1)
+        self.b2 = _unit_interval("b2", b2)
+        self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
+        self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
+        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+
+    def _fill(self, hp):
+        hp[HP_B1] = self.b1
+        hp[HP_B2] = self.b2
+        hp[HP_EPS] = self.eps
+        hp[HP_WD] = self.weight_decay
+        hp[HP_DECOUPLED] = self.decoupled_weight_decay
+
+    def _init(self, params):
+        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
+
+
 #: Optimizer classes by name.
 OPTIMIZERS = {
-    cls.name: cls for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW)
+    cls.name: cls
+    for cls in (SGD, Momentum, Nesterov, AdaGrad, RMSProp, Adam, AdamW, NAdam, RAdam)
 }
 
 

@@ -340,6 +340,52 @@ def adam_step(p, g, m, v, vmax, t, lr, b1, b2, eps, wd, decoupled, amsgrad):
         v_hat = v / (1 - b2**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v, vmax
 
+
+def _weight_decay(p, g, lr, wd, decoupled):
+    """Decoupled (p (1 - lr wd)) or L2 (g + wd p) weight decay, as torch's NAdam and RAdam."""
+    if decoupled:
+        return p * (1 - lr * wd), g
+    return p, g + wd * p
+
+
+def nadam_step(p, g, m, v, t, lr, b1, b2, eps, wd, psi, decoupled):
+    """NAdam: mu_i = b1 (1 - 0.96^(i psi) / 2), P_t = mu_1 ... mu_t; m = b1 m + (1-b1) g,
+    v = b2 v + (1-b2) g^2, d = sqrt(v / (1 - b2^t)) + eps;
+    p = p - lr (1 - mu_t) / (1 - P_t) g / d - lr mu_(t+1) / (1 - P_t mu_(t+1)) m / d.
+    Returns (p, m, v)."""
+    p, g, m, v = _f64(p, g, m, v)
+    p, g = _weight_decay(p, g, lr, wd, decoupled)
+
+    def mu(i):
+        return b1 * (1 - 0.5 * 0.96 ** (i * psi))
+
+    prod = float(np.prod([mu(i) for i in range(1, t + 1)]))
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g**2
+    d = np.sqrt(v / (1 - b2**t)) + eps
+    p = p - lr * (1 - mu(t)) / (1 - prod) * g / d
+    return p - lr * mu(t + 1) / (1 - prod * mu(t + 1)) * m / d, m, v
+
+
+def radam_step(p, g, m, v, t, lr, b1, b2, eps, wd, decoupled):
+    """RAdam: moments as Adam, m_hat = m / (1 - b1^t), rho_inf = 2 / (1 - b2) - 1,
+    rho_t = rho_inf - 2 t b2^t / (1 - b2^t); if rho_t > 5:
+    r = sqrt((rho_t - 4)(rho_t - 2) rho_inf / ((rho_inf - 4)(rho_inf - 2) rho_t)),
+    p = p - lr m_hat r sqrt(1 - b2^t) / (sqrt(v) + eps); else p = p - lr m_hat.
+    Returns (p, m, v)."""
+    p, g, m, v = _f64(p, g, m, v)
+    p, g = _weight_decay(p, g, lr, wd, decoupled)
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g**2
+    m_hat = m / (1 - b1**t)
+    rho_inf = 2 / (1 - b2) - 1
+    rho_t = rho_inf - 2 * t * b2**t / (1 - b2**t)
+    if rho_t <= 5:
+        return p - lr * m_hat, m, v
+    r = np.sqrt((rho_t - 4) * (rho_t - 2) * rho_inf / ((rho_inf - 4) * (rho_inf - 2) * rho_t))
+    return p - lr * m_hat * r * np.sqrt(1 - b2**t) / (np.sqrt(v) + eps), m, v
+
+
 # =============================================================================================
 # whole networks (issue #15): forward, loss, gradient, one training step, one epoch
 # =============================================================================================

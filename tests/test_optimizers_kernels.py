@@ -24,6 +24,8 @@ SLOTS = {
     "rmsprop": ("sq_avg", "grad_avg"),
     "adam": ("m", "v", "vmax"),
     "adamw": ("m", "v", "vmax"),
+    "nadam": ("m", "v"),
+    "radam": ("m", "v"),
 }
 
 KERNELS = {
@@ -34,6 +36,8 @@ KERNELS = {
     "rmsprop": O.rmsprop_kernel,
     "adam": O.adam_kernel,
     "adamw": O.adam_kernel,
+    "nadam": O.nadam_kernel,
+    "radam": O.radam_kernel,
 }
 
 #: Test cases: (rule, hyper-parameters). Values differ from the defaults so that a swapped or
@@ -57,6 +61,22 @@ CASES = {
                         "weight_decay": 0.1, "amsgrad": False}),
     "adamw_amsgrad": ("adamw", {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6,
                                 "weight_decay": 0.1, "amsgrad": True}),
+    "nadam": ("nadam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6,
+                        "weight_decay": 0.0, "momentum_decay": 0.01,
+                        "decoupled_weight_decay": False}),
+    "nadam_l2": ("nadam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6,
+                           "weight_decay": 0.1, "momentum_decay": 0.01,
+                           "decoupled_weight_decay": False}),
+    "nadam_decoupled": ("nadam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6,
+                                  "weight_decay": 0.1, "momentum_decay": 0.01,
+                                  "decoupled_weight_decay": True}),
+    # beta1 0.3: the first moment's lerp takes its second form (weight 1 - beta1 >= 0.5)
+    "radam": ("radam", {"lr": 0.01, "beta1": 0.3, "beta2": 0.9, "eps": 1e-6,
+                        "weight_decay": 0.0, "decoupled_weight_decay": False}),
+    "radam_l2": ("radam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6,
+                           "weight_decay": 0.1, "decoupled_weight_decay": False}),
+    "radam_decoupled": ("radam", {"lr": 0.01, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6,
+                                  "weight_decay": 0.1, "decoupled_weight_decay": True}),
 }
 
 
@@ -68,8 +88,8 @@ def kernel_step(case, p, g, s, t):
     """One in-place step of the public wrapper for ``case``."""
     rule, hp = CASES[case]
     update = O.OPTIMIZERS[rule]
-    if rule in ("adam", "adamw"):
-        update(p, g, s["m"], s["v"], t, vmax=s["vmax"], **hp)
+    if "step" in inspect.signature(update).parameters:  # the rules with a step count
+        update(p, g, **s, step=t, **hp)
     else:
         update(p, g, *(s[k] for k in SLOTS[rule]), **hp)
 
@@ -96,6 +116,15 @@ def naive_step(case, p, g, s, t, dtype):
         p, v, ga = naive.rmsprop_step(p, g, s["sq_avg"], s["grad_avg"], h["lr"], h["alpha"],
                                       h["eps"], h["centered"])
         return p, {"sq_avg": v, "grad_avg": ga}
+    if rule == "nadam":
+        p, m, v = naive.nadam_step(p, g, s["m"], s["v"], t, h["lr"], h["beta1"], h["beta2"],
+                                   h["eps"], h["weight_decay"], h["momentum_decay"],
+                                   h["decoupled_weight_decay"])
+        return p, {"m": m, "v": v}
+    if rule == "radam":
+        p, m, v = naive.radam_step(p, g, s["m"], s["v"], t, h["lr"], h["beta1"], h["beta2"],
+                                   h["eps"], h["weight_decay"], h["decoupled_weight_decay"])
+        return p, {"m": m, "v": v}
     p, m, v, vmax = naive.adam_step(p, g, s["m"], s["v"], s["vmax"], t, h["lr"], h["beta1"],
                                     h["beta2"], h["eps"], h["weight_decay"], rule == "adamw",
                                     h["amsgrad"])
@@ -284,28 +313,60 @@ TORCH_CASES = {
     "adamw": ("AdamW", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1}),
     "adamw_amsgrad": ("AdamW", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6,
                                 "weight_decay": 0.1, "amsgrad": True}),
+    "nadam": ("NAdam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6, "momentum_decay": 0.01}),
+    "nadam_l2": ("NAdam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6, "weight_decay": 0.1,
+                           "momentum_decay": 0.01}),
+    "nadam_decoupled": ("NAdam", {"lr": 0.01, "betas": (0.8, 0.95), "eps": 1e-6,
+                                  "weight_decay": 0.1, "momentum_decay": 0.01,
+                                  "decoupled_weight_decay": True}),
+    "radam": ("RAdam", {"lr": 0.01, "betas": (0.3, 0.9), "eps": 1e-6}),
+    "radam_l2": ("RAdam", {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-6, "weight_decay": 0.1}),
+    "radam_decoupled": ("RAdam", {"lr": 0.01, "betas": (0.8, 0.9), "eps": 1e-6,
+                                  "weight_decay": 0.1, "decoupled_weight_decay": True}),
 }
 
 
-@pytest.mark.parametrize("case", list(TORCH_CASES))
-def test_trajectory_matches_torch(case, rng):
+def test_every_rule_has_cases():
+    """A rule added to the registry must come with its cases here (and a naive twin)."""
+    assert {rule for rule, _ in CASES.values()} == set(O.OPTIMIZERS)
+    assert set(TORCH_CASES) == set(CASES)
+
+
+@pytest.fixture
+def torch64():
+    """torch with float64 as its default dtype: torch keeps NAdam's momentum product (and every
+    rule's step count) in the default dtype, so in float32 its product is rounded each step."""
     torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield torch
+    torch.set_default_dtype(before)
+
+
+@pytest.mark.parametrize("case", list(TORCH_CASES))
+def test_trajectory_matches_torch(case, rng, torch64):
+    """200 steps in float64 against torch.optim, to 1e-12 relative to the parameters' scale at
+    every step."""
+    torch = torch64
     cls, kw = TORCH_CASES[case]
     n = 50
     p = rng.normal(size=n)
     s = zero_slots(CASES[case][0], n, np.float64)
     tp = torch.tensor(p.copy(), dtype=torch.float64, requires_grad=True)
     opt = getattr(torch.optim, cls)([tp], **kw)
-    for t in range(1, 21):
+    for t in range(1, 201):
         g = rng.normal(size=n) / math.sqrt(t)
         tp.grad = torch.tensor(g, dtype=torch.float64)
         opt.step()
         kernel_step(case, p, g, s, t)
-        assert_allclose(p, tp.detach().numpy(), rtol=1e-10, atol=1e-12, err_msg=f"step {t}")
+        ref = tp.detach().numpy()
+        assert_allclose(p, ref, rtol=1e-12, atol=1e-12 * np.max(np.abs(ref)),
+                        err_msg=f"step {t}")
 
 
 @pytest.mark.parametrize(("rule", "cls"), [
     ("adagrad", "Adagrad"), ("rmsprop", "RMSprop"), ("adam", "Adam"), ("adamw", "AdamW"),
+    ("nadam", "NAdam"), ("radam", "RAdam"),
 ])
 def test_defaults_match_torch(rule, cls):
     torch = pytest.importorskip("torch")
@@ -400,6 +461,29 @@ def test_empty_vectors_are_a_no_op(rule):
     assert O.OPTIMIZERS[rule](**kw) is kw["params"]
 
 
+@pytest.mark.parametrize("code", [-1, O.N_CODES, 99])
+def test_apply_update_rejects_an_unknown_code(code):
+    p = np.ones(3)
+    hp = np.zeros(O.HP_SIZE)
+    hp[O.HP_LR] = 0.1
+    with pytest.raises(ValueError, match="unknown optimizer rule code"):
+        O.apply_update(code, p, np.ones(3), np.zeros(3), np.zeros(3), np.zeros(3), 1, hp)
+    assert_array_equal(p, 1.0)
+
+
+@pytest.mark.parametrize(("beta1", "psi"), [(0.9, 4e-3), (0.5, 0.0), (0.99, 0.5), (0.3, 2.0)])
+def test_nadam_mu_product_stops_only_where_the_rest_cannot_matter(beta1, psi):
+    """The early exit gives the full running product's ``1 - prod`` and ``1 - prod mu_next``
+    bitwise (torch's state is the full product)."""
+    full = 1.0
+    for t in range(1, 3001):
+        mu = beta1 * (1.0 - 0.5 * 0.96 ** (t * psi))
+        mu_next = beta1 * (1.0 - 0.5 * 0.96 ** ((t + 1) * psi))
+        full *= mu
+        got = O.nadam_mu_product(t, beta1, psi)
+        assert 1.0 - got == 1.0 - full and 1.0 - got * mu_next == 1.0 - full * mu_next, t
+
+
 def test_registry():
     assert set(O.OPTIMIZERS) == set(SLOTS)
     assert O.OPTIMIZERS["adam"] is O.adam_update
@@ -411,7 +495,7 @@ def test_registry():
 # ---------------------------------------------------------------------------------------------
 
 REQUIRED = {"sgd": {"lr": 0.1}, "momentum": {"lr": 0.1}, "nesterov": {"lr": 0.1},
-            "adam": {"step": 1}, "adamw": {"step": 1}}
+            "adam": {"step": 1}, "adamw": {"step": 1}, "nadam": {"step": 1}, "radam": {"step": 1}}
 
 ARRAY_ARGS = [(rule, arg) for rule in SLOTS for arg in ("params", "grads", *SLOTS[rule])]
 
@@ -531,6 +615,21 @@ HYPER_CASES = [
     ("adamw", "beta2", -1e-3, ValueError),
     ("adamw", "weight_decay", -1.0, ValueError),
     ("adamw", "step", 0, ValueError),
+    ("nadam", "lr", 0.0, ValueError),
+    ("nadam", "beta1", 1.0, ValueError),
+    ("nadam", "beta2", -0.1, ValueError),
+    ("nadam", "eps", 0.0, ValueError),
+    ("nadam", "weight_decay", -0.1, ValueError),
+    ("nadam", "momentum_decay", -1e-3, ValueError),
+    ("nadam", "momentum_decay", np.nan, ValueError),
+    ("nadam", "step", 0, ValueError),
+    ("nadam", "step", 1.0, TypeError),
+    ("radam", "lr", -1.0, ValueError),
+    ("radam", "beta1", 1.0, ValueError),
+    ("radam", "beta2", 1.5, ValueError),
+    ("radam", "eps", 0.0, ValueError),
+    ("radam", "weight_decay", -0.1, ValueError),
+    ("radam", "step", 0, ValueError),
 ]
 
 

@@ -14,7 +14,7 @@ ROSENBROCK = [
     (O.SGD(1e-3), 20000), (O.Momentum(5e-4, 0.9), 20000), (O.Nesterov(5e-4, 0.9), 20000),
     (O.AdaGrad(0.5), 20000), (O.RMSProp(1e-3), 20000), (O.RMSProp(1e-3, centered=True), 20000),
     (O.Adam(0.03), 20000), (O.Adam(0.03, amsgrad=True), 20000),
-    (O.AdamW(0.03, weight_decay=0.0), 20000),
+    (O.AdamW(0.03, weight_decay=0.0), 20000), (O.NAdam(0.01), 20000), (O.RAdam(0.003), 20000),
 ]
 
 
@@ -39,10 +39,9 @@ def test_converges_on_parabola(name, dtype):
     """f(w) = 1/2 sum_i c_i (w_i - t_i)^2 with condition number 10."""
     c = np.linspace(1, 10, 5).astype(dtype)
     target = np.arange(5, dtype=dtype)
-    hyper = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.5, "rmsprop": 0.01,
-             "adam": 0.05, "adamw": 0.05}
+    hyper = {"sgd": 0.1, "momentum": 0.02, "nesterov": 0.02, "adagrad": 0.5, "rmsprop": 0.01}
     kw = {"weight_decay": 0.0} if name == "adamw" else {}
-    opt = O.make_optimizer(name, lr=hyper[name], **kw)
+    opt = O.make_optimizer(name, lr=hyper.get(name, 0.05), **kw)  # the Adam family: 0.05
     w = np.zeros(5, dtype)
     state = opt.init(w)
     for _ in range(3000):
@@ -133,3 +132,111 @@ def test_against_torch_trajectory(rng):
             topt.step()
             state = ours.update(g, state, p)
         assert_allclose(p, w.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------------------
+# every optimizer of the registry against torch.optim, step by step (float64)
+# ---------------------------------------------------------------------------------------------
+
+#: Flags that change an optimizer's formula: each gets a case of its own (with weight decay, so
+#: that the decoupled form differs from the L2 form).
+FLAGS = ("centered", "amsgrad", "decoupled_weight_decay")
+
+
+def registry_cases():
+    """One optimizer per class of ``OPTIMIZERS`` with non-default hyper-parameters (each
+    differs from its default, so a swapped or ignored one shows), plus one per flag."""
+    cases = []
+    for name, cls in O.OPTIMIZERS.items():
+        params = cls().get_params()
+        kw = {"lr": 0.02}
+        for k in params:
+            if k in ("b1", "momentum", "alpha"):
+                kw[k] = 0.8
+            elif k == "b2":
+                kw[k] = 0.9  # RAdam's rectified step from t = 6 on
+            elif k == "eps":
+                kw[k] = 1e-6
+            elif k == "weight_decay":
+                kw[k] = 0.05
+            elif k == "momentum_decay":
+                kw[k] = 0.02
+        cases.append(pytest.param(cls(**kw), id=name))
+        for flag in FLAGS:
+            if flag in params:
+                cases.append(pytest.param(cls(**kw, **{flag: True}), id=f"{name}-{flag}"))
+    return cases
+
+
+def torch_twin(torch, opt, w):
+    """The ``torch.optim`` optimizer of ``opt`` over tensor ``w``: the class of the same name
+    (case-insensitive; momentum and nesterov are torch's SGD), ``b1, b2`` as ``betas`` and every
+    other hyper-parameter under its own name."""
+    params = opt.get_params()
+    kw = {k: v for k, v in params.items() if k not in ("b1", "b2")}
+    if "b1" in params:
+        kw["betas"] = (params["b1"], params["b2"])
+    if opt.name == "nesterov":
+        kw["nesterov"] = True
+    name = "sgd" if opt.name in ("momentum", "nesterov") else opt.name
+    (cls,) = [getattr(torch.optim, a) for a in dir(torch.optim) if a.lower() == name]
+    return cls([w], **kw)
+
+
+@pytest.mark.parametrize("opt", registry_cases())
+def test_matches_torch_step_by_step(opt, rng):
+    """300 updates through ``Optimizer.update`` (the compiled dispatcher every training path
+    uses) against ``torch.optim``, to 1e-12 relative to the parameters' scale at every step.
+    torch runs with float64 as its default dtype: it keeps step counts and NAdam's momentum
+    product in that dtype."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        p = rng.normal(size=40)
+        w = torch.tensor(p.copy(), requires_grad=True)
+        theirs = torch_twin(torch, opt, w)
+        state = opt.init(p)
+        for t in range(1, 301):
+            g = np.cos(3 * p) + 0.3 * p + rng.normal(size=p.shape) / t  # a curved, noisy field
+            w.grad = torch.tensor(g)
+            theirs.step()
+            state = opt.update(g, state, p)
+            ref = w.detach().numpy()
+            scale = np.max(np.abs(ref))
+            assert_allclose(p, ref, rtol=1e-12, atol=1e-12 * scale, err_msg=f"step {t}")
+        assert state.count == 300
+    finally:
+        torch.set_default_dtype(before)
+
+
+def test_every_optimizer_has_a_torch_twin():
+    torch = pytest.importorskip("torch")
+    for name, cls in O.OPTIMIZERS.items():
+        w = torch.zeros(2, dtype=torch.float64, requires_grad=True)
+        assert torch_twin(torch, cls(), w) is not None, name
+
+
+# ---------------------------------------------------------------------------------------------
+# fail loudly
+# ---------------------------------------------------------------------------------------------
+
+
+def test_an_optimizer_without_a_rule_code_cannot_be_built():
+    class Bare(O.Optimizer):
+        name = "bare"
+
+    for cls in (O.Optimizer, Bare):
+        with pytest.raises(TypeError, match="no rule code"):
+            cls(0.1)
+
+
+def test_an_unknown_rule_code_raises_in_the_dispatcher():
+    class Wrong(O.SGD):
+        code = 99
+
+    p = np.ones(3)
+    opt = Wrong(0.1)
+    with pytest.raises(ValueError, match="unknown optimizer rule code"):
+        opt.update(np.ones(3), opt.init(p), p)
+    assert_allclose(p, 1.0)

@@ -120,7 +120,7 @@ def _mlp(dtype):
     ]:
         m = MLP([3, 4, 2 if targets is y else 1], dtype=dtype, backend="cuda", **kw)
         Y, lab, dense = m.check_y(targets, 12)
-        dev = m._device
+        dev = m.engine.device
         state = dev.adopt_state(opt, opt.init(m.params))
         state = dev.epoch(X, Y, lab, dense, np.arange(12), 4, opt, state, 0.01)[0]
         dev.release_state(opt, state)
@@ -131,7 +131,7 @@ def _mlp(dtype):
 
 
 def population(dtype):
-    from dlbasics.kernels.gpu_population import gpu_population_epoch
+    from dlbasics.kernels.gpu_population import HP_SIZE, gpu_population_epoch
     from dlbasics.models import MLP
     from dlbasics.models.mlp import Workspace
 
@@ -148,7 +148,7 @@ def population(dtype):
         np.zeros(1, np.int64), np.tile(np.arange(n), (K, 1)), batch,
         np.zeros((K, w.ws.size), dtype), w.offs, np.zeros((K, batch), np.int64),
         model.loss_code, model.fused, True, model.eps, np.arange(K), np.array([0, 5, 4]),
-        np.zeros((K, 7), dtype), S[0], S[1], S[2], np.zeros(K, np.int64),
+        np.zeros((K, HP_SIZE), dtype), S[0], S[1], S[2], np.zeros(K, np.int64),
         np.ones(K, np.bool_), np.zeros((K, 4)))
 
 

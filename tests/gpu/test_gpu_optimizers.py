@@ -1,5 +1,7 @@
 """GPU update rules against the CPU kernels and the formulas of tests/naive.py."""
 
+import inspect
+
 import numpy as np
 import pytest
 
@@ -21,6 +23,12 @@ CASES = {
                 ["sq_avg", "grad_avg"]),
     "adam": ({"lr": 0.01, "weight_decay": 0.1, "amsgrad": True}, ["m", "v", "vmax"]),
     "adamw": ({"lr": 0.01, "weight_decay": 0.1}, ["m", "v"]),
+    "nadam": ({"lr": 0.01, "beta1": 0.8, "beta2": 0.95, "eps": 1e-6, "weight_decay": 0.1,
+               "momentum_decay": 0.01, "decoupled_weight_decay": False}, ["m", "v"]),
+    # beta2 0.5 keeps RAdam's rho_t below 5 (the un-adapted step); the rectified step is
+    # checked over more steps below
+    "radam": ({"lr": 0.01, "beta1": 0.8, "beta2": 0.5, "eps": 1e-6, "weight_decay": 0.1,
+               "decoupled_weight_decay": True}, ["m", "v"]),
 }
 
 
@@ -38,6 +46,16 @@ def _naive_step(name, p, g, slots, t, hp):
         p, v, ga = naive.rmsprop_step(p, g, slots[0], slots[1], hp["lr"], hp["alpha"],
                                       hp["eps"], hp["centered"])
         return p, [v, ga]
+    if name == "nadam":
+        p, m, v = naive.nadam_step(p, g, slots[0], slots[1], t, hp["lr"], hp["beta1"],
+                                   hp["beta2"], hp["eps"], hp["weight_decay"],
+                                   hp["momentum_decay"], hp["decoupled_weight_decay"])
+        return p, [m, v]
+    if name == "radam":
+        p, m, v = naive.radam_step(p, g, slots[0], slots[1], t, hp["lr"], hp["beta1"],
+                                   hp["beta2"], hp["eps"], hp["weight_decay"],
+                                   hp["decoupled_weight_decay"])
+        return p, [m, v]
     vmax = slots[2] if len(slots) == 3 else np.zeros_like(p)
     p, m, v, vmax = naive.adam_step(p, g, slots[0], slots[1], vmax, t, hp["lr"], 0.9, 0.999,
                                     1e-8, hp["weight_decay"], name == "adamw",
@@ -49,7 +67,7 @@ def _call(fn, name, params, grads, slots, t, hp):
     names = CASES[name][1]
     kwargs = dict(hp)
     kwargs.update(zip(names, slots, strict=True))
-    if name in ("adam", "adamw"):
+    if "step" in inspect.signature(fn).parameters:
         return fn(params, grads, step=t, **kwargs)
     return fn(params, grads, **kwargs)
 
@@ -73,6 +91,26 @@ def test_three_steps_match_cpu_and_naive(name, dtype, rng):
             assert_close(a, b)
     rtol = 2e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(gpu_p, ref_p, rtol=rtol, atol=rtol)
+
+
+def test_every_rule_has_a_case():
+    assert set(CASES) == set(O.OPTIMIZERS) == set(G.GPU_OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", ["nadam", "radam"])
+def test_rules_with_step_scalars_over_many_steps(name, rng):
+    """NAdam's momentum product and RAdam's switch to the rectified step (from t = 6 with
+    beta2 = 0.9), formed per thread, over 12 steps against the CPU kernels (float64)."""
+    hp = {"lr": 0.01, "beta1": 0.8, "beta2": 0.9, "eps": 1e-6}
+    p = rng.normal(size=N)
+    cp = p.copy()
+    s = [np.zeros(N) for _ in range(2)]
+    cs = [np.zeros(N) for _ in range(2)]
+    for t in range(1, 13):
+        g = rng.normal(size=N)
+        G.GPU_OPTIMIZERS[name](p, g, s[0], s[1], t, **hp)
+        O.OPTIMIZERS[name](cp, g, cs[0], cs[1], t, **hp)
+        assert_close(p, cp)
 
 
 def test_device_arrays_updated_in_place(rng):

@@ -34,6 +34,8 @@ from .config import PROB_EPS32, PROB_EPS64
 from .views import row
 
 SQUARED, BCE, BCE_LOGITS, CE, CE_LOGITS = range(5)
+#: One more than the largest code: the batch kernels reject codes outside ``[0, N_CODES)``.
+N_CODES = 5
 
 #: Loss codes by name (the compiled kernels take the integer code).
 LOSSES = {
@@ -94,7 +96,7 @@ def dense_row(code, y, p, grad, want_grad, eps, inv_n, total):
             q = min(max(pj, eps), 1.0 - eps)
             total += -yj * math.log(q) - (1.0 - yj) * math.log(1.0 - q)
             gj = (q - yj) / (q * (1.0 - q))
-        else:  # CE from probabilities
+        else:  # CE from probabilities (the batch kernels reject unknown codes first)
             q = max(pj, eps)
             total += -yj * math.log(q)
             gj = -yj / q
@@ -130,8 +132,11 @@ def loss_dense_kernel(code, y, p, grad, want_grad, eps):
     """Batch-mean loss ``code`` for float targets ``y`` and predictions/logits ``p`` (2-D).
 
     Writes the gradient of the mean into ``grad`` when ``want_grad``; returns the mean as a
-    float64 (summed serially, so the value is bitwise repeatable).
+    float64 (summed serially, so the value is bitwise repeatable). An unknown ``code`` raises
+    ``ValueError``.
     """
+    if not 0 <= code < N_CODES:
+        raise ValueError("loss_dense_kernel: unknown loss code")
     n = p.shape[0]
     inv_n = 1.0 / n
     total = 0.0
@@ -144,7 +149,10 @@ def loss_dense_kernel(code, y, p, grad, want_grad, eps):
 
 @njit(cache=True)
 def loss_labels_kernel(code, labels, p, grad, want_grad, eps):
-    """Batch-mean cross-entropy for integer ``labels`` (``code`` is CE or CE_LOGITS)."""
+    """Batch-mean cross-entropy for integer ``labels`` (``code`` is CE or CE_LOGITS; any other
+    raises ``ValueError``)."""
+    if code != CE and code != CE_LOGITS:
+        raise ValueError("loss_labels_kernel: loss code is not a cross-entropy")
     n = p.shape[0]
     inv_n = 1.0 / n
     total = 0.0

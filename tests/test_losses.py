@@ -163,3 +163,18 @@ def test_against_torch(rng):
         v, g = L.loss_and_gradient(name, y, z)
         assert_allclose(v, out.item(), rtol=1e-12)
         assert_allclose(g, t.grad.numpy(), rtol=1e-10, atol=1e-15)
+
+
+@pytest.mark.parametrize("code", [-1, L.N_CODES, 99])
+def test_batch_kernels_reject_an_unknown_code(code):
+    """An unknown loss code raises in the compiled batch kernels (the per-row code would treat
+    it as cross-entropy from probabilities), and labels take only the cross-entropy codes."""
+    y = np.full((2, 3), 1 / 3)
+    p = np.full((2, 3), 1 / 3)
+    g = np.zeros((2, 3))
+    with pytest.raises(ValueError, match="unknown loss code"):
+        L.loss_dense_kernel(code, y, p, g, True, 1e-12)
+    for bad in (code, L.SQUARED, L.BCE, L.BCE_LOGITS):
+        with pytest.raises(ValueError, match="not a cross-entropy"):
+            L.loss_labels_kernel(bad, np.zeros(2, np.int64), p, g, True, 1e-12)
+    assert not g.any()

@@ -23,7 +23,6 @@ it.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import numbers
 import warnings
@@ -34,7 +33,7 @@ from ..kernels import _checks
 from ..kernels.activations import ACTIVATIONS
 from .mlp import BACKENDS, MLP
 from .optimizers import SGD, Adam, Momentum, Nesterov
-from .training import blas_single_thread, train
+from .training import train
 
 __all__ = ["MLPClassifier", "MLPRegressor", "ConvergenceWarning", "NotFittedError",
            "HAVE_SKLEARN"]
@@ -679,7 +678,7 @@ class _BaseMLP(BaseEstimator):
                 stop = min(start + chunk, n)
                 total += model.batch_gradient(X, Y, labels, dense, order, start, stop, 0) * (
                     stop - start)
-                g = model.grad if model._device is None else model._device.grad_host()
+                g = model.engine.grad_host()
                 acc[...] += g * (stop - start)
             w = p[wmask]
             grad = acc / n
@@ -693,14 +692,14 @@ class _BaseMLP(BaseEstimator):
         # BLAS on one thread: the chunks' products are small for a threaded BLAS that also
         # fights the compiled code's threads (0.42 s against 0.045 s a pass over 100k x 20 rows
         # into 100 units, measured on 2 cores)
-        with (blas_single_thread() if model.backend == "cpu" else contextlib.nullcontext()):
+        with model.engine.blas_single_thread():
             res = scipy.optimize.minimize(loss_grad, model.params.astype(np.float64),
                                           method="L-BFGS-B", jac=True, options=options)
         if res.status != 0:
             warnings.warn(
                 f"lbfgs failed to converge after {res.nit} iteration(s) (status={res.status}):\n"
                 f"{res.message}\n\nIncrease the number of iterations to improve the "
-                "convergence (max_iter={s.max_iter}).", ConvergenceWarning, stacklevel=3)
+                f"convergence (max_iter={s.max_iter}).", ConvergenceWarning, stacklevel=3)
         self.n_iter_ = min(int(res.nit), s.max_iter)
         self.loss_ = float(res.fun)
         model.set_params_vector(res.x.astype(model.dtype))

@@ -13,21 +13,16 @@ import numpy as np
 
 from ..kernels import _checks
 from ..kernels.activations import ACTIVATIONS
-from ..kernels.config import (
-    BLAS_MIN_ROWS,
-    BLAS_MIN_WORK,
-    LEAKY_SLOPE,
-    PREDICT_BLAS_MIN_WORK,
-)
+from ..kernels.config import LEAKY_SLOPE
 from ..kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
-from . import _core, _numpy
+from .backends import BACKENDS as _ENGINES
+from .backends import PREDICT_CHUNK  # noqa: F401  (re-exported: its historical home)
 
-BACKENDS = ("cpu", "numpy", "cuda")
+#: The built-in backends' names (the registry itself: :data:`dlbasics.models.backends.BACKENDS`).
+BACKENDS = tuple(_ENGINES)
 OUTPUTS = tuple(ACTIVATIONS)
 LOSS_NAMES = ("squared", "binary_cross_entropy", "cross_entropy")
 INITS = ("glorot", "he")
-#: Rows per chunk when predicting: bounds the workspace of large prediction sets.
-PREDICT_CHUNK = 1024
 
 
 class Workspace:
@@ -117,6 +112,9 @@ class MLP:
         All parameters, layer by layer: ``W`` (row-major ``(n_in, n_out)``) then ``b``.
     weights, biases : list of ndarray
         Views into ``params``.
+    engine : dlbasics.models.backends.Backend
+        The backend object that does the arithmetic (one class per backend, one interface);
+        the model and :func:`dlbasics.models.train` call only its methods.
     """
 
     def __init__(self, sizes, activation="tanh", output="identity", loss="squared",
@@ -147,7 +145,7 @@ class MLP:
         self.loss_name = _checks.choice("loss", loss, LOSS_NAMES)
         self.dropout = _checks.choice("dropout", dropout, ("scale", "inverted"))
         self.init = _checks.choice("init", init, INITS)
-        self.backend = _checks.choice("backend", backend, BACKENDS)
+        self.backend = _checks.choice("backend", backend, tuple(_ENGINES))
         if np.dtype(dtype) not in _checks.FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {dtype}")
         self.dtype = np.dtype(dtype)
@@ -173,18 +171,13 @@ class MLP:
         self._bind_views()
         self.initialize(self.seed)
         self._workspaces = {}
-        self._device = None
-        if self.backend == "cuda":
-            from . import _cuda
-
-            self._device = _cuda.DeviceMLP(self)
+        self.engine = _ENGINES[self.backend](self)
 
     # -- pickling: views must be rebound, buffers rebuilt ------------------------------------
     def __getstate__(self):
-        if self._device is not None:
-            self._device.pull_params()
+        self.engine.pull_params()
         state = self.__dict__.copy()
-        for key in ("weights", "biases", "_workspaces", "_device"):
+        for key in ("weights", "biases", "_workspaces", "engine"):
             state.pop(key, None)
         return state
 
@@ -193,12 +186,8 @@ class MLP:
         self.params = np.array(self.params)  # writable even if unpickled read-only
         self.grad = np.array(self.grad)
         self._workspaces = {}
-        self._device = None
         self._bind_views()
-        if self.backend == "cuda":
-            from . import _cuda
-
-            self._device = _cuda.DeviceMLP(self)
+        self.engine = _ENGINES[self.backend](self)
 
     # -- construction helpers ------------------------------------------------------------------
     @staticmethod
@@ -251,8 +240,8 @@ class MLP:
             else:
                 W[...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
             b[...] = 0.0
-        if getattr(self, "_device", None) is not None:
-            self._device.push_params()
+        if hasattr(self, "engine"):  # not while __init__ draws the first weights
+            self.engine.push_params()
 
     # -- configuration -------------------------------------------------------------------------
     @property
@@ -293,8 +282,7 @@ class MLP:
         values = np.asarray(values)
         _checks.shape("values", values, (self.n_params,))
         self.params[...] = values
-        if self._device is not None:
-            self._device.push_params()
+        self.engine.push_params()
 
     # -- data checks ---------------------------------------------------------------------------
     def check_X(self, X, name="X"):
@@ -371,21 +359,7 @@ class MLP:
         -------
         ndarray of shape (n_samples, sizes[-1])
         """
-        return self._forward(self.check_X(X))
-
-    def _forward(self, X):
-        n = X.shape[0]
-        if self.backend == "numpy":
-            return _numpy.forward(self, X, train=False)[-1][2]
-        if self.backend == "cuda":
-            return self._device.forward(X)
-        out = np.empty((n, self.n_outputs), dtype=self.dtype)
-        chunk = min(n, PREDICT_CHUNK)
-        w = self.workspace(chunk)
-        _core.predict_kernel(self.params, self.layout, self.codes, self.keep,
-                             self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk, out,
-                             BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
-        return out
+        return self.engine.forward(self.check_X(X))
 
     def loss(self, X, y):
         """Mean training loss of the full network at test time (dropout by its test rule)."""
@@ -397,19 +371,7 @@ class MLP:
 
         The accuracy is NaN for regressors.
         """
-        if self.backend == "numpy":
-            return _numpy.evaluate(self, X, Y, labels, dense)
-        if self.backend == "cuda":
-            return self._device.evaluate(X, Y, labels, dense)
-        chunk = min(X.shape[0], PREDICT_CHUNK)
-        w = self.workspace(chunk)
-        out = np.zeros(2)
-        _core.evaluate_kernel(self.params, self.layout, self.codes, self.keep,
-                              self.dropout == "inverted", self.slope, X, Y, labels, dense, chunk,
-                              w.ws, w.offs, w.lbuf, self.loss_code, self.fused, self.eps,
-                              self.is_classifier, self.output == "softmax", BLAS_MIN_ROWS,
-                              PREDICT_BLAS_MIN_WORK, out)
-        return float(out[0]), (float(out[1]) if self.is_classifier else float("nan"))
+        return self.engine.evaluate(X, Y, labels, dense)
 
     def gradient(self, X, y, step=0, alpha=0.0):
         """Mean loss of the batch and its gradient w.r.t. :attr:`params` (training mode).
@@ -440,24 +402,12 @@ class MLP:
         alpha = _checks.real("alpha", alpha, low=0.0)
         order = np.arange(X.shape[0], dtype=np.int64)
         value = self.batch_gradient(X, Y, labels, dense, order, 0, X.shape[0], step, alpha)
-        return value, self.grad.copy() if self._device is None else self._device.grad_host()
+        return value, np.array(self.engine.grad_host())
 
     def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
         """Unchecked: loss of rows ``order[start:stop]``, gradient into :attr:`grad` (with the
         L2 penalty ``alpha`` of the weights, see :meth:`gradient`)."""
-        if self.backend == "numpy":
-            return _numpy.batch_gradient(self, X, Y, labels, dense, order[start:stop], step,
-                                         alpha)
-        if self.backend == "cuda":
-            return self._device.batch_gradient(X, Y, labels, dense, order, start, stop, step,
-                                               alpha)
-        w = self.workspace(stop - start)
-        return _core.batch_gradient_kernel(
-            self.params, self.grad, self.layout, self.codes, self.keep,
-            self.dropout == "inverted", self.slope, X, Y, labels, order, start, stop, w.ws,
-            w.offs, w.lbuf, self.loss_code, self.fused, dense, self.eps, self.seed, step,
-            BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, alpha,
-        )
+        return self.engine.batch_gradient(X, Y, labels, dense, order, start, stop, step, alpha)
 
     def forward_mc(self, X, n_nets=100, seed=None):
         """Monte-Carlo dropout: average the outputs of ``n_nets`` sampled thinned networks.
@@ -482,25 +432,7 @@ class MLP:
         X = self.check_X(X)
         n_nets = _checks.integer("n_nets", n_nets, low=1)
         seed = self.seed + 1 if seed is None else _checks.integer("seed", seed, low=0)
-        if self.backend == "numpy":
-            out = np.zeros((X.shape[0], self.n_outputs), dtype=self.dtype)
-            saved = self.seed
-            try:
-                self.seed = seed
-                for s in range(n_nets):
-                    out += _numpy.forward(self, X, train=True, step=s)[-1][2] / n_nets
-            finally:
-                self.seed = saved
-            return out
-        if self.backend == "cuda":
-            self._device.pull_params()
-        out = np.empty((X.shape[0], self.n_outputs), dtype=self.dtype)
-        chunk = min(X.shape[0], PREDICT_CHUNK)
-        w = self.workspace(chunk)
-        _core.mc_forward_kernel(self.params, self.layout, self.codes, self.keep,
-                                self.dropout == "inverted", self.slope, X, w.ws, w.offs, chunk,
-                                n_nets, seed, out, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
-        return out
+        return self.engine.forward_mc(X, n_nets, seed)
 
     def predict_proba(self, X):
         """Class probabilities: ``(n, n_classes)`` for softmax, ``(n, 2)`` for one sigmoid."""
@@ -547,8 +479,7 @@ class MLP:
             ``PermissionError`` where one fits); the message names ``path``, and the temporary
             file is removed.
         """
-        if self._device is not None:
-            self._device.pull_params()
+        self.engine.pull_params()
         arrays = {"params": self.params, "config": np.array(json.dumps(self.config()))}
         if not isinstance(path, (str, os.PathLike)):
             np.savez(path, **arrays)

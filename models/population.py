@@ -31,7 +31,6 @@ time.
 
 from __future__ import annotations
 
-import math
 import time
 
 import numba
@@ -39,10 +38,10 @@ import numpy as np
 
 from ..kernels import _checks
 from ..kernels.activations import SOFTMAX
-from . import _core, _lanes
+from . import _lanes
 from .mlp import MLP, Workspace
 from .optimizers import HP_SIZE, Optimizer
-from .training import History, _batch_size, _validate
+from .training import History, _batch_size, _validate, close_epoch, evaluation_recorder
 
 _BIG = 1 << 62
 
@@ -116,14 +115,12 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an MLP, got {type(model).__name__}")
-    if model.backend not in ("cpu", "cuda"):
-        raise ValueError(
-            f"population training runs on backend 'cpu' or 'cuda', model has {model.backend!r}"
-        )
     seeds = [_checks.integer("seeds", s, low=0) for s in seeds]
     K = len(seeds)
     if K == 0:
         raise ValueError("seeds must name at least one network")
+    threads = numba.get_num_threads()
+    kernel = model.engine.population_kernel(K, threads)  # raises where there is none
     opts = _per_network("optimizers", optimizers, K)
     for o in opts:
         if not isinstance(o, Optimizer):
@@ -159,26 +156,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     active = np.ones(K, dtype=np.bool_)
     OUT = np.zeros((K, 4))
     hists = [History(path="population") for _ in range(K)]
-    totals = [[0, 0, 0.0] for _ in range(K)]  # updates, grad evals, time share
-
-    def record_eval():
-        for k in range(K):
-            if not active[k]:
-                continue
-            net = nets[k]
-            net.params[...] = P[k]
-            if metrics == "full":
-                v, acc = net.evaluate(X, Y, labels, dense)
-                hists[k].full_loss.append(v)
-                hists[k].full_accuracy.append(acc)
-            if val is not None:
-                v, acc = net.evaluate(*val)
-                hists[k].val_loss.append(v)
-                hists[k].val_accuracy.append(acc)
-
-    # prange pays only with several networks per thread; with one thread (or one network) the
-    # serial loop avoids the parallel launch, which stalls badly on a busy machine.
-    threads = numba.get_num_threads()
+    records = [evaluation_recorder(net.evaluate, (X, Y, labels, dense), val, metrics)
+               for net in nets]
     if lanes not in (None, False):
         raise ValueError(f"lanes must be None or False, got {lanes!r}")
     lanes = lanes is None and lanes_eligible(model, opts, K)
@@ -188,12 +167,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         n_chunks = lane_args[0].shape[0]
         parallel = n_chunks >= 2 and threads >= 2
         kernel = _lanes.lanes_epoch_kernel if parallel else _lanes.lanes_epoch_serial
-    elif model.backend == "cuda":
-        from ..kernels.gpu_population import gpu_population_epoch as kernel
-    else:
-        parallel = K >= 2 and threads >= 2
-        kernel = _core.population_epoch_kernel if parallel else _core.population_epoch_serial
-    record_eval()
+    for k in range(K):
+        records[k](hists[k])
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -224,41 +199,13 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 active, OUT,
             )
         share = (time.perf_counter() - t0) / max(int(active.sum()), 1)
-        for k in range(K):
-            if not active[k]:
-                continue
-            h = hists[k]
-            done, rows = int(OUT[k, 1]), int(OUT[k, 2])
+        for k in np.flatnonzero(active):
+            done = int(OUT[k, 1])
             T0[k] += done
-            tot = totals[k]
-            tot[0] += done
-            tot[1] += rows
-            tot[2] += share
-            h.lr.append(opts[k].lr)
-            h.updates.append(tot[0])
-            h.grad_evals.append(tot[1])
-            h.time.append(tot[2])
-            if OUT[k, 3] != 0:
-                h.train_loss.append(math.nan)
-                h.diverged = True
-                h.diverged_epoch = len(h.train_loss)
+            nets[k].params[...] = P[k]  # evaluated, and handed to the callbacks
+            if close_epoch(hists[k], opts[k].lr, done, int(OUT[k, 2]), share, OUT[k, 0],
+                           OUT[k, 3] != 0, records[k], metrics == "full", callbacks, nets[k]):
                 active[k] = False
-            else:
-                h.train_loss.append(float(OUT[k, 0]) / rows)
-        record_eval()
-        if metrics == "full":
-            for k in range(K):
-                h = hists[k]
-                if active[k] and not math.isfinite(h.full_loss[-1]):
-                    h.diverged = True
-                    h.diverged_epoch = len(h.train_loss)
-                    active[k] = False
-        for k in range(K) if callbacks else ():
-            for cb in callbacks if active[k] else ():
-                if cb(len(hists[k].train_loss), hists[k], nets[k]):
-                    hists[k].stopped_by = getattr(cb, "__name__", type(cb).__name__)
-                    active[k] = False
-                    break
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -287,7 +234,7 @@ def lanes_eligible(model, opts, K):
         networks, one optimizer rule with the same hyper-parameters for every network, and
         elementwise activations (a softmax only as the output of the fused cross-entropy).
     """
-    if model.backend != "cpu" or K < LANES_MIN_NETWORKS:
+    if not model.engine.lanes or K < LANES_MIN_NETWORKS:
         return False
     if np.any(np.asarray(model.keep) < 1.0):
         return False

@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..kernels import _checks
-from ..kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK, BLAS_THREADED_MIN_ROWS
-from . import _core
 from .optimizers import Optimizer
 
 METRICS = ("running", "full")
@@ -171,35 +169,18 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         state = optimizer.init(model.params)
     rng = np.random.default_rng(seed)
     order = np.arange(n, dtype=np.int64)
-    hist = History()
-    fused = bool(fast) and model.backend == "cpu"
-    hist.path = "fused" if fused else ("device" if model.backend == "cuda" else "general")
-    if model.backend == "cuda":
-        state = model._device.adopt_state(optimizer, state)
-
-    def record_eval():
-        if metrics == "full":
-            v, acc = model.evaluate(X, Y, labels, dense)
-            hist.full_loss.append(v)
-            hist.full_accuracy.append(acc)
-        if val is not None:
-            v, acc = model.evaluate(*val)
-            hist.val_loss.append(v)
-            hist.val_accuracy.append(acc)
-
-    record_eval()
+    engine = model.engine
+    hist = History(path=engine.path(bool(fast)))
+    state = engine.start(optimizer, state)  # before the first evaluation: data on the device
+    record_eval = evaluation_recorder(model.evaluate, (X, Y, labels, dense), val, metrics)
+    record_eval(hist)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs, desc="train", unit="epoch")
-    elapsed = 0.0
-    updates = 0
-    evals = 0
-    out = np.zeros(4)
     with contextlib.ExitStack() as stack:
-        if model.backend == "cpu" and BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
-            stack.enter_context(blas_single_thread())  # small products: BLAS on one thread
+        stack.enter_context(engine.training(batch))
         if bar is not None:
             stack.callback(bar.close)
         for epoch in range(epochs):
@@ -210,48 +191,85 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
             elif shuffle:
                 order = rng.permutation(n).astype(np.int64)
             t0 = time.perf_counter()
-            if model.backend == "cuda":
-                state, total, done, rows, bad = model._device.epoch(
-                    X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
-            elif fused:
-                state, total, done, rows, bad = _fused_epoch(model, X, Y, labels, dense, order,
-                                                             batch, optimizer, state, lr, out,
-                                                             alpha)
-            else:
-                state, total, done, rows, bad = _general_epoch(model, X, Y, labels, dense, order,
-                                                               batch, optimizer, state, lr, alpha)
-            elapsed += time.perf_counter() - t0
-            updates += done
-            evals += rows
-            hist.lr.append(lr)
-            hist.updates.append(updates)
-            hist.grad_evals.append(evals)
-            hist.time.append(elapsed)
-            hist.train_loss.append(float(total) / rows if not bad else math.nan)
-            if bad:
-                hist.diverged = True
-                hist.diverged_epoch = epoch + 1
-                break
-            record_eval()
-            if metrics == "full" and not math.isfinite(hist.full_loss[-1]):
-                hist.diverged = True
-                hist.diverged_epoch = epoch + 1
-                break
-            if bar is not None:
+            state, total, done, rows, bad = engine.epoch(X, Y, labels, dense, order, batch,
+                                                         optimizer, state, lr, alpha, bool(fast))
+            seconds = time.perf_counter() - t0
+            stop = close_epoch(hist, lr, done, rows, seconds, total, bad, record_eval,
+                               metrics == "full", callbacks, model)
+            if bar is not None and not hist.diverged:
                 bar.update(1)
                 bar.set_postfix(loss=f"{hist.train_loss[-1]:.4g}")
-            stop = False
-            for cb in callbacks:
-                if cb(epoch + 1, hist, model):
-                    hist.stopped_by = getattr(cb, "__name__", type(cb).__name__)
-                    stop = True
-                    break
             if stop:
                 break
-    if model.backend == "cuda":
-        state = model._device.release_state(optimizer, state)
-    hist.state = state
+    hist.state = engine.finish(optimizer, state)
     return hist
+
+
+def evaluation_recorder(evaluate, train_data, val, metrics):
+    """The evaluation at the end of each epoch (and at epoch 0) of one network.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(X, Y, labels, dense) -> (loss, accuracy)`` of the network at test time.
+    train_data : tuple
+        ``(X, Y, labels, dense)`` of the training set, evaluated when ``metrics == "full"``.
+    val : tuple or None
+        The same of the validation set.
+    metrics : {"running", "full"}
+
+    Returns
+    -------
+    callable
+        ``record(history)``, appending to ``full_loss``/``full_accuracy`` and
+        ``val_loss``/``val_accuracy``.
+    """
+
+    def record(hist):
+        if metrics == "full":
+            v, acc = evaluate(*train_data)
+            hist.full_loss.append(v)
+            hist.full_accuracy.append(acc)
+        if val is not None:
+            v, acc = evaluate(*val)
+            hist.val_loss.append(v)
+            hist.val_accuracy.append(acc)
+
+    return record
+
+
+def close_epoch(hist, lr, done, rows, seconds, total, bad, record_eval, full, callbacks, model):
+    """Book one finished epoch of one network; shared by :func:`train` and
+    :func:`dlbasics.models.population.train_population`.
+
+    Appends the epoch's learning rate, the cumulative updates, gradient evaluations and seconds,
+    and its running loss ``total / rows``; then, unless the epoch diverged, evaluates
+    (``record_eval(hist)``); marks the run diverged on a non-finite batch loss or (``full``) a
+    non-finite full training loss; calls the callbacks ``cb(epoch, hist, model)``.
+
+    Returns
+    -------
+    bool
+        True when this network stops: diverged, or a callback returned a true value
+        (``hist.stopped_by`` names it).
+    """
+    hist.lr.append(lr)
+    hist.updates.append((hist.updates[-1] if hist.updates else 0) + done)
+    hist.grad_evals.append((hist.grad_evals[-1] if hist.grad_evals else 0) + rows)
+    hist.time.append((hist.time[-1] if hist.time else 0.0) + seconds)
+    hist.train_loss.append(math.nan if bad else float(total) / rows)
+    if not bad:
+        record_eval(hist)
+        bad = full and not math.isfinite(hist.full_loss[-1])
+    if bad:
+        hist.diverged = True
+        hist.diverged_epoch = hist.epochs
+        return True
+    for cb in callbacks:
+        if cb(hist.epochs, hist, model):
+            hist.stopped_by = getattr(cb, "__name__", type(cb).__name__)
+            return True
+    return False
 
 
 def blas_single_thread():
@@ -274,35 +292,3 @@ def _checked_order(order, n):
         raise ValueError(f"shuffle must return a permutation of range({n}), got shape "
                          f"{order.shape}")
     return order
-
-
-def _fused_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, out, alpha):
-    w = model.workspace(batch)
-    s1, s2, s3 = optimizer.slots(state, model.params)
-    hp = optimizer.hyper_vector(model.dtype, lr)
-    _core.epoch_kernel(
-        model.params, model.grad, model.layout, model.codes, model.keep,
-        model.dropout == "inverted", model.slope, X, Y, labels, order, batch, w.ws, w.offs,
-        w.lbuf, model.loss_code, model.fused, dense, model.eps, model.seed, optimizer.code, hp,
-        s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK, out, alpha,
-    )
-    done = int(out[1])
-    return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
-
-
-def _general_epoch(model, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha):
-    n = order.shape[0]
-    total = 0.0
-    done = 0
-    rows = 0
-    for start in range(0, n, batch):
-        stop = min(start + batch, n)
-        value = model.batch_gradient(X, Y, labels, dense, order, start, stop, state.count,
-                                     alpha)
-        rows += stop - start
-        if not math.isfinite(value):
-            return state, value, done, rows, True
-        state = optimizer.update(model.grad, state, model.params, lr)
-        done += 1
-        total += value * (stop - start)
-    return state, total, done, rows, False

@@ -9,6 +9,7 @@ import pytest
 from numpy.testing import assert_allclose
 
 import dlbasics.models.population as pop
+from dlbasics.models.backends import BACKENDS
 from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, train
 from dlbasics.models.population import lanes_eligible, train_population
 
@@ -166,9 +167,10 @@ def test_ineligible_configurations_take_the_per_network_path(lanes4, monkeypatch
     assert not lanes_eligible(plain, [SGD(0.1)] * (K - 1) + [SGD(0.2)], K)
     assert not lanes_eligible(plain, [SGD(0.1)] * (K - 1) + [Momentum(0.1)], K)
     assert lanes_eligible(plain, [SGD(0.1) for _ in range(K)], K)  # equal, not identical
-    cuda = MLP(dtype=np.float64, **cfg)
-    cuda.backend = "cuda"  # only the attribute is read
-    assert not lanes_eligible(cuda, [SGD(0.1)] * K, K)
+    for name, engine in BACKENDS.items():  # the lane layout is the CPU backend's alone
+        other = MLP(dtype=np.float64, **cfg)
+        other.engine = engine.__new__(engine)  # only its class attribute ``lanes`` is read
+        assert lanes_eligible(other, [SGD(0.1)] * K, K) == (name == "cpu")
     monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", K + 1)
     assert not lanes_eligible(plain, [SGD(0.1)] * K, K)
     monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 2)

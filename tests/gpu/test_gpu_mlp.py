@@ -141,7 +141,7 @@ def test_parameters_follow_the_host_and_data_is_not_cached_outside_runs(rng):
     X2 *= 2.0  # changed in place: a new forward must see it
     assert not np.allclose(m.forward(X2), first)
     h = train(m, X, y, SGD(0.1), batch_size=4, epochs=1)
-    assert m._device._cache is None and h.state.count == 4
+    assert m.engine.device._cache is None and h.state.count == 4
     m2 = MLP([3, 4, 3], output="softmax", loss="cross_entropy", seed=9)
     m2.set_params_vector(m.params)
     assert_close(m.forward(X), m2.forward(X))

@@ -1,0 +1,337 @@
+"""The backends of :class:`dlbasics.models.mlp.MLP`: one class each, one small interface.
+
+``MLP(..., backend=name)`` builds ``BACKENDS[name](model)`` and keeps it as ``model.engine``;
+:class:`~dlbasics.models.mlp.MLP`, :func:`~dlbasics.models.training.train` and
+:func:`~dlbasics.models.population.train_population` call only the methods of :class:`Backend`
+and never test a backend's name. A new backend is one subclass here and one entry in
+:data:`BACKENDS`.
+
+========================  =====================================================================
+method                    what it does
+========================  =====================================================================
+``forward``               test-mode outputs of checked inputs
+``forward_mc``            Monte-Carlo dropout: the mean output of sampled thinned networks
+``evaluate``              test-mode ``(mean loss, accuracy)``
+``batch_gradient``        training-mode loss of ``order[start:stop]``, gradient kept by the
+                          backend (``grad_host`` copies it)
+``epoch``                 a whole epoch of updates: ``(state, loss sum, updates, rows,
+                          diverged)``
+``start`` / ``finish``    begin and end a training run (optimizer state on the device, ...)
+``training(batch)``       context manager around a run (thread limits)
+``push_params`` /         keep a device copy of ``model.params`` in step (no-ops on the host)
+``pull_params``
+``population_kernel``     the compiled epoch of :func:`train_population` for K networks
+========================  =====================================================================
+
+* :class:`CpuBackend` (``"cpu"``): the compiled kernels of :mod:`dlbasics.models._core`; an
+  epoch is one compiled call (``fast=True``) or the general Python loop over mini-batches, with
+  bitwise the same results.
+* :class:`NumpyBackend` (``"numpy"``): plain NumPy (:mod:`dlbasics.models._numpy`), the baseline
+  that shows what compilation buys.
+* :class:`CudaBackend` (``"cuda"``): numba.cuda (:mod:`dlbasics.models._cuda`); parameters,
+  optimizer state and data live on the device during a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+
+from ..kernels.config import (
+    BLAS_MIN_ROWS,
+    BLAS_MIN_WORK,
+    BLAS_THREADED_MIN_ROWS,
+    PREDICT_BLAS_MIN_WORK,
+)
+from . import _core, _numpy
+
+#: Rows per chunk when predicting: bounds the workspace of large prediction sets.
+PREDICT_CHUNK = 1024
+
+
+class Backend:
+    """The interface every backend implements (see the module docstring).
+
+    Parameters
+    ----------
+    model : MLP
+        The model whose arithmetic this backend does; it reads the model's description
+        (``layout``, ``codes``, ``keep``, ``dropout``, ``loss_code``, ...) and its ``params``.
+
+    Attributes
+    ----------
+    lanes : bool
+        Whether :func:`dlbasics.models.population.train_population` may use the lane layout of
+        :mod:`dlbasics.models._lanes` for this backend.
+    """
+
+    name = None
+    lanes = False
+
+    def __init__(self, model):
+        self.model = model
+
+    # -- parameters ----------------------------------------------------------------------------
+    def push_params(self):
+        """Copy ``model.params`` to where the backend computes (nothing on the host)."""
+
+    def pull_params(self):
+        """Copy the backend's parameters into ``model.params`` (nothing on the host)."""
+
+    def grad_host(self):
+        """The gradient of the last :meth:`batch_gradient` on the host: ``model.grad`` itself
+        on the host backends (read it before the next call, or copy it), a fresh copy from the
+        device on the others."""
+        return self.model.grad
+
+    # -- passes --------------------------------------------------------------------------------
+    def forward(self, X):
+        """Test-mode outputs ``(n, n_outputs)`` of checked inputs ``X``."""
+        raise NotImplementedError
+
+    def forward_mc(self, X, n_nets, seed):
+        """Mean output of ``n_nets`` thinned networks, masks of steps ``0..n_nets-1`` under
+        ``seed`` (see :meth:`dlbasics.models.mlp.MLP.forward_mc`)."""
+        self.pull_params()
+        m = self.model
+        out = np.empty((X.shape[0], m.n_outputs), dtype=m.dtype)
+        chunk = min(X.shape[0], PREDICT_CHUNK)
+        w = m.workspace(chunk)
+        _core.mc_forward_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
+                                m.slope, X, w.ws, w.offs, chunk, n_nets, seed, out,
+                                BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
+        return out
+
+    def evaluate(self, X, Y, labels, dense):
+        """Test-mode ``(mean loss, accuracy)`` on checked data (accuracy NaN for regressors)."""
+        raise NotImplementedError
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        """Training-mode mean loss of rows ``order[start:stop]`` (dropout masks of update
+        ``step``, L2 penalty ``alpha``); the gradient stays with the backend."""
+        raise NotImplementedError
+
+    # -- training ------------------------------------------------------------------------------
+    def path(self, fast):
+        """How :meth:`epoch` runs, as :attr:`dlbasics.models.training.History.path` names it."""
+        return "general"
+
+    def start(self, optimizer, state):
+        """Begin a training run from optimizer state ``state``; returns the state
+        :meth:`epoch` takes."""
+        return state
+
+    def finish(self, optimizer, state):
+        """End a training run; returns the host optimizer state."""
+        return state
+
+    def training(self, batch):
+        """Context manager around a training run with mini-batches of ``batch`` rows."""
+        return contextlib.nullcontext()
+
+    def blas_single_thread(self):
+        """Context manager keeping the host BLAS on one thread where the backend calls it."""
+        return contextlib.nullcontext()
+
+    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha=0.0,
+              fast=True):
+        """One epoch over ``order`` in batches of ``batch`` rows, an update after each.
+
+        Returns
+        -------
+        state : NamedTuple
+            The optimizer state after the epoch.
+        total : float
+            Sum over batches of the batch loss times its rows (the non-finite loss on
+            divergence).
+        done : int
+            Updates made.
+        rows : int
+            Rows visited.
+        diverged : bool
+            Whether a batch loss was non-finite (the epoch stopped there).
+        """
+        m = self.model
+        n = order.shape[0]
+        total = 0.0
+        done = 0
+        rows = 0
+        for start in range(0, n, batch):
+            stop = min(start + batch, n)
+            value = self.batch_gradient(X, Y, labels, dense, order, start, stop, state.count,
+                                        alpha)
+            rows += stop - start
+            if not math.isfinite(value):
+                return state, value, done, rows, True
+            state = optimizer.update(m.grad, state, m.params, lr)
+            done += 1
+            total += value * (stop - start)
+        return state, total, done, rows, False
+
+    def population_kernel(self, K, threads):
+        """The compiled epoch of ``K`` networks for
+        :func:`dlbasics.models.population.train_population` (per-network layout)."""
+        raise ValueError(f"population training runs on backend 'cpu' or 'cuda', model has "
+                         f"{self.name!r}")
+
+
+class CpuBackend(Backend):
+    """Numba kernels on the CPU (:mod:`dlbasics.models._core`)."""
+
+    name = "cpu"
+    lanes = True
+
+    def __init__(self, model):
+        super().__init__(model)
+        self._record = np.zeros(4)  # what the compiled epoch reports
+
+    def forward(self, X):
+        m = self.model
+        out = np.empty((X.shape[0], m.n_outputs), dtype=m.dtype)
+        chunk = min(X.shape[0], PREDICT_CHUNK)
+        w = m.workspace(chunk)
+        _core.predict_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
+                             m.slope, X, w.ws, w.offs, chunk, out, BLAS_MIN_ROWS,
+                             PREDICT_BLAS_MIN_WORK)
+        return out
+
+    def evaluate(self, X, Y, labels, dense):
+        m = self.model
+        chunk = min(X.shape[0], PREDICT_CHUNK)
+        w = m.workspace(chunk)
+        out = np.zeros(2)
+        _core.evaluate_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
+                              m.slope, X, Y, labels, dense, chunk, w.ws, w.offs, w.lbuf,
+                              m.loss_code, m.fused, m.eps, m.is_classifier,
+                              m.output == "softmax", BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK, out)
+        return float(out[0]), (float(out[1]) if m.is_classifier else math.nan)
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        m = self.model
+        w = m.workspace(stop - start)
+        return _core.batch_gradient_kernel(
+            m.params, m.grad, m.layout, m.codes, m.keep, m.dropout == "inverted", m.slope, X, Y,
+            labels, order, start, stop, w.ws, w.offs, w.lbuf, m.loss_code, m.fused, dense, m.eps,
+            m.seed, step, BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, alpha,
+        )
+
+    def path(self, fast):
+        return "fused" if fast else "general"
+
+    def training(self, batch):
+        if BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
+            return self.blas_single_thread()  # small products: BLAS on one thread
+        return contextlib.nullcontext()
+
+    def blas_single_thread(self):
+        from .training import blas_single_thread
+
+        return blas_single_thread()
+
+    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha=0.0,
+              fast=True):
+        if not fast:
+            return super().epoch(X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
+        m = self.model
+        w = m.workspace(batch)
+        s1, s2, s3 = optimizer.slots(state, m.params)
+        hp = optimizer.hyper_vector(m.dtype, lr)
+        out = self._record
+        _core.epoch_kernel(
+            m.params, m.grad, m.layout, m.codes, m.keep, m.dropout == "inverted", m.slope, X, Y,
+            labels, order, batch, w.ws, w.offs, w.lbuf, m.loss_code, m.fused, dense, m.eps,
+            m.seed, optimizer.code, hp, s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK,
+            out, alpha,
+        )
+        done = int(out[1])
+        return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
+
+    def population_kernel(self, K, threads):
+        # prange pays only with several networks per thread; with one thread (or one network)
+        # the serial loop avoids the parallel launch, which stalls badly on a busy machine.
+        if K >= 2 and threads >= 2:
+            return _core.population_epoch_kernel
+        return _core.population_epoch_serial
+
+
+class NumpyBackend(Backend):
+    """Plain NumPy array expressions (:mod:`dlbasics.models._numpy`), the baseline."""
+
+    name = "numpy"
+
+    def forward(self, X):
+        return _numpy.forward(self.model, X, train=False)[-1][2]
+
+    def forward_mc(self, X, n_nets, seed):
+        m = self.model
+        out = np.zeros((X.shape[0], m.n_outputs), dtype=m.dtype)
+        saved = m.seed  # the masks are drawn under the model's seed
+        try:
+            m.seed = seed
+            for s in range(n_nets):
+                out += _numpy.forward(m, X, train=True, step=s)[-1][2] / n_nets
+        finally:
+            m.seed = saved
+        return out
+
+    def evaluate(self, X, Y, labels, dense):
+        return _numpy.evaluate(self.model, X, Y, labels, dense)
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        return _numpy.batch_gradient(self.model, X, Y, labels, dense, order[start:stop], step,
+                                     alpha)
+
+
+class CudaBackend(Backend):
+    """numba.cuda (:class:`dlbasics.models._cuda.DeviceMLP`): the parameters live on the device
+    for the model's whole life, the data and optimizer state during a training run."""
+
+    name = "cuda"
+
+    def __init__(self, model):
+        super().__init__(model)
+        from ._cuda import DeviceMLP
+
+        self.device = DeviceMLP(model)
+
+    def push_params(self):
+        self.device.push_params()
+
+    def pull_params(self):
+        self.device.pull_params()
+
+    def grad_host(self):
+        return self.device.grad_host()
+
+    def forward(self, X):
+        return self.device.forward(X)
+
+    def evaluate(self, X, Y, labels, dense):
+        return self.device.evaluate(X, Y, labels, dense)
+
+    def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
+        return self.device.batch_gradient(X, Y, labels, dense, order, start, stop, step, alpha)
+
+    def path(self, fast):
+        return "device"
+
+    def start(self, optimizer, state):
+        return self.device.adopt_state(optimizer, state)
+
+    def finish(self, optimizer, state):
+        return self.device.release_state(optimizer, state)
+
+    def epoch(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha=0.0,
+              fast=True):
+        return self.device.epoch(X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
+
+    def population_kernel(self, K, threads):
+        from ..kernels.gpu_population import gpu_population_epoch
+
+        return gpu_population_epoch
+
+
+#: Backend classes by the name ``MLP(backend=...)`` takes.
+BACKENDS = {cls.name: cls for cls in (CpuBackend, NumpyBackend, CudaBackend)}

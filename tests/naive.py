@@ -433,6 +433,24 @@ def net_layers(net, params):
     return layers
 
 
+def net_init(net, init, seed, dtype=np.float64):
+    """Initial flat parameters: one generator ``default_rng(seed)`` draws each layer's ``W`` in
+    turn, Glorot uniform ``U(-l, l)`` with ``l = sqrt(6 / (n_in + n_out))`` or He normal
+    ``N(0, 2 / n_in)``, in float64, then cast to ``dtype``; biases are zero."""
+    rng = np.random.default_rng(seed)
+    layers = []
+    for n_in, n_out in zip(net["sizes"][:-1], net["sizes"][1:], strict=True):
+        if init == "glorot":
+            limit = np.sqrt(6.0 / (n_in + n_out))
+            W = rng.uniform(-limit, limit, size=(n_in, n_out))
+        elif init == "he":
+            W = rng.normal(0.0, np.sqrt(2.0 / n_in), size=(n_in, n_out))
+        else:
+            raise KeyError(init)
+        layers.append((W, np.zeros(n_out)))
+    return net_flat(layers).astype(dtype)
+
+
 def net_flat(layers):
     """The flat parameter vector of ``[(W, b), ...]`` (the inverse of :func:`net_layers`)."""
     return np.concatenate([np.concatenate([W.ravel(), b]) for W, b in layers])
@@ -476,15 +494,30 @@ def net_targets(net, y):
     return np.asarray(y, np.float64).reshape(-1, k)
 
 
-def net_loss_value(net, a, y):
-    """Mean loss of the outputs ``a`` over the rows (the notes' three losses)."""
+def net_loss_value(net, z, a, y):
+    """Mean loss over the rows of the outputs ``a = f(z)`` (the notes' three losses).
+
+    The logarithms of a sigmoid or softmax output are taken from ``z`` (``log sigmoid(z) =
+    -log(1 + e^-z)``, ``log softmax(z)_j = z_j - log sum_k e^z_k``), so that a saturated output
+    still has its finite loss.
+    """
     y = net_targets(net, y)
+    output = net["names"][-1]
     if net["loss"] == "squared":
         per = 0.5 * ((y - a) ** 2).sum(axis=1)
     elif net["loss"] == "binary_cross_entropy":
-        per = (-y * np.log(a) - (1 - y) * np.log(1 - a)).sum(axis=1)
+        if output == "sigmoid":
+            log_a, log_1ma = -np.logaddexp(0, -z), -np.logaddexp(0, z)
+        else:
+            log_a, log_1ma = np.log(a), np.log(1 - a)
+        per = (-y * log_a - (1 - y) * log_1ma).sum(axis=1)
     elif net["loss"] == "cross_entropy":
-        per = (-y * np.log(a)).sum(axis=1)
+        if output == "softmax":
+            m = z.max(axis=1, keepdims=True)
+            log_a = z - m - np.log(np.exp(z - m).sum(axis=1, keepdims=True))
+        else:
+            log_a = np.log(a)
+        per = (-y * log_a).sum(axis=1)
     else:
         raise KeyError(net["loss"])
     return per.sum() / a.shape[0]
@@ -502,8 +535,8 @@ def _penalty(net, params, alpha, n):
 
 def net_loss(net, params, X, y, train=False, step=0, alpha=0.0):
     """Mean loss of the network on ``(X, y)`` (test time by default; ``alpha``: L2 penalty)."""
-    a = net_forward(net, params, X, train, step)[-1][2]
-    return net_loss_value(net, a, y) + _penalty(net, params, alpha, a.shape[0])[0]
+    _, z, a, _ = net_forward(net, params, X, train, step)[-1]
+    return net_loss_value(net, z, a, y) + _penalty(net, params, alpha, a.shape[0])[0]
 
 
 def net_gradient(net, params, X, y, step=0, alpha=0.0):
@@ -539,7 +572,7 @@ def net_gradient(net, params, X, y, step=0, alpha=0.0):
                 dh = dh / net["keep"][l]
         _, z_prev, _, _ = trace[l - 1]
         delta = dh * derivative(net["names"][l - 1], z_prev, net["slope"])
-    value = net_loss_value(net, a, y)
+    value = net_loss_value(net, z, a, y)
     if alpha > 0.0:
         pen, pen_grad = _penalty(net, params, alpha, n)
         return value + pen, net_flat(grads) + pen_grad
@@ -574,6 +607,16 @@ def optimizer_step(rule, hyper, p, g, slots, t, lr=None):
         p, s["m"], s["v"], s["vmax"] = adam_step(
             p, g, slot("m"), slot("v"), slot("vmax"), t, lr, hyper["b1"], hyper["b2"],
             hyper["eps"], hyper.get("weight_decay", 0.0), rule == "adamw", hyper["amsgrad"])
+        return p, s
+    if rule == "nadam":
+        p, s["m"], s["v"] = nadam_step(p, g, slot("m"), slot("v"), t, lr, hyper["b1"],
+                                       hyper["b2"], hyper["eps"], hyper["weight_decay"],
+                                       hyper["momentum_decay"], hyper["decoupled_weight_decay"])
+        return p, s
+    if rule == "radam":
+        p, s["m"], s["v"] = radam_step(p, g, slot("m"), slot("v"), t, lr, hyper["b1"],
+                                       hyper["b2"], hyper["eps"], hyper["weight_decay"],
+                                       hyper["decoupled_weight_decay"])
         return p, s
     raise KeyError(f"no naive twin for optimizer {rule!r}: add a branch calling its twin to "
                    "optimizer_step in tests/naive.py")

@@ -63,17 +63,6 @@ def test_pairs_cover_every_loss_and_output():
     assert ("softmax", "cross_entropy") in PAIRS
 
 
-#: Cases that fail today, with the reason (strict: the test fails once the bug is fixed, so the
-#: entry must then go).
-KNOWN_BUGS = {
-    ("numpy", "softmax", "squared"): (
-        "models/_numpy.py back-propagates a non-fused output through an elementwise derivative; "
-        "softmax has none (MLP accepts output='softmax' with loss='squared'; the cpu and cuda "
-        "backends use the softmax Jacobian)"
-    ),
-}
-
-
 # ---------------------------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------------------------
@@ -267,12 +256,9 @@ def test_gradient_hidden(backend, activation, dropout):
 
 @pytest.mark.parametrize("dropout", ["none", "inverted"])
 @pytest.mark.parametrize(("output", "loss", "labels"), TARGETS)
-def test_gradient_outputs(backend, output, loss, labels, dropout, request):
+def test_gradient_outputs(backend, output, loss, labels, dropout):
     """``gradient`` of every output/loss pair (batch of 9: BLAS-sized on the CPU), L2 penalty
     included."""
-    if (backend, output, loss) in KNOWN_BUGS:
-        request.applymarker(pytest.mark.xfail(reason=KNOWN_BUGS[backend, output, loss],
-                                              strict=True))
     sizes = [3, 6, 3]
     rng = np.random.default_rng(12)
     model, net = make_pair(backend, sizes, dropout=dropout, rng=rng, output=output, loss=loss,

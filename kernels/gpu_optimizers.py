@@ -51,6 +51,7 @@ from .optimizers import (
     HP_SIZE,
     HP_WD,
     MOMENTUM_CODE,
+    N_CODES,
     NADAM_CODE,
     NESTEROV_CODE,
     RADAM_CODE,
@@ -171,7 +172,11 @@ def launch_update(code, params, grads, s1, s2, s3, hp, t, stop=None, hp_host=Non
     the parameter dtype laid out as in :mod:`dlbasics.models.optimizers`; unused slots may be empty.
     ``stop``: a device float64 array whose first element, when non-zero, makes the launch a
     no-op (the MLP's epoch record after a non-finite loss). ``hp_host``: the host copy of ``hp``,
-    from which Adam's per-step scalars are computed (copied from the device when not given)."""
+    from which Adam's per-step scalars are computed (copied from the device when not given).
+    An unknown ``code`` raises ``ValueError`` before anything is launched."""
+    if not 0 <= int(code) < N_CODES:
+        # checked here: numba.cuda checks a kernel's raise only when built with debug=True
+        raise ValueError(f"unknown optimizer rule code {int(code)}")
     update, adam = _kernels()
     stop = _no_stop() if stop is None else stop
     grid = g.grid_1d(params.shape[0])

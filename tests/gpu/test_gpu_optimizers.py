@@ -113,6 +113,21 @@ def test_rules_with_step_scalars_over_many_steps(name, rng):
         assert_close(p, cp)
 
 
+@pytest.mark.parametrize("code", [-1, O.N_CODES, 99])
+def test_launch_rejects_an_unknown_code(code):
+    """Checked on the host: numba.cuda reports a kernel's raise only in debug builds, so the
+    dispatcher's raise would leave the parameters silently untouched on a GPU."""
+    from dlbasics.kernels import gpu_config as g
+
+    p = g.to_device(np.ones(4))
+    hp = np.zeros(O.HP_SIZE)
+    hp[O.HP_LR] = 0.1
+    empty = g.device_array((0,), np.float64)
+    with pytest.raises(ValueError, match="unknown optimizer rule code"):
+        G.launch_update(code, p, g.to_device(np.ones(4)), empty, empty, empty, g.to_device(hp), 1)
+    assert_close(host(p), np.ones(4))
+
+
 def test_device_arrays_updated_in_place(rng):
     from numba import cuda
 

@@ -88,3 +88,46 @@ def test_errors_before_launch(rng):
         gpu_activation_backward("tanh", z, z[:2], z)
     with pytest.raises(ValueError, match="shape"):
         gpu_activate("tanh", z, out=np.empty((2, 2), np.float32))
+
+
+# ---------------------------------------------------------------------------------------------
+# the registries through the cuda backend of MLP
+# ---------------------------------------------------------------------------------------------
+
+HIDDEN = [name for name in A.ACTIVATIONS if name != "softmax"]
+
+
+def _run_pair(rng, activation, opt):
+    from dlbasics.models import MLP, train
+
+    X = rng.normal(size=(12, 3))
+    y = np.sin(X[:, :2])
+    models = [MLP([3, 5, 2], activation=activation, output="tanh", loss="squared", backend=b,
+                  dtype=np.float64, seed=2) for b in ("cpu", "cuda")]
+    runs = [train(m, X, y, opt, batch_size=5, epochs=2, metrics="full", seed=1) for m in models]
+    assert runs[1].path == "device"
+    return models, runs
+
+
+@pytest.mark.parametrize("activation", HIDDEN)
+def test_every_hidden_activation_trains_on_the_cuda_backend_as_on_the_cpu(activation, rng):
+    """Each registry activation as the hidden one (and tanh output through squared loss), two
+    epochs of mini-batch SGD: the device run equals the CPU's (float64; bitwise in the
+    simulator, 1e-10 on a GPU)."""
+    from dlbasics.models import SGD
+
+    (m_cpu, m_gpu), (h_cpu, h_gpu) = _run_pair(rng, activation, SGD(0.1))
+    assert_close(m_gpu.params, m_cpu.params, rtol=1e-10)
+    np.testing.assert_allclose(h_gpu.train_loss, h_cpu.train_loss, rtol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["nadam", "radam", "adam"])
+def test_step_count_optimizers_train_on_the_cuda_backend_as_on_the_cpu(name, rng):
+    """The optimizers whose update depends on the step count (NAdam's momentum product, RAdam's
+    rectification from step 6) over 6 updates on the device, against the CPU."""
+    from dlbasics.models.optimizers import OPTIMIZERS
+
+    opt = OPTIMIZERS[name](lr=0.02, b2=0.9)
+    (m_cpu, m_gpu), (h_cpu, h_gpu) = _run_pair(rng, "gelu", opt)
+    assert h_gpu.updates == h_cpu.updates == [3, 6]  # updates done after each epoch
+    assert_close(m_gpu.params, m_cpu.params, rtol=1e-10)

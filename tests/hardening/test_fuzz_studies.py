@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from dlbasics.studies import datasets, stats
@@ -15,6 +15,12 @@ from dlbasics.studies.spec import Setting
 from tests.hardening.fuzz import Entry, draw_mutated, floats, run_entry
 
 EXAMPLES = 200
+#: Known bug: datasets.check lets n=None through (for the problems whose n has a default) and the
+#: synthetic problems then fail on it (see test_load_n_none_names_the_argument).
+LOAD_N_NONE = "unsupported operand type(s) for +: 'NoneType' and 'int'"
+#: Known bug: datasets.check looks an unhashable name up in a dict (see
+#: test_load_array_name_names_the_argument).
+LOAD_NAME_ARRAY = "unhashable type: 'numpy.ndarray'"
 SMALL = {"blobs": {"n": 40}, "xor": {"n": 40}, "moons": {"n": 40}, "circles": {"n": 40},
          "spirals": {"n": 40}, "sine": {"n": 30}, "step": {"n": 30}, "bump": {"n": 30}}
 
@@ -74,7 +80,8 @@ ENTRIES = [
           ("problem", "model", "optimizer", "hyper", "batch_size", "epochs", "metrics"),
           ("config", "setting", "JSON", "unknown")),
     Entry("datasets.load", datasets.load, _load_build, _load_check, ("name", "seed", "n"),
-          ("problem", "argument", "noise")),
+          ("problem", "argument", "noise"), known_unnamed={("n", "none"): LOAD_N_NONE,
+                                                        ("name", "array"): LOAD_NAME_ARRAY}),
     Entry("stats.mean_ci", stats.mean_ci, _ci_build, _ci_check, ("values", "confidence"),
           ("could not convert", "float")),
     Entry("stats.paired", stats.paired, _paired_build, _paired_check, ("a", "b"),
@@ -91,26 +98,72 @@ def test_entry_point_works_or_names_the_argument(entry, data):
     run_entry(entry, kwargs, mutation)
 
 
+#: Without "all": registry.resolve(["all", "nostudy"]) runs every study (see
+#: test_all_with_an_unknown_study_is_rejected), so a drawn "run all nostudy" would start them.
 WORDS = ["run", "list", "report", "export", "--profile", "quick", "full", "huge", "--jobs",
          "-3", "0", "x", "--seeds", "--scheduler", "nowhere:1", "--backend", "tpu", "--fresh",
-         "all", "nostudy", "--out", "--store", "--csv", "--quiet", "-q", "--bogus", ""]
+         "nostudy", "--out", "--store", "--csv", "--quiet", "-q", "--bogus", ""]
+#: Words that make a command line bad wherever they stand, except as the value of an option that
+#: takes a path or an address (``--out nostudy`` is a directory name).
+BAD = ["nostudy", "--bogus", "tpu", "huge", "-3"]
+PATH_OPTIONS = {"--out", "--store", "--csv", "--scheduler"}
+
+
+@st.composite
+def bad_command_lines(draw):
+    """``run``, ``report`` or ``export`` with up to four other words and at least one bad word
+    where it cannot be taken as a path: a command line that cannot start a real run."""
+    command = draw(st.sampled_from(("run", "report", "export")))
+    rest = draw(st.lists(st.sampled_from(WORDS), max_size=4))
+    bad = draw(st.sampled_from(BAD))
+    where = draw(st.sampled_from([i for i in range(len(rest) + 1)
+                                  if i == 0 or rest[i - 1] not in PATH_OPTIONS]))
+    event(f"bad word {bad!r}")
+    return [command, *rest[:where], bad, *rest[where:]]
 
 
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(argv=st.lists(st.sampled_from(WORDS), min_size=1, max_size=5))
+@given(argv=bad_command_lines())
 def test_cli_bad_command_lines(argv, capsys):
-    # only command lines that cannot start a real run: an unknown study or a bad option
+    """Every drawn command line reaches the assertions (run with
+    ``--hypothesis-show-statistics`` to see the count and the bad words drawn)."""
     capsys.readouterr()
-    if not ({"nostudy", "--bogus", "tpu", "huge", "-3"} & set(argv)) or argv[0] not in (
-            "run", "report", "export"):
-        return
     try:
         code = main(argv)
     except SystemExit as exc:  # argparse's --help path is not generated here
         code = exc.code
     err = capsys.readouterr().err
+    event("reached the assertions")
     assert code == 2, (argv, err)
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("dlbasics: error:"), (argv, err)
     assert "Traceback" not in err
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError,
+                   reason="studies/registry.py resolve() returns every study when 'all' is "
+                          "among the names, before checking the others")
+def test_all_with_an_unknown_study_is_rejected():
+    from dlbasics.studies import registry
+
+    try:
+        registry.resolve(["all", "nostudy"])
+    except registry.UnknownStudy as exc:
+        assert "nostudy" in str(exc)
+    else:
+        raise AssertionError("resolve(['all', 'nostudy']) accepted an unknown study")
+
+
+@pytest.mark.xfail(strict=True, reason="studies/datasets.py _check_values lets n=None through "
+                                       "to problems that need an integer n")
+def test_load_n_none_names_the_argument():
+    with pytest.raises((TypeError, ValueError), match=r"\bn\b"):
+        datasets.load("sine", seed=0, n=None)
+
+
+@pytest.mark.xfail(strict=True, reason="studies/datasets.py check() tests `name not in PROBLEMS` "
+                                       "on an unhashable name")
+def test_load_array_name_names_the_argument():
+    with pytest.raises((TypeError, ValueError), match="name|problem"):
+        datasets.load(np.array(["sine", "sine"]), seed=0)

@@ -60,6 +60,7 @@ from .optimizers import (
     _adam_at,
     _cast,
     _eps,
+    _flag,
     _lr,
     _unit,
     apply_update,
@@ -285,7 +286,7 @@ def gpu_rmsprop_update(params, grads, sq_avg, grad_avg=None, lr=1e-2, alpha=0.99
     params, grads = _check_params(params, grads)
     seen = [("params", params), ("grads", grads)]
     sq_avg = _check_slot("sq_avg", sq_avg, params, seen)
-    centered = bool(centered)
+    centered = _flag("centered", centered)
     if centered and grad_avg is None:
         raise ValueError("grad_avg is required when centered=True")
     slots = [("sq_avg", sq_avg)]
@@ -306,7 +307,7 @@ def _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgra
     seen.append(("m", m))
     v = _check_slot("v", v, params, seen)
     seen.append(("v", v))
-    amsgrad = bool(amsgrad)
+    amsgrad = _flag("amsgrad", amsgrad)
     if amsgrad and vmax is None:
         raise ValueError("vmax is required when amsgrad=True")
     slots = [("m", m), ("v", v)]
@@ -355,7 +356,7 @@ def _moments(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
         HP_B2: _unit(t, "beta2", beta2),
         HP_EPS: _eps(t, eps),
         HP_WD: _cast(t, "weight_decay", _checks.real("weight_decay", weight_decay, low=0.0)),
-        HP_DECOUPLED: float(bool(decoupled_weight_decay)),
+        HP_DECOUPLED: float(_flag("decoupled_weight_decay", decoupled_weight_decay)),
     }
     return params, grads, [("m", m), ("v", v)], hp, step
 

@@ -457,6 +457,16 @@ def _unit(t, name, value):
     return _cast(t, name, v, below_one=True)
 
 
+def _flag(name, value):
+    """A boolean option: ``bool`` or NumPy ``bool_`` (also the integers 0 and 1); anything else
+    (an array, a string, ...) raises ``TypeError`` naming the option."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and value in (0, 1):
+        return bool(value)
+    raise TypeError(f"{name} must be a bool, got {type(value).__name__}")
+
+
 def _eps(t, eps):
     return _cast(t, "eps", _checks.real("eps", eps, low=0.0, low_open=True), positive=True)
 
@@ -587,7 +597,7 @@ def rmsprop_update(params, grads, sq_avg, grad_avg=None, lr=1e-2, alpha=0.99, ep
     t = _params_grads(params, grads)
     seen = [("params", params), ("grads", grads)]
     _state("sq_avg", sq_avg, params, seen)
-    centered = bool(centered)
+    centered = _flag("centered", centered)
     if centered and grad_avg is None:
         raise ValueError("grad_avg is required when centered=True")
     if grad_avg is not None:
@@ -607,7 +617,7 @@ def _adam(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay, amsgra
     seen.append(("m", m))
     _state("v", v, params, seen)
     seen.append(("v", v))
-    amsgrad = bool(amsgrad)
+    amsgrad = _flag("amsgrad", amsgrad)
     if amsgrad and vmax is None:
         raise ValueError("vmax is required when amsgrad=True")
     if vmax is not None:
@@ -740,7 +750,7 @@ def nadam_update(params, grads, m, v, step, lr=2e-3, beta1=0.9, beta2=0.999, eps
     psi = _cast(t, "momentum_decay", _checks.real("momentum_decay", momentum_decay, low=0.0))
     nadam_kernel(params, grads, m, v, step, _lr(t, lr), _unit(t, "beta1", beta1),
                  _unit(t, "beta2", beta2), _eps(t, eps), weight_decay, psi,
-                 bool(decoupled_weight_decay))
+                 _flag("decoupled_weight_decay", decoupled_weight_decay))
     return params
 
 
@@ -775,7 +785,7 @@ def radam_update(params, grads, m, v, step, lr=1e-3, beta1=0.9, beta2=0.999, eps
     t, step, weight_decay = _moments(params, grads, m, v, step, weight_decay)
     radam_kernel(params, grads, m, v, step, _lr(t, lr), _unit(t, "beta1", beta1),
                  _unit(t, "beta2", beta2), _eps(t, eps), weight_decay,
-                 bool(decoupled_weight_decay))
+                 _flag("decoupled_weight_decay", decoupled_weight_decay))
     return params
 
 

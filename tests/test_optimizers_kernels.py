@@ -630,6 +630,11 @@ HYPER_CASES = [
     ("radam", "eps", 0.0, ValueError),
     ("radam", "weight_decay", -0.1, ValueError),
     ("radam", "step", 0, ValueError),
+    ("rmsprop", "centered", "yes", TypeError),
+    ("adam", "amsgrad", np.zeros(3), TypeError),
+    ("adamw", "amsgrad", 2, TypeError),
+    ("nadam", "decoupled_weight_decay", [True], TypeError),
+    ("radam", "decoupled_weight_decay", 0.5, TypeError),
 ]
 
 

@@ -7,13 +7,15 @@ gradient vectors of opposite signs, so the parameters stay bounded and the state
 conditioned (a constant gradient drives the centered RMSprop variance v - avg(g)^2 to zero,
 where float32 rounding makes it negative and the update NaN, as in torch). Compilation happens
 in a warm-up call outside the timing.
-Runs under ``--benchmark-disable`` too (each case is then called once).
+Runs under ``--benchmark-disable`` too (each case is then called once), as a correctness test:
+the parameters after the warm-up step and after the timed one equal the naive float64 twins'.
 """
 
 import numpy as np
 import pytest
 
 from dlbasics.kernels import optimizers as O
+from tests import naive
 
 F32 = np.float32
 
@@ -80,13 +82,48 @@ def make_step(case, n, path):
     return step, p
 
 
+#: Each case as the rule and hyper-parameters of ``naive.optimizer_step`` (those of both paths
+#: above: the public wrappers' defaults, and the kernels' explicit constants).
+REFERENCE = {
+    "sgd": ("sgd", {"lr": 1e-3}),
+    "momentum": ("momentum", {"lr": 1e-3, "momentum": 0.9}),
+    "nesterov": ("nesterov", {"lr": 1e-3, "momentum": 0.9}),
+    "adagrad": ("adagrad", {"lr": 1e-2, "eps": 1e-10}),
+    "rmsprop": ("rmsprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "centered": False}),
+    "rmsprop_centered": ("rmsprop", {"lr": 1e-2, "alpha": 0.99, "eps": 1e-8, "centered": True}),
+    "adam": ("adam", {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "amsgrad": False}),
+    "adam_amsgrad": ("adam", {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8,
+                              "amsgrad": True}),
+    "adamw": ("adamw", {"lr": 1e-3, "b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-2,
+                        "amsgrad": False}),
+}
+
+
+def reference(case, n, steps):
+    """The parameters after ``steps`` updates of :func:`make_step`'s problem, by the naive
+    float64 twins (same initial parameters, same alternating gradients)."""
+    rng = np.random.default_rng(0)
+    p = (rng.normal(size=n) * 0.05).astype(F32).astype(np.float64)
+    g = rng.normal(size=n).astype(F32)
+    rule, hyper = REFERENCE[case]
+    slots = {}
+    for t in range(1, steps + 1):
+        p, slots = naive.optimizer_step(rule, hyper, p, (g, -g)[t & 1], slots, t)
+    return p
+
+
 @pytest.mark.parametrize("path", ["update", "kernel"])
 @pytest.mark.parametrize("size", list(SIZES))
 @pytest.mark.parametrize("case", CASES)
 def test_bench_optimizer(benchmark, case, size, path):
+    """Timed updates; the warm-up step (and under ``--benchmark-disable`` the one timed step
+    after it) is checked against the naive twin."""
     step, params = make_step(case, SIZES[size], path)
     step()  # compile (or load from the cache) outside the timing
+    np.testing.assert_allclose(params, reference(case, SIZES[size], 1), rtol=1e-6, atol=2e-7)
     benchmark.group = f"optimizers {size}"
     benchmark.extra_info["n_params"] = SIZES[size]
     benchmark(step)
-    assert np.isfinite(params).all()
+    if benchmark.disabled:
+        np.testing.assert_allclose(params, reference(case, SIZES[size], 2), rtol=1e-6,
+                                   atol=2e-7)

@@ -1,11 +1,14 @@
 """pytest-benchmark cases: one training epoch (plain SGD, float32) per backend.
 
-Samples per second = epoch size / mean time. Run: pytest tests/benchmarks --benchmark-only."""
+Samples per second = epoch size / mean time. Run: pytest tests/benchmarks --benchmark-only.
+The warm-up (compiling) call of each case is checked against the float64 references of
+``tests/naive.py``: its epoch loss and its final parameters."""
 
 import numpy as np
 import pytest
 
 from dlbasics.models import MLP, SGD, train
+from tests import naive
 
 CASES = [
     ("784-256-256-10", 1), ("784-256-256-10", 32), ("784-256-256-10", 1024),
@@ -29,6 +32,19 @@ def _problem(name, n, seed=0):
     return sizes, kw, X, y
 
 
+def check_against_reference(model, start, X, y, batch, lr, loss, params, seed=0):
+    """One epoch of plain SGD from ``start`` in the order ``train`` draws with its default
+    seed 0, by ``tests/naive.py`` in float64: the epoch loss and the final parameters
+    (float32 results, so relative to the largest parameter)."""
+    c = model.config()
+    net = naive.network(c["sizes"], c["activation"], c["output"], c["loss"], seed=seed)
+    order = np.random.default_rng(0).permutation(len(X))
+    want, _, _, total = naive.net_epoch(net, start, X, y, order, batch, "sgd", {"lr": lr}, {}, 0)
+    assert loss == pytest.approx(total / len(X), rel=1e-4)
+    scale = float(np.max(np.abs(want)))
+    np.testing.assert_allclose(params, want, rtol=1e-4, atol=1e-4 * scale)
+
+
 @pytest.mark.parametrize("backend", ["cpu", "numpy"])
 @pytest.mark.parametrize("net, batch", CASES)
 def test_training_epoch(benchmark, net, batch, backend):
@@ -38,7 +54,10 @@ def test_training_epoch(benchmark, net, batch, backend):
     sizes, kw, X, y = _problem(net, n)
     model = MLP(sizes, backend=backend, dtype=np.float32, seed=0, **kw)
     opt = SGD(0.01)
-    train(model, X[:batch * 2], y[:batch * 2], opt, batch_size=batch, epochs=1)  # compile
+    start = model.params.copy()
+    warm = train(model, X[:batch * 2], y[:batch * 2], opt, batch_size=batch, epochs=1)  # compile
+    check_against_reference(model, start, X[:batch * 2], y[:batch * 2], batch, 0.01,
+                            warm.train_loss[0], model.params)
 
     def epoch():
         return train(model, X, y, opt, batch_size=batch, epochs=1)
@@ -63,7 +82,12 @@ def test_population_epoch(benchmark, monkeypatch, batch, path):
     sizes, kw, X, y = _problem("2-16-16-1", n)
     template = MLP(sizes, dtype=np.float32, seed=0, **kw)
     seeds = list(range(K))
-    train_population(template, X[:64], y[:64], SGD(0.1), seeds, batch_size=batch, epochs=1)
+    warm, P = train_population(template, X[:64], y[:64], SGD(0.1), seeds, batch_size=batch,
+                               epochs=1)
+    for k in (0, 1, 37, K - 1):  # networks of different lane chunks
+        start = naive.net_init(naive.network(sizes, seed=k), "glorot", k, np.float32)
+        check_against_reference(template, start, X[:64], y[:64], batch, 0.1,
+                                warm[k].train_loss[0], P[k], seed=k)
 
     def epoch():
         return train_population(template, X, y, SGD(0.1), seeds, batch_size=batch, epochs=1,

@@ -52,6 +52,7 @@ from ..kernels.optimizers import (  # noqa: F401 (re-exported: the models layer'
     RADAM_CODE,
     RMSPROP_CODE,
     SGD_CODE,
+    _flag,
     apply_update,
 )
 
@@ -241,7 +242,7 @@ class RMSProp(Optimizer):
         super().__init__(lr)
         self.alpha = _unit_interval("alpha", alpha)
         self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
-        self.centered = bool(centered)
+        self.centered = _flag("centered", centered)
 
     def _fill(self, hp):
         hp[HP_B1] = self.alpha
@@ -264,7 +265,7 @@ class Adam(Optimizer):
         self.b1 = _unit_interval("b1", b1)
         self.b2 = _unit_interval("b2", b2)
         self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
-        self.amsgrad = bool(amsgrad)
+        self.amsgrad = _flag("amsgrad", amsgrad)
 
     def _fill(self, hp):
         hp[HP_B1] = self.b1
@@ -305,7 +306,7 @@ class NAdam(Optimizer):
         self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
         self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
         self.momentum_decay = _checks.real("momentum_decay", momentum_decay, low=0.0)
-        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        self.decoupled_weight_decay = _flag("decoupled_weight_decay", decoupled_weight_decay)
 
     def _fill(self, hp):
         hp[HP_B1] = self.b1
@@ -333,7 +334,7 @@ class RAdam(Optimizer):
         self.b2 = _unit_interval("b2", b2)
         self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
         self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
-        self.decoupled_weight_decay = bool(decoupled_weight_decay)
+        self.decoupled_weight_decay = _flag("decoupled_weight_decay", decoupled_weight_decay)
 
     def _fill(self, hp):
         hp[HP_B1] = self.b1

@@ -240,3 +240,12 @@ def test_an_unknown_rule_code_raises_in_the_dispatcher():
     with pytest.raises(ValueError, match="unknown optimizer rule code"):
         opt.update(np.ones(3), opt.init(p), p)
     assert_allclose(p, 1.0)
+
+
+@pytest.mark.parametrize("flag", FLAGS)
+def test_a_flag_that_is_not_a_bool_is_named(flag):
+    for cls in O.OPTIMIZERS.values():
+        if flag in cls().get_params():
+            with pytest.raises(TypeError, match=flag):
+                cls(**{flag: np.ones(2)})
+            assert cls(**{flag: np.True_}).get_params()[flag] is True

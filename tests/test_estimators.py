@@ -20,6 +20,7 @@ from dlbasics.models.estimators import (
     MLPRegressor,
     NotFittedError,
 )
+from tests import naive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -37,6 +38,23 @@ def xor(n=200, seed=0):
     return X, (X[:, 0] * X[:, 1] > 0).astype(int)
 
 
+#: scikit-learn's activation names -> those of tests/naive.py.
+_NAIVE = {"identity": "identity", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu",
+          "softmax": "softmax"}
+
+
+def reference_output(est, X):
+    """The network's outputs recomputed from the fitted ``coefs_``/``intercepts_`` by the
+    reference forward pass of ``tests/naive.py`` (float64, on X rounded to the weights' dtype
+    as the estimator rounds it)."""
+    sizes = [W.shape[0] for W in est.coefs_] + [est.coefs_[-1].shape[1]]
+    net = naive.network(sizes, _NAIVE[est.activation], _NAIVE[est.out_activation_])
+    params = naive.net_flat([(np.asarray(W, np.float64), np.asarray(b, np.float64))
+                             for W, b in zip(est.coefs_, est.intercepts_, strict=True)])
+    X = np.asarray(X).astype(est.coefs_[0].dtype)
+    return naive.net_forward(net, params, X)[-1][2]
+
+
 def quiet(est, X, y):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -51,11 +69,12 @@ def test_string_labels_multiclass_softmax():
     np.testing.assert_array_equal(clf.classes_, ["ant", "bee", "cat"])
     assert clf.out_activation_ == "softmax" and clf.n_outputs_ == 3 and clf.n_layers_ == 3
     assert [W.shape for W in clf.coefs_] == [(2, 8), (8, 3)]
+    ref = reference_output(clf, X)
     proba = clf.predict_proba(X)
-    assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
-    np.testing.assert_array_equal(clf.predict(X), clf.classes_[proba.argmax(axis=1)])
-    assert clf.score(X, y) >= 0.95
-    assert_allclose(clf.predict_log_proba(X), np.log(proba))
+    assert_allclose(proba, ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X), clf.classes_[ref.argmax(axis=1)])
+    assert clf.score(X, y) == np.mean(clf.classes_[ref.argmax(axis=1)] == y) >= 0.95
+    assert_allclose(clf.predict_log_proba(X), np.log(ref), rtol=1e-5, atol=1e-6)
 
 
 def test_binary_one_logistic_output_and_threshold():
@@ -64,10 +83,10 @@ def test_binary_one_logistic_output_and_threshold():
                               learning_rate_init=0.02, max_iter=300, random_state=0), X, y)
     assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 1
     assert clf.coefs_[-1].shape == (16, 1)
-    proba = clf.predict_proba(X)
-    assert_allclose(proba[:, 0] + proba[:, 1], 1.0)
-    np.testing.assert_array_equal(clf.predict(X), (proba[:, 1] > 0.5).astype(int))
-    assert clf.score(X, y) >= 0.95
+    p1 = reference_output(clf, X)[:, 0]
+    assert_allclose(clf.predict_proba(X), np.column_stack([1 - p1, p1]), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X), (p1 > 0.5).astype(int))
+    assert clf.score(X, y) == np.mean((p1 > 0.5) == y) >= 0.95
 
 
 def test_multilabel_indicator_targets():
@@ -78,10 +97,11 @@ def test_multilabel_indicator_targets():
                               random_state=0), X, Y)
     np.testing.assert_array_equal(clf.classes_, [0, 1, 2])
     assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 3
-    P = clf.predict_proba(X)
-    assert P.shape == (400, 3)
-    np.testing.assert_array_equal(clf.predict(X), (P > 0.5).astype(int))
-    assert clf.score(X, Y) >= 0.9  # subset accuracy
+    ref = reference_output(clf, X)
+    assert_allclose(clf.predict_proba(X), ref, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(clf.predict(X), (ref > 0.5).astype(int))
+    subset = np.mean(((ref > 0.5) == Y).all(axis=1))  # subset accuracy
+    assert clf.score(X, Y) == subset >= 0.9
 
 
 def test_regressor_one_and_two_outputs():
@@ -90,11 +110,13 @@ def test_regressor_one_and_two_outputs():
     reg = quiet(MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", solver="lbfgs",
                              max_iter=500, random_state=0), x, y)
     assert reg.out_activation_ == "identity"
-    assert reg.predict(x).shape == (200,) and reg.score(x, y) > 0.99
+    assert_allclose(reg.predict(x), reference_output(reg, x)[:, 0], rtol=1e-5, atol=1e-6)
+    assert reg.score(x, y) > 0.99
     Y2 = np.column_stack([y, np.cos(x[:, 0])])
     reg2 = quiet(MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", solver="lbfgs",
                               max_iter=500, random_state=0), x, Y2)
-    assert reg2.n_outputs_ == 2 and reg2.predict(x).shape == (200, 2)
+    assert reg2.n_outputs_ == 2
+    assert_allclose(reg2.predict(x), reference_output(reg2, x), rtol=1e-5, atol=1e-6)
     assert reg2.score(x, Y2) > 0.99
 
 
@@ -130,9 +152,20 @@ def test_max_iter_warns_convergence():
 
 
 def test_batch_size_clipped_with_warning():
+    """A batch larger than the data is clipped to it: the same training as batch_size=n, and
+    the same as scikit-learn's clipped one (float64, Adam: to 2e-5, see
+    test_sklearn_equivalence.py)."""
     X, y = blobs(50)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=2, random_state=0, dtype="float64")
     with pytest.warns(UserWarning, match="clipped"):
-        quiet(MLPClassifier(hidden_layer_sizes=(4,), batch_size=500, max_iter=2), X, y)
+        clipped = quiet(MLPClassifier(batch_size=500, **kw), X, y)
+    whole = quiet(MLPClassifier(batch_size=50, **kw), X, y)
+    assert clipped.loss_curve_ == whole.loss_curve_ and clipped.t_ == 2 * 50
+    sk = pytest.importorskip("sklearn.neural_network")
+    with pytest.warns(UserWarning, match="clipped"):
+        theirs = quiet(sk.MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0,
+                                        batch_size=500), X, y)
+    assert_allclose(clipped.loss_curve_, theirs.loss_curve_, rtol=2e-5)
 
 
 def test_partial_fit_and_warm_start_continue():
@@ -147,12 +180,16 @@ def test_partial_fit_and_warm_start_continue():
     assert clf._opt_state.count == 3 * 2  # Adam continued: 2 batches (auto = 200) per epoch
     with pytest.raises(ValueError, match="not the same"):
         clf.partial_fit(X, y, classes=["ant", "bee"])
-    warm = quiet(MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, warm_start=True,
-                               random_state=0), X, y)
-    first = [W.copy() for W in warm.coefs_]
+    kw = dict(hidden_layer_sizes=(8,), max_iter=2, warm_start=True, random_state=0)
+    warm = quiet(MLPClassifier(dtype="float64", **kw), X, y)
     quiet(warm, X, y)
     assert len(warm.loss_curve_) == 4 and warm.t_ == 4 * 300
-    assert not np.array_equal(first[0], warm.coefs_[0])
+    # the second fit continues from the first's weights, as scikit-learn's does (float64,
+    # same initial weights and orders; Adam to 2e-5, see test_sklearn_equivalence.py)
+    sk = pytest.importorskip("sklearn.neural_network")
+    theirs = quiet(sk.MLPClassifier(**kw), X, y)
+    quiet(theirs, X, y)
+    assert_allclose(warm.loss_curve_, theirs.loss_curve_, rtol=2e-5)
     with pytest.raises(ValueError, match="same classes"):
         warm.fit(X[y != "cat"], y[y != "cat"])
 
@@ -196,10 +233,11 @@ def test_diverging_training_raises():
 
 def test_verbose_prints_the_loss(capsys):
     X, y = blobs(40)
-    quiet(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, verbose=True, random_state=0),
-          X, y)
-    out = capsys.readouterr().out
-    assert "Iteration 1, loss = " in out and "Iteration 2, loss = " in out
+    clf = quiet(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, verbose=True,
+                              random_state=0), X, y)
+    out = capsys.readouterr().out.splitlines()
+    # scikit-learn's format ("Iteration %d, loss = %.8f"), with the recorded losses
+    assert out == [f"Iteration {i}, loss = {v:.8f}" for i, v in enumerate(clf.loss_curve_, 1)]
 
 
 # -- parameters --------------------------------------------------------------------------------

@@ -324,3 +324,21 @@ def curve_flattened(curves, frac=0.75, tol=0.005):
     i = int(round(frac * (len(mean) - 1)))
     rise = float(mean[-1] - mean[i])
     return bool(rise < tol), rise
+
+
+def load_note(loads, cores):
+    """A sentence when the timing pass of some methods ran under a load above the machine's
+    ``cores`` (their seconds are inflated) or under loads differing by more than a factor 2
+    (the per-second comparisons mix conditions); ``""`` otherwise."""
+    if not loads:
+        return ""
+    hi = {m: v for m, v in loads.items() if v > cores}
+    lo, top = min(loads.values()), max(loads.values())
+    if not hi and top <= 2 * max(lo, 0.5):
+        return ""
+    return ("The timing repeats ran under a load of " + ", ".join(
+        f"{m} {v:.2f}" for m, v in loads.items()) + f" (1-minute load average, {cores} cores)"
+        + (": above the number of cores for " + ", ".join(hi) if hi else "")
+        + ". Other processes slowed those repeats, so their seconds per epoch are inflated by "
+          "an unknown factor and the per-second comparisons mix conditions; they rank "
+          "what was measured, not what each method costs on a quiet machine.")

@@ -245,7 +245,9 @@ def _size_figure(results, report, cl, sizes, chosen):
            f"early-stopped network without dropout (black, dashed); mean and 95% CI over "
            f"{len(results.seeds)} report seeds, each with its own data draw. Middle and right: "
            f"paired differences to that early-stopped baseline in test accuracy and test loss, "
-           f"of the final (filled) and the early-stopped (open) dropout networks; 95% CI.")
+           f"of the final (filled) and the early-stopped (open) dropout networks; 95% CI. "
+           f"Epochs (dropout / no dropout): " + ", ".join(
+               f"{n}: {'/'.join(str(e) for e in _budgets(cl, n))}" for n in sizes) + ".")
     with report.figure("sizes", cap, ncols=3, figsize=(18, 4.8)) as (fig, (ax1, ax2, ax3)):
         ps = sorted({k[2] for k in cl if k[1] == "scale"})
         for p in ps:
@@ -294,6 +296,12 @@ def _size_figure(results, report, cl, sizes, chosen):
             ax.set_ylabel(ylab)
         ax2.legend(fontsize=7)
     return comps
+
+
+def _budgets(cl, n):
+    """Distinct epoch budgets at size ``n``: the dropout networks' and then the baseline's."""
+    drop = sorted({s.epochs for k, s in cl.items() if k[0] == n and k[2] < 1.0})
+    return drop + [cl[n, "scale", 1.0].epochs] if (n, "scale", 1.0) in cl else drop
 
 
 def _curves(results, report, cl, sizes):

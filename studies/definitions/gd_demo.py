@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 
 import numpy as np
 
 from .. import stats
+from ..analysis import load_note
 from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, fmt, fmt_ci
@@ -378,6 +380,14 @@ def analyse(results, report):
                          f"that epoch count x the median seconds per epoch measured in the "
                          f"timing pass (each setting trained alone).")
 
+    loads = {}
+    if results.timing is not None:
+        loads = {m: stats.seconds_per_epoch(results.timing, s)["load"] for m, s in best.items()}
+        loads = {m: v for m, v in loads.items() if math.isfinite(v)}
+    uneven = load_note(loads, os.cpu_count() or 1)
+    if uneven:
+        report.text(uneven)
+
     # -- paired comparisons -----------------------------------------------------------------------
     names = list(best)
     margin = math.log(LOSS_RATIO)
@@ -499,6 +509,10 @@ def analyse(results, report):
             if sig:
                 text += f" Significant {key} ratios (Holm): " + "; ".join(
                     f"{r['name']} = {_ratio(r)}" for r in sig) + "."
+        if uneven:
+            text += (" The seconds were measured under a load above the machine's cores "
+                     "(see the note under the table): they are inflated, and their ratios "
+                     "are not those of a quiet machine.")
         never = sorted(set(ttt) - set(reached))
         if never:
             text += f" Never reached by any report seed: {', '.join(never)}."

@@ -19,11 +19,12 @@ times.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
 from .. import stats
-from ..analysis import log_axis, loss_ylim
+from ..analysis import load_note, log_axis, loss_ylim
 from ..protocol import Axis, Tuning
 from ..registry import register
 from ..report import FRACTION, POSITIVE, band, fmt, fmt_ci
@@ -307,11 +308,19 @@ def analyse(results, report):
                      fmt_ci(results.values(s, "es_test_accuracy"), bounds=FRACTION),
                      fmt_ci(results.values(s, "test_accuracy"), bounds=FRACTION),
                      f"{fmt(sec['median'] * 1e3, 3)} ({fmt(sec['min'] * 1e3, 3)}-"
-                     f"{fmt(sec['max'] * 1e3, 3)})"])
+                     f"{fmt(sec['max'] * 1e3, 3)})", fmt(sec["load"], 2)])
     report.table(["method", "batch", "selected lr", "epochs", "best val epoch",
-                  "early-stopped test acc", "final test acc", "ms per epoch, median (range)"],
+                  "early-stopped test acc", "final test acc", "ms per epoch, median (range)",
+                  "load during timing"],
                  rows, caption="Mean [95% CI] over the report seeds. Early-stopped: the network "
-                               "of the epoch with the lowest validation loss.")
+                               "of the epoch with the lowest validation loss. Load: the largest "
+                               "1-minute load average of the machine seen at the start or end "
+                               "of a timing repeat (the machine has "
+                               f"{os.cpu_count()} cores; a load above that slows the repeats).")
+    loads = {m: spe[m]["load"] for m in order if math.isfinite(spe[m]["load"])}
+    uneven = load_note(loads, os.cpu_count() or 1)
+    if uneven:
+        report.text(uneven)
     report.text("Every method's validation loss reached its minimum well inside its budget."
                 if not late else
                 "The validation loss was still falling near the end of the budget for: "
@@ -440,7 +449,10 @@ def analyse(results, report):
              f"at equal updates ({u_min}) {_lead_text(best_u, cmp_u)}"]
     if timed:
         units.append(f"at equal measured seconds ({fmt(t_min, 3)} s) "
-                     f"{_lead_text(best_t, cmp_t)}")
+                     f"{_lead_text(best_t, cmp_t)}"
+                     + (" - but the timings were taken under unequal or high load (see the "
+                        "note under the first table), so this comparison is not reliable"
+                        if uneven else ""))
     same = len({best_e, best_u} | ({best_t} if timed else set())) == 1
     report.conclusion(
         "The method with the highest mean validation accuracy within the budget is "

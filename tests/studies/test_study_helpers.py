@@ -146,3 +146,14 @@ def test_flat_optimum_spans_the_rates_within_the_factor():
     assert flat_optimum(lrs, scores) == (0.03, 0.3)
     assert flat_optimum(lrs, scores, within=1.01) == (0.1, 0.1)
     assert all(math.isnan(v) for v in flat_optimum(lrs, [np.nan] * 5))
+
+
+def test_load_note_flags_high_or_uneven_timing_loads():
+    from dlbasics.studies.analysis import load_note
+
+    assert load_note({}, 2) == ""
+    assert load_note({"a": 1.0, "b": 1.5}, 2) == ""            # quiet and even
+    note = load_note({"a": 1.0, "b": 8.5}, 2)                 # b above the 2 cores
+    assert "a 1.00, b 8.50" in note and "above the number of cores for b." in note
+    uneven = load_note({"a": 0.2, "b": 1.5}, 2)               # below the cores, 7.5x apart
+    assert uneven and "above the number of cores" not in uneven

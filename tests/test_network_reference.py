@@ -140,9 +140,11 @@ def backend(request):
     return request.param
 
 
-@pytest.fixture(params=[True, False], ids=["fast", "general"])
-def fast(request):
-    """The fused epoch (where the backend has one) and the general mini-batch loop."""
+@pytest.fixture(params=[("cpu", True), ("cpu", False), ("numpy", False)],
+                ids=["cpu-fused", "cpu-general", "numpy"])
+def trainer(request):
+    """``(backend, fast)`` of every training path: the cpu backend's fused epoch and its
+    general mini-batch loop, and the numpy backend."""
     return request.param
 
 
@@ -303,9 +305,10 @@ def test_reference_gradient_is_the_derivative_of_the_reference_loss():
 
 
 @pytest.mark.parametrize("opt", optimizer_cases())
-def test_training_steps(backend, fast, opt):
+def test_training_steps(trainer, opt):
     """Three full-batch steps of every optimizer rule with inverted dropout: the parameters
     and the recorded losses against the reference gradient plus the naive optimizer twin."""
+    backend, fast = trainer
     sizes = [3, 5, 2]
     rng = np.random.default_rng(14)
     model, net = make_pair(backend, sizes, dropout="inverted", rng=rng, activation="tanh")
@@ -330,9 +333,10 @@ def _epoch_orders(n, epochs):
 
 @pytest.mark.parametrize("opt", [o for o in optimizer_cases() if "-" not in o.id])
 @pytest.mark.parametrize("dropout", list(DROPOUTS))
-def test_epochs_with_given_order(backend, fast, dropout, opt):
+def test_epochs_with_given_order(trainer, dropout, opt):
     """Two epochs of mini-batches of 3 (the last of 1) in a given visiting order: dropout
     masks of update counts 0..7, optimizer state carried across the epochs."""
+    backend, fast = trainer
     sizes = [3, 5, 4, 2]
     rng = np.random.default_rng(15)
     model, net = make_pair(backend, sizes, dropout=dropout, rng=rng, activation="relu",
@@ -354,8 +358,9 @@ def test_epochs_with_given_order(backend, fast, dropout, opt):
 
 
 @pytest.mark.parametrize("dropout", list(DROPOUTS))
-def test_stochastic_sgd_epoch(backend, fast, dropout):
+def test_stochastic_sgd_epoch(trainer, dropout):
     """Batch size 1 with plain SGD (the CPU's fused path updates inside the backward pass)."""
+    backend, fast = trainer
     sizes = [3, 4, 3, 1]
     rng = np.random.default_rng(17)
     model, net = make_pair(backend, sizes, dropout=dropout, rng=rng, activation="leaky_relu",
@@ -371,10 +376,11 @@ def test_stochastic_sgd_epoch(backend, fast, dropout):
     assert_close(model.params, params)
 
 
-def test_epochs_seeded_shuffle_and_l2(backend, fast):
+def test_epochs_seeded_shuffle_and_l2(trainer):
     """``shuffle=True, seed=s``: the orders are ``default_rng(s).permutation(n)``, one per
     epoch; with the notes' dropout, Adam and an L2 penalty; a second call continues from the
     first's optimizer state (update counts and dropout steps go on)."""
+    backend, fast = trainer
     sizes = [2, 6, 1]
     rng = np.random.default_rng(16)
     model, net = make_pair(backend, sizes, dropout="scale", rng=rng, activation="sigmoid")

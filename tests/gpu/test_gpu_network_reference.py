@@ -4,7 +4,10 @@ the registries), run here on the device (under the CUDA simulator in CI)."""
 
 import pytest
 
+from dlbasics.kernels import gpu_small
 from tests.test_network_reference import (  # noqa: F401 (collected here with backend "cuda")
+    DROPOUTS,
+    optimizer_cases,
     test_epochs_seeded_shuffle_and_l2,
     test_epochs_with_given_order,
     test_forward_outputs,
@@ -24,6 +27,27 @@ def backend():
 
 
 @pytest.fixture
-def fast():
-    """The device backend always runs whole epochs on the device."""
-    return True
+def trainer():
+    """The device epoch; these networks are small, so it runs in one block."""
+    return "cuda", True
+
+
+@pytest.fixture
+def per_layer(monkeypatch):
+    """The per-layer device kernels instead (the cooperative-grid path is compared with the cpu
+    backend in test_gpu_mlp.py); ten times slower under the simulator, so fewer cases."""
+    monkeypatch.setattr(gpu_small, "SMALL_MAX_WIDTH", 0)
+    monkeypatch.setattr(gpu_small, "GRID_ENABLED", False)
+
+
+@pytest.mark.parametrize("opt", optimizer_cases())
+def test_per_layer_training_steps(per_layer, opt):
+    test_training_steps(("cuda", True), opt)
+
+
+@pytest.mark.parametrize("dropout", list(DROPOUTS))
+def test_per_layer_epochs(per_layer, dropout):
+    for case in optimizer_cases():
+        if case.id in ("sgd", "adam"):
+            test_epochs_with_given_order(("cuda", True), dropout, case.values[0])
+    test_stochastic_sgd_epoch(("cuda", True), dropout)

@@ -8,7 +8,9 @@ training step at batch 1, before this module.
 
 :func:`span`, :func:`grid` and :func:`row` build views without a reference (``meminfo`` null,
 the way Numba's own ``nditer`` builds its element views), and :func:`borrow` turns any array
-into such a reference-free one; every view of a borrowed array is borrowed too. Reference
+into such a reference-free one; every view of a borrowed array is borrowed too. :func:`lent`
+takes a field out of a named tuple of arrays the same way (an attribute read would count a
+reference again). Reference
 counting then returns at once. The price: a borrowed array keeps nothing alive, so it must not
 outlive the array it came from, nor be returned to Python or stored. Every use in this package
 is a local of a compiled function whose caller holds the original.
@@ -32,7 +34,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-__all__ = ["borrow", "span", "grid", "row"]
+__all__ = ["borrow", "span", "grid", "row", "lent"]
 
 
 def _ints(*ints):
@@ -136,5 +138,31 @@ def _alias_of_first_argument(lhs, args, alias_map, arg_aliases):
     ir_utils._add_alias(lhs, args[0].name, alias_map, arg_aliases)
 
 
-for _name in ("borrow", "span", "grid", "row"):
+for _name in ("borrow", "span", "grid", "row", "lent"):
     ir_utils.alias_func_extensions[(_name, __name__)] = _alias_of_first_argument
+
+
+@intrinsic(prefer_literal=True)
+def lent(typingctx, rec, name):
+    """Field ``name`` (a string literal) of the named tuple ``rec``; an array field comes
+    borrowed (see the module docstring): ``rec.name`` would be reference-counted again."""
+    if not isinstance(rec, types.BaseNamedTuple):
+        raise TypingError(f"expected a named tuple, got {rec}")
+    if not isinstance(name, types.StringLiteral):
+        raise TypingError(f"expected a field name as a string literal, got {name}")
+    if name.literal_value not in rec.fields:
+        raise TypingError(f"{rec} has no field {name.literal_value!r}")
+    idx = rec.fields.index(name.literal_value)
+    ty = rec.types[idx]
+    sig = ty(rec, name)
+
+    def codegen(context, builder, sig, args):
+        value = builder.extract_value(args[0], idx)
+        if not isinstance(ty, types.Array):
+            return value
+        ary = make_array(ty)(context, builder, value)
+        ary.meminfo = ary.meminfo.type(None)
+        ary.parent = ary.parent.type(None)
+        return ary._getvalue()
+
+    return sig, codegen

@@ -14,11 +14,33 @@ Workspace offsets ``offs`` (int64, shape ``(L + 1, 4)``): for layer ``l`` the st
 row ``L`` holds the starts of the gathered inputs ``x``, gathered targets ``y`` and the two
 ping-pong delta buffers. Every region is sized for the largest batch; a smaller batch uses the
 first ``B * width`` elements.
+
+Records. What travels together travels as one record, so that no compiled function here takes
+more than about ten parameters and a new field is added in one place:
+
+* :class:`Net`: the network description (``layout``, activation ``codes``, ``keep``
+  probabilities, the ``inverted`` dropout convention, leaky ``slope``, ``loss_code``, ``fused``
+  loss, probability clip ``eps``, dropout ``seed``) and the BLAS thresholds of its products
+  (``min_rows``, ``min_work``, see :func:`dlbasics.kernels.dense.use_blas`);
+* :class:`Data`: ``X``, dense targets ``Y``, integer ``labels`` and which of the two is used
+  (``dense``);
+* :class:`Buffers`: the workspace ``ws``, its offset table ``offs`` and the label buffer ``lbuf``;
+* :class:`Opt`: the optimizer's rule ``code``, hyper-parameters ``hp``, state slots ``s1..s3`` and
+  update ``count`` before the call (see :func:`dlbasics.models.optimizers.apply_update`);
+* :class:`Population`: the per-network arrays of :func:`population_epoch_kernel`.
+
+:func:`net_record` and friends build them on the Python side as plain tuples in the field order
+of these named tuples; each compiled entry point turns them into named tuples whose arrays are
+borrowed (:func:`lend_net` and friends, :func:`dlbasics.kernels.views.lent`), once. The inner
+functions read array fields with :func:`~dlbasics.kernels.views.lent`, not as attributes: an
+array read as an attribute of a tuple is reference-counted again, which cost 5-10% of a
+2-16-16-1 step at batch 1.
 """
 
 from __future__ import annotations
 
 import math
+from collections import namedtuple
 
 import numpy as np
 from numba import njit, prange
@@ -33,13 +55,99 @@ from ..kernels.activations import (
 from ..kernels.dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from ..kernels.dropout import row_key, unit_keep
 from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
-from ..kernels.views import borrow, grid, span
+from ..kernels.views import borrow, grid, lent, span
 from .optimizers import HP_LR, SGD_CODE, apply_update
+
+#: The network description (see the module docstring).
+Net = namedtuple("Net", ["layout", "codes", "keep", "inverted", "slope", "loss_code", "fused",
+                         "eps", "seed", "min_rows", "min_work"])
+#: Training or evaluation data.
+Data = namedtuple("Data", ["X", "Y", "labels", "dense"])
+#: A workspace (see :class:`dlbasics.models.mlp.Workspace`).
+Buffers = namedtuple("Buffers", ["ws", "offs", "lbuf"])
+#: An optimizer: rule code, hyper-parameters, state slots and update count.
+Opt = namedtuple("Opt", ["code", "hp", "s1", "s2", "s3", "count"])
+#: K networks of one architecture, row ``k`` of each array belonging to network ``k``:
+#: parameters, gradients, workspaces, label buffers, visiting orders, dropout seeds, optimizer
+#: codes, hyper-parameters, slots, update counts, which networks train, and their records.
+Population = namedtuple("Population", ["P", "G", "WS", "LB", "orders", "seeds", "codes", "HP",
+                                       "S1", "S2", "S3", "T0", "active", "OUT"])
+
+#: BLAS thresholds that keep every product in the hand-written loops.
+NO_BLAS = 1 << 62
+
+
+# The Python side passes records as plain tuples in the field order of the named tuples above:
+# Numba's dispatcher types a plain tuple in C (about 0.6 us for a record of five fields) and a
+# named tuple through Python (about 1.7 us). Compiled code turns them into named tuples (lend_*).
+
+
+def net_record(model, min_rows, min_work):
+    """The :class:`Net` of ``model`` (a plain tuple) with BLAS thresholds ``min_rows``/
+    ``min_work``."""
+    return (model.layout, model.codes, model.keep, model.dropout == "inverted", model.slope,
+            model.loss_code, model.fused, model.eps, model.seed, min_rows, min_work)
+
+
+def data_record(X, Y, labels, dense):
+    """The :class:`Data` (a plain tuple)."""
+    return (X, Y, labels, dense)
+
+
+def buffers_record(w):
+    """The :class:`Buffers` of a :class:`dlbasics.models.mlp.Workspace` (a plain tuple)."""
+    return (w.ws, w.offs, w.lbuf)
+
+
+def opt_record(optimizer, state, params, lr=None):
+    """The :class:`Opt` (a plain tuple) of ``optimizer`` in ``state`` for ``params`` (``lr``
+    overrides the rate)."""
+    s1, s2, s3 = optimizer.slots(state, params)
+    return (optimizer.code, optimizer.hyper_vector(params.dtype, lr), s1, s2, s3, state.count)
 
 
 @njit(cache=True)
-def gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets):
-    """Copy rows ``order[start:stop]`` of ``X`` (and targets) into the workspace."""
+def lend_net(n):
+    """The :class:`Net` of record ``n`` (a plain tuple or a ``Net``) with borrowed arrays."""
+    n = Net(*n)
+    return Net(lent(n, "layout"), lent(n, "codes"), lent(n, "keep"), n.inverted, n.slope,
+               n.loss_code, n.fused, n.eps, n.seed, n.min_rows, n.min_work)
+
+
+@njit(cache=True)
+def reseed(n, seed, min_rows, min_work):
+    """The :class:`Net` ``n`` with dropout seed ``seed`` and BLAS thresholds
+    ``min_rows``/``min_work``."""
+    return Net(n.layout, n.codes, n.keep, n.inverted, n.slope, n.loss_code, n.fused, n.eps, seed,
+               min_rows, min_work)
+
+
+@njit(cache=True)
+def lend_data(d):
+    """The :class:`Data` of record ``d`` with borrowed arrays."""
+    d = Data(*d)
+    return Data(lent(d, "X"), lent(d, "Y"), lent(d, "labels"), d.dense)
+
+
+@njit(cache=True)
+def lend_buffers(b):
+    """The :class:`Buffers` of record ``b`` with borrowed arrays."""
+    b = Buffers(*b)
+    return Buffers(lent(b, "ws"), lent(b, "offs"), lent(b, "lbuf"))
+
+
+@njit(cache=True)
+def lend_opt(o):
+    """The :class:`Opt` of record ``o`` with borrowed arrays."""
+    o = Opt(*o)
+    return Opt(o.code, lent(o, "hp"), lent(o, "s1"), lent(o, "s2"), lent(o, "s3"), o.count)
+
+
+@njit(cache=True)
+def gather_kernel(data, order, start, stop, buf):
+    """Copy rows ``order[start:stop]`` of ``data.X`` (and targets) into the workspace."""
+    X, Y, labels, dense_targets = lent(data, "X"), lent(data, "Y"), lent(data, "labels"), data.dense
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
     L = offs.shape[0] - 1
     n_in = X.shape[1]
     xo = offs[L, 0]
@@ -143,8 +251,7 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
 
 
 @njit(cache=True)
-def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, train, seed, step,
-                   min_rows, min_work):
+def forward_kernel(params, net, B, buf, train, step):
     """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
 
     Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
@@ -158,6 +265,10 @@ def forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, tr
     function called from a cached non-parallel one can crash once loaded from the cache by
     another process (Numba issue 8578; ``tests/hardening/test_cache_processes.py``).
     """
+    layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
+    inverted, slope = net.inverted, net.slope
+    seed, min_rows, min_work = net.seed, net.min_rows, net.min_work
+    ws, offs = lent(buf, "ws"), lent(buf, "offs")
     L = layout.shape[0]
     ho = offs[L, 0]
     for l in range(L):
@@ -215,8 +326,7 @@ def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
 
 
 @njit(cache=True)
-def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                     loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr=0.0):
+def backward_kernel_(params, grad, net, B, buf, dense_targets, sgd_lr=0.0):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
 
     ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
@@ -226,6 +336,11 @@ def backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf
     ``sgd_lr > 0`` (one row, no BLAS): instead of writing the gradient, apply plain SGD with
     that rate layer by layer as soon as a layer's ``dx`` has been computed with its old weights.
     """
+    layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
+    slope = net.slope
+    loss_code, fused, eps, min_rows, min_work = (net.loss_code, net.fused, net.eps, net.min_rows,
+                                                 net.min_work)
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
     zL = grid(ws, offs[L - 1, 0], B, n_last)
@@ -307,40 +422,40 @@ def l2_penalty_kernel(params, grad, layout, scale):
 
 
 @njit(cache=True)
-def batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels,
-                          order, start, stop, ws, offs, lbuf, loss_code, fused, dense_targets,
-                          eps, seed, step, min_rows, min_work, sgd_lr=0.0, alpha=0.0):
+def batch_gradient_kernel(params, grad, net, data, order, start, stop, buf, step, sgd_lr=0.0,
+                          alpha=0.0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
     ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward_kernel_`).
 
     ``alpha > 0`` adds the L2 penalty of the weights to both (:func:`l2_penalty_kernel`, with
     the batch's row count); ``alpha = 0`` leaves the results bitwise as without it.
     """
-    params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
-                                         borrow(codes), borrow(keep))
-    X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),
-                                           borrow(ws), borrow(offs), borrow(lbuf))
+    params, grad, order = borrow(params), borrow(grad), borrow(order)
+    net, data, buf = lend_net(net), lend_data(data), lend_buffers(buf)
+    return _batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_lr, alpha)
+
+
+@njit(cache=True)
+def _batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_lr, alpha):
+    """:func:`batch_gradient_kernel` on borrowed arrays and records."""
     B = stop - start
-    gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
-    forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed, step,
-                   min_rows, min_work)
-    value = backward_kernel_(params, grad, layout, codes, keep, slope, B, ws, offs, lbuf,
-                             loss_code, fused, dense_targets, eps, min_rows, min_work, sgd_lr)
+    gather_kernel(data, order, start, stop, buf)
+    forward_kernel(params, net, B, buf, True, step)
+    value = backward_kernel_(params, grad, net, B, buf, data.dense, sgd_lr)
     if alpha > 0.0:
-        value += l2_penalty_kernel(params, grad, layout, alpha / B)
+        value += l2_penalty_kernel(params, grad, lent(net, "layout"), alpha / B)
     return value
 
 
 @njit(cache=True)
-def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
-                 ws, offs, lbuf, loss_code, fused, dense_targets, eps, seed, opt_code, hp, s1, s2,
-                 s3, t0, min_rows, min_work, out, alpha=0.0):
+def epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, alpha=0.0):
     """A whole epoch of mini-batch gradient descent in one call.
 
     Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
-    batch applies optimizer ``opt_code`` (see :func:`dlbasics.models.optimizers.apply_update`) with
-    update count ``t0 + 1, t0 + 2, ...`` (also the dropout step counter). Stops at the first
-    non-finite batch loss.
+    batch applies optimizer ``opt`` (rule ``opt.code``, see
+    :func:`dlbasics.models.optimizers.apply_update`) with update count ``opt.count + 1,
+    opt.count + 2, ...`` (also the dropout step counter). Stops at the first non-finite batch
+    loss.
 
     Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
     updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
@@ -348,11 +463,15 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     """
     # Borrowed arrays: the per-batch calls below then do no reference counting (see
     # dlbasics.kernels.views; bitwise the same results).
-    params, grad, layout, codes, keep = (borrow(params), borrow(grad), borrow(layout),
-                                         borrow(codes), borrow(keep))
-    X, Y, labels, order, ws, offs, lbuf = (borrow(X), borrow(Y), borrow(labels), borrow(order),
-                                           borrow(ws), borrow(offs), borrow(lbuf))
-    hp, s1, s2, s3 = borrow(hp), borrow(s1), borrow(s2), borrow(s3)
+    _epoch(borrow(params), borrow(grad), lend_net(net), lend_data(data), borrow(order), batch,
+           lend_buffers(buf), lend_opt(opt), out, alpha)
+
+
+@njit(cache=True)
+def _epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
+    """:func:`epoch_kernel` on borrowed arrays and lent records."""
+    opt_code, t0 = opt.code, opt.count
+    hp, s1, s2, s3 = opt.hp, opt.s1, opt.s2, opt.s3
     n = order.shape[0]
     total = 0.0
     t = t0
@@ -362,14 +481,12 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
     # gradient round trip through memory; on a diverging step it is applied before the loss is
     # seen to be non-finite, so the weights end non-finite where the general path keeps the
     # last finite ones; the histories are the same).
-    fuse = opt_code == SGD_CODE and batch == 1 and min_rows > 1 and alpha == 0.0
+    fuse = opt_code == SGD_CODE and batch == 1 and net.min_rows > 1 and alpha == 0.0
     sgd_lr = hp[HP_LR] if fuse else 0.0 * hp[HP_LR]
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        value = batch_gradient_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y,
-                                      labels, order, start, stop, ws, offs, lbuf, loss_code,
-                                      fused, dense_targets, eps, seed, t, min_rows, min_work,
-                                      sgd_lr, alpha)
+        value = _batch_gradient(params, grad, net, data, order, start, stop, buf, t, sgd_lr,
+                                alpha)
         rows += stop - start
         if not math.isfinite(value):
             total = value
@@ -385,11 +502,11 @@ def epoch_kernel(params, grad, layout, codes, keep, inverted, slope, X, Y, label
 
 
 @njit(cache=True)
-def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, out,
-                   min_rows, min_work):
+def predict_kernel(params, net, X, buf, batch, out):
     """Test-mode forward pass of all rows of ``X`` in chunks of ``batch``; outputs into ``out``."""
-    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
-    X, ws, offs, out = borrow(X), borrow(ws), borrow(offs), borrow(out)
+    params, X, out = borrow(params), borrow(X), borrow(out)
+    net, buf = lend_net(net), lend_buffers(buf)
+    ws, offs, layout = lent(buf, "ws"), lent(buf, "offs"), lent(net, "layout")
     n, n0 = X.shape
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
@@ -400,8 +517,7 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
         for i in range(B):
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
-        forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work)
+        forward_kernel(params, net, B, buf, False, 0)
         aL = grid(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
@@ -409,60 +525,57 @@ def predict_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, ba
 
 
 @njit(inline="always", cache=True)
-def _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
-                       batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                       opt_codes, HP, S1, S2, S3, T0, active, OUT):
-    if active[k]:
-        big = 1 << 62  # BLAS off: hand-written loops only
-        epoch_kernel(P[k], G[k], layout, codes, keep, inverted, slope, X, Y, labels, orders[k],
-                     batch, WS[k], offs, LB[k], loss_code, fused, dense_targets, eps, seeds[k],
-                     opt_codes[k], HP[k], S1[k], S2[k], S3[k], T0[k], big, big, OUT[k])
+def _population_member(k, net, data, batch, offs, pop):
+    """Network ``k``'s epoch (the records as plain tuples: a parallel loop cannot take named
+    tuples into its body, Numba's parfor lowering fails on their type names)."""
+    pop = Population(*pop)
+    if pop.active[k]:
+        net, data = lend_net(net), lend_data(data)
+        buf = lend_buffers((pop.WS[k], offs, pop.LB[k]))
+        opt = lend_opt((pop.codes[k], pop.HP[k], pop.S1[k], pop.S2[k], pop.S3[k], pop.T0[k]))
+        # BLAS off: hand-written loops only
+        _epoch(borrow(pop.P[k]), borrow(pop.G[k]), reseed(net, pop.seeds[k], NO_BLAS, NO_BLAS),
+               data, borrow(pop.orders[k]), batch, buf, opt, pop.OUT[k], 0.0)
 
 
 @njit(cache=True, parallel=True)
-def population_epoch_kernel(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
-                            batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                            opt_codes, HP, S1, S2, S3, T0, active, OUT):
+def population_epoch_kernel(net, data, batch, offs, pop):
     """One epoch for each of K independent networks of one architecture (``prange`` over them).
 
-    Row ``k`` of every 2-D argument belongs to network ``k``: parameters ``P``, gradient ``G``,
-    workspace ``WS``, label buffer ``LB``, visiting order ``orders``, optimizer code and
-    hyper-parameters, optimizer slots ``S1..S3``, update count ``T0`` and results ``OUT``
-    (as in :func:`epoch_kernel`); networks with ``active[k] == False`` (e.g. diverged) are
-    skipped. Each network runs the serial single-network code with BLAS disabled (hand-written
-    loops only, so no second thread pool runs inside the parallel loop).
+    Row ``k`` of every array of ``pop`` (a :class:`Population`) belongs to network ``k``:
+    parameters ``P``, gradient ``G``, workspace ``WS``, label buffer ``LB``, visiting order
+    ``orders``, dropout seed, optimizer code and hyper-parameters, optimizer slots ``S1..S3``,
+    update count ``T0`` and results ``OUT`` (as in :func:`epoch_kernel`); networks with
+    ``active[k] == False`` (e.g. diverged) are skipped. ``offs`` is the offset table of every
+    workspace. Each network runs the serial single-network code with BLAS disabled (hand-written
+    loops only, so no second thread pool runs inside the parallel loop); the seed and the BLAS
+    thresholds of ``net`` are not used.
     """
-    for k in prange(P.shape[0]):
-        _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
-                           batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                           opt_codes, HP, S1, S2, S3, T0, active, OUT)
+    for k in prange(pop[0].shape[0]):  # pop[0]: the parameters P
+        _population_member(k, net, data, batch, offs, pop)
 
 
 @njit(cache=True)
-def population_epoch_serial(P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
-                            batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                            opt_codes, HP, S1, S2, S3, T0, active, OUT):
+def population_epoch_serial(net, data, batch, offs, pop):
     """:func:`population_epoch_kernel` one network after another (one thread)."""
-    for k in range(P.shape[0]):
-        _population_member(k, P, G, layout, codes, keep, inverted, slope, X, Y, labels, orders,
-                           batch, WS, offs, LB, loss_code, fused, dense_targets, eps, seeds,
-                           opt_codes, HP, S1, S2, S3, T0, active, OUT)
+    for k in range(pop[0].shape[0]):
+        _population_member(k, net, data, batch, offs, pop)
 
 
 @njit(cache=True)
-def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, dense_targets,
-                    chunk, ws, offs, lbuf, loss_code, fused, eps, classify, softmax_out,
-                    min_rows, min_work, out):
+def evaluate_kernel(params, net, data, chunk, buf, classify, softmax_out, out):
     """Test-mode mean loss (``out[0]``) and accuracy (``out[1]``) over all rows of ``X``.
 
     The loss is the training loss (computed from the logits for the fused forms) of the full
     network, dropout replaced by its test-time rule. Accuracy (when ``classify``) is the argmax
     match for softmax outputs, else the fraction of outputs on the right side of 0.5.
     """
-    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
-    X, Y, labels = borrow(X), borrow(Y), borrow(labels)
-    ws, offs, lbuf = borrow(ws), borrow(offs), borrow(lbuf)
-    n = X.shape[0]
+    params = borrow(params)
+    net, data, buf = lend_net(net), lend_data(data), lend_buffers(buf)
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
+    layout = lent(net, "layout")
+    loss_code, fused, eps, dense_targets = net.loss_code, net.fused, net.eps, data.dense
+    n = data.X.shape[0]
     L = layout.shape[0]
     k = layout[L - 1, 1]
     order = np.arange(n)
@@ -471,9 +584,8 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
         B = stop - start
-        gather_kernel(X, Y, labels, order, start, stop, ws, offs, lbuf, dense_targets)
-        forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, False, 0, 0,
-                       min_rows, min_work)
+        gather_kernel(data, order, start, stop, buf)
+        forward_kernel(params, net, B, buf, False, 0)
         zL = grid(ws, offs[L - 1, 0], B, k)
         aL = grid(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
@@ -506,16 +618,18 @@ def evaluate_kernel(params, layout, codes, keep, inverted, slope, X, Y, labels, 
 
 
 @njit(cache=True)
-def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs, batch, n_nets,
-                      seed, out, min_rows, min_work):
+def mc_forward_kernel(params, net, X, buf, batch, n_nets, seed, out):
     """Monte-Carlo dropout prediction: the mean output of ``n_nets`` thinned networks.
 
     Thinned network ``s`` uses the training masks of step ``s`` under ``seed``; each row of
     ``X`` (its row index within the chunk of ``batch`` rows) gets its own mask. ``out`` is
     overwritten with the average of the outputs.
     """
-    params, layout, codes, keep = borrow(params), borrow(layout), borrow(codes), borrow(keep)
-    X, ws, offs, out = borrow(X), borrow(ws), borrow(offs), borrow(out)
+    params, X, out = borrow(params), borrow(X), borrow(out)
+    net = lend_net(net)
+    net = reseed(net, seed, net.min_rows, net.min_work)
+    buf = lend_buffers(buf)
+    ws, offs, layout = lent(buf, "ws"), lent(buf, "offs"), lent(net, "layout")
     n, n0 = X.shape
     L = layout.shape[0]
     k = layout[L - 1, 1]
@@ -531,8 +645,7 @@ def mc_forward_kernel(params, layout, codes, keep, inverted, slope, X, ws, offs,
             for i in range(B):
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
-            forward_kernel(params, layout, codes, keep, inverted, slope, B, ws, offs, True, seed,
-                           s, min_rows, min_work)
+            forward_kernel(params, net, B, buf, True, s)
             aL = grid(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):

@@ -98,10 +98,9 @@ class Backend:
         m = self.model
         out = np.empty((X.shape[0], m.n_outputs), dtype=m.dtype)
         chunk = min(X.shape[0], PREDICT_CHUNK)
-        w = m.workspace(chunk)
-        _core.mc_forward_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
-                                m.slope, X, w.ws, w.offs, chunk, n_nets, seed, out,
-                                BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK)
+        _core.mc_forward_kernel(m.params, _core.net_record(m, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK),
+                                X, _core.buffers_record(m.workspace(chunk)), chunk, n_nets, seed,
+                                out)
         return out
 
     def evaluate(self, X, Y, labels, dense):
@@ -172,7 +171,9 @@ class Backend:
 
     def population_kernel(self, K, threads):
         """The compiled epoch of ``K`` networks for
-        :func:`dlbasics.models.population.train_population` (per-network layout)."""
+        :func:`dlbasics.models.population.train_population` (per-network layout), called as
+        ``kernel(net, data, batch, offs, pop)`` with the records of :mod:`dlbasics.models._core`
+        (see :func:`dlbasics.models._core.population_epoch_kernel`)."""
         raise ValueError(f"population training runs on backend 'cpu' or 'cuda', model has "
                          f"{self.name!r}")
 
@@ -191,31 +192,26 @@ class CpuBackend(Backend):
         m = self.model
         out = np.empty((X.shape[0], m.n_outputs), dtype=m.dtype)
         chunk = min(X.shape[0], PREDICT_CHUNK)
-        w = m.workspace(chunk)
-        _core.predict_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
-                             m.slope, X, w.ws, w.offs, chunk, out, BLAS_MIN_ROWS,
-                             PREDICT_BLAS_MIN_WORK)
+        _core.predict_kernel(m.params, _core.net_record(m, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK),
+                             X, _core.buffers_record(m.workspace(chunk)), chunk, out)
         return out
 
     def evaluate(self, X, Y, labels, dense):
         m = self.model
         chunk = min(X.shape[0], PREDICT_CHUNK)
-        w = m.workspace(chunk)
         out = np.zeros(2)
-        _core.evaluate_kernel(m.params, m.layout, m.codes, m.keep, m.dropout == "inverted",
-                              m.slope, X, Y, labels, dense, chunk, w.ws, w.offs, w.lbuf,
-                              m.loss_code, m.fused, m.eps, m.is_classifier,
-                              m.output == "softmax", BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK, out)
+        _core.evaluate_kernel(m.params, _core.net_record(m, BLAS_MIN_ROWS, PREDICT_BLAS_MIN_WORK),
+                              _core.data_record(X, Y, labels, dense), chunk,
+                              _core.buffers_record(m.workspace(chunk)), m.is_classifier,
+                              m.output == "softmax", out)
         return float(out[0]), (float(out[1]) if m.is_classifier else math.nan)
 
     def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
         m = self.model
-        w = m.workspace(stop - start)
         return _core.batch_gradient_kernel(
-            m.params, m.grad, m.layout, m.codes, m.keep, m.dropout == "inverted", m.slope, X, Y,
-            labels, order, start, stop, w.ws, w.offs, w.lbuf, m.loss_code, m.fused, dense, m.eps,
-            m.seed, step, BLAS_MIN_ROWS, BLAS_MIN_WORK, 0.0, alpha,
-        )
+            m.params, m.grad, _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK),
+            _core.data_record(X, Y, labels, dense), order, start, stop,
+            _core.buffers_record(m.workspace(stop - start)), step, 0.0, alpha)
 
     def path(self, fast):
         return "fused" if fast else "general"
@@ -235,16 +231,12 @@ class CpuBackend(Backend):
         if not fast:
             return super().epoch(X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
         m = self.model
-        w = m.workspace(batch)
-        s1, s2, s3 = optimizer.slots(state, m.params)
-        hp = optimizer.hyper_vector(m.dtype, lr)
         out = self._record
         _core.epoch_kernel(
-            m.params, m.grad, m.layout, m.codes, m.keep, m.dropout == "inverted", m.slope, X, Y,
-            labels, order, batch, w.ws, w.offs, w.lbuf, m.loss_code, m.fused, dense, m.eps,
-            m.seed, optimizer.code, hp, s1, s2, s3, state.count, BLAS_MIN_ROWS, BLAS_MIN_WORK,
-            out, alpha,
-        )
+            m.params, m.grad, _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK),
+            _core.data_record(X, Y, labels, dense), order, batch,
+            _core.buffers_record(m.workspace(batch)),
+            _core.opt_record(optimizer, state, m.params, lr), out, alpha)
         done = int(out[1])
         return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
 
@@ -318,6 +310,7 @@ class CudaBackend(Backend):
         return "device"
 
     def start(self, optimizer, state):
+        _known_rule(optimizer.code)
         return self.device.adopt_state(optimizer, state)
 
     def finish(self, optimizer, state):
@@ -330,7 +323,27 @@ class CudaBackend(Backend):
     def population_kernel(self, K, threads):
         from ..kernels.gpu_population import gpu_population_epoch
 
-        return gpu_population_epoch
+        def epoch(net, data, batch, offs, pop):
+            """The records of the CPU kernel, spelled out for the GPU kernel's launch."""
+            for code in np.unique(pop[6]):  # the rule codes
+                _known_rule(code)
+            gpu_population_epoch(pop.P, pop.G, net.layout, net.codes, net.keep, net.inverted,
+                                 net.slope, data.X, data.Y, data.labels, pop.orders, batch,
+                                 pop.WS, offs, pop.LB, net.loss_code, net.fused, data.dense,
+                                 net.eps, pop.seeds, pop.codes, pop.HP, pop.S1, pop.S2, pop.S3,
+                                 pop.T0, pop.active, pop.OUT)
+
+        return epoch
+
+
+def _known_rule(code):
+    """Raise for an optimizer rule code the kernels do not know: a compiled GPU kernel cannot
+    raise (numba.cuda checks a kernel's ``raise`` only in debug builds), so an unknown code
+    would leave the parameters silently untouched."""
+    from ..kernels.optimizers import N_CODES
+
+    if not 0 <= int(code) < N_CODES:
+        raise ValueError(f"unknown optimizer rule code {int(code)}")
 
 
 #: Backend classes by the name ``MLP(backend=...)`` takes.

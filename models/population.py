@@ -38,7 +38,7 @@ import numpy as np
 
 from ..kernels import _checks
 from ..kernels.activations import SOFTMAX
-from . import _lanes
+from . import _core, _lanes
 from .mlp import MLP, Workspace
 from .optimizers import HP_SIZE, Optimizer
 from .training import History, _batch_size, _validate, close_epoch, evaluation_recorder
@@ -156,6 +156,10 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     active = np.ones(K, dtype=np.bool_)
     OUT = np.zeros((K, 4))
     hists = [History(path="population") for _ in range(K)]
+    # the per-network kernel's records (the lane layout takes its own buffers)
+    net = _core.net_record(model, _core.NO_BLAS, _core.NO_BLAS)
+    data = _core.data_record(X, Y, labels, dense)
+    pop = (P, G, WS, LB, orders, seeds_arr, codes, HP, S[0], S[1], S[2], T0, active, OUT)
     records = [evaluation_recorder(net.evaluate, (X, Y, labels, dense), val, metrics)
                for net in nets]
     if lanes not in (None, False):
@@ -192,12 +196,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
                 model.fused, dense, model.eps, int(codes[0]), HP[0], count, active, OUT,
             )
         else:
-            kernel(
-                P, G, model.layout, model.codes, model.keep, model.dropout == "inverted",
-                model.slope, X, Y, labels, orders, batch, WS, w.offs, LB, model.loss_code,
-                model.fused, dense, model.eps, seeds_arr, codes, HP, S[0], S[1], S[2], T0,
-                active, OUT,
-            )
+            kernel(net, data, batch, w.offs, pop)
         share = (time.perf_counter() - t0) / max(int(active.sum()), 1)
         for k in np.flatnonzero(active):
             done = int(OUT[k, 1])

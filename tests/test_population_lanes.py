@@ -9,8 +9,8 @@ import pytest
 from numpy.testing import assert_allclose
 
 import dlbasics.models.population as pop
-from dlbasics.models.backends import BACKENDS
 from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, train
+from dlbasics.models.backends import BACKENDS
 from dlbasics.models.population import lanes_eligible, train_population
 
 K = 10  # with LANES = 4: three chunks, the last one half padding

@@ -2,12 +2,14 @@
 through
 them survive Numba's dead-code elimination in every calling pattern the kernels use."""
 
+from collections import namedtuple
+
 import numpy as np
 import pytest
 from numba import njit, prange
 from numba.core.errors import TypingError
 
-from dlbasics.kernels.views import borrow, grid, row, span
+from dlbasics.kernels.views import borrow, grid, lent, row, span
 
 
 @njit(cache=True)
@@ -120,3 +122,38 @@ def test_views_reject_what_they_cannot_view():
         grid_of_2d(np.zeros((2, 2)))
     with pytest.raises(TypingError, match="integer"):
         span_with_float_offset(np.zeros(4))
+
+
+Rec = namedtuple("Rec", ["a", "scale", "m"])
+
+
+@njit(cache=True)
+def _lent_then_store(r):
+    a = lent(r, "a")  # a borrowed view of the field: stores reach the caller's array
+    m = lent(r, "m")
+    for i in range(a.shape[0]):
+        a[i] = a[i] * r.scale + m[0, i]
+    return lent(r, "scale"), a.sum()
+
+
+def test_lent_gives_the_field_itself():
+    a = np.arange(4.0)
+    m = np.ones((2, 4))
+    scale, total = _lent_then_store(Rec(a, 2.0, m))
+    assert scale == 2.0 and total == 16.0
+    np.testing.assert_array_equal(a, [1.0, 3.0, 5.0, 7.0])
+
+
+def test_lent_rejects_what_it_cannot_take():
+    @njit
+    def from_a_plain_tuple(t):
+        return lent(t, "a")
+
+    @njit
+    def unknown_field(r):
+        return lent(r, "b")
+
+    with pytest.raises(TypingError, match="named tuple"):
+        from_a_plain_tuple((np.zeros(2), 1.0))
+    with pytest.raises(TypingError, match="no field 'b'"):
+        unknown_field(Rec(np.zeros(2), 1.0, np.zeros((1, 2))))

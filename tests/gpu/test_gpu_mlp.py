@@ -145,3 +145,23 @@ def test_parameters_follow_the_host_and_data_is_not_cached_outside_runs(rng):
     m2 = MLP([3, 4, 3], output="softmax", loss="cross_entropy", seed=9)
     m2.set_params_vector(m.params)
     assert_close(m.forward(X), m2.forward(X))
+
+
+def test_an_unknown_rule_code_raises_before_the_device_runs(rng):
+    """A compiled GPU kernel cannot raise outside debug builds: the backend checks the rule code
+    on the host, for a training run and for a population, and nothing changes."""
+    from dlbasics.models import train_population
+
+    class Unknown(SGD):
+        code = 99
+
+    X, y = _classification(rng)
+    cpu, gpu = _pair([3, 4, 3], output="softmax", loss="cross_entropy", seed=2)
+    before = gpu.params.copy()
+    for model in (cpu, gpu):  # the CPU raises in compiled code, the GPU backend before a launch
+        with pytest.raises(ValueError, match="unknown optimizer rule code"):
+            train(model, X, y, Unknown(0.1), batch_size=4, epochs=1)
+    np.testing.assert_array_equal(gpu.params, before)
+    with pytest.raises(ValueError, match="unknown optimizer rule code 99"):
+        train_population(gpu, X, y, [SGD(0.1), Unknown(0.1)], seeds=[1, 2], batch_size=4,
+                         epochs=1)

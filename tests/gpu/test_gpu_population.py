@@ -156,10 +156,11 @@ def test_network_epoch_on_the_cpu_is_the_fused_epoch(rng):
     a = Population(template, X, y, [Adam(0.01)], [3], 4)
     b = Population(template, X, y, [Adam(0.01)], [3], 4)
     order = rng.permutation(15).astype(np.int64)
-    _core.epoch_kernel(a.P[0], a.G[0], template.layout, template.codes, template.keep, False,
-                       template.slope, a.X, a.Y, a.labels, order, 4, a.WS[0], a.offs, a.LB[0],
-                       template.loss_code, template.fused, True, template.eps, 3, a.codes[0],
-                       a.HP[0], a.S[0][0], a.S[1][0], a.S[2][0], 0, 1 << 62, 1 << 62, a.OUT[0])
+    net = tuple(_core.Net(*_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS))
+                ._replace(seed=3))
+    _core.epoch_kernel(a.P[0], a.G[0], net, _core.data_record(a.X, a.Y, a.labels, True), order,
+                       4, (a.WS[0], a.offs, a.LB[0]),
+                       (a.codes[0], a.HP[0], a.S[0][0], a.S[1][0], a.S[2][0], 0), a.OUT[0])
     network_epoch(b.P[0], b.G[0], template.layout, template.codes, template.keep, False,
                   template.slope, b.X, b.Y, b.labels, order, 4, b.WS[0], b.offs, b.LB[0],
                   template.loss_code, template.fused, True, template.eps, 3, b.codes[0], b.HP[0],

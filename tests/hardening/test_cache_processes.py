@@ -88,9 +88,10 @@ STAGE = textwrap.dedent("""
     if sys.argv[1] == "train":
         train(m, X, y, SGD(0.1), batch_size=8, epochs=1, seed=0)
     else:  # the forward kernel as an entry point, on the same types
-        w = m.workspace(4)
-        _core.forward_kernel(m.params, m.layout, m.codes, m.keep, False, m.slope, 4, w.ws,
-                             w.offs, True, 0, 0, BLAS_MIN_ROWS, BLAS_MIN_WORK)
+        # the records as the callee receives them: named tuples
+        net = _core.Net(*_core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK))
+        _core.forward_kernel(m.params, net, 4, _core.Buffers(*_core.buffers_record(m.workspace(4))),
+                             True, 0)
     print("done", sys.argv[1])
 """)
 

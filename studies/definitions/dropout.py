@@ -268,6 +268,8 @@ def _size_figure(results, report, cl, sizes, chosen):
                          for s in inv], fmt=":^", color=COLORS["inverted"],
                         label=f"p={fmt(INVERTED_P)} inverted (final)")
         log_axis(ax1)
+        ax1.set_xticks(sizes)
+        ax1.set_xticklabels([str(n) for n in sizes])
         ax1.set_xlabel("training examples (log)")
         ax1.set_ylabel("test accuracy")
         ax1.legend(fontsize=8)

@@ -16,8 +16,9 @@ the CUDA simulator.
 import numpy as np
 import pytest
 
+import dlbasics.models.population as population
 from dlbasics.kernels.activations import ACTIVATIONS
-from dlbasics.models import MLP, train
+from dlbasics.models import MLP, train, train_population
 from dlbasics.models.mlp import LOSS_NAMES, OUTPUTS
 from dlbasics.models.optimizers import OPTIMIZERS
 from tests import naive
@@ -82,11 +83,17 @@ def _keep_list(sizes):
     return [0.85, 0.7, 0.6, 0.75][: len(sizes) - 1]
 
 
-def make_pair(backend, sizes, seed=3, dropout="none", rng=None, **kw):
-    """A float64 MLP with random weights *and* biases, and its naive description."""
+def dropout_kw(sizes, dropout):
+    """The MLP keyword arguments of a DROPOUTS entry."""
     d = dict(DROPOUTS[dropout])
     if d.get("keep_prob") == "all":
         d["keep_prob"] = _keep_list(sizes)
+    return d
+
+
+def make_pair(backend, sizes, seed=3, dropout="none", rng=None, **kw):
+    """A float64 MLP with random weights *and* biases, and its naive description."""
+    d = dropout_kw(sizes, dropout)
     model = MLP(sizes, dtype=np.float64, backend=backend, seed=seed, **d, **kw)
     rng = np.random.default_rng(seed) if rng is None else rng
     model.set_params_vector(rng.normal(0.0, 0.6, size=model.n_params))
@@ -401,3 +408,60 @@ def test_epochs_seeded_shuffle_and_l2(trainer):
     assert h2.updates == [3]
     assert_close(h1.train_loss + h2.train_loss, losses)
     assert_close(model.params, params)
+
+
+# ---------------------------------------------------------------------------------------------
+# populations: K networks trained at once, each against its own reference run
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def population_backend():
+    """The backend of the per-network population kernel (cuda in the GPU twin of this file)."""
+    return "cpu"
+
+
+def check_population(backend, dropout, opt, lanes):
+    """Five networks (seeds 3..7, each with its own shuffling seed) for two epochs of
+    mini-batches of 3: each network's history and parameters against the reference run from
+    its own initialisation (``naive.net_init``)."""
+    sizes = [3, 5, 4, 2]
+    seeds = [3, 4, 5, 6, 7]
+    shuffles = [11, 12, 13, 14, 15]
+    rng = np.random.default_rng(18)
+    model, _ = make_pair(backend, sizes, dropout=dropout, rng=rng, activation="tanh",
+                         output="softmax", loss="cross_entropy")
+    X, y = make_data(rng, 10, sizes, "softmax", "cross_entropy", labels=True)
+    hists, P = train_population(model, X, y, opt, seeds, batch_size=3, epochs=2,
+                                shuffle_seeds=shuffles, lanes=lanes)
+    for hist, params, seed, shuffle_seed in zip(hists, P, seeds, shuffles, strict=True):
+        net = naive.network(sizes, activation="tanh", output="softmax", loss="cross_entropy",
+                            seed=seed, **dropout_kw(sizes, dropout))
+        want = naive.net_init(net, "glorot", seed)
+        order_rng = np.random.default_rng(shuffle_seed)
+        slots, count, losses = {}, 0, []
+        for _ in range(2):
+            want, slots, count, total = naive.net_epoch(net, want, X, y,
+                                                        order_rng.permutation(10), 3,
+                                                        opt.name, opt.get_params(), slots,
+                                                        count)
+            losses.append(total / 10)
+        assert hist.updates == [4, 8]
+        assert_close(hist.train_loss, losses)
+        assert_close(params, want)
+
+
+@pytest.mark.parametrize("opt", [o for o in optimizer_cases() if "-" not in o.id])
+@pytest.mark.parametrize("dropout", list(DROPOUTS))
+def test_population_per_network(population_backend, dropout, opt):
+    """``train_population``'s per-network kernel, every rule, dropout in both conventions."""
+    check_population(population_backend, dropout, opt, lanes=False)
+
+
+@pytest.mark.parametrize("opt", [o for o in optimizer_cases() if "-" not in o.id])
+def test_population_lanes(monkeypatch, opt):
+    """The lane layout (networks as the innermost axis; no dropout), made eligible for five
+    networks in chunks of four lanes."""
+    monkeypatch.setattr(population, "LANES_MIN_NETWORKS", 1)
+    monkeypatch.setattr(population, "LANES", 4)
+    check_population("cpu", "none", opt, lanes=None)

@@ -47,8 +47,15 @@ from ..kernels.activations import (
     sigmoid_scalar,
 )
 from ..kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
-from ..kernels.views import borrow, row, span
+from ..kernels.views import borrow, lent, row, span
+from ._core import Opt, lend_data, lend_net
 from .optimizers import HP_LR, SGD_CODE, apply_update
+
+#: Fields of the lane workspaces record: lanes per chunk ``C`` and, per chunk ``q`` (first
+#: axis), the float workspace ``WSL`` laid out by :func:`lane_offsets` (``loffs``), parameters
+#: ``PL``, gradient ``GL``, optimizer slots ``SL`` (``(n_chunks, 3, n_params * C)``), float64
+#: loss totals ``ACC`` (``(n_chunks, 2, C)``), gathered labels ``LBL`` and live flags ``LIVE``.
+LANE_FIELDS = ("C", "WSL", "loffs", "PL", "GL", "SL", "ACC", "LBL", "LIVE")
 
 
 def lane_offsets(sizes, batch, C):
@@ -94,7 +101,10 @@ def _lane_slice(a, p, C):
 
 
 @njit(inline="always", cache=True)
-def _gather(X, Y, labels, orders, k0, K, C, start, B, ws, xo, yo, lb, dense_targets):
+def _gather(data, orders, k0, K, C, start, B, ws, xo, yo, lb):
+    """Rows ``orders[k][start:start + B]`` of each lane's network ``k`` (``data`` lent)."""
+    X, Y, labels, dense_targets = lent(data, "X"), lent(data, "Y"), lent(data, "labels"), \
+        data.dense
     n0 = X.shape[1]
     for i in range(B):
         for c in range(C):
@@ -256,9 +266,11 @@ def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
 
 
 @njit(inline="always", cache=True)
-def _loss_rows(code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps, dense_targets):
-    """Any loss, one lane at a time through :func:`dlbasics.kernels.losses.dense_row` /
-    :func:`dlbasics.kernels.losses.label_row` on strided views."""
+def _loss_rows(net, ws, po, yo, do, lb, B, nl, C, btot, inv_n, dense_targets):
+    """Any loss (``net.loss_code``), one lane at a time through
+    :func:`dlbasics.kernels.losses.dense_row` / :func:`dlbasics.kernels.losses.label_row` on
+    strided views."""
+    code, eps = net.loss_code, net.eps
     n = B * nl * C
     p3 = ws[po : po + n].reshape((B, nl, C))
     g3 = ws[do : do + n].reshape((B, nl, C))
@@ -276,7 +288,9 @@ def _loss_rows(code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps, dense_targe
 
 
 @njit(inline="always", cache=True)
-def _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C):
+def _write_back(P, opt, k, c, pc, s1, s2, s3, C):
+    """Lane ``c`` back into network ``k``'s row of ``P`` and of the slots of ``opt``."""
+    S1, S2, S3 = lent(opt, "s1"), lent(opt, "s2"), lent(opt, "s3")
     for p in range(P.shape[1]):
         P[k, p] = pc[p * C + c]
         S1[k, p] = s1[p * C + c]
@@ -285,14 +299,19 @@ def _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C):
 
 
 @njit(cache=True, error_model="numpy")
-def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
-                 loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
-                 opt_code, hp, t0, active, OUT):
+def _chunk_epoch(q, net, data, batch, opt, pop, lanes):
+    """Chunk ``q``'s epoch (the records as plain tuples; see :func:`lanes_epoch_kernel`)."""
     # Borrowed arrays: no reference counting in the calls below (see dlbasics.kernels.views).
-    P, S1, S2, S3, OUT = borrow(P), borrow(S1), borrow(S2), borrow(S3), borrow(OUT)
-    layout, codes, loffs, hp = borrow(layout), borrow(codes), borrow(loffs), borrow(hp)
-    X, Y, labels, orders = borrow(X), borrow(Y), borrow(labels), borrow(orders)
-    active, SL, ACC = borrow(active), borrow(SL), borrow(ACC)
+    net, data = lend_net(net), lend_data(data)
+    opt = Opt(*opt)
+    opt_code, t0 = opt.code, opt.count
+    hp, S1, S2, S3 = lent(opt, "hp"), lent(opt, "s1"), lent(opt, "s2"), lent(opt, "s3")
+    layout, codes, slope = lent(net, "layout"), lent(net, "codes"), net.slope
+    loss_code, fused, dense_targets = net.loss_code, net.fused, data.dense
+    P, orders, active, OUT = (borrow(pop[0]), borrow(pop[1]), borrow(pop[2]), borrow(pop[3]))
+    C, WSL, loffs, PL, GL, LBL, LIVE = (lanes[0], lanes[1], borrow(lanes[2]), lanes[3], lanes[4],
+                                        lanes[7], lanes[8])
+    SL, ACC = borrow(lanes[5]), borrow(lanes[6])
     K, n_params = P.shape
     L = layout.shape[0]
     k0 = q * C
@@ -335,7 +354,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         B = stop - start
-        _gather(X, Y, labels, orders, k0, K, C, start, B, ws, xo, yo, lb, dense_targets)
+        _gather(data, orders, k0, K, C, start, B, ws, xo, yo, lb)
         # forward (the output activation only where the loss needs it)
         ho = xo
         for l in range(L):
@@ -358,8 +377,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
         if elementwise_loss:
             _loss_elementwise(loss_code, ws, po, yo, do, B, nl, C, btot, inv_n)
         else:
-            _loss_rows(loss_code, ws, po, yo, do, lb, B, nl, C, btot, inv_n, eps,
-                       dense_targets)
+            _loss_rows(net, ws, po, yo, do, lb, B, nl, C, btot, inv_n, dense_targets)
         if not fused:
             m = B * nl * C
             d_out = span(ws, do, m)
@@ -397,7 +415,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
                     tot[c] += value * B
                 else:  # stop this network here, as epoch_kernel does
                     k = k0 + c
-                    _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C)
+                    _write_back(P, opt, k, c, pc, s1, s2, s3, C)
                     OUT[k, 0] = value
                     OUT[k, 1] = t - t0
                     OUT[k, 2] = rows
@@ -412,7 +430,7 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
     for c in range(C):
         if live[c]:
             k = k0 + c
-            _write_back(P, S1, S2, S3, k, c, pc, s1, s2, s3, C)
+            _write_back(P, opt, k, c, pc, s1, s2, s3, C)
             OUT[k, 0] = tot[c]
             OUT[k, 1] = t - t0
             OUT[k, 2] = rows
@@ -420,51 +438,39 @@ def _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, b
 
 
 @njit(cache=True, parallel=True, error_model="numpy")
-def lanes_epoch_kernel(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
-                       loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
-                       opt_code, hp, t0, active, OUT):
+def lanes_epoch_kernel(net, data, batch, opt, pop, lanes):
     """One epoch of K networks in the lane layout, ``prange`` over chunks of ``C`` networks.
 
     Parameters
     ----------
-    P, S1, S2, S3 : ndarray of shape (K, n_params)
-        Parameters and optimizer slots, one row per network (as in
-        :func:`dlbasics.models._core.population_epoch_kernel`); read at the start, written back for
-        every network that was active (at its first non-finite batch loss, or at the end).
-    layout, codes, slope
-        The model's layer table, activation codes (no softmax but a fused output) and
-        leaky-ReLU slope.
-    X, Y, labels, orders, batch
-        Data (``Y`` dense targets or ``labels`` integer labels), visiting order of each network
-        (shape (K, n)) and batch size.
-    C : int
-        Lanes per chunk.
-    WSL, PL, GL, SL, ACC, LBL, LIVE : ndarray
-        Per-chunk workspaces (first axis: chunk ``q = k // C``): floats laid out by
-        :func:`lane_offsets` (``loffs``), parameters, gradient, three slot arrays
-        (``(n_chunks, 3, n_params * C)``), float64 loss totals ``(n_chunks, 2, C)``, gathered
-        labels ``(n_chunks, batch * C)`` and live flags ``(n_chunks, C)``.
-    loss_code, fused, dense_targets, eps
-        As in :func:`dlbasics.models._core.epoch_kernel`.
-    opt_code, hp, t0
-        The optimizer rule, hyper-parameter vector and update count shared by all networks.
-    active : ndarray of bool, shape (K,)
-        Networks to train; the others are left unchanged.
-    OUT : ndarray of shape (K, 4)
-        Per network, as :func:`dlbasics.models._core.epoch_kernel` writes ``out``.
+    net : tuple
+        The :class:`dlbasics.models._core.Net` of the architecture (plain tuple): layer table,
+        activation codes (no softmax but a fused output), leaky-ReLU slope, loss code, fused
+        loss, ``eps``; its dropout fields and BLAS thresholds are not used.
+    data : tuple
+        The :class:`dlbasics.models._core.Data` (plain tuple).
+    batch : int
+        Batch size.
+    opt : tuple
+        The :class:`dlbasics.models._core.Opt` shared by all networks (plain tuple): rule code,
+        hyper-parameter vector, slots ``S1, S2, S3`` of shape ``(K, n_params)`` (one row per
+        network, as in :func:`dlbasics.models._core.population_epoch_kernel`) and update count.
+    pop : tuple
+        ``(P, orders, active, OUT)``: parameters ``(K, n_params)``, visiting order of each
+        network ``(K, n)``, which networks train (bool ``(K,)``; the others are left
+        unchanged) and ``OUT`` ``(K, 4)``, per network as
+        :func:`dlbasics.models._core.epoch_kernel` writes ``out``. Parameters and slots are
+        read at the start and written back for every network that was active (at its first
+        non-finite batch loss, or at the end).
+    lanes : tuple
+        The per-chunk workspaces, fields :data:`LANE_FIELDS`.
     """
-    for q in prange(PL.shape[0]):
-        _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C,
-                     WSL, loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets,
-                     eps, opt_code, hp, t0, active, OUT)
+    for q in prange(lanes[3].shape[0]):  # lanes[3]: PL, one row per chunk
+        _chunk_epoch(q, net, data, batch, opt, pop, lanes)
 
 
 @njit(cache=True, error_model="numpy")
-def lanes_epoch_serial(P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C, WSL,
-                       loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets, eps,
-                       opt_code, hp, t0, active, OUT):
+def lanes_epoch_serial(net, data, batch, opt, pop, lanes):
     """:func:`lanes_epoch_kernel` one chunk after another (one thread)."""
-    for q in range(PL.shape[0]):
-        _chunk_epoch(q, P, S1, S2, S3, layout, codes, slope, X, Y, labels, orders, batch, C,
-                     WSL, loffs, PL, GL, SL, ACC, LBL, LIVE, loss_code, fused, dense_targets,
-                     eps, opt_code, hp, t0, active, OUT)
+    for q in range(lanes[3].shape[0]):
+        _chunk_epoch(q, net, data, batch, opt, pop, lanes)

@@ -156,12 +156,12 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     active = np.ones(K, dtype=np.bool_)
     OUT = np.zeros((K, 4))
     hists = [History(path="population") for _ in range(K)]
-    # the per-network kernel's records (the lane layout takes its own buffers)
+    # the records of the compiled epochs (see dlbasics.models._core)
     net = _core.net_record(model, _core.NO_BLAS, _core.NO_BLAS)
     data = _core.data_record(X, Y, labels, dense)
     pop = (P, G, WS, LB, orders, seeds_arr, codes, HP, S[0], S[1], S[2], T0, active, OUT)
-    records = [evaluation_recorder(net.evaluate, (X, Y, labels, dense), val, metrics)
-               for net in nets]
+    records = [evaluation_recorder(m.evaluate, (X, Y, labels, dense), val, metrics)
+               for m in nets]
     if lanes not in (None, False):
         raise ValueError(f"lanes must be None or False, got {lanes!r}")
     lanes = lanes is None and lanes_eligible(model, opts, K)
@@ -190,11 +190,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
             # every active network has done the same number of updates (they share the
             # optimizer and the batch count; a stopped network is no longer active)
             count = int(T0[active][0])
-            kernel(
-                P, S[0], S[1], S[2], model.layout, model.codes, model.slope, X, Y, labels,
-                orders, batch, C, *lane_args, model.loss_code,
-                model.fused, dense, model.eps, int(codes[0]), HP[0], count, active, OUT,
-            )
+            kernel(net, data, batch, (int(codes[0]), HP[0], S[0], S[1], S[2], count),
+                   (P, orders, active, OUT), (C, *lane_args))
         else:
             kernel(net, data, batch, w.offs, pop)
         share = (time.perf_counter() - t0) / max(int(active.sum()), 1)

@@ -325,7 +325,8 @@ class CudaBackend(Backend):
 
         def epoch(net, data, batch, offs, pop):
             """The records of the CPU kernel, spelled out for the GPU kernel's launch."""
-            for code in np.unique(pop[6]):  # the rule codes
+            net, data, pop = _core.Net(*net), _core.Data(*data), _core.Population(*pop)
+            for code in np.unique(pop.codes):
                 _known_rule(code)
             gpu_population_epoch(pop.P, pop.G, net.layout, net.codes, net.keep, net.inverted,
                                  net.slope, data.X, data.Y, data.labels, pop.orders, batch,

@@ -54,9 +54,6 @@ def test_per_layer_epochs(per_layer, dropout):
     test_stochastic_sgd_epoch(("cuda", True), dropout)
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError,
-                   reason="models/backends.py (CudaBackend.population_kernel) reads pop.P "
-                          "from the plain tuple train_population passes (since ce0d6cf)")
 @pytest.mark.parametrize("opt", [o for o in optimizer_cases() if o.id in ("sgd", "adam")])
 @pytest.mark.parametrize("dropout", list(DROPOUTS))
 def test_population(dropout, opt):

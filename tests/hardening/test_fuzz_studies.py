@@ -15,12 +15,6 @@ from dlbasics.studies.spec import Setting
 from tests.hardening.fuzz import Entry, draw_mutated, floats, run_entry
 
 EXAMPLES = 200
-#: Known bug: datasets.check lets n=None through (for the problems whose n has a default) and the
-#: synthetic problems then fail on it (see test_load_n_none_names_the_argument).
-LOAD_N_NONE = "unsupported operand type(s) for +: 'NoneType' and 'int'"
-#: Known bug: datasets.check looks an unhashable name up in a dict (see
-#: test_load_array_name_names_the_argument).
-LOAD_NAME_ARRAY = "unhashable type: 'numpy.ndarray'"
 SMALL = {"blobs": {"n": 40}, "xor": {"n": 40}, "moons": {"n": 40}, "circles": {"n": 40},
          "spirals": {"n": 40}, "sine": {"n": 30}, "step": {"n": 30}, "bump": {"n": 30}}
 
@@ -71,8 +65,22 @@ def _paired_build(draw):
 
 
 def _paired_check(kw, out):
-    assert out["n"] <= len(np.asarray(kw["a"]).ravel())
-    assert out["a_better"] + out["b_better"] <= out["n"]
+    """Against the formulas: finite pairs only, the mean difference with its t-interval, the
+    counts of each side's wins and scipy's paired t-test."""
+    from scipy import stats as sps
+
+    a, b = np.asarray(kw["a"], float), np.asarray(kw["b"], float)
+    keep = np.isfinite(a) & np.isfinite(b)
+    d = a[keep] - b[keep]
+    assert out["n"] == d.size
+    assert out["a_better"] == int((d < 0).sum()) and out["b_better"] == int((d > 0).sum())
+    if d.size:
+        assert math.isclose(out["diff"], d.mean(), rel_tol=1e-12, abs_tol=1e-12)
+    if d.size >= 2 and np.ptp(d) > 0:
+        half = sps.t.ppf(0.975, d.size - 1) * d.std(ddof=1) / math.sqrt(d.size)
+        assert math.isclose(out["lo"], d.mean() - half, rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(out["hi"], d.mean() + half, rel_tol=1e-9, abs_tol=1e-12)
+        assert math.isclose(out["t_p"], sps.ttest_rel(a[keep], b[keep]).pvalue, rel_tol=1e-9)
 
 
 ENTRIES = [
@@ -80,8 +88,7 @@ ENTRIES = [
           ("problem", "model", "optimizer", "hyper", "batch_size", "epochs", "metrics"),
           ("config", "setting", "JSON", "unknown")),
     Entry("datasets.load", datasets.load, _load_build, _load_check, ("name", "seed", "n"),
-          ("problem", "argument", "noise"), known_unnamed={("n", "none"): LOAD_N_NONE,
-                                                        ("name", "array"): LOAD_NAME_ARRAY}),
+          ("problem", "argument", "noise")),
     Entry("stats.mean_ci", stats.mean_ci, _ci_build, _ci_check, ("values", "confidence"),
           ("could not convert", "float")),
     Entry("stats.paired", stats.paired, _paired_build, _paired_check, ("a", "b"),
@@ -141,9 +148,6 @@ def test_cli_bad_command_lines(argv, capsys):
     assert "Traceback" not in err
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="studies/registry.py resolve() returns every study when 'all' is "
-                          "among the names, before checking the others")
 def test_all_with_an_unknown_study_is_rejected():
     from dlbasics.studies import registry
 
@@ -155,15 +159,11 @@ def test_all_with_an_unknown_study_is_rejected():
         raise AssertionError("resolve(['all', 'nostudy']) accepted an unknown study")
 
 
-@pytest.mark.xfail(strict=True, reason="studies/datasets.py _check_values lets n=None through "
-                                       "to problems that need an integer n")
 def test_load_n_none_names_the_argument():
     with pytest.raises((TypeError, ValueError), match=r"\bn\b"):
         datasets.load("sine", seed=0, n=None)
 
 
-@pytest.mark.xfail(strict=True, reason="studies/datasets.py check() tests `name not in PROBLEMS` "
-                                       "on an unhashable name")
 def test_load_array_name_names_the_argument():
     with pytest.raises((TypeError, ValueError), match="name|problem"):
         datasets.load(np.array(["sine", "sine"]), seed=0)

@@ -427,6 +427,8 @@ def require(name):
 
 def check(name, args=None):
     """Raise ``ValueError`` unless ``name`` is a problem; ``TypeError`` for unknown arguments."""
+    if not isinstance(name, str):
+        raise TypeError(f"problem name must be a string, got {type(name).__name__}")
     if name not in PROBLEMS:
         raise ValueError(f"unknown problem {name!r}; known: {', '.join(PROBLEMS)}")
     import inspect
@@ -435,6 +437,8 @@ def check(name, args=None):
     for key in args or {}:
         if key not in params:
             raise TypeError(f"problem {name!r} has no argument {key!r} (has: {', '.join(params)})")
+    if (args or {}).get("n", 0) is None and params["n"].default is not None:
+        raise TypeError(f"n must be an integer for problem {name!r}, got None")
     _check_values(args or {})
 
 

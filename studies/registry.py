@@ -75,12 +75,12 @@ def get(name, profile="quick"):
 def resolve(requested):
     """Expand ``["all"]`` and check names; raise :class:`UnknownStudy` for an unknown one."""
     known = names()
-    if not requested or list(requested) == ["all"] or "all" in requested:
-        return known
     out = []
-    for n in requested:
-        if n not in known:
+    for n in requested or ():
+        if n != "all" and n not in known:
             raise UnknownStudy(f"unknown study {n!r}; known: {', '.join(known) or 'none'}")
         if n not in out:
             out.append(n)
+    if not out or "all" in out:
+        return known
     return out

@@ -105,11 +105,11 @@ def test_entry_point_works_or_names_the_argument(entry, data):
     run_entry(entry, kwargs, mutation)
 
 
-#: Without "all": registry.resolve(["all", "nostudy"]) runs every study (see
-#: test_all_with_an_unknown_study_is_rejected), so a drawn "run all nostudy" would start them.
+#: With "all": "run all nostudy" must be refused, not start every study (it did before
+#: 4f2e903; test_all_with_an_unknown_study_is_rejected checks registry.resolve alone).
 WORDS = ["run", "list", "report", "export", "--profile", "quick", "full", "huge", "--jobs",
          "-3", "0", "x", "--seeds", "--scheduler", "nowhere:1", "--backend", "tpu", "--fresh",
-         "nostudy", "--out", "--store", "--csv", "--quiet", "-q", "--bogus", ""]
+         "all", "nostudy", "--out", "--store", "--csv", "--quiet", "-q", "--bogus", ""]
 #: Words that make a command line bad wherever they stand, except as the value of an option that
 #: takes a path or an address (``--out nostudy`` is a directory name).
 BAD = ["nostudy", "--bogus", "tpu", "huge", "-3"]

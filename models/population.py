@@ -115,6 +115,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     """
     if not isinstance(model, MLP):
         raise TypeError(f"model must be an MLP, got {type(model).__name__}")
+    if isinstance(seeds, (str, bytes)) or not hasattr(seeds, "__iter__"):
+        raise TypeError(f"seeds must be a sequence of int, got {type(seeds).__name__}")
     seeds = [_checks.integer("seeds", s, low=0) for s in seeds]
     K = len(seeds)
     if K == 0:

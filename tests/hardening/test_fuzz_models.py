@@ -19,9 +19,6 @@ from tests import naive
 from tests.hardening.fuzz import Entry, dims, draw_mutated, dtype_of, floats, run_entry
 
 EXAMPLES = 200
-#: Known bug: ``train_population(..., seeds=None)`` iterates ``seeds`` unchecked (see
-#: test_population_seeds_none_names_the_argument).
-POPULATION_SEEDS_NONE = "'NoneType' object is not iterable"
 HEADS = [("identity", "squared"), ("sigmoid", "binary_cross_entropy"),
          ("softmax", "cross_entropy")]
 
@@ -280,8 +277,7 @@ ENTRIES = [
     Entry("train", train, _train_build, _train_check,
           ("X", "y", "optimizer", "batch_size", "epochs", "seed", "metrics")),
     Entry("train_population", train_population, _population_build, _population_check,
-          ("X", "y", "optimizers", "seeds", "batch_size", "epochs", "metrics"),
-          known_unnamed={("seeds", "none"): POPULATION_SEEDS_NONE}),
+          ("X", "y", "optimizers", "seeds", "batch_size", "epochs", "metrics")),
     Entry("estimator.fit", _estimator_call, _estimator_build, _estimator_check, ("X", "y"),
           ("sample", "feature", "Input", "input", "array", "label", "class", "target",
            "Unknown", "NaN", "infinity", "data")),
@@ -300,7 +296,6 @@ def test_entry_point_works_or_names_the_argument(entry, data):
     run_entry(entry, kwargs, mutation)
 
 
-@pytest.mark.xfail(strict=True, reason="models/population.py iterates seeds before checking it")
 def test_population_seeds_none_names_the_argument():
     model = MLP([2, 3, 1], dtype=np.float64)
     with pytest.raises(TypeError, match="seeds"):

@@ -227,6 +227,29 @@ def _lerp(m, g, w, one_minus_w):
     return g - (g - m) * one_minus_w
 
 
+@njit(inline="always", cache=True)
+def _torch_moment_coefficients(params, lr64, b1f, b2f, eps, wdf, decoupled):
+    """The array-dtype coefficients shared by NAdam and RAdam, formed in float64 and rounded
+    once: ``(b2, 1 - b1, b1 (as 1 - (1 - b1)), 1 - b2, eps, wd, 1 - lr wd, l2, decoupled)``,
+    ``l2``/``decoupled`` true only for a non-zero decay."""
+    t = params.dtype.type
+    c1 = t(1.0 - b1f)
+    return (t(b2f), c1, t(1.0) - c1, t(1.0 - b2f), t(eps), t(wdf), t(1.0 - lr64 * wdf),
+            (not decoupled) and wdf != 0.0, decoupled and wdf != 0.0)
+
+
+@njit(inline="always", cache=True)
+def _torch_moments(p, g, mi, vi, co):
+    """Weight decay and both moments of one element as torch's NAdam and RAdam update them
+    (``co`` from :func:`_torch_moment_coefficients`): ``(p, g, m, v)`` after."""
+    b2, c1, b1_lerp, c2, _, wd, decay, l2, decoupled = co
+    if decoupled:
+        p = p * decay
+    elif l2:
+        g = g + wd * p
+    return p, g, _lerp(mi, g, c1, b1_lerp), vi * b2 + c2 * g * g
+
+
 @njit(cache=True)
 def nadam_mu_product(step, beta1, momentum_decay):
     r""":math:`\Pi_t = \prod_{i=1}^{t} \mu_i`, :math:`\mu_i = \beta_1(1 - \frac12 0.96^{i\psi})`,
@@ -276,24 +299,10 @@ def nadam_kernel(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
     cg = t(-lr64 * (1.0 - mu) / (1.0 - prod))
     cm = t((-lr64 * mu_next) / (1.0 - prod * mu_next))
     bc2 = t(1.0 - b2f**tf)
-    b2 = t(b2f)
-    c1 = t(1.0 - b1f)
-    b1_lerp = t(1.0) - c1
-    c2 = t(1.0 - b2f)
-    eps_ = t(eps)
-    wd = t(wdf)
-    decay = t(1.0 - lr64 * wdf)
-    l2 = (not decoupled) and wdf != 0.0
-    decoupled = decoupled and wdf != 0.0
+    co = _torch_moment_coefficients(params, lr64, b1f, b2f, eps, wdf, decoupled)
+    eps_ = co[4]
     for i in range(params.shape[0]):
-        p = params[i]
-        g = grads[i]
-        if decoupled:
-            p = p * decay
-        elif l2:
-            g = g + wd * p
-        mi = _lerp(m[i], g, c1, b1_lerp)
-        vi = v[i] * b2 + c2 * g * g
+        p, g, mi, vi = _torch_moments(params[i], grads[i], m[i], v[i], co)
         m[i] = mi
         v[i] = vi
         d = math.sqrt(vi / bc2) + eps_
@@ -339,24 +348,10 @@ def radam_kernel(params, grads, m, v, step, lr, beta1, beta2, eps, weight_decay,
     sq_bc2 = t(sq_bc2f)
     rect = t(rectf)
     lr_ = t(lr64)
-    b2 = t(b2f)
-    c1 = t(1.0 - b1f)
-    b1_lerp = t(1.0) - c1
-    c2 = t(1.0 - b2f)
-    eps_ = t(eps)
-    wd = t(wdf)
-    decay = t(1.0 - lr64 * wdf)
-    l2 = (not decoupled) and wdf != 0.0
-    decoupled = decoupled and wdf != 0.0
+    co = _torch_moment_coefficients(params, lr64, b1f, b2f, eps, wdf, decoupled)
+    eps_ = co[4]
     for i in range(params.shape[0]):
-        p = params[i]
-        g = grads[i]
-        if decoupled:
-            p = p * decay
-        elif l2:
-            g = g + wd * p
-        mi = _lerp(m[i], g, c1, b1_lerp)
-        vi = v[i] * b2 + c2 * g * g
+        p, g, mi, vi = _torch_moments(params[i], grads[i], m[i], v[i], co)
         m[i] = mi
         v[i] = vi
         if adaptive:

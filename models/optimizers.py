@@ -291,7 +291,30 @@ class AdamW(Adam):
         self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
 
 
-class NAdam(Optimizer):
+class _TorchMoments(Optimizer):
+    """What NAdam and RAdam share: Adam's hyper-parameters, L2 or decoupled weight decay, and
+    the two moment slots (no rule code: not an optimizer of its own)."""
+
+    def __init__(self, lr, b1, b2, eps, weight_decay, decoupled_weight_decay):
+        super().__init__(lr)
+        self.b1 = _unit_interval("b1", b1)
+        self.b2 = _unit_interval("b2", b2)
+        self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
+        self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
+        self.decoupled_weight_decay = _flag("decoupled_weight_decay", decoupled_weight_decay)
+
+    def _fill(self, hp):
+        hp[HP_B1] = self.b1
+        hp[HP_B2] = self.b2
+        hp[HP_EPS] = self.eps
+        hp[HP_WD] = self.weight_decay
+        hp[HP_DECOUPLED] = self.decoupled_weight_decay
+
+    def _init(self, params):
+        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
+
+
+class NAdam(_TorchMoments):
     r"""NAdam (``torch.optim.NAdam``): Adam with Nesterov momentum, the momentum
     :math:`\mu_t = \beta_1 (1 - \frac12 0.96^{t\psi})` growing over the steps."""
 
@@ -300,27 +323,15 @@ class NAdam(Optimizer):
 
     def __init__(self, lr=2e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
                  momentum_decay=4e-3, decoupled_weight_decay=False):
-        super().__init__(lr)
-        self.b1 = _unit_interval("b1", b1)
-        self.b2 = _unit_interval("b2", b2)
-        self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
-        self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
+        super().__init__(lr, b1, b2, eps, weight_decay, decoupled_weight_decay)
         self.momentum_decay = _checks.real("momentum_decay", momentum_decay, low=0.0)
-        self.decoupled_weight_decay = _flag("decoupled_weight_decay", decoupled_weight_decay)
 
     def _fill(self, hp):
-        hp[HP_B1] = self.b1
-        hp[HP_B2] = self.b2
-        hp[HP_EPS] = self.eps
-        hp[HP_WD] = self.weight_decay
-        hp[HP_DECOUPLED] = self.decoupled_weight_decay
+        super()._fill(hp)
         hp[HP_MOMENTUM_DECAY] = self.momentum_decay
 
-    def _init(self, params):
-        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
 
-
-class RAdam(Optimizer):
+class RAdam(_TorchMoments):
     """RAdam (``torch.optim.RAdam``): Adam whose adaptive step is rectified by the variance of
     its early second-moment estimate, and plain momentum SGD while that is undefined."""
 
@@ -329,22 +340,7 @@ class RAdam(Optimizer):
 
     def __init__(self, lr=1e-3, b1=0.9, b2=0.999, eps=1e-8, weight_decay=0.0,
                  decoupled_weight_decay=False):
-        super().__init__(lr)
-        self.b1 = _unit_interval("b1", b1)
-        self.b2 = _unit_interval("b2", b2)
-        self.eps = _checks.real("eps", eps, low=0.0, low_open=True)
-        self.weight_decay = _checks.real("weight_decay", weight_decay, low=0.0)
-        self.decoupled_weight_decay = _flag("decoupled_weight_decay", decoupled_weight_decay)
-
-    def _fill(self, hp):
-        hp[HP_B1] = self.b1
-        hp[HP_B2] = self.b2
-        hp[HP_EPS] = self.eps
-        hp[HP_WD] = self.weight_decay
-        hp[HP_DECOUPLED] = self.decoupled_weight_decay
-
-    def _init(self, params):
-        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
+        super().__init__(lr, b1, b2, eps, weight_decay, decoupled_weight_decay)
 
 
 #: Optimizer classes by name.

@@ -320,6 +320,20 @@ def _curves(results, report, cl, sizes):
     cap += (" Training accuracy still rising (more than 0.01 over the last 20% of epochs): "
             + ", ".join(up) + "." if up else " Every training-accuracy curve has flattened "
             "(at most 0.01 gained over the last 20% of epochs).")
+    vchg = [(p, _late_ratio(results.curves(s, "val_loss")),
+             _late_ratio(results.curves(s, "full_loss"))) for s, p in shown]
+    vchg = [(p, v, t) for p, v, t in vchg if math.isfinite(v) and math.isfinite(t)]
+    if vchg:
+        cap += (" The losses have not flattened: over the last 20% of each run the mean "
+                "validation loss changed by " + ", ".join(
+                    f"{'no dropout' if p == 1.0 else f'p={fmt(p)}'} {v:+.0%}" for p, v, _ in vchg)
+                + " and the training loss by " + ", ".join(
+                    f"{'no dropout' if p == 1.0 else f'p={fmt(p)}'} {t:+.0%}" for p, _, t in vchg)
+                + " (rising validation loss: over-fitting in loss; the final test losses are "
+                  "those of these budgets)." if any(abs(v) > 0.05 or abs(t) > 0.05
+                                                   for _, v, t in vchg) else
+                " The mean training and validation losses changed by at most 5% over the last "
+                "20% of each run.")
     with report.figure("curves", cap, ncols=2, figsize=(13, 4.6)) as (fig, (ax1, ax2)):
         for s, p in shown:
             lab = "no dropout" if p == 1.0 else f"p={fmt(p)}"
@@ -416,7 +430,9 @@ def _conventions(results, report, cl, sizes):
                          f"inverted one with p W) predicts that the inverted convention takes "
                          f"the same steps with a rate p = {fmt(INVERTED_P)} times the weight-"
                          f"scaled one, under Adam, whose steps hardly depend on the scale of "
-                         f"the gradients.")
+                         f"the gradients - for the weights leaving dropped units only (the "
+                         f"first layer and the biases are not reparametrised), so the expected "
+                         f"ratio lies between p and 1.")
     report.table(["comparison (a - b)", "pairs", "mean diff [95% CI]", "Holm p",
                   "TOST Holm p", "verdict"],
                  [[r["name"], r["n"], f"{fmt(r['diff'], 3)} [{fmt(r['lo'], 3)}, "
@@ -592,6 +608,17 @@ def _late_gain(curve, frac=0.2):
     return float(d.mean()) if d.size else math.nan
 
 
+def _late_ratio(curve, frac=0.2):
+    """Relative change of the mean over seeds of a positive curve ``(n_seeds, n_points)``
+    over its last ``frac`` (``+0.5``: 50% higher at the end)."""
+    c = np.asarray(curve, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] < 2:
+        return math.nan
+    m = np.nanmean(c, axis=0)
+    a, b = m[int(round((1 - frac) * (c.shape[1] - 1)))], m[-1]
+    return float(b / a - 1) if a > 0 and math.isfinite(a) and math.isfinite(b) else math.nan
+
+
 def _more_accurate(results, cl, sizes):
     """Where the final no-dropout network is more / less accurate than its early-stopped one."""
     ahead, behind = [], []
@@ -653,6 +680,39 @@ def _diff(r):
            f"{fmt(r['hi'], 2)}]"
 
 
+def _edge(cl, s):
+    """`` (the smallest/largest keep probability tried)`` when the selected p lies on the edge
+    of the keep probabilities with dropout (a p beyond it was not tested)."""
+    n = s.factors["n_train"]
+    ps = sorted(k[2] for k in cl if k[0] == n and k[1] == "scale" and k[2] < 1.0)
+    p = s.factors["p_hidden"]
+    if len(ps) < 2 or p not in (ps[0], ps[-1]):
+        return ""
+    return (f" (the {'smallest' if p == ps[0] else 'largest'} keep probability tried: "
+            f"{'a smaller one' if p == ps[0] else 'a larger one below 1'} was not tested)")
+
+
+def _loss_summary(comps, chosen, sizes):
+    """A sentence on where the selected dropout networks are worse in test loss than the
+    early-stopped baseline (final networks) while better in accuracy."""
+    worse, better = [], []
+    for n in sizes:
+        s = chosen[n]
+        if s is None:
+            continue
+        k = (n, "scale", s.factors["p_hidden"])
+        v = comps[k, "final"]["loss"]["verdict"]
+        (worse if v == "b better" else better if v == "a better" else []).append(str(n))
+    out = []
+    if worse:
+        out.append("in test loss the final dropout network is *worse* than the early-stopped "
+                   "baseline at " + ", ".join(worse) + " examples (it over-fits in loss while "
+                   "gaining accuracy: its errors are made with high confidence)")
+    if better:
+        out.append("better also in test loss at " + ", ".join(better) + " examples")
+    return ("; ".join(out)[0].upper() + "; ".join(out)[1:] + ". ") if out else ""
+
+
 def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
     heads = []
     for n in sizes:
@@ -664,10 +724,13 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
         vs_final = paired(results.values(s, "test_accuracy"),
                           results.values(cl[n, "scale", 1.0], "test_accuracy"))
         g = _late_gain(results.curves(s, "full_accuracy"))
-        heads.append(f"{n} examples, p = {fmt(s.factors['p_hidden'])}: {_diff(ra)} final "
-                     f"({_verdict(ra)}), {_diff(res)} early-stopped ({_verdict(res)}); "
-                     f"against the final no-dropout network {_diff(vs_final)} "
-                     f"({_sig(vs_final)})"
+        rl, rles = comps[k, "final"]["loss"], comps[k, "es"]["loss"]
+        heads.append(f"{n} examples, p = {fmt(s.factors['p_hidden'])}{_edge(cl, s)}: "
+                     f"{_diff(ra)} final ({_verdict(ra)}), {_diff(res)} early-stopped "
+                     f"({_verdict(res)}); against the final no-dropout network {_diff(vs_final)} "
+                     f"({_sig(vs_final)}); in test loss (dropout - early-stopped baseline) "
+                     f"{_diff(rl)} final ({_verdict(rl)}), {_diff(rles)} early-stopped "
+                     f"({_verdict(rles)})"
                      + (f" - its training accuracy was still rising at the last epoch "
                         f"(+{fmt(g, 2)} over the last 20% of its {s.epochs} epochs)"
                         if g > 0.01 else ""))
@@ -678,7 +741,8 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
             "probability chosen on validation loss): test accuracy of the dropout network "
             "minus that of the no-dropout network early-stopped at its lowest validation loss, "
             f"mean [95% CI] over {len(results.seeds)} seeds with fresh data (verdicts Holm-"
-            "adjusted) - " + "; ".join(heads) + ". The early-stopped baseline stops on "
+            "adjusted) - " + "; ".join(heads) + ". " + _loss_summary(comps, chosen, sizes)
+            + "The early-stopped baseline stops on "
             "validation *loss*, lowest at epoch " + ", ".join(
                 f"{fmt(_mean(results, cl[n, 'scale', 1.0], 'best_val_epoch'), 2)} ({n})"
                 for n in sizes) + " on average; the final no-dropout network is "
@@ -706,33 +770,37 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                  f"Its final test loss {fmt(l_fin, 3)} is not above the early-stopped "
                  f"{fmt(l_es, 3)}. ")
         ahead = "ahead of" if es_gain["diff"] > 0 else "behind"
+        shown = math.isfinite(es_gain["t_p"]) and es_gain["t_p"] < ALPHA
         text += (f"In accuracy the final network is {ahead}"
                  f" the early-stopped one by {fmt(abs(es_gain['diff']), 2)} "
-                 f"[{fmt(es_gain['lo'], 2)}, {fmt(es_gain['hi'], 2)}] (final - early-stopped; "
-                 f"{_sig(es_gain)}): stopping at the lowest validation loss is not stopping at "
-                 f"the highest accuracy. ")
+                 f"(final - early-stopped: {_diff(es_gain)}; {_sig(es_gain)})"
+                 + (": stopping at the lowest validation loss is not stopping at the highest "
+                    "accuracy. " if shown and es_gain["diff"] > 0 else
+                    ": early stopping on the loss also gave the more accurate network. "
+                    if shown else ". "))
         bits = []
         for k in sorted((k for k in cl if k[0] == n and not (k[1] == "scale" and k[2] == 1.0)),
                         key=lambda k: (k[1] != "scale", -k[2])):
             ra, rl = comps[k, "final"]["acc"], comps[k, "final"]["loss"]
-            bits.append(f"{_name(cl[k])}: accuracy {_diff(ra)} ({ra['verdict']}), loss "
-                        f"{_diff(rl)} ({rl['verdict']})")
+            bits.append(f"{_name(cl[k])}: accuracy {_diff(ra)} ({_verdict(ra)}), loss "
+                        f"{_diff(rl)} ({_verdict(rl)})")
         if bits:
-            text += ("Final dropout networks minus the early-stopped baseline (a better = "
-                     "dropout better; final metrics of the dropout networks, early-stopped of "
-                     "the baseline): " + "; ".join(bits) + ".")
-        over = [k for k in cl if k[0] == n and k[2] < 1.0
-                and _mean(results, cl[k], "final_full_accuracy") >= 0.99
-                and _mean(results, cl[k], "test_loss") > _mean(results, cl[k], "es_test_loss")]
+            text += ("Final dropout networks minus the early-stopped baseline (final metrics of "
+                     "the dropout networks, early-stopped of the baseline; Holm-adjusted "
+                     "verdicts): " + "; ".join(bits) + ".")
+        over = []
+        for k in sorted((k for k in cl if k[0] == n and k[2] < 1.0),
+                        key=lambda k: (k[1] != "scale", -k[2])):
+            r = paired(results.values(cl[k], "test_loss"), results.values(cl[k], "es_test_loss"))
+            if math.isfinite(r["t_p"]) and r["t_p"] < ALPHA and r["diff"] > 0:
+                over.append(f"{_name(cl[k])} ({fmt(_mean(results, cl[k], 'test_loss'), 3)} final "
+                            f"vs {fmt(_mean(results, cl[k], 'es_test_loss'), 3)} early-stopped, "
+                            f"training accuracy "
+                            f"{fmt(_mean(results, cl[k], 'final_full_accuracy'), 3)})")
         if over:
-            text += (" Dropout does not stop over-fitting in loss here: "
-                     + ", ".join(f"{_name(cl[k])} (training accuracy "
-                                 f"{fmt(_mean(results, cl[k], 'final_full_accuracy'), 3)}, "
-                                 f"test loss {fmt(_mean(results, cl[k], 'test_loss'), 3)} "
-                                 f"final vs {fmt(_mean(results, cl[k], 'es_test_loss'), 3)} "
-                                 f"early-stopped)" for k in sorted(over, key=lambda k: -k[2]))
-                     + " also fit the training set and end with a higher test loss than their "
-                       "own early-stopped network.")
+            text += (" Dropout does not stop over-fitting in loss here: the final test loss is "
+                     "significantly above the network's own early-stopped one (paired t, "
+                     "unadjusted) for " + ", ".join(over) + ".")
         rising = []
         for k in sorted((k for k in cl if k[0] == n), key=lambda k: (k[1] != "scale", -k[2])):
             g = _late_gain(results.curves(cl[k], "full_accuracy"))
@@ -748,7 +816,8 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                      "over the last 20% of its epochs).")
         s = chosen[n]
         if s is not None:
-            text += (f" Validation loss (tuning seeds) picks p = {fmt(s.factors['p_hidden'])}.")
+            text += (f" Validation loss (tuning seeds) picks p = {fmt(s.factors['p_hidden'])}"
+                     f"{_edge(cl, s)}.")
         report.conclusion(text)
     if conv is not None and conv["lrs"]:
         ratios = [li / ls for _, li, ls in conv["lrs"]]
@@ -771,9 +840,11 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
                  f"{len(ratios)} sizes (the grid steps by a factor 2, and a rate chosen on "
                  f"{len(results.study.tuning.tune_seeds)} tuning seeds is itself noisy). "
                  "Final test accuracy, inverted - scale: "
-                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
+                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} "
+                             f"({_verdict(r, 'inverted better', 'scale better')})"
                              for r in acc_rows) + "; final test loss, inverted - scale: "
-                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} ({r['verdict']})"
+                 + "; ".join(f"{r['name'].split(':')[0]}: {_diff(r)} "
+                             f"({_verdict(r, 'inverted better', 'scale better')})"
                              for r in loss_rows)
                  + " ('inconclusive': neither a difference nor equivalence within the margin "
                    "is shown, not 'the same').")
@@ -796,8 +867,19 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
         text += (f"; at k = {ks[-1]} the accuracy difference (k-average - weight scaling) "
                  f"is {_diff(pa)} "
                  f"({verdict}, "
-                 f"paired t p = {fmt(pa['t_p'], 3)}), test loss "
-                 f"{fmt(arr['loss'].mean(0)[-1], 3)} vs {fmt(float(mc['ws_loss'].mean()), 3)}. ")
+                 f"paired t p = {fmt(pa['t_p'], 3)}); test loss (k-average - weight scaling) "
+                 f"{_diff(mc['paired_loss'])} ({fmt(arr['loss'].mean(0)[-1], 3)} vs "
+                 f"{fmt(float(mc['ws_loss'].mean()), 3)}; {_sig(mc['paired_loss'])}): "
+                 + ("the k-average has the lower test loss. "
+                    if mc["paired_loss"]["diff"] < 0 and mc["paired_loss"]["t_p"] < ALPHA else
+                    "weight scaling has the lower loss. "
+                    if mc["paired_loss"]["diff"] > 0 and mc["paired_loss"]["t_p"] < ALPHA else
+                    "no difference in loss is shown. ")
+                 + "Srivastava et al. (2014, Sec. 7.5) found on MNIST that about 50 sampled "
+                   "networks match weight scaling's test error; Gal & Ghahramani (2016) read "
+                   "the average of sampled thinned networks (Monte-Carlo dropout) as an "
+                   "approximate Bayesian predictive distribution, of which weight scaling is a "
+                   "cheaper approximation. ")
         text += (f"The distance between the k-average and weight scaling falls from "
                  f"{fmt(tv_ws[0], 3)} (k = 1) to {fmt(tv_ws[-1], 3)} (k = {ks[-1]}), while two "
                  f"independent {ks[-1]}-averages differ by {fmt(tv_mc[-1], 3)}: ")
@@ -809,12 +891,15 @@ def _conclude(results, report, cl, sizes, chosen, comps, conv, mc):
             text += ("at this k the gap is no larger than the Monte-Carlo noise, so weight "
                      "scaling is as close to the ensemble average as this many samples can tell")
         text += (". This is what theory leads one to expect: the weight-scaling rule "
-                 "(Hinton et al. 2012; Srivastava et al. 2014) is exact only where the dropped "
-                 "units enter the output linearly - for a linear unit it gives the expected "
-                 "input exactly, and with one dropped hidden layer feeding a softmax it gives "
-                 "the renormalised *geometric* mean of the thinned networks' predictions - "
-                 "while here the first dropped layer feeds a ReLU layer, and the k-average is "
-                 "the *arithmetic* mean of predicted probabilities")
+                 "(Hinton et al. 2012; Srivastava et al. 2014) gives the expected input of a "
+                 "unit fed by dropped units exactly (linearity of expectation), so the network "
+                 "output is the ensemble's mean only where everything after the dropped units "
+                 "is linear (e.g. linear regression); with one dropped hidden layer feeding a "
+                 "softmax it gives the renormalised *geometric* mean of the thinned networks' "
+                 "predictions (Hinton et al. 2012; Baldi & Sadowski 2013), not their "
+                 "arithmetic mean. Here the first dropped layer feeds a ReLU layer, so weight "
+                 "scaling is not exactly the geometric mean either, and the k-average is the "
+                 "*arithmetic* mean of predicted probabilities")
         report.conclusion(text + f". The retrained networks reproduce the stored runs (largest "
                                  f"validation-loss difference {fmt(max(mc['check']), 3)}). "
                                  f"The losses of this section are computed from the predicted "

@@ -12,9 +12,11 @@ The four clusters have a standard deviation of 0.5, so about 4.5% of the points 
 axis from their cluster's corner (the Bayes error, 2 Phi(-2) (1 - Phi(-2)) = 0.0445): the classes
 overlap, the validation loss has a floor and a minimum, and "converged" means that minimum lies
 inside the budget. With a smaller spread (0.25, an earlier version of this study) the data are
-separable, and on separable data the cross-entropy of gradient descent keeps falling towards 0
-without a minimum while the weights grow (Soudry et al. 2018), so no budget converges and a loss
-ranking measures only how far along that path each method is.
+separable, and on separable data the training cross-entropy of gradient descent keeps falling
+towards 0 without a minimum while the weights grow without bound (proved for linear predictors
+with the logistic loss by Soudry et al. 2018, whose direction tends to the max-margin one; on
+such data they also note that the validation loss can rise while the validation error falls),
+so no budget converges and a loss ranking measures only how far along that path each method is.
 
 It is also the small, complete example of a tuned study (:mod:`dlbasics.studies.spec`,
 :mod:`dlbasics.studies.protocol`).
@@ -256,11 +258,50 @@ def _ratio(r):
             f"{fmt(math.exp(r['hi']), 3)}]")
 
 
+def _small(r):
+    """A significant difference that the TOST also puts within the equivalence margin."""
+    return (r["verdict"] in ("a better", "b better") and math.isfinite(r["tost_p_holm"])
+            and r["tost_p_holm"] < stats.ALPHA)
+
+
 def _words(r, a, b, ratio=LOSS_RATIO):
     v = r["verdict"]
     if v.startswith("equivalent"):
         return f"equivalent within x{ratio:g}"
-    return {"a better": f"{a} lower", "b better": f"{b} lower"}.get(v, v)
+    w = {"a better": f"{a} lower", "b better": f"{b} lower"}.get(v, v)
+    return w + (f", and within x{ratio:g} (TOST): a small difference" if _small(r) else "")
+
+
+def _sure_text(r, sure):
+    """`` (certain on k/n seeds)`` of a cost verdict when the evaluation grid leaves it open."""
+    ca, cb, nn = sure
+    k = ca if r["verdict"] == "a better" else cb if r["verdict"] == "b better" else nn
+    return f" (certain on {k}/{nn} seeds)" if k < nn else ""
+
+
+def resolution(ttt, upe):
+    """Bounds of the costs to the target that the evaluation grid allows.
+
+    Evaluations come once per epoch, so a run that first reached the target at epoch ``e``
+    reached it after more than ``e - 1`` and at most ``e`` epochs' cost. Returns ``{method:
+    {"first": seeds that reached it at their first evaluation after epoch 0, "step": updates
+    between two evaluations}}``.
+    """
+    return {m: {"first": int(np.sum(t["epochs"] == 1)), "step": upe[m]} for m, t in ttt.items()}
+
+
+def certain(upper_a, upper_b, ep_a, ep_b):
+    """``(a_fewer, b_fewer, n)``: seeds on which the evaluation grid makes the order of two
+    costs certain (``a``'s cost at most its upper bound, below ``b``'s lower bound, the cost of
+    ``b``'s previous evaluation; and the reverse), of ``n`` seeds where both reached the target.
+    """
+    ua, ub = np.asarray(upper_a, float), np.asarray(upper_b, float)
+    ea, eb = np.asarray(ep_a, float), np.asarray(ep_b, float)
+    ok = np.isfinite(ua) & np.isfinite(ub) & np.isfinite(ea) & np.isfinite(eb)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        la = np.where(ea > 0, ua * (ea - 1) / ea, 0.0)
+        lb = np.where(eb > 0, ub * (eb - 1) / eb, 0.0)
+    return (int(np.sum(ok & (ua <= lb))), int(np.sum(ok & (ub <= la))), int(ok.sum()))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,7 +344,10 @@ def analyse(results, report):
         f"differences between methods near the floor are small). Dotted: the lowest expected "
         f"loss of any classifier on this distribution (the Bayes posterior's cross-entropy, "
         f"{fmt(bayes_loss(NOISE), 3)}); a validation set of {_n_val(results)} points can "
-        f"fall below it by chance." + flat, ncols=2,
+        f"fall below it by chance. Evaluations are made once per epoch: per update, the "
+        f"points lie " + ", ".join(f"{updates_per_epoch(results, s)} apart for {m}"
+                                   for m, s in best.items())
+        + " (straight segments between them are not measurements)." + flat, ncols=2,
     ) as (_, (ax1, ax2)):
         for m, s in best.items():
             label = f"{m} (lr={fmt(s.factors['lr'], 3)})"
@@ -430,21 +474,43 @@ def analyse(results, report):
                          "Equal updates: both at the last evaluation within the total updates "
                          "of the method with fewer updates per epoch. Holm-corrected within "
                          "each row group; equivalence only through the TOST with the margin.")
+    upe = {m: max(1, updates_per_epoch(results, best[m])) for m in names}
+    res = resolution(ttt, upe)
+    upper = {"updates": {m: ttt[m]["updates"] for m in names}, "measured seconds": secs,
+             "epochs": {m: ttt[m]["epochs"] for m in names}}
+    sure = {}
     crow = []
     for key, rs in cost.items():
         for r in rs:
             a, b = r["name"].split(" / ")
+            ca, cb, nn = certain(upper[key][a], upper[key][b], ttt[a]["epochs"],
+                                 ttt[b]["epochs"])
+            sure[key, a, b] = (ca, cb, nn)
+            v = {"a better": f"{a} fewer", "b better": f"{b} fewer"}.get(
+                r["verdict"], f"equivalent within x{COST_RATIO:g}"
+                if r["verdict"].startswith("equivalent") else r["verdict"])
+            k = ca if r["verdict"] == "a better" else cb if r["verdict"] == "b better" else nn
+            if k < nn:
+                v += f" (certain on {k}/{nn} seeds)"
+            elif r["verdict"].startswith("equivalent") and any(
+                    res[m]["first"] and res[m]["step"] > 1 for m in (a, b)):
+                v += " (of upper bounds, not resolved below one epoch)"
             crow.append([key, r["name"], r["n"], _ratio(r), fmt(r["p_holm"], 3),
-                         fmt(r["tost_p_holm"], 3),
-                         {"a better": f"{a} fewer", "b better": f"{b} fewer"}.get(
-                             r["verdict"], f"equivalent within x{COST_RATIO:g}"
-                             if r["verdict"].startswith("equivalent") else r["verdict"])])
+                         fmt(r["tost_p_holm"], 3), v])
     report.table(["cost to target", "ratio", "pairs", "ratio [95% CI]", "Holm p",
                   f"Holm p (TOST, within x{COST_RATIO:g})", "verdict"], crow,
                  caption=f"Cost to reach {TARGET_ACCURACY:.0%} validation accuracy, as ratios "
                          f"(geometric mean of the per-seed ratios; paired t-test on the "
                          f"logarithms over the seeds where both reached it; Holm within each "
-                         f"cost).")
+                         f"cost). Validation accuracy is evaluated once per epoch, so each cost "
+                         f"is an upper bound, known to within one epoch's cost ("
+                         + ", ".join(f"{m}: {res[m]['step']} update"
+                                     + ("s" if res[m]["step"] != 1 else "") for m in names)
+                         + "); seeds that reached the target at their first evaluation: "
+                         + ", ".join(f"{m} {res[m]['first']}/{n}" for m in names)
+                         + ". 'Certain on k/n seeds': on the other seeds the grid allows either "
+                           "order (the winner's bound is not below the loser's previous "
+                           "evaluation), so the verdict there rests on the bounds.")
 
     # -- conclusions from the numbers -------------------------------------------------------------
     means = {}
@@ -479,10 +545,13 @@ def analyse(results, report):
                  f"{UNSETTLED:g} times its own lowest.")
     report.conclusion(text)
     text = "**Equal updates.**"
-    for r, (_, _, _, budget, _ua, _ub) in zip(at_updates, comparable, strict=True):
+    for r, (_, _, _, budget, ua, ub) in zip(at_updates, comparable, strict=True):
         a, b = r["name"].split(" / ")
-        text += (f" Within {budget} updates, validation loss {a} / {b}: {_ratio(r)} "
-                 f"({_words(r, a, b)}, Holm p = {fmt(r['p_holm'], 3)}).")
+        text += (f" Within {budget} updates ({a} evaluated after {ua}, {b} after {ub}), "
+                 f"validation loss {a} / {b}: {_ratio(r)} "
+                 f"({_words(r, a, b)}, Holm p = {fmt(r['p_holm'], 3)})"
+                 + (f" - {b} made {fmt(100 * (1 - ub / ua), 2)}% fewer updates, its last "
+                    f"evaluation within the budget" if 0 < ub < 0.95 * ua else "") + ".")
     for nm, _, _, budget, _, ub in up_pairs:
         if ub < 0:
             a, b = nm.split(" / ")
@@ -508,7 +577,16 @@ def analyse(results, report):
             sig = [r for r in cost[key] if r["verdict"] in ("a better", "b better")]
             if sig:
                 text += f" Significant {key} ratios (Holm): " + "; ".join(
-                    f"{r['name']} = {_ratio(r)}" for r in sig) + "."
+                    f"{r['name']} = {_ratio(r)}" + _sure_text(r, sure[(key, *r["name"].split(
+                        " / "))]) for r in sig) + "."
+        coarse = [m for m in names if res[m]["first"] and res[m]["step"] > 1]
+        if coarse:
+            text += (" Evaluations come once per epoch, and " + ", ".join(
+                f"{m} reached the target at its first evaluation on {res[m]['first']}/{n} "
+                f"seeds (after {res[m]['step']} updates)" for m in coarse)
+                + ": there the counts are upper bounds (anywhere from 1 update to one epoch), "
+                "so an order in updates or seconds against them holds for certain only on the "
+                "seeds counted as certain above; in epochs they cannot be resolved below 1.")
         if uneven:
             text += (" The seconds were measured under a load above the machine's cores "
                      "(see the note under the table): they are inflated, and their ratios "
@@ -528,6 +606,8 @@ def analyse(results, report):
         sign = 1 if a == winner else -1
         lo, hi = sorted((math.exp(sign * r["lo"]), math.exp(sign * r["hi"])))
         verdict = (f"significant, Holm p = {fmt(r['p_holm'], 3)}"
+                   + (f", and within x{LOSS_RATIO:g} by the TOST (Holm p = "
+                      f"{fmt(r['tost_p_holm'], 3)}): a small difference" if _small(r) else "")
                    if r["verdict"] in ("a better", "b better") else
                    f"equivalent within x{LOSS_RATIO:g} (TOST, Holm p = "
                    f"{fmt(r['tost_p_holm'], 3)})" if r["verdict"].startswith("equivalent")
@@ -537,10 +617,26 @@ def analyse(results, report):
     if parts:
         head += " (" + "; ".join(parts) + ")"
     if reached:
-        head += (f", while **{fu}** needed the fewest parameter updates to reach "
+        unsure = []
+        for m in med["updates"]:
+            if m == fu:
+                continue
+            key = ("updates", fu, m) if ("updates", fu, m) in sure else ("updates", m, fu)
+            ca, cb, nn = sure[key]
+            k = ca if key[1] == fu else cb
+            if k < nn:
+                unsure.append(f"{m} {k}/{nn}")
+        head += (f", while **{fu}** had the fewest median parameter updates to reach "
                  f"{TARGET_ACCURACY:.0%} validation accuracy (median {fmt(med['updates'][fu], 3)}"
                  f" against " + ", ".join(f"{m} {fmt(v, 3)}" for m, v in med["updates"].items()
                                          if m != fu) + ")")
+        if unsure:
+            head += (" - but validation accuracy is evaluated once per epoch, so the other "
+                     "methods' counts are upper bounds (their first evaluation after epoch 0 "
+                     "comes after " + ", ".join(f"{res[m]['step']} updates for {m}"
+                                                for m in names if m != fu)
+                     + "), and the grid makes the order certain only on some seeds ("
+                     + ", ".join(unsure) + "): fewer updates for " + fu + " is not established")
     report.claim(head + ".")
     # what the headline rests on: a budget some methods had not finished, and selections that
     # were unstable on some report seeds

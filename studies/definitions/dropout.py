@@ -63,7 +63,9 @@ EPOCHS = {250: 300, 1000: 200, 4000: 100}
 #: and 4000 far more (0.63-0.82 at 500-800 epochs). The analysis tests every selected setting.
 DROPOUT_EPOCHS = {250: 1000, 1000: 800, 4000: 400}
 #: Hidden keep probabilities of the weight-scaling ("scale") convention; 1.0 is no dropout.
-HIDDEN_P = (0.25, 0.5, 0.75, 1.0)
+#: 0.1 and 0.9 extend the grid beyond the keep probabilities validation picked from (0.25, 0.5,
+#: 0.75) at 250 and 4000 examples, which sat on its edges.
+HIDDEN_P = (0.1, 0.25, 0.5, 0.75, 0.9, 1.0)
 #: Keep probability at which the inverted convention is compared with weight scaling.
 INVERTED_P = 0.5
 LRS = (0.001, 0.002, 0.004, 0.008)
@@ -82,8 +84,8 @@ EPS = 1e-7
 #: Equivalence margins (TOST) of the comparisons with the early-stopped baseline.
 MARGIN_ACC = 0.01
 MARGIN_LOSS = 0.02
-COLORS = {0.25: "#2ca02c", 0.5: "#d62728", 0.75: "#ff7f0e", 1.0: "#1f77b4", "inverted": "#9467bd",
-          "es": "#000000"}
+COLORS = {0.1: "#8c564b", 0.25: "#2ca02c", 0.5: "#d62728", 0.75: "#ff7f0e", 0.9: "#e377c2",
+          1.0: "#1f77b4", "inverted": "#9467bd", "es": "#000000"}
 
 
 def _build(quick):

@@ -34,6 +34,7 @@ method                    what it does
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import math
 
@@ -51,8 +52,9 @@ from . import _core, _numpy
 PREDICT_CHUNK = 1024
 
 
-class Backend:
-    """The interface every backend implements (see the module docstring).
+class Backend(abc.ABC):
+    """The interface every backend implements (see the module docstring); a subclass defines
+    at least :meth:`forward`, :meth:`evaluate` and :meth:`batch_gradient`.
 
     Parameters
     ----------
@@ -74,10 +76,10 @@ class Backend:
         self.model = model
 
     # -- parameters ----------------------------------------------------------------------------
-    def push_params(self):
+    def push_params(self):  # noqa: B027 (a no-op on the host backends, not abstract)
         """Copy ``model.params`` to where the backend computes (nothing on the host)."""
 
-    def pull_params(self):
+    def pull_params(self):  # noqa: B027 (a no-op on the host backends, not abstract)
         """Copy the backend's parameters into ``model.params`` (nothing on the host)."""
 
     def grad_host(self):
@@ -87,9 +89,9 @@ class Backend:
         return self.model.grad
 
     # -- passes --------------------------------------------------------------------------------
+    @abc.abstractmethod
     def forward(self, X):
         """Test-mode outputs ``(n, n_outputs)`` of checked inputs ``X``."""
-        raise NotImplementedError
 
     def forward_mc(self, X, n_nets, seed):
         """Mean output of ``n_nets`` thinned networks, masks of steps ``0..n_nets-1`` under
@@ -103,14 +105,14 @@ class Backend:
                                 out)
         return out
 
+    @abc.abstractmethod
     def evaluate(self, X, Y, labels, dense):
         """Test-mode ``(mean loss, accuracy)`` on checked data (accuracy NaN for regressors)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
         """Training-mode mean loss of rows ``order[start:stop]`` (dropout masks of update
         ``step``, L2 penalty ``alpha``); the gradient stays with the backend."""
-        raise NotImplementedError
 
     # -- training ------------------------------------------------------------------------------
     def path(self, fast):

@@ -13,14 +13,16 @@ method                    what it does
 ``forward_mc``            Monte-Carlo dropout: the mean output of sampled thinned networks
 ``evaluate``              test-mode ``(mean loss, accuracy)``
 ``batch_gradient``        training-mode loss of ``order[start:stop]``, gradient kept by the
-                          backend (``grad_host`` copies it)
+                          backend (``grad_host`` gives it on the host)
 ``epoch``                 a whole epoch of updates: ``(state, loss sum, updates, rows,
-                          diverged)``
+                          diverged)``; ``path(fast)`` names how it runs
 ``start`` / ``finish``    begin and end a training run (optimizer state on the device, ...)
-``training(batch)``       context manager around a run (thread limits)
+``training(batch)``,      context managers around a run or a solver (thread limits)
+``blas_single_thread()``
 ``push_params`` /         keep a device copy of ``model.params`` in step (no-ops on the host)
 ``pull_params``
-``population_kernel``     the compiled epoch of :func:`train_population` for K networks
+``population_kernel``     the compiled epoch of :func:`train_population` for K networks; the
+                          class attribute ``lanes`` allows the CPU's lane layout
 ========================  =====================================================================
 
 * :class:`CpuBackend` (``"cpu"``): the compiled kernels of :mod:`dlbasics.models._core`; an

@@ -13,7 +13,7 @@ too; they are imported on first use, so that a worker does not import the driver
 
 #: The modules of this package (``from . import report`` must find them, not the driver's names).
 _SUBMODULES = frozenset({"bench", "common", "limits", "ours", "peer_jax", "peer_sklearn",
-                         "peer_torch", "report", "sklearn_fit", "worker"})
+                         "peer_torch", "report", "scaling", "sklearn_fit", "worker"})
 
 
 def __getattr__(name):

@@ -16,10 +16,13 @@ What is measured
   for our backends (``numpy``, ``cpu``, ``cuda`` when a GPU is present) and the peers when
   installed: PyTorch eager, JAX (a jit-compiled train step; a ``lax.scan`` epoch is measured
   beside it), scikit-learn ``MLPClassifier(solver="sgd", alpha=0, momentum=0)``.
+* Scaling with width (:mod:`.scaling`): networks 784-W-W-10, W from 16 to 4096, at batch 32
+  and 1024, ours against PyTorch eager and JAX, with the FMA, sgemm and memory-bandwidth
+  ceilings.
 * Population training: K networks of 2-16-16-1 trained at once, against the same K one after
   another, JAX ``vmap`` and ``torch.func.vmap``.
-* The limits: peak FMA throughput (a compiled loop) and the best BLAS GEMM rate; every
-  configuration's GFLOP/s and its fraction of both.
+* The limits: peak FMA throughput (a compiled loop), the best BLAS GEMM rate and the memory
+  bandwidth (STREAM-style loops); every configuration's GFLOP/s and its fraction of them.
 * First-call (compile) time, cold start of a one-epoch run in a fresh process (empty and warm
   Numba cache), and the peak RSS of every framework's process.
 
@@ -42,6 +45,7 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from . import scaling
 from .common import (
     FULL,
     NETS,
@@ -81,6 +85,9 @@ PROFILES = {
                        "target_s": 0.02, "repeats": 2, "first_steps": 2},
         "fma": {"configs": [[12, 8, 256]], "seconds": 0.03, "repeats": 2},
         "gemm": {"sizes": [256], "repeats": 2},
+        "bandwidth": {"mib": 64, "repeats": 2},
+        "scaling": {"widths": [16, 64], "batches": [32, 1024], "n_max": 2048,
+                    "target_s": 0.02, "repeats": 2, "first_steps": 1},
         "coldstart": {"net": SMALL, "batch": 32, "n": 1024},
         "compile_from_empty_cache": False,
         "retry_budget_s": 0,
@@ -96,6 +103,9 @@ PROFILES = {
         "fma": {"configs": [[12, 8, 256], [16, 8, 256], [12, 16, 256], [10, 32, 256]],
                 "seconds": 0.25, "repeats": 5},
         "gemm": {"sizes": [1024, 2048, 4096], "repeats": 3},
+        "bandwidth": {"mib": 512, "repeats": 5},
+        "scaling": {"widths": list(scaling.WIDTHS), "batches": list(scaling.BATCHES),
+                    "n_max": 16384, "target_s": 0.25, "repeats": 5, "first_steps": 2},
         "coldstart": {"net": LARGE, "batch": 32, "n": 2048},
         "compile_from_empty_cache": True,
         "retry_budget_s": 570,
@@ -113,6 +123,8 @@ def _jobs(profile, settings, frameworks):
         jobs.append((f"fma{bits}", {"kind": "fma", "bits": bits, **fma}, "ours"))
     for lib in ("numpy", "scipy"):
         jobs.append((f"gemm_{lib}", {"kind": "gemm", "lib": lib, **gemm}, "plain"))
+    if settings.get("bandwidth"):
+        jobs.append(("bandwidth", {"kind": "bandwidth", **settings["bandwidth"]}, "ours"))
     cs = settings["coldstart"]
     if "cpu" in frameworks:
         if settings["compile_from_empty_cache"]:
@@ -136,6 +148,8 @@ def _jobs(profile, settings, frameworks):
         if fw == "jax":
             spec["variants"] = ["jax", "jax_scan"]
         jobs.append((f"train_{fw}", spec, "ours" if fw in OURS else fw))
+    if settings.get("scaling"):
+        jobs += scaling.jobs(settings["scaling"], frameworks)
     pop = settings["population"]
     for fw, variants in (("ours", ["ours_population", "ours_sequential"]),
                          ("jax", ["jax_vmap"]), ("torch", ["torch_vmap"])):
@@ -460,6 +474,10 @@ def _limits(raw):
         p = _proc(raw, name)
         if p and field in p["results"]:
             lim[key] = p["results"][field]
+    p = _proc(raw, "bandwidth")
+    if p and "bandwidth" in p["results"]:
+        lim["bandwidth"] = p["results"]["bandwidth"]
+    lim["bandwidth_gbs"] = lim["bandwidth"]["gbs"] if "bandwidth" in lim else None
     fma = [lim[k]["gflops"] for k in ("fma_512", "fma_256") if k in lim]
     gemm = [lim[k]["gflops"] for k in ("gemm_numpy", "gemm_scipy") if k in lim]
     lim["fma_peak_gflops"] = max(fma) if fma else None
@@ -503,6 +521,7 @@ def analyse(raw):
                     _annotate(m, NETS[SMALL]["sizes"], m["batch"], m["K"], lim)
                     pop.setdefault(variant, {}).setdefault(K, {})[b] = m
     res["population"] = pop
+    res["scaling"] = scaling.analyse(raw, lim)
     res["coldstart"] = {}
     for p in raw["processes"]:
         if p["kind"] == "coldstart" and "coldstart" in p["results"]:

@@ -27,6 +27,29 @@ NETS = {
     },
 }
 
+
+def net_config(net):
+    """The settings of network ``net``: an entry of :data:`NETS`, or a network of the width
+    sweep named by its layer widths, ``"784-W-W-10"`` (any hidden widths between 784 inputs and
+    10 classes), which takes the settings of 784-256-256-10 (ReLU, softmax cross-entropy, the
+    same SGD rate) with its own sizes.
+
+    Raises
+    ------
+    ValueError
+        ``net`` is neither in :data:`NETS` nor a ``784-...-10`` name of positive widths.
+    """
+    if net in NETS:
+        return NETS[net]
+    try:
+        sizes = [int(w) for w in str(net).split("-")]
+    except ValueError:
+        sizes = []
+    if len(sizes) < 3 or sizes[0] != 784 or sizes[-1] != 10 or min(sizes) < 1:
+        raise ValueError(f"net must be one of {sorted(NETS)} or '784-W-...-10', got {net!r}")
+    return dict(NETS["784-256-256-10"], sizes=sizes)
+
+
 #: Seed of the benchmark data; seed ``k`` initialises network ``k`` (network 0 for single runs).
 DATA_SEED = 0
 #: The label of the full-batch configuration (batch size = number of samples).
@@ -36,7 +59,8 @@ FULL = "full"
 def make_data(net, n, seed=DATA_SEED):
     """The benchmark's data set of ``n`` rows for ``net``, identical in every process.
 
-    784-256-256-10: standard normal inputs and uniform labels 0..9 (int64).
+    784-256-256-10 (and every ``784-...-10`` of :func:`net_config`: the same rows): standard
+    normal inputs and uniform labels 0..9 (int64).
     2-16-16-1: standard normal 2-D inputs, target ``x0 * x1 > 0`` (float32 0/1, XOR-like).
 
     Returns
@@ -45,7 +69,7 @@ def make_data(net, n, seed=DATA_SEED):
     y : ndarray of shape (n,)
     """
     rng = np.random.default_rng(seed)
-    sizes = NETS[net]["sizes"]
+    sizes = net_config(net)["sizes"]
     X = rng.normal(size=(n, sizes[0])).astype(np.float32)
     if sizes[-1] > 1:
         y = rng.integers(0, sizes[-1], n).astype(np.int64)

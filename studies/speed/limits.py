@@ -9,6 +9,9 @@ by hand (exec) so every chain is a plain local variable. ``vector_bits=512`` tur
 imported) so the loop uses 512-bit registers: the true peak. ``vector_bits=256`` is what
 Numba emits by default on this CPU, hence the ceiling of our own compiled loops.
 
+Memory bandwidth: STREAM-style triad and read loops (Numba ``prange``, all threads) over
+arrays far larger than the last-level cache (:func:`memory_bandwidth`).
+
 GEMM: the best rate of a large square float32 matrix product through NumPy's ``matmul``
 (NumPy's bundled OpenBLAS) or SciPy's ``blas.sgemm`` (SciPy's OpenBLAS, the one Numba's
 ``np.dot`` calls), each alone in its process.
@@ -129,3 +132,64 @@ def gemm_rate(lib, sizes, repeats):
     except Exception:  # noqa: BLE001 - the description is optional
         pass
     return {"lib": lib, "gflops": max(r["gflops"] for r in rows), "sizes": rows, "blas": info}
+
+
+def _stream_kernels():
+    """STREAM-style kernels on all threads (``prange``): triad ``a = b + s c`` and a read-only
+    sum. Compiled on each use, not cached, like the FMA loop: Numba must not be imported when
+    this module is (:func:`set_vector_width` has to run first in the FMA workers)."""
+    import numpy as np
+    from numba import njit, prange
+
+    @njit(parallel=True, fastmath=True)
+    def fill(a, v):
+        for i in prange(a.size):
+            a[i] = v
+
+    @njit(parallel=True, fastmath=True)
+    def triad(a, b, c, s):
+        for i in prange(a.size):
+            a[i] = b[i] + s * c[i]
+
+    @njit(parallel=True, fastmath=True)
+    def total(a):
+        acc = np.float32(0.0)
+        for i in prange(a.size):
+            acc += a[i]
+        return acc
+
+    return fill, triad, total
+
+
+def memory_bandwidth(mib, repeats):
+    """Best memory bandwidth (GB/s, 1e9 bytes) of STREAM-style float32 loops on all threads.
+
+    Three arrays of ``mib`` MiB each (far larger than the last-level cache, so every access
+    goes to memory). *triad* ``a[i] = b[i] + s * c[i]`` counts 12 bytes per element, as STREAM
+    does (two reads, one write; the write-allocate read is not counted); *read* sums ``a``
+    (4 bytes per element). ``gbs``, the higher of the two, is the memory side of the roofline
+    (an upper bound: a loop that streams from memory reaches at least that much).
+    """
+    import numba
+    import numpy as np
+
+    n = int(mib) * (1 << 20) // 4
+    a, b, c = (np.empty(n, dtype=np.float32) for _ in range(3))
+    fill, triad, total = _stream_kernels()
+    for arr, v in ((a, 0.0), (b, 1.0), (c, 2.0)):  # first touch on the threads that use them
+        fill(arr, np.float32(v))
+    s = np.float32(0.5)
+    rates = {}
+    for name, call, nbytes in (("triad", lambda: triad(a, b, c, s), 12.0 * n),
+                               ("read", lambda: total(b), 4.0 * n)):
+        call()  # compile and warm up
+        best = 0.0
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            call()
+            best = max(best, nbytes / (time.perf_counter() - t0) / 1e9)
+        rates[name] = best
+    if not (a == np.float32(2.0)).all():  # 1 + 0.5 * 2
+        raise AssertionError("STREAM triad computed a wrong value")
+    return {"threads": numba.get_num_threads(), "mib_per_array": int(mib),
+            "gbs": max(rates.values()), "triad_gbs": rates["triad"], "read_gbs": rates["read"]}

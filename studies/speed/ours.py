@@ -13,13 +13,13 @@ import time
 
 import numpy as np
 
-from .common import NETS, flat_params, glorot_init
+from .common import flat_params, glorot_init, net_config
 
 
 def _mlp(net, backend, seed):
     from ...models import MLP
 
-    cfg = NETS[net]
+    cfg = net_config(net)
     return MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
                loss=cfg["loss"], dtype=np.float32, backend=backend, seed=seed)
 
@@ -31,11 +31,11 @@ class Single:
         from ...models import SGD
 
         self.model = _mlp(net, backend, 0)
-        self.init = flat_params(glorot_init(NETS[net]["sizes"], 0))
+        self.init = flat_params(glorot_init(net_config(net)["sizes"], 0))
         if not np.array_equal(self.model.params, self.init):
             raise AssertionError("dlbasics.studies.speed.common.glorot_init differs from "
                                  "MLP's init")
-        self.opt = SGD(NETS[net]["lr"])
+        self.opt = SGD(net_config(net)["lr"])
         self.X, self.y = X, y
         self.walls = []
 
@@ -61,7 +61,7 @@ class Population:
 
         self.template = _mlp(net, "cpu", 0)
         self.K = K
-        self.opt = SGD(NETS[net]["lr"])
+        self.opt = SGD(net_config(net)["lr"])
         self.X, self.y = X, y
 
     def epoch(self, batch, n, seed, want_loss):
@@ -83,7 +83,7 @@ class Sequential:
 
         self.models = [_mlp(net, "cpu", k) for k in range(K)]
         self.inits = [m.params.copy() for m in self.models]
-        self.opt = SGD(NETS[net]["lr"])
+        self.opt = SGD(net_config(net)["lr"])
         self.X, self.y = X, y
 
     def epoch(self, batch, n, seed, want_loss):

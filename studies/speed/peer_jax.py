@@ -17,7 +17,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
-from .common import NETS, epoch_order, glorot_init  # noqa: E402
+from .common import epoch_order, glorot_init, net_config  # noqa: E402
 
 
 def version():
@@ -33,7 +33,7 @@ def _functions(net):
     import jax
     import jax.numpy as jnp
 
-    cfg = NETS[net]
+    cfg = net_config(net)
     act = jax.nn.relu if cfg["activation"] == "relu" else jnp.tanh
     lr = cfg["lr"]
     multiclass = cfg["sizes"][-1] > 1
@@ -71,7 +71,7 @@ class Single:
         import jax
         import jax.numpy as jnp
 
-        self.init = glorot_init(NETS[net]["sizes"], 0)
+        self.init = glorot_init(net_config(net)["sizes"], 0)
         _, step = _functions(net)
         self.scan = scan
         self.X = jnp.asarray(X)
@@ -120,7 +120,7 @@ class Population:
         import jax
         import jax.numpy as jnp
 
-        sizes = NETS[net]["sizes"]
+        sizes = net_config(net)["sizes"]
         layers = [glorot_init(sizes, k) for k in range(K)]
         self.init = [(np.stack([lay[l][0] for lay in layers]),
                       np.stack([lay[l][1] for lay in layers])) for l in range(len(sizes) - 1)]

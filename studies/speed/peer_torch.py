@@ -13,7 +13,7 @@ import time
 
 import numpy as np
 
-from .common import NETS, epoch_order, glorot_init
+from .common import epoch_order, glorot_init, net_config
 
 
 def setup_threads():
@@ -27,7 +27,7 @@ def setup_threads():
 def _loss_fn(net):
     import torch.nn.functional as F
 
-    if NETS[net]["sizes"][-1] > 1:
+    if net_config(net)["sizes"][-1] > 1:
         return F.cross_entropy
     return lambda z, y: F.binary_cross_entropy_with_logits(z.view(-1), y)
 
@@ -37,7 +37,7 @@ class Single:
         import torch
         from torch import nn
 
-        cfg = NETS[net]
+        cfg = net_config(net)
         sizes = cfg["sizes"]
         act = nn.ReLU if cfg["activation"] == "relu" else nn.Tanh
         layers = []
@@ -87,7 +87,7 @@ class Population:
         import torch
         from torch.func import grad_and_value, vmap
 
-        cfg = NETS[net]
+        cfg = net_config(net)
         layers = [glorot_init(cfg["sizes"], k) for k in range(K)]
         self.init = []
         for l in range(len(cfg["sizes"]) - 1):

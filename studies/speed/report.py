@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import sklearn_fit
+from . import scaling, sklearn_fit
 
 FULL = "full"
 SMALL, LARGE = "2-16-16-1", "784-256-256-10"
@@ -326,6 +326,12 @@ def _limits_section(res):
             detail = ", ".join(f"n={s['n']}: {s['gflops']:.0f}" for s in d["sizes"])
             detail += f" ({blas})" if blas else ""
         rows.append([what, f"{d['gflops']:.0f}", detail])
+    bw = lim.get("bandwidth")
+    if bw:
+        rows.append(["memory bandwidth, GB/s (STREAM-style loops, Numba `prange`)",
+                     f"{bw['gbs']:.1f} GB/s",
+                     f"{bw['threads']} threads, {bw['mib_per_array']} MiB arrays; triad "
+                     f"{bw['triad_gbs']:.1f}, read {bw['read_gbs']:.1f}"])
     note = ""
     peak, gemm = lim.get("fma_peak_gflops"), lim.get("gemm_best_gflops")
     if peak and gemm and gemm > peak:
@@ -580,6 +586,7 @@ def write(res, out):
             figures += fig_throughput(res, out, net)
     figures += fig_roofline(res, out)
     figures += fig_population(res, out)
+    figures += scaling.figure(res, out)
     parts = [
         "# Speed: training throughput against PyTorch, JAX and scikit-learn",
         f"Profile `{res['profile']}`, run {res['started']} "
@@ -596,6 +603,7 @@ def write(res, out):
         _train_section(res, SMALL, figures),
         "### Roofline-style view\n\nEvery configuration's achieved GFLOP/s against the FMA "
         "peak and the best sgemm of this machine.\n\n![roofline](roofline.png)",
+        scaling.section(res, figures),
         _population_section(res, figures),
         sklearn_fit.section(res.get("sklearn_fit")),
         _limits_section(res),

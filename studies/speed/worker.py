@@ -1,7 +1,8 @@
 """One worker process of the speed benchmark: ``python -m dlbasics.studies.speed.worker SPEC OUT``.
 
-``SPEC`` is a JSON file naming the job (``kind``: ``train``, ``population``, ``coldstart``,
-``fma`` or ``gemm``) and its settings; the worker writes its results to the JSON file ``OUT``
+``SPEC`` is a JSON file naming the job (``kind``: ``train``, ``scaling`` (the width sweep: a
+``train`` job over the networks of :mod:`.scaling`), ``population``, ``coldstart``, ``fma``,
+``gemm`` or ``bandwidth``) and its settings; the worker writes its results to the JSON file ``OUT``
 after every configuration, so a worker stopped by a timeout still leaves what it measured.
 """
 
@@ -209,8 +210,15 @@ def run_gemm(spec, sink):
     sink.put(["gemm"], gemm_rate(spec["lib"], spec["sizes"], spec["repeats"]))
 
 
-JOBS = {"train": run_train, "population": run_population, "coldstart": run_coldstart,
-        "fma": run_fma, "gemm": run_gemm}
+def run_bandwidth(spec, sink):
+    from .limits import memory_bandwidth
+
+    sink.put(["bandwidth"], memory_bandwidth(spec["mib"], spec["repeats"]))
+
+
+JOBS = {"train": run_train, "scaling": run_train, "population": run_population,
+        "coldstart": run_coldstart, "fma": run_fma, "gemm": run_gemm,
+        "bandwidth": run_bandwidth}
 
 
 def main(argv=None):

@@ -66,6 +66,8 @@ def test_profiles_are_sound():
     assert full["repeats"] >= 5
     assert full["nets"]["784-256-256-10"]["batches"] == [1, 8, 32, 128, 1024]
     assert full["population"]["Ks"] == [64, 512] and full["population"]["batches"] == [1, 32]
+    assert full["scaling"]["widths"] == [16, 32, 64, 128, 256, 512, 1024, 2048, 4096]
+    assert full["scaling"]["batches"] == [32, 1024] and full["bandwidth"]["mib"] >= 256
 
 
 @pytest.mark.slow
@@ -85,6 +87,8 @@ def test_quick_run_schema(quick_run):
     lim = res["limits"]
     for key in ("fma_512", "fma_256", "gemm_numpy", "gemm_scipy"):
         assert _finite_positive(lim[key]["gflops"]), key
+    assert _finite_positive(lim["bandwidth_gbs"])
+    assert lim["bandwidth_gbs"] == lim["bandwidth"]["gbs"]
     assert lim["fma_peak_gflops"] >= lim["fma_512"]["gflops"]
 
 
@@ -125,6 +129,33 @@ def test_quick_run_throughputs(quick_run):
 
 
 @pytest.mark.slow
+def test_quick_run_scaling_sweep(quick_run):
+    _, _, res = quick_run
+    cfg, sc = res["settings"]["scaling"], res["scaling"]
+    variants = ["cpu"] + (["torch"] if installed("torch") else []) \
+        + (["jax", "jax_scan"] if installed("jax") else [])
+    # one row per width and batch, each with every installed framework's finite throughput
+    assert [(r["width"], r["batch"]) for r in sc["rows"]] == \
+        [(w, b) for w in cfg["widths"] for b in cfg["batches"]]
+    for r in sc["rows"]:
+        assert r["net"] == f"784-{r['width']}-{r['width']}-10"
+        assert list(r["rates"]) == variants, (r["width"], r["batch"])
+        for v, m in r["rates"].items():
+            assert _finite_positive(m["samples_per_s"]) and _finite_positive(m["gflops"]), v
+            assert m["gflops"] == pytest.approx(m["samples_per_s"] * r["flops_per_sample"] / 1e9)
+            assert m["epochs"] >= res["settings"]["scaling"]["repeats"]
+        # the ceilings are the run's limits
+        assert r["fma_gflops"] == res["limits"]["fma_peak_gflops"]
+        assert r["bandwidth_gflops"] == pytest.approx(
+            res["limits"]["bandwidth_gbs"] * r["intensity"])
+        # the same computation in every framework (first epoch's loss)
+        for v, d in r["first_loss_rel_diff"].items():
+            assert d <= 1e-4, (r["width"], r["batch"], v)
+    assert {w["name"] for w in sc["workers"]} == {f"scaling_{fw}" for fw in ("cpu", "torch", "jax")
+                                                  if fw == "cpu" or installed(fw)}
+
+
+@pytest.mark.slow
 def test_quick_run_goals_and_report(quick_run):
     _, out, res = quick_run
     assert len(res["goals"]) >= 7
@@ -134,12 +165,13 @@ def test_quick_run_goals_and_report(quick_run):
     readme = (out / "README.md").read_text()
     for text in ("## Goals on this machine", "## Training throughput", "## Population training",
                  "## The machine's limits", "dlbasics bench --profile quick", "results.json",
+                 "## Scaling with width", "memory bandwidth",
                  "side by side"):
         assert text in readme, text
     for g in res["goals"]:
         assert g["goal"] in readme
     for stem in ("throughput_784-256-256-10", "throughput_2-16-16-1", "roofline",
-                 "population"):
+                 "population", "scaling"):
         for ext in ("png", "svg"):
             f = out / f"{stem}.{ext}"
             assert f.exists() and f.stat().st_size > 1000, f

@@ -578,9 +578,11 @@ class _BaseMLP(BaseEstimator):
             batch = min(s.batch_size, n)
 
         def reshuffle(order):  # sklearn.utils.shuffle(sample_idx, random_state=rs)
-            idx = np.arange(n)
-            rs.shuffle(idx)
-            return order[idx]
+            # scikit-learn shuffles arange(n) and indexes sample_idx with it; shuffling the
+            # previous order itself (train's own array, not used after this call) makes the
+            # same swaps, so the same permutation, without the index array and the gather
+            rs.shuffle(order)
+            return order
 
         def end_of_epoch(epoch, hist, model):
             self.n_iter_ += 1
@@ -615,7 +617,8 @@ class _BaseMLP(BaseEstimator):
         hist = train(self._model, X, T, self._optimizer, batch_size=batch,
                      epochs=1 if incremental else s.max_iter,
                      shuffle=reshuffle if s.shuffle else False, callbacks=[end_of_epoch],
-                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
+                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha,
+                     permute=s.backend != "cuda" and X.nbytes >= PERMUTE_MIN_BYTES)
         self._opt_state = hist.state
         if hist.diverged:
             raise ValueError(
@@ -760,6 +763,11 @@ def _validate_training(model, X, T):
 
 #: Rows per chunk of the L-BFGS full-batch loss (bounds the workspace of large sets).
 LBFGS_CHUNK = 8192
+#: From this many bytes of training inputs on, the stochastic solvers copy the data into each
+#: epoch's visiting order (``train(permute=True)``): bitwise the same results, and the
+#: compiled epoch then reads its batches in sequence instead of from random rows (see
+#: :func:`~dlbasics.models.training.train`).
+PERMUTE_MIN_BYTES = 1 << 20
 _LBFGS_IPRINT = False  # scipy >= 1.15 deprecates ``iprint`` for L-BFGS-B; leave it out
 
 

@@ -324,10 +324,26 @@ def _run_job(name, spec, env, workdir, timeout, log):
     return rec
 
 
-def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=False):
-    """Run the benchmark at ``profile``; write the report to ``out``; return the results dict."""
+#: Parts of the study that ``--only`` can run alone: the worker jobs each keeps (the machine's
+#: limits always, since every part is measured against them).
+ONLY = {"scaling": ("fma", "gemm_", "bandwidth", "scaling_")}
+
+
+def _select(jobs, only):
+    """The jobs that ``--only`` keeps (all when ``only`` is None)."""
+    return jobs if not only else [j for j in jobs if j[0].startswith(ONLY[only])]
+
+
+def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=False, only=None):
+    """Run the benchmark at ``profile``; write the report to ``out``; return the results dict.
+
+    ``only="scaling"`` runs the machine's limits and the width sweep alone (the report's other
+    sections then say that nothing was measured).
+    """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if only is not None and only not in ONLY:
+        raise ValueError(f"only must be one of {sorted(ONLY)} or None, got {only!r}")
     settings = PROFILES[profile]
     frameworks = tuple(frameworks or OURS + PEERS)
     unknown = set(frameworks) - set(OURS + PEERS)
@@ -346,14 +362,15 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     t0 = time.perf_counter()
     records = []
     try:
-        jobs = _jobs(profile, settings, frameworks)
+        jobs = _select(_jobs(profile, settings, frameworks), only)
         for name, spec, kind in jobs:
             records.append(_run_job(name, spec, _env(kind, cache_dir), workdir,
                                     settings["timeout_s"], log))
         if settings.get("retry_budget_s"):
             _retry_contended(jobs, records, settings, cache_dir, workdir, t0, log)
         sklearn_fit = (_sklearn_fit(_env("ours", cache_dir), workdir, profile, log)
-                       if "sklearn" in frameworks and "cpu" in frameworks else None)
+                       if "sklearn" in frameworks and "cpu" in frameworks and not only
+                       else None)
     finally:
         if keep_workdir:
             log(f"worker specs, outputs and logs kept in {workdir}")
@@ -362,7 +379,8 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     raw = {
         "schema": SCHEMA,
         "profile": profile,
-        "command": _command(profile, out),
+        "command": _command(profile, out, only),
+        "only": only,
         "started": started.isoformat(timespec="seconds"),
         "total_s": time.perf_counter() - t0,
         "machine": _machine(),
@@ -407,10 +425,10 @@ def _json_default(o):
     raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
-def _command(profile, out):
+def _command(profile, out, only=None):
     out, cwd = Path(out).resolve(), Path.cwd()
     rel = str(out.relative_to(cwd)) if out.is_relative_to(cwd) else str(out)
-    cmd = f"dlbasics bench --profile {profile}"
+    cmd = f"dlbasics bench --profile {profile}" + (f" --only {only}" if only else "")
     return cmd if rel == str(default_out(profile)) else cmd + f" --out {rel}"
 
 
@@ -616,6 +634,8 @@ def build_parser():
                    "reports/quick/benchmarks for the quick profile)")
     p.add_argument("--frameworks", default=None,
                    help=f"comma-separated subset of {','.join(OURS + PEERS)} (default all)")
+    p.add_argument("--only", choices=tuple(ONLY), default=None,
+                   help="run one part alone: scaling = the machine's limits and the width sweep")
     p.add_argument("--keep-workdir", action="store_true",
                    help="keep the workers' specs, outputs and logs (printed path)")
     p.add_argument("--report-only", action="store_true",
@@ -649,7 +669,8 @@ def main(argv=None):
         rewrite_report(out)
         return 0
     try:
-        results = run(args.profile, args.out, frameworks, args.quiet, args.keep_workdir)
+        results = run(args.profile, args.out, frameworks, args.quiet, args.keep_workdir,
+                      args.only)
     except ValueError as exc:
         print(f"dlbasics bench: {exc}", file=sys.stderr)
         return 2

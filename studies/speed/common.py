@@ -165,7 +165,8 @@ def _pow2_batches(n, batch, n_max, up=False):
     return int(min(n_max, batch * 2 ** max(k, 0)))
 
 
-def measure(epoch, batch, n_max, target_s, repeats, first_steps=4, min_steps=2):
+def measure(epoch, batch, n_max, target_s, repeats, first_steps=4, min_steps=2,
+            compiles_per_size=False):
     """Run the protocol of the benchmark on one configuration and summarise it.
 
     ``epoch(n, seed, want_loss)`` trains one epoch on the first ``n`` rows of the data in the
@@ -176,7 +177,10 @@ def measure(epoch, batch, n_max, target_s, repeats, first_steps=4, min_steps=2):
        set-up); its time and its mean loss are kept (the loss is a cross-framework check).
     2. Calibration: epochs of growing size until one takes at least ``target_s / 4``; the
        epoch size ``n`` is then the ``batch * 2**k`` (at most ``n_max``) whose epoch takes
-       closest to ``target_s``.
+       closest to ``target_s``. With ``compiles_per_size`` (a framework that compiles once
+       per epoch length, as JAX's ``lax.scan`` epoch does) each calibration size runs once
+       untimed first, so that compilation does not pass for a slow epoch (which made such
+       epochs a few steps short).
     3. A warm-up epoch at that size (excluded; skipped when calibration ended at it), then
        ``repeats`` timed epochs (more, up to 4x, when even ``n_max`` rows take less than
        ``target_s``). Throughput = ``n / median``.
@@ -195,6 +199,8 @@ def measure(epoch, batch, n_max, target_s, repeats, first_steps=4, min_steps=2):
     while t_c < target_s / 4 and n_c < n_max:
         grow = min(16.0, max(2.0, 0.5 * target_s / max(t_c, 1e-6)))
         n_c = _pow2_batches(n_c * grow, batch, n_max, up=True)
+        if compiles_per_size:
+            epoch(n_c, seed, False)  # the same seed again below: every framework's sequence
         t_c, _ = epoch(n_c, seed, False)
         seed += 1
         calib.append([n_c, t_c])

@@ -233,6 +233,10 @@ def figure(res, out):
                         label=LABELS.get(v, v))
             ax.set_xscale("log", base=2)
             ax.set_yscale("log")
+            tops = [r[f"{k}_{unit}"] for r in rows for k in ("fma", "gemm") if r.get(f"{k}_{unit}")]
+            tops += [m[unit] for r in rows for m in r["rates"].values()]
+            if tops:  # the bandwidth bound may run far above: keep the measured range readable
+                ax.set_ylim(top=3 * max(tops))
             ax.set_xticks(widths, [str(w) for w in widths])
             ax.grid(True, which="both", alpha=0.3)
             if i == 0:

@@ -128,7 +128,8 @@ def run_train(spec, sink):
                 runner.reset()
                 m = measure(lambda n, seed, wl, r=runner, bt=batch: r.epoch(bt, n, seed, wl),
                             batch, n_max, spec["target_s"], spec["repeats"],
-                            first_steps=1 if label == FULL else spec["first_steps"])
+                            first_steps=1 if label == FULL else spec["first_steps"],
+                            compiles_per_size=variant == "jax_scan")
                 if hasattr(runner, "walls"):
                     m["call_wall_s_last"] = runner.walls[-1]
                 m["full_batch"] = label == FULL

@@ -194,3 +194,15 @@ def test_bandwidth_is_measured_and_checked():
     for key in ("gbs", "triad_gbs", "read_gbs"):
         assert math.isfinite(bw[key]) and bw[key] > 0
     assert bw["gbs"] == max(bw["triad_gbs"], bw["read_gbs"])
+
+
+def test_only_scaling_keeps_the_limits_and_the_sweep(tmp_path):
+    jobs = bench._jobs("quick", bench.PROFILES["quick"], ("cpu", "numpy", "torch"))
+    assert [name for name, _, _ in bench._select(jobs, "scaling")] == [
+        "fma512", "fma256", "gemm_numpy", "gemm_scipy", "bandwidth", "scaling_cpu",
+        "scaling_torch"]
+    assert bench._select(jobs, None) is jobs
+    with pytest.raises(ValueError, match="only must be one of"):
+        bench.run("quick", tmp_path, only="train")
+    assert bench._command("full", tmp_path, "scaling").startswith(
+        "dlbasics bench --profile full --only scaling --out ")

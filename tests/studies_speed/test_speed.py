@@ -61,6 +61,34 @@ def test_epoch_order_is_the_training_loop_order():
     assert np.array_equal(common.epoch_order(10, 7), np.random.default_rng(7).permutation(10))
 
 
+def test_calibration_does_not_count_a_compile_per_epoch_length_as_epoch_time():
+    # A framework that compiles once per epoch length (JAX's lax.scan epoch): 0.5 s on the first
+    # epoch of each length, then 1 us per sample. Counted as epoch time, the compile made the
+    # calibration settle on epochs of a few batches; warmed up per size, it finds the epoch of
+    # about target_s (0.1 s = 100k samples, at most n_max).
+    def framework():
+        seen, calls = set(), []
+
+        def epoch(n, seed, want_loss):
+            calls.append((n, seed))
+            t = n * 1e-6 + (0.5 if n not in seen else 0.0)
+            seen.add(n)
+            return t, (1.0 if want_loss else None)
+
+        return epoch, calls
+
+    epoch, calls = framework()
+    plain = common.measure(epoch, 32, 1 << 20, 0.1, 3)
+    epoch, calls_warm = framework()
+    warm = common.measure(epoch, 32, 1 << 20, 0.1, 3, compiles_per_size=True)
+    assert plain["n"] <= 32 * 16 and plain["calibration"][1][1] >= 0.5
+    assert warm["n"] == 131072 and warm["median_s"] == pytest.approx(0.131072)
+    assert all(t < 0.5 for _, t in warm["calibration"])
+    # the seeds of the timed epochs follow the same sequence as without the untimed runs
+    assert [s for _, s in calls_warm][:2] == [0, 1]
+    assert sorted({s for _, s in calls_warm}) == list(range(max(s for _, s in calls_warm) + 1))
+
+
 def test_profiles_are_sound():
     full = speed.PROFILES["full"]
     assert full["repeats"] >= 5

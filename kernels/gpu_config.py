@@ -153,7 +153,10 @@ def _same(a):
 
 
 def _unwrap(a):
-    """The NumPy array behind a simulator kernel argument (``FakeWithinKernelCUDAArray``)."""
+    """The NumPy array behind a simulator kernel argument (``FakeWithinKernelCUDAArray``); for
+    a tuple (a record), the tuple of its fields unwrapped."""
+    if isinstance(a, tuple):
+        return tuple(_unwrap(v) for v in a)
     item = a.__dict__.get("_item") if hasattr(a, "__dict__") else None
     if item is not None:
         a = item
@@ -162,7 +165,8 @@ def _unwrap(a):
 
 
 def array_access():
-    """Function each kernel applies to its array arguments before using them.
+    """Function each kernel applies to its array arguments (and records of arrays: tuples)
+    before using them.
 
     Compiled for a GPU it is the identity (inlined away). In the simulator it unwraps the
     simulator's array proxies into plain NumPy arrays, so that kernels can pass arrays to the

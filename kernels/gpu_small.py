@@ -48,8 +48,8 @@ from . import gpu_config as g
 from .activations import SOFTMAX, act_scalar, dact_scalar
 from .dropout import row_key, unit_keep
 from .gpu_optimizers import adam_at, adam_step_scalars, update_at
-from .gpu_population import softmax_row
 from .losses import dense_row, label_row
+from .network import gather_part, output_backward_row, region, softmax_row
 from .optimizers import ADAM_CODE
 
 __all__ = ["fits", "path", "phase_work", "launch_small_epoch", "SMALL_MAX_WIDTH",
@@ -122,28 +122,19 @@ def _kernels(dtype, grid):
             return cuda.blockDim.x
 
     @cuda.jit
-    def small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
-                    ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2, s3,
-                    t0, out, scratch):
-        """One epoch of one network (see the module docstring); ``scratch`` (float64, at least
-        ``3 + batch``) holds the row losses, and passes the batch loss and Adam's step scalars
-        from thread 0 to the others."""
+    def small_epoch(p, grad, net, data, order, batch, buf, opt, out, scratch):
+        """One epoch of one network (see the module docstring); the records ``net``, ``data``,
+        ``buf`` and ``opt`` are those of :mod:`dlbasics.kernels.network` (plain tuples; the
+        BLAS thresholds of ``net`` are not used). ``scratch`` (float64, at least ``3 + batch``)
+        holds the row losses, and passes the batch loss and Adam's step scalars from thread 0 to
+        the others."""
         p = A(p)
         grad = A(grad)
-        layout = A(layout)
-        codes = A(codes)
-        keep = A(keep)
-        X = A(X)
-        Y = A(Y)
-        labels = A(labels)
+        layout, codes, keep, inverted, slope, loss_code, fused, eps, seed, _, _ = A(net)
+        X, Y, labels, dense = A(data)
+        ws, offs, lb = A(buf)
+        opt_code, hp, s1, s2, s3, t0 = A(opt)
         order = A(order)
-        ws = A(ws)
-        offs = A(offs)
-        lb = A(lb)
-        hp = A(hp)
-        s1 = A(s1)
-        s2 = A(s2)
-        s3 = A(s3)
         out = A(out)
         scratch = A(scratch)
         tid = first()
@@ -161,18 +152,10 @@ def _kernels(dtype, grid):
         for start in range(0, n, batch):
             B = min(start + batch, n) - start
             # -- gather ---------------------------------------------------------------------
-            n0 = X.shape[1]
-            for e in range(tid, B * n0, T):
-                i = e // n0
-                ws[x_off + e] = X[order[start + i], e - i * n0]
-            if dense:
-                ny = Y.shape[1]
-                for e in range(tid, B * ny, T):
-                    i = e // ny
-                    ws[y_off + e] = Y[order[start + i], e - i * ny]
-            else:
-                for i in range(tid, B, T):
-                    lb[i] = labels[order[start + i]]
+            gather_part((X, Y, labels, dense), order, start, B,
+                        region(ws, x_off, B, X.shape[1]),
+                        region(ws, y_off, B, Y.shape[1]) if dense else region(ws, x_off, 0, 0),
+                        lb, tid, T)
             barrier()
             # -- forward --------------------------------------------------------------------
             h = x_off
@@ -236,18 +219,9 @@ def _kernels(dtype, grid):
             if not fused:
                 zL = offs[L - 1, 0]
                 aL = offs[L - 1, 1]
-                code = codes[L - 1]
-                if code == SOFTMAX:
-                    for i in range(tid, B, T):
-                        r = i * k_last
-                        s = 0.0
-                        for j in range(k_last):
-                            s += ws[d + r + j] * ws[aL + r + j]
-                        for j in range(k_last):
-                            ws[d + r + j] = ws[aL + r + j] * (ws[d + r + j] - s)
-                else:
-                    for e in range(tid, B * k_last, T):
-                        ws[d + e] = ws[d + e] * dact_scalar(code, ws[zL + e], ws[aL + e], slope)
+                for i in range(tid, B, T):
+                    r = i * k_last
+                    output_backward_row(codes[L - 1], ws, zL + r, aL + r, d + r, k_last, slope)
                 barrier()
             # -- backward -------------------------------------------------------------------
             cur = 2
@@ -357,21 +331,20 @@ def phase_work(sizes, batch):
                + [a * b for a, b in layers])
 
 
-def launch_small_epoch(p, grad, layout, codes, keep, inverted, slope, X, Y, labels, order, batch,
-                       ws, offs, lb, loss_code, fused, dense, eps, seed, opt_code, hp, s1, s2,
-                       s3, t0, out, grid=False, work=0):
+def launch_small_epoch(p, grad, net, data, order, batch, buf, opt, out, grid=False, work=0):
     """Launch one epoch of one network on device arrays (no validation: the caller,
     :class:`dlbasics.models._cuda.DeviceMLP`, builds every array from a checked model); one
-    launch. ``out`` (device float64, 4) receives ``[loss sum weighted by rows, updates, rows,
-    diverged]``. ``grid=True``: the cooperative-grid kernel, with blocks for ``work`` items
-    per phase (:func:`phase_work`)."""
+    launch. The records ``net``, ``data``, ``buf`` and ``opt`` are those of
+    :mod:`dlbasics.kernels.network` as plain tuples of device arrays and scalars (``net``'s
+    ``slope`` in the parameters' dtype). ``out`` (device float64, 4) receives ``[loss sum
+    weighted by rows, updates, rows, diverged]``. ``grid=True``: the cooperative-grid kernel,
+    with blocks for ``work`` items per phase (:func:`phase_work`)."""
     kernel = _kernels(np.dtype(p.dtype).str, bool(grid))
     scratch = _SCRATCH.get("scratch")
     if scratch is None or scratch.shape[0] < 3 + int(batch):
         scratch = _SCRATCH["scratch"] = g.device_zeros(3 + max(int(batch), 128), np.float64)
-    args = (p, grad, layout, codes, keep, bool(inverted), slope, X, Y, labels, order, int(batch),
-            ws, offs, lb, int(loss_code), bool(fused), bool(dense), float(eps), int(seed),
-            int(opt_code), hp, s1, s2, s3, int(t0), out, scratch)
+    args = (p, grad, tuple(net), tuple(data), order, int(batch), tuple(buf), tuple(opt), out,
+            scratch)
     tpb = threads()
     blocks = _grid_blocks(kernel, args, tpb, work) if grid else 1
     g.launch(kernel, blocks, tpb, *args)

@@ -50,6 +50,7 @@ from ..kernels.gpu_optimizers import launch_update
 from ..kernels.gpu_small import launch_small_epoch, phase_work
 from ..kernels.gpu_small import path as epoch_path
 from ..kernels.losses import dense_row, label_row
+from ..kernels.network import NO_BLAS, gather_part, row_hits
 
 cuda = None  # numba.cuda, bound by _kernels() on first use (import-safe without numba-cuda)
 
@@ -73,20 +74,8 @@ def _kernels(threads):
         xb = A(xb)
         yb = A(yb)
         lb = A(lb)
-        first = cuda.grid(1)
-        stride = cuda.gridsize(1)
-        n_in = X.shape[1]
-        for e in range(first, B * n_in, stride):
-            i = e // n_in
-            xb[i, e - i * n_in] = X[order[start + i], e - i * n_in]
-        if dense:
-            n_out = Y.shape[1]
-            for e in range(first, B * n_out, stride):
-                i = e // n_out
-                yb[i, e - i * n_out] = Y[order[start + i], e - i * n_out]
-        else:
-            for i in range(first, B, stride):
-                lb[i] = labels[order[start + i]]
+        gather_part((X, Y, labels, dense), order, start, B, xb, yb, lb, cuda.grid(1),
+                    cuda.gridsize(1))
 
     @cuda.jit
     def evaluate(code, Y, labels, P, aL, dense, eps, classify, softmax_out, ev):
@@ -110,22 +99,10 @@ def _kernels(threads):
             else:
                 total = label_row(code, labels[i], P[i], P[i], False, eps, inv_n, total)
             if classify:
-                if softmax_out:
-                    best = 0
-                    for j in range(1, k):
-                        if aL[i, j] > aL[i, best]:
-                            best = j
-                    if dense:
-                        truth = 0
-                        for j in range(1, k):
-                            if Y[i, j] > Y[i, truth]:
-                                truth = j
-                    else:
-                        truth = labels[i]
-                    correct += 1.0 if best == truth else 0.0
+                if dense:
+                    correct = row_hits(correct, aL[i], Y[i], 0, True, softmax_out)
                 else:
-                    for j in range(k):
-                        correct += (1.0 if (aL[i, j] > 0.5) == (Y[i, j] > 0.5) else 0.0) / k
+                    correct = row_hits(correct, aL[i], aL[i], labels[i], False, True)
         part[tid] = total
         hits[tid] = correct
         cuda.syncthreads()
@@ -146,7 +123,7 @@ def _kernels(threads):
 @functools.cache
 def _l2_kernel(threads):
     """The L2 penalty step on the device (one block), twin of
-    :func:`dlbasics.models._core.l2_penalty_kernel`."""
+    :func:`dlbasics.kernels.network.l2_penalty`."""
     global cuda
     cuda = g.require_cuda()
     A = g.array_access()
@@ -530,11 +507,12 @@ class DeviceMLP:
             self._small[batch] = bufs
         ws, offs, lb, layout, codes, keep = bufs
         s1, s2, s3 = state.slots
-        launch_small_epoch(self.d_params, self.d_grad, layout, codes, keep,
-                           m.dropout == "inverted", self.dtype.type(m.slope), dX, dY, dlab,
-                           d_order, batch, ws, offs, lb, m.loss_code, m.fused, dense, m.eps,
-                           m.seed, optimizer.code, hp, s1, s2, s3, state.count, self.record,
-                           grid=grid, work=phase_work(m.sizes, batch))
+        net = (layout, codes, keep, m.dropout == "inverted", self.dtype.type(m.slope),
+               int(m.loss_code), bool(m.fused), float(m.eps), int(m.seed), NO_BLAS, NO_BLAS)
+        launch_small_epoch(self.d_params, self.d_grad, net, (dX, dY, dlab, bool(dense)),
+                           d_order, batch, (ws, offs, lb),
+                           (int(optimizer.code), hp, s1, s2, s3, int(state.count)),
+                           self.record, grid=grid, work=phase_work(m.sizes, batch))
 
     def release_state(self, optimizer, state):
         """End a training run: slots back into the host state's arrays, parameters to

@@ -1,7 +1,7 @@
 """Compiled population epoch in the lane layout: the networks are the innermost axis.
 
-:func:`dlbasics.models._core.population_epoch_kernel` trains each network with the serial
-single-network loops. For a small network (2-16-16-1) those loops run over 16 units at a time, too
+:func:`dlbasics.models._core.population_epoch_kernel` trains each network with the shared network
+step of :mod:`dlbasics.kernels.network`. For a small network (2-16-16-1) those loops run over 16 units at a time, too
 few to keep the vector units busy. Here the ``K`` networks are split into chunks of ``C`` *lanes*
 (one lane per network), and every array of a chunk stores its values lane-innermost:
 
@@ -18,8 +18,10 @@ stays in the core's caches for the whole epoch.
 Every network visits the rows of its own ``orders[k]``: the batch is gathered per lane,
 ``x[i, f, c] = X[orders[k_c][start + i], f]``.
 
-Per lane the arithmetic is that of the single-network loops of :mod:`dlbasics.models._core` in the
-same order: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
+This module keeps its own loops because its memory layout differs: the shared step indexes one
+network's contiguous buffers, a lane loop strides over ``C`` networks. Per lane the arithmetic is
+that of the shared step's loops (:mod:`dlbasics.kernels.network`) in the same order, and
+``tests/test_population_lanes.py`` compares every lane against that step: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
 :func:`dlbasics.kernels.losses.dense_row` / :func:`dlbasics.kernels.losses.label_row` (or the same
 expressions, elementwise), ``dW`` and ``db`` summed over batch rows ascending (first row assigns),
 ``dx`` summed over outputs ascending (the single-network loops reassociate that sum, so ``dx``
@@ -47,8 +49,8 @@ from ..kernels.activations import (
     sigmoid_scalar,
 )
 from ..kernels.losses import BCE_LOGITS, SQUARED, bce_logits_scalar, dense_row, label_row
+from ..kernels.network import Opt, lend_data, lend_net
 from ..kernels.views import borrow, lent, row, span
-from ._core import Opt, lend_data, lend_net
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 #: Fields of the lane workspaces record: lanes per chunk ``C`` and, per chunk ``q`` (first
@@ -122,7 +124,7 @@ def _gather(data, orders, k0, K, C, start, B, ws, xo, yo, lb):
 @njit(inline="always", cache=True)
 def _forward_layer(pc, wo, bo, n_in, n_out, ws, ho, zo, B, C):
     """``z[i, j] = b[j] + sum_k h[i, k] W[k, j]`` per lane, ``k`` ascending (as
-    :func:`dlbasics.models._core._fwd_loops`, whose four-at-a-time sum has the same order)."""
+    :func:`dlbasics.kernels.network._fwd_loops`, whose four-at-a-time sum has the same order)."""
     k4 = n_in - n_in % 4
     for i in range(B):
         hrow = ho // C + i * n_in  # lane-element index of h[i, 0]
@@ -185,7 +187,7 @@ def _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo, B, C):
 @njit(inline="always", cache=True)
 def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
     """``dW[k, j] = sum_i h[i, k] delta[i, j]``, ``db[j] = sum_i delta[i, j]`` per lane, rows
-    ascending, the first row assigning (as :func:`dlbasics.models._core._grad_w_loops`)."""
+    ascending, the first row assigning (as :func:`dlbasics.kernels.network._grad_w_loops`)."""
     hb = ho // C
     db_ = do // C
     i4 = 1 + (B - 1) - (B - 1) % 4
@@ -226,7 +228,7 @@ def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
 @njit(inline="always", cache=True)
 def _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C):
     """One row (batch 1): ``b -= lr * delta``, ``W -= lr * (h^T delta)`` per lane (as
-    :func:`dlbasics.models._core._sgd_row_update`)."""
+    :func:`dlbasics.kernels.network._sgd_row_update`)."""
     hb = ho // C
     db_ = do // C
     for j in range(n_out):

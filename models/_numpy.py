@@ -172,7 +172,7 @@ def _loss_and_delta(model, cache, Y, labels, dense, want_grad=True):
 def batch_gradient(model, X, Y, labels, dense, rows, step, alpha=0.0):
     """Loss of the rows ``rows`` and its gradient into ``model.grad``; ``alpha > 0`` adds the
     L2 penalty ``alpha / (2 n) * sum ||W||^2`` of the weights (see
-    :func:`dlbasics.models._core.l2_penalty_kernel`)."""
+    :func:`dlbasics.kernels.network.l2_penalty`)."""
     Xb = X[rows]
     Yb = Y[rows] if dense else Y
     lb = labels if dense else labels[rows]

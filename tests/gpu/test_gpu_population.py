@@ -1,16 +1,17 @@
 """GPU population training (one thread per network) against each network trained alone on the
 CPU, against its per-network code run on the CPU, and in both memory layouts.
 
-The chain of equalities: the GPU kernel runs :func:`network_epoch` per network; on the CPU,
-:func:`network_epoch` is bitwise :func:`dlbasics.models._core.epoch_kernel` (the body of the CPU
-population kernel); and a population equals each network trained alone with
-``dlbasics.models.train``.
+The chain of equalities: the GPU kernel runs the shared step
+:func:`dlbasics.kernels.network.member_epoch` per network; on the CPU, ``member_epoch`` is bitwise
+:func:`dlbasics.models._core.epoch_kernel` with BLAS off (and the body of the CPU population
+kernel); and a population equals each network trained alone with ``dlbasics.models.train``.
 """
 
 import numpy as np
 import pytest
 
-from dlbasics.kernels.gpu_population import gpu_population_epoch, network_epoch
+from dlbasics.kernels.gpu_population import gpu_population_epoch
+from dlbasics.kernels.network import member_epoch
 from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, _core, train
 from dlbasics.models.mlp import Workspace
 from tests.gpu.conftest import assert_close, host
@@ -51,16 +52,15 @@ class Population:
         self.batch = batch
 
     def cpu_epoch(self, orders):
-        """The CPU reference: :func:`network_epoch` for each active network, serially."""
-        m = self.template
+        """The CPU reference: :func:`member_epoch` for each active network, serially."""
+        net = _core.net_record(self.template, _core.NO_BLAS, _core.NO_BLAS)
+        data = _core.data_record(self.X, self.Y, self.labels, self.dense)
         for k in range(len(self.seeds)):
             if self.active[k]:
-                network_epoch(self.P[k], self.G[k], m.layout, m.codes, m.keep,
-                              m.dropout == "inverted", m.slope, self.X, self.Y, self.labels,
-                              orders[k], self.batch, self.WS[k], self.offs, self.LB[k],
-                              m.loss_code, m.fused, self.dense, m.eps, self.seeds[k],
-                              self.codes[k], self.HP[k], self.S[0][k], self.S[1][k],
-                              self.S[2][k], self.T0[k], self.OUT[k])
+                member_epoch(self.P[k], self.G[k], net, data, orders[k], self.batch,
+                             (self.WS[k], self.offs, self.LB[k]),
+                             (self.codes[k], self.HP[k], self.S[0][k], self.S[1][k],
+                              self.S[2][k], self.T0[k]), self.seeds[k], self.OUT[k])
 
     def args(self, orders):
         m = self.template
@@ -149,24 +149,28 @@ def test_divergence_and_inactive_networks(rng):
     assert_close(pop.P[:2], cpu.P[:2], rtol=1e-4)
 
 
-def test_network_epoch_on_the_cpu_is_the_fused_epoch(rng):
-    """network_epoch is @njit code: on the CPU it gives the CPU's epoch bit for bit."""
+def test_member_epoch_on_the_cpu_is_the_fused_epoch(rng):
+    """member_epoch (the GPU thread's code) is @njit code: on the CPU it gives the CPU's epoch
+    with BLAS off bit for bit, and so does the CPU population kernel."""
     X, y = _data(rng)
     template = MLP([2, 5, 1], output="sigmoid", loss="binary_cross_entropy", keep_prob=0.8)
-    a = Population(template, X, y, [Adam(0.01)], [3], 4)
-    b = Population(template, X, y, [Adam(0.01)], [3], 4)
+    a, b, c = (Population(template, X, y, [Adam(0.01)], [3], 4) for _ in range(3))
     order = rng.permutation(15).astype(np.int64)
     net = tuple(_core.Net(*_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS))
                 ._replace(seed=3))
     _core.epoch_kernel(a.P[0], a.G[0], net, _core.data_record(a.X, a.Y, a.labels, True), order,
                        4, (a.WS[0], a.offs, a.LB[0]),
                        (a.codes[0], a.HP[0], a.S[0][0], a.S[1][0], a.S[2][0], 0), a.OUT[0])
-    network_epoch(b.P[0], b.G[0], template.layout, template.codes, template.keep, False,
-                  template.slope, b.X, b.Y, b.labels, order, 4, b.WS[0], b.offs, b.LB[0],
-                  template.loss_code, template.fused, True, template.eps, 3, b.codes[0], b.HP[0],
-                  b.S[0][0], b.S[1][0], b.S[2][0], 0, b.OUT[0])
-    np.testing.assert_array_equal(a.P, b.P)
-    np.testing.assert_array_equal(a.OUT, b.OUT)
+    b.cpu_epoch(order[None, :])
+    c_net = _core.net_record(template, 1, 1)  # the kernel ignores the thresholds and the seed
+    _core.population_epoch_serial(
+        c_net, _core.data_record(c.X, c.Y, c.labels, True), 4, c.offs,
+        (c.P, c.G, c.WS, c.LB, order[None, :], c.seeds, c.codes, c.HP, *c.S, c.T0, c.active,
+         c.OUT))
+    assert np.isfinite(a.OUT[0, 0]) and a.OUT[0, 1] == 4
+    for other in (b, c):
+        np.testing.assert_array_equal(a.P, other.P)
+        np.testing.assert_array_equal(a.OUT, other.OUT)
 
 
 def test_errors_before_launch(rng):

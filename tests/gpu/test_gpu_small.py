@@ -1,14 +1,14 @@
 """The one-launch epoch of a small network (:mod:`dlbasics.kernels.gpu_small`): the same
-operations as :func:`dlbasics.kernels.gpu_population.network_epoch` (to float rounding), and the
-launches per step of both device epochs."""
+operations as the shared step :func:`dlbasics.kernels.network.member_epoch` (to float rounding),
+and the launches per step of both device epochs."""
 
 import numpy as np
 import pytest
 
 from dlbasics.kernels import gpu_config as g
 from dlbasics.kernels import gpu_small
-from dlbasics.kernels.gpu_population import network_epoch
-from dlbasics.models import MLP, SGD, Adam, Momentum, train
+from dlbasics.kernels.network import member_epoch
+from dlbasics.models import MLP, SGD, Adam, Momentum, _core, train
 from dlbasics.models.mlp import Workspace
 from tests.gpu.conftest import SIMULATOR
 
@@ -25,15 +25,40 @@ CASES = {
 }
 
 
-def _args(model, X, y, batch, opt, order):
-    Y, labels, dense = model.check_y(y, X.shape[0])
-    w = Workspace(model.sizes, model.keep, batch, model.dtype)
-    state = opt.init(model.params)
-    s1, s2, s3 = (np.array(a, copy=True) for a in opt.slots(state, model.params))
-    return [model.params.copy(), np.zeros_like(model.params), model.layout, model.codes,
-            model.keep, model.dropout == "inverted", model.slope, X, Y, labels, order, batch,
-            w.ws, w.offs, w.lbuf, model.loss_code, model.fused, dense, model.eps, model.seed,
-            opt.code, opt.hyper_vector(model.dtype), s1, s2, s3, 0, np.zeros(4)]
+class _Epoch:
+    """One epoch of ``model`` from its initial weights, as the records of the shared step."""
+
+    def __init__(self, model, X, y, batch, opt, order):
+        Y, labels, dense = model.check_y(y, X.shape[0])
+        w = Workspace(model.sizes, model.keep, batch, model.dtype)
+        state = opt.init(model.params)
+        self.seed, self.batch, self.order = model.seed, batch, order
+        self.net = list(_core.net_record(model, _core.NO_BLAS, _core.NO_BLAS))  # slope: dtype
+        self.data = [X, Y, labels, dense]
+        self.buf = [w.ws, w.offs, w.lbuf]
+        self.opt = [opt.code, opt.hyper_vector(model.dtype),
+                    *(np.array(a, copy=True) for a in opt.slots(state, model.params)), 0]
+        self.p, self.g, self.out = model.params.copy(), np.zeros_like(model.params), np.zeros(4)
+
+    def cpu(self):
+        """The shared step on the CPU."""
+        member_epoch(self.p, self.g, tuple(self.net), tuple(self.data), self.order, self.batch,
+                     tuple(self.buf), tuple(self.opt), self.seed, self.out)
+        return self
+
+    def gpu(self, **kw):
+        """The one-launch kernel; the arrays come back into this object."""
+        def dev(a):
+            return g.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+
+        d = [dev(a) for a in (self.p, self.g, self.order, self.out)]
+        recs = [[dev(a) for a in r] for r in (self.net, self.data, self.buf, self.opt)]
+        gpu_small.launch_small_epoch(d[0], d[1], tuple(recs[0]), tuple(recs[1]), d[2],
+                                     self.batch, tuple(recs[2]), tuple(recs[3]), d[3], **kw)
+        self.p, self.out = g.copy_to_host(d[0]), g.copy_to_host(d[3])
+        for i in (2, 3, 4):
+            self.opt[i] = g.copy_to_host(recs[3][i])
+        return self
 
 
 @pytest.mark.parametrize("grid,dtype", [(False, np.float32), (False, np.float64),
@@ -42,7 +67,7 @@ def _args(model, X, y, batch, opt, order):
 @pytest.mark.parametrize("opt", [SGD(0.2), Momentum(0.1), Adam(0.02)],
                          ids=["sgd", "momentum", "adam"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_one_launch_epoch_is_network_epoch(case, opt, dtype, grid, rng):
+def test_one_launch_epoch_is_the_shared_step(case, opt, dtype, grid, rng):
     kw, targets = CASES[case]
     model = MLP(dtype=dtype, seed=4, **kw)
     n = 11  # batches of 4, 4, 3
@@ -52,24 +77,20 @@ def test_one_launch_epoch_is_network_epoch(case, opt, dtype, grid, rng):
     else:
         y = rng.normal(size=n).astype(dtype)
     order = rng.permutation(n).astype(np.int64)
-    want = _args(model, X, y, 4, opt, order)
-    network_epoch(*want)
-    got = _args(model, X, y, 4, opt, order)
-    dev = [g.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
-           for a in got]
-    gpu_small.launch_small_epoch(*dev, grid=grid, work=gpu_small.phase_work(model.sizes, 4))
-    back = [g.copy_to_host(d) if isinstance(a, np.ndarray) else a for a, d in zip(got, dev,
-                                                                                  strict=True)]
-    # Every element takes network_epoch's operations in its order and dtypes; what is left is
-    # the compiled exp/log of the loss rows (Numba compiles the inlined row function apart from
-    # network_epoch's loop, ~1 ulp) and, on a real GPU, fused multiply-adds and libdevice.
+    want = _Epoch(model, X, y, 4, opt, order).cpu()
+    got = _Epoch(model, X, y, 4, opt, order).gpu(grid=grid,
+                                                  work=gpu_small.phase_work(model.sizes, 4))
+    # Every element takes the shared step's operations in its order and dtypes; what is left is
+    # the row-order sum of the batch loss and, on a real GPU, fused multiply-adds and libdevice.
     if SIMULATOR:
         rtol = 1e-5 if dtype == np.float32 else 1e-13
     else:
         rtol = 1e-4 if dtype == np.float32 else 1e-10
-    for idx, name in ((0, "params"), (22, "s1"), (23, "s2"), (26, "out")):
-        np.testing.assert_allclose(back[idx], want[idx], rtol=rtol, atol=rtol, err_msg=name)
-    assert back[26][1] == 3 and back[26][2] == n and back[26][3] == 0
+    for name, a, b in (("params", got.p, want.p), ("s1", got.opt[2], want.opt[2]),
+                       ("s2", got.opt[3], want.opt[3]), ("out", got.out, want.out)):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol, err_msg=name)
+    assert got.out[1] == 3 and got.out[2] == n and got.out[3] == 0
+    assert not np.array_equal(got.p, model.params)  # it trained
 
 
 def test_one_launch_epoch_stops_at_a_non_finite_loss(rng):
@@ -77,16 +98,11 @@ def test_one_launch_epoch_stops_at_a_non_finite_loss(rng):
     X = rng.normal(size=(8, 2)).astype(np.float32) * 1e18
     y = rng.normal(size=8).astype(np.float32) * 1e18
     order = np.arange(8, dtype=np.int64)
-    want = _args(model, X, y, 2, SGD(10.0), order)
-    network_epoch(*want)
-    got = _args(model, X, y, 2, SGD(10.0), order)
-    dev = [g.to_device(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
-           for a in got]
-    gpu_small.launch_small_epoch(*dev)
-    out = g.copy_to_host(dev[26])
-    assert want[26][3] == 1.0 and out[3] == 1.0
-    np.testing.assert_array_equal(out[1:], want[26][1:])
-    assert not np.isfinite(out[0])
+    want = _Epoch(model, X, y, 2, SGD(10.0), order).cpu()
+    got = _Epoch(model, X, y, 2, SGD(10.0), order).gpu()
+    assert want.out[3] == 1.0 and got.out[3] == 1.0
+    np.testing.assert_array_equal(got.out[1:], want.out[1:])
+    assert not np.isfinite(got.out[0])
 
 
 def _launches_per_step(monkeypatch, sizes, batch, n):

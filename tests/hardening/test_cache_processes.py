@@ -80,6 +80,7 @@ STAGE = textwrap.dedent("""
     import sys
     import numpy as np
     from dlbasics.kernels.config import BLAS_MIN_ROWS, BLAS_MIN_WORK
+    from dlbasics.kernels import network
     from dlbasics.models import MLP, SGD, _core, train
     m = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid", loss="binary_cross_entropy",
             dtype=np.float32, seed=0)
@@ -90,8 +91,8 @@ STAGE = textwrap.dedent("""
     else:  # the forward kernel as an entry point, on the same types
         # the records as the callee receives them: named tuples
         net = _core.Net(*_core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK))
-        _core.forward_kernel(m.params, net, 4, _core.Buffers(*_core.buffers_record(m.workspace(4))),
-                             True, 0)
+        network.forward(m.params, net, 4, _core.Buffers(*_core.buffers_record(m.workspace(4))),
+                        True, 0)
     print("done", sys.argv[1])
 """)
 

@@ -1,0 +1,692 @@
+"""The network step, written once: gather, forward with dropout, loss, backward, update, epoch.
+
+Every serial training path of an MLP runs the functions of this module: the CPU backend's
+epoch and batch gradient (:mod:`dlbasics.models._core`), each network of a CPU population
+(``prange`` over :func:`member_epoch`) and each thread of the GPU population kernel
+(:mod:`dlbasics.kernels.gpu_population`, which calls :func:`member_epoch` from a ``cuda.jit``
+kernel). They are ordinary ``@njit`` functions on flat buffers: Numba compiles them for the CPU,
+and numba-cuda compiles the same source as device functions, the way the scalar activations are
+shared.
+
+One thing differs between the targets: the products of a layer. On the CPU a product of at
+least ``min_rows`` rows and ``min_work`` multiply-adds goes to BLAS (``np.dot`` through
+:mod:`dlbasics.kernels.dense`); a GPU thread has no BLAS. That choice sits in three functions
+resolved per target at compile time (``numba.extending.overload`` with ``target="cpu"`` and
+``target="cuda"``): :func:`blas_ok` (on the GPU, and on the CPU for non-contiguous buffers, the
+constant ``False``), :func:`blas_forward`, :func:`blas_grad_input` and
+:func:`blas_grad_weights`. Everything else, the hand-written loops included, is one source.
+
+The other parallel decompositions of the same step keep their own loops and are tested against
+this one: the lane layout of :mod:`dlbasics.models._lanes` (K networks as the innermost axis of
+every array, a different memory layout), the one-launch GPU epoch of
+:mod:`dlbasics.kernels.gpu_small` (threads over the elements of each phase; it shares the row
+functions :func:`gather_part`, :func:`softmax_row`, :func:`output_backward_row` and the loss
+rows)
+and the per-layer GPU kernels of :mod:`dlbasics.models._cuda` (the GPU's counterpart of the BLAS
+route). The NumPy backend (:mod:`dlbasics.models._numpy`) is the plain-NumPy baseline.
+
+Buffers. Layer table ``layout`` (int64, shape ``(L, 4)``): ``n_in, n_out, w_off, b_off`` of each
+layer, ``W`` being ``params[w_off : w_off + n_in * n_out]`` viewed as ``(n_in, n_out)`` and ``b``
+being ``params[b_off : b_off + n_out]``. Workspace offsets ``offs`` (int64, shape ``(L + 1, 4)``):
+for layer ``l`` the starts of its ``z``, ``a``, dropped-input ``h`` and ``mask`` regions (``-1``
+when the layer has no dropout); row ``L`` holds the starts of the gathered inputs ``x``, gathered
+targets ``y`` and the two ping-pong delta buffers (see :class:`dlbasics.models.mlp.Workspace`).
+Every region is sized for the largest batch; a smaller batch uses the first ``B * width``
+elements. Nothing here allocates.
+
+Records. What travels together travels as one named tuple, so that no function takes more than
+about ten parameters and a new field is added in one place:
+
+* :class:`Net`: the network description (``layout``, activation ``codes``, ``keep``
+  probabilities, the ``inverted`` dropout convention, leaky ``slope``, ``loss_code``, ``fused``
+  loss, probability clip ``eps``, dropout ``seed``) and the BLAS thresholds of its products
+  (``min_rows``, ``min_work``, see :func:`dlbasics.kernels.dense.use_blas`; :data:`NO_BLAS`
+  keeps every product in the loops);
+* :class:`Data`: ``X``, dense targets ``Y``, integer ``labels`` and which of the two is used
+  (``dense``);
+* :class:`Buffers`: the workspace ``ws``, its offset table ``offs`` and the label buffer ``lbuf``;
+* :class:`Opt`: the optimizer's rule ``code``, hyper-parameters ``hp``, state slots ``s1..s3``
+  and update ``count`` before the call (see :func:`dlbasics.kernels.optimizers.apply_update`).
+
+Callers pass them as plain tuples in the field order (Numba's dispatcher types a plain tuple in
+C, about 0.6 us for five fields, a named one through Python, about 1.7 us); each entry point
+turns them into named tuples whose arrays are borrowed (:func:`lend_net` and friends), once.
+The inner functions read array fields with :func:`~dlbasics.kernels.views.lent`, not as
+attributes: an array read as an attribute of a tuple is reference-counted again, which cost
+5-10% of a 2-16-16-1 step at batch 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+
+from numba import njit, types
+from numba.extending import overload
+
+from . import losses
+from .activations import SOFTMAX, act_flat, dact_mul_flat
+from .dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
+from .dropout import row_key, unit_keep
+from .losses import dense_row, label_row
+from .optimizers import HP_LR, SGD_CODE, apply_update
+from .views import borrow, grid, lent, span
+
+__all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
+           "lend_opt", "reseed", "gather", "forward", "backward", "batch_gradient", "epoch",
+           "member_epoch", "l2_penalty", "gather_row", "gather_part", "region", "softmax_row",
+           "output_backward_row", "row_hits"]
+
+#: The network description (see the module docstring).
+Net = namedtuple("Net", ["layout", "codes", "keep", "inverted", "slope", "loss_code", "fused",
+                         "eps", "seed", "min_rows", "min_work"])
+#: Training or evaluation data.
+Data = namedtuple("Data", ["X", "Y", "labels", "dense"])
+#: A workspace (see :class:`dlbasics.models.mlp.Workspace`).
+Buffers = namedtuple("Buffers", ["ws", "offs", "lbuf"])
+#: An optimizer: rule code, hyper-parameters, state slots and update count.
+Opt = namedtuple("Opt", ["code", "hp", "s1", "s2", "s3", "count"])
+
+#: BLAS thresholds that keep every product in the hand-written loops.
+NO_BLAS = 1 << 62
+
+
+# ---------------------------------------------------------------------------------------------
+# records
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def lend_net(n):
+    """The :class:`Net` of record ``n`` (a plain tuple or a ``Net``) with borrowed arrays."""
+    n = Net(*n)
+    return Net(lent(n, "layout"), lent(n, "codes"), lent(n, "keep"), n.inverted, n.slope,
+               n.loss_code, n.fused, n.eps, n.seed, n.min_rows, n.min_work)
+
+
+@njit(cache=True)
+def reseed(n, seed, min_rows, min_work):
+    """The :class:`Net` ``n`` with dropout seed ``seed`` and BLAS thresholds
+    ``min_rows``/``min_work``."""
+    return Net(n.layout, n.codes, n.keep, n.inverted, n.slope, n.loss_code, n.fused, n.eps, seed,
+               min_rows, min_work)
+
+
+@njit(cache=True)
+def lend_data(d):
+    """The :class:`Data` of record ``d`` with borrowed arrays."""
+    d = Data(*d)
+    return Data(lent(d, "X"), lent(d, "Y"), lent(d, "labels"), d.dense)
+
+
+@njit(cache=True)
+def lend_buffers(b):
+    """The :class:`Buffers` of record ``b`` with borrowed arrays."""
+    b = Buffers(*b)
+    return Buffers(lent(b, "ws"), lent(b, "offs"), lent(b, "lbuf"))
+
+
+@njit(cache=True)
+def lend_opt(o):
+    """The :class:`Opt` of record ``o`` with borrowed arrays."""
+    o = Opt(*o)
+    return Opt(o.code, lent(o, "hp"), lent(o, "s1"), lent(o, "s2"), lent(o, "s3"), o.count)
+
+
+# ---------------------------------------------------------------------------------------------
+# rows shared with the parallel decompositions (gpu_small, the per-layer GPU kernels)
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def gather_row(X, Y, labels, r, i, ws, xo, yo, lbuf, dense):
+    """Row ``r`` of ``X`` (and of ``Y`` or ``labels``) into row ``i`` of the workspace's ``x``
+    (and ``y`` or ``lbuf``) regions, starting at ``xo`` and ``yo``."""
+    n_in = X.shape[1]
+    x = span(ws, xo + i * n_in, n_in)
+    for k in range(n_in):
+        x[k] = X[r, k]
+    if dense:
+        n_out = Y.shape[1]
+        y = span(ws, yo + i * n_out, n_out)
+        for j in range(n_out):
+            y[j] = Y[r, j]
+    else:
+        lbuf[i] = labels[r]
+
+
+@njit(inline="always", cache=True)
+def region(ws, off, rows, cols):
+    """``ws[off : off + rows * cols]`` as a ``(rows, cols)`` array: a workspace region as the
+    element-parallel GPU kernels index it (an ordinary slice, so it also runs in the CUDA
+    simulator, where the kernels are Python)."""
+    return ws[off : off + rows * cols].reshape((rows, cols))
+
+
+@njit(inline="always", cache=True)
+def gather_part(data, order, start, B, x, y, lbuf, first, stride):
+    """A thread's share of the gather of rows ``order[start:start + B]`` of ``data`` (a
+    :class:`Data` record, plain or named) into the 2-D ``x`` (and ``y`` or ``lbuf``): elements
+    ``first, first + stride, ...`` of the row-major batch. The element-parallel form of
+    :func:`gather` for the GPU's one-launch epoch and per-layer kernels (neighbouring threads
+    read neighbouring features)."""
+    X, Y, labels, dense = data
+    n_in = X.shape[1]
+    for e in range(first, B * n_in, stride):
+        i = e // n_in
+        k = e - i * n_in
+        x[i, k] = X[order[start + i], k]
+    if dense:
+        n_out = Y.shape[1]
+        for e in range(first, B * n_out, stride):
+            i = e // n_out
+            j = e - i * n_out
+            y[i, j] = Y[order[start + i], j]
+    else:
+        for i in range(first, B, stride):
+            lbuf[i] = labels[order[start + i]]
+
+
+@njit(inline="always", cache=True)
+def softmax_row(ws, zo, ao, n):
+    """``ws[ao:ao + n] = softmax(ws[zo:zo + n])``, max-shifted, the sum in float64 (may
+    alias)."""
+    z = span(ws, zo, n)
+    a = span(ws, ao, n)
+    m = z[0]
+    for j in range(1, n):
+        if z[j] > m:
+            m = z[j]
+    s = 0.0
+    for j in range(n):
+        e = math.exp(z[j] - m)
+        a[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(n):
+        a[j] *= inv
+
+
+@njit(inline="always", cache=True)
+def output_backward_row(code, ws, zo, ao, do, n, slope):
+    """``dL/dz`` of one output row from ``dL/da`` in place at ``do``: ``delta * f'(z)``, or the
+    softmax vector-Jacobian product ``a * (delta - sum(delta * a))``."""
+    d = span(ws, do, n)
+    a = span(ws, ao, n)
+    if code == SOFTMAX:
+        s = 0.0
+        for j in range(n):
+            s += d[j] * a[j]
+        for j in range(n):
+            d[j] = a[j] * (d[j] - s)
+    else:
+        dact_mul_flat(code, span(ws, zo, n), a, d, d, slope)
+
+
+@njit(inline="always", cache=True)
+def row_hits(correct, a, y, label, dense, softmax_out):
+    """``correct`` plus the accuracy of one output row ``a`` (1-D): 1 when its argmax is the
+    target's (``softmax_out``; the target is the argmax of ``y`` when ``dense``, else
+    ``label``), else the fraction of outputs on the target's side of 0.5, added output by
+    output."""
+    k = a.shape[0]
+    if softmax_out:
+        best = 0
+        for j in range(1, k):
+            if a[j] > a[best]:
+                best = j
+        if dense:
+            truth = 0
+            for j in range(1, k):
+                if y[j] > y[truth]:
+                    truth = j
+        else:
+            truth = label
+        return correct + (1.0 if best == truth else 0.0)
+    for j in range(k):
+        correct += (1.0 if (a[j] > 0.5) == (y[j] > 0.5) else 0.0) / k
+    return correct
+
+
+# ---------------------------------------------------------------------------------------------
+# the BLAS route: CPU only, chosen at compile time per target
+# ---------------------------------------------------------------------------------------------
+
+
+def blas_ok(ws, B, n_in, n_out, min_rows, min_work):
+    """Whether the product of ``B`` rows through an ``n_in x n_out`` layer goes to BLAS: the
+    thresholds on the CPU (contiguous buffers), never on the GPU."""
+
+
+def blas_forward(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    """``ws[z] = ws[h] @ W + b`` by BLAS (CPU; a no-op where :func:`blas_ok` is constant
+    ``False``)."""
+
+
+def blas_grad_input(ws, do, P, wo, n_in, n_out, xo, B):
+    """``dx = delta W^T`` by BLAS (CPU)."""
+
+
+def blas_grad_weights(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    """``dW = h^T delta``, ``db = sum_rows delta`` (bias by a loop, ``dW`` by BLAS; CPU)."""
+
+
+def _contiguous(*arrays):
+    return all(isinstance(a, types.Array) and a.layout == "C" for a in arrays)
+
+
+@overload(blas_ok, target="cpu", inline="always")
+def _blas_ok_cpu(ws, B, n_in, n_out, min_rows, min_work):
+    if _contiguous(ws):
+        return lambda ws, B, n_in, n_out, min_rows, min_work: use_blas(B, n_in, n_out, min_rows,
+                                                                       min_work)
+    return lambda ws, B, n_in, n_out, min_rows, min_work: False
+
+
+@overload(blas_forward, target="cpu")
+def _blas_forward_cpu(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    if not _contiguous(P, ws):
+        return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B: None
+
+    def impl(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+        matmul_bias_kernel(grid(ws, ho, B, n_in), grid(P, wo, n_in, n_out), span(P, bo, n_out),
+                           grid(ws, zo, B, n_out), 0, 0)
+
+    return impl
+
+
+@overload(blas_grad_input, target="cpu")
+def _blas_grad_input_cpu(ws, do, P, wo, n_in, n_out, xo, B):
+    if not _contiguous(P, ws):
+        return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+
+    def impl(ws, do, P, wo, n_in, n_out, xo, B):
+        grad_input_kernel(grid(ws, do, B, n_out), grid(P, wo, n_in, n_out), grid(ws, xo, B, n_in),
+                          0, 0)
+
+    return impl
+
+
+@overload(blas_grad_weights, target="cpu")
+def _blas_grad_weights_cpu(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    if not _contiguous(G, ws):
+        return lambda ws, ho, do, G, wo, bo, n_in, n_out, B: None
+
+    def impl(ws, ho, do, G, wo, bo, n_in, n_out, B):
+        grad_weights_kernel(grid(ws, ho, B, n_in), grid(ws, do, B, n_out),
+                            grid(G, wo, n_in, n_out), span(G, bo, n_out), 0, 0)
+
+    return impl
+
+
+@overload(blas_ok, target="cuda", inline="always")
+def _blas_ok_cuda(ws, B, n_in, n_out, min_rows, min_work):
+    return lambda ws, B, n_in, n_out, min_rows, min_work: False
+
+
+@overload(blas_forward, target="cuda")
+def _blas_forward_cuda(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B: None
+
+
+@overload(blas_grad_input, target="cuda")
+def _blas_grad_input_cuda(ws, do, P, wo, n_in, n_out, xo, B):
+    return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+
+
+@overload(blas_grad_weights, target="cuda")
+def _blas_grad_weights_cuda(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    return lambda ws, ho, do, G, wo, bo, n_in, n_out, B: None
+
+
+# ---------------------------------------------------------------------------------------------
+# the loops (every target)
+# ---------------------------------------------------------------------------------------------
+# Flat-index loops for products too small for BLAS. Offsets address the flat arrays directly:
+# creating 2-D views costs more than the arithmetic of a small layer.
+
+
+@njit(inline="always", cache=True)
+def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``.
+
+    Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
+    compiler drop the negative-index check and vectorise, which flat offsets prevent.
+    """
+    b = span(P, bo, n_out)
+    k4 = n_in - n_in % 4
+    for i in range(B):
+        z = span(ws, zo + i * n_out, n_out)
+        h = span(ws, ho + i * n_in, n_in)
+        for j in range(n_out):
+            z[j] = b[j]
+        # Four input rows per pass over z: a quarter of the loads and stores of z. The sum is
+        # still ((z + h0 w0) + h1 w1) + ..., the order of one row at a time, bit for bit.
+        for k in range(0, k4, 4):
+            h0 = h[k]
+            h1 = h[k + 1]
+            h2 = h[k + 2]
+            h3 = h[k + 3]
+            w0 = span(P, wo + k * n_out, n_out)
+            w1 = span(P, wo + (k + 1) * n_out, n_out)
+            w2 = span(P, wo + (k + 2) * n_out, n_out)
+            w3 = span(P, wo + (k + 3) * n_out, n_out)
+            for j in range(n_out):
+                z[j] = z[j] + h0 * w0[j] + h1 * w1[j] + h2 * w2[j] + h3 * w3[j]
+        for k in range(k4, n_in):
+            hik = h[k]
+            w = span(P, wo + k * n_out, n_out)
+            for j in range(n_out):
+                z[j] += hik * w[j]
+
+
+@njit(inline="always", cache=True)
+def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns)."""
+    db = span(G, bo, n_out)
+    for i in range(B):
+        d = span(ws, do + i * n_out, n_out)
+        h = span(ws, ho + i * n_in, n_in)
+        if i == 0:
+            for j in range(n_out):
+                db[j] = d[j]
+        else:
+            for j in range(n_out):
+                db[j] += d[j]
+        for k in range(n_in):
+            hik = h[k]
+            g = span(G, wo + k * n_out, n_out)
+            if i == 0:
+                for j in range(n_out):
+                    g[j] = hik * d[j]
+            else:
+                for j in range(n_out):
+                    g[j] += hik * d[j]
+
+
+@njit(cache=True, fastmath={"reassoc"})
+def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
+    """``dx = delta W^T`` for ``B`` rows.
+
+    Each ``dx[k]`` is a dot product over the ``n_out`` outputs. In strict order that is a
+    chain of dependent adds, bound by the add latency (about 90 us of a 160 us step of
+    784-256-256-10 at batch 1). ``reassoc`` lets the compiler keep several vector partial
+    sums instead, as BLAS does; the order is fixed at compile time, so results stay
+    deterministic.
+    """
+    for i in range(B):
+        d = span(ws, do + i * n_out, n_out)
+        dx = span(ws, xo + i * n_in, n_in)
+        for k in range(n_in):
+            w = span(P, wo + k * n_out, n_out)
+            s = d[0] * w[0]
+            for j in range(1, n_out):
+                s += d[j] * w[j]
+            dx[k] = s
+
+
+@njit(inline="always", cache=True)
+def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
+    """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
+    ``b -= lr * delta``, the same float operations as writing the gradient and then applying
+    :func:`dlbasics.kernels.optimizers.sgd_kernel`, without the gradient's round trip through
+    memory."""
+    d = span(ws, do, n_out)
+    h = span(ws, ho, n_in)
+    b = span(P, bo, n_out)
+    for j in range(n_out):
+        b[j] -= lr * d[j]
+    for k in range(n_in):
+        hk = h[k]
+        w = span(P, wo + k * n_out, n_out)
+        for j in range(n_out):
+            w[j] -= lr * (hk * d[j])
+
+
+# ---------------------------------------------------------------------------------------------
+# the step
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(cache=True)
+def gather(data, order, start, stop, buf):
+    """Copy rows ``order[start:stop]`` of ``data.X`` (and targets) into the workspace."""
+    X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
+    L = offs.shape[0] - 1
+    xo, yo = offs[L, 0], offs[L, 1]
+    for i in range(stop - start):
+        gather_row(X, Y, labels, order[start + i], i, ws, xo, yo, lbuf, data.dense)
+
+
+@njit(cache=True)
+def forward(params, net, B, buf, train, step):
+    """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
+
+    Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
+    mask from the counter hash of ``(seed, step, l, row, unit)``; kept inputs are multiplied by
+    1 (the notes' rule) or ``1 / p`` (``inverted``). At test time with the notes' rule, the
+    layer's outgoing weights are scaled by ``p``, computed as ``(p h) W``; inverted dropout does
+    nothing at test time.
+
+    Products of ``min_rows`` rows or more go to BLAS on the CPU (:func:`blas_ok`). Everything
+    else runs on the calling thread: a parallel function called from a cached non-parallel one
+    can crash once loaded from the cache by another process (Numba issue 8578;
+    ``tests/hardening/test_cache_processes.py``).
+    """
+    layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
+    inverted, slope = net.inverted, net.slope
+    seed, min_rows, min_work = net.seed, net.min_rows, net.min_work
+    ws, offs = lent(buf, "ws"), lent(buf, "offs")
+    L = layout.shape[0]
+    ho = offs[L, 0]
+    for l in range(L):
+        n_in = layout[l, 0]
+        n_out = layout[l, 1]
+        p = keep[l]
+        if p < 1.0 and (train or not inverted):
+            hd = offs[l, 2]
+            if train:
+                mo = offs[l, 3]
+                scale = 1.0 / p if inverted else 1.0
+                for i in range(B):
+                    key = row_key(seed, step, l, i)
+                    for k in range(n_in):
+                        e = i * n_in + k
+                        ws[mo + e] = scale if unit_keep(key, k, p) else 0.0
+                        ws[hd + e] = ws[ho + e] * ws[mo + e]
+            else:
+                for e in range(B * n_in):
+                    ws[hd + e] = ws[ho + e] * p
+            ho = hd
+        zo = offs[l, 0]
+        ao = offs[l, 1]
+        if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
+            blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
+        else:
+            _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
+        code = codes[l]
+        if code == SOFTMAX:
+            for i in range(B):
+                softmax_row(ws, zo + i * n_out, ao + i * n_out, n_out)
+        else:
+            act_flat(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope)
+        ho = ao
+
+
+@njit(cache=True)
+def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
+    """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
+
+    ``fused``: the loss is evaluated on the output pre-activations ``z`` (the logit forms, or
+    squared loss after an identity output), so ``dL/dz`` comes straight from the loss rows.
+    Otherwise ``dL/da`` is back-propagated through the output activation. The loss is summed
+    row by row in float64 and returned as the batch mean.
+
+    ``sgd_lr > 0`` (one row, no BLAS): instead of writing the gradient, apply plain SGD with
+    that rate layer by layer as soon as a layer's ``dx`` has been computed with its old weights.
+    """
+    layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
+    slope = net.slope
+    loss_code, fused, eps, min_rows, min_work = (net.loss_code, net.fused, net.eps, net.min_rows,
+                                                 net.min_work)
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
+    if dense_targets:
+        if not 0 <= loss_code < losses.N_CODES:
+            raise ValueError("backward: unknown loss code")
+    elif loss_code != losses.CE and loss_code != losses.CE_LOGITS:
+        raise ValueError("backward: integer labels need a cross-entropy loss code")
+    L = layout.shape[0]
+    n_last = layout[L - 1, 1]
+    zL = offs[L - 1, 0]
+    aL = offs[L - 1, 1]
+    dL = offs[L, 2]
+    yo = offs[L, 1]
+    pred = zL if fused else aL
+    inv_n = 1.0 / B
+    total = 0.0
+    for i in range(B):
+        r = i * n_last
+        p = span(ws, pred + r, n_last)
+        g = span(ws, dL + r, n_last)
+        if dense_targets:
+            total = dense_row(loss_code, span(ws, yo + r, n_last), p, g, True, eps, inv_n, total)
+        else:
+            total = label_row(loss_code, lbuf[i], p, g, True, eps, inv_n, total)
+    value = total * inv_n
+    if not fused:
+        for i in range(B):
+            r = i * n_last
+            output_backward_row(codes[L - 1], ws, zL + r, aL + r, dL + r, n_last, slope)
+    cur = 2
+    for l in range(L - 1, -1, -1):
+        n_in = layout[l, 0]
+        n_out = layout[l, 1]
+        wo = layout[l, 2]
+        bo = layout[l, 3]
+        do = offs[L, cur]
+        if keep[l] < 1.0:
+            ho = offs[l, 2]
+        elif l == 0:
+            ho = offs[L, 0]
+        else:
+            ho = offs[l - 1, 1]
+        blas = blas_ok(ws, B, n_in, n_out, min_rows, min_work)
+        nxt = 5 - cur
+        xo = offs[L, nxt]
+        if l > 0:  # dx first: it needs this layer's weights before any fused update
+            if blas:
+                blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B)
+            else:
+                _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
+        if blas:
+            blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B)
+        elif sgd_lr > 0:
+            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr)
+        else:
+            _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B)
+        if l == 0:
+            break
+        dx = span(ws, xo, B * n_in)
+        if keep[l] < 1.0:
+            m = span(ws, offs[l, 3], B * n_in)
+            for e in range(B * n_in):
+                dx[e] *= m[e]
+        zp = span(ws, offs[l - 1, 0], B * n_in)
+        ap = span(ws, offs[l - 1, 1], B * n_in)
+        dact_mul_flat(codes[l - 1], zp, ap, dx, dx, slope)
+        cur = nxt
+    return value
+
+
+@njit(cache=True)
+def l2_penalty(params, grad, layout, scale):
+    r"""Add the L2 penalty of the weights (not the biases) to a batch gradient.
+
+    With ``scale`` :math:`= \alpha / n` for a batch of :math:`n` rows, the penalty is
+    :math:`\frac{\alpha}{2n} \sum_l \lVert W_l \rVert^2` (scikit-learn's ``alpha``): each
+    weight's gradient gains :math:`\frac{\alpha}{n} w` (``grad += scale * W``, in the
+    parameter dtype) and the penalty, summed in float64, is returned to be added to the batch
+    loss.
+    """
+    c = params.dtype.type(scale)
+    total = 0.0
+    for l in range(layout.shape[0]):
+        m = layout[l, 0] * layout[l, 1]
+        w = span(params, layout[l, 2], m)
+        g = span(grad, layout[l, 2], m)
+        for i in range(m):
+            wi = w[i]
+            total += float(wi) * float(wi)
+            g[i] += c * wi
+    return 0.5 * scale * total
+
+
+@njit(cache=True)
+def batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_lr, alpha):
+    """Mean loss of rows ``order[start:stop]`` and its gradient (training mode, dropout step
+    ``step``); with ``sgd_lr > 0`` on one row, the SGD update instead (see :func:`backward`).
+    ``alpha > 0`` adds the L2 penalty of the weights to both (:func:`l2_penalty`, with the
+    batch's row count); ``alpha = 0`` leaves the results bitwise as without it. Records lent,
+    arrays borrowed."""
+    B = stop - start
+    gather(data, order, start, stop, buf)
+    forward(params, net, B, buf, True, step)
+    value = backward(params, grad, net, B, buf, data.dense, sgd_lr)
+    if alpha > 0.0:
+        value += l2_penalty(params, grad, lent(net, "layout"), alpha / B)
+    return value
+
+
+@njit(cache=True)
+def epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
+    """A whole epoch of mini-batch gradient descent (records lent, arrays borrowed).
+
+    Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
+    batch applies optimizer ``opt`` (rule ``opt.code``, see
+    :func:`dlbasics.kernels.optimizers.apply_update`) with update count ``opt.count + 1,
+    opt.count + 2, ...`` (also the dropout step counter). Stops at the first non-finite batch
+    loss.
+
+    Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
+    updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
+    ``alpha``: the L2 penalty of each batch (see :func:`batch_gradient`).
+    """
+    opt_code, t0 = opt.code, opt.count
+    hp, s1, s2, s3 = lent(opt, "hp"), lent(opt, "s1"), lent(opt, "s2"), lent(opt, "s3")
+    n = order.shape[0]
+    total = 0.0
+    t = t0
+    rows = 0
+    out[3] = 0.0
+    # Stochastic plain SGD: the update is fused into the backward pass (same arithmetic, no
+    # gradient round trip through memory; on a diverging step it is applied before the loss is
+    # seen to be non-finite, so the weights end non-finite where the general path keeps the
+    # last finite ones; the histories are the same).
+    fuse = opt_code == SGD_CODE and batch == 1 and net.min_rows > 1 and alpha == 0.0
+    sgd_lr = hp[HP_LR] if fuse else 0.0 * hp[HP_LR]
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        value = batch_gradient(params, grad, net, data, order, start, stop, buf, t, sgd_lr, alpha)
+        rows += stop - start
+        if not math.isfinite(value):
+            total = value
+            out[3] = 1.0
+            break
+        t += 1
+        if sgd_lr == 0:
+            apply_update(opt_code, params, grad, s1, s2, s3, t, hp)
+        total += value * (stop - start)
+    out[0] = total
+    out[1] = t - t0
+    out[2] = rows
+
+
+@njit(cache=True)
+def member_epoch(params, grad, net, data, order, batch, buf, opt, seed, out):
+    """One epoch of one network of a population: :func:`epoch` with dropout seed ``seed``, the
+    hand-written loops only (no BLAS: no second thread pool inside a parallel loop, and the
+    same code on the CPU and a GPU thread) and no L2 penalty. Records as plain tuples or named
+    tuples; ``out`` as in :func:`epoch`."""
+    epoch(borrow(params), borrow(grad), reseed(lend_net(net), seed, NO_BLAS, NO_BLAS),
+          lend_data(data), borrow(order), batch, lend_buffers(buf), lend_opt(opt), out, 0.0)

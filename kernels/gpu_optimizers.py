@@ -115,9 +115,10 @@ adam_kernel` forms them."""
     b2f = float(hp[HP_B2])
     wdf = float(hp[HP_WD])
     decoupled = hp[HP_DECOUPLED] != 0
-    _adam_at(i, params, grads, m, v, vmax, step_size, inv_sqrt_bc2, t(b1f), t(b2f),
-             t(1.0 - b1f), t(1.0 - b2f), t(float(hp[HP_EPS])), t(wdf), t(1.0 - lr64 * wdf),
-             decoupled, (not decoupled) and wdf != 0.0, hp[HP_FLAG] != 0)
+    coef = (step_size, inv_sqrt_bc2, t(b1f), t(b2f), t(1.0 - b1f), t(1.0 - b2f),
+            t(float(hp[HP_EPS])), t(wdf), t(1.0 - lr64 * wdf))
+    _adam_at(i, params, grads, m, v, vmax, coef, decoupled, (not decoupled) and wdf != 0.0,
+             hp[HP_FLAG] != 0)
 
 
 @functools.cache

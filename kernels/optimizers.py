@@ -153,8 +153,11 @@ def rmsprop_kernel(params, grads, sq_avg, grad_avg, lr, alpha, eps, centered):
 
 
 @njit(inline="always", cache=True)
-def _adam_at(i, params, grads, m, v, vmax, step_size, inv_sqrt_bc2, b1, b2, c1, c2, eps, wd,
-             decay, decoupled, l2, amsgrad):
+def _adam_at(i, params, grads, m, v, vmax, coef, decoupled, l2, amsgrad):
+    """Adam on element ``i``; ``coef``: the step's ``step_size``, ``1 / sqrt(1 - beta2^t)``,
+    ``beta1``, ``beta2``, ``1 - beta1``, ``1 - beta2``, ``eps``, ``weight_decay`` and the
+    decoupled decay factor ``1 - lr weight_decay``, each in the array dtype."""
+    step_size, inv_sqrt_bc2, b1, b2, c1, c2, eps, wd, decay = coef
     p = params[i]
     g = grads[i]
     if decoupled:
@@ -207,15 +210,14 @@ def adam_kernel(params, grads, m, v, vmax, step, lr, beta1, beta2, eps, weight_d
     wd = t(wdf)
     decay = t(1.0 - lr64 * wdf)
     l2 = (not decoupled) and wdf != 0.0
+    coef = (step_size, inv_sqrt_bc2, b1, b2, c1, c2, eps_, wd, decay)
     # One loop per ``amsgrad`` value: the literal folds the branch, so both loops vectorize.
     if amsgrad:
         for i in range(params.shape[0]):
-            _adam_at(i, params, grads, m, v, vmax, step_size, inv_sqrt_bc2, b1, b2, c1, c2,
-                     eps_, wd, decay, decoupled, l2, True)
+            _adam_at(i, params, grads, m, v, vmax, coef, decoupled, l2, True)
     else:
         for i in range(params.shape[0]):
-            _adam_at(i, params, grads, m, v, vmax, step_size, inv_sqrt_bc2, b1, b2, c1, c2,
-                     eps_, wd, decay, decoupled, l2, False)
+            _adam_at(i, params, grads, m, v, vmax, coef, decoupled, l2, False)
 
 
 @njit(inline="always", cache=True)

@@ -345,6 +345,14 @@ def findings(sc):
         lines.append("The traffic model puts the bandwidth bound below the compute ceiling at "
                      + "; ".join(f"batch {b}: widths {_widths(w)}" for b, w in mem.items())
                      + " (elsewhere the roofline is the compute ceiling).")
+    above = [f"{LABELS.get(v, v)} at width {r['width']}, batch {r['batch']} "
+             f"({_pct(m['frac_roofline'])})" for r in sc["rows"] for v, m in r["rates"].items()
+             if m.get("frac_roofline") and m["frac_roofline"] > 1.0]
+    if above:
+        lines.append("Above the roofline: " + "; ".join(above) + ". The ceilings are measured, "
+                     "not theoretical: a limit measured while the machine was busier than "
+                     "during the point, or a bandwidth bound for data that stayed in the caches, "
+                     "sits below what the machine can do.")
     diffs = [(d, v, r["width"], r["batch"]) for r in sc["rows"]
              for v, d in r["first_loss_rel_diff"].items()]
     if diffs:

@@ -168,6 +168,8 @@ def test_section_and_findings_state_the_numbers():
             "(width 64); ahead at widths none, behind at 16, 64.") in lines
     growth = next(s for s in lines if s.startswith("Cost growth at batch 32"))
     assert "ours (cpu, Numba) x7.5," in growth  # 900k / 120k
+    above = next(s for s in lines if s.startswith("Above the roofline"))
+    assert above.startswith("Above the roofline: ours (cpu, Numba) at width 16, batch 32 (104%).")
     same = next(s for s in lines if s.startswith("Same computation"))
     assert "within 4.0e-07" in same and "JAX lax.scan epoch *" in same
     assert "up to 30% of the CPUs" in text  # the disturbed PyTorch worker is named by its share

@@ -515,6 +515,33 @@ def forward(params, net, B, buf, train, step):
 
 
 @njit(cache=True)
+def loss_rows(code, ws, po, yo, do, lbuf, B, n, dense, eps):
+    """Batch-mean loss of the ``B`` rows of predictions (or logits) at ``po`` against targets
+    at ``yo`` (``dense``) or labels ``lbuf``, summed row by row in float64; the gradient of the
+    mean into the rows at ``do``. (A function of its own: inlined into :func:`backward`, the
+    loss loop slowed the backward pass of 2-16-16-1 at batch 32 by 40%.)"""
+    inv_n = 1.0 / B
+    total = 0.0
+    for i in range(B):
+        r = i * n
+        p = span(ws, po + r, n)
+        g = span(ws, do + r, n)
+        if dense:
+            total = dense_row(code, span(ws, yo + r, n), p, g, True, eps, inv_n, total)
+        else:
+            total = label_row(code, lbuf[i], p, g, True, eps, inv_n, total)
+    return total * inv_n
+
+
+@njit(cache=True)
+def output_backward(code, ws, zo, ao, do, B, n, slope):
+    """:func:`output_backward_row` for the ``B`` output rows."""
+    for i in range(B):
+        r = i * n
+        output_backward_row(code, ws, zo + r, ao + r, do + r, n, slope)
+
+
+@njit(cache=True)
 def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
 
@@ -542,22 +569,10 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     aL = offs[L - 1, 1]
     dL = offs[L, 2]
     yo = offs[L, 1]
-    pred = zL if fused else aL
-    inv_n = 1.0 / B
-    total = 0.0
-    for i in range(B):
-        r = i * n_last
-        p = span(ws, pred + r, n_last)
-        g = span(ws, dL + r, n_last)
-        if dense_targets:
-            total = dense_row(loss_code, span(ws, yo + r, n_last), p, g, True, eps, inv_n, total)
-        else:
-            total = label_row(loss_code, lbuf[i], p, g, True, eps, inv_n, total)
-    value = total * inv_n
+    value = loss_rows(loss_code, ws, zL if fused else aL, yo, dL, lbuf, B, n_last, dense_targets,
+                      eps)
     if not fused:
-        for i in range(B):
-            r = i * n_last
-            output_backward_row(codes[L - 1], ws, zL + r, aL + r, dL + r, n_last, slope)
+        output_backward(codes[L - 1], ws, zL, aL, dL, B, n_last, slope)
     cur = 2
     for l in range(L - 1, -1, -1):
         n_in = layout[l, 0]

@@ -1,9 +1,10 @@
 """Compiled population epoch in the lane layout: the networks are the innermost axis.
 
 :func:`dlbasics.models._core.population_epoch_kernel` trains each network with the shared network
-step of :mod:`dlbasics.kernels.network`. For a small network (2-16-16-1) those loops run over 16 units at a time, too
-few to keep the vector units busy. Here the ``K`` networks are split into chunks of ``C`` *lanes*
-(one lane per network), and every array of a chunk stores its values lane-innermost:
+step of :mod:`dlbasics.kernels.network`. For a small network (2-16-16-1) its loops run over 16
+units at a time, too few to keep the vector units busy. Here the ``K`` networks are split into
+chunks of ``C`` *lanes* (one lane per network), and every array of a chunk stores its values
+lane-innermost:
 
 * parameters ``pc[p * C + c]`` = parameter ``p`` of the chunk's network ``c`` (gradient and
   optimizer slots alike), i.e. the flat parameter vector of :class:`dlbasics.models.mlp.MLP`
@@ -21,7 +22,8 @@ Every network visits the rows of its own ``orders[k]``: the batch is gathered pe
 This module keeps its own loops because its memory layout differs: the shared step indexes one
 network's contiguous buffers, a lane loop strides over ``C`` networks. Per lane the arithmetic is
 that of the shared step's loops (:mod:`dlbasics.kernels.network`) in the same order, and
-``tests/test_population_lanes.py`` compares every lane against that step: ``z = b + h_0 W_0 + h_1 W_1 + ...`` over inputs ascending, the loss through
+``tests/test_population_lanes.py`` compares every lane against that step: ``z = b + h_0 W_0 +
+h_1 W_1 + ...`` over inputs ascending, the loss through
 :func:`dlbasics.kernels.losses.dense_row` / :func:`dlbasics.kernels.losses.label_row` (or the same
 expressions, elementwise), ``dW`` and ``db`` summed over batch rows ascending (first row assigns),
 ``dx`` summed over outputs ascending (the single-network loops reassociate that sum, so ``dx``

@@ -1,0 +1,183 @@
+"""The shared network step (``dlbasics.kernels.network``) on its own: the loops and the BLAS
+route of the CPU, strided per-network buffers (the GPU population's interleaved layout), the
+element-parallel gather of the GPU kernels, the loss rows and the accuracy rows, each against
+an independent reference."""
+
+import numpy as np
+import pytest
+
+from dlbasics.kernels import network
+from dlbasics.kernels.losses import loss_dense_kernel, loss_labels_kernel
+from dlbasics.models import MLP, Adam, _core
+from dlbasics.models.mlp import Workspace
+from tests import naive
+
+CASES = {
+    "binary-dropout": (dict(sizes=[3, 6, 4, 1], activation="tanh", output="sigmoid",
+                            loss="binary_cross_entropy", keep_prob=0.8), None),
+    "softmax-inverted": (dict(sizes=[3, 5, 3], activation="relu", output="softmax",
+                              loss="cross_entropy", keep_prob=0.7, dropout="inverted"), 3),
+    "unfused-squared": (dict(sizes=[3, 7, 2], activation="leaky_relu", output="tanh",
+                             loss="squared"), None),
+}
+
+
+def _problem(case, dtype, n=13, seed=0):
+    kw, classes = CASES[case]
+    model = MLP(dtype=dtype, seed=5, **kw)
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, model.sizes[0])).astype(dtype)
+    if classes:
+        y = rng.integers(0, classes, size=n)
+    elif model.sizes[-1] == 1:
+        y = (X[:, 0] > X[:, 1]).astype(dtype)
+    else:
+        y = rng.normal(size=(n, model.sizes[-1])).astype(dtype)
+    return model, X, y
+
+
+def _records(model, X, y, batch, thresholds):
+    Xc = model.check_X(X)
+    Y, labels, dense = model.check_y(y, Xc.shape[0])
+    w = Workspace(model.sizes, model.keep, batch, model.dtype)
+    net = _core.net_record(model, *thresholds)
+    return net, _core.data_record(Xc, Y, labels, dense), w
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", list(CASES))
+def test_strided_buffers_take_the_loops_bit_for_bit(case, dtype):
+    """Per-network buffers as columns of 2-D arrays (the GPU population's interleaved layout,
+    which the simulator runs on the CPU): the CPU overloads of the BLAS route fall back to the
+    loops for non-contiguous buffers, and the epoch equals that of contiguous buffers."""
+    model, X, y = _problem(case, dtype)
+    batch, K = 4, 3
+    net, data, w = _records(model, X, y, batch, (network.NO_BLAS, network.NO_BLAS))
+    opt = Adam(0.01)
+    order = np.random.default_rng(1).permutation(X.shape[0]).astype(np.int64)
+    n_p = model.params.size
+
+    def run(strided):
+        def make(width, dt, fill=0):
+            if strided:  # column k of a (width, K) array: stride K elements
+                return np.full((width, K), fill, dt)[:, 1]
+            return np.full(width, fill, dt)
+
+        p, g = make(n_p, dtype), make(n_p, dtype)
+        p[:] = model.params
+        ws, lb = make(w.ws.size, dtype), make(batch, np.int64)
+        slots = [make(n_p, dtype) for _ in range(3)]
+        out = make(4, np.float64)
+        network.member_epoch(p, g, net, data, order, batch, (ws, w.offs, lb),
+                             (opt.code, opt.hyper_vector(model.dtype), *slots, 0), 11, out)
+        return np.array(p), np.array(out), [np.array(s) for s in slots]
+
+    (p1, o1, s1), (p2, o2, s2) = run(False), run(True)
+    assert o1[1] == 4 and o1[2] == X.shape[0] and o1[3] == 0
+    assert not np.array_equal(p1, model.params)
+    np.testing.assert_array_equal(p2, p1)
+    np.testing.assert_array_equal(o2, o1)
+    for a, b in zip(s1, s2, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+@pytest.mark.parametrize("case", list(CASES))
+def test_blas_route_and_loops_give_one_gradient(case, dtype, rtol):
+    """The same batch gradient through BLAS (every product) and through the loops (none),
+    both equal to the obvious reference of tests/naive.py."""
+    model, X, y = _problem(case, dtype, n=9)
+    order = np.arange(9, dtype=np.int64)
+    grads, values = [], []
+    for thresholds in ((1, 1), (network.NO_BLAS, network.NO_BLAS)):
+        net, data, w = _records(model, X, y, 9, thresholds)
+        g = np.zeros_like(model.params)
+        values.append(_core.batch_gradient_kernel(model.params.copy(), g, net, data, order, 0, 9,
+                                                  (w.ws, w.offs, w.lbuf), 3))
+        grads.append(g)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=rtol, atol=rtol)
+    assert values[0] == pytest.approx(values[1], rel=rtol)
+    ref_value, ref_grad = naive.net_gradient(naive.network(seed=model.seed, **CASES[case][0]),
+                                             model.params.astype(np.float64),
+                                             X.astype(np.float64), y, step=3)
+    np.testing.assert_allclose(grads[1], ref_grad, rtol=50 * rtol, atol=50 * rtol)
+    assert values[1] == pytest.approx(ref_value, rel=50 * rtol)
+
+
+@pytest.mark.parametrize("dense", [True, False])
+@pytest.mark.parametrize("threads", [1, 3, 8, 64])
+def test_gather_part_over_all_threads_is_the_gather(dense, threads):
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 5))
+    Y = rng.normal(size=(20, 3))
+    labels = rng.integers(0, 3, size=20)
+    order = rng.permutation(20).astype(np.int64)
+    start, B = 6, 7
+    x, y, lb = np.zeros((B, 5)), np.zeros((B, 3)), np.zeros(B, np.int64)
+    for t in range(threads):  # each simulated thread does its share
+        network.gather_part((X, Y, labels, dense), order, start, B, x, y, lb, t, threads)
+    rows = order[start : start + B]
+    np.testing.assert_array_equal(x, X[rows])
+    if dense:
+        np.testing.assert_array_equal(y, Y[rows])
+    else:
+        np.testing.assert_array_equal(lb, labels[rows])
+
+
+@pytest.mark.parametrize("code", range(5))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_rows_are_the_loss_kernels_bit_for_bit(code, dtype):
+    """The loss of the step (rows of a flat workspace) against the loss kernels of the kernel
+    layer on 2-D arrays, value and gradient."""
+    rng = np.random.default_rng(code)
+    B, k = 6, 3
+    p = rng.uniform(0.05, 0.95, size=(B, k)).astype(dtype)
+    if code == 4:  # CE from logits: any reals
+        p = rng.normal(size=(B, k)).astype(dtype) * 3
+    Y = rng.uniform(size=(B, k)).astype(dtype)
+    ws = np.concatenate([p.ravel(), Y.ravel(), np.zeros(B * k, dtype)])
+    eps = 1e-7
+    got = network.loss_rows(code, ws, 0, B * k, 2 * B * k, np.zeros(B, np.int64), B, k, True,
+                            eps)
+    g = np.zeros((B, k), dtype)
+    want = loss_dense_kernel(code, Y, p, g, True, eps)
+    assert got == want
+    np.testing.assert_array_equal(ws[2 * B * k :].reshape(B, k), g)
+    if code in (3, 4):
+        labels = rng.integers(0, k, size=B)
+        got = network.loss_rows(code, ws, 0, B * k, 2 * B * k, labels, B, k, False, eps)
+        want = loss_labels_kernel(code, labels, p, g, True, eps)
+        assert got == want
+        np.testing.assert_array_equal(ws[2 * B * k :].reshape(B, k), g)
+
+
+def test_row_hits_count_as_accuracy_does():
+    rng = np.random.default_rng(4)
+    a = rng.uniform(size=(50, 4))
+    Y = np.eye(4)[rng.integers(0, 4, size=50)]
+    labels = Y.argmax(axis=1)
+    c_dense = c_label = c_sig = 0.0
+    for i in range(50):
+        c_dense = network.row_hits(c_dense, a[i], Y[i], 0, True, True)
+        c_label = network.row_hits(c_label, a[i], a[i], labels[i], False, True)
+        c_sig = network.row_hits(c_sig, a[i], Y[i], 0, True, False)
+    want = float((a.argmax(axis=1) == labels).sum())
+    assert c_dense == want and c_label == want
+    assert c_sig == pytest.approx(((a > 0.5) == (Y > 0.5)).mean(axis=1).sum(), rel=1e-14)
+
+
+def test_backward_rejects_a_loss_code_it_cannot_apply():
+    model, X, y = _problem("softmax-inverted", np.float64)
+    net, data, w = _records(model, X, y, 4, (network.NO_BLAS, network.NO_BLAS))
+    order = np.arange(13, dtype=np.int64)
+    bad = list(net)
+    bad[5] = 0  # squared loss with integer labels
+    with pytest.raises(ValueError, match="cross-entropy"):
+        _core.batch_gradient_kernel(model.params.copy(), np.zeros_like(model.params),
+                                    tuple(bad), data, order, 0, 4, (w.ws, w.offs, w.lbuf), 0)
+    bad[5] = 99
+    dense_data = (data[0], np.eye(3)[y], data[2], True)
+    with pytest.raises(ValueError, match="unknown loss code"):
+        _core.batch_gradient_kernel(model.params.copy(), np.zeros_like(model.params),
+                                    tuple(bad), dense_data, order, 0, 4, (w.ws, w.offs, w.lbuf),
+                                    0)

@@ -94,18 +94,10 @@ def batch_gradient_kernel(params, grad, net, data, order, start, stop, buf, step
 
 @njit(cache=True)
 def epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, alpha=0.0):
-    """A whole epoch of mini-batch gradient descent in one call.
-
-    Visits ``order`` in batches of ``batch`` rows (the last one may be smaller), and after each
-    batch applies optimizer ``opt`` (rule ``opt.code``, see
-    :func:`dlbasics.kernels.optimizers.apply_update`) with update count ``opt.count + 1,
-    opt.count + 2, ...`` (also the dropout step counter). Stops at the first non-finite batch
-    loss.
-
-    Writes ``out[0]`` = sum over batches of ``batch_loss * batch_rows``, ``out[1]`` = number of
-    updates done, ``out[2]`` = rows processed, ``out[3]`` = 1.0 if a loss was non-finite.
-    ``alpha``: the L2 penalty of each batch (see :func:`batch_gradient_kernel`).
-    """
+    """A whole epoch of mini-batch gradient descent in one call: the shared step's
+    :func:`dlbasics.kernels.network.epoch` on the records ``net``, ``data``, ``buf`` and ``opt``
+    (plain tuples), writing ``out[0..3]`` = loss sum weighted by batch rows, updates done, rows
+    processed, 1.0 if a loss was non-finite; ``alpha``: the L2 penalty of each batch."""
     # Borrowed arrays: the per-batch calls below then do no reference counting (see
     # dlbasics.kernels.views; bitwise the same results).
     epoch(borrow(params), borrow(grad), lend_net(net), lend_data(data), borrow(order), batch,

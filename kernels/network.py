@@ -10,20 +10,20 @@ shared.
 
 One thing differs between the targets: the products of a layer. On the CPU a product of at
 least ``min_rows`` rows and ``min_work`` multiply-adds goes to BLAS (``np.dot`` through
-:mod:`dlbasics.kernels.dense`); a GPU thread has no BLAS. That choice sits in three functions
+:mod:`dlbasics.kernels.dense`); a GPU thread has no BLAS. That choice sits in four functions
 resolved per target at compile time (``numba.extending.overload`` with ``target="cpu"`` and
-``target="cuda"``): :func:`blas_ok` (on the GPU, and on the CPU for non-contiguous buffers, the
-constant ``False``), :func:`blas_forward`, :func:`blas_grad_input` and
-:func:`blas_grad_weights`. Everything else, the hand-written loops included, is one source.
+``target="cuda"``): :func:`blas_ok` (the thresholds; on the GPU, and on the CPU for
+non-contiguous buffers, the constant ``False``), :func:`blas_forward`, :func:`blas_grad_input`
+and :func:`blas_grad_weights`. Everything else, the hand-written loops included, is one source.
 
 The other parallel decompositions of the same step keep their own loops and are tested against
 this one: the lane layout of :mod:`dlbasics.models._lanes` (K networks as the innermost axis of
 every array, a different memory layout), the one-launch GPU epoch of
 :mod:`dlbasics.kernels.gpu_small` (threads over the elements of each phase; it shares the row
 functions :func:`gather_part`, :func:`softmax_row`, :func:`output_backward_row` and the loss
-rows)
-and the per-layer GPU kernels of :mod:`dlbasics.models._cuda` (the GPU's counterpart of the BLAS
-route). The NumPy backend (:mod:`dlbasics.models._numpy`) is the plain-NumPy baseline.
+rows) and the per-layer GPU kernels of :mod:`dlbasics.models._cuda` (the GPU's counterpart of
+the BLAS route; they share :func:`gather_part` and :func:`row_hits`). The NumPy backend
+(:mod:`dlbasics.models._numpy`) is the plain-NumPy baseline.
 
 Buffers. Layer table ``layout`` (int64, shape ``(L, 4)``): ``n_in, n_out, w_off, b_off`` of each
 layer, ``W`` being ``params[w_off : w_off + n_in * n_out]`` viewed as ``(n_in, n_out)`` and ``b``
@@ -81,8 +81,8 @@ from .views import borrow, grid, lent, span
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
            "lend_opt", "reseed", "gather", "forward", "backward", "batch_gradient", "epoch",
-           "member_epoch", "l2_penalty", "gather_row", "gather_part", "region", "softmax_row",
-           "output_backward_row", "row_hits"]
+           "member_epoch", "l2_penalty", "loss_rows", "output_backward", "gather_row",
+           "gather_part", "region", "softmax_row", "output_backward_row", "row_hits"]
 
 #: The network description (see the module docstring).
 Net = namedtuple("Net", ["layout", "codes", "keep", "inverted", "slope", "loss_code", "fused",
@@ -260,22 +260,38 @@ def row_hits(correct, a, y, label, dense, softmax_out):
 # ---------------------------------------------------------------------------------------------
 
 
+# The plain Python bodies below are the CPU behaviour, for calls from Python; compiled code gets
+# the overloads that follow, one per target.
+
+
+def _rows(a, off, rows, cols):
+    return a[off : off + rows * cols].reshape(rows, cols)
+
+
 def blas_ok(ws, B, n_in, n_out, min_rows, min_work):
     """Whether the product of ``B`` rows through an ``n_in x n_out`` layer goes to BLAS: the
     thresholds on the CPU (contiguous buffers), never on the GPU."""
+    return bool(ws.flags.c_contiguous and use_blas(B, n_in, n_out, min_rows, min_work))
 
 
 def blas_forward(P, wo, bo, n_in, n_out, ws, ho, zo, B):
     """``ws[z] = ws[h] @ W + b`` by BLAS (CPU; a no-op where :func:`blas_ok` is constant
     ``False``)."""
+    matmul_bias_kernel(_rows(ws, ho, B, n_in), _rows(P, wo, n_in, n_out), P[bo : bo + n_out],
+                       _rows(ws, zo, B, n_out), 0, 0)
 
 
 def blas_grad_input(ws, do, P, wo, n_in, n_out, xo, B):
-    """``dx = delta W^T`` by BLAS (CPU)."""
+    """``dx = delta W^T`` by BLAS (CPU; a no-op where :func:`blas_ok` is constant ``False``)."""
+    grad_input_kernel(_rows(ws, do, B, n_out), _rows(P, wo, n_in, n_out),
+                      _rows(ws, xo, B, n_in), 0, 0)
 
 
 def blas_grad_weights(ws, ho, do, G, wo, bo, n_in, n_out, B):
-    """``dW = h^T delta``, ``db = sum_rows delta`` (bias by a loop, ``dW`` by BLAS; CPU)."""
+    """``dW = h^T delta`` by BLAS, ``db = sum_rows delta`` by a loop (CPU; a no-op where
+    :func:`blas_ok` is constant ``False``)."""
+    grad_weights_kernel(_rows(ws, ho, B, n_in), _rows(ws, do, B, n_out),
+                        _rows(G, wo, n_in, n_out), G[bo : bo + n_out], 0, 0)
 
 
 def _contiguous(*arrays):

@@ -5,6 +5,7 @@ an independent reference."""
 
 import numpy as np
 import pytest
+from numba import njit
 
 from dlbasics.kernels import network
 from dlbasics.kernels.losses import loss_dense_kernel, loss_labels_kernel
@@ -181,3 +182,39 @@ def test_backward_rejects_a_loss_code_it_cannot_apply():
         _core.batch_gradient_kernel(model.params.copy(), np.zeros_like(model.params),
                                     tuple(bad), dense_data, order, 0, 4, (w.ws, w.offs, w.lbuf),
                                     0)
+
+
+def test_blas_route_from_python_and_compiled_agree():
+    """The BLAS route's Python bodies (what a call from Python runs) and its CPU overloads (what
+    compiled code runs) give the same products, and the thresholds decide as use_blas does."""
+    rng = np.random.default_rng(5)
+    B, n_in, n_out = 5, 4, 3
+    P = rng.normal(size=n_in * n_out + n_out)
+    ws = rng.normal(size=3 * B * max(n_in, n_out) + 40)
+    ho, zo, xo = 0, 20, 40
+    assert network.blas_ok(ws, B, n_in, n_out, 5, 12)
+    assert not network.blas_ok(ws, B, n_in, n_out, 6, 12)
+    assert not network.blas_ok(ws, B, n_in, n_out, 5, 13)
+    assert not network.blas_ok(np.zeros((70, 2))[:, 0], B, n_in, n_out, 1, 1)  # strided
+    h = ws[ho : ho + B * n_in].reshape(B, n_in)
+    W = P[: n_in * n_out].reshape(n_in, n_out)
+    want_z = h @ W + P[n_in * n_out :]
+    py = ws.copy()
+    network.blas_forward(P, 0, n_in * n_out, n_in, n_out, py, ho, zo, B)
+    np.testing.assert_allclose(py[zo : zo + B * n_out].reshape(B, n_out), want_z, rtol=1e-14)
+    compiled = ws.copy()
+    _blas_calls(P, compiled, B, n_in, n_out)
+    np.testing.assert_array_equal(compiled[zo : zo + B * n_out], py[zo : zo + B * n_out])
+    G = np.zeros_like(P)
+    network.blas_grad_weights(py, ho, zo, G, 0, n_in * n_out, n_in, n_out, B)
+    d = py[zo : zo + B * n_out].reshape(B, n_out)
+    np.testing.assert_allclose(G[: n_in * n_out].reshape(n_in, n_out), h.T @ d, rtol=1e-14)
+    np.testing.assert_allclose(G[n_in * n_out :], d.sum(axis=0), rtol=1e-14)
+    network.blas_grad_input(py, zo, P, 0, n_in, n_out, xo, B)
+    np.testing.assert_allclose(py[xo : xo + B * n_in].reshape(B, n_in), d @ W.T, rtol=1e-14)
+
+
+@njit(cache=False)
+def _blas_calls(P, ws, B, n_in, n_out):
+    if network.blas_ok(ws, B, n_in, n_out, 1, 1):
+        network.blas_forward(P, 0, n_in * n_out, n_in, n_out, ws, 0, 20, B)

@@ -7,7 +7,7 @@ kernels call the CPU's own :func:`dlbasics.kernels.dropout.row_key` and
 conversion), with the keep probability passed as float64. Applying a mask and scaling weights
 reproduce the CPU's arithmetic (``a * mask * s`` with the float64 scale, rounded once).
 
-:func:`launch_layer_dropout` is the variant of :func:`dlbasics.models._core.forward_kernel` (the
+:func:`launch_layer_dropout` is the variant of :func:`dlbasics.kernels.network.forward` (the
 mask holds the scale, rows are numbered within the batch) used by :mod:`dlbasics.models._cuda`.
 
 Host arrays in, host arrays out; device arrays in, device arrays out (see
@@ -86,7 +86,7 @@ def _kernels():
 
     @cuda.jit
     def layer(h, hd, m, seed, step, layer, p, scale, train):
-        """Dropout on a layer input as in :func:`dlbasics.models._core.forward_kernel`: training
+        """Dropout on a layer input as in :func:`dlbasics.kernels.network.forward`: training
         ``m = scale`` or ``0`` per the hash of ``(seed, step, layer, i, k)`` and ``hd = h * m``;
         test time ``hd = h * p``."""
         h = A(h)

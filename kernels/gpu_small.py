@@ -19,20 +19,22 @@ launch-bound regime of numba-cuda (several microseconds per launch and per array
 then replaced by about a dozen grid syncs per step. Under the simulator, whose grid sync only
 spans one block, the grid kernel runs with one block.
 
-Every element is computed by one thread with exactly the operations, order and dtypes of
-:func:`dlbasics.kernels.gpu_population.network_epoch` (itself bitwise the CPU's
-:func:`dlbasics.models._core.epoch_kernel` without BLAS), except that the batch loss is the
-row order sum of per-row losses (for a loss with several terms per row, that regroups float64
-additions): results agree with the CPU up to that and a real GPU's fused multiply-adds and math
-library.
+This is the parallel decomposition of the shared network step
+(:func:`dlbasics.kernels.network.epoch`, which the CPU runs with BLAS off in its populations):
+every element is computed by one thread with the step's operations, order and dtypes (the
+gather, softmax, output-activation backward and loss rows are the step's own functions), except
+that the batch loss is the row-order sum of per-row losses (for a loss with several terms per
+row, that regroups float64 additions) and that ``dx`` is summed over outputs in order (the
+step's CPU loop may reassociate it): results agree with the CPU up to that and a real GPU's
+fused multiply-adds and math library.
 
 float32 networks: products, gradients and updates are float32; the activation formulas run in
 float64 and are rounded once (the branches of ``act_scalar``/``dact_scalar`` unify to float64 in
 Numba; tanh itself is float32), and the losses and the softmax row sums are float64, as on the
 CPU, kept on purpose for CPU parity.
 
-The arguments are those of :func:`~dlbasics.kernels.gpu_population.network_epoch` (flat
-per-network buffers, the :class:`dlbasics.models.mlp.Workspace` layout); the workspace lives in
+The arguments are the step's records (:mod:`dlbasics.kernels.network`: flat buffers, the
+:class:`dlbasics.models.mlp.Workspace` layout) as tuples of device arrays; the workspace lives in
 global memory (a small network's fits in the L1 cache). :func:`path` says which kernel a
 network and batch take (None: the per-layer kernels of :mod:`dlbasics.models._cuda`).
 """

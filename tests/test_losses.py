@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -178,3 +180,36 @@ def test_batch_kernels_reject_an_unknown_code(code):
         with pytest.raises(ValueError, match="not a cross-entropy"):
             L.loss_labels_kernel(bad, np.zeros(2, np.int64), p, g, True, 1e-12)
     assert not g.any()
+
+
+def _sig(z):
+    if z >= 0:
+        return 1.0 / (1.0 + math.exp(-z))
+    e = math.exp(z)
+    return e / (1.0 + e)
+
+
+def test_float64_logit_losses_are_libm_bitwise(rng):
+    # float64 (and float32: the losses' serial sums keep libm, dlbasics.kernels.activations):
+    # the value and gradient are the plain formulas with libm, bit for bit
+    z = rng.normal(size=(200, 3)) * 5
+    y = (rng.random((200, 3)) < 0.5).astype(float)
+    v, g = L.loss_and_gradient("binary_cross_entropy_logits", y, z)
+    total = 0.0
+    for zi, yi in zip(z.ravel(), y.ravel(), strict=True):
+        total += max(zi, 0.0) - zi * yi + math.log1p(math.exp(-abs(zi)))
+    assert v == total * (1.0 / 200)
+    ref = np.array([(_sig(zi) - yi) * (1.0 / 200)
+                    for zi, yi in zip(z.ravel(), y.ravel(), strict=True)])
+    np.testing.assert_array_equal(g.ravel(), ref)
+    labels = rng.integers(0, 3, 200)
+    v = L.loss("cross_entropy_logits", labels, z)
+    total = 0.0
+    for zi, c in zip(z, labels, strict=True):
+        m = zi.max()
+        s = 0.0
+        for v_ in zi:
+            s += math.exp(v_ - m)
+        total += m + math.log(s) - zi[c]
+    assert v == total * (1.0 / 200)
+

@@ -617,9 +617,7 @@ class _BaseMLP(BaseEstimator):
         hist = train(self._model, X, T, self._optimizer, batch_size=batch,
                      epochs=1 if incremental else s.max_iter,
                      shuffle=reshuffle if s.shuffle else False, callbacks=[end_of_epoch],
-                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha,
-                     permute=(s.backend != "cuda"
-                              and PERMUTE_MIN_BYTES <= X.nbytes <= PERMUTE_MAX_BYTES))
+                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
         self._opt_state = hist.state
         if hist.diverged:
             raise ValueError(
@@ -764,13 +762,6 @@ def _validate_training(model, X, T):
 
 #: Rows per chunk of the L-BFGS full-batch loss (bounds the workspace of large sets).
 LBFGS_CHUNK = 8192
-#: From this many bytes of training inputs on, the stochastic solvers copy the data into each
-#: epoch's visiting order (``train(permute=True)``): bitwise the same results, and the
-#: compiled epoch then reads its batches in sequence instead of from random rows (see
-#: :func:`~dlbasics.models.training.train`). Up to ``PERMUTE_MAX_BYTES``: the copy doubles the
-#: memory the training data takes, which a large data set may not have to spare.
-PERMUTE_MIN_BYTES = 1 << 20
-PERMUTE_MAX_BYTES = 1 << 28
 _LBFGS_IPRINT = False  # scipy >= 1.15 deprecates ``iprint`` for L-BFGS-B; leave it out
 
 

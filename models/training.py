@@ -101,7 +101,7 @@ def _validate(model, X, y, X_val, y_val):
 
 def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed=0, X_val=None,
           y_val=None, callbacks=(), progress=False, metrics="running", schedule=None, state=None,
-          fast=True, alpha=0.0, permute=False):
+          fast=True, alpha=0.0):
     """Train ``model`` in place by gradient descent and return its :class:`History`.
 
     Parameters
@@ -147,14 +147,6 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         ``alpha / (2 n) * sum ||W||^2`` added to the batch loss (and so to ``train_loss``) and
         ``alpha / n * W`` to its gradient, as scikit-learn's MLPs define ``alpha``. ``0`` gives
         bitwise the results of training without it.
-    permute : bool, default=False
-        Before each shuffled epoch, copy ``X`` and the targets into the epoch's visiting order
-        (into two buffers allocated once) and let the epoch read them in sequence: bitwise the
-        same results, since every batch holds the same rows in the same order. Pays where
-        ``X`` outgrows the CPU caches, where reading the batches' rows from random places
-        costs more than one sequential copy (100,000 x 20 float32 rows: the compiled epoch's
-        row gathering takes about 8 ms from random rows against 1.3 ms in sequence, the copy
-        about 1.6 ms). Costs a second copy of the training data.
 
     Returns
     -------
@@ -170,8 +162,6 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     alpha = _checks.real("alpha", alpha, low=0.0)
     if not (callable(shuffle) or isinstance(shuffle, (bool, np.bool_))):
         raise TypeError(f"shuffle must be a bool or a callable, got {type(shuffle).__name__}")
-    if not isinstance(permute, (bool, np.bool_)):
-        raise TypeError(f"permute must be a bool, got {type(permute).__name__}")
     X, Y, labels, dense, val = _validate(model, X, y, X_val, y_val)
     n = X.shape[0]
     batch = _batch_size(batch_size, n)
@@ -179,7 +169,6 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
         state = optimizer.init(model.params)
     rng = np.random.default_rng(seed)
     order = np.arange(n, dtype=np.int64)
-    visit = _permuter(X, Y, labels) if permute and (shuffle is not False) else None
     engine = model.engine
     hist = History(path=engine.path(bool(fast)))
     state = engine.start(optimizer, state)  # before the first evaluation: data on the device
@@ -202,8 +191,7 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
             elif shuffle:
                 order = rng.permutation(n).astype(np.int64)
             t0 = time.perf_counter()
-            Xe, Ye, le, oe = (X, Y, labels, order) if visit is None else visit(order)
-            state, total, done, rows, bad = engine.epoch(Xe, Ye, le, dense, oe, batch,
+            state, total, done, rows, bad = engine.epoch(X, Y, labels, dense, order, batch,
                                                          optimizer, state, lr, alpha, bool(fast))
             seconds = time.perf_counter() - t0
             stop = close_epoch(hist, lr, done, rows, seconds, total, bad, record_eval,
@@ -303,28 +291,6 @@ def blas_single_thread():
 
 #: The BLAS libraries :func:`blas_single_thread` limits (found at its first call).
 _BLAS_CONTROLLER = None
-
-
-def _permuter(X, Y, labels):
-    """``visit(order) -> (X[order], Y[order], labels[order], arange(n))`` for
-    :func:`train`'s ``permute``, into buffers allocated here once (a dummy target array of
-    another length is passed through)."""
-    n = X.shape[0]
-    arrays = (X, Y, labels)
-    bufs = tuple(np.empty_like(a) if a.shape[0] == n else None for a in arrays)
-    sequence = np.arange(n, dtype=np.int64)
-
-    def visit(order):
-        out = []
-        for a, b in zip(arrays, bufs, strict=True):
-            if b is not None:
-                # order is a checked permutation: "clip" never clips, and unlike "raise" it
-                # writes straight into the buffer (no temporary copy)
-                np.take(a, order, axis=0, out=b, mode="clip")
-            out.append(a if b is None else b)
-        return (*out, sequence)
-
-    return visit
 
 
 def _checked_order(order, n):

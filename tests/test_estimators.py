@@ -316,58 +316,6 @@ def test_dropout_extra_trains_and_is_repeatable():
     assert a.score(X, y) > 0.9
 
 
-def _multilabel(n=120, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3))
-    return X, np.column_stack([X[:, 0] > 0, X[:, 1] + X[:, 2] > 0.3]).astype(int)
-
-
-def _regression(n=120, seed=0):
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(n, 3))
-    return X, np.column_stack([X @ [1.0, -2.0, 0.5], np.sin(X[:, 0])])
-
-
-@pytest.mark.parametrize("make,data", [
-    (lambda: MLPClassifier((7,), max_iter=4, random_state=0), blobs),
-    (lambda: MLPClassifier((7, 5), solver="sgd", learning_rate="invscaling", max_iter=4,
-                           random_state=1, dtype="float64"), xor),
-    (lambda: MLPClassifier((6,), solver="sgd", learning_rate="adaptive", n_iter_no_change=1,
-                           max_iter=8, random_state=2), xor),
-    (lambda: MLPClassifier((7,), max_iter=6, early_stopping=True, random_state=3), blobs),
-    (lambda: MLPClassifier((7,), max_iter=4, keep_prob=0.8, batch_size=17, random_state=4),
-     blobs),
-    (lambda: MLPClassifier((5,), max_iter=4, random_state=5), _multilabel),
-    (lambda: MLPRegressor(hidden_layer_sizes=(6,), solver="sgd", max_iter=4, random_state=6),
-     _regression),
-], ids=["adam", "sgd-invscaling-float64", "sgd-adaptive", "early-stopping", "dropout",
-        "multilabel", "regressor-2-outputs"])
-def test_epochs_on_permuted_data_give_bitwise_the_same_fit(monkeypatch, make, data):
-    """From ``PERMUTE_MIN_BYTES`` of inputs on, the stochastic solvers copy the data into each
-    epoch's visiting order (``train(permute=True)``): bitwise the fit that reads the rows from
-    the data in random order; ``partial_fit`` too."""
-    import dlbasics.models.estimators as E
-    from dlbasics.models import training
-
-    X, y = data()
-    made = []
-    monkeypatch.setattr(training, "_permuter",
-                        lambda *a, f=training._permuter: made.append(1) or f(*a))
-    fits = []
-    for threshold in (1 << 62, 0):
-        monkeypatch.setattr(E, "PERMUTE_MIN_BYTES", threshold)
-        est = quiet(make(), X, y)
-        if not est.early_stopping:
-            est.partial_fit(X, y)
-        fits.append(est)
-    assert len(made) == (1 if fits[0].early_stopping else 2)  # only with the threshold at 0
-    a, b = fits
-    for u, v in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
-        assert np.array_equal(u, v)
-    assert a.loss_curve_ == b.loss_curve_ and a.n_iter_ == b.n_iter_
-    assert a.validation_scores_ == b.validation_scores_
-
-
 # -- persistence -------------------------------------------------------------------------------
 def test_pickle_round_trip_and_continue():
     X, y = blobs(100)

@@ -166,7 +166,6 @@ def test_population_marks_diverged_networks_and_continues():
         (dict(metrics="some"), ValueError, "metrics"),
         (dict(X_val=np.zeros((3, 2))), ValueError, "X_val"),
         (dict(schedule=lambda e: -1.0), ValueError, "lr"),
-        (dict(permute="yes"), TypeError, "permute"),
     ],
 )
 def test_train_bad_arguments(kwargs, exc, match):
@@ -207,66 +206,24 @@ def test_population_serial_and_parallel_kernels_agree(monkeypatch):
     assert [h.train_loss for h in par_h] == [h.train_loss for h in ser_h]
 
 
-def _fresh_shuffle(kind):
-    """A ``shuffle`` argument that gives the same orders each time it is made."""
-    if kind != "callable":
-        return kind
-    rs = np.random.RandomState(4)
+def test_blas_single_thread_limits_and_restores_every_time():
+    """The BLAS libraries are found once per process; each use still limits scipy's OpenBLAS
+    (the one compiled code calls) to one thread and restores the previous count."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    from threadpoolctl import threadpool_info, threadpool_limits
 
-    def shuffle(order):
-        return order[rs.permutation(order.shape[0])]
+    from dlbasics.models.training import blas_single_thread
 
-    return shuffle
+    def counts():
+        return {p["filepath"]: p["num_threads"] for p in threadpool_info()
+                if p["user_api"] == "blas"}
 
-
-@pytest.mark.parametrize("backend", ["cpu", "numpy"])
-@pytest.mark.parametrize("shuffle", [True, "callable", False])
-@pytest.mark.parametrize("targets", ["dense", "labels"])
-def test_permute_gives_bitwise_the_same_training(backend, shuffle, targets):
-    """``permute=True`` copies the data into each epoch's visiting order and the epoch reads it
-    in sequence: every batch holds the same rows in the same order (dropout masks too), so the
-    history and the weights are the same bit for bit."""
-    X, y = _xor(45)
-    kw = dict(keep_prob=[1.0, 0.8, 1.0], backend=backend)
-    if targets == "labels":
-        y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0.5)
-        kw.update(output="softmax", loss="cross_entropy")
-
-    def make():
-        m = _model(**kw)
-        return m if targets == "dense" else MLP([2, 8, 8, 3], activation="tanh",
-                                                 dtype=np.float64, seed=1, **kw)
-
-    runs = []
-    for permute in (False, True):
-        m = make()
-        h = train(m, X, y, Adam(0.01), batch_size=7, epochs=4, shuffle=_fresh_shuffle(shuffle),
-                  seed=3, permute=permute, X_val=X[:9], y_val=y[:9])
-        runs.append((m, h))
-    (a, ha), (b, hb) = runs
-    assert np.array_equal(a.params, b.params)
-    assert ha.train_loss == hb.train_loss and ha.val_loss == hb.val_loss
-    assert ha.state.count == hb.state.count == 4 * 7
-
-
-def test_permute_hands_the_epoch_permuted_data_in_sequence():
-    """What the epoch receives with ``permute=True``: the rows of the epoch's order, visited
-    0, 1, 2, ...; the evaluation still sees the data as given."""
-    X, y = _xor(20)
-    m = _model()
-    seen = []
-    epoch = m.engine.epoch
-
-    def spy(Xe, Ye, labels, dense, order, *args):
-        seen.append((Xe.copy(), Ye.copy(), order.copy()))
-        return epoch(Xe, Ye, labels, dense, order, *args)
-
-    m.engine.epoch = spy
-    orders = [np.random.RandomState(i).permutation(20) for i in range(3)]
-    it = iter(orders)
-    h = train(m, X, y, SGD(0.1), batch_size=5, epochs=3, shuffle=lambda o: next(it),
-              permute=True, metrics="full")
-    assert len(seen) == 3 and len(h.full_loss) == 4
-    for (Xe, Ye, order), o in zip(seen, orders, strict=True):
-        assert np.array_equal(order, np.arange(20))
-        assert np.array_equal(Xe, X[o]) and np.array_equal(Ye[:, 0], y[o])
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = counts()
+        assert before
+        if set(before.values()) != {2}:
+            pytest.skip(f"BLAS cannot run 2 threads on this machine: {before}")
+        for _ in range(2):
+            with blas_single_thread():
+                assert set(counts().values()) == {1}
+            assert counts() == before

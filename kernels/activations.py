@@ -282,20 +282,40 @@ def dact_mul_flat(code, z, a, delta, out, slope):
 @njit(cache=True)
 def softmax_rows(z, out):
     """Row-wise max-shifted softmax of 2-D ``z`` into ``out`` (may alias ``z``)."""
-    n, k = z.shape
-    for i in range(n):
-        m = z[i, 0]
-        for j in range(1, k):
-            if z[i, j] > m:
-                m = z[i, j]
-        s = 0.0
-        for j in range(k):
-            e = math.exp(z[i, j] - m)  # libm: a scalar loop (the sum is serial)
-            out[i, j] = e
-            s += e
-        inv = 1.0 / s
-        for j in range(k):
-            out[i, j] *= inv
+    for i in range(z.shape[0]):
+        softmax_vec(row(z, i), row(out, i))
+
+
+@njit(inline="always", cache=True)
+def softmax_vec(z, out):
+    """Max-shifted softmax of the 1-D ``z`` into ``out`` (may alias ``z``), the sum in float64:
+    the one softmax of the package (the row kernels here, the network step and the GPU
+    kernels call it)."""
+    k = z.shape[0]
+    m = z[0]
+    for j in range(1, k):
+        if z[j] > m:
+            m = z[j]
+    s = 0.0
+    for j in range(k):
+        e = math.exp(z[j] - m)  # libm: a scalar loop (the sum is serial)
+        out[j] = e
+        s += e
+    inv = 1.0 / s
+    for j in range(k):
+        out[j] *= inv
+
+
+@njit(inline="always", cache=True)
+def softmax_vjp(a, delta, out):
+    """The softmax vector-Jacobian product of one 1-D row, ``a * (delta - sum(delta * a))``
+    into ``out`` (may alias ``delta``)."""
+    k = a.shape[0]
+    s = 0.0
+    for j in range(k):
+        s += delta[j] * a[j]
+    for j in range(k):
+        out[j] = a[j] * (delta[j] - s)
 
 
 @njit(cache=True)
@@ -316,11 +336,7 @@ def backward_kernel(code, z, a, delta, out, slope):
     n, k = z.shape
     if code == SOFTMAX:
         for i in range(n):
-            s = 0.0
-            for j in range(k):
-                s += delta[i, j] * a[i, j]
-            for j in range(k):
-                out[i, j] = a[i, j] * (delta[i, j] - s)
+            softmax_vjp(row(a, i), row(delta, i), row(out, i))
         return
     for i in range(n):  # plain rows: the GPU twin compiles this function for CUDA too
         dact_mul_flat(code, z[i], a[i], delta[i], out[i], slope)

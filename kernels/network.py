@@ -72,7 +72,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from . import losses
-from .activations import SOFTMAX, act_flat, dact_mul_flat
+from .activations import SOFTMAX, act_flat, dact_mul_flat, softmax_vec, softmax_vjp
 from .dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from .dropout import row_key, unit_keep
 from .losses import dense_row, label_row
@@ -196,22 +196,9 @@ def gather_part(data, order, start, B, x, y, lbuf, first, stride):
 
 @njit(inline="always", cache=True)
 def softmax_row(ws, zo, ao, n):
-    """``ws[ao:ao + n] = softmax(ws[zo:zo + n])``, max-shifted, the sum in float64 (may
-    alias)."""
-    z = span(ws, zo, n)
-    a = span(ws, ao, n)
-    m = z[0]
-    for j in range(1, n):
-        if z[j] > m:
-            m = z[j]
-    s = 0.0
-    for j in range(n):
-        e = math.exp(z[j] - m)
-        a[j] = e
-        s += e
-    inv = 1.0 / s
-    for j in range(n):
-        a[j] *= inv
+    """``ws[ao:ao + n] = softmax(ws[zo:zo + n])`` (:func:`~dlbasics.kernels.activations.\
+softmax_vec`; may alias)."""
+    softmax_vec(span(ws, zo, n), span(ws, ao, n))
 
 
 @njit(inline="always", cache=True)
@@ -221,11 +208,7 @@ def output_backward_row(code, ws, zo, ao, do, n, slope):
     d = span(ws, do, n)
     a = span(ws, ao, n)
     if code == SOFTMAX:
-        s = 0.0
-        for j in range(n):
-            s += d[j] * a[j]
-        for j in range(n):
-            d[j] = a[j] * (d[j] - s)
+        softmax_vjp(a, d, d)
     else:
         dact_mul_flat(code, span(ws, zo, n), a, d, d, slope)
 

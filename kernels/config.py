@@ -28,6 +28,21 @@ BLAS_MIN_ROWS = 8
 #: they were measured 7x slower (784-256-256-10 at batch 32: 4.9k vs 35k samples/s).
 BLAS_THREADED_MIN_ROWS = 256
 
+#: Training batches of at least this many rows are split into :data:`SPLIT_CHUNKS` row chunks,
+#: one thread each, by the CPU backend (``dlbasics.kernels.network.split_gradient``; not with
+#: dropout). Measured on the 2-core benchmark machine (float32, one BLAS thread per chunk
+#: against the whole batch on one thread; microseconds per batch): 2-16-16-1 at 64 rows 10.4
+#: against 9.1, at 128 rows 14.6 / 17.1, at 256 rows 22.9 / 33.6, at 1024 rows 82 / 146;
+#: 20-100-4 (Adam) at 128 rows 26.3 / 35.3, at 200 rows 37 / 56; 784-256-256-10 at 32 rows
+#: 600 / 577, at 128 rows 1217 / 1790, at 1024 rows 7.1 ms against 7.8 ms with two BLAS
+#: threads on the whole batch.
+SPLIT_MIN_ROWS = 128
+
+#: Row chunks of a split batch. A constant, not the machine's thread count, so that the
+#: results do not depend on the machine: each chunk sums its own rows, so the chunk count sets
+#: the order of the gradient's sums (the thread count does not).
+SPLIT_CHUNKS = 2
+
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01
 

@@ -68,7 +68,7 @@ from __future__ import annotations
 import math
 from collections import namedtuple
 
-from numba import njit, types
+from numba import njit, prange, types
 from numba.extending import overload
 
 from . import losses
@@ -77,7 +77,7 @@ from .dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, u
 from .dropout import row_key, unit_keep
 from .losses import dense_row, label_row
 from .optimizers import HP_LR, SGD_CODE, apply_update
-from .views import borrow, grid, lent, span
+from .views import borrow, grid, lent, row, span
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
            "lend_opt", "reseed", "gather", "forward", "backward", "batch_gradient", "epoch",
@@ -93,6 +93,12 @@ Data = namedtuple("Data", ["X", "Y", "labels", "dense"])
 Buffers = namedtuple("Buffers", ["ws", "offs", "lbuf"])
 #: An optimizer: rule code, hyper-parameters, state slots and update count.
 Opt = namedtuple("Opt", ["code", "hp", "s1", "s2", "s3", "count"])
+#: A batch split into row chunks, one thread each (:func:`split_gradient`): per-chunk
+#: gradients ``G`` (shape ``(C, n_params)``), workspaces ``WS`` (``(C, size)``, sharing the
+#: offset table ``offs``), label buffers ``LB``, the chunks' mean losses ``vals`` (``C``) and
+#: the fewest rows a batch must have to be split (``min_rows``; smaller ones run whole on
+#: workspace 0).
+Split = namedtuple("Split", ["G", "WS", "offs", "LB", "vals", "min_rows"])
 
 #: BLAS thresholds that keep every product in the hand-written loops.
 NO_BLAS = 1 << 62
@@ -131,6 +137,14 @@ def lend_buffers(b):
     """The :class:`Buffers` of record ``b`` with borrowed arrays."""
     b = Buffers(*b)
     return Buffers(lent(b, "ws"), lent(b, "offs"), lent(b, "lbuf"))
+
+
+@njit(cache=True)
+def lend_split(s):
+    """The :class:`Split` of record ``s`` with borrowed arrays."""
+    s = Split(*s)
+    return Split(lent(s, "G"), lent(s, "WS"), lent(s, "offs"), lent(s, "LB"), lent(s, "vals"),
+                 s.min_rows)
 
 
 @njit(cache=True)
@@ -710,3 +724,137 @@ def member_epoch(params, grad, net, data, order, batch, buf, opt, seed, out):
     tuples; ``out`` as in :func:`epoch`."""
     epoch(borrow(params), borrow(grad), reseed(lend_net(net), seed, NO_BLAS, NO_BLAS),
           lend_data(data), borrow(order), batch, lend_buffers(buf), lend_opt(opt), out, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# a batch split into row chunks, one thread each
+# ---------------------------------------------------------------------------------------------
+
+
+@njit(inline="always", cache=True)
+def n_chunks(split, start, stop):
+    """How many chunks the batch ``[start, stop)`` is split into: all of ``split``'s (the rows
+    of ``G``) from ``min_rows`` rows on, else 1 (the batch whole, bitwise as
+    :func:`batch_gradient`)."""
+    return split[0].shape[0] if stop - start >= split[5] else 1
+
+
+@njit(inline="always", cache=True)
+def chunk_rows(start, stop, c, C):
+    """Rows ``[lo, hi)`` of chunk ``c`` of ``C`` of ``[start, stop)``: contiguous, in order,
+    sizes differing by at most one."""
+    n = stop - start
+    return start + (n * c) // C, start + (n * (c + 1)) // C
+
+
+@njit(inline="always", cache=True)
+def _part(a, lo, hi):
+    """``a[lo:hi]`` borrowed, or ``a`` itself when it is an empty (unused) optimizer slot."""
+    return span(a, lo, hi - lo) if a.shape[0] else a
+
+
+@njit(cache=True)
+def chunk_gradient(params, net, data, order, start, stop, split, c, step):
+    """Chunk ``c`` of the batch ``order[start:stop]`` (:func:`chunk_rows`): its mean loss into
+    ``split.vals[c]`` and the gradient of that mean into row ``c`` of ``split.G``, on workspace
+    ``c``. Records as plain tuples (a ``prange`` body cannot hold named tuples)."""
+    params, order = borrow(params), borrow(order)
+    net, data, split = lend_net(net), lend_data(data), lend_split(split)
+    G, WS, LB = lent(split, "G"), lent(split, "WS"), lent(split, "LB")
+    lo, hi = chunk_rows(start, stop, c, n_chunks(split, start, stop))
+    buf = Buffers(row(WS, c), lent(split, "offs"), row(LB, c))
+    split.vals[c] = batch_gradient(params, row(G, c), net, data, order, lo, hi, buf, step, 0.0,
+                                   0.0)
+
+
+@njit(cache=True)
+def combine_chunks(grad, split, start, stop, part, parts):
+    """Part ``part`` of ``parts`` of the batch gradient: ``grad = sum_c (B_c / B) G[c]`` over
+    the chunks in order (``B_c`` rows of the batch's ``B``, the weight rounded to the
+    parameter dtype; with two equal chunks it is exactly 1/2)."""
+    grad, split = borrow(grad), lend_split(split)
+    G = lent(split, "G")
+    C = n_chunks(split, start, stop)
+    lo, hi = chunk_rows(0, grad.shape[0], part, parts)
+    for c in range(C):
+        a, b = chunk_rows(start, stop, c, C)
+        w = grad.dtype.type((b - a) / (stop - start))
+        g = row(G, c)
+        if c == 0:
+            for i in range(lo, hi):
+                grad[i] = w * g[i]
+        else:
+            for i in range(lo, hi):
+                grad[i] += w * g[i]
+
+
+@njit(cache=True)
+def update_part(opt, params, grad, t, part, parts):
+    """:func:`~dlbasics.kernels.optimizers.apply_update` of record ``opt`` (a plain tuple) at
+    update count ``t`` on part ``part`` of ``parts`` of the parameters (every rule is
+    elementwise: the parts give the bits of one whole update)."""
+    params, grad, opt = borrow(params), borrow(grad), lend_opt(opt)
+    lo, hi = chunk_rows(0, params.shape[0], part, parts)
+    apply_update(opt.code, span(params, lo, hi - lo), span(grad, lo, hi - lo),
+                 _part(lent(opt, "s1"), lo, hi), _part(lent(opt, "s2"), lo, hi),
+                 _part(lent(opt, "s3"), lo, hi), t, lent(opt, "hp"))
+
+
+@njit(inline="always", cache=True)
+def split_gradient(params, grad, net, data, order, start, stop, split, step, alpha):
+    """Mean loss of rows ``order[start:stop]`` and its gradient into ``grad``, the rows split
+    into chunks (:func:`n_chunks`, :func:`chunk_rows`), each on its own thread
+    (:func:`chunk_gradient`, a ``prange``: parallel in a caller compiled with
+    ``parallel=True``, one after another otherwise), then combined part by part
+    (:func:`combine_chunks`); ``alpha > 0`` adds the L2 penalty. Records as plain tuples.
+
+    The bits do not depend on the number of threads. They are not those of the batch taken
+    whole (each chunk sums its own rows; the chunk sums are then added), except for a batch
+    under ``min_rows`` rows, which is one chunk: :func:`batch_gradient`'s bits. No dropout
+    (a chunk numbers its rows from 0, so its masks would not be the whole batch's) and no
+    fused SGD update: the callers check.
+    """
+    C = split[0].shape[0]
+    for c in prange(C):
+        if c < n_chunks(split, start, stop):
+            chunk_gradient(params, net, data, order, start, stop, split, c, step)
+    for h in prange(C):
+        combine_chunks(grad, split, start, stop, h, C)
+    vals = split[4]
+    value = 0.0
+    C = n_chunks(split, start, stop)
+    for c in range(C):  # the batch mean in float64, chunks in order
+        a, b = chunk_rows(start, stop, c, C)
+        value += (b - a) / (stop - start) * vals[c]
+    if alpha > 0.0:
+        value += l2_penalty(params, grad, Net(*net).layout, alpha / (stop - start))
+    return value
+
+
+@njit(inline="always", cache=True)
+def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
+    """:func:`epoch` with each batch split into row chunks (:func:`split_gradient`) and the
+    update applied in as many parts (:func:`update_part`), one thread each. Records as plain
+    tuples; ``out`` as in :func:`epoch`."""
+    C = split[0].shape[0]
+    t0 = opt[5]
+    n = order.shape[0]
+    total = 0.0
+    t = t0
+    rows = 0
+    out[3] = 0.0
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        value = split_gradient(params, grad, net, data, order, start, stop, split, t, alpha)
+        rows += stop - start
+        if not math.isfinite(value):
+            total = value
+            out[3] = 1.0
+            break
+        t += 1
+        for h in prange(C):
+            update_part(opt, params, grad, t, h, C)
+        total += value * (stop - start)
+    out[0] = total
+    out[1] = t - t0
+    out[2] = rows

@@ -25,6 +25,7 @@ from ..kernels.network import (
     Data,
     Net,
     Opt,
+    Split,
     batch_gradient,
     epoch,
     forward,
@@ -36,11 +37,14 @@ from ..kernels.network import (
     member_epoch,
     reseed,
     row_hits,
+    split_epoch,
+    split_gradient,
 )
 from ..kernels.views import borrow, grid, lent, row
 
-__all__ = ["Net", "Data", "Buffers", "Opt", "Population", "NO_BLAS", "net_record", "data_record",
-           "buffers_record", "opt_record", "batch_gradient_kernel", "epoch_kernel",
+__all__ = ["Net", "Data", "Buffers", "Opt", "Split", "Population", "NO_BLAS", "net_record",
+           "data_record", "buffers_record", "opt_record", "batch_gradient_kernel", "epoch_kernel",
+           "split_gradient_kernel", "split_epoch_kernel",
            "predict_kernel", "evaluate_kernel", "mc_forward_kernel", "population_epoch_kernel",
            "population_epoch_serial"]
 
@@ -102,6 +106,21 @@ def epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, alpha=0.0
     # dlbasics.kernels.views; bitwise the same results).
     epoch(borrow(params), borrow(grad), lend_net(net), lend_data(data), borrow(order), batch,
           lend_buffers(buf), lend_opt(opt), out, alpha)
+
+
+@njit(cache=True, parallel=True)
+def split_gradient_kernel(params, grad, net, data, order, start, stop, split, step, alpha=0.0):
+    """:func:`batch_gradient_kernel` with the rows split into chunks, one thread each
+    (:func:`dlbasics.kernels.network.split_gradient`; ``split`` a plain :class:`Split` tuple)."""
+    return split_gradient(params, grad, net, data, order, start, stop, split, step, alpha)
+
+
+@njit(cache=True, parallel=True)
+def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, alpha=0.0):
+    """:func:`epoch_kernel` with each batch split into row chunks and the update into as many
+    parts, one thread each (:func:`dlbasics.kernels.network.split_epoch`; records as plain
+    tuples, ``split`` a :class:`Split`)."""
+    split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha)
 
 
 @njit(cache=True)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import functools
 import math
 
 import numpy as np
@@ -47,11 +48,35 @@ from ..kernels.config import (
     BLAS_MIN_WORK,
     BLAS_THREADED_MIN_ROWS,
     PREDICT_BLAS_MIN_WORK,
+    SPLIT_CHUNKS,
+    SPLIT_MIN_ROWS,
 )
 from . import _core, _numpy
 
 #: Rows per chunk when predicting: bounds the workspace of large prediction sets.
 PREDICT_CHUNK = 1024
+
+
+@functools.cache
+def fast_parallel_regions():
+    """Whether Numba's threading layer is OpenMP or TBB (a parallel region starts in about a
+    microsecond), not the workqueue fallback (about 70 us a region, measured): the layer
+    ``NUMBA_THREADING_LAYER`` names, else the first of TBB and OpenMP that loads."""
+    import importlib
+
+    import numba
+
+    layer = numba.config.THREADING_LAYER
+    if layer == "workqueue":
+        return False
+    candidates = {"tbb": ["tbbpool"], "omp": ["omppool"]}.get(layer, ["tbbpool", "omppool"])
+    for name in candidates:
+        try:
+            importlib.import_module(f"numba.np.ufunc.{name}")
+        except ImportError:
+            continue
+        return True
+    return False
 
 
 class Backend(abc.ABC):
@@ -191,6 +216,36 @@ class CpuBackend(Backend):
     def __init__(self, model):
         super().__init__(model)
         self._record = np.zeros(4)  # what the compiled epoch reports
+        self._splits = {}  # Split buffers by the largest batch they serve
+
+    def splits(self, rows):
+        """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
+        chunks, one thread each (:func:`dlbasics.kernels.network.split_gradient`): from
+        :data:`SPLIT_MIN_ROWS` rows on, without dropout, and where Numba's threading layer
+        starts a parallel region in about a microsecond (OpenMP or TBB; its fallback, the
+        workqueue, takes about 70 us)."""
+        return (SPLIT_CHUNKS > 1 and rows >= SPLIT_MIN_ROWS
+                and bool(np.all(self.model.keep == 1.0)) and fast_parallel_regions())
+
+    def _split(self, batch):
+        """The :class:`~dlbasics.kernels.network.Split` record (a plain tuple) for batches of up
+        to ``batch`` rows: a chunk holds at most ``ceil(batch / C)`` rows, and a batch under
+        :data:`SPLIT_MIN_ROWS` rows (an epoch's last one) runs whole on workspace 0."""
+        rec = self._splits.get(batch)
+        if rec is None:
+            from .mlp import Workspace
+
+            m = self.model
+            C = SPLIT_CHUNKS
+            rows = max(-(-batch // C), min(batch, SPLIT_MIN_ROWS - 1))
+            w = Workspace(m.sizes, m.keep, rows, m.dtype)
+            if len(self._splits) >= 4:
+                self._splits.pop(next(iter(self._splits)))
+            rec = (np.zeros((C, m.n_params), dtype=m.dtype), np.zeros((C, w.ws.shape[0]),
+                   dtype=m.dtype), w.offs, np.zeros((C, rows), dtype=np.int64), np.zeros(C),
+                   SPLIT_MIN_ROWS)
+            self._splits[batch] = rec
+        return rec
 
     def forward(self, X):
         m = self.model
@@ -212,6 +267,11 @@ class CpuBackend(Backend):
 
     def batch_gradient(self, X, Y, labels, dense, order, start, stop, step, alpha=0.0):
         m = self.model
+        if self.splits(stop - start):
+            return _core.split_gradient_kernel(
+                m.params, m.grad, _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK),
+                _core.data_record(X, Y, labels, dense), order, start, stop,
+                self._split(stop - start), step, alpha)
         return _core.batch_gradient_kernel(
             m.params, m.grad, _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK),
             _core.data_record(X, Y, labels, dense), order, start, stop,
@@ -221,8 +281,9 @@ class CpuBackend(Backend):
         return "fused" if fast else "general"
 
     def training(self, batch):
-        if BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
-            return self.blas_single_thread()  # small products: BLAS on one thread
+        if self.splits(batch) or BLAS_MIN_ROWS <= batch < BLAS_THREADED_MIN_ROWS:
+            # small products, or one chunk of rows per thread: BLAS on one thread
+            return self.blas_single_thread()
         return contextlib.nullcontext()
 
     def blas_single_thread(self):
@@ -236,11 +297,15 @@ class CpuBackend(Backend):
             return super().epoch(X, Y, labels, dense, order, batch, optimizer, state, lr, alpha)
         m = self.model
         out = self._record
-        _core.epoch_kernel(
-            m.params, m.grad, _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK),
-            _core.data_record(X, Y, labels, dense), order, batch,
-            _core.buffers_record(m.workspace(batch)),
-            _core.opt_record(optimizer, state, m.params, lr), out, alpha)
+        net = _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK)
+        data = _core.data_record(X, Y, labels, dense)
+        opt = _core.opt_record(optimizer, state, m.params, lr)
+        if self.splits(batch):
+            _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
+                                     self._split(batch), opt, out, alpha)
+        else:
+            _core.epoch_kernel(m.params, m.grad, net, data, order, batch,
+                               _core.buffers_record(m.workspace(batch)), opt, out, alpha)
         done = int(out[1])
         return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
 

@@ -16,6 +16,7 @@ the CUDA simulator.
 import numpy as np
 import pytest
 
+import dlbasics.models.backends as backends
 import dlbasics.models.population as population
 from dlbasics.kernels.activations import ACTIVATIONS
 from dlbasics.models import MLP, train, train_population
@@ -142,17 +143,35 @@ def optimizer_cases():
     return cases
 
 
-@pytest.fixture(params=["cpu", "numpy"])
-def backend(request):
+def _split_from_two_rows(monkeypatch):
+    """Make the cpu backend split every batch of two rows or more into row chunks (one thread
+    each, :func:`dlbasics.kernels.network.split_gradient`), which it otherwise does from
+    ``SPLIT_MIN_ROWS`` (128) rows on."""
+    assert backends.fast_parallel_regions(), "no OpenMP or TBB threading layer: nothing splits"
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 2)
+
+
+@pytest.fixture(params=["cpu", "cpu-split", "numpy"])
+def backend(request, monkeypatch):
+    if request.param == "cpu-split":
+        _split_from_two_rows(monkeypatch)
+        return "cpu"
     return request.param
 
 
-@pytest.fixture(params=[("cpu", True), ("cpu", False), ("numpy", False)],
-                ids=["cpu-fused", "cpu-general", "numpy"])
-def trainer(request):
+@pytest.fixture(params=[("cpu", True), ("cpu", False), ("cpu-split", True),
+                        ("cpu-split", False), ("numpy", False)],
+                ids=["cpu-fused", "cpu-general", "cpu-split-fused", "cpu-split-general",
+                     "numpy"])
+def trainer(request, monkeypatch):
     """``(backend, fast)`` of every training path: the cpu backend's fused epoch and its
-    general mini-batch loop, and the numpy backend."""
-    return request.param
+    general mini-batch loop, each also with batches split into row chunks, and the numpy
+    backend."""
+    backend, fast = request.param
+    if backend == "cpu-split":
+        _split_from_two_rows(monkeypatch)
+        return "cpu", fast
+    return backend, fast
 
 
 # ---------------------------------------------------------------------------------------------

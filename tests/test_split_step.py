@@ -1,0 +1,206 @@
+"""Batches split into row chunks, one thread each (``dlbasics.kernels.network.split_gradient``,
+``split_epoch``; the cpu backend from ``SPLIT_MIN_ROWS`` rows on).
+
+The whole-network references of ``tests/naive.py`` check the split path too
+(``tests/test_network_reference.py``, its ``cpu-split`` variants, in float64 at 1e-12). Here:
+the chunks partition the batch, the bits do not depend on the thread count, a batch under
+``min_rows`` keeps the bits of the unsplit step, the update in parts keeps the bits of one
+whole update for every optimizer rule, dropout and a slow threading layer are not split, and a
+diverging split epoch stops as the general loop does.
+"""
+
+import numba
+import numpy as np
+import pytest
+
+import dlbasics.models.backends as backends
+from dlbasics.kernels import network
+from dlbasics.kernels.config import SPLIT_MIN_ROWS
+from dlbasics.kernels.optimizers import apply_update
+from dlbasics.models import MLP, SGD, Adam, _core, train
+from dlbasics.models.optimizers import OPTIMIZERS, make_optimizer
+
+needs_threads = pytest.mark.skipif(not backends.fast_parallel_regions(),
+                                   reason="no OpenMP or TBB threading layer: nothing splits")
+
+
+def _problem(dtype, n=600, sizes=(20, 32, 4), seed=0, **kw):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, sizes[0])).astype(dtype)
+    y = rng.integers(0, sizes[-1], size=n)
+    model = MLP(list(sizes), activation="relu", output="softmax", loss="cross_entropy",
+                dtype=dtype, seed=3, **kw)
+    return model, X, y
+
+
+def test_chunks_partition_the_batch():
+    """Contiguous, in order, covering ``[start, stop)`` exactly, sizes differing by at most
+    one (hand-checked cases, then every small case)."""
+    assert [network.chunk_rows(10, 17, c, 2) for c in range(2)] == [(10, 13), (13, 17)]
+    assert [network.chunk_rows(0, 9, c, 3) for c in range(3)] == [(0, 3), (3, 6), (6, 9)]
+    for start in range(3):
+        for n in range(0, 40):
+            for C in range(1, 6):
+                parts = [network.chunk_rows(start, start + n, c, C) for c in range(C)]
+                assert parts[0][0] == start and parts[-1][1] == start + n
+                assert all(a[1] == b[0] for a, b in zip(parts, parts[1:], strict=False))
+                sizes = [hi - lo for lo, hi in parts]
+                assert max(sizes) - min(sizes) <= 1
+
+
+def test_splitting_rule():
+    """From SPLIT_MIN_ROWS rows on, without dropout; never with dropout."""
+    plain, _, _ = _problem(np.float32)
+    dropped, _, _ = _problem(np.float32, keep_prob=0.8)
+    if backends.fast_parallel_regions():
+        assert plain.engine.splits(SPLIT_MIN_ROWS) and plain.engine.splits(10_000)
+    assert not plain.engine.splits(SPLIT_MIN_ROWS - 1)
+    assert not dropped.engine.splits(SPLIT_MIN_ROWS) and not dropped.engine.splits(10_000)
+
+
+def test_slow_threading_layer_is_not_used(monkeypatch):
+    """The workqueue layer (about 70 us a parallel region) is never used to split."""
+    monkeypatch.setattr(numba.config, "THREADING_LAYER", "workqueue")
+    backends.fast_parallel_regions.cache_clear()
+    try:
+        assert not backends.fast_parallel_regions()
+        model, _, _ = _problem(np.float32)
+        assert not model.engine.splits(10_000)
+    finally:
+        monkeypatch.undo()
+        backends.fast_parallel_regions.cache_clear()
+
+
+def _fit(dtype, batch, threads=None, epochs=2, fast=True, **kw):
+    model, X, y = _problem(dtype)
+    saved = numba.get_num_threads()
+    try:
+        if threads is not None:
+            numba.set_num_threads(threads)
+        hist = train(model, X, y, Adam(1e-2), batch_size=batch, epochs=epochs, seed=4,
+                     fast=fast, **kw)
+    finally:
+        numba.set_num_threads(saved)
+    return model.params.copy(), hist.train_loss
+
+
+@needs_threads
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_bits_do_not_depend_on_the_thread_count(dtype):
+    """Batches of 250 rows (the last of 100): one Numba thread and two give the same bits (the
+    chunk count is a constant, not the thread count), fused and general alike."""
+    p1, l1 = _fit(dtype, 250, threads=1)
+    p2, l2 = _fit(dtype, 250, threads=2)
+    p3, l3 = _fit(dtype, 250, threads=2, fast=False)
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(p1, p3)
+    assert l1 == l2 == l3
+
+
+@needs_threads
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_split_epoch_against_the_unsplit_one(dtype, monkeypatch):
+    """Batches of 200 rows split in two against the same epochs with splitting off: equal up to
+    the order of the gradient's sums (float32 1e-5, float64 1e-12 relative to the largest
+    parameter), and not bitwise (the split path really ran)."""
+    p_split, l_split = _fit(dtype, 200, alpha=1e-3)
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 10**9)
+    p_whole, l_whole = _fit(dtype, 200, alpha=1e-3)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    scale = np.abs(p_whole).max()
+    np.testing.assert_allclose(p_split, p_whole, rtol=0, atol=tol * scale)
+    np.testing.assert_allclose(l_split, l_whole, rtol=tol)
+    assert not np.array_equal(p_split, p_whole)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_batch_under_min_rows_keeps_the_unsplit_bits(dtype, alpha):
+    """A batch under ``min_rows`` is one chunk on workspace 0: loss and gradient bitwise equal
+    to :func:`_core.batch_gradient_kernel` (the L2 penalty included); the same batch split
+    differs in the last bits only."""
+    model, X, y = _problem(dtype, n=40)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    order = np.random.default_rng(2).permutation(40).astype(np.int64)
+    whole = model.grad.copy()
+    want = _core.batch_gradient_kernel(model.params, whole, net, data, order, 3, 40,
+                                       _core.buffers_record(model.workspace(37)), 5, 0.0, alpha)
+    for min_rows, exact in ((38, True), (2, False)):
+        model.engine._splits.clear()
+        rec = list(model.engine._split(37))
+        rec[5] = min_rows
+        grad = np.full_like(whole, np.nan)
+        got = _core.split_gradient_kernel(model.params, grad, net, data, order, 3, 40,
+                                          tuple(rec), 5, alpha)
+        if exact:
+            assert got == want
+            np.testing.assert_array_equal(grad, whole)
+        else:
+            tol = 1e-5 if dtype == np.float32 else 1e-13
+            assert got == pytest.approx(want, rel=tol)
+            np.testing.assert_allclose(grad, whole, rtol=0, atol=tol * np.abs(whole).max())
+
+
+@pytest.mark.parametrize("parts", [2, 3])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_update_in_parts_is_one_update(name, dtype, parts):
+    """Every optimizer rule of the registry, three steps on 1,001 parameters: the update applied
+    part by part (:func:`network.update_part`) has the bits of one whole update
+    (:func:`apply_update`), slots included."""
+    rng = np.random.default_rng(7)
+    opt = make_optimizer(name, lr=0.01)
+    n = 1001
+    p_whole = rng.normal(size=n).astype(dtype)
+    p_parts = p_whole.copy()
+    p0 = p_whole.copy()
+    s_whole = opt.init(p_whole)
+    s_parts = opt.init(p_parts)
+    for t in (1, 2, 3):
+        g = rng.normal(size=n).astype(dtype)
+        slots_w = opt.slots(s_whole, p_whole)
+        apply_update(opt.code, p_whole, g, *slots_w, t, opt.hyper_vector(dtype))
+        rec = _core.opt_record(opt, s_parts, p_parts)
+        for h in range(parts):
+            network.update_part(rec, p_parts, g, t, h, parts)
+        np.testing.assert_array_equal(p_parts, p_whole)
+        for a, b in zip(opt.slots(s_parts, p_parts), slots_w, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert np.all(p_whole != p0)  # every parameter moved
+
+
+@needs_threads
+def test_dropout_is_not_split(monkeypatch):
+    """With dropout the batch runs whole (a chunk would number its rows from 0 and draw the
+    wrong masks): the bits are those of the unsplit path, whatever SPLIT_MIN_ROWS says."""
+    def fit():
+        model, X, y = _problem(np.float64, keep_prob=0.8)
+        train(model, X, y, Adam(1e-2), batch_size=200, epochs=1, seed=4)
+        return model.params.copy()
+
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 2)
+    low = fit()
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 10**9)
+    np.testing.assert_array_equal(low, fit())
+
+
+@needs_threads
+@pytest.mark.parametrize("fast", [True, False])
+def test_diverging_split_epoch_is_recorded(fast):
+    """A learning rate that blows up: the split epoch stops at the first non-finite batch loss
+    and the history says diverged, at the same update in the fused and the general loop."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(1024, 5)) * 100
+    y = rng.normal(size=(1024, 1)) * 100
+    model = MLP([5, 16, 1], activation="relu", output="identity", loss="squared", seed=1)
+    hist = train(model, X, y, SGD(10.0), batch_size=256, epochs=3, seed=0, fast=fast)
+    assert hist.diverged
+    assert model.engine.splits(256)
+    stopped = (len(hist.train_loss), hist.updates[-1])
+    model2 = MLP([5, 16, 1], activation="relu", output="identity", loss="squared", seed=1)
+    hist2 = train(model2, X, y, SGD(10.0), batch_size=256, epochs=3, seed=0, fast=not fast)
+    assert (len(hist2.train_loss), hist2.updates[-1]) == stopped
+    np.testing.assert_array_equal(model.params, model2.params)

@@ -41,6 +41,7 @@ import contextlib
 import functools
 import math
 
+import numba
 import numpy as np
 
 from ..kernels.config import (
@@ -63,8 +64,6 @@ def fast_parallel_regions():
     microsecond), not the workqueue fallback (about 70 us a region, measured): the layer
     ``NUMBA_THREADING_LAYER`` names, else the first of TBB and OpenMP that loads."""
     import importlib
-
-    import numba
 
     layer = numba.config.THREADING_LAYER
     if layer == "workqueue":
@@ -221,11 +220,19 @@ class CpuBackend(Backend):
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
         chunks, one thread each (:func:`dlbasics.kernels.network.split_gradient`): from
-        :data:`SPLIT_MIN_ROWS` rows on, without dropout, and where Numba's threading layer
-        starts a parallel region in about a microsecond (OpenMP or TBB; its fallback, the
-        workqueue, takes about 70 us)."""
+        :data:`SPLIT_MIN_ROWS` rows on, without dropout, with two or more Numba threads, and
+        where Numba's threading layer starts a parallel region in about a microsecond (OpenMP
+        or TBB; its fallback, the workqueue, takes about 70 us).
+
+        With one thread (the studies' workers and their timing pass limit themselves to one)
+        the batch runs whole: split chunks run one after the other would only add the cost of
+        combining them (measured 13% at 200 rows of 20-100-4), and two busy processes, each
+        waiting in a parallel region for a thread that the other holds, ran 3-4x slower. Any
+        two or more threads give the same bits (the chunk count is fixed); one thread gives
+        those of the batch summed in one pass."""
         return (SPLIT_CHUNKS > 1 and rows >= SPLIT_MIN_ROWS
-                and bool(np.all(self.model.keep == 1.0)) and fast_parallel_regions())
+                and bool(np.all(self.model.keep == 1.0)) and numba.get_num_threads() >= 2
+                and fast_parallel_regions())
 
     def _split(self, batch):
         """The :class:`~dlbasics.kernels.network.Split` record (a plain tuple) for batches of up

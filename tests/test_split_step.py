@@ -3,7 +3,8 @@
 
 The whole-network references of ``tests/naive.py`` check the split path too
 (``tests/test_network_reference.py``, its ``cpu-split`` variants, in float64 at 1e-12). Here:
-the chunks partition the batch, the bits do not depend on the thread count, a batch under
+the chunks partition the batch, the split's bits do not depend on the thread count (and one
+thread runs the batch whole), a batch under
 ``min_rows`` keeps the bits of the unsplit step, the update in parts keeps the bits of one
 whole update for every optimizer rule, dropout and a slow threading layer are not split, and a
 diverging split epoch stops as the general loop does.
@@ -20,8 +21,9 @@ from dlbasics.kernels.optimizers import apply_update
 from dlbasics.models import MLP, SGD, Adam, _core, train
 from dlbasics.models.optimizers import OPTIMIZERS, make_optimizer
 
-needs_threads = pytest.mark.skipif(not backends.fast_parallel_regions(),
-                                   reason="no OpenMP or TBB threading layer: nothing splits")
+needs_threads = pytest.mark.skipif(
+    not backends.fast_parallel_regions() or numba.config.NUMBA_NUM_THREADS < 2,
+    reason="needs two Numba threads and an OpenMP or TBB threading layer to split")
 
 
 def _problem(dtype, n=600, sizes=(20, 32, 4), seed=0, **kw):
@@ -49,13 +51,20 @@ def test_chunks_partition_the_batch():
 
 
 def test_splitting_rule():
-    """From SPLIT_MIN_ROWS rows on, without dropout; never with dropout."""
+    """From SPLIT_MIN_ROWS rows on, without dropout, with two threads or more; never with
+    dropout or one thread."""
     plain, _, _ = _problem(np.float32)
     dropped, _, _ = _problem(np.float32, keep_prob=0.8)
-    if backends.fast_parallel_regions():
+    if backends.fast_parallel_regions() and numba.get_num_threads() >= 2:
         assert plain.engine.splits(SPLIT_MIN_ROWS) and plain.engine.splits(10_000)
     assert not plain.engine.splits(SPLIT_MIN_ROWS - 1)
     assert not dropped.engine.splits(SPLIT_MIN_ROWS) and not dropped.engine.splits(10_000)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert not plain.engine.splits(10_000)
+    finally:
+        numba.set_num_threads(saved)
 
 
 def test_slow_threading_layer_is_not_used(monkeypatch):
@@ -85,17 +94,49 @@ def _fit(dtype, batch, threads=None, epochs=2, fast=True, **kw):
 
 
 @needs_threads
-@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_bits_do_not_depend_on_the_thread_count(dtype):
-    """Batches of 250 rows (the last of 100): one Numba thread and two give the same bits (the
-    chunk count is a constant, not the thread count), fused and general alike."""
-    p1, l1 = _fit(dtype, 250, threads=1)
-    p2, l2 = _fit(dtype, 250, threads=2)
-    p3, l3 = _fit(dtype, 250, threads=2, fast=False)
-    np.testing.assert_array_equal(p1, p2)
-    np.testing.assert_array_equal(p1, p3)
-    assert l1 == l2 == l3
+def test_split_bits_do_not_depend_on_the_thread_count(dtype):
+    """The split epoch kernel on one Numba thread and on two: the same bits (the chunk count
+    is a constant, not the thread count)."""
+    model, X, y = _problem(dtype)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    order = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int64)
+    opt = Adam(1e-2)
+    p0 = model.params.copy()
+    runs = []
+    saved = numba.get_num_threads()
+    for threads in (1, 2, 1):
+        numba.set_num_threads(threads)
+        try:
+            model.set_params_vector(p0)
+            out = np.zeros(4)
+            _core.split_epoch_kernel(model.params, model.grad, _core.net_record(model, 8, 1),
+                                     _core.data_record(X, Y, labels, dense), order, 250,
+                                     model.engine._split(250),
+                                     _core.opt_record(opt, opt.init(model.params), model.params),
+                                     out, 0.0)
+        finally:
+            numba.set_num_threads(saved)
+        runs.append((model.params.copy(), out.copy()))
+    assert runs[0][1][1] == 3 and runs[0][1][2] == X.shape[0]  # 250 + 250 + 100 rows
+    for p, out in runs[1:]:
+        np.testing.assert_array_equal(p, runs[0][0])
+        np.testing.assert_array_equal(out, runs[0][1])
+
+
+@needs_threads
+@pytest.mark.parametrize("fast", [True, False])
+def test_one_thread_runs_the_batch_whole(fast, monkeypatch):
+    """With one Numba thread nothing is split: the bits of splitting turned off; with two,
+    the split bits (different, equal to rounding), fused and general alike."""
+    one = _fit(np.float64, 250, threads=1, fast=fast)
+    two = _fit(np.float64, 250, threads=2, fast=fast)
+    monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 10**9)
+    whole = _fit(np.float64, 250, threads=2, fast=fast)
+    np.testing.assert_array_equal(one[0], whole[0])
+    assert one[1] == whole[1]
+    assert not np.array_equal(two[0], whole[0])
+    np.testing.assert_allclose(two[0], whole[0], rtol=0, atol=1e-12 * np.abs(whole[0]).max())
 
 
 @needs_threads

@@ -63,9 +63,9 @@ own workspace and gradient row, the chunk gradients are combined as ``sum_c (B_c
 (:func:`combine_chunks`) and the update is applied in as many parameter parts
 (:func:`update_part`), all in chunk order, so the bits depend on ``C``, never on the thread
 count. On the 2-core benchmark machine this makes a 2-16-16-1 batch of 1,024 rows 1.8x faster
-and a 20-100-4 batch of 200 rows (the scikit-learn drop-in's default) 1.5x faster; below about
-128 rows the parallel regions (three a batch) cost more than they save
-(:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`).
+and a 20-100-4 batch of 200 rows (the scikit-learn drop-in's default) 1.5x faster; on small
+batches the parallel regions (three a batch) cost more than they save
+(:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and

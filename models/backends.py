@@ -51,6 +51,7 @@ from ..kernels.config import (
     PREDICT_BLAS_MIN_WORK,
     SPLIT_CHUNKS,
     SPLIT_MIN_ROWS,
+    SPLIT_MIN_WORK,
 )
 from . import _core, _numpy
 
@@ -220,7 +221,7 @@ class CpuBackend(Backend):
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
         chunks, one thread each (:func:`dlbasics.kernels.network.split_gradient`): from
-        :data:`SPLIT_MIN_ROWS` rows on, without dropout, with two or more Numba threads, and
+        :meth:`split_min_rows` rows on, without dropout, with two or more Numba threads, and
         where Numba's threading layer starts a parallel region in about a microsecond (OpenMP
         or TBB; its fallback, the workqueue, takes about 70 us).
 
@@ -230,27 +231,34 @@ class CpuBackend(Backend):
         waiting in a parallel region for a thread that the other holds, ran 3-4x slower. Any
         two or more threads give the same bits (the chunk count is fixed); one thread gives
         those of the batch summed in one pass."""
-        return (SPLIT_CHUNKS > 1 and rows >= SPLIT_MIN_ROWS
+        return (SPLIT_CHUNKS > 1 and rows >= self.split_min_rows()
                 and bool(np.all(self.model.keep == 1.0)) and numba.get_num_threads() >= 2
                 and fast_parallel_regions())
+
+    def split_min_rows(self):
+        """The fewest rows of a batch worth splitting: :data:`SPLIT_MIN_ROWS`, and at least
+        :data:`SPLIT_MIN_WORK` row-parameters (below, three parallel regions a batch cost more
+        than half the batch's work saves)."""
+        return max(SPLIT_MIN_ROWS, -(-SPLIT_MIN_WORK // self.model.n_params))
 
     def _split(self, batch):
         """The :class:`~dlbasics.kernels.network.Split` record (a plain tuple) for batches of up
         to ``batch`` rows: a chunk holds at most ``ceil(batch / C)`` rows, and a batch under
-        :data:`SPLIT_MIN_ROWS` rows (an epoch's last one) runs whole on workspace 0."""
+        :meth:`split_min_rows` rows (an epoch's last one) runs whole on workspace 0."""
         rec = self._splits.get(batch)
         if rec is None:
             from .mlp import Workspace
 
             m = self.model
             C = SPLIT_CHUNKS
-            rows = max(-(-batch // C), min(batch, SPLIT_MIN_ROWS - 1))
+            min_rows = self.split_min_rows()
+            rows = max(-(-batch // C), min(batch, min_rows - 1))
             w = Workspace(m.sizes, m.keep, rows, m.dtype)
             if len(self._splits) >= 4:
                 self._splits.pop(next(iter(self._splits)))
             rec = (np.zeros((C, m.n_params), dtype=m.dtype), np.zeros((C, w.ws.shape[0]),
                    dtype=m.dtype), w.offs, np.zeros((C, rows), dtype=np.int64), np.zeros(C),
-                   SPLIT_MIN_ROWS)
+                   min_rows)
             self._splits[batch] = rec
         return rec
 

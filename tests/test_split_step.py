@@ -1,5 +1,5 @@
 """Batches split into row chunks, one thread each (``dlbasics.kernels.network.split_gradient``,
-``split_epoch``; the cpu backend from ``SPLIT_MIN_ROWS`` rows on).
+``split_epoch``; the cpu backend from ``split_min_rows()`` rows on).
 
 The whole-network references of ``tests/naive.py`` check the split path too
 (``tests/test_network_reference.py``, its ``cpu-split`` variants, in float64 at 1e-12). Here:
@@ -58,6 +58,10 @@ def test_splitting_rule():
     if backends.fast_parallel_regions() and numba.get_num_threads() >= 2:
         assert plain.engine.splits(SPLIT_MIN_ROWS) and plain.engine.splits(10_000)
     assert not plain.engine.splits(SPLIT_MIN_ROWS - 1)
+    tiny = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",
+               loss="binary_cross_entropy")  # 337 parameters: from 195 rows on
+    assert tiny.engine.split_min_rows() == 195 and not tiny.engine.splits(194)
+    assert plain.engine.split_min_rows() == SPLIT_MIN_ROWS
     assert not dropped.engine.splits(SPLIT_MIN_ROWS) and not dropped.engine.splits(10_000)
     saved = numba.get_num_threads()
     numba.set_num_threads(1)
@@ -223,6 +227,7 @@ def test_dropout_is_not_split(monkeypatch):
         return model.params.copy()
 
     monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 2)
+    monkeypatch.setattr(backends, "SPLIT_MIN_WORK", 0)
     low = fit()
     monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 10**9)
     np.testing.assert_array_equal(low, fit())
@@ -236,12 +241,12 @@ def test_diverging_split_epoch_is_recorded(fast):
     rng = np.random.default_rng(0)
     X = rng.normal(size=(1024, 5)) * 100
     y = rng.normal(size=(1024, 1)) * 100
-    model = MLP([5, 16, 1], activation="relu", output="identity", loss="squared", seed=1)
+    model = MLP([5, 64, 1], activation="relu", output="identity", loss="squared", seed=1)
     hist = train(model, X, y, SGD(10.0), batch_size=256, epochs=3, seed=0, fast=fast)
     assert hist.diverged
     assert model.engine.splits(256)
     stopped = (len(hist.train_loss), hist.updates[-1])
-    model2 = MLP([5, 16, 1], activation="relu", output="identity", loss="squared", seed=1)
+    model2 = MLP([5, 64, 1], activation="relu", output="identity", loss="squared", seed=1)
     hist2 = train(model2, X, y, SGD(10.0), batch_size=256, epochs=3, seed=0, fast=not fast)
     assert (len(hist2.train_loss), hist2.updates[-1]) == stopped
     np.testing.assert_array_equal(model.params, model2.params)

@@ -192,26 +192,44 @@ def fig_population(res, out):
 
 
 # -- README -----------------------------------------------------------------------------------
+def _goal_value(x, unit, target=False):
+    """A goal's measured value (``target=False``) or threshold in its unit: ``1.29x``,
+    ``69.1% of peak`` (target ``60% of peak``), ``16.61 s`` (``5 s``), ``0.90x PyTorch``
+    (``0.7x PyTorch``)."""
+    if unit == "of peak":
+        return f"{100 * x:.0f}% of peak" if target else f"{100 * x:.1f}% of peak"
+    if unit == "s":
+        return f"{x:g} s" if target else f"{x:.2f} s"
+    if unit == "x":
+        return fmt_ratio(x)
+    num = f"{x:g}" if target else f"{x:.2f}"
+    return f"{num}{unit}" if unit.startswith("x") else f"{num} {unit}"
+
+
 def _goals_section(res):
     rows = []
     for g in res["goals"]:
+        unit = g["unit"]
         if g["measured"] is None:
             measured, status = "not measured", "not measured (profile or framework missing)"
-        elif g["unit"] == "of peak":
-            measured = f"{100 * g['measured']:.1f}% of peak"
-            status = "**met**" if g["met"] else "**missed**"
         else:
-            measured = fmt_ratio(g["measured"])
+            measured = _goal_value(g["measured"], unit)
+            if g.get("peer") and g["measured"] is not None:
+                measured += f" ({LABELS[g['peer']].rstrip(' *')})"
             status = "**met**" if g["met"] else "**missed**"
-        thr = (f"{100 * g['threshold']:.0f}%" if g["unit"] == "of peak"
-               else fmt_ratio(g["threshold"]))
+        thr = ("<= " if g.get("at_most") else ">= ") + _goal_value(g["threshold"], unit, True)
         rows.append([g["goal"], measured, thr, status])
     met = sum(1 for g in res["goals"] if g["met"])
     known = sum(1 for g in res["goals"] if g["met"] is not None)
-    return (f"## Goals on this machine\n\n{met} of {known} measured goals met. Ratios are ours "
-            "(the `cpu` backend) over the peer's throughput, both measured in this run; the "
-            "best peer is the fastest of PyTorch eager, the JAX jit step and scikit-learn at "
-            "that batch size.\n\n"
+    return (f"## Goals on this machine\n\nThe goals of issue #17; {met} of {known} measured "
+            "goals met. Ratios are ours (the `cpu` backend) over the peer's throughput, both "
+            "measured in this run; a goal's peer is the fastest of PyTorch eager, the JAX jit "
+            "step and the JAX `lax.scan` epoch at that batch size, as issue #17 asks (the "
+            "throughput tables' \"best peer\" rows keep PyTorch eager, the JAX jit step and "
+            "scikit-learn). First call and memory are the start-up table's one-epoch process: "
+            "*first epoch* includes compiling with an empty Numba cache, the overhead is first "
+            "minus second epoch with a warm cache, and peak RSS is divided by PyTorch's in the "
+            "same one-epoch run.\n\n"
             + _table(["goal", "measured", "target", "status"], rows))
 
 
@@ -457,11 +475,7 @@ def _method_section(res):
         "epoch, shuffling excluded; argument checks once per call are not in it). The peers' epoch "
         "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "
         "in `block_until_ready`.",
-        "- Threads: our `cpu` backend is serial compiled code plus BLAS (SciPy's OpenBLAS "
-        "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
-        "256 rows, all cores from there); `train_population` uses Numba's `prange` over "
-        "networks; PyTorch "
-        "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).",
+        _threads_note(res),
         f"- Environment: {', '.join(f'`{k}`' for k in ('OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'))}"
         " were removed from the peers' environment (they tune our OpenBLAS); set in this run: "
         + (", ".join(f"`{k}={v}`" for k, v in res["env"].items() if v is not None)
@@ -471,9 +485,10 @@ def _method_section(res):
         "`2 n_params`; activations, biases and the loss are not counted. The roofline-style "
         "figure's intensity divides by a simple traffic model (6 accesses per parameter, 5 per "
         "unit and sample, 4 per input feature and sample, float32).",
-        "- `JAX lax.scan epoch *` is not one of the issue's peers (the issue names a jitted train "
-        "step); it compiles a whole epoch into one XLA program, as our fused epoch does, and is "
-        "shown for an honest comparison. It is not used for 'best peer' or the goals.",
+        "- `JAX lax.scan epoch *` compiles a whole epoch into one XLA program, as our fused "
+        "epoch does. It is not in the tables' 'best peer' rows (PyTorch eager, the JAX jit step "
+        "and scikit-learn), but it is one of the three peers of the goals (issue #17: the "
+        "fastest of PyTorch eager, the JAX jit step and the `lax.scan` epoch).",
         "- scikit-learn: both networks are classifiers (`MLPClassifier`; the binary case is one "
         "logistic output with log-loss, exactly 2-16-16-1); `MLPRegressor` would be a "
         "different network (identity output, squared loss).",
@@ -509,6 +524,53 @@ def _method_section(res):
         lines.append("- **Failed**: " + "; ".join(f"`{p['name']}`" for p in failed)
                      + " (see `processes` in results.json).")
     return "\n".join(lines)
+
+
+def _and(items):
+    """``a``, ``a and b``, ``a, b and c``."""
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _split_batches(res, net, rows):
+    """The batch labels of ``net`` in this run's profile with at least ``rows`` rows."""
+    cfg = res["settings"].get("nets", {}).get(net, {})
+    out = []
+    for b in cfg.get("batches", []):
+        n = cfg.get("full_n", cfg.get("n_max")) if b == FULL else b
+        if n is not None and n >= rows:
+            out.append("full" if b == FULL else str(b))
+    return out
+
+
+def _threads_note(res):
+    """The Method bullet on threads: BLAS, the split of large training batches into row chunks
+    (``res["split"]``: the code's ``CpuBackend.split_min_rows`` at analysis), ``prange``."""
+    split = res.get("split") or {}
+    per_net = []
+    for net in (SMALL, LARGE):
+        rows = split.get("min_rows", {}).get(net)
+        if rows is None:
+            continue
+        batches = _split_batches(res, net, rows)
+        which = ("none of its batches" if not batches else "the full batch"
+                 if batches == ["full"] else ("batches " if len(batches) > 1 else "batch ")
+                 + _and(batches))
+        per_net.append(f"{net} from {rows} rows, i.e. {which} here")
+    threads = next((p["info"].get("numba_threads") for p in res["processes"]
+                    if p["name"] == "train_cpu" and p.get("info")), None)
+    split_text = "" if not per_net else (
+        f"Training batches of at least `CpuBackend.split_min_rows()` rows ({split['rows']} "
+        f"rows and {split['work']:,} rows x parameters) are split into {split['chunks']} row "
+        "chunks, one Numba thread each with one BLAS thread per chunk, when Numba has two or "
+        "more threads (`dlbasics.kernels.network.split_gradient`; the fixed chunk count keeps "
+        "the bits independent of the thread count): " + "; ".join(per_net) + "."
+        + (f" The `train_cpu` worker ran with {threads} Numba threads." if threads else "")
+        + " ")
+    return ("- Threads: our `cpu` backend is compiled code plus BLAS (SciPy's OpenBLAS "
+            "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
+            "256 rows, all cores from there when the batch runs whole). " + split_text
+            + "`train_population` uses Numba's `prange` over networks; PyTorch "
+            "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).")
 
 
 def _share(x):

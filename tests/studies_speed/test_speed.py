@@ -189,10 +189,17 @@ def test_quick_run_scaling_sweep(quick_run):
 @pytest.mark.slow
 def test_quick_run_goals_and_report(quick_run):
     _, out, res = quick_run
-    assert len(res["goals"]) >= 7
+    # issue #17: five batch sizes and the FMA peak of 784-256-256-10, every batch size of
+    # 2-16-16-1, every population row, two first-call and two memory goals
+    settings = res["settings"]
+    pop = settings["population"]
+    assert len(res["goals"]) == 6 + len(settings["nets"]["2-16-16-1"]["batches"]) \
+        + len(pop["Ks"]) * len(pop["batches"]) + 4
     for g in res["goals"]:
         assert g["met"] in (True, False, None)
-        assert g["met"] is None or _finite_positive(g["measured"])
+        # a first-call overhead (first minus second epoch) may come out below zero
+        assert g["met"] is None or (math.isfinite(g["measured"]) if g["at_most"]
+                                    else _finite_positive(g["measured"]))
     readme = (out / "README.md").read_text()
     for text in ("## Goals on this machine", "## Training throughput", "## Population training",
                  "## The machine's limits", "dlbasics bench --profile quick", "results.json",

@@ -1,0 +1,221 @@
+"""The speed study's goal table (issue #17): ratios to the best of PyTorch eager, the JAX jit
+step and the JAX ``lax.scan`` epoch, "at least" and "at most" goals, missing inputs, and their
+rendering in the report. Synthetic results, no measurement."""
+
+import math
+
+import pytest
+
+from dlbasics.studies.speed import bench, report
+
+LARGE, SMALL = bench.LARGE, bench.SMALL
+
+# samples/s per network, batch label and framework (cpu is ours)
+RATES = {
+    LARGE: {
+        "1": {"cpu": 12000, "torch": 2000, "jax": 3000, "jax_scan": 2000, "sklearn": 1000},
+        "8": {"cpu": 30000, "torch": 10000, "jax": 20000, "jax_scan": 25000, "sklearn": 5000},
+        "32": {"cpu": 60000, "torch": 30000, "jax": 40000, "jax_scan": 80000, "sklearn": 9000},
+        "128": {"cpu": 110000, "torch": 60000, "jax": 100000, "jax_scan": 90000,
+                "sklearn": 40000},
+        "1024": {"cpu": 130000, "torch": 120000, "jax": 130000, "jax_scan": 140000,
+                 "sklearn": 80000},
+    },
+    SMALL: {
+        "1": {"cpu": 1.4e6, "torch": 4e3, "jax": 7e4, "jax_scan": 8e5, "sklearn": 1.5e4},
+        "32": {"cpu": 5e6, "torch": 1e5, "jax": 8e5, "jax_scan": 5e6, "sklearn": 3e5},
+        "full": {"cpu": 1e7, "torch": 7e6, "jax": 7.5e6, "jax_scan": 1.1e7, "sklearn": 2e6},
+    },
+}
+
+
+def _train(rates):
+    train = {}
+    for net, per_label in rates.items():
+        for label, per_fw in per_label.items():
+            for fw, rate in per_fw.items():
+                m = {"samples_per_s": float(rate), "batch": 1 if label == "full" else int(label)}
+                train.setdefault(net, {}).setdefault(fw, {})[label] = m
+    if "1024" in train[LARGE]["cpu"]:
+        train[LARGE]["cpu"]["1024"]["frac_fma_peak"] = 0.65
+    return train
+
+
+def _res(rates=RATES, small_batches=(1, 32, "full")):
+    train = _train(rates)
+    return {
+        "settings": {"nets": {LARGE: {"batches": [1, 8, 32, 128, 1024]},
+                              SMALL: {"batches": list(small_batches), "full_n": 4096}},
+                     "coldstart": {"net": LARGE, "batch": 32, "n": 2048}},
+        "train": train,
+        "ratios": bench._ratios(train),
+        "population_ratios": {"K=64, batch 1": {"vs_jax_vmap": 3.5},
+                              "K=64, batch 32": {"vs_jax_vmap": 1.2}},
+        "coldstart": {
+            "cpu_empty_cache": {"first_epoch_s": 6.0, "first_call_overhead_s": 5.9,
+                                "peak_rss_mb": 270.0},
+            "cpu_cached": {"first_epoch_s": 0.25, "first_call_overhead_s": 0.2,
+                           "peak_rss_mb": 180.0},
+            "torch": {"first_epoch_s": 0.08, "first_call_overhead_s": 0.03,
+                      "peak_rss_mb": 300.0},
+        },
+    }
+
+
+def test_best_any_is_the_fastest_of_torch_jax_and_the_lax_scan_epoch():
+    r = bench._ratios(_train(RATES))
+    row = r[LARGE]["32"]
+    # the lax.scan epoch is fastest: the goals' peer; the tables' best peer stays the jit step
+    assert row["best_any"] == "jax_scan" and row["best_any_rate"] == 80000
+    assert row["vs_best_any"] == pytest.approx(60000 / 80000)
+    assert row["best_peer"] == "jax" and row["vs_best_peer"] == pytest.approx(60000 / 40000)
+    # the jit step is fastest: both agree
+    row = r[LARGE]["1"]
+    assert row["best_any"] == row["best_peer"] == "jax"
+    assert row["vs_best_any"] == row["vs_best_peer"] == pytest.approx(4.0)
+    # scikit-learn is never a goal peer, even where it would be fastest
+    fast_sk = {LARGE: {"1": {"cpu": 10, "torch": 2, "jax": 3, "jax_scan": 4, "sklearn": 50}}}
+    row = bench._ratios(_train_plain(fast_sk))[LARGE]["1"]
+    assert row["best_peer"] == "sklearn" and row["best_any"] == "jax_scan"
+    assert row["vs_best_any"] == pytest.approx(2.5)
+
+
+def _train_plain(rates):
+    return {net: {fw: {lab: {"samples_per_s": float(v)}}
+                  for lab, per_fw in per_label.items() for fw, v in per_fw.items()}
+            for net, per_label in rates.items()}
+
+
+def test_no_peer_measured_gives_no_best_any():
+    row = bench._ratios(_train_plain({LARGE: {"1": {"cpu": 10, "sklearn": 5}}}))[LARGE]["1"]
+    assert row["best_any"] is None and row["best_any_rate"] is None
+    assert row["vs_best_any"] is None and row["vs_best_peer"] == 2.0
+
+
+def test_goal_directions():
+    for measured, met in ((1.0, True), (1.2, True), (0.99, False)):
+        g = bench._goal("g", measured, 1.0)
+        assert g["met"] is met and g["at_most"] is False and g["unit"] == "x"
+    for measured, met in ((0.3, True), (0.1, True), (0.31, False)):
+        g = bench._goal("g", measured, 0.3, unit="s", at_most=True)
+        assert g["met"] is met and g["at_most"] is True
+    for at_most in (False, True):
+        g = bench._goal("g", None, 1.0, at_most=at_most)
+        assert g["measured"] is None and g["met"] is None
+
+
+def test_goals_follow_issue_17():
+    goals = bench._goals(_res())
+    got = [(g["goal"], g["measured"], g["threshold"], g["unit"], g["at_most"], g["met"])
+           for g in goals]
+    big = [(f"{LARGE}, batch {b}: ours / best peer", m, t, "x", False, met)
+           for b, m, t, met in ((1, 4.0, 5.0, False),          # 12000 / jax 3000
+                                (8, 1.2, 1.5, False),          # 30000 / scan 25000
+                                (32, 0.75, 1.5, False),        # 60000 / scan 80000
+                                (128, 1.1, 1.1, True),         # 110000 / jax 100000
+                                (1024, 13 / 14, 1.1, False))]  # 130000 / scan 140000
+    small = [(f"{SMALL}, {at}: ours / best peer", m, 1.0, "x", False, met)
+             for at, m, met in (("batch 1", 1.75, True), ("batch 32", 1.0, True),
+                                ("full batch", 1 / 1.1, False))]
+    cs = f"first call ({LARGE}, batch 32)"
+    expected = big + [(f"{LARGE}, batch 1024: fraction of the FMA peak", 0.65, 0.6, "of peak",
+                       False, True)] + small + [
+        ("population K=64, batch 1: ours / JAX vmap", 3.5, 3.0, "x", False, True),
+        ("population K=64, batch 32: ours / JAX vmap", 1.2, 3.0, "x", False, False),
+        (f"{cs}, empty Numba cache: first epoch, compiling included", 6.0, 5.0, "s", True,
+         False),
+        (f"{cs}, warm Numba cache: first epoch minus second", 0.2, 0.3, "s", True, True),
+        ("memory, one-epoch process, empty Numba cache: peak RSS / PyTorch's", 0.9, 0.7,
+         "x PyTorch", True, False),
+        ("memory, one-epoch process, warm Numba cache: peak RSS / PyTorch's", 0.6, 0.7,
+         "x PyTorch", True, True),
+    ]
+    assert len(got) == len(expected)
+    for g, e in zip(got, expected, strict=True):
+        assert g[0] == e[0] and g[2:] == e[2:], (g, e)
+        assert g[1] == pytest.approx(e[1]), g
+    peers = [g["peer"] for g in goals[:5]]
+    assert peers == ["jax", "jax_scan", "jax_scan", "jax", "jax_scan"]
+    assert [g["peer"] for g in goals[6:9]] == ["jax_scan", "jax_scan", "jax_scan"]
+
+
+def test_one_small_goal_per_batch_size_of_the_profile():
+    rates = {LARGE: RATES[LARGE], SMALL: dict(RATES[SMALL])}
+    res = _res(rates, small_batches=(1, 8, 32, "full"))
+    small = [g for g in bench._goals(res) if g["goal"].startswith(SMALL)]
+    assert [g["goal"].split(": ")[0] for g in small] == \
+        [f"{SMALL}, batch 1", f"{SMALL}, batch 8", f"{SMALL}, batch 32", f"{SMALL}, full batch"]
+    # batch 8 is in the profile but was not measured
+    assert small[1]["measured"] is None and small[1]["met"] is None
+
+
+def test_missing_inputs_give_none():
+    # the quick profile: 784-256-256-10 at batches 1 and 32 only, no empty-cache cold start,
+    # no PyTorch (so no memory ratio), JAX's vmap missing
+    rates = {LARGE: {lab: {"cpu": 1e4, "jax": 2e3} for lab in ("1", "32")},
+             SMALL: {lab: {"cpu": 1e6} for lab in ("1", "32", "full")}}
+    res = _res(rates)
+    del res["coldstart"]["cpu_empty_cache"], res["coldstart"]["torch"]
+    res["population_ratios"] = {"K=8, batch 1": {"vs_jax_vmap": None}}
+    goals = {g["goal"]: g for g in bench._goals(res)}
+    assert goals[f"{LARGE}, batch 1: ours / best peer"]["measured"] == 5.0
+    assert goals[f"{LARGE}, batch 1: ours / best peer"]["met"] is True
+    missing = [name for name, g in goals.items() if g["measured"] is None]
+    assert all(goals[name]["met"] is None for name in missing)
+    assert set(missing) == {
+        f"{LARGE}, batch 8: ours / best peer", f"{LARGE}, batch 128: ours / best peer",
+        f"{LARGE}, batch 1024: ours / best peer", f"{LARGE}, batch 1024: fraction of the FMA peak",
+        f"{SMALL}, batch 1: ours / best peer", f"{SMALL}, batch 32: ours / best peer",
+        f"{SMALL}, full batch: ours / best peer", "population K=8, batch 1: ours / JAX vmap",
+        f"first call ({LARGE}, batch 32), empty Numba cache: first epoch, compiling included",
+        "memory, one-epoch process, empty Numba cache: peak RSS / PyTorch's",
+        "memory, one-epoch process, warm Numba cache: peak RSS / PyTorch's"}
+    warm = goals[f"first call ({LARGE}, batch 32), warm Numba cache: first epoch minus second"]
+    assert warm["measured"] == 0.2 and warm["met"] is True
+
+
+def test_goals_section_renders_units_and_directions():
+    res = _res()
+    res["goals"] = bench._goals(res)
+    res["goals"].append(bench._goal("never measured", None, 2.0))
+    text = report._goals_section(res)
+    rows = {line.split(" | ")[0].lstrip("| "): line.split(" | ")[1:]
+            for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+    assert rows[f"{LARGE}, batch 1: ours / best peer"] == ["4x (JAX jit step)", ">= 5x",
+                                                           "**missed** |"]
+    assert rows[f"{LARGE}, batch 32: ours / best peer"][0] == "0.75x (JAX lax.scan epoch)"
+    assert rows[f"{LARGE}, batch 128: ours / best peer"][1:] == [">= 1.1x", "**met** |"]
+    assert rows[f"{LARGE}, batch 1024: fraction of the FMA peak"][:2] == \
+        ["65.0% of peak", ">= 60% of peak"]
+    cs = f"first call ({LARGE}, batch 32)"
+    assert rows[f"{cs}, empty Numba cache: first epoch, compiling included"] == \
+        ["6.00 s", "<= 5 s", "**missed** |"]
+    assert rows[f"{cs}, warm Numba cache: first epoch minus second"] == \
+        ["0.20 s", "<= 0.3 s", "**met** |"]
+    assert rows["memory, one-epoch process, empty Numba cache: peak RSS / PyTorch's"] == \
+        ["0.90x PyTorch", "<= 0.7x PyTorch", "**missed** |"]
+    assert rows["memory, one-epoch process, warm Numba cache: peak RSS / PyTorch's"][:2] == \
+        ["0.60x PyTorch", "<= 0.7x PyTorch"]
+    assert rows["never measured"][0] == "not measured"
+    met = sum(1 for g in res["goals"] if g["met"])
+    assert met == 7 and f"{met} of {len(res['goals']) - 1} measured goals met" in text
+    assert "fastest of PyTorch eager, the JAX jit step and the JAX `lax.scan` epoch" in text
+
+
+def test_the_split_rule_is_the_cpu_backends():
+    rule = bench._split_rule()
+    assert rule["chunks"] == 2 and rule["rows"] == 128 and rule["work"] == 65536
+    for net, rows in rule["min_rows"].items():
+        n = bench.n_params(bench.NETS[net]["sizes"])
+        assert rows == max(128, math.ceil(65536 / n)), net
+    assert rule["min_rows"] == {LARGE: 128, SMALL: 195}
+    res = {"split": rule, "processes": [{"name": "train_cpu", "info": {"numba_threads": 2}}],
+           "settings": bench.PROFILES["full"]}
+    note = report._threads_note(res)
+    assert f"{SMALL} from 195 rows, i.e. batches 1024 and full here" in note
+    assert f"{LARGE} from 128 rows, i.e. batches 128 and 1024 here" in note
+    assert "2 Numba threads" in note
+    quick = report._threads_note(dict(res, settings=bench.PROFILES["quick"]))
+    # quick: 2-16-16-1's full batch has 4096 rows; 784-256-256-10 runs batches 1 and 32 only
+    assert f"{SMALL} from 195 rows, i.e. the full batch here" in quick
+    assert f"{LARGE} from 128 rows, i.e. none of its batches here" in quick

@@ -113,6 +113,7 @@ PROFILES = {
         "compile_from_empty_cache": True,
         "retry_budget_s": 570,
         "timeout_s": 900,
+        "passes": 2,
     },
 }
 
@@ -198,6 +199,25 @@ def _env(kind, cache_dir):
 #: multi-threaded frameworks much more: PyTorch's 784-256-256-10 batch 1024 ran at 79k
 #: samples/s with 8% steal, 122-128k in the runs around it.
 CONTENDED = 0.05
+
+
+#: Worker kinds measured in every pass of a profile with ``passes`` > 1: each pass runs them
+#: all again, in the same order, in fresh processes, after the previous pass; a configuration
+#: keeps its fastest pass. On the 2-core benchmark machine the peers' throughput moved by up to
+#: 2.1x between whole runs half an hour apart (784-256-256-10 at batch 32, the JAX jit step:
+#: 71k, 34k and 65k samples/s), ours by under 10%: one pass can make a ratio that no other pass
+#: would.
+PASS_KINDS = ("train", "population")
+
+
+def _keep_faster(store, key, m):
+    """Put measurement ``m`` at ``store[key]`` unless the one there is faster; the kept one
+    lists every pass's ``samples_per_s`` (in the order seen) in ``passes_samples_per_s``."""
+    old = store.get(key)
+    seen = (old["passes_samples_per_s"] if old else []) + [m["samples_per_s"]]
+    keep = m if old is None or m["samples_per_s"] > old["samples_per_s"] else old
+    keep["passes_samples_per_s"] = seen
+    store[key] = keep
 
 
 def _disturbance(rec):
@@ -371,6 +391,13 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
                                     settings["timeout_s"], log))
         if settings.get("retry_budget_s"):
             _retry_contended(jobs, records, settings, cache_dir, workdir, t0, log)
+        for k in range(2, settings.get("passes", 1) + 1):
+            for name, spec, kind in jobs:
+                if spec["kind"] in PASS_KINDS:
+                    rec = _run_job(f"{name}_pass{k}", spec, _env(kind, cache_dir), workdir,
+                                   settings["timeout_s"], log)
+                    rec["pass"] = k
+                    records.append(rec)
         sklearn_fit = (_sklearn_fit(_env("ours", cache_dir), workdir, profile, log)
                        if "sklearn" in frameworks and "cpu" in frameworks and not only
                        else None)
@@ -530,7 +557,7 @@ def analyse(raw):
             for net, per_batch in nets.items():
                 for label, m in per_batch.items():
                     _annotate(m, NETS[net]["sizes"], m["batch"], 1, lim)
-                    train[net].setdefault(variant, {})[label] = m
+                    _keep_faster(train[net].setdefault(variant, {}), label, m)
     res["train"] = train
     pop = {}
     for p in raw["processes"]:
@@ -540,7 +567,7 @@ def analyse(raw):
             for K, per_batch in per_k.items():
                 for b, m in per_batch.items():
                     _annotate(m, NETS[SMALL]["sizes"], m["batch"], m["K"], lim)
-                    pop.setdefault(variant, {}).setdefault(K, {})[b] = m
+                    _keep_faster(pop.setdefault(variant, {}).setdefault(K, {}), b, m)
     res["population"] = pop
     res["scaling"] = scaling.analyse(raw, lim)
     res["coldstart"] = {}

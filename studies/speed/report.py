@@ -449,6 +449,34 @@ def _losses_section(res):
     return "## Where we lose\n\n" + ("\n".join(rows) if rows else "Nowhere in this run.")
 
 
+def _passes_bullet(res):
+    """The Method bullet on passes: how many, and how far the passes of one configuration
+    were apart, per framework (from ``passes_samples_per_s``)."""
+    passes = res["settings"].get("passes", 1)
+    if passes < 2:
+        return ("- One pass: every configuration was measured in one worker process (a run of "
+                "the full profile measures training and population configurations in two "
+                "passes and keeps the faster).")
+    spread = {}
+    for net, per_fw in res["train"].items():
+        for fw, per_b in per_fw.items():
+            for lab, m in per_b.items():
+                seen = m.get("passes_samples_per_s") or []
+                if len(seen) > 1:
+                    r = max(seen) / min(seen)
+                    if r > spread.get(fw, (1.0, ""))[0]:
+                        spread[fw] = (r, f"{net}, {_batch_head(lab, per_fw)}")
+    parts = [f"{LABELS.get(fw, fw)} up to {r:.2f}x ({where})"
+             for fw, (r, where) in sorted(spread.items(), key=lambda kv: -kv[1][0])]
+    return (f"- {passes} passes: every training and population configuration was measured "
+            f"{passes} times, each pass in fresh worker processes after the whole previous "
+            "pass (the limits, the start-up processes and the width sweep once); the tables "
+            "keep each configuration's faster pass (first-call figures included), and "
+            "`results.json` lists every pass's throughput (`passes_samples_per_s`). The faster "
+            "pass over the slower, per framework, at most: " + (", ".join(parts) or "none")
+            + ".")
+
+
 def _method_section(res):
     s = res["settings"]
     loads = [p["load_before"][0] for p in res["processes"]] + \
@@ -471,6 +499,7 @@ def _method_section(res):
         "median epoch time. The epoch size therefore differs between frameworks (slow ones "
         "get fewer samples); the data are the first rows of one data set, identical in every "
         "process, visited in the same shuffled orders.",
+        _passes_bullet(res),
         "- Our epoch time is what `dlbasics.models.train` records (`History.time`: the compiled "
         "epoch, shuffling excluded; argument checks once per call are not in it). The peers' epoch "
         "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "

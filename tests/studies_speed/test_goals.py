@@ -219,3 +219,32 @@ def test_the_split_rule_is_the_cpu_backends():
     # quick: 2-16-16-1's full batch has 4096 rows; 784-256-256-10 runs batches 1 and 32 only
     assert f"{SMALL} from 195 rows, i.e. the full batch here" in quick
     assert f"{LARGE} from 128 rows, i.e. none of its batches here" in quick
+
+
+def test_passes_keep_the_faster_and_list_every_pass():
+    """``_keep_faster``: each configuration keeps its fastest pass, whichever came first, and
+    lists every pass's throughput in the order seen."""
+    store = {}
+    bench._keep_faster(store, "32", {"samples_per_s": 10.0, "tag": "pass 1"})
+    bench._keep_faster(store, "32", {"samples_per_s": 20.0, "tag": "pass 2"})
+    bench._keep_faster(store, "32", {"samples_per_s": 15.0, "tag": "pass 3"})
+    assert store["32"]["tag"] == "pass 2"
+    assert store["32"]["passes_samples_per_s"] == [10.0, 20.0, 15.0]
+    bench._keep_faster(store, "1", {"samples_per_s": 5.0, "tag": "only"})
+    assert store["1"]["passes_samples_per_s"] == [5.0] and store["1"]["tag"] == "only"
+
+
+def test_passes_bullet_reports_the_largest_spread_per_framework():
+    """The Method bullet names the pass count and, per framework, the largest ratio of a
+    configuration's faster pass to its slower one (largest first)."""
+    train = {LARGE: {"jax": {"32": {"samples_per_s": 70.0, "passes_samples_per_s": [35.0, 70.0]},
+                             "1": {"samples_per_s": 9.0, "passes_samples_per_s": [9.0, 6.0]}},
+                     "cpu": {"32": {"samples_per_s": 57.0,
+                                    "passes_samples_per_s": [57.0, 55.0]}}}}
+    text = report._passes_bullet({"settings": {"passes": 2}, "train": train})
+    assert "2 passes" in text
+    assert f"JAX jit step up to 2.00x ({LARGE}, batch 32)" in text
+    assert f"ours (cpu, Numba) up to 1.04x ({LARGE}, batch 32)" in text
+    assert text.index("JAX jit step") < text.index("ours (cpu, Numba)")
+    one = report._passes_bullet({"settings": {}, "train": train})
+    assert one.startswith("- One pass")

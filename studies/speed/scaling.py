@@ -311,12 +311,14 @@ def findings(sc):
             continue
         lo = min(rows, key=lambda r: r["vs_best_peer"])
         hi = max(rows, key=lambda r: r["vs_best_peer"])
-        ahead = [r["width"] for r in rows if r["vs_best_peer"] >= 1.0]
-        behind = [r["width"] for r in rows if r["vs_best_peer"] < 1.0]
+        ahead = [r["width"] for r in rows if r["vs_best_peer"] > 1.05]
+        level = [r["width"] for r in rows if 0.95 <= r["vs_best_peer"] <= 1.05]
+        behind = [r["width"] for r in rows if r["vs_best_peer"] < 0.95]
         lines.append(
             f"Batch {batch}: ours over the best peer ranges from {_ratio(lo['vs_best_peer'])} "
             f"(width {lo['width']}) to {_ratio(hi['vs_best_peer'])} (width {hi['width']}); "
-            f"ahead at widths {_widths(ahead)}, behind at {_widths(behind)}.")
+            f"ahead (over 1.05x) at widths {_widths(ahead)}, level (0.95-1.05x) at "
+            f"{_widths(level)}, behind (under 0.95x) at {_widths(behind)}.")
     for v in ORDER:
         pts = [r for r in sc["rows"] if r["rates"].get(v, {}).get("frac_fma_peak")]
         if pts:

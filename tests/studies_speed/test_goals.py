@@ -248,3 +248,39 @@ def test_passes_bullet_reports_the_largest_spread_per_framework():
     assert text.index("JAX jit step") < text.index("ours (cpu, Numba)")
     one = report._passes_bullet({"settings": {}, "train": train})
     assert one.startswith("- One pass")
+
+
+def test_sklearn_section_judges_the_goal_on_the_conservative_ratio():
+    """The drop-in section: iterations each fit ran, the smaller of the two wall-time ratios,
+    and the goal judged on it (10x for adam and sgd, faster for lbfgs)."""
+    from dlbasics.studies.speed import sklearn_fit
+
+    def rec(solver, sk, sk1, ours, n_iter):
+        return {"data": "digits", "rows": 1797, "solver": solver, "max_iter": 100,
+                "sklearn_s": sk, "ours_s": ours, "ours64_s": ours * 1.5, "ratio": sk / ours,
+                "ratio64": sk / (ours * 1.5), "sklearn_1thread_s": sk1,
+                "ratio_1thread": sk1 / ours, "cpu_ratio": 5.0, "sklearn_acc": 1.0,
+                "ours_acc": 1.0, "ours64_acc": 1.0, "n_iter": n_iter}
+
+    text = sklearn_fit.section([rec("adam", 1.2, 1.0, 0.1, [100, 100, 100]),
+                                rec("lbfgs", 0.17, 0.065, 0.02, [16, 16, 16]),
+                                rec("sgd", 0.9, 0.5, 0.2, [100, 100, 100])])
+    assert "| 100 (100 / 100 / 100) |" in text and "| 100 (16 / 16 / 16) |" in text
+    assert "| **10.0x** | >= 10x: met |" in text  # min(12x, 10x)
+    assert "| **3.2x** | faster: met |" in text  # min(8.5x, 3.25x)
+    assert "| **2.5x** | >= 10x: missed |" in text  # min(4.5x, 2.5x)
+
+
+def test_where_we_lose_uses_the_goals_peer_and_the_width_sweep():
+    """A loss to the lax.scan epoch (the goals' peer) and a width-sweep loss are listed; a
+    configuration ahead of every peer is not."""
+    res = {"train": {LARGE: {"cpu": {"32": {"batch": 32}}}},
+           "ratios": {LARGE: {"32": {"vs_best_any": 0.67, "best_any": "jax_scan"},
+                              "1": {"vs_best_any": 1.9, "best_any": "jax_scan"}}},
+           "population_ratios": {},
+           "scaling": {"rows": [{"width": 256, "batch": 32, "vs_best_peer": 0.83},
+                                {"width": 16, "batch": 32, "vs_best_peer": 3.6}]}}
+    text = report._losses_section(res)
+    assert f"- {LARGE}, batch 32: ours at 0.67x of JAX lax.scan epoch" in text
+    assert "784-256-256-10, batch 32: ours at 0.83x of the best per-step peer" in text
+    assert "batch 1:" not in text and "784-16-16-10" not in text

@@ -163,9 +163,11 @@ def test_section_and_findings_state_the_numbers():
             "48.1 (104%) | 24.1 (52%) | 46.2 (memory) |") in text
     lines = scaling.findings(res["scaling"])
     assert ("Batch 32: ours over the best peer ranges from 1.2x (width 64) to 2x (width 16); "
-            "ahead at widths 16, 64, behind at none.") in lines
+            "ahead (over 1.05x) at widths 16, 64, level (0.95-1.05x) at none, behind (under "
+            "0.95x) at none.") in lines
     assert ("Batch 1024: ours over the best peer ranges from 0.5x (width 16) to 0.8x "
-            "(width 64); ahead at widths none, behind at 16, 64.") in lines
+            "(width 64); ahead (over 1.05x) at widths none, level (0.95-1.05x) at none, behind "
+            "(under 0.95x) at 16, 64.") in lines
     growth = next(s for s in lines if s.startswith("Cost growth at batch 32"))
     assert "ours (cpu, Numba) x7.5," in growth  # 900k / 120k
     above = next(s for s in lines if s.startswith("Above the roofline"))

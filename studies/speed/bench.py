@@ -713,7 +713,7 @@ def build_parser():
     p = argparse.ArgumentParser(prog="dlbasics bench", description=__doc__.split("\n\n")[0])
     p.add_argument("--profile", choices=tuple(PROFILES), default="quick",
                    help="quick: seconds, for tests (default); full: the committed report "
-                   "(about 10 minutes on 2 cores)")
+                   "(about 12 minutes on 2 cores)")
     p.add_argument("--out", default=None, help="output folder (default reports/benchmarks, or "
                    "reports/quick/benchmarks for the quick profile)")
     p.add_argument("--frameworks", default=None,

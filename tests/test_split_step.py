@@ -250,3 +250,27 @@ def test_diverging_split_epoch_is_recorded(fast):
     hist2 = train(model2, X, y, SGD(10.0), batch_size=256, epochs=3, seed=0, fast=not fast)
     assert (len(hist2.train_loss), hist2.updates[-1]) == stopped
     np.testing.assert_array_equal(model.params, model2.params)
+
+
+@needs_threads
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_fused_and_general_loops_split_alike(name):
+    """Every optimizer rule of the registry, float64 with an L2 penalty, batches of 250 rows
+    (split) and a last batch of 100 (whole): the fused epoch and the general Python loop give
+    the same bits, and they split (the result differs from splitting turned off)."""
+    def fit(fast, min_rows=None):
+        model, X, y = _problem(np.float64)
+        if min_rows is not None:
+            backends.SPLIT_MIN_ROWS, saved = min_rows, backends.SPLIT_MIN_ROWS
+        try:
+            hist = train(model, X, y, make_optimizer(name, lr=0.01), batch_size=250, epochs=2,
+                         seed=4, fast=fast, alpha=1e-3)
+        finally:
+            if min_rows is not None:
+                backends.SPLIT_MIN_ROWS = saved
+        return model.params.copy(), hist.train_loss
+
+    fused, general = fit(True), fit(False)
+    np.testing.assert_array_equal(fused[0], general[0])
+    assert fused[1] == general[1]
+    assert not np.array_equal(fused[0], fit(True, min_rows=10**9)[0])

@@ -21,7 +21,7 @@ Runs are packed into *tasks* (plain dicts, picklable) before they are handed to 
 
 Executors (all yield ``(task, rows or exception)`` in completion order; the caller writes):
 
-* :class:`InProcess` - one after another in this process;
+* :class:`InProcess` - one after another in this process, each on one Numba and one BLAS thread;
 * :class:`LocalPool` - a ``spawn`` process pool of ``jobs`` workers, each limited to one Numba
   and one BLAS thread (set before it imports Numba) so workers do not oversubscribe the cores;
 * :class:`DaskExecutor` - a Dask cluster (``tcp://host:port``, or ``"local"`` for a
@@ -454,8 +454,27 @@ def make_tasks(runs, workers=1, profile="", threads=None, max_population=MAX_POP
 # ----------------------------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def one_compute_thread():
+    """Numba and BLAS on one thread inside the block (restored afterwards), as in a pool
+    worker: the CPU backend then trains every batch whole (it splits a large batch into two
+    row chunks only with two or more Numba threads), so a run gives the same bits in this
+    process as in a worker, and does not fight other processes for the cores."""
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        numba.set_num_threads(before)
+
+
 class InProcess:
-    """Run tasks one after another in this process."""
+    """Run tasks one after another in this process, each on one Numba and one BLAS thread
+    (:func:`one_compute_thread`), as the pool workers run them."""
 
     workers = 1
     threads = None
@@ -464,9 +483,11 @@ class InProcess:
     def imap(self, fn, tasks):
         for t in tasks:
             try:
-                yield t, fn(t)
+                with one_compute_thread():
+                    result = fn(t)
             except Exception as exc:  # pragma: no cover - execute_task does not raise
-                yield t, exc
+                result = exc
+            yield t, result
 
     def close(self):
         pass
@@ -649,21 +670,14 @@ def run_timing(study, store, backend="cpu", fresh=False, progress=True):
     todo = _missing(runs, store, timing_study_name(study))
     if not todo:
         return 0
-    import numba
-    from threadpoolctl import threadpool_limits
     from tqdm.auto import tqdm
 
-    before = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        with threadpool_limits(limits=1):
-            for r in tqdm(todo, desc=f"{study.name} timing", unit="run", disable=not progress,
-                          leave=False):
-                payload = r.payload(study.profile)
-                payload["timing"] = True
-                store.put(run_single(payload))
-    finally:
-        numba.set_num_threads(before)
+    with one_compute_thread():
+        for r in tqdm(todo, desc=f"{study.name} timing", unit="run", disable=not progress,
+                      leave=False):
+            payload = r.payload(study.profile)
+            payload["timing"] = True
+            store.put(run_single(payload))
     return len(todo)
 
 

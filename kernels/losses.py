@@ -55,16 +55,21 @@ def bce_logits_scalar(y, z):
 
 
 @njit(inline="always", cache=True)
-def logsumexp_row(p):
-    """Max-shifted ``log(sum(exp(p)))`` of a 1-D row."""
+def _lse_exps(p, e, keep):
+    """``(lse, s)`` of a 1-D row of logits: the max-shifted ``lse = m + log(s)``, ``s =
+    sum_j exp(p_j - m)`` summed in float64, with each ``exp(p_j - m)`` kept in ``e`` when
+    ``keep``: the softmax is then ``e / s``, without a second ``exp`` per output."""
     m = p[0]
     for j in range(1, p.shape[0]):
         if p[j] > m:
             m = p[j]
     s = 0.0
     for j in range(p.shape[0]):
-        s += math.exp(p[j] - m)
-    return m + math.log(s)
+        x = math.exp(p[j] - m)
+        s += x
+        if keep:
+            e[j] = x
+    return m + math.log(s), s
 
 
 @njit(inline="always", cache=True)
@@ -73,14 +78,15 @@ def dense_row(code, y, p, grad, want_grad, eps, inv_n, total):
     ``grad`` when ``want_grad``. Shared by :func:`loss_dense_kernel` and the GPU twin."""
     k = p.shape[0]
     if code == CE_LOGITS:
-        lse = logsumexp_row(p)
+        lse, s = _lse_exps(p, grad, want_grad)
         ysum = 0.0
         for j in range(k):
             total += y[j] * (lse - p[j])
             ysum += y[j]
         if want_grad:
+            f = 1.0 / s
             for j in range(k):
-                grad[j] = (math.exp(p[j] - lse) * ysum - y[j]) * inv_n
+                grad[j] = (grad[j] * f * ysum - y[j]) * inv_n
         return total
     for j in range(k):
         yj = y[j]
@@ -111,11 +117,12 @@ def label_row(code, c, p, grad, want_grad, eps, inv_n, total):
     CE_LOGITS). Shared by :func:`loss_labels_kernel` and the GPU twin."""
     k = p.shape[0]
     if code == CE_LOGITS:
-        lse = logsumexp_row(p)
+        lse, s = _lse_exps(p, grad, want_grad)
         total += lse - p[c]
         if want_grad:
+            f = inv_n / s
             for j in range(k):
-                grad[j] = math.exp(p[j] - lse) * inv_n
+                grad[j] = grad[j] * f
             grad[c] -= inv_n
     else:
         q = max(p[c], eps)

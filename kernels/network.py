@@ -62,10 +62,11 @@ in a caller compiled with ``parallel=True``): each chunk runs :func:`batch_gradi
 own workspace and gradient row, the chunk gradients are combined as ``sum_c (B_c / B) G[c]``
 (:func:`combine_chunks`) and the update is applied in as many parameter parts
 (:func:`update_part`), all in chunk order, so the bits depend on ``C``, never on the thread
-count. On the 2-core benchmark machine this makes a 2-16-16-1 batch of 1,024 rows 1.8x faster
-and a 20-100-4 batch of 200 rows (the scikit-learn drop-in's default) 1.5x faster; on small
-batches the parallel regions (three a batch) cost more than they save
-(:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
+count. The epoch combines, adds the L2 penalty and updates each part in one pass
+(:func:`combine_update_part`): two parallel regions a batch. On the 2-core benchmark machine
+this makes a 2-16-16-1 batch of 1,024 rows 1.8x faster and a 20-100-4 batch of 200 rows (the
+scikit-learn drop-in's default) 1.5x faster; on small batches the parallel regions cost more
+than they save (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and
@@ -492,8 +493,11 @@ def gather(data, order, start, stop, buf):
 
 
 @njit(cache=True)
-def forward(params, net, B, buf, train, step):
-    """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and ``a``.
+def forward(params, net, B, buf, train, step, outputs):
+    """Forward pass of the batch in the workspace; returns nothing, fills every ``z`` and every
+    ``a`` but, with ``outputs`` false, the output layer's: a fused loss reads the output ``z``
+    (:func:`backward`), so a gradient step skips the output activation (for softmax, an ``exp``
+    per output a row).
 
     Dropout on the input of layer ``l`` (``keep[l] < 1``): in training each row gets its own
     mask from the counter hash of ``(seed, step, l, row, unit)``; kept inputs are multiplied by
@@ -538,6 +542,8 @@ def forward(params, net, B, buf, train, step):
         else:
             _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         code = codes[l]
+        if l == L - 1 and not outputs:
+            break
         if code == SOFTMAX:
             for i in range(B):
                 softmax_row(ws, zo + i * n_out, ao + i * n_out, n_out)
@@ -652,20 +658,38 @@ def l2_penalty(params, grad, layout, scale):
     With ``scale`` :math:`= \alpha / n` for a batch of :math:`n` rows, the penalty is
     :math:`\frac{\alpha}{2n} \sum_l \lVert W_l \rVert^2` (scikit-learn's ``alpha``): each
     weight's gradient gains :math:`\frac{\alpha}{n} w` (``grad += scale * W``, in the
-    parameter dtype) and the penalty, summed in float64, is returned to be added to the batch
-    loss.
+    parameter dtype, :func:`l2_grad_part`) and the penalty, summed in float64
+    (:func:`l2_value`), is returned to be added to the batch loss.
     """
-    c = params.dtype.type(scale)
+    l2_grad_part(params, grad, layout, scale, 0, params.shape[0])
+    return l2_value(params, layout, scale)
+
+
+@njit(cache=True)
+def l2_value(params, layout, scale):
+    """The L2 penalty ``scale / 2 * sum ||W_l||^2`` of the weights, summed in float64 layer
+    by layer in order (:func:`l2_penalty`)."""
     total = 0.0
     for l in range(layout.shape[0]):
-        m = layout[l, 0] * layout[l, 1]
-        w = span(params, layout[l, 2], m)
-        g = span(grad, layout[l, 2], m)
-        for i in range(m):
-            wi = w[i]
-            total += float(wi) * float(wi)
-            g[i] += c * wi
+        w = span(params, layout[l, 2], layout[l, 0] * layout[l, 1])
+        for i in range(w.shape[0]):
+            total += float(w[i]) * float(w[i])
     return 0.5 * scale * total
+
+
+@njit(cache=True)
+def l2_grad_part(params, grad, layout, scale, lo, hi):
+    """``grad += scale * W`` (in the parameter dtype) for the weights among the parameters
+    ``[lo, hi)`` (:func:`l2_penalty`; elementwise, so parts give the bits of the whole)."""
+    c = params.dtype.type(scale)
+    for l in range(layout.shape[0]):
+        a = max(layout[l, 2], lo)
+        b = min(layout[l, 2] + layout[l, 0] * layout[l, 1], hi)
+        if a < b:
+            w = span(params, a, b - a)
+            g = span(grad, a, b - a)
+            for i in range(b - a):
+                g[i] += c * w[i]
 
 
 @njit(inline="always", cache=True)
@@ -677,7 +701,7 @@ def batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_l
     arrays borrowed."""
     B = stop - start
     gather(data, order, start, stop, buf)
-    forward(params, net, B, buf, True, step)
+    forward(params, net, B, buf, True, step, not net.fused)
     value = backward(params, grad, net, B, buf, data.dense, sgd_lr)
     if alpha > 0.0:
         value += l2_penalty(params, grad, lent(net, "layout"), alpha / B)
@@ -812,13 +836,44 @@ def update_part(opt, params, grad, t, part, parts):
                  _part(lent(opt, "s3"), lo, hi), t, lent(opt, "hp"))
 
 
+@njit(cache=True)
+def combine_update_part(opt, params, grad, split, start, stop, t, layout, scale, part, parts):
+    """Part ``part`` of ``parts`` of the step after the chunk gradients, in one pass over the
+    part: :func:`combine_chunks`, the L2 penalty's gradient (``scale > 0``,
+    :func:`l2_grad_part`) and :func:`update_part` at update count ``t``; every operation is
+    elementwise and in the order of the whole step, so the parts give its bits."""
+    combine_chunks(grad, split, start, stop, part, parts)
+    if scale > 0.0:
+        lo, hi = chunk_rows(0, grad.shape[0], part, parts)
+        l2_grad_part(borrow(params), borrow(grad), borrow(layout), scale, lo, hi)
+    update_part(opt, params, grad, t, part, parts)
+
+
+@njit(inline="always", cache=True)
+def chunk_losses(params, net, data, order, start, stop, split, step):
+    """The chunks' gradients into the rows of ``split.G`` (:func:`chunk_gradient`, a
+    ``prange``: one thread each in a caller compiled with ``parallel=True``, one after another
+    otherwise) and the batch's mean loss (the chunks' means weighted by their rows, in float64,
+    in chunk order). Records as plain tuples."""
+    C = split[0].shape[0]
+    for c in prange(C):
+        if c < n_chunks(split, start, stop):
+            chunk_gradient(params, net, data, order, start, stop, split, c, step)
+    vals = split[4]
+    value = 0.0
+    C = n_chunks(split, start, stop)
+    for c in range(C):
+        a, b = chunk_rows(start, stop, c, C)
+        value += (b - a) / (stop - start) * vals[c]
+    return value
+
+
 @njit(inline="always", cache=True)
 def split_gradient(params, grad, net, data, order, start, stop, split, step, alpha):
     """Mean loss of rows ``order[start:stop]`` and its gradient into ``grad``, the rows split
     into chunks (:func:`n_chunks`, :func:`chunk_rows`), each on its own thread
-    (:func:`chunk_gradient`, a ``prange``: parallel in a caller compiled with
-    ``parallel=True``, one after another otherwise), then combined part by part
-    (:func:`combine_chunks`); ``alpha > 0`` adds the L2 penalty. Records as plain tuples.
+    (:func:`chunk_losses`), then combined part by part (:func:`combine_chunks`); ``alpha > 0``
+    adds the L2 penalty. Records as plain tuples.
 
     The bits do not depend on the number of threads. They are not those of the batch taken
     whole (each chunk sums its own rows; the chunk sums are then added), except for a batch
@@ -827,17 +882,9 @@ def split_gradient(params, grad, net, data, order, start, stop, split, step, alp
     fused SGD update: the callers check.
     """
     C = split[0].shape[0]
-    for c in prange(C):
-        if c < n_chunks(split, start, stop):
-            chunk_gradient(params, net, data, order, start, stop, split, c, step)
+    value = chunk_losses(params, net, data, order, start, stop, split, step)
     for h in prange(C):
         combine_chunks(grad, split, start, stop, h, C)
-    vals = split[4]
-    value = 0.0
-    C = n_chunks(split, start, stop)
-    for c in range(C):  # the batch mean in float64, chunks in order
-        a, b = chunk_rows(start, stop, c, C)
-        value += (b - a) / (stop - start) * vals[c]
     if alpha > 0.0:
         value += l2_penalty(params, grad, Net(*net).layout, alpha / (stop - start))
     return value
@@ -845,10 +892,13 @@ def split_gradient(params, grad, net, data, order, start, stop, split, step, alp
 
 @njit(inline="always", cache=True)
 def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
-    """:func:`epoch` with each batch split into row chunks (:func:`split_gradient`) and the
-    update applied in as many parts (:func:`update_part`), one thread each. Records as plain
+    """:func:`epoch` with each batch split into row chunks (:func:`chunk_losses`) and the rest
+    of the step (combining the chunks, the L2 penalty, the update) applied in as many
+    parameter parts (:func:`combine_update_part`), one thread each: two parallel regions a
+    batch. The bits are :func:`split_gradient`'s followed by the update. Records as plain
     tuples; ``out`` as in :func:`epoch`."""
     C = split[0].shape[0]
+    layout = net[0]
     t0 = opt[5]
     n = order.shape[0]
     total = 0.0
@@ -857,7 +907,10 @@ def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
     out[3] = 0.0
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        value = split_gradient(params, grad, net, data, order, start, stop, split, t, alpha)
+        value = chunk_losses(params, net, data, order, start, stop, split, t)
+        scale = alpha / (stop - start)
+        if alpha > 0.0:  # from the weights before the update, as split_gradient
+            value += l2_value(params, layout, scale)
         rows += stop - start
         if not math.isfinite(value):
             total = value
@@ -865,7 +918,7 @@ def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
             break
         t += 1
         for h in prange(C):
-            update_part(opt, params, grad, t, h, C)
+            combine_update_part(opt, params, grad, split, start, stop, t, layout, scale, h, C)
         total += value * (stop - start)
     out[0] = total
     out[1] = t - t0

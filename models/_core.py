@@ -139,7 +139,7 @@ def predict_kernel(params, net, X, buf, batch, out):
         for i in range(B):
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
-        forward(params, net, B, buf, False, 0)
+        forward(params, net, B, buf, False, 0, True)
         aL = grid(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
@@ -207,7 +207,7 @@ def evaluate_kernel(params, net, data, chunk, buf, classify, softmax_out, out):
         stop = min(start + chunk, n)
         B = stop - start
         gather(data, order, start, stop, buf)
-        forward(params, net, B, buf, False, 0)
+        forward(params, net, B, buf, False, 0, True)
         zL = grid(ws, offs[L - 1, 0], B, k)
         aL = grid(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
@@ -256,7 +256,7 @@ def mc_forward_kernel(params, net, X, buf, batch, n_nets, seed, out):
             for i in range(B):
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
-            forward(params, net, B, buf, True, s)
+            forward(params, net, B, buf, True, s, True)
             aL = grid(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):

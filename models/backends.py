@@ -237,7 +237,7 @@ class CpuBackend(Backend):
 
     def split_min_rows(self):
         """The fewest rows of a batch worth splitting: :data:`SPLIT_MIN_ROWS`, and at least
-        :data:`SPLIT_MIN_WORK` row-parameters (below, three parallel regions a batch cost more
+        :data:`SPLIT_MIN_WORK` row-parameters (below, the parallel regions of a batch cost more
         than half the batch's work saves)."""
         return max(SPLIT_MIN_ROWS, -(-SPLIT_MIN_WORK // self.model.n_params))
 

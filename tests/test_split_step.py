@@ -217,6 +217,75 @@ def test_update_in_parts_is_one_update(name, dtype, parts):
     assert np.all(p_whole != p0)  # every parameter moved
 
 
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l2_penalty_in_parts_is_the_whole_penalty(dtype, parts):
+    """The L2 penalty's gradient added part by part (:func:`network.l2_grad_part`, as the
+    split epoch's :func:`network.combine_update_part` adds it) has the bits of the whole
+    (:func:`network.l2_penalty`); biases untouched; the value (:func:`network.l2_value`) is
+    ``scale / 2 * sum w^2`` in float64 and what ``l2_penalty`` returns."""
+    model, _, _ = _problem(dtype, sizes=(5, 7, 3, 2))
+    rng = np.random.default_rng(4)
+    params = rng.normal(size=model.n_params).astype(dtype)
+    g0 = rng.normal(size=model.n_params).astype(dtype)
+    scale = 1e-4 / 37
+    g_whole = g0.copy()
+    value = network.l2_penalty(params, g_whole, model.layout, scale)
+    g_parts = g0.copy()
+    n = model.n_params
+    for h in range(parts):
+        lo, hi = network.chunk_rows(0, n, h, parts)
+        network.l2_grad_part(params, g_parts, model.layout, scale, lo, hi)
+    np.testing.assert_array_equal(g_parts, g_whole)
+    weights = np.zeros(n, dtype=bool)
+    for n_in, n_out, w_off, _ in model.layout:
+        weights[w_off : w_off + n_in * n_out] = True
+    assert np.array_equal(g_whole[~weights], g0[~weights])  # biases: no penalty
+    c = dtype(scale)
+    np.testing.assert_array_equal(g_whole[weights], g0[weights] + c * params[weights])
+    expected = 0.5 * scale * float(np.sum(params[weights].astype(np.float64) ** 2))
+    assert value == network.l2_value(params, model.layout, scale)
+    assert value == pytest.approx(expected, rel=1e-13)
+
+
+@pytest.mark.parametrize("output,loss", [("softmax", "cross_entropy"),
+                                         ("sigmoid", "binary_cross_entropy"),
+                                         ("identity", "squared")])
+def test_gradient_step_never_reads_the_output_activation(output, loss):
+    """With a fused loss the training forward pass skips the output activation (the loss reads
+    the output ``z``): a workspace whose output ``a`` region holds NaN gives the gradient and
+    loss of a clean workspace, bit for bit, and the region stays NaN."""
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(40, 6))
+    y = rng.integers(0, 3, size=40) if output == "softmax" else rng.random((40, 3)).round()
+    model = MLP([6, 8, 3], activation="tanh", output=output, loss=loss, dtype=np.float64,
+                seed=1)
+    assert model.fused
+    Xc = model.check_X(X)
+    Y, labels, dense = model.check_y(y, 40)
+    order = np.arange(40, dtype=np.int64)
+    net = _core.net_record(model, network.NO_BLAS, network.NO_BLAS)
+    data = _core.data_record(Xc, Y, labels, dense)
+
+    def step(poison):
+        w = model.workspace(40)
+        w.ws[:] = 0.0
+        L = model.layout.shape[0]
+        a_out = slice(w.offs[L - 1, 1], w.offs[L - 1, 1] + 40 * 3)
+        if poison:
+            w.ws[a_out] = np.nan
+        grad = np.zeros_like(model.params)
+        value = _core.batch_gradient_kernel(model.params, grad, net, data, order, 0, 40,
+                                            _core.buffers_record(w), 0)
+        return value, grad, w.ws[a_out].copy()
+
+    v0, g0, _ = step(False)
+    v1, g1, a1 = step(True)
+    assert np.isfinite(v0) and v1 == v0
+    np.testing.assert_array_equal(g1, g0)
+    assert np.all(np.isnan(a1))
+
+
 @needs_threads
 def test_dropout_is_not_split(monkeypatch):
     """With dropout the batch runs whole (a chunk would number its rows from 0 and draw the

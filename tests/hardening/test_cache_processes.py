@@ -92,7 +92,7 @@ STAGE = textwrap.dedent("""
         # the records as the callee receives them: named tuples
         net = _core.Net(*_core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK))
         network.forward(m.params, net, 4, _core.Buffers(*_core.buffers_record(m.workspace(4))),
-                        True, 0)
+                        True, 0, False)
     print("done", sys.argv[1])
 """)
 

@@ -39,11 +39,13 @@ BLAS_THREADED_MIN_ROWS = 256
 SPLIT_MIN_ROWS = 128
 
 #: ... and at least this many row-parameters (rows x the network's parameters): a small
-#: network's batch is split from ``SPLIT_MIN_WORK / n_params`` rows on. In the speed study's
-#: protocol (2-16-16-1, 337 parameters, 2**20 rows of data) splitting gave 5.25M against 6.4M
-#: samples/s at 128 rows (43k row-parameters), 7.4M against 6.6M at 256 rows (86k) and 11.0M
-#: against 6.8M at 1,024 rows.
-SPLIT_MIN_WORK = 1 << 16
+#: network's batch is split from ``SPLIT_MIN_WORK / n_params`` rows on. With two parallel
+#: regions a batch (the split epoch combines and updates in one), 2-16-16-1 (337 parameters,
+#: 131,072 rows of data, median of 7 epochs, split and whole alternating in one process)
+#: trained at 6.98M against 7.23M samples/s split and whole at 64 rows (22k row-parameters),
+#: 8.5M against 7.2M at 96 rows (32k) and 9.3-9.5M against 7.4-7.5M at 128 rows (43k). With
+#: three regions a batch, 128 rows had lost (5.25M against 6.4M).
+SPLIT_MIN_WORK = 1 << 15
 
 #: Row chunks of a split batch. A constant, not the machine's thread count, so that the
 #: results do not depend on the machine: each chunk sums its own rows, so the chunk count sets

@@ -59,8 +59,11 @@ def test_splitting_rule():
         assert plain.engine.splits(SPLIT_MIN_ROWS) and plain.engine.splits(10_000)
     assert not plain.engine.splits(SPLIT_MIN_ROWS - 1)
     tiny = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",
-               loss="binary_cross_entropy")  # 337 parameters: from 195 rows on
-    assert tiny.engine.split_min_rows() == 195 and not tiny.engine.splits(194)
+               loss="binary_cross_entropy")  # 337 parameters: from 128 rows on
+    assert tiny.engine.split_min_rows() == 128 and not tiny.engine.splits(127)
+    tinier = MLP([2, 8, 1], activation="tanh", output="sigmoid",
+                 loss="binary_cross_entropy")  # 33 parameters: from ceil(32768 / 33) rows on
+    assert tinier.engine.split_min_rows() == 993 and not tinier.engine.splits(992)
     assert plain.engine.split_min_rows() == SPLIT_MIN_ROWS
     assert not dropped.engine.splits(SPLIT_MIN_ROWS) and not dropped.engine.splits(10_000)
     saved = numba.get_num_threads()

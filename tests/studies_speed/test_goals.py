@@ -204,20 +204,20 @@ def test_goals_section_renders_units_and_directions():
 
 def test_the_split_rule_is_the_cpu_backends():
     rule = bench._split_rule()
-    assert rule["chunks"] == 2 and rule["rows"] == 128 and rule["work"] == 65536
+    assert rule["chunks"] == 2 and rule["rows"] == 128 and rule["work"] == 32768
     for net, rows in rule["min_rows"].items():
         n = bench.n_params(bench.NETS[net]["sizes"])
-        assert rows == max(128, math.ceil(65536 / n)), net
-    assert rule["min_rows"] == {LARGE: 128, SMALL: 195}
+        assert rows == max(128, math.ceil(32768 / n)), net
+    assert rule["min_rows"] == {LARGE: 128, SMALL: 128}
     res = {"split": rule, "processes": [{"name": "train_cpu", "info": {"numba_threads": 2}}],
            "settings": bench.PROFILES["full"]}
     note = report._threads_note(res)
-    assert f"{SMALL} from 195 rows, i.e. batches 1024 and full here" in note
+    assert f"{SMALL} from 128 rows, i.e. batches 128, 1024 and full here" in note
     assert f"{LARGE} from 128 rows, i.e. batches 128 and 1024 here" in note
     assert "2 Numba threads" in note
     quick = report._threads_note(dict(res, settings=bench.PROFILES["quick"]))
     # quick: 2-16-16-1's full batch has 4096 rows; 784-256-256-10 runs batches 1 and 32 only
-    assert f"{SMALL} from 195 rows, i.e. the full batch here" in quick
+    assert f"{SMALL} from 128 rows, i.e. the full batch here" in quick
     assert f"{LARGE} from 128 rows, i.e. none of its batches here" in quick
 
 

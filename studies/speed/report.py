@@ -489,6 +489,29 @@ def _passes_bullet(res):
             + ".")
 
 
+def _within_bullet(res):
+    """The Method bullet on the spread inside one measurement: per framework, the largest
+    ratio of a configuration's slowest timed epoch to its fastest (the kept pass's ``times``),
+    largest first."""
+    spread = {}
+    for net, per_fw in res["train"].items():
+        for fw, per_b in per_fw.items():
+            for lab, m in per_b.items():
+                times = [t for t in m.get("times") or [] if t > 0]
+                if len(times) > 1:
+                    r = max(times) / min(times)
+                    if r > spread.get(fw, (1.0, ""))[0]:
+                        spread[fw] = (r, f"{net}, {_batch_head(lab, per_fw)}")
+    if not spread:
+        return None
+    parts = [f"{LABELS.get(fw, fw)} up to {r:.2f}x ({where})"
+             for fw, (r, where) in sorted(spread.items(), key=lambda kv: -kv[1][0])]
+    return ("- Inside one measurement the timed epochs of a configuration differ too (the "
+            "median is robust to a few slow ones, not to a change of speed midway, which "
+            "`results.json`'s `times` show in order); slowest over fastest timed epoch, per "
+            "framework, at most: " + ", ".join(parts) + ".")
+
+
 def _method_section(res):
     s = res["settings"]
     loads = [p["load_before"][0] for p in res["processes"]] + \
@@ -512,6 +535,7 @@ def _method_section(res):
         "get fewer samples); the data are the first rows of one data set, identical in every "
         "process, visited in the same shuffled orders.",
         _passes_bullet(res),
+        _within_bullet(res),
         "- Our epoch time is what `dlbasics.models.train` records (`History.time`: the compiled "
         "epoch, shuffling excluded; argument checks once per call are not in it). The peers' epoch "
         "time is the wall time of their whole epoch loop (shuffle, gathers, steps), JAX ending "
@@ -564,7 +588,7 @@ def _method_section(res):
     if failed:
         lines.append("- **Failed**: " + "; ".join(f"`{p['name']}`" for p in failed)
                      + " (see `processes` in results.json).")
-    return "\n".join(lines)
+    return "\n".join(line for line in lines if line is not None)
 
 
 def _and(items):

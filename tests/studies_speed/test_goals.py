@@ -250,6 +250,19 @@ def test_passes_bullet_reports_the_largest_spread_per_framework():
     assert one.startswith("- One pass")
 
 
+def test_within_bullet_reports_the_largest_epoch_spread_per_framework():
+    """The Method bullet on one measurement's timed epochs: per framework, the largest
+    slowest-over-fastest ratio of a configuration (largest first); none without times."""
+    train = {SMALL: {"cpu": {"128": {"times": [0.12, 0.12, 0.18, 0.18]},
+                             "8": {"times": [0.3, 0.31]}},
+                     "jax_scan": {"128": {"times": [0.2, 0.25, 0.22]}}}}
+    text = report._within_bullet({"train": train})
+    assert f"ours (cpu, Numba) up to 1.50x ({SMALL}, batch 128)" in text
+    assert f"JAX lax.scan epoch * up to 1.25x ({SMALL}, batch 128)" in text
+    assert text.index("ours (cpu, Numba)") < text.index("JAX lax.scan")
+    assert report._within_bullet({"train": {SMALL: {"cpu": {"1": {"times": [0.1]}}}}}) is None
+
+
 def test_sklearn_section_judges_the_goal_on_the_conservative_ratio():
     """The drop-in section: iterations each fit ran, the smaller of the two wall-time ratios,
     and the goal judged on it (10x for adam and sgd, faster for lbfgs)."""

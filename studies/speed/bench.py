@@ -666,17 +666,46 @@ def _goal(text, measured, threshold, unit="x", at_most=False, peer=None):
 LARGE_GOALS = ((1, 5.0), (8, 1.5), (32, 1.5), (128, 1.1), (1024, 1.1))
 
 
+def _spread(ours, peers):
+    """What the passes and the timed epochs of a ratio goal allow: ``range``, the ratio from
+    ours' slowest pass against the peers' fastest up to ours' fastest pass against the peers'
+    slowest (each peer's slowest pass, the fastest of those), and ``within``, the largest
+    slowest-over-fastest timed epoch of the kept measurements (ours' and the peers'); empty
+    where ``ours`` or every peer is missing."""
+    peers = [m for m in peers if m]
+    if not ours or not peers:
+        return {}
+
+    def passes(m):
+        return m.get("passes_samples_per_s") or [m["samples_per_s"]]
+
+    def within(m):
+        t = [x for x in m.get("times") or [] if x > 0]
+        return max(t) / min(t) if len(t) > 1 else 1.0
+
+    lo = min(passes(ours)) / max(max(passes(m)) for m in peers)
+    hi = max(passes(ours)) / max(min(passes(m)) for m in peers)
+    return {"range": [lo, hi], "within": max(within(m) for m in [ours] + peers)}
+
+
 def _goals(res):
     """Issue #17's goals, each measured in this run (``measured`` and ``met`` None where the
-    run lacks its inputs: a framework not installed, a batch size not in the profile)."""
+    run lacks its inputs: a framework not installed, a batch size not in the profile); a ratio
+    goal also carries what its passes allow (:func:`_spread`)."""
     r, train = res["ratios"], res["train"]
 
     def ratio(net, label, key):
         return r.get(net, {}).get(label, {}).get(key)
 
+    def spread(net, label):
+        per = train.get(net, {})
+        return _spread(per.get("cpu", {}).get(label),
+                       [per.get(fw, {}).get(label) for fw in GOAL_PEERS])
+
     best = "ours / best peer"
-    goals = [_goal(f"{LARGE}, batch {b}: {best}", ratio(LARGE, str(b), "vs_best_any"), t,
-                   peer=ratio(LARGE, str(b), "best_any")) for b, t in LARGE_GOALS]
+    goals = [dict(_goal(f"{LARGE}, batch {b}: {best}", ratio(LARGE, str(b), "vs_best_any"), t,
+                        peer=ratio(LARGE, str(b), "best_any")), **spread(LARGE, str(b)))
+             for b, t in LARGE_GOALS]
     big = train.get(LARGE, {}).get("cpu", {}).get("1024")
     goals.append(_goal(f"{LARGE}, batch 1024: fraction of the FMA peak",
                        big.get("frac_fma_peak") if big else None, 0.6, unit="of peak"))
@@ -684,10 +713,15 @@ def _goals(res):
     labels = [str(b) for b in nets.get(SMALL, {}).get("batches", [])] or list(r.get(SMALL, {}))
     for lab in labels:
         at = "full batch" if lab == FULL else f"batch {lab}"
-        goals.append(_goal(f"{SMALL}, {at}: {best}", ratio(SMALL, lab, "vs_best_any"), 1.0,
-                           peer=ratio(SMALL, lab, "best_any")))
+        goals.append(dict(_goal(f"{SMALL}, {at}: {best}", ratio(SMALL, lab, "vs_best_any"),
+                                1.0, peer=ratio(SMALL, lab, "best_any")), **spread(SMALL, lab)))
+    pop = res.get("population") or {}
     for key, row in res["population_ratios"].items():
-        goals.append(_goal(f"population {key}: ours / JAX vmap", row.get("vs_jax_vmap"), 3.0))
+        K, b = key.removeprefix("K=").split(", batch ")
+        extra = _spread(pop.get("ours_population", {}).get(K, {}).get(b),
+                        [pop.get("jax_vmap", {}).get(K, {}).get(b)])
+        goals.append(dict(_goal(f"population {key}: ours / JAX vmap", row.get("vs_jax_vmap"),
+                                3.0), **extra))
     cs = res.get("coldstart", {})
     where = res.get("settings", {}).get("coldstart") or next(iter(cs.values()), {})
     what = (f"first call ({where['net']}, batch {where['batch']})"

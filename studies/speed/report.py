@@ -232,7 +232,34 @@ def _goals_section(res):
             "*first epoch* includes compiling with an empty Numba cache, the overhead is first "
             "minus second epoch with a warm cache, and peak RSS is divided by PyTorch's in the "
             "same one-epoch run.\n\n"
-            + _table(["goal", "measured", "target", "status"], rows))
+            + _table(["goal", "measured", "target", "status"], rows) + _unsettled(res["goals"]))
+
+
+def _unsettled(goals):
+    """The sentence after the goal table on verdicts that the measurements do not settle:
+    ratio goals whose pass range (:func:`dlbasics.studies.speed.bench._spread`) has values on
+    both sides of the target, and those whose kept measurements changed speed by more than
+    1.3x between timed epochs (their median sits on one side of a change)."""
+    both, moving = [], []
+    for g in goals:
+        lo, hi = g.get("range") or (None, None)
+        if lo is not None and lo < g["threshold"] <= hi:
+            both.append(f"{g['goal']} ({_goal_value(lo, 'x')} to {_goal_value(hi, 'x')})")
+        if (g.get("within") or 1.0) > 1.3:
+            moving.append(f"{g['goal']} ({g['within']:.2f}x)")
+    if not both and not moving:
+        return ("\n\nEvery ratio verdict holds for either pass of ours against either pass "
+                "of the peers.")
+    out = ""
+    if both:
+        out += ("\n\nVerdicts the passes do not settle (from ours' slower pass against the "
+                "peer's faster to ours' faster against the peer's slower, the target inside): "
+                + "; ".join(both) + ".")
+    if moving:
+        out += ("\n\nVerdicts on a measurement whose timed epochs changed speed by more than "
+                "1.3x (slowest over fastest, ours or the peer; the median then sits on one "
+                "side of the change, see `times` in `results.json`): " + "; ".join(moving) + ".")
+    return out
 
 
 def _train_section(res, net, figures):
@@ -381,7 +408,9 @@ def _startup_section(res):
         if not c:
             continue
         train_name = "train_cpu" if key.startswith("cpu") else f"train_{key}"
-        bench_rss = procs.get(train_name, {}).get("peak_rss_mb")
+        seen = [p.get("peak_rss_mb") for name, p in procs.items()
+                if name in (train_name, f"{train_name}_pass2") and p.get("peak_rss_mb")]
+        bench_rss = max(seen) if seen else None
         rows.append([label, fmt_s(c["import_s"]), fmt_s(c["first_epoch_s"]),
                      fmt_s(c["second_epoch_s"]), fmt_s(c["first_call_overhead_s"]),
                      fmt_s(c["process_wall_s"]), f"{c['peak_rss_mb']:.0f}",
@@ -404,7 +433,7 @@ def _startup_section(res):
             "cache; *first-call overhead* is first minus second epoch; *fresh process* is the "
             "wall time of the whole process (interpreter start, imports, data, two epochs). "
             "Peak RSS from `getrusage` of the one-epoch process and of the framework's whole "
-            "benchmark process (all its configurations).\n\n"
+            "benchmark process (all its configurations; the larger of its passes).\n\n"
             + _table(["framework", "import", "first epoch", "second epoch", "first-call overhead",
                       "fresh process", "peak RSS MiB (one epoch)",
                       "peak RSS MiB (benchmark)"], rows)
@@ -631,9 +660,13 @@ def _threads_note(res):
         "the bits independent of the thread count): " + "; ".join(per_net) + "."
         + (f" The `train_cpu` worker ran with {threads} Numba threads." if threads else "")
         + " ")
+    whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
+             "256 rows here: they were split" if threads and threads >= 2 and per_net and all(
+                 r <= 256 for r in (split.get("min_rows") or {}).values()) else "")
     return ("- Threads: our `cpu` backend is compiled code plus BLAS (SciPy's OpenBLAS "
             "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
-            "256 rows, all cores from there when the batch runs whole). " + split_text
+            "256 rows, all cores from there when the batch runs whole" + whole + "). "
+            + split_text
             + "`train_population` uses Numba's `prange` over networks; PyTorch "
             "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).")
 
@@ -664,7 +697,8 @@ def _contention_note(res):
     if worst < 0.1:
         return (f"The machine was quiet during the run: other programs used {100 * mean:.0f}% "
                 f"of the CPUs on average (at most {100 * worst:.0f}%, during `{name}`)."
-                + steal)
+                + steal + " Quiet is not steady: the differences between passes and between "
+                "the timed epochs of one measurement (Method) are the machine's own.")
     return (f"**Caution: the machine was shared during this run.** Other programs used "
             f"{100 * mean:.0f}% of the CPUs on average, up to {100 * worst:.0f}% (during "
             f"`{name}`); see the worker table under Method. Figures taken under contention "

@@ -412,5 +412,7 @@ def section(res, figures):
         "the bandwidth bound; the bandwidth bound uses the traffic "
         "model under Method, as if every access went to memory, so a network whose parameters "
         "fit in the caches (the MiB column) can run above it. Best peer: the faster of PyTorch "
-        "eager and the JAX jit step." + load + pic + "\n\n" + tables
+        "eager and the JAX jit step (not the `lax.scan` epoch of the goals). The sweep runs "
+        "once (no second pass), so at width 256 its figures can differ from the throughput "
+        "tables' for the same network, which keep the faster of their passes." + load + pic + "\n\n" + tables
         + ("\n\nWhat the numbers show:\n\n" + notes if notes else ""))

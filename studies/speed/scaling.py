@@ -414,5 +414,6 @@ def section(res, figures):
         "fit in the caches (the MiB column) can run above it. Best peer: the faster of PyTorch "
         "eager and the JAX jit step (not the `lax.scan` epoch of the goals). The sweep runs "
         "once (no second pass), so at width 256 its figures can differ from the throughput "
-        "tables' for the same network, which keep the faster of their passes." + load + pic + "\n\n" + tables
+        "tables' for the same network, which keep the faster of their passes." + load + pic
+        + "\n\n" + tables
         + ("\n\nWhat the numbers show:\n\n" + notes if notes else ""))

@@ -151,8 +151,8 @@ def section(records):
             "ratio (float32, all threads of the process) compares the work done: where ours "
             "used both cores and scikit-learn one, it is about half the wall-time ratio. "
             "scikit-learn is also timed with BLAS on one thread, often its faster setting on "
-            "small products; the conservative ratio is the smaller of the two wall-time ratios, and the "
-            "goal is judged on it: "
+            "small products; the conservative ratio is the smaller of the two wall-time "
+            "ratios, and the goal is judged on it: "
             "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows) + when)
 
 

@@ -28,13 +28,14 @@ and parameter layouts, which the Python side validates before any kernel runs.
 
 from __future__ import annotations
 
+from llvmlite import ir
 from numba import types
 from numba.core import cgutils, ir_utils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
-__all__ = ["borrow", "span", "grid", "row", "lent"]
+__all__ = ["borrow", "span", "grid", "row", "lent", "prefetch", "prefetch_write"]
 
 
 def _ints(*ints):
@@ -166,3 +167,50 @@ def lent(typingctx, rec, name):
         return ary._getvalue()
 
     return sig, codegen
+
+
+def _prefetch_codegen(write):
+    """The code of :func:`prefetch` (``write`` false) or :func:`prefetch_write`."""
+
+    def codegen(context, builder, sig, args):
+        if builder.module.triple.startswith("nvptx"):
+            return context.get_dummy_value()
+        ary = make_array(sig.args[0])(context, builder, args[0])
+        offset = builder.add(builder.mul(_intp(context, builder, args[1], sig.args[1]),
+                                         builder.extract_value(ary.strides, 0)),
+                             _intp(context, builder, args[2], sig.args[2]))
+        i8p = ir.IntType(8).as_pointer()
+        ptr = builder.gep(builder.bitcast(ary.data, i8p), [offset])
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, i32(int(write)), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _prefetch_signature(a, i, byte):
+    if not (isinstance(a, types.Array) and a.ndim in (1, 2)):
+        raise TypingError(f"expected a 1-D or 2-D array, got {a}")
+    _ints(i, byte)
+    return types.void(a, i, byte)
+
+
+@intrinsic
+def prefetch(typingctx, a, i, byte):
+    """Ask the CPU to bring the cache line holding byte ``byte`` of row ``i`` of the 2-D array
+    ``a`` (or of element ``i`` of a 1-D one) towards its caches, without waiting for it (LLVM's
+    ``llvm.prefetch``: a read, kept in all cache levels). A hint only: nothing is read into the
+    program, no bounds are checked and an address outside the array cannot fault. On a GPU
+    target it compiles to nothing."""
+    return _prefetch_signature(a, i, byte), _prefetch_codegen(False)
+
+
+@intrinsic
+def prefetch_write(typingctx, a, i, byte):
+    """:func:`prefetch` for a line about to be written (``PREFETCHW`` on x86): the line comes
+    in exclusive, so a line another core holds stops the writes once, for all lines asked
+    for together, rather than each write in turn."""
+    return _prefetch_signature(a, i, byte), _prefetch_codegen(True)

@@ -131,6 +131,67 @@ def test_split_bits_do_not_depend_on_the_thread_count(dtype):
         np.testing.assert_array_equal(out, runs[0][1])
 
 
+@numba.njit(parallel=True)
+def _team_parallel(workers, params, grad, net, data, order, batch, split, opt, alpha, counters,
+                   results):
+    for _ in numba.prange(workers):
+        network.team_worker(params, grad, net, data, order, batch, split, opt, alpha, counters,
+                            results)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 1e-3])
+def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
+    """The split epoch's tasks (:func:`network.team_worker`) run by one worker alone, by
+    workers one after another (as a threading layer that runs ``prange`` iterations in turn
+    would: the first takes every task, nothing waits on the second) and by two, three and five
+    workers in parallel for two chunks (on however many threads there are; the extra ones find
+    no task left): the bits of the split epoch kernel, the last batch of 100 rows whole."""
+    model, X, y = _problem(np.float64)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    order = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int64)
+    opt = Adam(1e-2)
+    p0 = model.params.copy()
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    batch = 250
+
+    def run(kernel):
+        model.set_params_vector(p0)
+        rec = _core.opt_record(opt, opt.init(model.params), model.params)
+        out = np.zeros(4)
+        kernel(rec, out)
+        return model.params.copy(), out, rec[2].copy()
+
+    def by_kernel(rec, out):
+        _core.split_epoch_kernel(model.params, model.grad, net, data, order, batch,
+                                 model.engine._split(batch), rec, out, alpha)
+
+    def in_turn(workers):
+        def kernel(rec, out):
+            counters, results = network.team_state(3)
+            for _ in range(workers):
+                network.team_worker(model.params, model.grad, net, data, order, batch,
+                                    model.engine._split(batch), rec, alpha, counters, results)
+            network.team_out(counters, results, X.shape[0], batch, out)
+        return kernel
+
+    whole = run(by_kernel)
+    assert tuple(whole[1]) == (whole[1][0], 3.0, 600.0, 0.0) and np.isfinite(whole[1][0])
+    for other in (run(in_turn(1)), run(in_turn(2))):
+        for a, b in zip(whole, other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    for workers in (2, 3, 5):
+        def parallel(rec, out, workers=workers):
+            counters, results = network.team_state(3)
+            _team_parallel(workers, model.params, model.grad, net, data, order, batch,
+                           model.engine._split(batch), rec, alpha, counters, results)
+            network.team_out(counters, results, X.shape[0], batch, out)
+
+        other = run(parallel)
+        for a, b in zip(whole, other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
 @needs_threads
 @pytest.mark.parametrize("fast", [True, False])
 def test_one_thread_runs_the_batch_whole(fast, monkeypatch):

@@ -29,23 +29,23 @@ BLAS_MIN_ROWS = 8
 BLAS_THREADED_MIN_ROWS = 256
 
 #: Training batches of at least this many rows are split into :data:`SPLIT_CHUNKS` row chunks,
-#: one thread each, by the CPU backend (``dlbasics.kernels.network.split_gradient``; not with
-#: dropout). Measured on the 2-core benchmark machine (float32, one BLAS thread per chunk
-#: against the whole batch on one thread; microseconds per batch): 2-16-16-1 at 64 rows 10.4
-#: against 9.1, at 128 rows 14.6 / 17.1, at 256 rows 22.9 / 33.6, at 1024 rows 82 / 146;
-#: 20-100-4 (Adam) at 128 rows 26.3 / 35.3, at 200 rows 37 / 56; 784-256-256-10 at 32 rows
-#: 600 / 577, at 128 rows 1217 / 1790, at 1024 rows 7.1 ms against 7.8 ms with two BLAS
-#: threads on the whole batch.
-SPLIT_MIN_ROWS = 128
+#: one thread each, by the CPU backend (``dlbasics.kernels.network.split_epoch``; not with
+#: dropout). With a parallel region per batch phase it took 128 rows to pay (float32, one BLAS
+#: thread per chunk against the whole batch on one thread; microseconds per batch): 2-16-16-1
+#: at 64 rows 10.4 against 9.1, at 128 rows 14.6 / 17.1; 784-256-256-10 at 32 rows 600 / 577,
+#: at 128 rows 1217 / 1790. With one region an epoch (the threads meeting through atomic
+#: counters), split against whole on the 2-core benchmark machine (float32, Adam, the best of
+#: 5 epochs in each of two alternating runs): 2-16-16-1 at 32 rows 1.05x, 64 rows 1.29x,
+#: 96 rows 1.42x, 128 rows 1.47x; 784-256-256-10 at 32 rows 0.95x, 64 rows 1.11x, 128 rows
+#: 1.43x.
+SPLIT_MIN_ROWS = 64
 
 #: ... and at least this many row-parameters (rows x the network's parameters): a small
-#: network's batch is split from ``SPLIT_MIN_WORK / n_params`` rows on. With two parallel
-#: regions a batch (the split epoch combines and updates in one), 2-16-16-1 (337 parameters,
-#: 131,072 rows of data, median of 7 epochs, split and whole alternating in one process)
-#: trained at 6.98M against 7.23M samples/s split and whole at 64 rows (22k row-parameters),
-#: 8.5M against 7.2M at 96 rows (32k) and 9.3-9.5M against 7.4-7.5M at 128 rows (43k). With
-#: three regions a batch, 128 rows had lost (5.25M against 6.4M).
-SPLIT_MIN_WORK = 1 << 15
+#: network's batch is split from ``SPLIT_MIN_WORK / n_params`` rows on (2-16-16-1, 337
+#: parameters: 49 rows, so :data:`SPLIT_MIN_ROWS` decides). With two parallel regions a batch
+#: the threshold was 32k row-parameters (2-16-16-1 split lost at 64 rows, 22k: 6.98M against
+#: 7.23M samples/s); one region an epoch gains from 64 rows on (above).
+SPLIT_MIN_WORK = 1 << 14
 
 #: Row chunks of a split batch. A constant, not the machine's thread count, so that the
 #: results do not depend on the machine: each chunk sums its own rows, so the chunk count sets

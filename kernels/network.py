@@ -63,10 +63,13 @@ own workspace and gradient row, the chunk gradients are combined as ``sum_c (B_c
 (:func:`combine_chunks`) and the update is applied in as many parameter parts
 (:func:`update_part`), all in chunk order, so the bits depend on ``C``, never on the thread
 count. The epoch combines, adds the L2 penalty and updates each part in one pass
-(:func:`combine_update_part`): two parallel regions a batch. On the 2-core benchmark machine
-this makes a 2-16-16-1 batch of 1,024 rows 1.8x faster and a 20-100-4 batch of 200 rows (the
-scikit-learn drop-in's default) 1.5x faster; on small batches the parallel regions cost more
-than they save (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
+(:func:`combine_update_part`), and its threads stay in one parallel region for the whole
+epoch, meeting between phases through atomic counters (:func:`split_epoch`,
+:func:`team_worker`). On the 2-core benchmark machine a 20-100-4 batch of 200 rows (the
+scikit-learn drop-in's default) takes 27 us split against 46 us whole (one chunk's work alone:
+23 us), and 2-16-16-1 trains 1.3x faster split from 64 rows, 1.5x from 128; on smaller
+batches the split costs more than it saves (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`,
+``SPLIT_MIN_WORK``).
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and

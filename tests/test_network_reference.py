@@ -147,7 +147,7 @@ def optimizer_cases():
 def _split_from_two_rows(monkeypatch):
     """Make the cpu backend split every batch of two rows or more into row chunks (one thread
     each, :func:`dlbasics.kernels.network.split_gradient`), which it otherwise does from
-    ``split_min_rows()`` (at least 128) rows on."""
+    ``split_min_rows()`` (at least 64) rows on."""
     if not backends.fast_parallel_regions() or numba.get_num_threads() < 2:
         pytest.skip("needs two Numba threads and an OpenMP or TBB threading layer to split")
     monkeypatch.setattr(backends, "SPLIT_MIN_ROWS", 2)

@@ -59,11 +59,11 @@ def test_splitting_rule():
         assert plain.engine.splits(SPLIT_MIN_ROWS) and plain.engine.splits(10_000)
     assert not plain.engine.splits(SPLIT_MIN_ROWS - 1)
     tiny = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",
-               loss="binary_cross_entropy")  # 337 parameters: from 128 rows on
-    assert tiny.engine.split_min_rows() == 128 and not tiny.engine.splits(127)
+               loss="binary_cross_entropy")  # 337 parameters: from 64 rows on
+    assert tiny.engine.split_min_rows() == 64 and not tiny.engine.splits(63)
     tinier = MLP([2, 8, 1], activation="tanh", output="sigmoid",
-                 loss="binary_cross_entropy")  # 33 parameters: from ceil(32768 / 33) rows on
-    assert tinier.engine.split_min_rows() == 993 and not tinier.engine.splits(992)
+                 loss="binary_cross_entropy")  # 33 parameters: from ceil(16384 / 33) rows on
+    assert tinier.engine.split_min_rows() == 497 and not tinier.engine.splits(496)
     assert plain.engine.split_min_rows() == SPLIT_MIN_ROWS
     assert not dropped.engine.splits(SPLIT_MIN_ROWS) and not dropped.engine.splits(10_000)
     saved = numba.get_num_threads()
@@ -145,9 +145,10 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
     workers one after another (as a threading layer that runs ``prange`` iterations in turn
     would: the first takes every task, nothing waits on the second) and by two, three and five
     workers in parallel for two chunks (on however many threads there are; the extra ones find
-    no task left): the bits of the split epoch kernel, the last batch of 100 rows whole."""
-    model, X, y = _problem(np.float64)
+    no task left): the bits of the split epoch kernel, the last batch of 60 rows whole."""
+    model, X, y = _problem(np.float64, n=560)
     Y, labels, dense = model.check_y(y, X.shape[0])
+    assert model.engine.split_min_rows() > 60
     order = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int64)
     opt = Adam(1e-2)
     p0 = model.params.copy()
@@ -176,7 +177,7 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
         return kernel
 
     whole = run(by_kernel)
-    assert tuple(whole[1]) == (whole[1][0], 3.0, 600.0, 0.0) and np.isfinite(whole[1][0])
+    assert tuple(whole[1]) == (whole[1][0], 3.0, 560.0, 0.0) and np.isfinite(whole[1][0])
     for other in (run(in_turn(1)), run(in_turn(2))):
         for a, b in zip(whole, other, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -389,10 +390,10 @@ def test_diverging_split_epoch_is_recorded(fast):
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
 def test_fused_and_general_loops_split_alike(name):
     """Every optimizer rule of the registry, float64 with an L2 penalty, batches of 250 rows
-    (split) and a last batch of 100 (whole): the fused epoch and the general Python loop give
+    (split) and a last batch of 60 (whole): the fused epoch and the general Python loop give
     the same bits, and they split (the result differs from splitting turned off)."""
     def fit(fast, min_rows=None):
-        model, X, y = _problem(np.float64)
+        model, X, y = _problem(np.float64, n=560)
         if min_rows is not None:
             backends.SPLIT_MIN_ROWS, saved = min_rows, backends.SPLIT_MIN_ROWS
         try:

@@ -157,3 +157,39 @@ def test_lent_rejects_what_it_cannot_take():
         from_a_plain_tuple((np.zeros(2), 1.0))
     with pytest.raises(TypingError, match="no field 'b'"):
         unknown_field(Rec(np.zeros(2), 1.0, np.zeros((1, 2))))
+
+
+def test_prefetch_hints_change_nothing_and_check_their_arguments():
+    """``prefetch`` and ``prefetch_write`` compile for rows of 2-D arrays and elements of 1-D
+    ones, anywhere in them (an address past the end is a hint too, never a fault), and leave
+    every value as it was; other arguments fail at typing."""
+    from dlbasics.kernels.views import prefetch, prefetch_write
+
+    @njit
+    def touch(X, v, n):
+        s = 0.0
+        for i in range(n):
+            prefetch(X, i % X.shape[0], 4 * (i % 7))
+            prefetch_write(v, i, 0)  # i runs past the end of v
+            s += X[i % X.shape[0], 0]
+        return s
+
+    X = np.arange(40.0, dtype=np.float32).reshape(10, 4)
+    v = np.arange(5, dtype=np.int64)
+    X0, v0 = X.copy(), v.copy()
+    assert touch(X, v, 25) == sum(float(X0[i % 10, 0]) for i in range(25))
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(v, v0)
+
+    @njit
+    def bad_array(a):
+        prefetch(a, 0, 0)
+
+    @njit
+    def bad_index(a):
+        prefetch(a, 0.5, 0)
+
+    with pytest.raises(TypingError, match="1-D or 2-D array"):
+        bad_array(np.zeros((2, 2, 2)))
+    with pytest.raises(TypingError, match="integer"):
+        bad_index(np.zeros(3))

@@ -44,7 +44,8 @@ SPLIT_MIN_ROWS = 64
 #: network's batch is split from ``SPLIT_MIN_WORK / n_params`` rows on (2-16-16-1, 337
 #: parameters: 49 rows, so :data:`SPLIT_MIN_ROWS` decides). With two parallel regions a batch
 #: the threshold was 32k row-parameters (2-16-16-1 split lost at 64 rows, 22k: 6.98M against
-#: 7.23M samples/s); one region an epoch gains from 64 rows on (above).
+#: 7.23M samples/s). With one region an epoch it is halved, not measured below 64 rows' worth:
+#: the smallest measured split, 2-16-16-1 at 32 rows (10.8k row-parameters), gained 1.05x.
 SPLIT_MIN_WORK = 1 << 14
 
 #: Row chunks of a split batch. A constant, not the machine's thread count, so that the

@@ -67,9 +67,9 @@ count. The epoch combines, adds the L2 penalty and updates each part in one pass
 epoch, meeting between phases through atomic counters (:func:`split_epoch`,
 :func:`team_worker`). On the 2-core benchmark machine a 20-100-4 batch of 200 rows (the
 scikit-learn drop-in's default) takes 27 us split against 46 us whole (one chunk's work alone:
-23 us), and 2-16-16-1 trains 1.3x faster split from 64 rows, 1.5x from 128; on smaller
-batches the split costs more than it saves (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`,
-``SPLIT_MIN_WORK``).
+23 us), and 2-16-16-1 trains 1.3x faster split from 64 rows, 1.5x from 128; at 32 rows the
+split gains little or loses (2-16-16-1 1.05x, 784-256-256-10 0.95x), so batches split from 64
+rows (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and
@@ -89,12 +89,14 @@ from numba import njit, prange, types
 from numba.extending import overload
 
 from . import losses
+from .activations import N_CODES as N_ACT_CODES
 from .activations import SOFTMAX, act_flat, dact_mul_flat, softmax_vec, softmax_vjp
 from .atomics import fetch_add, load_acquire, spin_pause, yield_cpu
 from .dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from .dropout import row_key, unit_keep
 from .losses import dense_row, label_row
 from .optimizers import HP_LR, SGD_CODE, apply_update
+from .optimizers import N_CODES as N_OPT_CODES
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
@@ -709,8 +711,8 @@ def _sum_squares(w):
     """``sum w_i^2`` of a 1-D array in float64, as eight running sums (element ``i`` into sum
     ``i mod 8``, the rest into a ninth) added pairwise at the end: the same bits on every
     machine, and eight independent chains of additions instead of one (one chain waits on
-    each addition's latency: 2.4 us for the 2,400 weights of 20-100-4, serial between two
-    parallel regions of the split epoch)."""
+    each addition's latency: 2.0 us for the 2,400 weights of 20-100-4, against 0.67 us
+    here; the split epoch takes it in chunk task 0)."""
     n = w.shape[0]
     n8 = n - n % 8
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
@@ -973,8 +975,8 @@ def split_gradient(params, grad, net, data, order, start, stop, split, step, alp
 
 
 #: Slots of a team's counters (:func:`split_epoch`): tasks claimed, tasks done, the first
-#: batch whose loss was not finite (the batch count while none).
-CLAIMED, DONE, BAD = 0, 1, 2
+#: batch whose loss was not finite (the batch count while none), tasks that raised.
+CLAIMED, DONE, BAD, FAILED = 0, 1, 2, 3
 #: Slots of a team's float64 results: the loss sum, the L2 penalty of the batch.
 TOTAL, PENALTY = 0, 1
 #: Spins with the CPU's pause hint before a waiting thread starts yielding its core.
@@ -1011,25 +1013,15 @@ def _batch_value(split, start, stop, alpha, results):
 
 
 @njit(cache=True)
-def team_worker(params, grad, net, data, order, batch, split, opt, alpha, counters, results):
-    """One thread of :func:`split_epoch`: claims the epoch's tasks in order and runs them.
-
-    The epoch is a sequence of phases, two a batch: the chunks' gradients
-    (:func:`chunk_gradient`, task ``c`` for chunk ``c``; task 0 also takes the L2 penalty of
-    the weights before the update, :func:`l2_value`) and the update (:func:`combine_update_part`,
-    task ``h`` for part ``h``). Each phase has ``C`` tasks (the chunk count), numbered in phase
-    order; a thread claims the next number (``counters[CLAIMED]``), waits until every task of
-    the phases before is done (``counters[DONE]``), runs it and counts it done. A thread that
-    finds no task left returns. However many threads run, and in whatever order, each task
-    runs once after all earlier phases: one thread alone runs them all in turn (nothing
-    waits on a thread that has not started), and the results are bitwise those of the batch
-    loop with a parallel region per phase.
-
-    The update tasks of a batch whose loss is not finite write nothing but the batch number
-    (``counters[BAD]``) and, task 0, the loss; the tasks after it do nothing. Task 0 of each
-    update adds the batch's loss times its rows to ``results[TOTAL]``, batch by batch in order.
-    Records as plain tuples.
-    """
+def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, counters, results):
+    """Task ``k`` of :func:`team_worker`'s epoch: phase ``k // C``, task ``k % C`` of it (``C``
+    the chunk count). Even phases: the gradient of chunk ``c`` of batch ``phase // 2``
+    (:func:`chunk_gradient`; task 0 also takes the L2 penalty of the weights before the
+    update, :func:`l2_value`). Odd phases: part ``c`` of the update
+    (:func:`combine_update_part`); task 0 adds the batch's loss times its rows to
+    ``results[TOTAL]``, batch by batch in order. The update tasks of a batch whose loss is not
+    finite write nothing but, task 0, the batch number (``counters[BAD]``) and the loss; the
+    tasks after it do nothing. Records as plain tuples."""
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     counters, results = borrow(counters), borrow(results)
     C = split[0].shape[0]
@@ -1037,36 +1029,85 @@ def team_worker(params, grad, net, data, order, batch, split, opt, alpha, counte
     t0 = opt[5]
     n = order.shape[0]
     n_batches = (n + batch - 1) // batch
+    phase = k // C
+    c = k - phase * C
+    b = phase // 2
+    if b >= load_acquire(counters, BAD):
+        return
+    start = b * batch
+    stop = min(start + batch, n)
+    scale = alpha / (stop - start)
+    if phase % 2 == 0:
+        if c < n_chunks(split, start, stop):
+            chunk_gradient(params, net, data, order, start, stop, split, c, t0 + b)
+        if c == 0 and alpha > 0.0:  # from the weights before the update
+            results[PENALTY] = l2_value(params, layout, scale)
+        return
+    value = _batch_value(split, start, stop, alpha, results)
+    if not math.isfinite(value):
+        if c == 0:
+            results[TOTAL] = value
+            fetch_add(counters, BAD, b - n_batches)  # BAD: n_batches -> b
+        return
+    combine_update_part(opt, params, grad, split, start, stop, t0 + b + 1, layout, scale, c, C)
+    if c == 0:
+        results[TOTAL] += value * (stop - start)
+
+
+@njit(cache=True)
+def team_worker(params, grad, net, data, order, batch, split, opt, alpha, counters, results):
+    """One thread of :func:`split_epoch`: claims the epoch's tasks in order and runs them
+    (:func:`team_task`).
+
+    The epoch is a sequence of phases, two a batch: the chunks' gradients and the update in
+    parts. Each phase has ``C`` tasks (the chunk count), numbered in phase order; a thread
+    claims the next number (``counters[CLAIMED]``), waits until every task of the phases
+    before is done (``counters[DONE]``), runs it and counts it done. A thread that finds no
+    task left returns. However many threads run, and in whatever order, each task runs once
+    after all earlier phases: one thread alone runs them all in turn (nothing waits on a
+    thread that has not started), and the results are bitwise those of the batch loop with a
+    parallel region per phase.
+
+    A task that raises is counted done and in ``counters[FAILED]`` (its error is lost), and no
+    task runs after it: the other threads would otherwise wait for it for ever.
+    :func:`team_checks` raises, before the threads start, the errors the step itself would.
+    Records as plain tuples.
+    """
+    C = split[0].shape[0]
+    n_batches = (order.shape[0] + batch - 1) // batch
     tasks = 2 * n_batches * C
     while True:
         k = fetch_add(counters, CLAIMED, 1)
         if k >= tasks:
             return
-        phase = k // C
-        c = k - phase * C
-        b = phase // 2
-        wait_until(counters, DONE, phase * C)
-        if b < load_acquire(counters, BAD):
-            start = b * batch
-            stop = min(start + batch, n)
-            scale = alpha / (stop - start)
-            if phase % 2 == 0:
-                if c < n_chunks(split, start, stop):
-                    chunk_gradient(params, net, data, order, start, stop, split, c, t0 + b)
-                if c == 0 and alpha > 0.0:  # from the weights before the update
-                    results[PENALTY] = l2_value(params, layout, scale)
-            else:
-                value = _batch_value(split, start, stop, alpha, results)
-                if not math.isfinite(value):
-                    if c == 0:
-                        results[TOTAL] = value
-                        fetch_add(counters, BAD, b - n_batches)  # BAD: n_batches -> b
-                else:
-                    combine_update_part(opt, params, grad, split, start, stop, t0 + b + 1,
-                                        layout, scale, c, C)
-                    if c == 0:
-                        results[TOTAL] += value * (stop - start)
+        wait_until(counters, DONE, (k // C) * C)
+        if load_acquire(counters, FAILED) == 0:
+            try:
+                team_task(k, params, grad, net, data, order, batch, split, opt, alpha,
+                          counters, results)
+            except Exception:  # any error: see the docstring
+                fetch_add(counters, FAILED, 1)
         fetch_add(counters, DONE, 1)
+
+
+@njit(cache=True)
+def team_checks(net, data, opt):
+    """Raise the ``ValueError`` that a task of :func:`split_epoch` would raise, before its
+    threads start (a task that raises stops the epoch without its message): an unknown loss
+    code, integer labels without a cross-entropy loss, an unknown activation code (softmax
+    only on the output layer) and an unknown optimizer rule. Records as plain tuples."""
+    codes, loss_code, dense = net[1], net[5], data[3]
+    if dense:
+        if not 0 <= loss_code < losses.N_CODES:
+            raise ValueError("backward: unknown loss code")
+    elif loss_code != losses.CE and loss_code != losses.CE_LOGITS:
+        raise ValueError("backward: integer labels need a cross-entropy loss code")
+    L = codes.shape[0]
+    for l in range(L):
+        if not 0 <= codes[l] < N_ACT_CODES or (codes[l] == SOFTMAX and l < L - 1):
+            raise ValueError("act_flat: unknown (or softmax) activation code")
+    if not 0 <= opt[0] < N_OPT_CODES:
+        raise ValueError("apply_update: unknown optimizer rule code")
 
 
 @njit(cache=True)
@@ -1075,7 +1116,7 @@ def team_state(n_batches):
     caller: Numba 0.68 turns an ``np.zeros`` there into a parallel loop of its own, and the
     caller's reads after the ``prange`` then missed what the threads wrote (the counters read
     back as zeros)."""
-    counters = np.zeros(3, np.int64)
+    counters = np.zeros(4, np.int64)
     counters[BAD] = n_batches
     return counters, np.zeros(2)
 
@@ -1086,13 +1127,16 @@ def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
     of the step (combining the chunks, the L2 penalty, the update) applied in as many
     parameter parts (:func:`combine_update_part`), one thread each. The threads stay in one
     parallel region for the whole epoch and meet between the phases through atomic counters
-    (:func:`team_worker`): a region per phase cost more than the counters (20-100-4 at 200
-    rows: 32 us a batch against 23 us for one chunk's work). The bits are those of
+    (:func:`team_worker`) instead of a region per phase (1.2-2.6 us each on the 2-core
+    benchmark machine; 20-100-4 at 200 rows went from 32 to 27 us a batch with this and the
+    prefetching of :func:`prefetch_rows` and :func:`_prefetch_part` together; one chunk's
+    work alone is 23 us). The bits are those of
     :func:`split_gradient` followed by the update, batch after batch. Records as plain
     tuples; ``out`` as in :func:`epoch`."""
     C = split[0].shape[0]
     n = order.shape[0]
     n_batches = (n + batch - 1) // batch
+    team_checks(net, data, opt)
     counters, results = team_state(n_batches)
     for _w in prange(C):
         team_worker(params, grad, net, data, order, batch, split, opt, alpha, counters, results)
@@ -1103,6 +1147,9 @@ def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
 def team_out(counters, results, n, batch, out):
     """``out`` as :func:`epoch` writes it, from the counters and results of the
     :func:`team_worker` threads of an epoch of ``n`` rows in batches of ``batch``."""
+    if counters[FAILED]:
+        raise ValueError("split_epoch: a task raised an error (its message is lost in the "
+                         "threads); the parameters may be partly updated")
     n_batches = (n + batch - 1) // batch
     bad = counters[BAD]
     out[0] = results[TOTAL]

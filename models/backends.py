@@ -220,7 +220,8 @@ class CpuBackend(Backend):
 
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
-        chunks, one thread each (:func:`dlbasics.kernels.network.split_gradient`): from
+        chunks, one thread each (:func:`dlbasics.kernels.network.split_epoch`, and
+        :func:`~dlbasics.kernels.network.split_gradient` in the general loop): from
         :meth:`split_min_rows` rows on, without dropout, with two or more Numba threads, and
         where Numba's threading layer starts a parallel region in about a microsecond (OpenMP
         or TBB; its fallback, the workqueue, takes about 70 us).
@@ -237,8 +238,8 @@ class CpuBackend(Backend):
 
     def split_min_rows(self):
         """The fewest rows of a batch worth splitting: :data:`SPLIT_MIN_ROWS`, and at least
-        :data:`SPLIT_MIN_WORK` row-parameters (below, the parallel regions of a batch cost more
-        than half the batch's work saves)."""
+        :data:`SPLIT_MIN_WORK` row-parameters (below, meeting between the threads and
+        exchanging the gradients cost more than half the batch's work saves)."""
         return max(SPLIT_MIN_ROWS, -(-SPLIT_MIN_WORK // self.model.n_params))
 
     def _split(self, batch):

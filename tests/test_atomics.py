@@ -46,6 +46,11 @@ def _read(counter, i):
     return load_acquire(counter, i)
 
 
+needs_threads = pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2,
+                                   reason="contention needs two Numba threads")
+
+
+@needs_threads
 @pytest.mark.parametrize("workers", [1, 2, 4])
 def test_every_claim_is_distinct_and_none_is_lost(workers):
     n = 200_000
@@ -57,6 +62,7 @@ def test_every_claim_is_distinct_and_none_is_lost(workers):
     assert counter[0] == n + workers
 
 
+@needs_threads
 def test_concurrent_adds_sum_exactly():
     counter = np.zeros(3, np.int64)
     threads = max(2, numba.get_num_threads())

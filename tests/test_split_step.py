@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 import dlbasics.models.backends as backends
-from dlbasics.kernels import network
+from dlbasics.kernels import losses, network
+from dlbasics.kernels.activations import ACTIVATIONS
 from dlbasics.kernels.config import SPLIT_MIN_ROWS
 from dlbasics.kernels.optimizers import apply_update
 from dlbasics.models import MLP, SGD, Adam, _core, train
@@ -141,11 +142,12 @@ def _team_parallel(workers, params, grad, net, data, order, batch, split, opt, a
 
 @pytest.mark.parametrize("alpha", [0.0, 1e-3])
 def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
-    """The split epoch's tasks (:func:`network.team_worker`) run by one worker alone, by
-    workers one after another (as a threading layer that runs ``prange`` iterations in turn
-    would: the first takes every task, nothing waits on the second) and by two, three and five
-    workers in parallel for two chunks (on however many threads there are; the extra ones find
-    no task left): the bits of the split epoch kernel, the last batch of 60 rows whole."""
+    """The split epoch kernel against its batches one by one (:func:`_core.split_gradient_kernel`
+    and the whole update, no team code), and its tasks (:func:`network.team_worker`) run by
+    one worker alone, by workers one after another (as a threading layer that runs ``prange``
+    iterations in turn would: the first takes every task, nothing waits on the second) and by
+    two, three and five workers in parallel for two chunks (on however many threads there are;
+    the extra ones find no task left): the same bits, the last batch of 60 rows whole."""
     model, X, y = _problem(np.float64, n=560)
     Y, labels, dense = model.check_y(y, X.shape[0])
     assert model.engine.split_min_rows() > 60
@@ -176,8 +178,22 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
             network.team_out(counters, results, X.shape[0], batch, out)
         return kernel
 
+    def by_batches(rec, out):  # the reference: no team code
+        total = 0.0
+        for b in range(3):
+            start, stop = 250 * b, min(250 * (b + 1), X.shape[0])
+            value = _core.split_gradient_kernel(model.params, model.grad, net, data, order, start,
+                                                stop, model.engine._split(batch), rec[5] + b,
+                                                alpha)
+            network.update_part(rec, model.params, model.grad, rec[5] + b + 1, 0, 1)
+            total += value * (stop - start)
+        out[:] = (total, 3.0, X.shape[0], 0.0)
+
     whole = run(by_kernel)
     assert tuple(whole[1]) == (whole[1][0], 3.0, 560.0, 0.0) and np.isfinite(whole[1][0])
+    reference = run(by_batches)
+    for a, b in zip(whole, reference, strict=True):
+        np.testing.assert_array_equal(a, b)
     for other in (run(in_turn(1)), run(in_turn(2))):
         for a, b in zip(whole, other, strict=True):
             np.testing.assert_array_equal(a, b)
@@ -191,6 +207,44 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
         other = run(parallel)
         for a, b in zip(whole, other, strict=True):
             np.testing.assert_array_equal(a, b)
+
+
+def test_team_errors_are_raised_not_waited_for():
+    """What a task of the split epoch would raise is raised before its threads start, with the
+    step's own message (:func:`network.team_checks`); a task that raises all the same (here
+    the checks bypassed) is counted, the tasks after it do not run, and the epoch raises
+    instead of its threads waiting for it."""
+    model, X, y = _problem(np.float64, n=560)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    order = np.arange(X.shape[0], dtype=np.int64)
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    split = model.engine._split(250)
+    opt = Adam(1e-2)
+    rec = _core.opt_record(opt, opt.init(model.params), model.params)
+    bad_rule = (99,) + rec[1:]
+    p0 = model.params.copy()
+    with pytest.raises(ValueError, match="unknown optimizer rule"):
+        _core.split_epoch_kernel(model.params, model.grad, net, data, order, 250, split,
+                                 bad_rule, np.zeros(4), 0.0)
+    hidden_softmax = net[:1] + (np.array([ACTIVATIONS["softmax"]] * 2, dtype=net[1].dtype),) \
+        + net[2:]
+    with pytest.raises(ValueError, match="softmax"):
+        _core.split_epoch_kernel(model.params, model.grad, hidden_softmax, data, order, 250,
+                                 split, rec, np.zeros(4), 0.0)
+    squared = net[:5] + (losses.SQUARED,) + net[6:]
+    with pytest.raises(ValueError, match="integer labels need a cross-entropy"):
+        _core.split_epoch_kernel(model.params, model.grad, squared, data, order, 250, split,
+                                 rec, np.zeros(4), 0.0)
+    np.testing.assert_array_equal(model.params, p0)  # nothing ran
+    counters, results = network.team_state(3)
+    network.team_worker(model.params, model.grad, net, data, order, 250, split, bad_rule, 0.0,
+                        counters, results)
+    assert counters[network.FAILED] == 1  # the first update task; none ran after it
+    assert counters[network.DONE] == counters[network.CLAIMED] - 1 == 2 * 3 * 2
+    with pytest.raises(ValueError, match="a task raised"):
+        network.team_out(counters, results, X.shape[0], 250, np.zeros(4))
+    np.testing.assert_array_equal(model.params, p0)
 
 
 @needs_threads

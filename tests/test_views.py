@@ -161,8 +161,9 @@ def test_lent_rejects_what_it_cannot_take():
 
 def test_prefetch_hints_change_nothing_and_check_their_arguments():
     """``prefetch`` and ``prefetch_write`` compile for rows of 2-D arrays and elements of 1-D
-    ones, anywhere in them (an address past the end is a hint too, never a fault), and leave
-    every value as it was; other arguments fail at typing."""
+    ones (an address past the end is taken as a hint too) and leave every value as it was;
+    other arguments fail at typing. (Whether the CPU acts on the hint is not observable
+    here.)"""
     from dlbasics.kernels.views import prefetch, prefetch_write
 
     @njit

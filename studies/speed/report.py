@@ -656,7 +656,7 @@ def _threads_note(res):
         f"Training batches of at least `CpuBackend.split_min_rows()` rows ({split['rows']} "
         f"rows and {split['work']:,} rows x parameters) are split into {split['chunks']} row "
         "chunks, one Numba thread each with one BLAS thread per chunk, when Numba has two or "
-        "more threads (`dlbasics.kernels.network.split_gradient`; the fixed chunk count keeps "
+        "more threads (`dlbasics.kernels.network.split_epoch`; the fixed chunk count keeps "
         "the bits independent of the thread count): " + "; ".join(per_net) + "."
         + (f" The `train_cpu` worker ran with {threads} Numba threads." if threads else "")
         + " ")

@@ -204,21 +204,21 @@ def test_goals_section_renders_units_and_directions():
 
 def test_the_split_rule_is_the_cpu_backends():
     rule = bench._split_rule()
-    assert rule["chunks"] == 2 and rule["rows"] == 128 and rule["work"] == 32768
+    assert rule["chunks"] == 2 and rule["rows"] == 64 and rule["work"] == 16384
     for net, rows in rule["min_rows"].items():
         n = bench.n_params(bench.NETS[net]["sizes"])
-        assert rows == max(128, math.ceil(32768 / n)), net
-    assert rule["min_rows"] == {LARGE: 128, SMALL: 128}
+        assert rows == max(64, math.ceil(16384 / n)), net
+    assert rule["min_rows"] == {LARGE: 64, SMALL: 64}
     res = {"split": rule, "processes": [{"name": "train_cpu", "info": {"numba_threads": 2}}],
            "settings": bench.PROFILES["full"]}
     note = report._threads_note(res)
-    assert f"{SMALL} from 128 rows, i.e. batches 128, 1024 and full here" in note
-    assert f"{LARGE} from 128 rows, i.e. batches 128 and 1024 here" in note
+    assert f"{SMALL} from 64 rows, i.e. batches 128, 1024 and full here" in note
+    assert f"{LARGE} from 64 rows, i.e. batches 128 and 1024 here" in note
     assert "2 Numba threads" in note
     quick = report._threads_note(dict(res, settings=bench.PROFILES["quick"]))
     # quick: 2-16-16-1's full batch has 4096 rows; 784-256-256-10 runs batches 1 and 32 only
-    assert f"{SMALL} from 128 rows, i.e. the full batch here" in quick
-    assert f"{LARGE} from 128 rows, i.e. none of its batches here" in quick
+    assert f"{SMALL} from 64 rows, i.e. the full batch here" in quick
+    assert f"{LARGE} from 64 rows, i.e. none of its batches here" in quick
 
 
 def test_passes_keep_the_faster_and_list_every_pass():
@@ -297,3 +297,18 @@ def test_where_we_lose_uses_the_goals_peer_and_the_width_sweep():
     assert f"- {LARGE}, batch 32: ours at 0.67x of JAX lax.scan epoch" in text
     assert "784-256-256-10, batch 32: ours at 0.83x of the best per-step peer" in text
     assert "batch 1:" not in text and "784-16-16-10" not in text
+
+
+def test_spread_takes_the_goals_peer_only_for_the_epoch_spread():
+    """``_spread``: the pass range from ours' slowest pass against the candidates' fastest to
+    ours' fastest against the fastest of the candidates' slowest; the epoch spread of ours and
+    of the goal's peer (the candidate with the highest throughput), not of a slower candidate
+    whose epochs moved."""
+    ours = {"samples_per_s": 100.0, "passes_samples_per_s": [90.0, 100.0],
+            "times": [1.0, 1.1, 1.05]}
+    peer = {"samples_per_s": 50.0, "passes_samples_per_s": [45.0, 50.0], "times": [2.0, 2.4]}
+    slower = {"samples_per_s": 20.0, "passes_samples_per_s": [20.0], "times": [1.0, 3.0]}
+    got = bench._spread(ours, [slower, None, peer])
+    assert got["range"] == pytest.approx([90.0 / 50.0, 100.0 / 45.0])
+    assert got["within"] == pytest.approx(1.2)  # the peer's 2.4 / 2.0, not the slower's 3.0
+    assert bench._spread(None, [peer]) == {} and bench._spread(ours, [None]) == {}

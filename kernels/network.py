@@ -619,6 +619,17 @@ def output_backward(code, ws, zo, ao, do, B, n, slope):
         output_backward_row(code, ws, zo + r, ao + r, do + r, n, slope)
 
 
+@njit(inline="always", cache=True)
+def check_loss_code(loss_code, dense_targets):
+    """Raise ``ValueError`` for a loss code the step cannot train: unknown, or not a
+    cross-entropy with integer labels (``dense_targets`` false)."""
+    if dense_targets:
+        if not 0 <= loss_code < losses.N_CODES:
+            raise ValueError("backward: unknown loss code")
+    elif loss_code != losses.CE and loss_code != losses.CE_LOGITS:
+        raise ValueError("backward: integer labels need a cross-entropy loss code")
+
+
 @njit(cache=True)
 def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     """Loss of the batch and the gradient of its mean w.r.t. all parameters (into ``grad``).
@@ -636,11 +647,7 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     loss_code, fused, eps, min_rows, min_work = (net.loss_code, net.fused, net.eps, net.min_rows,
                                                  net.min_work)
     ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
-    if dense_targets:
-        if not 0 <= loss_code < losses.N_CODES:
-            raise ValueError("backward: unknown loss code")
-    elif loss_code != losses.CE and loss_code != losses.CE_LOGITS:
-        raise ValueError("backward: integer labels need a cross-entropy loss code")
+    check_loss_code(loss_code, dense_targets)
     L = layout.shape[0]
     n_last = layout[L - 1, 1]
     zL = offs[L - 1, 0]
@@ -1096,12 +1103,8 @@ def team_checks(net, data, opt):
     threads start (a task that raises stops the epoch without its message): an unknown loss
     code, integer labels without a cross-entropy loss, an unknown activation code (softmax
     only on the output layer) and an unknown optimizer rule. Records as plain tuples."""
-    codes, loss_code, dense = net[1], net[5], data[3]
-    if dense:
-        if not 0 <= loss_code < losses.N_CODES:
-            raise ValueError("backward: unknown loss code")
-    elif loss_code != losses.CE and loss_code != losses.CE_LOGITS:
-        raise ValueError("backward: integer labels need a cross-entropy loss code")
+    codes = net[1]
+    check_loss_code(net[5], data[3])
     L = codes.shape[0]
     for l in range(L):
         if not 0 <= codes[l] < N_ACT_CODES or (codes[l] == SOFTMAX and l < L - 1):

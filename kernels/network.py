@@ -950,6 +950,13 @@ def chunk_losses(params, net, data, order, start, stop, split, step):
     for c in prange(C):
         if c < n_chunks(split, start, stop):
             chunk_gradient(params, net, data, order, start, stop, split, c, step)
+    return chunks_value(split, start, stop)
+
+
+@njit(inline="always", cache=True)
+def chunks_value(split, start, stop):
+    """The batch's mean loss from its chunks' means (``split.vals``) weighted by their rows,
+    in float64, in chunk order."""
     vals = split[4]
     value = 0.0
     C = n_chunks(split, start, stop)
@@ -1006,14 +1013,9 @@ def wait_until(counters, slot, target):
 
 @njit(inline="always", cache=True)
 def _batch_value(split, start, stop, alpha, results):
-    """The batch's mean loss from its chunks' (:func:`chunk_losses`' sum) plus the L2 penalty
-    that chunk task 0 stored (``alpha > 0``)."""
-    vals = split[4]
-    C = n_chunks(split, start, stop)
-    value = 0.0
-    for c in range(C):
-        a, b = chunk_rows(start, stop, c, C)
-        value += (b - a) / (stop - start) * vals[c]
+    """The batch's mean loss from its chunks' (:func:`chunks_value`) plus the L2 penalty that
+    chunk task 0 stored (``alpha > 0``)."""
+    value = chunks_value(split, start, stop)
     if alpha > 0.0:
         value += results[PENALTY]
     return value

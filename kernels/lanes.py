@@ -21,7 +21,9 @@ time.
 
 Every accumulator is summed in the order of the loops it replaces, ``t`` ascending, each term
 rounded (a multiply then an add, never fused), so the results are bitwise those of the plain
-loops (``tests/test_lanes.py``).
+loops (``tests/test_lanes.py``). Back-propagation through a ``tanh`` layer can multiply by the
+derivative ``1 - a^2`` before the store (:data:`FIRST_DTANH`), rounded as the activations'
+own kernel rounds it, which saves a pass over the deltas.
 
 Offsets and strides are in lane vectors (element units), as the lane layout's offset tables
 give them; nothing is bounds-checked (the callers pass offsets of validated layouts).
@@ -37,7 +39,8 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-__all__ = ["VEC_BYTES", "MR", "NR", "lane_block", "block_product"]
+__all__ = ["VEC_BYTES", "MR", "NR", "INIT_BIAS", "INIT_FIRST", "FIRST_DTANH", "lane_block",
+           "block_product"]
 
 
 def _has_avx512():
@@ -56,34 +59,35 @@ VEC_BYTES = 64 if _has_avx512() else 32
 MR = 4 if VEC_BYTES == 64 else 2
 NR = 4
 
-#: ``init`` modes: add the sum to ``init[n]`` (a bias), or start from the first term.
-INIT_BIAS, INIT_FIRST = 0, 1
+#: Modes of a block: add the sum to ``init[n]`` (a bias); start from the first term; start from
+#: the first term and multiply the result by the ``tanh`` derivative ``1 - e^2`` of the
+#: activations ``e`` stored where ``out`` is (back-propagation through a ``tanh`` layer).
+INIT_BIAS, INIT_FIRST, FIRST_DTANH = 0, 1, 2
 
 
-def _make_block(mr, nr, mode):
-    """The intrinsic for an ``mr x nr`` block with init ``mode`` (see :func:`lane_block`)."""
+def _make_block(mr, nr):
+    """The intrinsic for an ``mr x nr`` block (see :func:`lane_block`)."""
 
     @intrinsic
-    def block(typingctx, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns,
-              init, i_off, T, C):
-        arrays = (out, a, b, init)
+    def block(typingctx, mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts,
+              b_ns, init, i_off, e, e_off, T, C):
+        arrays = (out, a, b, init, e)
         for arr in arrays:
             if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
                     and isinstance(arr.dtype, types.Float)):
                 raise TypingError(f"lane_block: expected 1-D contiguous float arrays, got {arr}")
         if len({arr.dtype for arr in arrays}) != 1:
             raise TypingError("lane_block: the arrays must share one dtype")
-        ints = (o_off, o_ms, o_ns, a_off, a_ts, a_ms, b_off, b_ts, b_ns, i_off, T, C)
-        for v in ints:
-            if not isinstance(v, types.Integer):
-                raise TypingError(f"lane_block: expected integer offsets and sizes, got {v}")
-        sig = types.none(*arrays[:1], *ints[:3], arrays[1], *ints[3:6], arrays[2], *ints[6:9],
-                         arrays[3], *ints[9:])
+        args = (mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns, init,
+                i_off, e, e_off, T, C)
+        for k, v in enumerate(args):
+            if k not in (1, 5, 9, 13, 15) and not isinstance(v, types.Integer):
+                raise TypingError(f"lane_block: expected an integer mode, offsets and sizes, "
+                                  f"got {v}")
+        sig = types.none(*args)
 
         def codegen(context, builder, sig, args):
             intp = context.get_value_type(types.intp)
-            (out_, o_off_, o_ms_, o_ns_, a_, a_off_, a_ts_, a_ms_, b_, b_off_, b_ts_, b_ns_,
-             init_, i_off_, T_, C_) = args
             tys = sig.args
 
             def i64(k):
@@ -92,12 +96,14 @@ def _make_block(mr, nr, mode):
             def data(k):
                 return make_array(tys[k])(context, builder, args[k]).data
 
-            o_off_, o_ms_, o_ns_ = i64(1), i64(2), i64(3)
-            a_off_, a_ts_, a_ms_ = i64(5), i64(6), i64(7)
-            b_off_, b_ts_, b_ns_ = i64(9), i64(10), i64(11)
-            i_off_, T_, C_ = i64(13), i64(14), i64(15)
-            pout, pa, pb, pinit = data(0), data(4), data(8), data(12)
-            fty = context.get_value_type(tys[0].dtype)
+            mode_ = i64(0)
+            o_off_, o_ms_, o_ns_ = i64(2), i64(3), i64(4)
+            a_off_, a_ts_, a_ms_ = i64(6), i64(7), i64(8)
+            b_off_, b_ts_, b_ns_ = i64(10), i64(11), i64(12)
+            i_off_, e_off_, T_, C_ = i64(14), i64(16), i64(17), i64(18)
+            pout, pa, pb, pinit, pe = data(1), data(5), data(9), data(13), data(15)
+            fty = context.get_value_type(tys[1].dtype)
+            single = tys[1].dtype.bitwidth == 32
             itemsize = context.get_abi_sizeof(fty)
             vl = VEC_BYTES // itemsize
 
@@ -107,54 +113,62 @@ def _make_block(mr, nr, mode):
             def add(x, y):
                 return builder.add(x, y)
 
+            def const(v):
+                return ir.Constant(intp, v)
+
             # element offsets times C: addresses are (element * C + lane)
             o_msC, o_nsC = mul(o_ms_, C_), mul(o_ns_, C_)
             a_tsC, a_msC = mul(a_ts_, C_), mul(a_ms_, C_)
             b_tsC, b_nsC = mul(b_ts_, C_), mul(b_ns_, C_)
             o_base, a_base = mul(o_off_, C_), mul(a_off_, C_)
             b_base, i_base = mul(b_off_, C_), mul(i_off_, C_)
-            one = ir.Constant(intp, 1)
-            nvec = mul(builder.udiv(C_, ir.Constant(intp, vl)), ir.Constant(intp, vl))
+            e_base = mul(e_off_, C_)
+            nvec = mul(builder.udiv(C_, const(vl)), const(vl))
 
-            def emit(width, start, stop):
+            def emit(width, start, stop, mode):
                 vty = fty if width == 1 else ir.VectorType(fty, width)
                 accs = [[cgutils.alloca_once(builder, vty) for _ in range(nr)]
                         for _ in range(mr)]
 
-                def load(ptr, idx):
+                def addr(ptr, idx):
                     p = builder.gep(ptr, [idx])
-                    if width > 1:
-                        p = builder.bitcast(p, vty.as_pointer())
-                    return builder.load(p, align=itemsize)
+                    return p if width == 1 else builder.bitcast(p, vty.as_pointer())
 
-                def store(val, ptr, idx):
-                    p = builder.gep(ptr, [idx])
-                    if width > 1:
-                        p = builder.bitcast(p, vty.as_pointer())
-                    builder.store(val, p, align=itemsize)
+                def load(ptr, idx):
+                    return builder.load(addr(ptr, idx), align=itemsize)
 
                 def operands(c, t):
                     at = add(add(a_base, mul(t, a_tsC)), c)
                     bt = add(add(b_base, mul(t, b_tsC)), c)
-                    av = [load(pa, add(at, mul(ir.Constant(intp, m), a_msC))) for m in range(mr)]
-                    bv = [load(pb, add(bt, mul(ir.Constant(intp, n), b_nsC))) for n in range(nr)]
+                    av = [load(pa, add(at, mul(const(m), a_msC))) for m in range(mr)]
+                    bv = [load(pb, add(bt, mul(const(n), b_nsC))) for n in range(nr)]
                     return av, bv
 
-                with cgutils.for_range_slice(builder, start, stop, ir.Constant(intp, width),
+                def dtanh(val, act):
+                    """``val * (1 - act * act)`` as the plain loops round it: in float32 the
+                    square rounded to float32, the rest in float64, one rounding at the end."""
+                    sq = builder.fmul(act, act)
+                    if not single:
+                        return builder.fmul(val, builder.fsub(_one(vty), sq))
+                    dty = ir.DoubleType() if width == 1 else ir.VectorType(ir.DoubleType(), width)
+                    factor = builder.fsub(_one(dty), builder.fpext(sq, dty))
+                    return builder.fptrunc(builder.fmul(builder.fpext(val, dty), factor), vty)
+
+                with cgutils.for_range_slice(builder, start, stop, const(width),
                                              intp=intp) as (c, _):
                     if mode == INIT_BIAS:
-                        t0 = ir.Constant(intp, 0)
+                        t0 = const(0)
                         for n in range(nr):
-                            v = load(pinit, add(add(i_base, mul(ir.Constant(intp, n), C_)), c))
+                            v = load(pinit, add(add(i_base, mul(const(n), C_)), c))
                             for m in range(mr):
                                 builder.store(v, accs[m][n])
                     else:
-                        t0 = one
-                        av, bv = operands(c, ir.Constant(intp, 0))
+                        t0 = const(1)
+                        av, bv = operands(c, const(0))
                         for m in range(mr):
                             for n in range(nr):
                                 builder.store(builder.fmul(av[m], bv[n]), accs[m][n])
-                    with cgutils.for_range_slice(builder, t0, T_, one, intp=intp) as (t, _):
+                    with cgutils.for_range_slice(builder, t0, T_, const(1), intp=intp) as (t, _):
                         av, bv = operands(c, t)
                         for m in range(mr):
                             for n in range(nr):
@@ -162,86 +176,78 @@ def _make_block(mr, nr, mode):
                                 builder.store(builder.fadd(acc, builder.fmul(av[m], bv[n])),
                                               accs[m][n])
                     for m in range(mr):
-                        om = add(add(o_base, mul(ir.Constant(intp, m), o_msC)), c)
                         for n in range(nr):
-                            store(builder.load(accs[m][n]), pout,
-                                  add(om, mul(ir.Constant(intp, n), o_nsC)))
+                            rel = add(mul(const(m), o_msC), mul(const(n), o_nsC))
+                            val = builder.load(accs[m][n])
+                            if mode == FIRST_DTANH:
+                                val = dtanh(val, load(pe, add(add(e_base, rel), c)))
+                            builder.store(val, addr(pout, add(add(o_base, rel), c)),
+                                          align=itemsize)
 
-            emit(vl, ir.Constant(intp, 0), nvec)
-            emit(1, nvec, C_)
+            for mode in (INIT_BIAS, INIT_FIRST, FIRST_DTANH):
+                with builder.if_then(builder.icmp_signed("==", mode_, const(mode))):
+                    emit(vl, const(0), nvec, mode)
+                    emit(1, nvec, C_, mode)
             return context.get_dummy_value()
 
         return sig, codegen
 
-    block.__name__ = f"lane_block_{mr}x{nr}_{'bias' if mode == INIT_BIAS else 'first'}"
+    block.__name__ = f"lane_block_{mr}x{nr}"
     return block
 
 
-_BLOCKS = {(mr, nr, mode): _make_block(mr, nr, mode)
-           for mr in (1, MR) for nr in (1, NR) for mode in (INIT_BIAS, INIT_FIRST)}
+def _one(ty):
+    """The constant 1.0 of a float type or a vector of floats."""
+    if isinstance(ty, ir.VectorType):
+        return ir.Constant(ty, [ir.Constant(ty.element, 1.0)] * ty.count)
+    return ir.Constant(ty, 1.0)
 
-lane_block = _BLOCKS[(MR, NR, INIT_BIAS)]
+
+_b_full = _make_block(MR, NR)
+_b_row = _make_block(1, NR)
+_b_col = _make_block(MR, 1)
+_b_one = _make_block(1, 1)
+
+lane_block = _b_full
 lane_block.__doc__ = r"""``out[m, n] = init[n] + sum_t A[t, m] B[t, n]`` on an ``MR x NR`` block.
 
 Element ``(t, m)`` of ``A`` is lane vector ``a_off + t * a_ts + m * a_ms`` of ``a`` (values
 ``a[e * C : e * C + C]``); likewise ``B`` (``b_off``, ``b_ts``, ``b_ns``), ``out`` (``o_off``,
-``o_ms``, ``o_ns``) and ``init`` (``i_off + n``). ``T >= 0`` terms, ``t`` ascending. The other
-instances (``_BLOCKS``) take ``1 x NR``, ``MR x 1`` and ``1 x 1`` blocks and, with
-``INIT_FIRST``, start from the first term (``T >= 1``) instead of ``init`` (then unused)."""
-
-_b_bias = _BLOCKS[(MR, NR, INIT_BIAS)]
-_b_bias_r = _BLOCKS[(1, NR, INIT_BIAS)]
-_b_bias_c = _BLOCKS[(MR, 1, INIT_BIAS)]
-_b_bias_1 = _BLOCKS[(1, 1, INIT_BIAS)]
-_b_first = _BLOCKS[(MR, NR, INIT_FIRST)]
-_b_first_r = _BLOCKS[(1, NR, INIT_FIRST)]
-_b_first_c = _BLOCKS[(MR, 1, INIT_FIRST)]
-_b_first_1 = _BLOCKS[(1, 1, INIT_FIRST)]
+``o_ms``, ``o_ns``) and ``init`` (``i_off + n``). ``T`` terms, ``t`` ascending. ``mode``
+:data:`INIT_BIAS` adds the sum to ``init`` (``T >= 0``); :data:`INIT_FIRST` starts from the first
+term (``T >= 1``; ``init`` unused); :data:`FIRST_DTANH` does the same and multiplies each result
+by ``1 - e[k]^2``, ``e[k]`` the lane vector of ``e`` at ``e_off + m * o_ms + n * o_ns`` (the
+``tanh`` activations, laid out as ``out``), rounded as
+:func:`dlbasics.kernels.activations.dact_mul_flat` rounds it. The same intrinsic for ``1 x NR``,
+``MR x 1`` and ``1 x 1`` blocks serves the rows and columns left over (:func:`block_product`)."""
 
 
 @njit(inline="always", cache=True)
-def block_product(bias, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns,
-                  init, i_off, M, N, T, C):
-    """``out[m, n] = (init[n] if bias else 0) + sum_t A[t, m] B[t, n]`` for ``m < M``,
-    ``n < N``, every lane, in :func:`lane_block`'s blocks (``MR x NR``, then the rows and
-    columns left over in ``1 x NR``, ``MR x 1`` and ``1 x 1`` blocks). Without ``bias`` the sum
-    starts from its first term (``T >= 1``; the plain loops' ``out = a0 * b0`` then ``+=``), and
-    ``init`` is not read. Arguments as for :func:`lane_block`."""
+def block_product(mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns,
+                  init, i_off, e, e_off, M, N, T, C):
+    """:func:`lane_block` for ``m < M``, ``n < N``: ``MR x NR`` blocks, then the rows and
+    columns left over in ``1 x NR``, ``MR x 1`` and ``1 x 1`` blocks. Arguments as for
+    :func:`lane_block`; ``mode`` is one of :data:`INIT_BIAS`, :data:`INIT_FIRST`,
+    :data:`FIRST_DTANH`."""
     m4 = M - M % MR
     n4 = N - N % NR
-    for m in range(0, M):
+    for m in range(M):
         if m < m4 and m % MR != 0:
             continue
         om = o_off + m * o_ms
+        em = e_off + m * o_ms
         am = a_off + m * a_ms
-        full = m < m4
         for n in range(0, n4, NR):
-            if bias:
-                if full:
-                    _b_bias(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                            b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
-                else:
-                    _b_bias_r(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                              b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
+            if m < m4:
+                _b_full(mode, out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
+                        b_off + n * b_ns, b_ts, b_ns, init, i_off + n, e, em + n * o_ns, T, C)
             else:
-                if full:
-                    _b_first(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                             b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
-                else:
-                    _b_first_r(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                               b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
+                _b_row(mode, out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
+                       b_off + n * b_ns, b_ts, b_ns, init, i_off + n, e, em + n * o_ns, T, C)
         for n in range(n4, N):
-            if bias:
-                if full:
-                    _b_bias_c(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                              b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
-                else:
-                    _b_bias_1(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                              b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
+            if m < m4:
+                _b_col(mode, out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
+                       b_off + n * b_ns, b_ts, b_ns, init, i_off + n, e, em + n * o_ns, T, C)
             else:
-                if full:
-                    _b_first_c(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                               b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
-                else:
-                    _b_first_1(out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
-                               b_off + n * b_ns, b_ts, b_ns, init, i_off + n, T, C)
+                _b_one(mode, out, om + n * o_ns, o_ms, o_ns, a, am, a_ts, a_ms, b,
+                       b_off + n * b_ns, b_ts, b_ns, init, i_off + n, e, em + n * o_ns, T, C)

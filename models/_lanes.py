@@ -56,7 +56,7 @@ from numba import njit, prange
 
 from ..kernels import vecmath as vm
 from ..kernels.activations import TANH, act_flat, dact_mul_flat
-from ..kernels.lanes import block_product
+from ..kernels.lanes import FIRST_DTANH, INIT_BIAS, INIT_FIRST, block_product
 from ..kernels.losses import BCE_LOGITS, SQUARED, dense_row, label_row
 from ..kernels.network import Opt, lend_data, lend_net
 from ..kernels.views import borrow, lent, row, span
@@ -83,15 +83,16 @@ def lane_offsets(sizes, batch, C):
 
     Returns
     -------
-    offs : ndarray of shape (L + 1, 4), int64
+    offs : ndarray of shape (L + 1, 5), int64
         Row ``l < L``: starts of layer ``l``'s pre-activations ``z`` and activations ``a``
-        (columns 2, 3 unused, -1). Row ``L``: starts of the gathered inputs, gathered dense
-        targets and the two ping-pong delta buffers.
+        (columns 2 to 4 unused, -1). Row ``L``: starts of the gathered inputs, gathered dense
+        targets, the two ping-pong delta buffers and one lane vector of ones (the bias
+        gradient's sum as a product, :func:`_grad_w_layer`), which the caller fills.
     size : int
         Number of elements of the workspace.
     """
     L = len(sizes) - 1
-    offs = np.full((L + 1, 4), -1, dtype=np.int64)
+    offs = np.full((L + 1, 5), -1, dtype=np.int64)
     pos = 0
     for l in range(L):
         width = batch * sizes[l + 1] * C
@@ -102,7 +103,8 @@ def lane_offsets(sizes, batch, C):
     for col, width in enumerate((sizes[0], sizes[-1], widest, widest)):
         offs[L, col] = pos
         pos += batch * width * C
-    return offs, pos
+    offs[L, 4] = pos
+    return offs, pos + C
 
 
 @njit(inline="always", cache=True)
@@ -135,36 +137,32 @@ def _forward_layer(pc, wo, bo, n_in, n_out, ws, ho, zo, B, C):
     """``z[i, j] = b[j] + sum_k h[i, k] W[k, j]`` per lane, ``k`` ascending (as
     :func:`dlbasics.kernels.network._fwd_loops`, whose four-at-a-time sum has the same order),
     in register blocks of rows x units (:func:`dlbasics.kernels.lanes.block_product`)."""
-    block_product(True, ws, zo // C, n_out, 1, ws, ho // C, 1, n_in, pc, wo, n_out, 1, pc, bo,
-                  B, n_out, n_in, C)
+    block_product(INIT_BIAS, ws, zo // C, n_out, 1, ws, ho // C, 1, n_in, pc, wo, n_out, 1, pc,
+                  bo, ws, 0, B, n_out, n_in, C)
 
 
 @njit(inline="always", cache=True)
-def _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo, B, C):
+def _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo, B, C, dtanh, ao):
     """``dx[i, k] = sum_j delta[i, j] W[k, j]`` per lane, ``j`` ascending, in register blocks
-    of rows x inputs."""
-    block_product(False, ws, xo // C, n_in, 1, ws, do // C, 1, n_out, pc, wo, 1, n_out, pc, 0,
-                  B, n_in, n_out, C)
+    of rows x inputs; with ``dtanh``, times ``1 - a[i, k]^2`` (the activations at ``ao``, a
+    ``tanh`` layer), as :func:`dlbasics.kernels.activations.dact_mul_flat` rounds it."""
+    block_product(FIRST_DTANH if dtanh else INIT_FIRST, ws, xo // C, n_in, 1, ws, do // C, 1,
+                  n_out, pc, wo, 1, n_out, pc, 0, ws, ao // C, B, n_in, n_out, C)
 
 
 @njit(inline="always", cache=True)
-def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C):
+def _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C, ones):
     """``dW[k, j] = sum_i h[i, k] delta[i, j]``, ``db[j] = sum_i delta[i, j]`` per lane, rows
-    ascending, the first row assigning (as :func:`dlbasics.kernels.network._grad_w_loops`)."""
+    ascending, the first row assigning (as :func:`dlbasics.kernels.network._grad_w_loops`).
+    ``db`` is the product of a lane vector of ones (at ``ones``) and the deltas: every term
+    ``1 * delta`` is exact, so the sums are bitwise those of the plain loop."""
     hb = ho // C
     db_ = do // C
-    for j in range(n_out):
-        g = _lane_slice(gc, bo + j, C)
-        d0 = _lane_slice(ws, db_ + j, C)
-        for c in range(C):
-            g[c] = d0[c]
-        for i in range(1, B):
-            d0 = _lane_slice(ws, db_ + i * n_out + j, C)
-            for c in range(C):
-                g[c] += d0[c]
+    block_product(INIT_FIRST, gc, bo, 0, 1, ws, ones // C, 0, 0, ws, db_, n_out, 1, gc, 0, gc, 0,
+                  1, n_out, B, C)
     # dW[k, j]: rows ascending, the first assigning, in register blocks of inputs x units
-    block_product(False, gc, wo, n_out, 1, ws, hb, n_in, 1, ws, db_, n_out, 1, gc, 0, n_in, n_out,
-                  B, C)
+    block_product(INIT_FIRST, gc, wo, n_out, 1, ws, hb, n_in, 1, ws, db_, n_out, 1, gc, 0, gc, 0,
+                  n_in, n_out, B, C)
 
 
 @njit(inline="always", cache=True)
@@ -349,19 +347,22 @@ def _chunk_epoch(q, net, data, batch, opt, pop, lanes):
             ho = xo if l == 0 else loffs[l - 1, 1]
             nxt = 5 - cur
             xo_ = loffs[L, nxt]
+            # the previous layer's tanh derivative goes with dx (one pass less); others below
+            dtanh = l > 0 and codes[l - 1] == TANH
             if l > 0:  # dx first: it needs this layer's weights before a fused update
-                _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo_, B, C)
+                _grad_x_layer(pc, wo, n_in, n_out, ws, do, xo_, B, C, dtanh, loffs[l - 1, 1])
             if fuse:
                 _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C)
             else:
-                _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C)
+                _grad_w_layer(gc, wo, bo, n_in, n_out, ws, ho, do, B, C, loffs[L, 4])
             if l == 0:
                 break
             m = B * n_in * C
             zp = loffs[l - 1, 0]
             ap = loffs[l - 1, 1]
             d_in = span(ws, xo_, m)
-            dact_mul_flat(codes[l - 1], span(ws, zp, m), span(ws, ap, m), d_in, d_in, slope)
+            if not dtanh:
+                dact_mul_flat(codes[l - 1], span(ws, zp, m), span(ws, ap, m), d_in, d_in, slope)
             cur = nxt
         rows += B
         for c in range(C):

@@ -262,8 +262,10 @@ def _lane_buffers(model, n_params, batch, K, C):
     n_chunks = -(-K // C)
     loffs, size = _lanes.lane_offsets(model.sizes, batch, C)
     dt = model.dtype
+    wsl = np.zeros((n_chunks, size), dtype=dt)
+    wsl[:, loffs[-1, 4]:loffs[-1, 4] + C] = 1.0  # the lane vector of ones
     return (
-        np.zeros((n_chunks, size), dtype=dt),  # WSL
+        wsl,  # WSL
         loffs,
         np.zeros((n_chunks, n_params * C), dtype=dt),  # PL
         np.zeros((n_chunks, n_params * C), dtype=dt),  # GL

@@ -115,10 +115,30 @@ def _lane_slice(a, p, C):
 
 @njit(inline="always", cache=True)
 def _gather(data, orders, k0, K, C, start, B, ws, xo, yo, lb):
-    """Rows ``orders[k][start:start + B]`` of each lane's network ``k`` (``data`` lent)."""
+    """Rows ``orders[k][start:start + B]`` of each lane's network ``k`` (``data`` lent); an
+    ``orders`` of one row is every network's."""
     X, Y, labels, dense_targets = lent(data, "X"), lent(data, "Y"), lent(data, "labels"), \
         data.dense
     n0 = X.shape[1]
+    if orders.shape[0] == 1:  # one order for every network: each row read once, broadcast
+        for i in range(B):
+            r = orders[0, start + i]
+            for f in range(n0):
+                v = X[r, f]
+                dst = span(ws, xo + (i * n0 + f) * C, C)
+                for c in range(C):
+                    dst[c] = v
+            if dense_targets:
+                for j in range(Y.shape[1]):
+                    v = Y[r, j]
+                    dst = span(ws, yo + (i * Y.shape[1] + j) * C, C)
+                    for c in range(C):
+                        dst[c] = v
+            else:
+                v = labels[r]
+                for c in range(C):
+                    lb[i * C + c] = v
+        return
     for i in range(B):
         for c in range(C):
             r = orders[min(k0 + c, K - 1), start + i]

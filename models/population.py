@@ -155,6 +155,11 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     seeds_arr = np.array(seeds, dtype=np.int64)
     rngs = [np.random.default_rng(s) for s in sh_seeds]
     orders = np.tile(np.arange(n, dtype=np.int64), (K, 1))
+    # One shuffle seed for all (or no shuffling): every network visits the rows in the same
+    # order (each network's generator, advanced once per epoch while it trains, would give the
+    # same permutations), so it is drawn once per epoch, and the lane layout gathers each row
+    # once for all its lanes (an order array of one row).
+    shared_order = not shuffle or len(set(sh_seeds)) == 1
     active = np.ones(K, dtype=np.bool_)
     OUT = np.zeros((K, 4))
     hists = [History(path="population") for _ in range(K)]
@@ -183,7 +188,9 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
     for _ in range(epochs):
         if not active.any():
             break
-        if shuffle:
+        if shuffle and shared_order:
+            orders[active] = rngs[0].permutation(n)
+        elif shuffle:
             for k in range(K):
                 if active[k]:
                     orders[k] = rngs[k].permutation(n)
@@ -192,8 +199,9 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
             # every active network has done the same number of updates (they share the
             # optimizer and the batch count; a stopped network is no longer active)
             count = int(T0[active][0])
+            lane_orders = orders[np.flatnonzero(active)[:1]] if shared_order else orders
             kernel(net, data, batch, (int(codes[0]), HP[0], S[0], S[1], S[2], count),
-                   (P, orders, active, OUT), (C, *lane_args))
+                   (P, lane_orders, active, OUT), (C, *lane_args))
         else:
             kernel(net, data, batch, w.offs, pop)
         share = (time.perf_counter() - t0) / max(int(active.sum()), 1)

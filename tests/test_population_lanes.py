@@ -158,6 +158,36 @@ def test_lanes_divergence_matches_training_alone(lanes4, batch, lr):
         assert_allclose(P[k], params, rtol=1e-12, atol=1e-13, equal_nan=True)
 
 
+@pytest.mark.parametrize("shuffle", [True, False])
+@pytest.mark.parametrize("lanes", [True, False])
+def test_one_shuffle_seed_for_all_networks(lanes4, shuffle, lanes):
+    """One shuffle seed for every network (or no shuffling): the permutation is drawn once per
+    epoch and the lane layout gathers each row once for all lanes; each network still trains
+    as it does alone with that seed, also after others have diverged and stopped."""
+    cfg = dict(sizes=[2, 8, 1], activation="relu", output="identity", loss="squared")
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20, 2)) * 3
+    y = X[:, 0] * 5 + X[:, 1] ** 2
+    template = MLP(dtype=np.float64, **cfg)
+    old = pop.LANES_MIN_NETWORKS
+    pop.LANES_MIN_NETWORKS = 2 if lanes else 1 << 30
+    try:
+        hists, P = train_population(template, X, y, SGD(0.012), SEEDS, batch_size=3, epochs=12,
+                                    shuffle=shuffle, shuffle_seeds=[11] * K)
+    finally:
+        pop.LANES_MIN_NETWORKS = old
+    flags = [h.diverged for h in hists]
+    assert any(flags) and not all(flags), flags
+    for k in range(K):
+        m = MLP(dtype=np.float64, seed=SEEDS[k], **cfg)
+        h = train(m, X, y, SGD(0.012), batch_size=3, epochs=12, seed=11, shuffle=shuffle)
+        assert hists[k].diverged == h.diverged
+        assert hists[k].diverged_epoch == h.diverged_epoch
+        assert hists[k].updates == h.updates
+        _same(hists[k].train_loss, h.train_loss, 1e-12)
+        assert_allclose(P[k], m.params, rtol=1e-12, atol=1e-13, equal_nan=True)
+
+
 def test_ineligible_configurations_take_the_per_network_path(lanes4, monkeypatch):
     cfg = CONFIGS["binary"]
     X, y, _, _ = _data("binary")

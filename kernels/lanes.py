@@ -7,23 +7,24 @@ per network. The three products of a network step are then, per lane ``c``,
 .. math:: \mathrm{out}[m, n] = \mathrm{init}[n] + \sum_{t} A[t, m]\, B[t, n]
 
 over small index ranges (forward: ``m`` the batch rows, ``n`` the units, ``t`` the inputs;
-back-propagation to the inputs and the weight gradient likewise). Written as a loop over the
-lanes for each ``(m, n, t)``, every multiply-add loads two lane vectors and the accumulator from
-memory and stores it back, and the compiler cannot block the loop further: it vectorises only
-the innermost loop, and with more than a few distinct arrays in it gives up on the run-time
-checks that the arrays do not overlap. :func:`lane_block` emits the blocked loop directly as
-LLVM vector code: for each group of ``VL`` lanes (one 512-bit register on AVX-512, 256-bit
-otherwise) it keeps an ``MR x NR`` block of accumulators in registers over the whole sum and
-loads each ``A[t, m]`` and ``B[t, n]`` once per block, ``MR + NR`` loads for ``MR * NR``
-multiply-adds (4 x 4 with AVX-512's 32 registers, 2 x 4 otherwise), against three loads and a
-store per multiply-add before. Lanes past the last full group run the same code one lane at a
-time.
+back-propagation to the inputs and the weight gradient likewise). Written as a loop over the lanes
+for each ``(m, n, t)``, every multiply-add loads its two lane vectors and the accumulator goes to
+memory and back every few terms, and the compiler cannot block the loop further: it vectorises only
+the innermost loop, and with more than a few distinct arrays in it gives up on the run-time checks
+that the arrays do not overlap. :func:`lane_block` emits the blocked loop directly as LLVM vector
+code: for each group of ``VL`` lanes (one 512-bit register on AVX-512, 256-bit otherwise) it keeps
+an ``MR x NR`` block of accumulators in registers over the whole sum and loads each ``A[t, m]`` and
+``B[t, n]`` once per block, ``MR + NR`` loads for ``MR * NR`` multiply-adds (4 x 4 with AVX-512's 32
+registers, 2 x 4 otherwise), against nine loads and a store per four multiply-adds in the plain
+loops (four terms per pass over an accumulator). Lanes past the last full group run the same code
+one lane at a time.
 
 Every accumulator is summed in the order of the loops it replaces, ``t`` ascending, each term
-rounded (a multiply then an add, never fused), so the results are bitwise those of the plain
-loops (``tests/test_lanes.py``). Back-propagation through a ``tanh`` layer can multiply by the
-derivative ``1 - a^2`` before the store (:data:`FIRST_DTANH`), rounded as the activations'
-own kernel rounds it, which saves a pass over the deltas.
+rounded (a multiply then an add, never fused: the emitted operations carry no fast-math flags, and
+the callers are compiled without them, which would add them on inlining), so the results are bitwise
+those of the plain loops (``tests/test_lanes.py``). Back-propagation through a ``tanh`` layer can
+multiply by the derivative ``1 - a^2`` before the store (:data:`FIRST_DTANH`), rounded as the
+activations' own kernel rounds it, which saves a pass over the deltas.
 
 Offsets and strides are in lane vectors (element units), as the lane layout's offset tables
 give them; nothing is bounds-checked (the callers pass offsets of validated layouts).
@@ -74,8 +75,9 @@ def _make_block(mr, nr):
         arrays = (out, a, b, init, e)
         for arr in arrays:
             if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-                    and isinstance(arr.dtype, types.Float)):
-                raise TypingError(f"lane_block: expected 1-D contiguous float arrays, got {arr}")
+                    and isinstance(arr.dtype, types.Float) and arr.dtype.bitwidth in (32, 64)):
+                raise TypingError(f"lane_block: expected 1-D contiguous float32 or float64 "
+                                  f"arrays, got {arr}")
         if len({arr.dtype for arr in arrays}) != 1:
             raise TypingError("lane_block: the arrays must share one dtype")
         args = (mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns, init,
@@ -211,13 +213,13 @@ _b_one = _make_block(1, 1)
 lane_block = _b_full
 lane_block.__doc__ = r"""``out[m, n] = init[n] + sum_t A[t, m] B[t, n]`` on an ``MR x NR`` block.
 
-Element ``(t, m)`` of ``A`` is lane vector ``a_off + t * a_ts + m * a_ms`` of ``a`` (values
-``a[e * C : e * C + C]``); likewise ``B`` (``b_off``, ``b_ts``, ``b_ns``), ``out`` (``o_off``,
-``o_ms``, ``o_ns``) and ``init`` (``i_off + n``). ``T`` terms, ``t`` ascending. ``mode``
-:data:`INIT_BIAS` adds the sum to ``init`` (``T >= 0``); :data:`INIT_FIRST` starts from the first
-term (``T >= 1``; ``init`` unused); :data:`FIRST_DTANH` does the same and multiplies each result
-by ``1 - e[k]^2``, ``e[k]`` the lane vector of ``e`` at ``e_off + m * o_ms + n * o_ns`` (the
-``tanh`` activations, laid out as ``out``), rounded as
+Element ``(t, m)`` of ``A`` is lane vector ``a_off + t * a_ts + m * a_ms`` of ``a`` (values ``a[e *
+C : e * C + C]``); likewise ``B`` (``b_off``, ``b_ts``, ``b_ns``), ``out`` (``o_off``, ``o_ms``,
+``o_ns``) and ``init`` (``i_off + n``). ``T`` terms, ``t`` ascending. ``mode`` :data:`INIT_BIAS`
+adds the sum to ``init`` (``T >= 0``); :data:`INIT_FIRST` starts from the first term (``T >= 1``,
+not checked: with ``T = 0`` it still reads that term; ``init`` unused); :data:`FIRST_DTANH` does the
+same and multiplies each result by ``1 - e[k]^2``, ``e[k]`` the lane vector of ``e`` at ``e_off + m
+* o_ms + n * o_ns`` (the ``tanh`` activations, laid out as ``out``), rounded as
 :func:`dlbasics.kernels.activations.dact_mul_flat` rounds it. The same intrinsic for ``1 x NR``,
 ``MR x 1`` and ``1 x 1`` blocks serves the rows and columns left over (:func:`block_product`)."""
 

@@ -17,11 +17,13 @@ run in parallel (``prange``). A chunk's working set (about ``n_params * C`` valu
 stays in the core's caches for the whole epoch. The three products (forward, back-propagation
 to the inputs, weight gradient) run as register-blocked vector code
 (:func:`dlbasics.kernels.lanes.block_product`: a block of rows x units of accumulators stays in
-registers over the whole sum, bitwise the plain loops' result), which halved their time at batch
-32 (2-16-16-1, float32).
+registers over the whole sum, bitwise the plain loops' result as long as the caller is compiled
+without fast-math flags, as here), which halved their time at batch 32 (2-16-16-1, float32).
 
 Every network visits the rows of its own ``orders[k]``: the batch is gathered per lane,
-``x[i, f, c] = X[orders[k_c][start + i], f]``.
+``x[i, f, c] = X[orders[k_c][start + i], f]``. An ``orders`` of one row (one shuffle seed for
+every network, or no shuffling) is every network's order: each batch row is read once and
+broadcast to the lanes.
 
 This module keeps its own loops because its memory layout differs: the shared step indexes one
 network's contiguous buffers, a lane loop strides over ``C`` networks. Per lane the arithmetic is
@@ -36,10 +38,12 @@ float32, libm in float64), ``dW`` and ``db`` summed over batch rows ascending (f
 agrees with them to rounding only), and the optimizer update by
 :func:`dlbasics.models.optimizers.apply_update` on the chunk's flat arrays, which is elementwise and
 hence the same per element as the update of one network. Plain SGD at batch 1 is fused into the
-backward pass as in :func:`dlbasics.models._core.epoch_kernel`. One function differs by more than
-the order of a sum: the ``tanh`` activation is :func:`dlbasics.kernels.vecmath.tanh_fast`, within
-one ulp of the correctly rounded value in float32 (the shared step's ``vecmath.tanh`` is correctly
-rounded but for rare ties) at 0.59 against 1.60 ns per value; in float64 both are libm's.
+backward pass as in :func:`dlbasics.models._core.epoch_kernel`. In float32 some functions differ
+by more than the order of a sum, each within one ulp: the ``tanh`` activation is
+:func:`dlbasics.kernels.vecmath.tanh_fast` (the shared step's ``vecmath.tanh`` is correctly
+rounded but for rare ties) at 0.59 against 1.60 ns per value, and the elementwise binary
+cross-entropy takes ``exp`` and ``log1p`` from :mod:`dlbasics.kernels.vecmath` (the shared step:
+libm's ``expf``, ``log1pf``; see :func:`_loss_elementwise`). In float64 all are libm's.
 
 All networks of one call share the optimizer rule, its hyper-parameters and the update count
 (only then is the update of a chunk one elementwise call). A network whose batch loss becomes
@@ -55,7 +59,7 @@ import numpy as np
 from numba import njit, prange
 
 from ..kernels import vecmath as vm
-from ..kernels.activations import TANH, act_flat, dact_mul_flat
+from ..kernels.activations import TANH, act_flat, dact_mul_flat, sigmoid_vec
 from ..kernels.lanes import FIRST_DTANH, INIT_BIAS, INIT_FIRST, block_product
 from ..kernels.losses import BCE_LOGITS, SQUARED, dense_row, label_row
 from ..kernels.network import Opt, lend_data, lend_net
@@ -209,7 +213,12 @@ def _sgd_layer(pc, wo, bo, n_in, n_out, ws, ho, do, lr, C):
 def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
     """Squared loss or binary cross-entropy from logits, per element, rows then outputs
     ascending into the float64 lane totals ``btot``; gradient of the batch mean into ``do``.
-    The expressions are those of :func:`dlbasics.kernels.losses.dense_row`."""
+    The expressions are those of :func:`dlbasics.kernels.losses.dense_row`, with functions that
+    vectorise: in float32 ``exp`` and ``log1p`` from :mod:`dlbasics.kernels.vecmath` (correctly
+    rounded but for rare ties; ``dense_row`` calls libm's ``expf`` and ``log1pf``, within an
+    ulp) and the sigmoid of the gradient in float64 (``activations.sigmoid_vec``, as
+    ``sigmoid_scalar`` keeps it, so ``s - y`` near ``s = 1`` loses nothing); in float64 libm's,
+    the same bits."""
     for e in range(B * nl):
         p = _lane_slice(ws, po // C + e, C)
         y = _lane_slice(ws, yo // C + e, C)
@@ -224,7 +233,7 @@ def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
                 pj = p[c]
                 yj = y[c]
                 btot[c] += max(pj, 0.0) - pj * yj + vm.log1p(vm.exp(-abs(pj)))
-                g[c] = (vm.sigmoid(pj) - yj) * inv_n
+                g[c] = (sigmoid_vec(pj) - yj) * inv_n
 
 
 @njit(inline="always", cache=True)
@@ -299,9 +308,8 @@ def _chunk_epoch(q, net, data, batch, opt, pop, lanes):
     btot = ACC[q, 1]
     lb = row(LBL, q)
     live = row(LIVE, q)
-    # Pack: lane c of this chunk is network k0 + c; lanes past K (padding) and networks already
-    # stopped copy the last network so that they compute on ordinary numbers, and are never
-    # written back.
+    # Pack: lane c of this chunk is network k0 + c; lanes past K (padding) copy the last network,
+    # networks already stopped hold their own last parameters; neither is ever written back.
     nlive = 0
     for c in range(C):
         k = min(k0 + c, K - 1)
@@ -433,9 +441,9 @@ def lanes_epoch_kernel(net, data, batch, opt, pop, lanes):
         hyper-parameter vector, slots ``S1, S2, S3`` of shape ``(K, n_params)`` (one row per
         network, as in :func:`dlbasics.models._core.population_epoch_kernel`) and update count.
     pop : tuple
-        ``(P, orders, active, OUT)``: parameters ``(K, n_params)``, visiting order of each
-        network ``(K, n)``, which networks train (bool ``(K,)``; the others are left
-        unchanged) and ``OUT`` ``(K, 4)``, per network as
+        ``(P, orders, active, OUT)``: parameters ``(K, n_params)``, visiting order of each network
+        ``(K, n)`` (or one order for all, ``(1, n)``), which networks train (bool ``(K,)``;
+        the others are left unchanged) and ``OUT`` ``(K, 4)``, per network as
         :func:`dlbasics.models._core.epoch_kernel` writes ``out``. Parameters and slots are
         read at the start and written back for every network that was active (at its first
         non-finite batch loss, or at the end).

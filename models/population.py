@@ -9,11 +9,13 @@ compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
   hyper-parameters, and the activations are elementwise (a softmax only as the output of the
   cross-entropy). The networks are the innermost axis of every array, in chunks of
   :data:`LANES` networks: each operation of a training step is one vector loop across the
-  networks of a chunk, and the chunks run in parallel. Per network the arithmetic is that of
-  the single-network loops, in the same order, except the back-propagated ``delta W^T``
-  products, which the single-network loops sum in a reassociated order; so a network agrees
-  with the same network trained alone (:func:`dlbasics.models.train`) up to float rounding, not
-  bitwise.
+  networks of a chunk (the products as register-blocked vector code), and the chunks run in
+  parallel. Per network the arithmetic is that of the single-network loops, in the same order,
+  except the back-propagated ``delta W^T`` products, which the single-network loops sum in a
+  reassociated order, and, in float32, ``tanh`` and the binary cross-entropy's ``exp`` and
+  ``log1p``, each within one ulp of the single-network step's (the module docstring of
+  :mod:`dlbasics.models._lanes`); so a network agrees with the same network trained alone
+  (:func:`dlbasics.models.train`) up to float rounding, not bitwise.
 * **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: a
   ``prange`` over networks in which every network runs the serial code of the fused
   single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the
@@ -23,10 +25,10 @@ compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
 
 On the speed benchmark's 2-16-16-1 network (float32, shared SGD, K = 64 and 512, on the
 shared 2-core machine) the lane layout measured about 2.5-3.5x the per-network kernel's
-network-samples per second at batch 1 and 1.5-1.9x at batch 32: the per-network loops run over
-16 units at a time, too few to fill the vector units. The float32 tanh of
-:mod:`dlbasics.kernels.vecmath` (about 1.7-2 ns per value, 32 per sample) is a large share of its
-time.
+network-samples per second at batch 1 and 1.5-1.9x at batch 32 before its products were
+register-blocked and its ``tanh`` became ``tanh_fast``, which doubled its speed at batch 32
+(K = 64: 9.7M to 19-25M network-samples/s; the speed report has the current figures): the
+per-network loops run over 16 units at a time, too few to fill the vector units.
 """
 
 from __future__ import annotations

@@ -158,6 +158,55 @@ def test_lanes_divergence_matches_training_alone(lanes4, batch, lr):
         assert_allclose(P[k], params, rtol=1e-12, atol=1e-13, equal_nan=True)
 
 
+def test_float32_full_width_chunks_tanh_bce():
+    """The default chunk width in float32 (whole vectors of lanes, the register-blocked products
+    and tanh_fast on their vector path): 2-16-16-1 as the speed benchmark trains it."""
+    from dlbasics.studies.speed.common import make_data
+
+    X, y = make_data("2-16-16-1", 512)
+    cfg = dict(sizes=[2, 16, 16, 1], activation="tanh", output="sigmoid",
+               loss="binary_cross_entropy")
+    template = MLP(dtype=np.float32, **cfg)
+    n_nets = 32  # 16 lanes per chunk on two threads, 32 on one
+    seeds = list(range(n_nets))
+    assert lanes_eligible(template, [SGD(0.1)] * n_nets, n_nets)
+    hists, P = train_population(template, X, y, SGD(0.1), seeds, batch_size=32, epochs=3)
+    ph, pP = train_population(template, X, y, SGD(0.1), seeds, batch_size=32, epochs=3,
+                              lanes=False)
+    assert_allclose(P, pP, rtol=2e-5, atol=2e-6)
+    for k in (0, n_nets - 1):
+        m = MLP(dtype=np.float32, seed=k, **cfg)
+        h = train(m, X, y, SGD(0.1), batch_size=32, epochs=3)
+        _same(hists[k].train_loss, h.train_loss, 1e-5)
+        assert_allclose(P[k], m.params, rtol=2e-5, atol=2e-6)
+
+
+def test_float32_bce_gradient_keeps_the_sigmoid_in_float64():
+    """Confident logits of the positive class: the gradient ``s - 1`` is tiny, and a float32
+    sigmoid would round it to a multiple of 2**-24 (or to 0 above about 17.3)."""
+    from numba import njit
+
+    from dlbasics.kernels.losses import BCE_LOGITS
+    from dlbasics.models._lanes import _loss_elementwise
+
+    @njit
+    def run(ws, btot, C):
+        _loss_elementwise(BCE_LOGITS, ws, 0, C, 2 * C, 1, 1, C, btot, 1.0)
+
+    C = 8
+    logits = np.array([0.5, 3.0, 9.0, 12.0, 16.0, 18.0, 25.0, -30.0], dtype=np.float32)
+    ws = np.zeros(3 * C, dtype=np.float32)
+    ws[:C] = logits
+    ws[C:2 * C] = 1.0
+    btot = np.zeros(C)
+    run(ws, btot, C)
+    z = logits.astype(np.float64)
+    s = 1.0 / (1.0 + np.exp(-z))
+    assert_allclose(ws[2 * C:], (s - 1.0).astype(np.float32), rtol=1e-6)
+    assert np.all(ws[2 * C:] < 0)
+    assert_allclose(btot, np.logaddexp(0.0, -z), rtol=1e-6)
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize("lanes", [True, False])
 def test_one_shuffle_seed_for_all_networks(lanes4, shuffle, lanes):
@@ -178,6 +227,8 @@ def test_one_shuffle_seed_for_all_networks(lanes4, shuffle, lanes):
         pop.LANES_MIN_NETWORKS = old
     flags = [h.diverged for h in hists]
     assert any(flags) and not all(flags), flags
+    # network 0 stops early: its row of the orders goes stale, the lanes must read another's
+    assert hists[0].diverged and hists[0].diverged_epoch < 10
     for k in range(K):
         m = MLP(dtype=np.float64, seed=SEEDS[k], **cfg)
         h = train(m, X, y, SGD(0.012), batch_size=3, epochs=12, seed=11, shuffle=shuffle)

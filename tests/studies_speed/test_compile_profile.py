@@ -1,0 +1,60 @@
+"""The compile-time profile of the speed study (dlbasics.studies.speed.compile_profile)."""
+
+import pytest
+from numba import njit
+from numba.core.event import Event, EventStatus
+
+from dlbasics.studies.speed.compile_profile import compile_records, profile_call
+
+
+class _Disp:
+    def __init__(self, name):
+        def f():
+            pass
+
+        f.__qualname__ = name
+        self.py_func = f
+
+
+def _ev(name, start):
+    status = EventStatus.START if start else EventStatus.END
+    return Event("numba:compile", status, data={"dispatcher": _Disp(name)})
+
+
+def test_records_nest_with_exclusive_times():
+    # outer [0, 10] holds a [1, 4] (which holds b [2, 3]) and c [5, 9]
+    events = [(0.0, _ev("outer", True)), (1.0, _ev("a", True)), (2.0, _ev("b", True)),
+              (3.0, _ev("b", False)), (4.0, _ev("a", False)), (5.0, _ev("c", True)),
+              (9.0, _ev("c", False)), (10.0, _ev("outer", False))]
+    recs = {r["name"].split(".")[-1]: r for r in compile_records(events)}
+    assert recs["outer"]["inclusive_s"] == 10.0 and recs["outer"]["exclusive_s"] == 3.0
+    assert recs["a"]["inclusive_s"] == 3.0 and recs["a"]["exclusive_s"] == 2.0
+    assert recs["b"]["exclusive_s"] == 1.0 and recs["c"]["exclusive_s"] == 4.0
+    assert [recs[k]["depth"] for k in ("outer", "a", "b", "c")] == [0, 1, 2, 1]
+    assert sum(r["exclusive_s"] for r in recs.values()) == 10.0
+
+
+def test_records_refuse_events_that_do_not_nest():
+    with pytest.raises(ValueError, match="without its start"):
+        compile_records([(0.0, _ev("a", False))])
+    with pytest.raises(ValueError, match="left open"):
+        compile_records([(0.0, _ev("a", True))])
+
+
+def test_profile_call_sees_a_first_compile_and_not_a_second():
+    @njit
+    def inner(x):
+        return x * 2.0
+
+    @njit
+    def outer(x):
+        return inner(x) + 1.0
+
+    result, wall, recs = profile_call(outer, 3.0)
+    assert result == 7.0 and wall > 0
+    names = [r["name"] for r in recs]
+    assert any(n.endswith("outer") for n in names) and any(n.endswith("inner") for n in names)
+    top = next(r for r in recs if r["name"].endswith("outer"))
+    assert top["depth"] == 0 and 0 < top["exclusive_s"] <= top["inclusive_s"] <= wall
+    _, _, again = profile_call(outer, 4.0)  # compiled: nothing to record
+    assert again == []

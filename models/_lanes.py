@@ -451,7 +451,9 @@ def lanes_epoch_kernel(net, data, batch, opt, pop, lanes):
         The per-chunk workspaces, fields :data:`LANE_FIELDS`.
     """
     for q in prange(lanes[3].shape[0]):  # lanes[3]: PL, one row per chunk
-        _chunk_epoch(q, net, data, batch, opt, pop, lanes)
+        # np.intp: the parallel loop's body types q as uint64, its first typing as int64; one
+        # type compiles _chunk_epoch once, not twice (it is most of the compile time)
+        _chunk_epoch(np.intp(q), net, data, batch, opt, pop, lanes)
 
 
 @njit(cache=True, error_model="numpy")

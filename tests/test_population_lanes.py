@@ -4,6 +4,7 @@ against training each network alone with ``dlbasics.models.train``."""
 
 import math
 
+import numba
 import numpy as np
 import pytest
 from numpy.testing import assert_allclose
@@ -293,3 +294,9 @@ def test_lanes_serial_and_parallel_agree(lanes4, monkeypatch):
                                     shuffle_seeds=SHUFFLE)
     assert np.array_equal(par_P, ser_P)
     assert [h.train_loss for h in par_h] == [h.train_loss for h in ser_h]
+    # The parallel loop and the serial one share one compiled chunk epoch per dtype: the
+    # parallel body types its index as uint64 unless cast (a second full compile, ~20 s).
+    from dlbasics.models import _lanes
+
+    chunk_types = [sig[0] for sig in _lanes._chunk_epoch.signatures]
+    assert chunk_types and set(chunk_types) == {numba.types.intp}

@@ -3,6 +3,7 @@ kernel and
 against training each network alone with ``dlbasics.models.train``."""
 
 import math
+import time
 
 import numba
 import numpy as np
@@ -10,9 +11,10 @@ import pytest
 from numpy.testing import assert_allclose
 
 import dlbasics.models.population as pop
-from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, train
+from dlbasics.models import MLP, SGD, Adam, Momentum, RMSProp, _core, _lanes, train
 from dlbasics.models.backends import BACKENDS
 from dlbasics.models.population import lanes_eligible, train_population
+from dlbasics.models.training import _validate
 
 K = 10  # with LANES = 4: three chunks, the last one half padding
 SEEDS = list(range(3, 3 + K))
@@ -294,9 +296,69 @@ def test_lanes_serial_and_parallel_agree(lanes4, monkeypatch):
                                     shuffle_seeds=SHUFFLE)
     assert np.array_equal(par_P, ser_P)
     assert [h.train_loss for h in par_h] == [h.train_loss for h in ser_h]
-    # The parallel loop and the serial one share one compiled chunk epoch per dtype: the
-    # parallel body types its index as uint64 unless cast (a second full compile, ~20 s).
-    from dlbasics.models import _lanes
+    # The threads and the serial loop share one compiled chunk epoch per dtype (a prange body
+    # typed its index as uint64: a second full compile, ~20 s)
+    sigs = _lanes.chunk_epoch.signatures
+    assert sigs and {sig[0] for sig in sigs} == {numba.types.int64}
+    assert len({sig[1:] for sig in sigs}) == len(sigs)
 
-    chunk_types = [sig[0] for sig in _lanes._chunk_epoch.signatures]
-    assert chunk_types and set(chunk_types) == {numba.types.intp}
+
+def _lane_call(K=8, C=2):
+    """Arguments of one lane epoch of K networks in chunks of C (float64, SGD)."""
+    cfg = CONFIGS["multiclass"]
+    X, y, _, _ = _data("multiclass")
+    model = MLP(dtype=np.float64, **cfg)
+
+    X, Y, labels, dense, _ = _validate(model, X, y, None, None)
+    net = _core.net_record(model, _core.NO_BLAS, _core.NO_BLAS)
+    data = _core.data_record(X, Y, labels, dense)
+    P = model.params + 0.1 * np.random.default_rng(0).standard_normal((K, model.params.size))
+    S = [np.zeros_like(P) for _ in range(3)]
+    opt = (SGD(0.1).code, SGD(0.1).hyper_vector(np.float64), S[0], S[1], S[2], 0)
+    orders = np.arange(X.shape[0], dtype=np.int64)[None, :]
+    pop_ = (P, orders, np.ones(K, dtype=np.bool_), np.zeros((K, 4)))
+    lanes = (C, *pop._lane_buffers(model, P.shape[1], 3, K, C))
+    return (net, data, 3, opt, pop_, lanes)
+
+
+def test_lane_threads_equal_serial_for_any_thread_count():
+    args = _lane_call()
+    ref = [a.copy() for a in args[4]]
+    _lanes.lanes_epoch_serial(*args[:4], (ref[0], args[4][1], ref[2], ref[3]), args[5])
+    assert not np.array_equal(ref[0], args[4][0]) and np.all(ref[3][:, 2] > 0)  # it trained
+    for threads in (2, 3, 4, 9):
+        out = _lane_call()
+        _lanes.lanes_epoch_kernel(*out, threads=threads)
+        assert np.array_equal(out[4][0], ref[0]) and np.array_equal(out[4][3], ref[3])
+
+
+def test_lane_threads_raise_a_thread_error_and_wait_for_all(monkeypatch):
+    args = _lane_call()
+    done = []
+
+    def fake(q, *rest):
+        if q == 1:
+            raise ValueError("chunk 1 failed")
+        time.sleep(0.2)
+        done.append(q)
+
+    monkeypatch.setattr(_lanes, "chunk_epoch", fake)
+    with pytest.raises(ValueError, match="chunk 1 failed"):
+        _lanes.lanes_epoch_kernel(*args, threads=2)
+    assert sorted(done) == [0, 2]  # the calling thread's chunks ran to the end
+
+
+def test_lane_threads_finish_before_an_interrupt_is_raised(monkeypatch):
+    args = _lane_call()
+    done = []
+
+    def fake(q, *rest):
+        if q == 0:  # the calling thread
+            raise KeyboardInterrupt
+        time.sleep(0.3)
+        done.append(q)
+
+    monkeypatch.setattr(_lanes, "chunk_epoch", fake)
+    with pytest.raises(KeyboardInterrupt):
+        _lanes.lanes_epoch_kernel(*args, threads=2)
+    assert sorted(done) == [1, 3]  # the other thread's chunks, all finished

@@ -334,8 +334,9 @@ def _population_section(res, figures):
             "the same batch order), plain SGD. Throughput in network-samples per second "
             "(K x samples per second). `train_population` runs one compiled call per epoch, "
             "here in its lane layout (the networks are the innermost axis of every array, so "
-            "each operation is a vector loop across a chunk of up to 128 networks; `prange` "
-            "over the chunks; the three products of a step run as register-blocked vector code, "
+            "each operation is a vector loop across a chunk of up to 128 networks; the chunks "
+            "on as many threads as Numba has; the three products of a step run as "
+            "register-blocked vector code, "
             "`dlbasics.kernels.lanes`, and `tanh` is `vecmath.tanh_fast`, within one ulp; with "
             "one shuffle seed for all networks each batch row is gathered once for all lanes); "
             "\"one after another\" is the same K networks through "
@@ -669,7 +670,8 @@ def _threads_note(res):
             "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
             "256 rows, all cores from there when the batch runs whole" + whole + "). "
             + split_text
-            + "`train_population` uses Numba's `prange` over networks; PyTorch "
+            + "`train_population` uses as many threads as Numba has (threads over chunks of "
+            "networks in its lane layout, Numba's `prange` over networks otherwise); PyTorch "
             "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).")
 
 
@@ -724,7 +726,7 @@ def _machine_section(res):
         if p["name"] == "train_torch" and i.get("torch_threads"):
             threads.append(f"PyTorch {i['torch_threads']} (`set_num_threads`)")
         if p["name"] == "population_ours" and i.get("numba_threads"):
-            threads.append(f"Numba {i['numba_threads']} (`prange` of `train_population`)")
+            threads.append(f"Numba {i['numba_threads']} (`train_population`'s threads)")
         if p["name"] in ("gemm_numpy", "gemm_scipy"):
             lib = p["name"].removeprefix("gemm_")
             for b in _own_blas(res, lib):

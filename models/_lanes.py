@@ -55,11 +55,7 @@ and its lane keeps computing without being read again.
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor, wait
 
-import numba
 import numpy as np
 from numba import njit
 
@@ -69,6 +65,7 @@ from ..kernels.lanes import FIRST_DTANH, INIT_BIAS, INIT_FIRST, block_product
 from ..kernels.losses import BCE_LOGITS, SQUARED, dense_row, label_row
 from ..kernels.network import Opt, lend_data, lend_net
 from ..kernels.views import borrow, lent, row, span
+from ._threads import run_blocks
 from .optimizers import HP_LR, SGD_CODE, apply_update
 
 #: Fields of the lane workspaces record: lanes per chunk ``C`` and, per chunk ``q`` (first
@@ -428,42 +425,24 @@ def chunk_epoch(q, net, data, batch, opt, pop, lanes):
             OUT[k, 3] = 0.0
 
 
-def lanes_chunks(first, step, net, data, batch, opt, pop, lanes):
-    """Chunks ``first, first + step, ...`` of an epoch in the lane layout, one after another
+def lanes_chunks(start, stop, net, data, batch, opt, pop, lanes):
+    """Chunks ``start .. stop - 1`` of an epoch in the lane layout, one after another
     (arguments as :func:`lanes_epoch_kernel`), each a call of :func:`chunk_epoch`."""
-    for q in range(first, lanes[3].shape[0], step):  # lanes[3]: PL, one row per chunk
+    for q in range(start, stop):
         chunk_epoch(q, net, data, batch, opt, pop, lanes)
-
-
-_POOL = {"pool": None, "size": 0, "pid": None}
-_POOL_LOCK = threading.Lock()
-
-
-def _thread_pool(size):
-    """A process-wide pool of ``size`` threads (made anew after a fork or for another size)."""
-    with _POOL_LOCK:
-        if _POOL["pool"] is None or _POOL["size"] != size or _POOL["pid"] != os.getpid():
-            if _POOL["pool"] is not None and _POOL["pid"] == os.getpid():
-                _POOL["pool"].shutdown(wait=False)  # its queued work still runs
-            _POOL["pool"] = ThreadPoolExecutor(max_workers=size,
-                                               thread_name_prefix="dlbasics-lanes")
-            _POOL["size"], _POOL["pid"] = size, os.getpid()
-        return _POOL["pool"]
 
 
 def lanes_epoch_kernel(net, data, batch, opt, pop, lanes, threads=None):
     """One epoch of K networks in the lane layout, the chunks of ``C`` networks on threads.
 
     ``threads`` Python threads (default :func:`numba.get_num_threads`, at most one per chunk)
-    each run :func:`lanes_chunks` on every ``threads``-th chunk, the calling thread one of them;
-    :func:`chunk_epoch` releases the GIL. Why threads and not a ``prange`` over the chunks: Numba
-    optimises and generates a compiled function's code again in every function that calls it,
-    so the ``prange`` version built the chunk epoch three times (on its own, in the parallel
-    loop's function, in the kernel around it); this compiles it once. First epoch with an empty
-    cache, 2-16-16-1, K = 64, batch 32, 2 cores: 42-47 s with ``prange``, 16.6 s here; epoch
-    times equal within the machine's noise (K = 64 batch 1, K = 512 batches 1 and 32). The call
-    returns when every thread has finished, also when interrupted, so no thread writes the
-    arrays after it; an error in a thread is raised here.
+    each run :func:`lanes_chunks` on a contiguous block of chunks, the calling thread one of
+    them (:func:`dlbasics.models._threads.run_blocks`); :func:`chunk_epoch` releases the GIL.
+    Threads and not a ``prange`` because Numba then builds the chunk epoch once, not three
+    times: first epoch with an empty cache, 2-16-16-1, K = 64, batch 32, 2 cores: 42-47 s with
+    ``prange``, 16.6 s here; epoch times equal within the machine's noise (K = 64 batch 1,
+    K = 512 batches 1 and 32). The call returns when every thread has finished, also when
+    interrupted, so no thread writes the arrays after it; an error in a thread is raised here.
 
     Parameters
     ----------
@@ -491,36 +470,9 @@ def lanes_epoch_kernel(net, data, batch, opt, pop, lanes, threads=None):
     threads : int, optional
         Threads to use; 1 runs every chunk in the calling thread.
     """
-    n_chunks = lanes[3].shape[0]
-    threads = min(numba.get_num_threads() if threads is None else int(threads), n_chunks)
-    if threads <= 1:
-        lanes_chunks(0, 1, net, data, batch, opt, pop, lanes)
-        return
-    pool = _thread_pool(threads - 1)
-    futures = [pool.submit(lanes_chunks, t, threads, net, data, batch, opt, pop, lanes)
-               for t in range(1, threads)]
-    try:
-        lanes_chunks(0, threads, net, data, batch, opt, pop, lanes)
-    finally:
-        _join(futures)
-    for f in futures:
-        f.result()  # raises the thread's error, if any
-
-
-def _join(futures):
-    """Wait until every future is done, also through interrupts (no thread may write the
-    arrays after the kernel returns); an interrupt is raised again once all are done."""
-    interrupt = None
-    while True:
-        try:
-            wait(futures)
-            break
-        except BaseException as exc:  # KeyboardInterrupt and the like: keep waiting
-            interrupt = exc
-    if interrupt is not None:
-        raise interrupt
+    run_blocks(lanes_chunks, lanes[3].shape[0], net, data, batch, opt, pop, lanes, threads=threads)
 
 
 def lanes_epoch_serial(net, data, batch, opt, pop, lanes):
     """:func:`lanes_epoch_kernel` one chunk after another in the calling thread."""
-    lanes_chunks(0, 1, net, data, batch, opt, pop, lanes)
+    lanes_chunks(0, lanes[3].shape[0], net, data, batch, opt, pop, lanes)

@@ -16,8 +16,8 @@ compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
   ``log1p``, each within one ulp of the single-network step's (the module docstring of
   :mod:`dlbasics.models._lanes`); so a network agrees with the same network trained alone
   (:func:`dlbasics.models.train`) up to float rounding, not bitwise.
-* **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: a
-  ``prange`` over networks in which every network runs the serial code of the fused
+* **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else:
+  blocks of networks on threads, in which every network runs the serial code of the fused
   single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the
   history of the same network trained alone wherever training alone uses the same loops, i.e.
   batches under ``dlbasics.kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone

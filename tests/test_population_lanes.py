@@ -337,15 +337,15 @@ def test_lane_threads_raise_a_thread_error_and_wait_for_all(monkeypatch):
     done = []
 
     def fake(q, *rest):
-        if q == 1:
-            raise ValueError("chunk 1 failed")
+        if q == 2:
+            raise ValueError("chunk 2 failed")
         time.sleep(0.2)
         done.append(q)
 
     monkeypatch.setattr(_lanes, "chunk_epoch", fake)
-    with pytest.raises(ValueError, match="chunk 1 failed"):
+    with pytest.raises(ValueError, match="chunk 2 failed"):
         _lanes.lanes_epoch_kernel(*args, threads=2)
-    assert sorted(done) == [0, 2]  # the calling thread's chunks ran to the end
+    assert sorted(done) == [0, 1]  # the calling thread's block (chunks 0, 1) ran to the end
 
 
 def test_lane_threads_finish_before_an_interrupt_is_raised(monkeypatch):
@@ -361,4 +361,4 @@ def test_lane_threads_finish_before_an_interrupt_is_raised(monkeypatch):
     monkeypatch.setattr(_lanes, "chunk_epoch", fake)
     with pytest.raises(KeyboardInterrupt):
         _lanes.lanes_epoch_kernel(*args, threads=2)
-    assert sorted(done) == [1, 3]  # the other thread's chunks, all finished
+    assert sorted(done) == [2, 3]  # the other thread's block, all finished

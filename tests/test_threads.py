@@ -1,0 +1,69 @@
+"""Blocks of work on Python threads (dlbasics.models._threads) and the population epochs that
+use them: every item once, the same bits for any thread count, errors raised, threads joined."""
+
+import threading
+
+import numba
+import numpy as np
+import pytest
+
+from dlbasics.models import MLP, SGD, Adam, train_population
+from dlbasics.models._threads import run_blocks
+
+
+@pytest.mark.parametrize("n", [0, 1, 2, 5, 8])
+@pytest.mark.parametrize("threads", [1, 2, 3, 7])
+def test_blocks_cover_every_item_once_in_contiguous_blocks(n, threads):
+    seen, lock = [], threading.Lock()
+
+    def fn(start, stop, tag):
+        assert tag == "x"
+        with lock:
+            seen.append((start, stop, threading.get_ident()))
+
+    run_blocks(fn, n, "x", threads=threads)
+    blocks = sorted((a, b) for a, b, _ in seen)
+    T = max(min(threads, n), 1)
+    assert len(blocks) == T
+    assert [b - a for a, b in blocks] == [(t + 1) * n // T - t * n // T for t in range(T)]
+    assert blocks[0][0] == 0 and blocks[-1][1] == n
+    assert all(blocks[t][1] == blocks[t + 1][0] for t in range(T - 1))
+    first = [ident for a, _, ident in seen if a == 0]
+    assert first == [threading.get_ident()]  # block 0 in the calling thread
+
+
+def test_blocks_default_to_numbas_thread_count(monkeypatch):
+    monkeypatch.setattr(numba, "get_num_threads", lambda: 3)
+    seen = []
+    run_blocks(lambda a, b: seen.append((a, b)), 9)
+    assert sorted(seen) == [(0, 3), (3, 6), (6, 9)]
+
+
+def test_blocks_raise_the_error_of_another_thread():
+    def fn(start, stop):
+        if start > 0:
+            raise RuntimeError(f"block at {start}")
+
+    with pytest.raises(RuntimeError, match="block at 2"):
+        run_blocks(fn, 4, threads=2)
+
+
+@pytest.mark.parametrize("dropout", [False, True])
+def test_per_network_population_equal_for_any_thread_count(monkeypatch, dropout):
+    """The per-network path (mixed optimizers; with dropout) gives the same bits on 1 to 4
+    threads: each network runs alone on its thread."""
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((40, 3))
+    y = (X[:, 0] * X[:, 1] > 0).astype(float)
+    template = MLP([3, 8, 1], activation="tanh", output="sigmoid", seed=0,
+                   keep_prob=[0.8, 1.0] if dropout else None)
+    opts = [SGD(0.1), Adam(0.01)] * 3
+    results = []
+    for threads in (1, 2, 3, 4):
+        monkeypatch.setattr(numba, "get_num_threads", lambda t=threads: t)
+        hists, P = train_population(template, X, y, opts, seeds=list(range(6)), batch_size=4,
+                                    epochs=2, shuffle_seeds=[1, 2, 3, 4, 5, 6], lanes=False)
+        results.append((P, [h.train_loss for h in hists]))
+    for P, losses in results[1:]:
+        assert np.array_equal(P, results[0][0]) and losses == results[0][1]
+    assert len({tuple(loss) for loss in results[0][1]}) == 6  # six different networks

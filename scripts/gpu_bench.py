@@ -610,8 +610,8 @@ def bench_population(bench, cfg, torch):
         return {"samples_per_s": work / best, "ms": best * 1e3,
                 "threads": numba.get_num_threads()}
 
-    # compiling the parallel CPU kernel can take ~40 s on a fresh machine: last, with a margin
-    bench.run("population", case, "dlbasics cpu prange", cpu, need_s=60.0)
+    # compiling the CPU kernel can take ~20 s on a fresh machine: last, with a margin
+    bench.run("population", case, "dlbasics cpu threads", cpu, need_s=60.0)
 
 
 # ---------------------------------------------------------------------------------------------

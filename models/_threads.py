@@ -5,8 +5,12 @@ every compiled function that calls it, and a ``prange`` puts two such callers ar
 (the parallel loop's own function and the kernel that holds the loop). A population epoch under
 a ``prange`` was thus built three times over; called from Python threads, the compiled epoch is
 built once (first epoch with an empty cache, 2-16-16-1, 2 cores: lane layout K = 64 42-47 s
-against 16.6 s; per-network path, K = 8, 26.7 s against 17.9 s).
-The functions called here must be compiled with ``nogil=True``.
+against 16.6 s; per-network path, K = 8, 26.7 s against 17.9 s). The price is the start and
+join of the threads, once per call: 70-90 us on that machine (two threads, trivial work)
+against about 5 us for a ``prange`` region, i.e. a few percent of a population epoch of a
+millisecond and nothing against the epochs of the speed study. The single-network split epoch
+(:func:`dlbasics.kernels.network.split_epoch`, epochs of under a millisecond on small data)
+therefore keeps its ``prange``. The functions called here must be compiled with ``nogil=True``.
 """
 
 from __future__ import annotations

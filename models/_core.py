@@ -1,5 +1,5 @@
 """CPU entry points of the MLP: batch gradient, a whole epoch, prediction, evaluation, Monte-Carlo
-dropout and a population, each one compiled call around the shared step of
+dropout and a population (one compiled call per thread), each around the shared step of
 :mod:`dlbasics.kernels.network` (gather, forward with dropout, loss, backward, update; the
 records :class:`Net`, :class:`Data`, :class:`Buffers` and :class:`Opt` are defined there and
 re-exported here).

@@ -1,14 +1,15 @@
 """Blocks of work on Python threads, for compiled functions that release the GIL.
 
-Why not a ``prange``: Numba optimises and generates the code of a compiled function again in
-every compiled function that calls it, and a ``prange`` puts two such callers around its body
-(the parallel loop's own function and the kernel that holds the loop). A population epoch under
-a ``prange`` was thus built three times over; called from Python threads, the compiled epoch is
-built once (first epoch with an empty cache, 2-16-16-1, 2 cores: lane layout K = 64 42-47 s
-against 16.6 s; per-network path, K = 8, 26.7 s against 17.9 s). The price is the start and
-join of the threads, once per call: 70-90 us on that machine (two threads, trivial work)
-against about 5 us for a ``prange`` region, i.e. a few percent of a population epoch of a
-millisecond and nothing against the epochs of the speed study. The single-network split epoch
+Why not a ``prange``: Numba optimises and generates the code of a compiled function again in every
+compiled function that calls it, and a ``prange`` puts two such callers around its body (the
+parallel loop's own function and the kernel that holds the loop). A population epoch under a
+``prange`` was thus built three times over; called from Python threads, the compiled epoch is built
+once (first epoch with an empty cache, 2-16-16-1, 2 cores: lane layout K = 64 42-47 s against 16.6
+s; per-network path, K = 8, 26.7 s against 17.9 s). The price is the start and join of the threads,
+once per call: 70-90 us on that machine (two threads, trivial work, calls 0.5 ms apart) against
+about 5 us for a ``prange`` region measured the same way (1.2-2.6 us back to back,
+:mod:`dlbasics.kernels.atomics`): 7-9% of a population epoch of one millisecond, nothing against the
+epochs of the speed study (tens of milliseconds and more). The single-network split epoch
 (:func:`dlbasics.kernels.network.split_epoch`, epochs of under a millisecond on small data)
 therefore keeps its ``prange``. The functions called here must be compiled with ``nogil=True``.
 """
@@ -17,26 +18,43 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
 
 __all__ = ["run_blocks"]
 
-_POOL = {"pool": None, "size": 0, "pid": None}
-_POOL_LOCK = threading.Lock()
+#: The pools by size, never shut down (a caller may still be submitting to one): a size is
+#: Numba's thread count less one, so there are few.
+_POOLS = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _after_fork_in_child():
+    """A forked child has none of the parent's threads: forget the pools (and a lock that
+    another thread may have held at the fork)."""
+    global _POOLS_LOCK
+    _POOLS.clear()
+    _POOLS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _thread_pool(size):
-    """A process-wide pool of ``size`` threads (made anew after a fork or for another size)."""
-    with _POOL_LOCK:
-        if _POOL["pool"] is None or _POOL["size"] != size or _POOL["pid"] != os.getpid():
-            if _POOL["pool"] is not None and _POOL["pid"] == os.getpid():
-                _POOL["pool"].shutdown(wait=False)  # its queued work still runs
-            _POOL["pool"] = ThreadPoolExecutor(max_workers=size,
-                                               thread_name_prefix="dlbasics-worker")
-            _POOL["size"], _POOL["pid"] = size, os.getpid()
-        return _POOL["pool"]
+    """The process-wide pool of ``size`` threads."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(size)
+        if pool is None:
+            pool = _POOLS[size] = ThreadPoolExecutor(max_workers=size,
+                                                     thread_name_prefix="dlbasics-worker")
+        return pool
+
+
+def _wait_one(future):
+    """Block until ``future`` is done (its error, if any, is read later)."""
+    future.exception()
 
 
 def _join(futures):
@@ -44,12 +62,13 @@ def _join(futures):
     caller's arrays after :func:`run_blocks` returns); an interrupt is raised again once all
     are done."""
     interrupt = None
-    while True:
-        try:
-            wait(futures)
-            break
-        except BaseException as exc:  # KeyboardInterrupt and the like: keep waiting
-            interrupt = exc
+    for f in futures:
+        while True:
+            try:
+                _wait_one(f)
+                break
+            except BaseException as exc:  # KeyboardInterrupt and the like: keep waiting
+                interrupt = exc
     if interrupt is not None:
         raise interrupt
 
@@ -68,7 +87,9 @@ def run_blocks(fn, n, *args, threads=None):
     ----------
     fn : callable
         ``fn(start, stop, *args)``; to run in parallel it must release the GIL (a Numba
-        function compiled with ``nogil=True``, or Python code calling such functions).
+        function compiled with ``nogil=True``, or Python code calling such functions). It must
+        not call :func:`run_blocks` itself: the pool's threads would wait for work queued
+        behind them.
     n : int
         Number of items.
     *args
@@ -80,9 +101,11 @@ def run_blocks(fn, n, *args, threads=None):
     if T <= 1:
         fn(0, n, *args)
         return
-    futures = [_thread_pool(T - 1).submit(fn, t * n // T, (t + 1) * n // T, *args)
-               for t in range(1, T)]
+    futures = []
     try:
+        pool = _thread_pool(T - 1)
+        for t in range(1, T):
+            futures.append(pool.submit(fn, t * n // T, (t + 1) * n // T, *args))
         fn(0, n // T, *args)
     finally:
         _join(futures)

@@ -1,8 +1,10 @@
-"""Population training: K independent networks of one architecture trained in one compiled call.
+"""Population training: K independent networks of one architecture trained side by side.
 
 The networks may differ in initialisation seed, shuffling seed, learning rate, optimizer and
 hyper-parameters; they share the architecture, the data and the batch size. Each epoch is one
-compiled call, on one of two CPU paths (or on the GPU for ``backend="cuda"``):
+compiled call per thread (each thread a block of chunks or of networks,
+:func:`dlbasics.models._threads.run_blocks`), on one of two CPU paths (or one GPU launch for
+``backend="cuda"``):
 
 * **Lane layout** (:mod:`dlbasics.models._lanes`), used when the ``"cpu"`` backend trains at least
   :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
@@ -33,6 +35,7 @@ per-network loops run over 16 units at a time, too few to fill the vector units.
 
 from __future__ import annotations
 
+import functools
 import time
 
 import numba
@@ -180,6 +183,9 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         n_chunks = lane_args[0].shape[0]
         parallel = n_chunks >= 2 and threads >= 2
         kernel = _lanes.lanes_epoch_kernel if parallel else _lanes.lanes_epoch_serial
+    if kernel in (_lanes.lanes_epoch_kernel, _core.population_epoch_kernel):
+        # the thread count read above, which chose the kernel and the lane width
+        kernel = functools.partial(kernel, threads=threads)
     for k in range(K):
         records[k](hists[k])
     bar = None

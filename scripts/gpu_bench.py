@@ -595,7 +595,7 @@ def bench_population(bench, cfg, torch):
         bench.run("population", case, "torch cuda (bmm)", peer)
 
     def cpu():
-        if cfg is SMOKE:  # compiling the parallel CPU kernel for new types takes ~40 s
+        if cfg is SMOKE:  # compiling the CPU population kernel for new types takes ~20 s
             return {"status": "skipped (smoke)"}
         a = {k: v.copy() for k, v in arrays.items()}
         args = (_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS),

@@ -300,7 +300,8 @@ def test_lanes_serial_and_parallel_agree(lanes4, monkeypatch):
     # typed its index as uint64: a second full compile, ~20 s)
     sigs = _lanes.chunk_epoch.signatures
     assert sigs and {sig[0] for sig in sigs} == {numba.types.int64}
-    assert len({sig[1:] for sig in sigs}) == len(sigs)
+    # and it runs without the GIL, else the threads would take turns
+    assert _lanes.chunk_epoch.targetoptions.get("nogil") is True
 
 
 def _lane_call(K=8, C=2):

@@ -2,12 +2,13 @@
 use them: every item once, the same bits for any thread count, errors raised, threads joined."""
 
 import threading
+import time
 
 import numba
 import numpy as np
 import pytest
 
-from dlbasics.models import MLP, SGD, Adam, train_population
+from dlbasics.models import MLP, SGD, Adam, _core, _threads, train_population
 from dlbasics.models._threads import run_blocks
 
 
@@ -67,3 +68,54 @@ def test_per_network_population_equal_for_any_thread_count(monkeypatch, dropout)
     for P, losses in results[1:]:
         assert np.array_equal(P, results[0][0]) and losses == results[0][1]
     assert len({tuple(loss) for loss in results[0][1]}) == 6  # six different networks
+
+
+def test_an_interrupt_while_joining_waits_for_every_thread(monkeypatch):
+    """An interrupt that lands while the calling thread waits for the others is raised only
+    after they have all finished (none may write the caller's arrays after the return)."""
+    done, calls = [], []
+    real = _threads._wait_one
+
+    def interrupted_once(future):
+        calls.append(future)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(future)
+
+    def fn(start, stop):
+        if start > 0:
+            time.sleep(0.3)
+        done.append(start)
+
+    monkeypatch.setattr(_threads, "_wait_one", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        run_blocks(fn, 3, threads=3)
+    assert sorted(done) == [0, 1, 2] and len(calls) >= 3
+
+
+def test_pools_survive_other_sizes_and_callers():
+    """Callers with different thread counts at once: no pool is shut down under another."""
+    results, errors = [], []
+
+    def fn(start, stop, out):
+        out.extend(range(start, stop))
+
+    def caller(threads):
+        try:
+            for _ in range(50):
+                out = []
+                run_blocks(fn, 6, out, threads=threads)
+                results.append(sorted(out) == list(range(6)))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    workers = [threading.Thread(target=caller, args=(t,)) for t in (2, 3, 4, 2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert not errors and len(results) == 200 and all(results)
+
+
+def test_population_kernels_release_the_gil():
+    assert _core.population_members.targetoptions.get("nogil") is True

@@ -332,7 +332,8 @@ def _population_section(res, figures):
     pic = "\n\n![population training](population.png)" if "population.png" in figures else ""
     return ("## Population training\n\nK networks of 2-16-16-1 (seeds 0..K-1, the same data and "
             "the same batch order), plain SGD. Throughput in network-samples per second "
-            "(K x samples per second). `train_population` runs one compiled call per epoch, "
+            "(K x samples per second). `train_population` runs one compiled call per epoch "
+            "and thread, "
             "here in its lane layout (the networks are the innermost axis of every array, so "
             "each operation is a vector loop across a chunk of up to 128 networks; the chunks "
             "on as many threads as Numba has; the three products of a step run as "
@@ -671,7 +672,7 @@ def _threads_note(res):
             "256 rows, all cores from there when the batch runs whole" + whole + "). "
             + split_text
             + "`train_population` uses as many threads as Numba has (threads over chunks of "
-            "networks in its lane layout, Numba's `prange` over networks otherwise); PyTorch "
+            "networks in its lane layout, over blocks of networks otherwise); PyTorch "
             "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).")
 
 

@@ -948,8 +948,10 @@ def chunk_losses(params, net, data, order, start, stop, split, step):
     in chunk order). Records as plain tuples."""
     C = split[0].shape[0]
     for c in prange(C):
+        # np.intp: a parallel loop's body types its index as uint64, a serial caller's as
+        # int64; one type compiles chunk_gradient once, not twice
         if c < n_chunks(split, start, stop):
-            chunk_gradient(params, net, data, order, start, stop, split, c, step)
+            chunk_gradient(params, net, data, order, start, stop, split, np.intp(c), step)
     return chunks_value(split, start, stop)
 
 
@@ -982,7 +984,7 @@ def split_gradient(params, grad, net, data, order, start, stop, split, step, alp
     C = split[0].shape[0]
     value = chunk_losses(params, net, data, order, start, stop, split, step)
     for h in prange(C):
-        combine_chunks(grad, split, start, stop, h, C)
+        combine_chunks(grad, split, start, stop, np.intp(h), C)  # np.intp: see chunk_losses
     if alpha > 0.0:
         value += l2_penalty(params, grad, Net(*net).layout, alpha / (stop - start))
     return value

@@ -76,7 +76,11 @@ callees, so every level of calls optimises the levels below it again. :func:`epo
 :func:`batch_gradient` are therefore inlined into their callers (``inline="always"``): with an
 empty cache, the first training call of 784-256-256-10 at batch 32 took 19.8-19.9 s of CPU time
 instead of 21.6-22.1 s. Inlining :func:`forward` and :func:`backward` too made it slower
-(24.8 s).
+(24.8 s). A ``prange`` adds two such levels (the parallel loop's function and the function
+holding the loop), and its body types the loop index as uint64 where a serial caller's is int64:
+an index passed on to a compiled function is cast to ``np.intp`` (:func:`chunk_losses`), or that
+function is compiled twice (chunk_gradient: 13 s). The population epochs run on Python threads
+instead (:mod:`dlbasics.models._threads`).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Every serial training path of an MLP runs the functions of this module: the CPU backend's
 epoch and batch gradient (:mod:`dlbasics.models._core`), each network of a CPU population
-(threads over blocks of :func:`member_epoch` calls) and each thread of the GPU population kernel
+(``prange`` over :func:`member_epoch`) and each thread of the GPU population kernel
 (:mod:`dlbasics.kernels.gpu_population`, which calls :func:`member_epoch` from a ``cuda.jit``
 kernel). They are ordinary ``@njit`` functions on flat buffers: Numba compiles them for the CPU,
 and numba-cuda compiles the same source as device functions, the way the scalar activations are

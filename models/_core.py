@@ -1,5 +1,5 @@
 """CPU entry points of the MLP: batch gradient, a whole epoch, prediction, evaluation, Monte-Carlo
-dropout and a population (one compiled call per thread), each around the shared step of
+dropout and a population, each one compiled call around the shared step of
 :mod:`dlbasics.kernels.network` (gather, forward with dropout, loss, backward, update; the
 records :class:`Net`, :class:`Data`, :class:`Buffers` and :class:`Opt` are defined there and
 re-exported here).
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
 from ..kernels.network import (
@@ -41,13 +41,12 @@ from ..kernels.network import (
     split_gradient,
 )
 from ..kernels.views import borrow, grid, lent, row
-from ._threads import run_blocks
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "Split", "Population", "NO_BLAS", "net_record",
            "data_record", "buffers_record", "opt_record", "batch_gradient_kernel", "epoch_kernel",
            "split_gradient_kernel", "split_epoch_kernel",
            "predict_kernel", "evaluate_kernel", "mc_forward_kernel", "population_epoch_kernel",
-           "population_epoch_serial", "population_members"]
+           "population_epoch_serial"]
 
 #: K networks of one architecture, row ``k`` of each array belonging to network ``k``:
 #: parameters, gradients, workspaces, label buffers, visiting orders, dropout seeds, optimizer
@@ -160,17 +159,9 @@ def _population_member(k, net, data, batch, offs, pop):
                      pop.seeds[k], pop.OUT[k])
 
 
-@njit(cache=True, nogil=True)
-def population_members(start, stop, net, data, batch, offs, pop):
-    """Networks ``start .. stop - 1`` of a population epoch, one after another (arguments as
-    :func:`population_epoch_kernel`). Compiled once and without the GIL, so that threads run it
-    side by side on disjoint networks."""
-    for k in range(start, stop):
-        _population_member(k, net, data, batch, offs, pop)
-
-
-def population_epoch_kernel(net, data, batch, offs, pop, threads=None):
-    """One epoch for each of K independent networks of one architecture, on threads.
+@njit(cache=True, parallel=True)
+def population_epoch_kernel(net, data, batch, offs, pop):
+    """One epoch for each of K independent networks of one architecture (``prange`` over them).
 
     Row ``k`` of every array of ``pop`` (a :class:`Population`) belongs to network ``k``:
     parameters ``P``, gradient ``G``, workspace ``WS``, label buffer ``LB``, visiting order
@@ -181,20 +172,22 @@ def population_epoch_kernel(net, data, batch, offs, pop, threads=None):
     loops only, so no second thread pool runs inside the parallel loop); the seed and the BLAS
     thresholds of ``net`` are not used.
 
-    ``threads`` Python threads (default :func:`numba.get_num_threads`, at most ``K``) each run
-    :func:`population_members` on a contiguous block of networks, the calling thread one of
-    them (:func:`dlbasics.models._threads.run_blocks`; the compiled loop releases the GIL, and is
-    built once where a ``prange`` had Numba build it three times: first epoch with an empty
-    cache, 2-16-16-1, K = 8, two optimizers, batch 32, 2 cores: 26.7 s with ``prange``, 17.9 s
-    here). Returns when every thread has finished, also when
-    interrupted; an error in a thread is raised here.
+    A ``prange``, unlike the lane layout's threads (:func:`dlbasics.models._lanes.
+    lanes_epoch_kernel`): Numba builds the network code again in the parallel loop's function
+    and in this kernel (first epoch with an empty cache, 2-16-16-1, K = 8, batch 32: 26.7 s,
+    against 17.9 s for one compiled loop on Python threads), but the code it builds there ran
+    faster: 39.5 against 43.4 ms an epoch on one thread, 19.8 against 21.4-23.5 ms on two
+    (K = 64, batch 1, SGD and Adam alternating, 1,024 rows).
     """
-    run_blocks(population_members, pop[0].shape[0], net, data, batch, offs, pop, threads=threads)
+    for k in prange(pop[0].shape[0]):  # pop[0]: the parameters P
+        _population_member(k, net, data, batch, offs, pop)
 
 
+@njit(cache=True)
 def population_epoch_serial(net, data, batch, offs, pop):
-    """:func:`population_epoch_kernel` one network after another in the calling thread."""
-    population_members(0, pop[0].shape[0], net, data, batch, offs, pop)
+    """:func:`population_epoch_kernel` one network after another (one thread)."""
+    for k in range(pop[0].shape[0]):
+        _population_member(k, net, data, batch, offs, pop)
 
 
 @njit(cache=True)

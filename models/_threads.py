@@ -2,16 +2,18 @@
 
 Why not a ``prange``: Numba optimises and generates the code of a compiled function again in every
 compiled function that calls it, and a ``prange`` puts two such callers around its body (the
-parallel loop's own function and the kernel that holds the loop). A population epoch under a
-``prange`` was thus built three times over; called from Python threads, the compiled epoch is built
-once (first epoch with an empty cache, 2-16-16-1, 2 cores: lane layout K = 64 42-47 s against 16.6
-s; per-network path, K = 8, 26.7 s against 17.9 s). The price is the start and join of the threads,
-once per call: 70-90 us on that machine (two threads, trivial work, calls 0.5 ms apart) against
-about 5 us for a ``prange`` region measured the same way (1.2-2.6 us back to back,
-:mod:`dlbasics.kernels.atomics`): 7-9% of a population epoch of one millisecond, nothing against the
-epochs of the speed study (tens of milliseconds and more). The single-network split epoch
-(:func:`dlbasics.kernels.network.split_epoch`, epochs of under a millisecond on small data)
-therefore keeps its ``prange``. The functions called here must be compiled with ``nogil=True``.
+parallel loop's own function and the kernel that holds the loop). The lane layout's population
+epoch under a ``prange`` was thus built three times over; called from Python threads it is built
+once (first epoch with an empty cache, 2-16-16-1, K = 64, 2 cores: 42-47 s against 16.6 s), with
+the same epoch times. The price is the start and join of the threads, once per call: 70-90 us on
+that machine (two threads, trivial work, calls 0.5 ms apart) against about 5 us for a ``prange``
+region measured the same way (1.2-2.6 us back to back, :mod:`dlbasics.kernels.atomics`): 7-9% of
+an epoch of one millisecond, nothing against the epochs of the speed study (tens of milliseconds
+and more). Two paths keep their ``prange``: the single-network split epoch
+(:func:`dlbasics.kernels.network.split_epoch`, epochs of under a millisecond on small data), and
+the per-network population epoch (:func:`dlbasics.models._core.population_epoch_kernel`), whose
+code came out faster where Numba built it again (8-15% on two threads; on threads it compiled in
+17.9 s instead of 26.7 s). The functions called here must be compiled with ``nogil=True``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,27 @@
 """Population training: K independent networks of one architecture trained side by side.
 
 The networks may differ in initialisation seed, shuffling seed, learning rate, optimizer and
-hyper-parameters; they share the architecture, the data and the batch size. Each epoch is one
-compiled call per thread (each thread a block of chunks or of networks,
-:func:`dlbasics.models._threads.run_blocks`), on one of two CPU paths (or one GPU launch for
-``backend="cuda"``):
+hyper-parameters; they share the architecture, the data and the batch size. Each epoch runs on
+one of two CPU paths (or as one GPU launch for ``backend="cuda"``):
 
 * **Lane layout** (:mod:`dlbasics.models._lanes`), used when the ``"cpu"`` backend trains at least
   :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
   hyper-parameters, and the activations are elementwise (a softmax only as the output of the
-  cross-entropy). The networks are the innermost axis of every array, in chunks of
-  :data:`LANES` networks: each operation of a training step is one vector loop across the
-  networks of a chunk (the products as register-blocked vector code), and the chunks run in
-  parallel. Per network the arithmetic is that of the single-network loops, in the same order,
-  except the back-propagated ``delta W^T`` products, which the single-network loops sum in a
-  reassociated order, and, in float32, ``tanh`` and the binary cross-entropy's ``exp`` and
-  ``log1p``, each within one ulp of the single-network step's (the module docstring of
-  :mod:`dlbasics.models._lanes`); so a network agrees with the same network trained alone
-  (:func:`dlbasics.models.train`) up to float rounding, not bitwise.
-* **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else:
-  blocks of networks on threads, in which every network runs the serial code of the fused
-  single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the
-  history of the same network trained alone wherever training alone uses the same loops, i.e.
-  batches under ``dlbasics.kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone
-  calls BLAS and the two agree up to rounding.
+  cross-entropy). The networks are the innermost axis of every array, in chunks of :data:`LANES`
+  networks: each operation of a training step is one vector loop across the networks of a chunk (the
+  products as register-blocked vector code), and the chunks run on threads, one compiled call each
+  (:func:`dlbasics.models._threads.run_blocks`). Per network the arithmetic is that of the
+  single-network loops, in the same order, except the back-propagated ``delta W^T`` products, which
+  the single-network loops sum in a reassociated order, and, in float32, ``tanh`` and the binary
+  cross-entropy's ``exp`` and ``log1p``, each within one ulp of the single-network step's (the
+  module docstring of :mod:`dlbasics.models._lanes`); so a network agrees with the same network
+  trained alone (:func:`dlbasics.models.train`) up to float rounding, not bitwise.
+* **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: one
+  compiled call, a ``prange`` over networks in which every network runs the serial code of the fused
+  single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the history
+  of the same network trained alone wherever training alone uses the same loops, i.e. batches under
+  ``dlbasics.kernels.config.BLAS_MIN_ROWS`` (8) rows; from 8 rows on, training alone calls BLAS and
+  the two agree up to rounding.
 
 On the speed benchmark's 2-16-16-1 network (float32, shared SGD, K = 64 and 512, on the
 shared 2-core machine) the lane layout measured about 2.5-3.5x the per-network kernel's
@@ -183,9 +181,8 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         n_chunks = lane_args[0].shape[0]
         parallel = n_chunks >= 2 and threads >= 2
         kernel = _lanes.lanes_epoch_kernel if parallel else _lanes.lanes_epoch_serial
-    if kernel in (_lanes.lanes_epoch_kernel, _core.population_epoch_kernel):
-        # the thread count read above, which chose the kernel and the lane width
-        kernel = functools.partial(kernel, threads=threads)
+        if parallel:  # the thread count read above, which chose the lane width
+            kernel = functools.partial(kernel, threads=threads)
     for k in range(K):
         records[k](hists[k])
     bar = None

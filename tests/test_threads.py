@@ -1,5 +1,5 @@
-"""Blocks of work on Python threads (dlbasics.models._threads) and the population epochs that
-use them: every item once, the same bits for any thread count, errors raised, threads joined."""
+"""Blocks of work on Python threads (dlbasics.models._threads): every item once, errors raised,
+threads joined; population training gives the same bits for any thread count."""
 
 import threading
 import time
@@ -8,7 +8,7 @@ import numba
 import numpy as np
 import pytest
 
-from dlbasics.models import MLP, SGD, Adam, _core, _threads, train_population
+from dlbasics.models import MLP, SGD, Adam, _threads, train_population
 from dlbasics.models._threads import run_blocks
 
 
@@ -51,8 +51,8 @@ def test_blocks_raise_the_error_of_another_thread():
 
 @pytest.mark.parametrize("dropout", [False, True])
 def test_per_network_population_equal_for_any_thread_count(monkeypatch, dropout):
-    """The per-network path (mixed optimizers; with dropout) gives the same bits on 1 to 4
-    threads: each network runs alone on its thread."""
+    """The per-network path (mixed optimizers; with dropout) gives the same bits whether
+    ``train_population`` sees one thread (the serial loop) or several (the ``prange``)."""
     rng = np.random.default_rng(3)
     X = rng.standard_normal((40, 3))
     y = (X[:, 0] * X[:, 1] > 0).astype(float)
@@ -116,6 +116,3 @@ def test_pools_survive_other_sizes_and_callers():
         w.join()
     assert not errors and len(results) == 200 and all(results)
 
-
-def test_population_kernels_release_the_gil():
-    assert _core.population_members.targetoptions.get("nogil") is True

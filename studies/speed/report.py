@@ -672,7 +672,7 @@ def _threads_note(res):
             "256 rows, all cores from there when the batch runs whole" + whole + "). "
             + split_text
             + "`train_population` uses as many threads as Numba has (threads over chunks of "
-            "networks in its lane layout, over blocks of networks otherwise); PyTorch "
+            "networks in its lane layout, Numba's `prange` over networks otherwise); PyTorch "
             "`set_num_threads(cores)`; JAX/XLA and OpenBLAS use their default (all cores).")
 
 

@@ -79,8 +79,8 @@ instead of 21.6-22.1 s. Inlining :func:`forward` and :func:`backward` too made i
 (24.8 s). A ``prange`` adds two such levels (the parallel loop's function and the function
 holding the loop), and its body types the loop index as uint64 where a serial caller's is int64:
 an index passed on to a compiled function is cast to ``np.intp`` (:func:`chunk_losses`), or that
-function is compiled twice (chunk_gradient: 13 s). The population epochs run on Python threads
-instead (:mod:`dlbasics.models._threads`).
+function is compiled twice (chunk_gradient: 13 s). The lane layout's population epoch runs on
+Python threads instead (:mod:`dlbasics.models._threads`).
 """
 
 from __future__ import annotations

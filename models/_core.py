@@ -172,12 +172,12 @@ def population_epoch_kernel(net, data, batch, offs, pop):
     loops only, so no second thread pool runs inside the parallel loop); the seed and the BLAS
     thresholds of ``net`` are not used.
 
-    A ``prange``, unlike the lane layout's threads (:func:`dlbasics.models._lanes.
-    lanes_epoch_kernel`): Numba builds the network code again in the parallel loop's function
-    and in this kernel (first epoch with an empty cache, 2-16-16-1, K = 8, batch 32: 26.7 s,
-    against 17.9 s for one compiled loop on Python threads), but the code it builds there ran
-    faster: 39.5 against 43.4 ms an epoch on one thread, 19.8 against 21.4-23.5 ms on two
-    (K = 64, batch 1, SGD and Adam alternating, 1,024 rows).
+    A ``prange``, unlike the lane layout's threads
+    (:func:`dlbasics.models._lanes.lanes_epoch_kernel`): Numba builds the network code again in
+    the parallel loop's function and in this kernel (first epoch with an empty cache, 2-16-16-1,
+    K = 8, batch 32: 26.7 s, against 17.9 s for one compiled loop on Python threads), but the
+    code it builds there ran faster: 39.5 against 43.4 ms an epoch on one thread, 19.8 against
+    21.4-23.5 ms on two (K = 64, batch 1, SGD and Adam alternating, 1,024 rows).
     """
     for k in prange(pop[0].shape[0]):  # pop[0]: the parameters P
         _population_member(k, net, data, batch, offs, pop)

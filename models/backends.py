@@ -326,8 +326,8 @@ class CpuBackend(Backend):
         return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
 
     def population_kernel(self, K, threads):
-        # threads pay only with several networks; with one thread (or one network) the serial
-        # loop runs in the calling thread.
+        # prange pays only with several networks per thread; with one thread (or one network)
+        # the serial loop avoids the parallel launch, which stalls badly on a busy machine.
         if K >= 2 and threads >= 2:
             return _core.population_epoch_kernel
         return _core.population_epoch_serial

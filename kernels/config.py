@@ -53,6 +53,11 @@ SPLIT_MIN_WORK = 1 << 14
 #: the order of the gradient's sums (the thread count does not).
 SPLIT_CHUNKS = 2
 
+#: Training batches of fewer rows than the row split takes (:data:`SPLIT_MIN_ROWS`) through a
+#: network of at least this many parameters have each layer's units split between two threads
+#: instead (:mod:`dlbasics.kernels.colsplit`), by the CPU backend with two or more Numba threads.
+COL_SPLIT_MIN_PARAMS = 1 << 15
+
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01
 

@@ -71,6 +71,10 @@ scikit-learn drop-in's default) takes 27 us split against 46 us whole (one chunk
 split gains little or loses (2-16-16-1 1.05x, 784-256-256-10 0.95x), so batches split from 64
 rows (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
+Two threads on a narrow batch of a wide network: :mod:`dlbasics.kernels.colsplit` splits each
+layer's *units* between two threads instead (plain SGD, 8 to 63 rows, 32k parameters or more),
+on the loops of this module over column ranges (``c0, c1``) and BLAS on column slices.
+
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and
 :func:`batch_gradient` are therefore inlined into their callers (``inline="always"``): with an
@@ -425,18 +429,20 @@ def _blas_grad_weights_cuda(ws, ho, do, G, wo, bo, n_in, n_out, B):
 
 
 @njit(inline="always", cache=True)
-def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
-    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``.
+def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1):
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``, in
+    columns ``c0:c1`` of ``z`` (all: ``0, n_out``).
 
     Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
     compiler drop the negative-index check and vectorise, which flat offsets prevent.
     """
-    b = span(P, bo, n_out)
+    nc = c1 - c0
+    b = span(P, bo + c0, nc)
     k4 = n_in - n_in % 4
     for i in range(B):
-        z = span(ws, zo + i * n_out, n_out)
+        z = span(ws, zo + i * n_out + c0, nc)
         h = span(ws, ho + i * n_in, n_in)
-        for j in range(n_out):
+        for j in range(nc):
             z[j] = b[j]
         # Four input rows per pass over z: a quarter of the loads and stores of z. The sum is
         # still ((z + h0 w0) + h1 w1) + ..., the order of one row at a time, bit for bit.
@@ -445,46 +451,49 @@ def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B):
             h1 = h[k + 1]
             h2 = h[k + 2]
             h3 = h[k + 3]
-            w0 = span(P, wo + k * n_out, n_out)
-            w1 = span(P, wo + (k + 1) * n_out, n_out)
-            w2 = span(P, wo + (k + 2) * n_out, n_out)
-            w3 = span(P, wo + (k + 3) * n_out, n_out)
-            for j in range(n_out):
+            w0 = span(P, wo + k * n_out + c0, nc)
+            w1 = span(P, wo + (k + 1) * n_out + c0, nc)
+            w2 = span(P, wo + (k + 2) * n_out + c0, nc)
+            w3 = span(P, wo + (k + 3) * n_out + c0, nc)
+            for j in range(nc):
                 z[j] = z[j] + h0 * w0[j] + h1 * w1[j] + h2 * w2[j] + h3 * w3[j]
         for k in range(k4, n_in):
             hik = h[k]
-            w = span(P, wo + k * n_out, n_out)
-            for j in range(n_out):
+            w = span(P, wo + k * n_out + c0, nc)
+            for j in range(nc):
                 z[j] += hik * w[j]
 
 
 @njit(inline="always", cache=True)
-def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B):
-    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns)."""
-    db = span(G, bo, n_out)
+def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B, c0, c1):
+    """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns), in
+    columns ``c0:c1`` (all: ``0, n_out``)."""
+    nc = c1 - c0
+    db = span(G, bo + c0, nc)
     for i in range(B):
-        d = span(ws, do + i * n_out, n_out)
+        d = span(ws, do + i * n_out + c0, nc)
         h = span(ws, ho + i * n_in, n_in)
         if i == 0:
-            for j in range(n_out):
+            for j in range(nc):
                 db[j] = d[j]
         else:
-            for j in range(n_out):
+            for j in range(nc):
                 db[j] += d[j]
         for k in range(n_in):
             hik = h[k]
-            g = span(G, wo + k * n_out, n_out)
+            g = span(G, wo + k * n_out + c0, nc)
             if i == 0:
-                for j in range(n_out):
+                for j in range(nc):
                     g[j] = hik * d[j]
             else:
-                for j in range(n_out):
+                for j in range(nc):
                     g[j] += hik * d[j]
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
-    """``dx = delta W^T`` for ``B`` rows.
+def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B, c0, c1):
+    """``dx = delta W^T`` for ``B`` rows, summed over columns ``c0:c1`` of ``delta`` and ``W``
+    (all: ``0, n_out``; a part: :mod:`dlbasics.kernels.colsplit`).
 
     Each ``dx[k]`` is a dot product over the ``n_out`` outputs. In strict order that is a
     chain of dependent adds, bound by the add latency (about 90 us of a 160 us step of
@@ -492,32 +501,34 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B):
     sums instead, as BLAS does; the order is fixed at compile time, so results stay
     deterministic.
     """
+    nc = c1 - c0
     for i in range(B):
-        d = span(ws, do + i * n_out, n_out)
+        d = span(ws, do + i * n_out + c0, nc)
         dx = span(ws, xo + i * n_in, n_in)
         for k in range(n_in):
-            w = span(P, wo + k * n_out, n_out)
+            w = span(P, wo + k * n_out + c0, nc)
             s = d[0] * w[0]
-            for j in range(1, n_out):
+            for j in range(1, nc):
                 s += d[j] * w[j]
             dx[k] = s
 
 
 @njit(inline="always", cache=True)
-def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr):
+def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr, c0, c1):
     """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
     ``b -= lr * delta``, the same float operations as writing the gradient and then applying
     :func:`dlbasics.kernels.optimizers.sgd_kernel`, without the gradient's round trip through
-    memory."""
-    d = span(ws, do, n_out)
+    memory. Columns ``c0:c1`` (all: ``0, n_out``)."""
+    nc = c1 - c0
+    d = span(ws, do + c0, nc)
     h = span(ws, ho, n_in)
-    b = span(P, bo, n_out)
-    for j in range(n_out):
+    b = span(P, bo + c0, nc)
+    for j in range(nc):
         b[j] -= lr * d[j]
     for k in range(n_in):
         hk = h[k]
-        w = span(P, wo + k * n_out, n_out)
-        for j in range(n_out):
+        w = span(P, wo + k * n_out + c0, nc)
+        for j in range(nc):
             w[j] -= lr * (hk * d[j])
 
 
@@ -585,7 +596,7 @@ def forward(params, net, B, buf, train, step, outputs):
         if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
             blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         else:
-            _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
+            _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B, 0, n_out)
         code = codes[l]
         if l == L - 1 and not outputs:
             break
@@ -682,13 +693,14 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
             if blas:
                 blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B)
             else:
-                _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B)
+                _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B, 0, n_out)
         if blas:
             blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         elif sgd_lr > 0:
-            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr)
+            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr, 0,
+                            n_out)
         else:
-            _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B)
+            _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, 0, n_out)
         if l == 0:
             break
         dx = span(ws, xo, B * n_in)

@@ -18,8 +18,10 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from ..kernels.colsplit import COL_PARTS, cols_worker
 from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
 from ..kernels.network import (
+    BAD,
     NO_BLAS,
     Buffers,
     Data,
@@ -39,12 +41,16 @@ from ..kernels.network import (
     row_hits,
     split_epoch,
     split_gradient,
+    team_checks,
+    team_out,
 )
+from ..kernels.optimizers import SGD_CODE
 from ..kernels.views import borrow, grid, lent, row
+from ._threads import run_blocks
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "Split", "Population", "NO_BLAS", "net_record",
            "data_record", "buffers_record", "opt_record", "batch_gradient_kernel", "epoch_kernel",
-           "split_gradient_kernel", "split_epoch_kernel",
+           "split_gradient_kernel", "split_epoch_kernel", "cols_epoch_kernel",
            "predict_kernel", "evaluate_kernel", "mc_forward_kernel", "population_epoch_kernel",
            "population_epoch_serial"]
 
@@ -121,6 +127,28 @@ def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, a
     parts, one thread each (:func:`dlbasics.kernels.network.split_epoch`; records as plain
     tuples, ``split`` a :class:`Split`)."""
     split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha)
+
+
+def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, base, n_max,
+                      threads=None):
+    """:func:`epoch_kernel` with each layer's units split into
+    :data:`~dlbasics.kernels.colsplit.COL_PARTS` parts, one thread each
+    (:mod:`dlbasics.kernels.colsplit`): ``buf``'s workspace holds the parts' partial products
+    from element ``base`` on (``n_max`` the widest input of a layer but the first); ``threads``
+    as for :func:`~dlbasics.models._threads.run_blocks`. Records as plain tuples; ``out`` as in
+    :func:`epoch_kernel`. Plain SGD only (``ValueError`` otherwise), no dropout, no L2
+    penalty."""
+    if opt[0] != SGD_CODE:
+        raise ValueError(f"cols_epoch_kernel: the column split trains with plain SGD (rule code "
+                         f"{SGD_CODE}), got rule code {opt[0]}")
+    team_checks(net, data, opt)
+    n = order.shape[0]
+    counters = np.zeros(4, np.int64)
+    counters[BAD] = (n + batch - 1) // batch
+    results = np.zeros(3)
+    run_blocks(cols_worker, COL_PARTS, params, grad, net, data, order, batch, buf, opt, counters,
+               results, base, n_max, threads=threads)
+    team_out(counters, results, n, batch, out)
 
 
 @njit(cache=True)

@@ -15,6 +15,7 @@ from ..kernels import _checks
 from ..kernels.activations import ACTIVATIONS
 from ..kernels.config import LEAKY_SLOPE
 from ..kernels.losses import BCE_LOGITS, CE_LOGITS, SQUARED, default_eps
+from ..kernels.views import aligned_zeros
 from .backends import BACKENDS as _ENGINES
 from .backends import PREDICT_CHUNK  # noqa: F401  (re-exported: its historical home)
 
@@ -66,6 +67,13 @@ class Workspace:
         self.offs = offs
         self.ws = np.zeros(pos, dtype=dtype)
         self.lbuf = np.zeros(batch, dtype=np.int64)
+
+
+def _aligned_copy(a):
+    """A writable copy of the 1-D ``a`` starting on a cache line."""
+    out = aligned_zeros(a.shape[0], a.dtype)
+    out[...] = a
+    return out
 
 
 def _sizes(sizes):
@@ -166,8 +174,9 @@ class MLP:
             off += n_in * n_out + n_out
         self.layout = layout
         self.n_params = off
-        self.params = np.zeros(off, dtype=self.dtype)
-        self.grad = np.zeros(off, dtype=self.dtype)
+        # on cache lines: threads updating neighbouring columns share no line (colsplit)
+        self.params = aligned_zeros(off, self.dtype)
+        self.grad = aligned_zeros(off, self.dtype)
         self._bind_views()
         self.initialize(self.seed)
         self._workspaces = {}
@@ -183,8 +192,9 @@ class MLP:
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.params = np.array(self.params)  # writable even if unpickled read-only
-        self.grad = np.array(self.grad)
+        # writable even if unpickled read-only, and on cache lines
+        self.params = _aligned_copy(self.params)
+        self.grad = _aligned_copy(self.grad)
         self._workspaces = {}
         self._bind_views()
         self.engine = _ENGINES[self.backend](self)

@@ -55,6 +55,15 @@ from ..kernels.optimizers import (  # noqa: F401 (re-exported: the models layer'
     _flag,
     apply_update,
 )
+from ..kernels.views import aligned_zeros
+
+
+def _zeros_like(params):
+    """Zeros shaped as ``params``; a 1-D vector starts on a cache line, as the parameters do
+    (threads updating neighbouring columns then share no line of the state either)."""
+    if params.ndim == 1:
+        return aligned_zeros(params.shape[0], params.dtype)
+    return np.zeros_like(params)
 
 
 class SGDState(NamedTuple):
@@ -205,7 +214,7 @@ class Momentum(Optimizer):
         hp[HP_B1] = self.momentum
 
     def _init(self, params):
-        return MomentumState(0, np.zeros_like(params))
+        return MomentumState(0, _zeros_like(params))
 
 
 class Nesterov(Momentum):
@@ -229,7 +238,7 @@ class AdaGrad(Optimizer):
         hp[HP_EPS] = self.eps
 
     def _init(self, params):
-        return AdaGradState(0, np.zeros_like(params))
+        return AdaGradState(0, _zeros_like(params))
 
 
 class RMSProp(Optimizer):
@@ -250,7 +259,7 @@ class RMSProp(Optimizer):
         hp[HP_FLAG] = self.centered
 
     def _init(self, params):
-        return RMSPropState(0, np.zeros_like(params), np.zeros_like(params))
+        return RMSPropState(0, _zeros_like(params), _zeros_like(params))
 
 
 class Adam(Optimizer):
@@ -276,8 +285,8 @@ class Adam(Optimizer):
         hp[HP_DECOUPLED] = self._decoupled
 
     def _init(self, params):
-        vmax = np.zeros_like(params) if self.amsgrad else np.zeros_like(params)[:0]
-        return AdamState(0, np.zeros_like(params), np.zeros_like(params), vmax)
+        vmax = _zeros_like(params) if self.amsgrad else _zeros_like(params)[:0]
+        return AdamState(0, _zeros_like(params), _zeros_like(params), vmax)
 
 
 class AdamW(Adam):
@@ -311,7 +320,7 @@ class _TorchMoments(Optimizer):
         hp[HP_DECOUPLED] = self.decoupled_weight_decay
 
     def _init(self, params):
-        return MomentsState(0, np.zeros_like(params), np.zeros_like(params))
+        return MomentsState(0, _zeros_like(params), _zeros_like(params))
 
 
 class NAdam(_TorchMoments):

@@ -664,6 +664,21 @@ def _threads_note(res):
         "the bits independent of the thread count): " + "; ".join(per_net) + "."
         + (f" The `train_cpu` worker ran with {threads} Numba threads." if threads else "")
         + " ")
+    col_text = []
+    for net, span_ in (split.get("cols") or {}).items():
+        if not span_:
+            continue
+        cfg = res["settings"].get("nets", {}).get(net, {})
+        hit = [str(b) for b in cfg.get("batches", []) if b != FULL and span_[0] <= b <= span_[1]]
+        col_text.append(f"{net} from {span_[0]} to {span_[1]} rows, i.e. "
+                        + (("batches " if len(hit) > 1 else "batch ") + _and(hit) if hit
+                           else "none of its batches") + " here")
+    if col_text:
+        split_text += ("Smaller batches of plain SGD through a network of 32,768 parameters or "
+                       "more have each layer's units split between two threads instead, each "
+                       "keeping its half of the weights, the update fused into the gradient's "
+                       "BLAS product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
+                       + ". ")
     whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
              "256 rows here: they were split" if threads and threads >= 2 and per_net and all(
                  r <= 256 for r in (split.get("min_rows") or {}).values()) else "")

@@ -1,0 +1,209 @@
+"""Each layer's units split between threads (``dlbasics.kernels.colsplit``; the cpu backend's
+epoch for plain SGD on batches of 8 to 63 rows through networks of 32k parameters or more).
+
+The BLAS call with leading dimensions against NumPy; the parts partition every layer on cache
+lines; one thread and two give the same bits; the epoch equals the whole batch's to rounding
+(float64: 1e-12) through BLAS and through the loops, with a last short batch, unfused losses and
+widths that are no multiple of 16; a diverging epoch stops where the whole one does; the
+backend's rule.
+"""
+
+import numba
+import numpy as np
+import pytest
+from numba import njit
+
+from dlbasics.kernels import colsplit
+from dlbasics.kernels.network import NO_BLAS
+from dlbasics.models import MLP, SGD, Adam, _core, train
+
+
+@njit
+def _gemm(ta, tb, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
+    colsplit.gemm(ta, tb, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_gemm_takes_slices_where_they_lie(dtype, ta, tb):
+    """``C[:, 3:3+N] = alpha op(A) op(B) + beta C[:, 3:3+N]`` with every operand a block of a
+    wider row-major matrix, against NumPy (BLAS sums in another order: to rounding)."""
+    rng = np.random.default_rng(0)
+    M, N, K = 5, 7, 9
+    A = rng.normal(size=(K, M + 4) if ta else (M, K + 4)).astype(dtype)
+    B = rng.normal(size=(N, K + 2) if tb else (K, N + 6)).astype(dtype)
+    C = rng.normal(size=(M, N + 5)).astype(dtype)
+    opA = A[:, 1 : 1 + M].T if ta else A[:, 1 : 1 + K]
+    opB = B[:, 2 : 2 + K].T if tb else B[:, 2 : 2 + N]
+    want = C.astype(np.float64).copy()
+    want[:, 3 : 3 + N] = (-0.5 * (opA.astype(np.float64) @ opB.astype(np.float64))
+                          + 2.0 * want[:, 3 : 3 + N])
+    got = C.copy()
+    _gemm(ta, tb, M, N, K, -0.5, A.ravel(), 1, A.shape[1], B.ravel(), 2, B.shape[1], 2.0,
+          got.ravel(), 3, C.shape[1])
+    tol = 1e-5 if dtype == np.float32 else 1e-13
+    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
+    np.testing.assert_array_equal(got[:, :3], C[:, :3])  # nothing outside the block
+    np.testing.assert_array_equal(got[:, 3 + N :], C[:, 3 + N :])
+
+
+def test_parts_partition_each_layer_on_cache_lines():
+    """Contiguous, in order, covering ``[0, n)``; inner boundaries on multiples of 16 units;
+    hand-checked: 256 -> 128 + 128, 100 -> 48 + 52, 10 -> 0 + 10."""
+    assert [colsplit.part_columns(256, p) for p in range(2)] == [(0, 128), (128, 256)]
+    assert [colsplit.part_columns(100, p) for p in range(2)] == [(0, 48), (48, 100)]
+    assert [colsplit.part_columns(10, p) for p in range(2)] == [(0, 0), (0, 10)]
+    for n in range(1, 300):
+        parts = [colsplit.part_columns(n, p) for p in range(colsplit.COL_PARTS)]
+        assert parts[0][0] == 0 and parts[-1][1] == n
+        for (a0, a1), (b0, _) in zip(parts, parts[1:], strict=False):
+            assert a1 == b0 and a1 % 16 == 0 and a0 <= a1
+
+
+def _model(sizes, dtype=np.float64, output="softmax", loss="cross_entropy", activation="tanh"):
+    return MLP(list(sizes), activation=activation, output=output, loss=loss, dtype=dtype, seed=5)
+
+
+def _data(model, n, seed=1):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, model.sizes[0])).astype(model.dtype)
+    k = model.sizes[-1]
+    if model.output == "softmax":
+        return X, np.zeros((0, 0), model.dtype), rng.integers(0, k, size=n), False
+    Y = (rng.random((n, k)) < 0.5).astype(model.dtype)
+    return X, Y, np.zeros(0, np.int64), True
+
+
+def _run(model, X, Y, labels, dense, batch, lr, cols, threads=2, min_rows=8, epochs=2):
+    """``epochs`` epochs of plain SGD, column-split or whole; the parameters and the last
+    ``out``."""
+    eng = model.engine
+    opt = SGD(lr=lr)
+    state = opt.init(model.params)
+    net = _core.net_record(model, min_rows, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    order = np.random.default_rng(7).permutation(X.shape[0]).astype(np.int64)
+    out = np.zeros(4)
+    for _e in range(epochs):
+        o = _core.opt_record(opt, state, model.params, None)
+        if cols:
+            buf, base, n_max = eng._cols_buffers(batch)
+            _core.cols_epoch_kernel(model.params, model.grad, net, data, order, batch, buf, o,
+                                    out, base, n_max, threads=threads)
+        else:
+            _core.epoch_kernel(model.params, model.grad, net, data, order, batch,
+                               _core.buffers_record(model.workspace(batch)), o, out)
+        state = state._replace(count=state.count + int(out[1]))
+    return model.params.copy(), out.copy()
+
+
+CASES = [
+    # sizes, output, loss, batch, min_rows (NO_BLAS: the loops), rows
+    ((30, 40, 20, 3), "softmax", "cross_entropy", 8, 8, 203),  # BLAS, last batch of 3
+    ((30, 37, 50, 3), "softmax", "cross_entropy", 32, 8, 200),  # widths no multiple of 16
+    ((30, 40, 20, 3), "sigmoid", "binary_cross_entropy", 8, 8, 100),  # dense targets
+    ((30, 48, 33, 4), "sigmoid", "squared", 5, NO_BLAS, 101),  # the loops, unfused loss
+    ((30, 40, 20, 3), "softmax", "cross_entropy", 1, NO_BLAS, 60),  # one row: fused update
+    ((12, 64, 5), "softmax", "cross_entropy", 16, 8, 100),  # two layers
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[str(c[:1] + c[3:5]) for c in CASES])
+def test_epoch_equals_the_whole_batch_to_rounding(case):
+    """float64: the parameters after two epochs within 1e-12 (relative to the largest) of the
+    shared step's epoch, the loss sums within 1e-12; one thread and two bitwise equal."""
+    sizes, output, loss, batch, min_rows, n = case
+    ref = _model(sizes, output=output, loss=loss)
+    X, Y, labels, dense = _data(ref, n)
+    one = _model(sizes, output=output, loss=loss)
+    two = _model(sizes, output=output, loss=loss)
+    p_ref, out_ref = _run(ref, X, Y, labels, dense, batch, 0.05, False, min_rows=min_rows)
+    p_one, out_one = _run(one, X, Y, labels, dense, batch, 0.05, True, 1, min_rows)
+    p_two, out_two = _run(two, X, Y, labels, dense, batch, 0.05, True, 2, min_rows)
+    np.testing.assert_array_equal(p_one, p_two)
+    np.testing.assert_array_equal(out_one, out_two)
+    assert np.max(np.abs(p_two - p_ref)) <= 1e-12 * np.max(np.abs(p_ref))
+    assert not np.array_equal(p_two, ref.params * 0)  # it trained
+    assert not np.array_equal(p_two, _model(sizes, output=output, loss=loss).params)
+    np.testing.assert_allclose(out_two[0], out_ref[0], rtol=1e-12)
+    np.testing.assert_array_equal(out_two[1:], out_ref[1:])
+
+
+def test_float32_epoch_close_to_the_whole_batch():
+    """float32 784-64-32-10 at batch 8: within 1e-5 of the shared step after one epoch."""
+    ref = _model((784, 64, 32, 10), dtype=np.float32, activation="relu")
+    got = _model((784, 64, 32, 10), dtype=np.float32, activation="relu")
+    X, Y, labels, dense = _data(ref, 256)
+    p_ref, _ = _run(ref, X, Y, labels, dense, 8, 0.01, False, epochs=1)
+    p_got, _ = _run(got, X, Y, labels, dense, 8, 0.01, True, epochs=1)
+    assert np.max(np.abs(p_got - p_ref)) <= 1e-5 * np.max(np.abs(p_ref))
+    assert np.max(np.abs(p_got - _model((784, 64, 32, 10), np.float32, activation="relu")
+                         .params)) > 1e-4
+
+
+def test_diverging_epoch_stops_where_the_whole_one_does():
+    """A rate that overflows: the same batch flagged (``out[3]``), as many updates done, rows
+    counted and a non-finite loss sum, as the shared step's epoch."""
+    sizes = (30, 40, 20, 3)
+    ref, got = _model(sizes, activation="relu"), _model(sizes, activation="relu")
+    X, Y, labels, dense = _data(ref, 200)
+    X[40:] *= 1e300  # overflows from the sixth batch on
+    _, out_ref = _run(ref, X, Y, labels, dense, 8, 0.05, False, epochs=1)
+    _, out_got = _run(got, X, Y, labels, dense, 8, 0.05, True, epochs=1)
+    assert out_ref[3] == 1.0 and out_got[3] == 1.0
+    np.testing.assert_array_equal(out_got[1:], out_ref[1:])
+    assert 0 < out_got[1] < 25  # stopped on the way
+    assert not np.isfinite(out_got[0])
+
+
+def test_other_optimizers_are_refused():
+    """The kernel trains with plain SGD only: a ValueError naming the rule."""
+    m = _model((30, 40, 3))
+    X, Y, labels, dense = _data(m, 40)
+    opt = Adam()
+    o = _core.opt_record(opt, opt.init(m.params), m.params, None)
+    buf, base, n_max = m.engine._cols_buffers(8)
+    with pytest.raises(ValueError, match="plain SGD"):
+        _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
+                                _core.data_record(X, Y, labels, dense),
+                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), base,
+                                n_max)
+
+
+def test_backend_rule():
+    """Plain SGD, 8 to 63 rows, 32k parameters or more, no dropout, no L2, two threads."""
+    big = MLP([200, 128, 64, 10], dtype=np.float32)  # 34,634 parameters
+    small = MLP([100, 128, 64, 10], dtype=np.float32)  # 21,834
+    dropped = MLP([200, 128, 64, 10], dtype=np.float32, keep_prob=0.8)
+    sgd, adam = SGD().code, Adam().code
+    two = numba.get_num_threads() >= 2
+    assert big.engine.col_splits(8, sgd) == two and big.engine.col_splits(63, sgd) == two
+    for rows in (1, 7, 64, 1000):
+        assert not big.engine.col_splits(rows, sgd)
+    assert not big.engine.col_splits(32, adam)
+    assert not big.engine.col_splits(32, sgd, alpha=1e-4)
+    assert not small.engine.col_splits(32, sgd) and not dropped.engine.col_splits(32, sgd)
+    saved = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        assert not big.engine.col_splits(32, sgd)
+    finally:
+        numba.set_num_threads(saved)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
+def test_train_takes_the_column_split():
+    """``train`` with plain SGD at batch 16 on a 34k-parameter float64 network: the column split
+    (its parameters bitwise those of the kernel called directly) and within 1e-12 of the whole
+    batch's epoch."""
+    sizes = (200, 128, 64, 10)
+    models = [MLP(list(sizes), output="softmax", loss="cross_entropy", dtype=np.float64, seed=2)
+              for _ in range(2)]
+    X, _, labels, _ = _data(models[0], 300)
+    assert models[0].engine.col_splits(16, SGD().code)
+    train(models[0], X, labels, SGD(lr=0.05), batch_size=16, epochs=1, seed=4)
+    models[1].engine.col_splits = lambda *args: False
+    train(models[1], X, labels, SGD(lr=0.05), batch_size=16, epochs=1, seed=4)
+    a, b = models[0].params, models[1].params
+    assert 0 < np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b))

@@ -39,8 +39,9 @@ shapes differently; BLAS may fuse the update's multiply and add): equal to round
 Measured on the 2-core benchmark machine (784-256-256-10, float32, 2048 rows an epoch): batch 8
 58 against 29 ms an epoch on one thread whole, batch 32 37 against 24 ms. A single row lost
 (the parts meet eight times in a step of about 40 us, and on a virtual machine whose cores the
-host moves, each part's weights did not stay in one cache): rows from BLAS's ``min_rows`` on
-(:meth:`dlbasics.models.backends.CpuBackend.col_splits`).
+host moves, each part's weights did not stay in one cache): rows from BLAS's ``min_rows`` on,
+up to 128 (:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
+:mod:`dlbasics.kernels.config`).
 """
 
 from __future__ import annotations

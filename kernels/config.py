@@ -53,10 +53,20 @@ SPLIT_MIN_WORK = 1 << 14
 #: the order of the gradient's sums (the thread count does not).
 SPLIT_CHUNKS = 2
 
-#: Training batches of fewer rows than the row split takes (:data:`SPLIT_MIN_ROWS`) through a
-#: network of at least this many parameters have each layer's units split between two threads
-#: instead (:mod:`dlbasics.kernels.colsplit`), by the CPU backend with two or more Numba threads.
+#: Training batches of plain SGD from :data:`BLAS_MIN_ROWS` to :data:`COL_SPLIT_MAX_ROWS` rows
+#: through a network of at least :data:`COL_SPLIT_MIN_PARAMS` parameters, and of at least
+#: :data:`COL_SPLIT_MIN_WORK` rows x parameters, have each layer's units split between two
+#: threads (:mod:`dlbasics.kernels.colsplit`) by the CPU backend with two or more Numba
+#: threads, before the row split is considered. Measured on the 2-core benchmark machine
+#: (float32, samples/s, the best of 4 alternating runs; column split / batch whole on one
+#: thread / row split): 784-256-256-10 (269k parameters) at 32 rows 89.8k / 50.7k / 41.3k, 64
+#: rows 100k / 61.9k / 58.3k, 128 rows 106k / 68.2k / 92.9k, 256 rows 75.9k / 121k (BLAS
+#: threaded) / 117k, 1024 rows 93.4k / 117k / 125k; 200-128-64-10 (34.6k parameters) at 8 rows
+#: 303k / 431k / 61.7k (277k row-parameters: lost), 32 rows 535k / 524k / 339k (1.1M: even),
+#: 64 rows 570k / 442k / 521k (2.2M: won), 128 rows 448k / 445k / 426k.
 COL_SPLIT_MIN_PARAMS = 1 << 15
+COL_SPLIT_MIN_WORK = 3 << 19
+COL_SPLIT_MAX_ROWS = 128
 
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01

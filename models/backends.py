@@ -49,7 +49,9 @@ from ..kernels.config import (
     BLAS_MIN_ROWS,
     BLAS_MIN_WORK,
     BLAS_THREADED_MIN_ROWS,
+    COL_SPLIT_MAX_ROWS,
     COL_SPLIT_MIN_PARAMS,
+    COL_SPLIT_MIN_WORK,
     PREDICT_BLAS_MIN_WORK,
     SPLIT_CHUNKS,
     SPLIT_MIN_ROWS,
@@ -243,18 +245,19 @@ class CpuBackend(Backend):
 
     def col_splits(self, rows, code, alpha=0.0):
         """Whether a training batch of ``rows`` rows runs with each layer's units split between
-        threads (:mod:`dlbasics.kernels.colsplit`): plain SGD (optimizer rule ``code``; the
-        update is fused into the products), no L2 penalty (``alpha``), no dropout, two or more
-        Numba threads, a network of at least :data:`COL_SPLIT_MIN_PARAMS` parameters (the
-        weights, not the rows, are the work) and a batch from BLAS's :data:`BLAS_MIN_ROWS` rows
-        up to the row split's (:meth:`splits`). On the 2-core benchmark machine, 784-256-256-10
-        in float32: batch 8 2.5x and batch 32 1.7x the whole batch's speed; a single row lost
-        (the threads meet eight times in a 40 us step, and a stalled thread stalls both)."""
+        threads (:mod:`dlbasics.kernels.colsplit`; checked before :meth:`splits`): plain SGD
+        (optimizer rule ``code``; the update is fused into the products), no L2 penalty
+        (``alpha``), no dropout, two or more Numba threads, from :data:`BLAS_MIN_ROWS` to
+        :data:`COL_SPLIT_MAX_ROWS` rows, a network of at least :data:`COL_SPLIT_MIN_PARAMS`
+        parameters and a batch of at least :data:`COL_SPLIT_MIN_WORK` rows x parameters (the
+        measurements are in :mod:`dlbasics.kernels.config`). A single row lost (the threads
+        meet eight times in a step of about 40 us of 784-256-256-10, and a stalled thread
+        stalls both)."""
         m = self.model
         return (COL_PARTS > 1 and code == SGD_CODE and alpha == 0.0
-                and BLAS_MIN_ROWS <= rows < self.split_min_rows()
-                and m.n_params >= COL_SPLIT_MIN_PARAMS and bool(np.all(m.keep == 1.0))
-                and numba.get_num_threads() >= 2)
+                and BLAS_MIN_ROWS <= rows <= COL_SPLIT_MAX_ROWS
+                and m.n_params >= COL_SPLIT_MIN_PARAMS and rows * m.n_params >= COL_SPLIT_MIN_WORK
+                and bool(np.all(m.keep == 1.0)) and numba.get_num_threads() >= 2)
 
     def _cols_buffers(self, batch):
         """The workspace record, partials' offset and widest inner input of
@@ -352,13 +355,13 @@ class CpuBackend(Backend):
         net = _core.net_record(m, BLAS_MIN_ROWS, BLAS_MIN_WORK)
         data = _core.data_record(X, Y, labels, dense)
         opt = _core.opt_record(optimizer, state, m.params, lr)
-        if self.splits(batch):
-            _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
-                                     self._split(batch), opt, out, alpha)
-        elif self.col_splits(batch, optimizer.code, alpha):
+        if self.col_splits(batch, optimizer.code, alpha):
             buf, base, n_max = self._cols_buffers(batch)
             _core.cols_epoch_kernel(m.params, m.grad, net, data, order, batch, buf, opt, out,
                                     base, n_max)
+        elif self.splits(batch):
+            _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
+                                     self._split(batch), opt, out, alpha)
         else:
             _core.epoch_kernel(m.params, m.grad, net, data, order, batch,
                                _core.buffers_record(m.workspace(batch)), opt, out, alpha)

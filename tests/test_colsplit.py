@@ -1,5 +1,5 @@
 """Each layer's units split between threads (``dlbasics.kernels.colsplit``; the cpu backend's
-epoch for plain SGD on batches of 8 to 63 rows through networks of 32k parameters or more).
+epoch for plain SGD on batches of 8 to 128 rows through networks of 32k parameters or more).
 
 The BLAS call with leading dimensions against NumPy; the parts partition every layer on cache
 lines; one thread and two give the same bits; the epoch equals the whole batch's to rounding
@@ -172,18 +172,22 @@ def test_other_optimizers_are_refused():
 
 
 def test_backend_rule():
-    """Plain SGD, 8 to 63 rows, 32k parameters or more, no dropout, no L2, two threads."""
-    big = MLP([200, 128, 64, 10], dtype=np.float32)  # 34,634 parameters
-    small = MLP([100, 128, 64, 10], dtype=np.float32)  # 21,834
-    dropped = MLP([200, 128, 64, 10], dtype=np.float32, keep_prob=0.8)
+    """Plain SGD, 8 to 128 rows, 32k parameters and 1.5M rows x parameters or more, no dropout,
+    no L2, two threads; before the row split."""
+    big = MLP([784, 256, 256, 10], dtype=np.float32)  # 269,322 parameters
+    mid = MLP([200, 128, 64, 10], dtype=np.float32)  # 34,634: from 46 rows
+    small = MLP([100, 128, 64, 10], dtype=np.float32)  # 21,834: never
+    dropped = MLP([784, 256, 256, 10], dtype=np.float32, keep_prob=0.8)
     sgd, adam = SGD().code, Adam().code
     two = numba.get_num_threads() >= 2
-    assert big.engine.col_splits(8, sgd) == two and big.engine.col_splits(63, sgd) == two
-    for rows in (1, 7, 64, 1000):
+    for rows in (8, 32, 64, 128):
+        assert big.engine.col_splits(rows, sgd) == two
+    for rows in (1, 7, 129, 1000):
         assert not big.engine.col_splits(rows, sgd)
+    assert mid.engine.col_splits(46, sgd) == two and not mid.engine.col_splits(45, sgd)
     assert not big.engine.col_splits(32, adam)
     assert not big.engine.col_splits(32, sgd, alpha=1e-4)
-    assert not small.engine.col_splits(32, sgd) and not dropped.engine.col_splits(32, sgd)
+    assert not small.engine.col_splits(128, sgd) and not dropped.engine.col_splits(32, sgd)
     saved = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -194,16 +198,16 @@ def test_backend_rule():
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
 def test_train_takes_the_column_split():
-    """``train`` with plain SGD at batch 16 on a 34k-parameter float64 network: the column split
-    (its parameters bitwise those of the kernel called directly) and within 1e-12 of the whole
-    batch's epoch."""
+    """``train`` with plain SGD at batch 64 on a 34k-parameter float64 network: the column split
+    (not the row split) and within 1e-12 of the whole batch's epoch."""
     sizes = (200, 128, 64, 10)
     models = [MLP(list(sizes), output="softmax", loss="cross_entropy", dtype=np.float64, seed=2)
               for _ in range(2)]
     X, _, labels, _ = _data(models[0], 300)
-    assert models[0].engine.col_splits(16, SGD().code)
-    train(models[0], X, labels, SGD(lr=0.05), batch_size=16, epochs=1, seed=4)
+    assert models[0].engine.col_splits(64, SGD().code)
+    train(models[0], X, labels, SGD(lr=0.05), batch_size=64, epochs=1, seed=4)
     models[1].engine.col_splits = lambda *args: False
-    train(models[1], X, labels, SGD(lr=0.05), batch_size=16, epochs=1, seed=4)
+    models[1].engine.splits = lambda rows: False
+    train(models[1], X, labels, SGD(lr=0.05), batch_size=64, epochs=1, seed=4)
     a, b = models[0].params, models[1].params
     assert 0 < np.max(np.abs(a - b)) <= 1e-12 * np.max(np.abs(b))

@@ -603,7 +603,7 @@ def _split_rule():
         m = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
                 loss=cfg["loss"], dtype=np.float32, seed=0, backend="cpu")
         min_rows[net] = int(m.engine.split_min_rows())
-        rows = [b for b in range(1, min_rows[net]) if m.engine.col_splits(b, SGD_CODE)]
+        rows = [b for b in range(1, 4097) if m.engine.col_splits(b, SGD_CODE)]
         cols[net] = [rows[0], rows[-1]] if rows else None
     return {"chunks": SPLIT_CHUNKS, "rows": SPLIT_MIN_ROWS, "work": SPLIT_MIN_WORK,
             "min_rows": min_rows, "cols": cols}

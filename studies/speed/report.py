@@ -650,6 +650,9 @@ def _threads_note(res):
         if rows is None:
             continue
         batches = _split_batches(res, net, rows)
+        cols = (split.get("cols") or {}).get(net)
+        if cols:  # those go to the column split first
+            batches = [b for b in batches if b == "full" or not cols[0] <= int(b) <= cols[1]]
         which = ("none of its batches" if not batches else "the full batch"
                  if batches == ["full"] else ("batches " if len(batches) > 1 else "batch ")
                  + _and(batches))
@@ -674,8 +677,9 @@ def _threads_note(res):
                         + (("batches " if len(hit) > 1 else "batch ") + _and(hit) if hit
                            else "none of its batches") + " here")
     if col_text:
-        split_text += ("Smaller batches of plain SGD through a network of 32,768 parameters or "
-                       "more have each layer's units split between two threads instead, each "
+        split_text += ("Batches of plain SGD of 8 to 128 rows through a network of 32,768 "
+                       "parameters or more (and 1.5M rows x parameters) have each layer's units "
+                       "split between two threads instead (checked first), each "
                        "keeping its half of the weights, the update fused into the gradient's "
                        "BLAS product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
                        + ". ")

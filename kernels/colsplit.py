@@ -69,6 +69,7 @@ from .network import (
     _grad_x_loops,
     _sgd_row_update,
     chunk_rows,
+    column_block,
     gather_row,
     lend_buffers,
     lend_data,
@@ -169,10 +170,9 @@ def cols_phases(L):
 def part_columns(n, p):
     """Columns ``[c0, c1)`` of part ``p`` of a layer of ``n`` units: contiguous, in order, the
     boundaries rounded to multiples of 16 units (whole 64-byte cache lines of float32 rows), so
-    that the parts write no line in common (``n = 10``: all in the last part)."""
-    c0 = ((n * p // COL_PARTS + 8) // 16) * 16
-    c1 = ((n * (p + 1) // COL_PARTS + 8) // 16) * 16
-    return min(c0, n), (n if p == COL_PARTS - 1 else min(c1, n))
+    that the parts write no line in common (``n = 10``: all in the last part;
+    :func:`dlbasics.kernels.network.column_block`)."""
+    return column_block(n, p, COL_PARTS)
 
 
 @njit(inline="always", cache=True)

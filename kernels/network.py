@@ -429,6 +429,17 @@ def _blas_grad_weights_cuda(ws, ho, do, G, wo, bo, n_in, n_out, B):
 
 
 @njit(inline="always", cache=True)
+def column_block(n, p, P):
+    """Columns ``[c0, c1)`` of block ``p`` of ``P`` of ``n`` (the parts of
+    :mod:`dlbasics.kernels.colsplit`): contiguous, in order, the inner boundaries rounded to
+    multiples of 16 (whole 64-byte cache lines of float32 rows; ``n = 10`` in two: all in the
+    last)."""
+    c0 = ((n * p // P + 8) // 16) * 16
+    c1 = ((n * (p + 1) // P + 8) // 16) * 16
+    return min(c0, n), (n if p == P - 1 else min(c1, n))
+
+
+@njit(inline="always", cache=True)
 def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1):
     """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``, in
     columns ``c0:c1`` of ``z`` (all: ``0, n_out``).
@@ -697,8 +708,7 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
         if blas:
             blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         elif sgd_lr > 0:
-            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr, 0,
-                            n_out)
+            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr, 0, n_out)
         else:
             _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, 0, n_out)
         if l == 0:
@@ -823,7 +833,9 @@ def epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
     # seen to be non-finite, so the weights end non-finite where the general path keeps the
     # last finite ones; the histories are the same).
     fuse = opt_code == SGD_CODE and batch == 1 and net.min_rows > 1 and alpha == 0.0
-    sgd_lr = hp[HP_LR] if fuse else 0.0 * hp[HP_LR]
+    # in the parameters' dtype (``0.0 * hp[...]`` would make it float64, and the fused update
+    # of float32 weights then ran in float64: other roundings, 2x slower)
+    sgd_lr = hp[HP_LR] if fuse else hp.dtype.type(0.0)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
         prefetch_rows(data, order, stop, stop + batch)

@@ -29,9 +29,14 @@ def _model(**kw):
 
 @pytest.mark.parametrize("opt", OPTIMIZERS, ids=repr)
 @pytest.mark.parametrize("batch_size", [None, 1, 7])
-def test_fused_epoch_equals_general_path(opt, batch_size):
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_epoch_equals_general_path(opt, batch_size, dtype):
+    """Bitwise, in both precisions: at batch 1 plain SGD's update fused into the backward pass
+    takes the same float operations as the gradient then ``sgd_kernel`` (in float32 its rate
+    was once float64, which rounded the fused update otherwise)."""
     X, y = _xor(30)
-    a, b = _model(keep_prob=0.8), _model(keep_prob=0.8)
+    X = X.astype(dtype)
+    a, b = _model(keep_prob=0.8, dtype=dtype), _model(keep_prob=0.8, dtype=dtype)
     ha = train(a, X, y, opt, batch_size=batch_size, epochs=4, seed=3, fast=True)
     hb = train(b, X, y, opt, batch_size=batch_size, epochs=4, seed=3, fast=False)
     assert ha.path == "fused" and hb.path == "general"

@@ -182,7 +182,7 @@ def _partial(base, B, n_max, layer, p):
     return base + ((layer % 2) * COL_PARTS + p) * B * n_max
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _forward_part(params, net, buf, B, l, p):
     """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
@@ -211,7 +211,7 @@ def _forward_part(params, net, buf, B, l, p):
                      net.slope)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _loss(net, data, buf, B):
     """The batch's mean loss and ``dL/dz`` of the output layer (all rows, one task): the output
     activation first where the loss is not fused, as the shared step's forward and backward do."""
@@ -234,7 +234,7 @@ def _loss(net, data, buf, B):
     return value
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
     """Part ``p`` of layer ``l``'s backward pass and plain SGD update: its columns of ``delta``
     (for a hidden layer from the partial products of layer ``l + 1``), its partial product
@@ -304,7 +304,7 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
             sgd_kernel(span(params, lo, nc), span(grad, lo, nc), lr)
 
 
-@njit(cache=True)
+@njit(inline="always", cache=True)
 def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results, base, n_max):
     """Task ``k`` of the epoch: phase ``k // COL_PARTS`` (batch ``phase // (2 L + 2)``, its
     step :func:`cols_phases`), part ``k % COL_PARTS``."""

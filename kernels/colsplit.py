@@ -6,8 +6,9 @@ weights, and a core of the 2-core benchmark machine has 1 MB of L2. Splitting th
 batch between two threads (:func:`dlbasics.kernels.network.split_epoch`) makes each thread read all
 the weights and write a whole gradient, which the threads then add: at 32 rows it lost (0.95x).
 Here each layer's *output units* are split instead, in :data:`COL_PARTS` contiguous parts, one
-task each, and a part keeps its columns of ``W`` and ``b`` for the whole step (half of the weights
-per core, which stays in its L2 from one batch to the next):
+task each, and a part keeps its columns of ``W`` and ``b`` for the whole step (each thread runs
+the same part in every phase: half of the weights per core, 525 KB of 784-256-256-10, which can
+stay in its L2 from one batch to the next):
 
 * forward, layer ``l``: ``z[:, c] = h W[:, c] + b[c]`` and ``a[:, c] = f(z[:, c])`` for the
   part's columns ``c``; every part needs all of ``h``, so the parts meet after each layer;
@@ -22,8 +23,8 @@ per core, which stays in its L2 from one batch to the next):
 
 Nothing of the gradient crosses between the threads but the partial products (``B x n_in`` per
 part) and the activations; the parts meet ``2 L + 2`` times a batch (gather, ``L`` layers forward,
-loss, ``L`` layers backward) through the atomic counters of
-:func:`dlbasics.kernels.network.team_worker`'s scheme, in one call for the whole epoch. The
+loss, ``L`` layers backward) through an atomic counter of finished tasks, as the threads of
+:func:`dlbasics.kernels.network.team_worker` do, in one call for the whole epoch. The
 threads are Python threads (:mod:`dlbasics.models._threads`, the worker releases the GIL), so
 that the worker is compiled once, not again in a ``prange``'s functions.
 
@@ -37,10 +38,10 @@ shapes differently; BLAS may fuse the update's multiply and add): equal to round
 (``tests/test_colsplit.py``). No dropout and no L2 penalty (the callers check).
 
 Measured on the 2-core benchmark machine (784-256-256-10, float32, 2048 rows an epoch): batch 8
-58 against 29 ms an epoch on one thread whole, batch 32 37 against 24 ms. A single row lost
-(the parts meet eight times in a step of about 40 us, and on a virtual machine whose cores the
-host moves, each part's weights did not stay in one cache): rows from BLAS's ``min_rows`` on,
-up to 128 (:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
+58 against 29 ms an epoch on one thread whole, batch 32 37 against 24 ms. A single row gained
+nothing (42 against 40 us a step; the parts meet eight times in such a step, and a thread held
+up holds up both): rows from BLAS's ``min_rows`` on, up to 128
+(:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
 :mod:`dlbasics.kernels.config`).
 """
 
@@ -98,8 +99,10 @@ def gemm(typingctx, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, l
     ``M x K``, stored as ``M x K`` rows of stride ``lda`` (``trans_a`` false) or as ``K x M``;
     likewise ``op(B)`` ``K x N`` and ``C`` ``M x N`` (stride ``ldc``). Column slices of a
     row-major matrix are thus taken where they lie. Float32 or float64, one dtype; nothing is
-    checked (the callers pass validated layouts). Call
-    :func:`numba.np.linalg.ensure_blas` before the first compilation."""
+    checked (the callers pass validated layouts). SciPy's BLAS is loaded when a caller is
+    compiled (:func:`numba.np.linalg.ensure_blas`) or, loaded from the cache, at the first
+    call (Numba's helper imports it), not when this module is imported."""
+    ensure_blas()
     arrays = (A, B, C)
     for arr in arrays:
         if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
@@ -150,8 +153,6 @@ def gemm(typingctx, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, l
     return sig, codegen
 
 
-ensure_blas()
-
 
 def cols_extra(n_in_max, batch):
     """Elements the workspace needs beyond the step's own regions: two sets (layers alternate)
@@ -182,7 +183,7 @@ def _partial(base, B, n_max, layer, p):
     return base + ((layer % 2) * COL_PARTS + p) * B * n_max
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _forward_part(params, net, buf, B, l, p):
     """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
@@ -211,7 +212,7 @@ def _forward_part(params, net, buf, B, l, p):
                      net.slope)
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _loss(net, data, buf, B):
     """The batch's mean loss and ``dL/dz`` of the output layer (all rows, one task): the output
     activation first where the loss is not fused, as the shared step's forward and backward do."""
@@ -234,7 +235,7 @@ def _loss(net, data, buf, B):
     return value
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
     """Part ``p`` of layer ``l``'s backward pass and plain SGD update: its columns of ``delta``
     (for a hidden layer from the partial products of layer ``l + 1``), its partial product

@@ -47,9 +47,9 @@ def aligned_zeros(n, dtype):
     """A 1-D array of ``n`` zeros of ``dtype`` starting on a cache line (:data:`CACHE_LINE`).
 
     NumPy aligns to 16 bytes. Threads that write neighbouring column ranges of the same rows
-    (:mod:`dlbasics.kernels.colsplit`) then share the cache line at each boundary and take it
-    from each other for every row (784-256-256-10 at batch 1: 5x slower); on a cache-line
-    boundary, column ranges of whole lines share none."""
+    (:mod:`dlbasics.kernels.colsplit`) then share the cache line at each boundary, which moves
+    between their cores for every row written; on a cache-line boundary, column ranges of
+    whole lines share none."""
     dtype = np.dtype(dtype)
     raw = np.zeros(n * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
     skip = (-raw.ctypes.data) % CACHE_LINE

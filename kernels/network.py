@@ -72,8 +72,9 @@ split gains little or loses (2-16-16-1 1.05x, 784-256-256-10 0.95x), so batches 
 rows (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
 Two threads on a narrow batch of a wide network: :mod:`dlbasics.kernels.colsplit` splits each
-layer's *units* between two threads instead (plain SGD, 8 to 128 rows, 32k parameters or more),
-on the loops of this module over column ranges (``c0, c1``) and BLAS on column slices.
+layer's *units* between two threads instead (plain SGD, 8 to 128 rows, 32k parameters or more
+and 1.5M rows x parameters), on the loops of this module over column ranges (``c0, c1``) and
+BLAS on column slices.
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and

@@ -49,7 +49,7 @@ def aligned_zeros(n, dtype):
     NumPy aligns to 16 bytes. Threads that write neighbouring column ranges of the same rows
     (:mod:`dlbasics.kernels.colsplit`) then share the cache line at each boundary, which moves
     between their cores for every row written; on a cache-line boundary, column ranges of
-    whole lines share none."""
+    whole lines share none (for rows that start on lines: widths of a multiple of 64 bytes)."""
     dtype = np.dtype(dtype)
     raw = np.zeros(n * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
     skip = (-raw.ctypes.data) % CACHE_LINE

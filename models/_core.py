@@ -141,6 +141,9 @@ def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, base
     if opt[0] != SGD_CODE:
         raise ValueError(f"cols_epoch_kernel: the column split trains with plain SGD (rule code "
                          f"{SGD_CODE}), got rule code {opt[0]}")
+    if np.any(np.asarray(net[2]) < 1.0):
+        raise ValueError("cols_epoch_kernel: the column split has no dropout (net keep "
+                         "probabilities must all be 1)")
     team_checks(net, data, opt)
     n = order.shape[0]
     counters = np.zeros(4, np.int64)

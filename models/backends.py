@@ -44,7 +44,7 @@ import math
 import numba
 import numpy as np
 
-from ..kernels.colsplit import COL_PARTS, cols_extra
+from ..kernels.colsplit import COL_PARTS, cols_extra, part_columns
 from ..kernels.config import (
     BLAS_MIN_ROWS,
     BLAS_MIN_WORK,
@@ -253,11 +253,30 @@ class CpuBackend(Backend):
         measurements are in :mod:`dlbasics.kernels.config`). A single row gained nothing
         (784-256-256-10: 42 against 40 us a step; the threads meet eight times in a step, and a
         thread held up holds up both)."""
+        return self.col_split_fits(rows, code, alpha) and numba.get_num_threads() >= 2
+
+    def col_split_fits(self, rows, code, alpha=0.0):
+        """:meth:`col_splits` but for the thread count (what the speed report states), and each
+        part holding at least a quarter of the weights (a network whose layers are narrower
+        than 16 units but one, say 4096-10, would leave a part with nothing to do)."""
         m = self.model
         return (COL_PARTS > 1 and code == SGD_CODE and alpha == 0.0
                 and BLAS_MIN_ROWS <= rows <= COL_SPLIT_MAX_ROWS
                 and m.n_params >= COL_SPLIT_MIN_PARAMS and rows * m.n_params >= COL_SPLIT_MIN_WORK
-                and bool(np.all(m.keep == 1.0)) and numba.get_num_threads() >= 2)
+                and bool(np.all(m.keep == 1.0)) and self._col_balance() >= 0.25)
+
+    def _col_balance(self):
+        """The smallest part's share of the weights under :func:`~dlbasics.kernels.colsplit.\
+part_columns`."""
+        sizes = self.model.sizes
+        shares = []
+        for p in range(COL_PARTS):
+            w = 0
+            for l in range(len(sizes) - 1):
+                c0, c1 = part_columns(sizes[l + 1], p)
+                w += sizes[l] * (c1 - c0)
+            shares.append(w)
+        return min(shares) / max(1, sum(shares))
 
     def _cols_buffers(self, batch):
         """The workspace record, partials' offset and widest inner input of

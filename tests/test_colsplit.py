@@ -106,6 +106,8 @@ CASES = [
     ((30, 48, 33, 4), "sigmoid", "squared", 5, NO_BLAS, 101),  # the loops, unfused loss
     ((30, 40, 20, 3), "softmax", "cross_entropy", 1, NO_BLAS, 60),  # one row: fused update
     ((12, 64, 5), "softmax", "cross_entropy", 16, 8, 100),  # two layers
+    ((40, 3), "softmax", "cross_entropy", 8, 8, 50),  # one layer: no partial products
+    ((30, 12, 20, 3), "softmax", "cross_entropy", 8, 8, 60),  # a hidden layer all in part 1
 ]
 
 
@@ -148,17 +150,20 @@ def test_diverging_epoch_stops_where_the_whole_one_does():
     sizes = (30, 40, 20, 3)
     ref, got = _model(sizes, activation="relu"), _model(sizes, activation="relu")
     X, Y, labels, dense = _data(ref, 200)
-    X[40:] *= 1e300  # overflows from the sixth batch on
-    _, out_ref = _run(ref, X, Y, labels, dense, 8, 0.05, False, epochs=1)
-    _, out_got = _run(got, X, Y, labels, dense, 8, 0.05, True, epochs=1)
+    X[40:] *= 1e300  # 160 of 200 rows overflow: some batch in the shuffled order soon does
+    p_ref, out_ref = _run(ref, X, Y, labels, dense, 8, 0.05, False, epochs=1)
+    p_got, out_got = _run(got, X, Y, labels, dense, 8, 0.05, True, epochs=1)
     assert out_ref[3] == 1.0 and out_got[3] == 1.0
     np.testing.assert_array_equal(out_got[1:], out_ref[1:])
-    assert 0 < out_got[1] < 25  # stopped on the way
+    assert out_got[1] < 25  # stopped on the way
+    # the weights of the last finite step, not of the diverging batch
+    assert np.all(np.isfinite(p_got))
+    assert np.max(np.abs(p_got - p_ref)) <= 1e-12 * np.max(np.abs(p_ref))
     assert not np.isfinite(out_got[0])
 
 
-def test_other_optimizers_are_refused():
-    """The kernel trains with plain SGD only: a ValueError naming the rule."""
+def test_other_optimizers_and_dropout_are_refused():
+    """The kernel trains with plain SGD and no dropout only: a ValueError saying so."""
     m = _model((30, 40, 3))
     X, Y, labels, dense = _data(m, 40)
     opt = Adam()
@@ -167,6 +172,15 @@ def test_other_optimizers_are_refused():
     with pytest.raises(ValueError, match="plain SGD"):
         _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
                                 _core.data_record(X, Y, labels, dense),
+                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), base,
+                                n_max)
+    dropped = MLP([30, 40, 3], output="softmax", loss="cross_entropy", keep_prob=0.8)
+    sgd = SGD()
+    o = _core.opt_record(sgd, sgd.init(dropped.params), dropped.params, None)
+    buf, base, n_max = dropped.engine._cols_buffers(8)
+    with pytest.raises(ValueError, match="no dropout"):
+        _core.cols_epoch_kernel(dropped.params, dropped.grad, _core.net_record(dropped, 8, 1),
+                                _core.data_record(X.astype(np.float32), Y, labels, dense),
                                 np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), base,
                                 n_max)
 
@@ -188,6 +202,9 @@ def test_backend_rule():
     assert not big.engine.col_splits(32, adam)
     assert not big.engine.col_splits(32, sgd, alpha=1e-4)
     assert not small.engine.col_splits(128, sgd) and not dropped.engine.col_splits(32, sgd)
+    lopsided = MLP([4096, 10], dtype=np.float32)  # 40,970 parameters, all in part 1
+    assert not lopsided.engine.col_split_fits(64, sgd)
+    assert big.engine.col_split_fits(32, sgd)  # whatever the thread count
     saved = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
@@ -197,7 +214,7 @@ def test_backend_rule():
 
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two Numba threads")
-def test_train_takes_the_column_split():
+def test_train_takes_the_column_split(monkeypatch):
     """``train`` with plain SGD at batch 64 on a 34k-parameter float64 network: the column split
     (not the row split) and within 1e-12 of the whole batch's epoch."""
     sizes = (200, 128, 64, 10)
@@ -205,7 +222,13 @@ def test_train_takes_the_column_split():
               for _ in range(2)]
     X, _, labels, _ = _data(models[0], 300)
     assert models[0].engine.col_splits(64, SGD().code)
+    calls = []
+    kernel = _core.cols_epoch_kernel
+    monkeypatch.setattr(_core, "cols_epoch_kernel",
+                        lambda *args, **kw: calls.append(1) or kernel(*args, **kw))
     train(models[0], X, labels, SGD(lr=0.05), batch_size=64, epochs=1, seed=4)
+    assert calls == [1]  # the epoch went through the column split
+    monkeypatch.undo()
     models[1].engine.col_splits = lambda *args: False
     models[1].engine.splits = lambda rows: False
     train(models[1], X, labels, SGD(lr=0.05), batch_size=64, epochs=1, seed=4)

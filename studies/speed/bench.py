@@ -591,7 +591,8 @@ def _split_rule():
     the code as it is when the results are analysed: ``chunks``, the least ``rows`` and
     row-parameters (``work``), and ``min_rows``, ``{net: CpuBackend.split_min_rows()}``; and
     ``cols``, ``{net: [first, last]}``, the batch sizes whose units are split between two
-    threads instead (``CpuBackend.col_splits`` with plain SGD; ``None``: none)."""
+    threads instead (``CpuBackend.col_split_fits`` with plain SGD, whatever this process's
+    thread count; ``None``: none)."""
     import numpy as np
 
     from ...kernels.config import SPLIT_CHUNKS, SPLIT_MIN_ROWS, SPLIT_MIN_WORK
@@ -603,7 +604,7 @@ def _split_rule():
         m = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
                 loss=cfg["loss"], dtype=np.float32, seed=0, backend="cpu")
         min_rows[net] = int(m.engine.split_min_rows())
-        rows = [b for b in range(1, 4097) if m.engine.col_splits(b, SGD_CODE)]
+        rows = [b for b in range(1, 4097) if m.engine.col_split_fits(b, SGD_CODE)]
         cols[net] = [rows[0], rows[-1]] if rows else None
     return {"chunks": SPLIT_CHUNKS, "rows": SPLIT_MIN_ROWS, "work": SPLIT_MIN_WORK,
             "min_rows": min_rows, "cols": cols}

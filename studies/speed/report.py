@@ -676,7 +676,7 @@ def _threads_note(res):
         col_text.append(f"{net} from {span_[0]} to {span_[1]} rows, i.e. "
                         + (("batches " if len(hit) > 1 else "batch ") + _and(hit) if hit
                            else "none of its batches") + " here")
-    if col_text:
+    if col_text and threads and threads >= 2:  # the column split needs two threads
         split_text += ("Batches of plain SGD of 8 to 128 rows through a network of 32,768 "
                        "parameters or more (and 1.5M rows x parameters) have each layer's units "
                        "split between two threads instead (checked first), each "

@@ -22,6 +22,7 @@ from ..kernels.colsplit import COL_PARTS, cols_worker
 from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
 from ..kernels.network import (
     BAD,
+    FAILED,
     NO_BLAS,
     Buffers,
     Data,
@@ -151,6 +152,9 @@ def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, base
     results = np.zeros(3)
     run_blocks(cols_worker, COL_PARTS, params, grad, net, data, order, batch, buf, opt, counters,
                results, base, n_max, threads=threads)
+    if counters[FAILED]:
+        raise ValueError("cols_epoch_kernel: a task raised an error (its message is lost in the "
+                         "threads); the parameters may be partly updated")
     team_out(counters, results, n, batch, out)
 
 

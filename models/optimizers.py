@@ -59,11 +59,10 @@ from ..kernels.views import aligned_zeros
 
 
 def _zeros_like(params):
-    """Zeros shaped as ``params``; a 1-D vector starts on a cache line, as the parameters do
-    (threads updating neighbouring columns then share no line of the state either)."""
-    if params.ndim == 1:
-        return aligned_zeros(params.shape[0], params.dtype)
-    return np.zeros_like(params)
+    """Zeros shaped as the flat ``params`` (:meth:`Optimizer.init` checks), starting on a cache
+    line as the parameters do: threads updating neighbouring columns then share no line of the
+    state either."""
+    return aligned_zeros(params.shape[0], params.dtype)
 
 
 class SGDState(NamedTuple):

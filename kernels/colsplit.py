@@ -84,6 +84,7 @@ from .network import (
     wait_until,
 )
 from .optimizers import HP_LR, sgd_kernel
+from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .views import borrow, lent, span
 
 __all__ = ["COL_PARTS", "gemm", "part_columns", "cols_worker", "cols_extra", "cols_phases"]
@@ -201,20 +202,25 @@ def _forward_part(params, net, buf, B, l, p):
         return
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
     zo, ao = offs[l, 0], offs[l, 1]
+    t = stamp()
     if use_blas(B, n_in, n_out, net.min_rows, net.min_work):
         gemm(False, False, B, nc, n_in, 1.0, ws, ho, n_in, params, wo + c0, n_out, 0.0, ws,
              zo + c0, n_out)
+        t = lap(t, PRODUCTS)
         b = span(params, bo + c0, nc)
         for i in range(B):
             z = span(ws, zo + i * n_out + c0, nc)
             for j in range(nc):
                 z[j] += b[j]
+        t = lap(t, ELEMENTWISE)
     else:
         _fwd_loops(params, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1)
+        t = lap(t, PRODUCTS)
     if l < L - 1:
         for i in range(B):
             act_flat(codes[l], span(ws, zo + i * n_out + c0, nc), span(ws, ao + i * n_out + c0, nc),
                      net.slope)
+        lap(t, ELEMENTWISE)
 
 
 @njit(cache=True)
@@ -261,6 +267,7 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
         return
     do = offs[L, 2 + (L - 1 - l) % 2]
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
+    t = stamp()
     if l < L - 1:
         zo, ao = offs[l, 0], offs[l, 1]
         for i in range(B):
@@ -280,6 +287,7 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
                         d[j] += s[j]
                 first = False
             dact_mul_flat(codes[l], span(ws, zo + r, nc), span(ws, ao + r, nc), d, d, net.slope)
+        t = lap(t, ELEMENTWISE)
     blas = use_blas(B, n_in, n_out, net.min_rows, net.min_work)
     if l > 0:
         xo = _partial(base, B, n_max, l, p)
@@ -288,6 +296,7 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
                  ws, xo, n_in)
         else:
             _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B, c0, c1)
+        t = lap(t, PRODUCTS)
     if blas:
         db = span(grad, bo + c0, nc)
         for i in range(B):
@@ -298,16 +307,22 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
             else:
                 for j in range(nc):
                     db[j] += d[j]
+        t = lap(t, UPDATE)
         gemm(True, False, n_in, nc, B, -lr, ws, ho, n_in, ws, do + c0, n_out, 1.0, params,
              wo + c0, n_out)
+        t = lap(t, PRODUCTS)
         sgd_kernel(span(params, bo + c0, nc), db, lr)
+        lap(t, UPDATE)
     elif B == 1:
         _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, lr, c0, c1)
+        lap(t, PRODUCTS)
     else:
         _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, c0, c1)
+        t = lap(t, PRODUCTS)
         for k in range(n_in + 1):  # the rows of W, then b
             lo = wo + k * n_out + c0 if k < n_in else bo + c0
             sgd_kernel(span(params, lo, nc), span(grad, lo, nc), lr)
+        lap(t, UPDATE)
 
 
 @njit(inline="always", cache=True)
@@ -326,6 +341,7 @@ def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results,
     start = b * batch
     stop = min(start + batch, n)
     B = stop - start
+    t = stamp()
     if s == 0:  # gather: the part's rows
         ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
         X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
@@ -334,11 +350,13 @@ def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results,
         for i in range(lo, hi):
             gather_row(X, Y, labels, order[start + i], i, ws, offs[L, 0], offs[L, 1], lbuf,
                        data.dense)
+        lap(t, GATHER)
     elif s <= L:
         _forward_part(params, net, buf, B, s - 1, p)
     elif s == L + 1:
         if p == 0:
             value = _loss(net, data, buf, B)
+            lap(t, LOSS)
             results[2] = value
             if not math.isfinite(value):
                 results[TOTAL] = value
@@ -370,7 +388,9 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     L = net.layout.shape[0]
     n_batches = (order.shape[0] + batch - 1) // batch
     for phase in range(n_batches * cols_phases(L)):
+        t = stamp()
         wait_until(counters, DONE, phase * COL_PARTS)
+        lap(t, WAITING)
         for p in range(first, last):
             if load_acquire(counters, FAILED) == 0:
                 try:

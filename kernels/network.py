@@ -106,6 +106,7 @@ from .dropout import row_key, unit_keep
 from .losses import dense_row, label_row
 from .optimizers import HP_LR, SGD_CODE, apply_update
 from .optimizers import N_CODES as N_OPT_CODES
+from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
@@ -584,6 +585,7 @@ def forward(params, net, B, buf, train, step, outputs):
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     L = layout.shape[0]
     ho = offs[L, 0]
+    t = stamp()
     for l in range(L):
         n_in = layout[l, 0]
         n_out = layout[l, 1]
@@ -603,12 +605,14 @@ def forward(params, net, B, buf, train, step, outputs):
                 for e in range(B * n_in):
                     ws[hd + e] = ws[ho + e] * p
             ho = hd
+            t = lap(t, ELEMENTWISE)
         zo = offs[l, 0]
         ao = offs[l, 1]
         if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
             blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         else:
             _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B, 0, n_out)
+        t = lap(t, PRODUCTS)
         code = codes[l]
         if l == L - 1 and not outputs:
             break
@@ -617,6 +621,7 @@ def forward(params, net, B, buf, train, step, outputs):
                 softmax_row(ws, zo + i * n_out, ao + i * n_out, n_out)
         else:
             act_flat(code, span(ws, zo, B * n_out), span(ws, ao, B * n_out), slope)
+        t = lap(t, ELEMENTWISE)
         ho = ao
 
 
@@ -681,10 +686,12 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     aL = offs[L - 1, 1]
     dL = offs[L, 2]
     yo = offs[L, 1]
+    t = stamp()
     value = loss_rows(loss_code, ws, zL if fused else aL, yo, dL, lbuf, B, n_last, dense_targets,
                       eps)
     if not fused:
         output_backward(codes[L - 1], ws, zL, aL, dL, B, n_last, slope)
+    t = lap(t, LOSS)
     cur = 2
     for l in range(L - 1, -1, -1):
         n_in = layout[l, 0]
@@ -712,6 +719,7 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
             _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr, 0, n_out)
         else:
             _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, 0, n_out)
+        t = lap(t, PRODUCTS)
         if l == 0:
             break
         dx = span(ws, xo, B * n_in)
@@ -722,6 +730,7 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
         zp = span(ws, offs[l - 1, 0], B * n_in)
         ap = span(ws, offs[l - 1, 1], B * n_in)
         dact_mul_flat(codes[l - 1], zp, ap, dx, dx, slope)
+        t = lap(t, ELEMENTWISE)
         cur = nxt
     return value
 
@@ -800,11 +809,15 @@ def batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_l
     batch's row count); ``alpha = 0`` leaves the results bitwise as without it. Records lent,
     arrays borrowed."""
     B = stop - start
+    t = stamp()
     gather(data, order, start, stop, buf)
+    lap(t, GATHER)
     forward(params, net, B, buf, True, step, not net.fused)
     value = backward(params, grad, net, B, buf, data.dense, sgd_lr)
     if alpha > 0.0:
+        t = stamp()
         value += l2_penalty(params, grad, lent(net, "layout"), alpha / B)
+        lap(t, UPDATE)
     return value
 
 
@@ -839,7 +852,9 @@ def epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
     sgd_lr = hp[HP_LR] if fuse else hp.dtype.type(0.0)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
+        mark = stamp()
         prefetch_rows(data, order, stop, stop + batch)
+        lap(mark, GATHER)
         value = batch_gradient(params, grad, net, data, order, start, stop, buf, t, sgd_lr, alpha)
         rows += stop - start
         if not math.isfinite(value):
@@ -848,7 +863,9 @@ def epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
             break
         t += 1
         if sgd_lr == 0:
+            mark = stamp()
             apply_update(opt_code, params, grad, s1, s2, s3, t, hp)
+            lap(mark, UPDATE)
         total += value * (stop - start)
     out[0] = total
     out[1] = t - t0
@@ -901,7 +918,9 @@ def chunk_gradient(params, net, data, order, start, stop, split, c, step):
     net, data, split = lend_net(net), lend_data(data), lend_split(split)
     G, WS, LB = lent(split, "G"), lent(split, "WS"), lent(split, "LB")
     lo, hi = chunk_rows(start, stop, c, n_chunks(split, start, stop))
+    t = stamp()
     prefetch_rows(data, order, lo + stop - start, hi + stop - start)  # this chunk's next rows
+    lap(t, GATHER)
     buf = Buffers(row(WS, c), lent(split, "offs"), row(LB, c))
     split.vals[c] = batch_gradient(params, row(G, c), net, data, order, lo, hi, buf, step, 0.0,
                                    0.0)
@@ -1081,7 +1100,9 @@ def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, count
         if c < n_chunks(split, start, stop):
             chunk_gradient(params, net, data, order, start, stop, split, c, t0 + b)
         if c == 0 and alpha > 0.0:  # from the weights before the update
+            t = stamp()
             results[PENALTY] = l2_value(params, layout, scale)
+            lap(t, UPDATE)
         return
     value = _batch_value(split, start, stop, alpha, results)
     if not math.isfinite(value):
@@ -1089,7 +1110,9 @@ def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, count
             results[TOTAL] = value
             fetch_add(counters, BAD, b - n_batches)  # BAD: n_batches -> b
         return
+    t = stamp()
     combine_update_part(opt, params, grad, split, start, stop, t0 + b + 1, layout, scale, c, C)
+    lap(t, UPDATE)
     if c == 0:
         results[TOTAL] += value * (stop - start)
 
@@ -1116,17 +1139,21 @@ def team_worker(params, grad, net, data, order, batch, split, opt, alpha, counte
     C = split[0].shape[0]
     n_batches = (order.shape[0] + batch - 1) // batch
     tasks = 2 * n_batches * C
+    t = stamp()
     while True:
         k = fetch_add(counters, CLAIMED, 1)
         if k >= tasks:
+            lap(t, WAITING)
             return
         wait_until(counters, DONE, (k // C) * C)
+        lap(t, WAITING)
         if load_acquire(counters, FAILED) == 0:
             try:
                 team_task(k, params, grad, net, data, order, batch, split, opt, alpha,
                           counters, results)
             except Exception:  # any error: see the docstring
                 fetch_add(counters, FAILED, 1)
+        t = stamp()
         fetch_add(counters, DONE, 1)
 
 

@@ -6,9 +6,14 @@ weights, and a core of the 2-core benchmark machine has 1 MB of L2. Splitting th
 batch between two threads (:func:`dlbasics.kernels.network.split_epoch`) makes each thread read all
 the weights and write a whole gradient, which the threads then add: at 32 rows it lost (0.95x).
 Here each layer's *output units* are split instead, in :data:`COL_PARTS` contiguous parts, one
-task each, and a part keeps its columns of ``W`` and ``b`` for the whole step (each thread runs
-the same part in every phase: half of the weights per core, 525 KB of 784-256-256-10, which can
-stay in its L2 from one batch to the next):
+task each, and a part keeps its columns of ``W`` and ``b`` for the whole epoch (each thread runs
+the same part in every phase: half of the weights per core, 525 KB of 784-256-256-10, which
+stay in its L2 from one batch to the next). The thread copies them into a block of their own
+first (:func:`packed_layout`, back into the parameters when the epoch ends): in place, every
+row of a part's columns of a 256-wide matrix sits at the same offset within 1 kB, so the part
+could use half of the L2's sets, and did not fit.
+
+The phases of a batch:
 
 * forward, layer ``l``: ``z[:, c] = h W[:, c] + b[c]`` and ``a[:, c] = f(z[:, c])`` for the
   part's columns ``c``; every part needs all of ``h``, so the parts meet after each layer;
@@ -30,26 +35,30 @@ threads are Python threads (:mod:`dlbasics.models._threads`, the worker releases
 that the worker is compiled once, not again in a ``prange``'s functions.
 
 Products of ``min_rows`` rows or more call BLAS (SciPy's, as ``np.dot`` in compiled code does,
-through :func:`gemm`, which takes the column slices as they lie in the parameter vector, with
-leading dimensions; each thread's BLAS on one thread); smaller ones run the shared step's loops on
+through :func:`gemm`, which takes matrices at offsets into 1-D arrays with leading dimensions:
+the packed columns, and the parts' columns of the activations where they lie; each thread's
+BLAS on one thread); smaller ones run the shared step's loops on
 the part's columns. The part count is a constant, not the thread count: one thread or two give the
 same bits. They are not the bits of the batch taken whole (each part sums the back-propagated
 products over its own columns, then the parts' sums are added; BLAS may block a product of other
 shapes differently; BLAS may fuse the update's multiply and add): equal to rounding
 (``tests/test_colsplit.py``). No dropout and no L2 penalty (the callers check).
 
-Measured on the 2-core benchmark machine (784-256-256-10, float32, 2048 rows an epoch): batch 8
-58 against 29 ms an epoch on one thread whole, batch 32 37 against 24 ms. A single row gained
-nothing (42 against 40 us a step; the parts meet eight times in such a step, and a thread held
-up holds up both): rows from BLAS's ``min_rows`` on, up to 128
-(:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
-:mod:`dlbasics.kernels.config`).
+Measured on the 2-core benchmark machine (784-256-256-10, float32, plain SGD, us a step, the
+better of two alternating runs; the column split against the path the backend takes otherwise):
+one row 21.8 against 34.8 (whole, one thread), 8 rows 80.5 against 232 (whole), 32 rows 373
+against 576 (row split), 128 rows 1001 against 1200 (row split). A single row gained nothing
+with the columns in place (42 against 40 us a step at first, 77 against 35 us before they were
+packed). Rows from BLAS's ``min_rows`` on, up to 128, and single rows through networks of 96k
+parameters or more (:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements
+in :mod:`dlbasics.kernels.config`).
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
@@ -87,7 +96,8 @@ from .optimizers import HP_LR, sgd_kernel
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .views import borrow, lent, span
 
-__all__ = ["COL_PARTS", "gemm", "part_columns", "cols_worker", "cols_extra", "cols_phases"]
+__all__ = ["COL_PARTS", "gemm", "part_columns", "packed_layout", "cols_worker", "cols_extra",
+           "cols_phases"]
 
 #: Parts each layer's units are split into (a constant: the bits do not depend on the threads).
 COL_PARTS = 2
@@ -158,6 +168,56 @@ def gemm(typingctx, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, l
 ensure_blas()
 
 
+def packed_layout(sizes):
+    """Where each part keeps its own columns during an epoch: ``(poffs, size)``, ``poffs[l, p]``
+    = the offsets of part ``p``'s ``W`` (``n_in x nc`` row-major, rows ``nc`` apart, ``nc`` its
+    columns of layer ``l``) and ``b`` in a buffer of ``size`` elements. A part's layers follow
+    one another, each matrix starting on a 64-byte line (for float32) and each part on a
+    4-kB page (of a buffer that starts on one), so that the parts share no line.
+
+    Packed, a part's weights are one contiguous block. In place, a part's columns of a
+    256-wide float32 matrix are the first or second 512 bytes of every 1,024-byte row, which
+    fixes one bit of every address: the part could use half of its core's L2 cache (on the
+    2-core benchmark machine 1 MB, 8 ways, indexed by address bits 6-16), and
+    784-256-256-10's 525 KB a part did not fit in that half. Measured there (the three loops of
+    a one-row step over the 1,040 rows of 784-256 and 256-256, two threads of 128 columns
+    each): 87 us a step with the columns in place, 27 us packed; one thread doing both parts,
+    60 and 53 us.
+    """
+    L = len(sizes) - 1
+    poffs = np.zeros((L, COL_PARTS, 2), np.int64)
+    at = 0
+    for p in range(COL_PARTS):
+        at = -(-at // 1024) * 1024
+        for l in range(L):
+            c0, c1 = part_columns(sizes[l + 1], p)
+            nc = c1 - c0
+            poffs[l, p, 0] = at
+            at += -(-(sizes[l] * nc) // 16) * 16
+            poffs[l, p, 1] = at
+            at += -(-nc // 16) * 16
+    return poffs, at
+
+
+@njit(inline="always", cache=True)
+def _pack(params, packed, layout, poffs, p, back):
+    """Copy part ``p``'s columns of every layer from ``params`` into ``packed``
+    (:func:`packed_layout`), or back (``back``)."""
+    for l in range(layout.shape[0]):
+        n_in, n_out, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+        c0, c1 = part_columns(n_out, p)
+        nc = c1 - c0
+        for k in range(n_in + 1):  # the rows of W, then b
+            a = span(params, wo + k * n_out + c0 if k < n_in else bo + c0, nc)
+            b = span(packed, poffs[l, p, 0] + k * nc if k < n_in else poffs[l, p, 1], nc)
+            if back:
+                for j in range(nc):
+                    a[j] = b[j]
+            else:
+                for j in range(nc):
+                    b[j] = a[j]
+
+
 def cols_extra(n_in_max, batch):
     """Elements the workspace needs beyond the step's own regions: two sets (layers alternate)
     of :data:`COL_PARTS` partial products of ``batch x n_in_max`` (``n_in_max`` the widest input
@@ -190,31 +250,33 @@ def _partial(base, B, n_max, layer, p):
 
 
 @njit(cache=True)
-def _forward_part(params, net, buf, B, l, p):
-    """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``."""
+def _forward_part(packed, poffs, net, buf, B, l, p):
+    """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``, from the
+    part's packed weights (:func:`packed_layout`)."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     L = layout.shape[0]
-    n_in, n_out, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+    n_in, n_out = layout[l, 0], layout[l, 1]
     c0, c1 = part_columns(n_out, p)
     nc = c1 - c0
     if nc == 0:
         return
+    pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
     zo, ao = offs[l, 0], offs[l, 1]
     t = stamp()
     if use_blas(B, n_in, n_out, net.min_rows, net.min_work):
-        gemm(False, False, B, nc, n_in, 1.0, ws, ho, n_in, params, wo + c0, n_out, 0.0, ws,
-             zo + c0, n_out)
+        gemm(False, False, B, nc, n_in, 1.0, ws, ho, n_in, packed, pwo, nc, 0.0, ws, zo + c0,
+             n_out)
         t = lap(t, PRODUCTS)
-        b = span(params, bo + c0, nc)
+        b = span(packed, pbo, nc)
         for i in range(B):
             z = span(ws, zo + i * n_out + c0, nc)
             for j in range(nc):
                 z[j] += b[j]
         t = lap(t, ELEMENTWISE)
     else:
-        _fwd_loops(params, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1)
+        _fwd_loops(packed, pwo, pbo, nc, n_in, n_out, ws, ho, zo, B, c0, c1)
         t = lap(t, PRODUCTS)
     if l < L - 1:
         for i in range(B):
@@ -247,15 +309,16 @@ def _loss(net, data, buf, B):
 
 
 @njit(cache=True)
-def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
+def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
     """Part ``p`` of layer ``l``'s backward pass and plain SGD update: its columns of ``delta``
     (for a hidden layer from the partial products of layer ``l + 1``), its partial product
     ``delta[:, c] W[:, c]^T`` for the layer below (with the weights before the update), its
     columns of ``db`` and the update of its columns. With BLAS the weights' update is the product
     itself, ``W[:, c] += (-lr) h^T delta[:, c]`` (no ``dW`` is written: a part's weights and
     nothing else stay in its core's cache); one row updates as the shared step's fused SGD
-    does; other small batches write ``dW`` and apply
-    :func:`~dlbasics.kernels.optimizers.sgd_kernel` row by row."""
+    does; other small batches write ``dW`` (into ``grad``, where the whole step would) and apply
+    :func:`~dlbasics.kernels.optimizers.sgd_kernel` row by row. The part's weights are its
+    packed ones (:func:`packed_layout`)."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     lr = lent(opt, "hp")[HP_LR]
@@ -265,6 +328,7 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
     nc = c1 - c0
     if nc == 0:
         return
+    pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
     do = offs[L, 2 + (L - 1 - l) % 2]
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
     t = stamp()
@@ -292,10 +356,10 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
     if l > 0:
         xo = _partial(base, B, n_max, l, p)
         if blas:
-            gemm(False, True, B, n_in, nc, 1.0, ws, do + c0, n_out, params, wo + c0, n_out, 0.0,
-                 ws, xo, n_in)
+            gemm(False, True, B, n_in, nc, 1.0, ws, do + c0, n_out, packed, pwo, nc, 0.0, ws, xo,
+                 n_in)
         else:
-            _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B, c0, c1)
+            _grad_x_loops(ws, do, packed, pwo, nc, n_in, n_out, xo, B, c0, c1)
         t = lap(t, PRODUCTS)
     if blas:
         db = span(grad, bo + c0, nc)
@@ -308,25 +372,27 @@ def _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max):
                 for j in range(nc):
                     db[j] += d[j]
         t = lap(t, UPDATE)
-        gemm(True, False, n_in, nc, B, -lr, ws, ho, n_in, ws, do + c0, n_out, 1.0, params,
-             wo + c0, n_out)
+        gemm(True, False, n_in, nc, B, -lr, ws, ho, n_in, ws, do + c0, n_out, 1.0, packed, pwo,
+             nc)
         t = lap(t, PRODUCTS)
-        sgd_kernel(span(params, bo + c0, nc), db, lr)
+        sgd_kernel(span(packed, pbo, nc), db, lr)
         lap(t, UPDATE)
     elif B == 1:
-        _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, lr, c0, c1)
+        _sgd_row_update(ws, ho, do, packed, pwo, pbo, nc, n_in, n_out, lr, c0, c1)
         lap(t, PRODUCTS)
     else:
-        _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, c0, c1)
+        _grad_w_loops(ws, ho, do, grad, wo + c0, bo + c0, n_out, n_in, n_out, B, c0, c1)
         t = lap(t, PRODUCTS)
         for k in range(n_in + 1):  # the rows of W, then b
             lo = wo + k * n_out + c0 if k < n_in else bo + c0
-            sgd_kernel(span(params, lo, nc), span(grad, lo, nc), lr)
+            sgd_kernel(span(packed, pwo + k * nc if k < n_in else pbo, nc), span(grad, lo, nc),
+                       lr)
         lap(t, UPDATE)
 
 
 @njit(inline="always", cache=True)
-def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results, base, n_max):
+def _task(k, packed, poffs, grad, net, data, order, batch, buf, opt, counters, results, base,
+          n_max):
     """Task ``k`` of the epoch: phase ``k // COL_PARTS`` (batch ``phase // (2 L + 2)``, its
     step :func:`cols_phases`), part ``k % COL_PARTS``."""
     L = net.layout.shape[0]
@@ -352,7 +418,7 @@ def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results,
                        data.dense)
         lap(t, GATHER)
     elif s <= L:
-        _forward_part(params, net, buf, B, s - 1, p)
+        _forward_part(packed, poffs, net, buf, B, s - 1, p)
     elif s == L + 1:
         if p == 0:
             value = _loss(net, data, buf, B)
@@ -364,14 +430,14 @@ def _task(k, params, grad, net, data, order, batch, buf, opt, counters, results,
                 fetch_add(counters, BAD, b - n_batches)  # BAD: n_batches -> b
     else:
         l = L - 1 - (s - L - 2)
-        _backward_part(params, grad, net, buf, opt, B, l, p, base, n_max)
+        _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max)
         if l == 0 and p == 0:
             results[TOTAL] += results[2] * B
 
 
 @njit(cache=True, nogil=True)
 def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, counters, results,
-                base, n_max):
+                base, n_max, packed, poffs):
     """One thread of the column-split epoch: parts ``first`` to ``last - 1`` of every phase (the
     block of :func:`dlbasics.models._threads.run_blocks`; a thread keeps its parts, so that
     their weights stay in its core's cache), each after every task of the phases before it
@@ -380,12 +446,19 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     after it (its error is lost: :func:`dlbasics.kernels.network.team_checks` raises the step's
     own errors before the threads start). ``buf``'s workspace holds the partial products from
     ``base`` (:func:`cols_extra` elements, ``n_max`` the widest input of a layer but the first).
-    Records as plain tuples; ``counters`` and ``results`` (3 slots) as
+    The thread copies its parts' columns of the parameters into ``packed`` (at the offsets
+    ``poffs`` of :func:`packed_layout`) first, trains them there, and copies them back last
+    (also after a failed task: the parameters then hold the updates done). Records as plain
+    tuples; ``counters`` and ``results`` (3 slots) as
     :func:`dlbasics.models._core.cols_epoch_kernel` makes them."""
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     counters, results = borrow(counters), borrow(results)
     net, data, buf, opt = lend_net(net), lend_data(data), lend_buffers(buf), lend_opt(opt)
-    L = net.layout.shape[0]
+    packed, poffs = borrow(packed), borrow(poffs)
+    layout = lent(net, "layout")
+    L = layout.shape[0]
+    for p in range(first, last):
+        _pack(params, packed, layout, poffs, p, False)
     n_batches = (order.shape[0] + batch - 1) // batch
     for phase in range(n_batches * cols_phases(L)):
         t = stamp()
@@ -394,8 +467,10 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
         for p in range(first, last):
             if load_acquire(counters, FAILED) == 0:
                 try:
-                    _task(phase * COL_PARTS + p, params, grad, net, data, order, batch, buf,
-                          opt, counters, results, base, n_max)
+                    _task(phase * COL_PARTS + p, packed, poffs, grad, net, data, order, batch,
+                          buf, opt, counters, results, base, n_max)
                 except Exception:  # any error: see the docstring
                     fetch_add(counters, FAILED, 1)
             fetch_add(counters, DONE, 1)
+    for p in range(first, last):
+        _pack(params, packed, layout, poffs, p, True)

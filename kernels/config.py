@@ -64,9 +64,22 @@ SPLIT_CHUNKS = 2
 #: threaded) / 117k, 1024 rows 93.4k / 117k / 125k; 200-128-64-10 (34.6k parameters) at 8 rows
 #: 303k / 431k / 61.7k (277k row-parameters: lost), 32 rows 535k / 524k / 339k (1.1M: even),
 #: 64 rows 570k / 442k / 521k (2.2M: won), 128 rows 448k / 445k / 426k.
+#: (Those figures are from before each part trained its columns packed,
+#: :func:`dlbasics.kernels.colsplit.packed_layout`.)
 COL_SPLIT_MIN_PARAMS = 1 << 15
 COL_SPLIT_MIN_WORK = 3 << 19
 COL_SPLIT_MAX_ROWS = 128
+
+#: Batches of a single row take the column split too, through networks of at least this many
+#: parameters: with each part's columns packed (its half of 784-256-256-10's weights in its
+#: core's L2 cache) one row got faster on two threads. Measured on the 2-core benchmark
+#: machine (float32, plain SGD, us a step, the better of two alternating runs; column split /
+#: whole on one thread): 784-64-64-10 (55k parameters) 12.4 / 6.7, 784-80-80-10 (70k) 14.5 /
+#: 8.7, 784-96-96-10 (86k) 10.7 / 10.4, 784-112-112-10 (102k) 10.6 / 12.2, 784-128-128-10
+#: (118k) 10.7 / 14.7, 784-256-256-10 (269k) 21.8 / 34.8, 784-512-512-10 (670k) 52.9 / 93.6,
+#: 784-1024-1024-10 (1.86M) 158 / 275. Two to seven rows stay whole: the parts' own loops lost
+#: there (784-256-256-10 at 2 rows 443 / 89 us, at 4 rows 281 / 160).
+COL_SPLIT_MIN_PARAMS_ONE_ROW = 3 << 15
 
 #: Default slope of ``leaky_relu`` for negative inputs.
 LEAKY_SLOPE = 0.01

@@ -442,15 +442,17 @@ def column_block(n, p, P):
 
 
 @njit(inline="always", cache=True)
-def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1):
-    """``ws[z] = ws[h] @ W + b`` for ``B`` rows, ``W``/``b`` at ``wo``/``bo`` in ``P``, in
-    columns ``c0:c1`` of ``z`` (all: ``0, n_out``).
+def _fwd_loops(P, wo, bo, ldw, n_in, n_out, ws, ho, zo, B, c0, c1):
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows in columns ``c0:c1`` of ``z`` (all: ``0,
+    n_out``): the columns' ``W`` from ``wo`` in ``P`` (its rows ``ldw`` apart: ``n_out`` for
+    the whole matrix, or a part's own width where :mod:`dlbasics.kernels.colsplit` keeps a
+    part's columns packed), their ``b`` from ``bo``.
 
     Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
     compiler drop the negative-index check and vectorise, which flat offsets prevent.
     """
     nc = c1 - c0
-    b = span(P, bo + c0, nc)
+    b = span(P, bo, nc)
     k4 = n_in - n_in % 4
     for i in range(B):
         z = span(ws, zo + i * n_out + c0, nc)
@@ -464,25 +466,26 @@ def _fwd_loops(P, wo, bo, n_in, n_out, ws, ho, zo, B, c0, c1):
             h1 = h[k + 1]
             h2 = h[k + 2]
             h3 = h[k + 3]
-            w0 = span(P, wo + k * n_out + c0, nc)
-            w1 = span(P, wo + (k + 1) * n_out + c0, nc)
-            w2 = span(P, wo + (k + 2) * n_out + c0, nc)
-            w3 = span(P, wo + (k + 3) * n_out + c0, nc)
+            w0 = span(P, wo + k * ldw, nc)
+            w1 = span(P, wo + (k + 1) * ldw, nc)
+            w2 = span(P, wo + (k + 2) * ldw, nc)
+            w3 = span(P, wo + (k + 3) * ldw, nc)
             for j in range(nc):
                 z[j] = z[j] + h0 * w0[j] + h1 * w1[j] + h2 * w2[j] + h3 * w3[j]
         for k in range(k4, n_in):
             hik = h[k]
-            w = span(P, wo + k * n_out + c0, nc)
+            w = span(P, wo + k * ldw, nc)
             for j in range(nc):
                 z[j] += hik * w[j]
 
 
 @njit(inline="always", cache=True)
-def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B, c0, c1):
+def _grad_w_loops(ws, ho, do, G, wo, bo, ldw, n_in, n_out, B, c0, c1):
     """``dW = h^T delta`` and ``db = sum_rows delta`` into ``G`` (first row assigns), in
-    columns ``c0:c1`` (all: ``0, n_out``)."""
+    columns ``c0:c1`` (all: ``0, n_out``): the columns' ``dW`` from ``wo`` (rows ``ldw``
+    apart), their ``db`` from ``bo``, as :func:`_fwd_loops` takes ``W`` and ``b``."""
     nc = c1 - c0
-    db = span(G, bo + c0, nc)
+    db = span(G, bo, nc)
     for i in range(B):
         d = span(ws, do + i * n_out + c0, nc)
         h = span(ws, ho + i * n_in, n_in)
@@ -494,7 +497,7 @@ def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B, c0, c1):
                 db[j] += d[j]
         for k in range(n_in):
             hik = h[k]
-            g = span(G, wo + k * n_out + c0, nc)
+            g = span(G, wo + k * ldw, nc)
             if i == 0:
                 for j in range(nc):
                     g[j] = hik * d[j]
@@ -504,9 +507,10 @@ def _grad_w_loops(ws, ho, do, G, wo, bo, n_in, n_out, B, c0, c1):
 
 
 @njit(cache=True, fastmath={"reassoc"})
-def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B, c0, c1):
+def _grad_x_loops(ws, do, P, wo, ldw, n_in, n_out, xo, B, c0, c1):
     """``dx = delta W^T`` for ``B`` rows, summed over columns ``c0:c1`` of ``delta`` and ``W``
-    (all: ``0, n_out``; a part: :mod:`dlbasics.kernels.colsplit`).
+    (all: ``0, n_out``; a part: :mod:`dlbasics.kernels.colsplit`), the columns' ``W`` from
+    ``wo`` in ``P``, rows ``ldw`` apart (as :func:`_fwd_loops`).
 
     Each ``dx[k]`` is a dot product over the ``n_out`` outputs. In strict order that is a
     chain of dependent adds, bound by the add latency (about 90 us of a 160 us step of
@@ -519,7 +523,7 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B, c0, c1):
         d = span(ws, do + i * n_out + c0, nc)
         dx = span(ws, xo + i * n_in, n_in)
         for k in range(n_in):
-            w = span(P, wo + k * n_out + c0, nc)
+            w = span(P, wo + k * ldw, nc)
             s = d[0] * w[0]
             for j in range(1, nc):
                 s += d[j] * w[j]
@@ -527,20 +531,21 @@ def _grad_x_loops(ws, do, P, wo, n_in, n_out, xo, B, c0, c1):
 
 
 @njit(inline="always", cache=True)
-def _sgd_row_update(ws, ho, do, P, wo, bo, n_in, n_out, lr, c0, c1):
+def _sgd_row_update(ws, ho, do, P, wo, bo, ldw, n_in, n_out, lr, c0, c1):
     """Plain SGD fused into the backward pass of one row: ``W -= lr * (h^T delta)``,
     ``b -= lr * delta``, the same float operations as writing the gradient and then applying
     :func:`dlbasics.kernels.optimizers.sgd_kernel`, without the gradient's round trip through
-    memory. Columns ``c0:c1`` (all: ``0, n_out``)."""
+    memory. Columns ``c0:c1`` (all: ``0, n_out``), ``W`` and ``b`` as :func:`_fwd_loops` takes
+    them."""
     nc = c1 - c0
     d = span(ws, do + c0, nc)
     h = span(ws, ho, n_in)
-    b = span(P, bo + c0, nc)
+    b = span(P, bo, nc)
     for j in range(nc):
         b[j] -= lr * d[j]
     for k in range(n_in):
         hk = h[k]
-        w = span(P, wo + k * n_out + c0, nc)
+        w = span(P, wo + k * ldw, nc)
         for j in range(nc):
             w[j] -= lr * (hk * d[j])
 
@@ -611,7 +616,8 @@ def forward(params, net, B, buf, train, step, outputs):
         if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
             blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
         else:
-            _fwd_loops(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B, 0, n_out)
+            _fwd_loops(params, layout[l, 2], layout[l, 3], n_out, n_in, n_out, ws, ho, zo, B, 0,
+                       n_out)
         t = lap(t, PRODUCTS)
         code = codes[l]
         if l == L - 1 and not outputs:
@@ -712,13 +718,13 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
             if blas:
                 blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B)
             else:
-                _grad_x_loops(ws, do, params, wo, n_in, n_out, xo, B, 0, n_out)
+                _grad_x_loops(ws, do, params, wo, n_out, n_in, n_out, xo, B, 0, n_out)
         if blas:
             blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B)
         elif sgd_lr > 0:
-            _sgd_row_update(ws, ho, do, params, wo, bo, n_in, n_out, sgd_lr, 0, n_out)
+            _sgd_row_update(ws, ho, do, params, wo, bo, n_out, n_in, n_out, sgd_lr, 0, n_out)
         else:
-            _grad_w_loops(ws, ho, do, grad, wo, bo, n_in, n_out, B, 0, n_out)
+            _grad_w_loops(ws, ho, do, grad, wo, bo, n_out, n_in, n_out, B, 0, n_out)
         t = lap(t, PRODUCTS)
         if l == 0:
             break

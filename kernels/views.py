@@ -37,22 +37,29 @@ from numba.extending import intrinsic
 from numba.np.arrayobj import make_array, populate_array
 
 __all__ = ["borrow", "span", "grid", "row", "lent", "prefetch", "prefetch_write", "CACHE_LINE",
-           "aligned_zeros"]
+           "PAGE", "aligned_zeros"]
 
 #: Bytes of a cache line (x86-64 and most ARM cores).
 CACHE_LINE = 64
 
 
-def aligned_zeros(n, dtype):
-    """A 1-D array of ``n`` zeros of ``dtype`` starting on a cache line (:data:`CACHE_LINE`).
+#: Bytes of a memory page (the smallest, on x86-64 and most ARM systems).
+PAGE = 4096
+
+
+def aligned_zeros(n, dtype, align=CACHE_LINE):
+    """A 1-D array of ``n`` zeros of ``dtype`` starting on a cache line (:data:`CACHE_LINE`),
+    or on a multiple of ``align`` bytes (a power of two, e.g. :data:`PAGE`).
 
     NumPy aligns to 16 bytes. Threads that write neighbouring column ranges of the same rows
     (:mod:`dlbasics.kernels.colsplit`) then share the cache line at each boundary, which moves
     between their cores for every row written; on a cache-line boundary, column ranges of
     whole lines share none (for rows that start on lines: widths of a multiple of 64 bytes)."""
+    if align < 1 or align & (align - 1):
+        raise ValueError(f"align must be a power of two, got {align}")
     dtype = np.dtype(dtype)
-    raw = np.zeros(n * dtype.itemsize + CACHE_LINE, dtype=np.uint8)
-    skip = (-raw.ctypes.data) % CACHE_LINE
+    raw = np.zeros(n * dtype.itemsize + align, dtype=np.uint8)
+    skip = (-raw.ctypes.data) % align
     return raw[skip : skip + n * dtype.itemsize].view(dtype)
 
 

@@ -130,15 +130,16 @@ def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, a
     split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha)
 
 
-def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, base, n_max,
-                      threads=None):
+def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, cols, threads=None):
     """:func:`epoch_kernel` with each layer's units split into
     :data:`~dlbasics.kernels.colsplit.COL_PARTS` parts, one thread each
-    (:mod:`dlbasics.kernels.colsplit`): ``buf``'s workspace holds the parts' partial products
-    from element ``base`` on (``n_max`` the widest input of a layer but the first); ``threads``
-    as for :func:`~dlbasics.models._threads.run_blocks`. Records as plain tuples; ``out`` as in
-    :func:`epoch_kernel`. Plain SGD only (``ValueError`` otherwise), no dropout, no L2
-    penalty."""
+    (:mod:`dlbasics.kernels.colsplit`). ``cols = (base, n_max, packed, poffs)``: ``buf``'s
+    workspace holds the parts' partial products from element ``base`` on (``n_max`` the widest
+    input of a layer but the first), and each part trains its columns in ``packed`` at the
+    offsets ``poffs`` (:func:`~dlbasics.kernels.colsplit.packed_layout`; copied there and back
+    by each epoch); ``threads`` as for :func:`~dlbasics.models._threads.run_blocks`. Records
+    as plain tuples; ``out`` as in :func:`epoch_kernel`. Plain SGD only (``ValueError``
+    otherwise), no dropout, no L2 penalty."""
     if opt[0] != SGD_CODE:
         raise ValueError(f"cols_epoch_kernel: the column split trains with plain SGD (rule code "
                          f"{SGD_CODE}), got rule code {opt[0]}")
@@ -150,8 +151,9 @@ def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, base
     counters = np.zeros(4, np.int64)
     counters[BAD] = (n + batch - 1) // batch
     results = np.zeros(3)
+    base, n_max, packed, poffs = cols
     run_blocks(cols_worker, COL_PARTS, params, grad, net, data, order, batch, buf, opt, counters,
-               results, base, n_max, threads=threads)
+               results, base, n_max, packed, poffs, threads=threads)
     if counters[FAILED]:
         raise ValueError("cols_epoch_kernel: a task raised an error (its message is lost in the "
                          "threads); the parameters may be partly updated")

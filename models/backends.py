@@ -44,13 +44,14 @@ import math
 import numba
 import numpy as np
 
-from ..kernels.colsplit import COL_PARTS, cols_extra, part_columns
+from ..kernels.colsplit import COL_PARTS, cols_extra, packed_layout, part_columns
 from ..kernels.config import (
     BLAS_MIN_ROWS,
     BLAS_MIN_WORK,
     BLAS_THREADED_MIN_ROWS,
     COL_SPLIT_MAX_ROWS,
     COL_SPLIT_MIN_PARAMS,
+    COL_SPLIT_MIN_PARAMS_ONE_ROW,
     COL_SPLIT_MIN_WORK,
     PREDICT_BLAS_MIN_WORK,
     SPLIT_CHUNKS,
@@ -58,7 +59,7 @@ from ..kernels.config import (
     SPLIT_MIN_WORK,
 )
 from ..kernels.optimizers import SGD_CODE
-from ..kernels.views import aligned_zeros
+from ..kernels.views import PAGE, aligned_zeros
 from . import _core, _numpy
 
 #: Rows per chunk when predicting: bounds the workspace of large prediction sets.
@@ -224,6 +225,7 @@ class CpuBackend(Backend):
         self._record = np.zeros(4)  # what the compiled epoch reports
         self._splits = {}  # Split buffers by the largest batch they serve
         self._cols = {}  # column-split workspaces by the largest batch they serve
+        self._packed = None  # the column split's packed parameters and their offsets
 
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
@@ -249,10 +251,11 @@ class CpuBackend(Backend):
         (optimizer rule ``code``; the update is fused into the products), no L2 penalty
         (``alpha``), no dropout, two or more Numba threads, from :data:`BLAS_MIN_ROWS` to
         :data:`COL_SPLIT_MAX_ROWS` rows, a network of at least :data:`COL_SPLIT_MIN_PARAMS`
-        parameters and a batch of at least :data:`COL_SPLIT_MIN_WORK` rows x parameters (the
-        measurements are in :mod:`dlbasics.kernels.config`). A single row gained nothing
-        (784-256-256-10: 42 against 40 us a step; the threads meet eight times in a step, and a
-        thread held up holds up both)."""
+        parameters and a batch of at least :data:`COL_SPLIT_MIN_WORK` rows x parameters, or a
+        single row through a network of at least :data:`COL_SPLIT_MIN_PARAMS_ONE_ROW`
+        parameters (the measurements are in :mod:`dlbasics.kernels.config`; a single row
+        gained nothing before each part kept its columns packed, 784-256-256-10: 42 against
+        40 us a step, and now takes 22 against 35 us)."""
         return self.col_split_fits(rows, code, alpha) and numba.get_num_threads() >= 2
 
     def col_split_fits(self, rows, code, alpha=0.0):
@@ -260,9 +263,13 @@ class CpuBackend(Backend):
         part holding at least a quarter of the weights (a network whose layers are narrower
         than 16 units but one, say 4096-10, would leave a part with nothing to do)."""
         m = self.model
-        return (COL_PARTS > 1 and code == SGD_CODE and alpha == 0.0
-                and BLAS_MIN_ROWS <= rows <= COL_SPLIT_MAX_ROWS
-                and m.n_params >= COL_SPLIT_MIN_PARAMS and rows * m.n_params >= COL_SPLIT_MIN_WORK
+        if rows == 1:
+            size = m.n_params >= COL_SPLIT_MIN_PARAMS_ONE_ROW
+        else:
+            size = (BLAS_MIN_ROWS <= rows <= COL_SPLIT_MAX_ROWS
+                    and m.n_params >= COL_SPLIT_MIN_PARAMS
+                    and rows * m.n_params >= COL_SPLIT_MIN_WORK)
+        return (COL_PARTS > 1 and code == SGD_CODE and alpha == 0.0 and size
                 and bool(np.all(m.keep == 1.0)) and self._col_balance() >= 0.25)
 
     def _col_balance(self):
@@ -279,19 +286,25 @@ part_columns`."""
         return min(shares) / max(1, sum(shares))
 
     def _cols_buffers(self, batch):
-        """The workspace record, partials' offset and widest inner input of
-        :func:`~dlbasics.models._core.cols_epoch_kernel` for batches of up to ``batch`` rows."""
+        """``(buf, cols)``, the workspace record and the column split's own buffers
+        ``(base, n_max, packed, poffs)`` of :func:`~dlbasics.models._core.cols_epoch_kernel`
+        for batches of up to ``batch`` rows (the packed parameters, one buffer for every
+        batch size)."""
         rec = self._cols.get(batch)
         if rec is None:
             from .mlp import Workspace
 
             m = self.model
+            if self._packed is None:
+                poffs, size = packed_layout(m.sizes)
+                self._packed = (aligned_zeros(size, m.dtype, PAGE), poffs)
             w = Workspace(m.sizes, m.keep, batch, m.dtype)
             n_max = max(m.sizes[1:-1], default=0)
             ws = aligned_zeros(w.ws.shape[0] + cols_extra(n_max, batch), m.dtype)
             if len(self._cols) >= 4:
                 self._cols.pop(next(iter(self._cols)))
-            rec = self._cols[batch] = ((ws, w.offs, w.lbuf), w.ws.shape[0], n_max)
+            rec = self._cols[batch] = ((ws, w.offs, w.lbuf),
+                                       (w.ws.shape[0], n_max, *self._packed))
         return rec
 
     def split_min_rows(self):
@@ -375,9 +388,9 @@ part_columns`."""
         data = _core.data_record(X, Y, labels, dense)
         opt = _core.opt_record(optimizer, state, m.params, lr)
         if self.col_splits(batch, optimizer.code, alpha):
-            buf, base, n_max = self._cols_buffers(batch)
+            buf, cols = self._cols_buffers(batch)
             _core.cols_epoch_kernel(m.params, m.grad, net, data, order, batch, buf, opt, out,
-                                    base, n_max)
+                                    cols)
         elif self.splits(batch):
             _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
                                      self._split(batch), opt, out, alpha)

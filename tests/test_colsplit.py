@@ -1,11 +1,12 @@
 """Each layer's units split between threads (``dlbasics.kernels.colsplit``; the cpu backend's
-epoch for plain SGD on batches of 8 to 128 rows through networks of 32k parameters or more).
+epoch for plain SGD on batches of 8 to 128 rows through networks of 32k parameters or more, and
+on single rows through networks of 96k parameters or more).
 
 The BLAS call with leading dimensions against NumPy; the parts partition every layer on cache
-lines; one thread and two give the same bits; the epoch equals the whole batch's to rounding
-(float64: 1e-12) through BLAS and through the loops, with a last short batch, unfused losses and
-widths that are no multiple of 16; a diverging epoch stops where the whole one does; the
-backend's rule.
+lines; the packed layout of the parts' columns; one thread and two give the same bits; the epoch
+equals the whole batch's to rounding (float64: 1e-12) through BLAS and through the loops, with a
+last short batch, unfused losses and widths that are no multiple of 16; a diverging epoch stops
+where the whole one does; the backend's rule.
 """
 
 import numba
@@ -61,6 +62,32 @@ def test_parts_partition_each_layer_on_cache_lines():
             assert a1 == b0 and a1 % 16 == 0 and a0 <= a1
 
 
+@pytest.mark.parametrize("sizes", [(784, 256, 256, 10), (30, 37, 50, 3), (40, 3), (12, 64, 5)])
+def test_packed_layout(sizes):
+    """Each part's matrices and biases hold its columns of every layer, do not overlap, start
+    on 16-element lines, and each part on a 1,024-element page; hand-checked for
+    784-256-256-10: part 0 from 0 (W1 784 x 128, b1 at 100,352, W2 at 100,480, b2 at 133,248,
+    no output units), part 1 from 134,144 (131 x 1,024, the page after 133,376)."""
+    poffs, size = colsplit.packed_layout(list(sizes))
+    spans = []
+    for p in range(colsplit.COL_PARTS):
+        for l in range(len(sizes) - 1):
+            c0, c1 = colsplit.part_columns(sizes[l + 1], p)
+            nc = c1 - c0
+            w, b = poffs[l, p]
+            assert w % 16 == 0 and b % 16 == 0 and b >= w + sizes[l] * nc
+            spans += [(w, w + sizes[l] * nc), (b, b + nc)]
+        assert poffs[0, p, 0] % 1024 == 0
+    spans.sort()
+    assert all(a1 <= b0 for (_, a1), (b0, _) in zip(spans, spans[1:], strict=False))
+    assert spans[-1][1] <= size
+    n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
+    assert sum(b - a for a, b in spans) == n_params
+    if sizes == (784, 256, 256, 10):
+        assert poffs[0, 0].tolist() == [0, 100_352] and poffs[1, 0, 0] == 100_480
+        assert poffs[1, 0, 1] == 133_248 and poffs[0, 1, 0] == 134_144
+
+
 def _model(sizes, dtype=np.float64, output="softmax", loss="cross_entropy", activation="tanh"):
     return MLP(list(sizes), activation=activation, output=output, loss=loss, dtype=dtype, seed=5)
 
@@ -88,9 +115,9 @@ def _run(model, X, Y, labels, dense, batch, lr, cols, threads=2, min_rows=8, epo
     for _e in range(epochs):
         o = _core.opt_record(opt, state, model.params, None)
         if cols:
-            buf, base, n_max = eng._cols_buffers(batch)
+            buf, cols = eng._cols_buffers(batch)
             _core.cols_epoch_kernel(model.params, model.grad, net, data, order, batch, buf, o,
-                                    out, base, n_max, threads=threads)
+                                    out, cols, threads=threads)
         else:
             _core.epoch_kernel(model.params, model.grad, net, data, order, batch,
                                _core.buffers_record(model.workspace(batch)), o, out)
@@ -168,36 +195,40 @@ def test_other_optimizers_and_dropout_are_refused():
     X, Y, labels, dense = _data(m, 40)
     opt = Adam()
     o = _core.opt_record(opt, opt.init(m.params), m.params, None)
-    buf, base, n_max = m.engine._cols_buffers(8)
+    buf, cols = m.engine._cols_buffers(8)
     with pytest.raises(ValueError, match="plain SGD"):
         _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
                                 _core.data_record(X, Y, labels, dense),
-                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), base,
-                                n_max)
+                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), cols)
     dropped = MLP([30, 40, 3], output="softmax", loss="cross_entropy", keep_prob=0.8)
     sgd = SGD()
     o = _core.opt_record(sgd, sgd.init(dropped.params), dropped.params, None)
-    buf, base, n_max = dropped.engine._cols_buffers(8)
+    buf, cols = dropped.engine._cols_buffers(8)
     with pytest.raises(ValueError, match="no dropout"):
         _core.cols_epoch_kernel(dropped.params, dropped.grad, _core.net_record(dropped, 8, 1),
                                 _core.data_record(X.astype(np.float32), Y, labels, dense),
-                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), base,
-                                n_max)
+                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), cols)
 
 
 def test_backend_rule():
-    """Plain SGD, 8 to 128 rows, 32k parameters and 1.5M rows x parameters or more, no dropout,
-    no L2, two threads; before the row split."""
+    """Plain SGD, 8 to 128 rows, 32k parameters and 1.5M rows x parameters or more, or one row
+    and 96k parameters; no dropout, no L2, two threads; before the row split."""
     big = MLP([784, 256, 256, 10], dtype=np.float32)  # 269,322 parameters
+    one_row = MLP([784, 112, 112, 10], dtype=np.float32)  # 101,706: one row too
+    not_one_row = MLP([784, 96, 96, 10], dtype=np.float32)  # 85,642: not one row
     mid = MLP([200, 128, 64, 10], dtype=np.float32)  # 34,634: from 46 rows
     small = MLP([100, 128, 64, 10], dtype=np.float32)  # 21,834: never
     dropped = MLP([784, 256, 256, 10], dtype=np.float32, keep_prob=0.8)
     sgd, adam = SGD().code, Adam().code
     two = numba.get_num_threads() >= 2
-    for rows in (8, 32, 64, 128):
+    for rows in (1, 8, 32, 64, 128):
         assert big.engine.col_splits(rows, sgd) == two
-    for rows in (1, 7, 129, 1000):
+    for rows in (2, 7, 129, 1000):
         assert not big.engine.col_splits(rows, sgd)
+    assert one_row.engine.col_splits(1, sgd) == two
+    assert not not_one_row.engine.col_splits(1, sgd) and not mid.engine.col_splits(1, sgd)
+    assert not big.engine.col_splits(1, adam)
+    assert not big.engine.col_splits(1, sgd, alpha=1e-4)
     assert mid.engine.col_splits(46, sgd) == two and not mid.engine.col_splits(45, sgd)
     assert not big.engine.col_splits(32, adam)
     assert not big.engine.col_splits(32, sgd, alpha=1e-4)

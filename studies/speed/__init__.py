@@ -5,7 +5,9 @@ per framework (``python -m dlbasics.studies.speed.worker SPEC OUT``), so that no
 pools (NumPy's OpenBLAS, SciPy's OpenBLAS used by Numba's ``np.dot``, PyTorch's, XLA's) ever
 run side by side, and writes the report with :mod:`.report`. Every other module runs inside a
 worker; of them only :mod:`.common` is imported by the driver (it needs NumPy alone).
-:mod:`.compile_profile` stands apart: where a first call's compile time goes, per function.
+:mod:`.compile_profile` stands apart: where a first call's compile time goes, per function;
+:mod:`.phases` (where the time of our step goes, phase by phase) runs in a process of its own
+that the driver starts, as :mod:`.sklearn_fit` does.
 
 The driver's names (``main``, ``run``, ``analyse``, ``train_step_flops``, ...) are reachable here
 too; they are imported on first use, so that a worker does not import the driver.
@@ -14,8 +16,8 @@ too; they are imported on first use, so that a worker does not import the driver
 
 #: The modules of this package (``from . import report`` must find them, not the driver's names).
 _SUBMODULES = frozenset({"bench", "common", "compile_profile", "limits", "ours", "peer_jax",
-                         "peer_sklearn", "peer_torch", "report", "scaling", "sklearn_fit",
-                         "worker"})
+                         "peer_sklearn", "peer_torch", "phases", "report", "scaling",
+                         "sklearn_fit", "worker"})
 
 
 def __getattr__(name):

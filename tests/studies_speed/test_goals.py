@@ -287,6 +287,33 @@ def test_sklearn_section_judges_the_goal_on_the_conservative_ratio():
     assert "| **2.5x** | >= 10x: missed |" in text  # min(4.5x, 2.5x)
 
 
+def test_phases_section_shows_each_phase_and_its_share():
+    """The "where the time goes" table: a column per batch size, each phase's microseconds
+    and share of the step, the remainder as *other*, the step with and without the probes;
+    a run without records says it measured nothing."""
+    from dlbasics.studies.speed import phases
+
+    def rec(batch, path, threads, step, per, plain):
+        return {"net": LARGE, "batch": batch, "path": path, "threads": threads,
+                "step_us": step, "phases_us": per, "other_us": step - sum(per.values()),
+                "plain_step_us": plain}
+
+    names = ("gather", "products", "elementwise", "loss", "update", "waiting")
+    text = phases.section([
+        rec(1, "column split", 2, 20.0, dict(zip(names, (0.2, 16.0, 0.4, 0.1, 0.0, 2.5),
+                                                 strict=True)), 19.5),
+        rec(1024, "row split", 2, 8000.0, dict(zip(names, (240, 7000, 110, 28, 300, 150),
+                                                   strict=True)), 7900.0)])
+    assert "| phase | batch 1 | batch 1024 |" in text
+    assert "| path (threads) | column split (2) | row split (2) |" in text
+    assert "| products | 16 (80%) | 7000 (88%) |" in text
+    assert "| waiting | 2.5 (12%) | 150 (2%) |" in text
+    assert "| other | 0.8 (4%) | 172 (2%) |" in text
+    assert "| **step, probes on** | **20** | **8000** |" in text
+    assert "| step, probes off | 19.5 | 7900 |" in text
+    assert "Not measured" in phases.section(None)
+
+
 def test_where_we_lose_uses_the_goals_peer_and_the_width_sweep():
     """A loss to the lax.scan epoch (the goals' peer) and a width-sweep loss are listed; a
     configuration ahead of every peer is not."""

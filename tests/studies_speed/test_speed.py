@@ -204,8 +204,17 @@ def test_quick_run_goals_and_report(quick_run):
     for text in ("## Goals on this machine", "## Training throughput", "## Population training",
                  "## The machine's limits", "dlbasics bench --profile quick", "results.json",
                  "## Scaling with width", "memory bandwidth",
-                 "side by side"):
+                 "side by side", "## Where the time goes"):
         assert text in readme, text
+    # the phase profile of the quick case (784-256-256-10 at batch 32: the column split)
+    (ph,) = res["phases"]
+    assert (ph["batch"], ph["path"], ph["threads"]) == (32, "column split", 2)
+    assert list(ph["phases_us"]) == ["gather", "products", "elementwise", "loss", "update",
+                                     "waiting"]
+    assert all(v > 0 for v in ph["phases_us"].values())
+    assert sum(ph["phases_us"].values()) <= ph["step_us"] * 1.01
+    assert ph["phases_us"]["products"] > ph["step_us"] / 3
+    assert _finite_positive(ph["plain_step_us"]) and len(ph["plain_runs_us"]) == 2
     for g in res["goals"]:
         assert g["goal"] in readme
     for stem in ("throughput_784-256-256-10", "throughput_2-16-16-1", "roofline",

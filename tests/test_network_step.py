@@ -47,10 +47,13 @@ def _records(model, X, y, batch, thresholds):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("case", list(CASES))
-def test_strided_buffers_take_the_loops_bit_for_bit(case, dtype):
+def test_strided_buffers_take_the_loops(case, dtype):
     """Per-network buffers as columns of 2-D arrays (the GPU population's interleaved layout,
     which the simulator runs on the CPU): the CPU overloads of the BLAS route fall back to the
-    loops for non-contiguous buffers, and the epoch equals that of contiguous buffers."""
+    loops for non-contiguous buffers, and the epoch equals that of contiguous buffers to
+    rounding (``dx``'s sums are reassociated where the compiler vectorises them, which it does
+    over contiguous buffers only: 1e-12 relative in float64, 1e-5 in float32), the updates,
+    rows and flags exactly."""
     model, X, y = _problem(case, dtype)
     batch, K = 4, 3
     net, data, w = _records(model, X, y, batch, (network.NO_BLAS, network.NO_BLAS))
@@ -76,10 +79,12 @@ def test_strided_buffers_take_the_loops_bit_for_bit(case, dtype):
     (p1, o1, s1), (p2, o2, s2) = run(False), run(True)
     assert o1[1] == 4 and o1[2] == X.shape[0] and o1[3] == 0
     assert not np.array_equal(p1, model.params)
-    np.testing.assert_array_equal(p2, p1)
-    np.testing.assert_array_equal(o2, o1)
+    rtol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(p2, p1, rtol=rtol, atol=rtol * np.max(np.abs(p1)))
+    np.testing.assert_allclose(o2[0], o1[0], rtol=rtol)
+    np.testing.assert_array_equal(o2[1:], o1[1:])
     for a, b in zip(s1, s2, strict=True):
-        np.testing.assert_array_equal(a, b)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol * max(np.max(np.abs(a)), 1e-30))
 
 
 @pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])

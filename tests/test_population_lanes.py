@@ -112,7 +112,11 @@ def _check(cfg_name, opt_name, batch, dtype, rtol, atol, epochs=3):
 @pytest.mark.parametrize("opt_name", sorted(OPTS))
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
 def test_lanes_equal_per_network_and_alone_float64(lanes4, cfg_name, opt_name, batch):
-    _check(cfg_name, opt_name, batch, np.float64, rtol=1e-12, atol=1e-13)
+    """float64 within 1e-11: the lanes sum ``dx`` over outputs ascending, the shared step's
+    loops reassociate it (vectorised, four rows of ``W`` a pass), and three epochs of
+    momentum at batch 1 grew that rounding difference to 1.6e-12 relative (2.4e-13 absolute
+    on a momentum of 5.5e-5)."""
+    _check(cfg_name, opt_name, batch, np.float64, rtol=1e-11, atol=1e-12)
 
 
 @pytest.mark.parametrize("batch", [1, 8])

@@ -401,6 +401,8 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
         sklearn_fit = (_sklearn_fit(_env("ours", cache_dir), workdir, profile, log)
                        if "sklearn" in frameworks and "cpu" in frameworks and not only
                        else None)
+        phases = (_phases(_env("ours", cache_dir), workdir, profile, log)
+                  if "cpu" in frameworks and not only else None)
     finally:
         if keep_workdir:
             log(f"worker specs, outputs and logs kept in {workdir}")
@@ -424,6 +426,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
         "contended": CONTENDED,
         "processes": records,
         "sklearn_fit": sklearn_fit,
+        "phases": phases,
     }
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
@@ -446,6 +449,21 @@ def _sklearn_fit(env, workdir, profile, log):
         return json.loads(path.read_text())
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
         log(f"estimators: not measured ({exc})")
+        return None
+
+
+def _phases(env, workdir, profile, log):
+    """Records of :mod:`.phases` (where the time of our step goes), run in its own process
+    (which starts its probe process); ``None`` when it fails (the report says so)."""
+    path = Path(workdir) / "phases.json"
+    log("phases: where the step's time goes ...")
+    try:
+        quick = ["--quick"] if profile == "quick" else []
+        subprocess.run([sys.executable, "-m", f"{__package__}.phases", str(path), *quick],
+                       env=env, check=True, capture_output=True, timeout=1800)
+        return json.loads(path.read_text())
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log(f"phases: not measured ({exc})")
         return None
 
 
@@ -590,9 +608,9 @@ def _split_rule():
     """How the ``cpu`` backend splits a training batch into row chunks, one thread each, from
     the code as it is when the results are analysed: ``chunks``, the least ``rows`` and
     row-parameters (``work``), and ``min_rows``, ``{net: CpuBackend.split_min_rows()}``; and
-    ``cols``, ``{net: [first, last]}``, the batch sizes whose units are split between two
-    threads instead (``CpuBackend.col_split_fits`` with plain SGD, whatever this process's
-    thread count; ``None``: none)."""
+    ``cols``, ``{net: [[first, last], ...]}``, the ranges of batch sizes whose units are split
+    between two threads instead (``CpuBackend.col_split_fits`` with plain SGD, whatever this
+    process's thread count; ``None``: none)."""
     import numpy as np
 
     from ...kernels.config import SPLIT_CHUNKS, SPLIT_MIN_ROWS, SPLIT_MIN_WORK
@@ -604,8 +622,14 @@ def _split_rule():
         m = MLP(cfg["sizes"], activation=cfg["activation"], output=cfg["output"],
                 loss=cfg["loss"], dtype=np.float32, seed=0, backend="cpu")
         min_rows[net] = int(m.engine.split_min_rows())
-        rows = [b for b in range(1, 4097) if m.engine.col_split_fits(b, SGD_CODE)]
-        cols[net] = [rows[0], rows[-1]] if rows else None
+        ranges = []
+        for b in range(1, 4097):
+            if m.engine.col_split_fits(b, SGD_CODE):
+                if ranges and ranges[-1][1] == b - 1:
+                    ranges[-1][1] = b
+                else:
+                    ranges.append([b, b])
+        cols[net] = ranges or None
     return {"chunks": SPLIT_CHUNKS, "rows": SPLIT_MIN_ROWS, "work": SPLIT_MIN_WORK,
             "min_rows": min_rows, "cols": cols}
 

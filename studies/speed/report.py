@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import scaling, sklearn_fit
+from . import phases, scaling, sklearn_fit
 
 FULL = "full"
 SMALL, LARGE = "2-16-16-1", "784-256-256-10"
@@ -652,7 +652,8 @@ def _threads_note(res):
         batches = _split_batches(res, net, rows)
         cols = (split.get("cols") or {}).get(net)
         if cols:  # those go to the column split first
-            batches = [b for b in batches if b == "full" or not cols[0] <= int(b) <= cols[1]]
+            batches = [b for b in batches
+                       if b == "full" or not any(a <= int(b) <= z for a, z in cols)]
         which = ("none of its batches" if not batches else "the full batch"
                  if batches == ["full"] else ("batches " if len(batches) > 1 else "batch ")
                  + _and(batches))
@@ -668,20 +669,25 @@ def _threads_note(res):
         + (f" The `train_cpu` worker ran with {threads} Numba threads." if threads else "")
         + " ")
     col_text = []
-    for net, span_ in (split.get("cols") or {}).items():
-        if not span_:
+    for net, ranges in (split.get("cols") or {}).items():
+        if not ranges:
             continue
         cfg = res["settings"].get("nets", {}).get(net, {})
-        hit = [str(b) for b in cfg.get("batches", []) if b != FULL and span_[0] <= b <= span_[1]]
-        col_text.append(f"{net} from {span_[0]} to {span_[1]} rows, i.e. "
+        hit = [str(b) for b in cfg.get("batches", [])
+               if b != FULL and any(a <= b <= z for a, z in ranges)]
+        spans = _and([f"{a} row" + ("s" if a > 1 else "") if a == z else f"{a} to {z} rows"
+                      for a, z in ranges])
+        col_text.append(f"{net} at {spans}, i.e. "
                         + (("batches " if len(hit) > 1 else "batch ") + _and(hit) if hit
                            else "none of its batches") + " here")
     if col_text and threads and threads >= 2:  # the column split needs two threads
         split_text += ("Batches of plain SGD of 8 to 128 rows through a network of 32,768 "
-                       "parameters or more (and 1.5M rows x parameters) have each layer's units "
-                       "split between two threads instead (checked first), each "
-                       "keeping its half of the weights, the update fused into the gradient's "
-                       "BLAS product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
+                       "parameters or more (and 1.5M rows x parameters), and single rows "
+                       "through a network of 98,304 parameters or more, have each layer's "
+                       "units split between two threads instead (checked first), each "
+                       "training its half of the weights packed in a block of its own (which "
+                       "stays in its core's L2 cache), the update fused into the gradient's "
+                       "product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
                        + ". ")
     whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
              "256 rows here: they were split" if threads and threads >= 2 and per_net and all(
@@ -788,6 +794,7 @@ def write(res, out):
         _train_section(res, SMALL, figures),
         "### Roofline-style view\n\nEvery configuration's achieved GFLOP/s against the FMA "
         "peak and the best sgemm of this machine.\n\n![roofline](roofline.png)",
+        phases.section(res.get("phases")),
         scaling.section(res, figures),
         _population_section(res, figures),
         sklearn_fit.section(res.get("sklearn_fit")),

@@ -214,14 +214,14 @@ def test_the_split_rule_is_the_cpu_backends():
     note = report._threads_note(res)
     assert f"{SMALL} from 64 rows, i.e. batches 128, 1024 and full here" in note
     assert f"{LARGE} from 64 rows, i.e. batch 1024 here" in note  # 128: the column split
-    assert rule["cols"] == {LARGE: [8, 128], SMALL: None}
-    assert f"{LARGE} from 8 to 128 rows, i.e. batches 8, 32 and 128 here" in note
+    assert rule["cols"] == {LARGE: [[1, 1], [8, 128]], SMALL: None}
+    assert f"{LARGE} at 1 row and 8 to 128 rows, i.e. batches 1, 8, 32 and 128 here" in note
     assert "2 Numba threads" in note
     quick = report._threads_note(dict(res, settings=bench.PROFILES["quick"]))
     # quick: 2-16-16-1's full batch has 4096 rows; 784-256-256-10 runs batches 1 and 32 only
     assert f"{SMALL} from 64 rows, i.e. the full batch here" in quick
     assert f"{LARGE} from 64 rows, i.e. none of its batches here" in quick
-    assert f"{LARGE} from 8 to 128 rows, i.e. batch 32 here" in quick
+    assert f"{LARGE} at 1 row and 8 to 128 rows, i.e. batches 1 and 32 here" in quick
 
 
 def test_passes_keep_the_faster_and_list_every_pass():

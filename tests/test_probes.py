@@ -73,6 +73,21 @@ def test_off_in_this_process():
     assert probes.totals() == dict.fromkeys(probes.PHASES, 0)
 
 
+def test_each_cpu_adds_to_a_line_of_its_own():
+    """The totals are a row per CPU, each row a 64-byte line of its own; ``totals`` adds the
+    rows."""
+    assert probes.CYCLES.shape == (probes.TRACKS, len(probes.PHASES))
+    assert probes.CYCLES.strides[0] == 64 and probes.CYCLES.ctypes.data % 64 == 0
+    try:
+        probes.CYCLES[3, probes.LOSS] = 5
+        probes.CYCLES[40, probes.LOSS] = 7
+        probes.CYCLES[0, probes.GATHER] = 1
+        assert probes.totals() == dict(dict.fromkeys(probes.PHASES, 0), loss=12, gather=1)
+    finally:
+        probes.reset()
+    assert probes.totals() == dict.fromkeys(probes.PHASES, 0)
+
+
 def test_on_needs_a_marked_cache(tmp_path):
     env = dict(os.environ, **{probes.ENV: "1", "NUMBA_CACHE_DIR": str(tmp_path)})
     done = subprocess.run([sys.executable, "-c", "import dlbasics.kernels.network"], env=env,

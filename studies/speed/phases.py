@@ -7,13 +7,14 @@ compiled in only in a process started with ``DLBASICS_PHASE_PROFILE=1`` and a Nu
 its own (:func:`probe_env`); everywhere else they compile to nothing.
 
 :func:`main` times each case of :data:`CASES` (784-256-256-10, float32, plain SGD, at the
-speed study's batch sizes) three times: in this process without the probes, in a child process
-with them (:func:`measure`, the same epochs), and here again without. A phase's time per step
-is its cycles over the counter's rate (calibrated against ``time.perf_counter`` in the child),
-the steps and the threads the path keeps busy (two for the row and column splits, one for the
-batch taken whole), so the phases of a thread add up to its step; *other* is the step's wall
-time minus them (calls between the compiled functions, the epoch loop, the marks themselves).
-The step's time with and without the probes says how much the probes disturb it.
+speed study's batch sizes) three times, one case after another: in this process without the
+probes, in a child process with them (:func:`measure`, the same epochs), and here again
+without. A phase's time per step is its cycles over the counter's rate (calibrated against
+``time.perf_counter`` in the child), the steps and the threads the path keeps busy (two for the
+row and column splits, one for the batch taken whole), so the phases of a thread add up to its
+step; *other* is the step's wall time minus them (calls between the compiled functions, the
+epoch loop, the marks themselves). The step's time with and without the probes says how much
+the probes disturb it.
 
 Run: ``python -m dlbasics.studies.speed.phases [OUT.json] [--quick]``; :func:`section` renders
 the records as the speed report's "Where the time goes" section.
@@ -145,29 +146,32 @@ def measure(cases, target_s, epochs=None):
 
 
 def run(cases=CASES, target_s=TARGET_S["full"]):
-    """Time ``cases`` without the probes here, then with them in a child process (the same
-    epochs each), then here again; returns the child's records with ``plain_step_us`` (the
-    faster of the two steps here) and ``plain_runs_us`` (both)."""
-    plain = [time_case(net, batch, rows, target_s) for net, batch, rows in cases]
+    """Time each case without the probes here, then with them in a child process (the same
+    epochs), then here again, case after case (the machine's speed drifts over minutes: the
+    three runs of a case are close in time); returns the children's records with
+    ``plain_step_us`` (the faster of the two runs here) and ``plain_runs_us`` (both). The
+    children share one probe cache, so the probes are compiled once."""
+    records = []
     with tempfile.TemporaryDirectory(prefix="dlbasics-phases-") as tmp:
         env = probe_env(os.path.join(tmp, "numba_cache"))
         spec = os.path.join(tmp, "spec.json")
         result = os.path.join(tmp, "out.json")
-        with open(spec, "w") as f:
-            json.dump({"cases": [list(c) for c in cases], "epochs": [p[0] for p in plain],
-                       "target_s": target_s}, f)
-        done = subprocess.run([sys.executable, "-m", f"{__package__}.phases", "--child", spec,
-                               result],
-                              env=env, capture_output=True, text=True, timeout=1800)
-        if done.returncode != 0:
-            raise RuntimeError(f"phases: the probe process failed:\n{done.stderr[-2000:]}")
-        with open(result) as f:
-            records = json.load(f)
-    again = [time_case(net, batch, rows, target_s, epochs=p[0])
-             for (net, batch, rows), p in zip(cases, plain, strict=True)]
-    for rec, first, second in zip(records, plain, again, strict=True):
-        rec["plain_runs_us"] = [1e6 * r[2] / r[1] for r in (first, second)]
-        rec["plain_step_us"] = min(rec["plain_runs_us"])
+        for net, batch, rows in cases:
+            first = time_case(net, batch, rows, target_s)
+            with open(spec, "w") as f:
+                json.dump({"cases": [[net, batch, rows]], "epochs": [first[0]],
+                           "target_s": target_s}, f)
+            done = subprocess.run([sys.executable, "-m", f"{__package__}.phases", "--child",
+                                   spec, result], env=env, capture_output=True, text=True,
+                                  timeout=1800)
+            if done.returncode != 0:
+                raise RuntimeError(f"phases: the probe process failed:\n{done.stderr[-2000:]}")
+            with open(result) as f:
+                (rec,) = json.load(f)
+            second = time_case(net, batch, rows, target_s, epochs=first[0])
+            rec["plain_runs_us"] = [1e6 * r[2] / r[1] for r in (first, second)]
+            rec["plain_step_us"] = min(rec["plain_runs_us"])
+            records.append(rec)
     return records
 
 
@@ -216,7 +220,7 @@ def section(records):
         "another, the threading overhead; *other*: the step's wall time minus the phases "
         "(calls between compiled functions, the epoch loop, the marks). The probes are "
         "compiled only into a process of their own; the last row is the step timed without "
-        "them in the same run (the faster of a run before and one after theirs).\n\n"
+        "them, the faster of a run just before and one just after theirs.\n\n"
         + "\n".join(lines) + "\n")
 
 

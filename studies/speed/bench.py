@@ -437,34 +437,31 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
     return results
 
 
-def _sklearn_fit(env, workdir, profile, log):
-    """Records of :mod:`.sklearn_fit` (our estimators' ``fit`` against scikit-learn's), run in
-    its own process; ``None`` when it fails (the report says so)."""
-    path = Path(workdir) / "sklearn_fit.json"
-    log("estimators: fit time against scikit-learn ...")
+def _own_process(module, label, timeout, env, workdir, profile, log):
+    """The records that ``python -m <this package>.<module> OUT.json [--quick]`` writes, run in
+    its own process; ``None`` when it fails (logged under ``label``; the report says so)."""
+    path = Path(workdir) / f"{module}.json"
     try:
         quick = ["--quick"] if profile == "quick" else []
-        subprocess.run([sys.executable, "-m", f"{__package__}.sklearn_fit", str(path), *quick],
-                       env=env, check=True, capture_output=True, timeout=900)
+        subprocess.run([sys.executable, "-m", f"{__package__}.{module}", str(path), *quick],
+                       env=env, check=True, capture_output=True, timeout=timeout)
         return json.loads(path.read_text())
     except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        log(f"estimators: not measured ({exc})")
+        log(f"{label}: not measured ({exc})")
         return None
+
+
+def _sklearn_fit(env, workdir, profile, log):
+    """Records of :mod:`.sklearn_fit` (our estimators' ``fit`` against scikit-learn's)."""
+    log("estimators: fit time against scikit-learn ...")
+    return _own_process("sklearn_fit", "estimators", 900, env, workdir, profile, log)
 
 
 def _phases(env, workdir, profile, log):
-    """Records of :mod:`.phases` (where the time of our step goes), run in its own process
-    (which starts its probe process); ``None`` when it fails (the report says so)."""
-    path = Path(workdir) / "phases.json"
+    """Records of :mod:`.phases` (where the time of our step goes; it starts its own probe
+    process)."""
     log("phases: where the step's time goes ...")
-    try:
-        quick = ["--quick"] if profile == "quick" else []
-        subprocess.run([sys.executable, "-m", f"{__package__}.phases", str(path), *quick],
-                       env=env, check=True, capture_output=True, timeout=1800)
-        return json.loads(path.read_text())
-    except (OSError, subprocess.SubprocessError, ValueError) as exc:
-        log(f"phases: not measured ({exc})")
-        return None
+    return _own_process("phases", "phases", 1800, env, workdir, profile, log)
 
 
 def _json_default(o):

@@ -1,17 +1,18 @@
 r"""The network step with every layer's units shared out between threads (CPU).
 
 A batch of a few rows through a wide network is mostly the three products of each layer with its
-weights, and the weights do not fit one core's cache: 784-256-256-10 holds 1.05 MB of float32
-weights, and a core of the 2-core benchmark machine has 1 MB of L2. Splitting the *rows* of such a
-batch between two threads (:func:`dlbasics.kernels.network.split_epoch`) makes each thread read all
-the weights and write a whole gradient, which the threads then add: at 32 rows it lost (0.95x).
-Here each layer's *output units* are split instead, in :data:`COL_PARTS` contiguous parts, one
-task each, and a part keeps its columns of ``W`` and ``b`` for the whole epoch (each thread runs
-the same part in every phase: half of the weights per core, 525 KB of 784-256-256-10, which
-stay in its L2 from one batch to the next). The thread copies them into a block of their own
-first (:func:`packed_layout`, back into the parameters when the epoch ends): in place, every
-row of a part's columns of a 256-wide matrix sits at the same offset within 1 kB, so the part
-could use half of the L2's sets, and did not fit.
+weights, and the weights do not fit one core's cache: 784-256-256-10 holds 1.08 MB (1.03 MiB) of
+float32 parameters, and a core of the 2-core benchmark machine has 1 MiB of L2. Splitting the *rows*
+of such a batch between two threads (:func:`dlbasics.kernels.network.split_epoch`) makes each thread
+read all the weights and write a whole gradient, which the threads then add: at 32 rows it lost
+(0.95x). Here each layer's *output units* are split instead, in :data:`COL_PARTS` contiguous parts,
+one task each, and a part keeps its columns of ``W`` and ``b`` for the whole epoch (each thread runs
+the same part in every phase: half of the weights per core, 526 KiB of 784-256-256-10, which stay in
+its L2 from one batch to the next; a wider network's halves do not, and still gain). The thread
+copies them into a block of their own first (:func:`packed_layout`, back into the parameters when
+the epoch ends): in place, every row of a part's columns of a 256-wide matrix sits at the same
+offset within 1 kB, so the part could use half of the L2's sets (512 KiB for its 526 KiB), and did
+not fit.
 
 The phases of a batch:
 
@@ -44,14 +45,15 @@ products over its own columns, then the parts' sums are added; BLAS may block a 
 shapes differently; BLAS may fuse the update's multiply and add): equal to rounding
 (``tests/test_colsplit.py``). No dropout and no L2 penalty (the callers check).
 
-Measured on the 2-core benchmark machine (784-256-256-10, float32, plain SGD, us a step, the
-better of two alternating runs; the column split against the path the backend takes otherwise):
-one row 21.8 against 34.8 (whole, one thread), 8 rows 80.5 against 232 (whole), 32 rows 373
-against 576 (row split), 128 rows 1001 against 1200 (row split). A single row gained nothing
-with the columns in place (42 against 40 us a step at first, 77 against 35 us before they were
-packed). Rows from BLAS's ``min_rows`` on, up to 128, and single rows through networks of 96k
-parameters or more (:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements
-in :mod:`dlbasics.kernels.config`).
+Measured on the 2-core benchmark machine (784-256-256-10, float32, plain SGD, us a step, the better
+of two alternating runs; the column split against the path the backend takes otherwise): one row
+21.8 against 34.8 (whole, one thread), 8 rows 80.5 against 232 (whole), 32 rows 373 against 576 (row
+split), 128 rows 1001 against 1200 (row split); measured apart from the speed report, whose runs of
+the same code differ by up to 1.5x between passes. A single row gained nothing with the columns in
+place (42 against 40 us a step at first, 77 against 35 us before they were packed). Rows from BLAS's
+``min_rows`` on, up to 128, and single rows through networks of 98,304 parameters or more
+(:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
+:mod:`dlbasics.kernels.config`).
 """
 
 from __future__ import annotations
@@ -175,14 +177,13 @@ def packed_layout(sizes):
     one another, each matrix starting on a 64-byte line (for float32) and each part on a
     4-kB page (of a buffer that starts on one), so that the parts share no line.
 
-    Packed, a part's weights are one contiguous block. In place, a part's columns of a
-    256-wide float32 matrix are the first or second 512 bytes of every 1,024-byte row, which
-    fixes one bit of every address: the part could use half of its core's L2 cache (on the
-    2-core benchmark machine 1 MB, 8 ways, indexed by address bits 6-16), and
-    784-256-256-10's 525 KB a part did not fit in that half. Measured there (the three loops of
-    a one-row step over the 1,040 rows of 784-256 and 256-256, two threads of 128 columns
-    each): 87 us a step with the columns in place, 27 us packed; one thread doing both parts,
-    60 and 53 us.
+    Packed, a part's weights are one contiguous block. In place, a part's columns of a 256-wide
+    float32 matrix are the first or second 512 bytes of every 1,024-byte row, which fixes one bit of
+    every address: the part could use half of its core's L2 cache (on the 2-core benchmark machine 1
+    MiB, 8 ways, indexed by address bits 6-16), and 784-256-256-10's 526 KiB a part did not fit in
+    that 512 KiB half. Measured there (the three loops of a one-row step over the 1,040 rows of
+    784-256 and 256-256, two threads of 128 columns each): 87 us a step with the columns in place,
+    27 us packed; one thread doing both parts, 60 and 53 us.
     """
     L = len(sizes) - 1
     poffs = np.zeros((L, COL_PARTS, 2), np.int64)

@@ -77,8 +77,11 @@ COL_SPLIT_MAX_ROWS = 128
 #: whole on one thread): 784-64-64-10 (55k parameters) 12.4 / 6.7, 784-80-80-10 (70k) 14.5 /
 #: 8.7, 784-96-96-10 (86k) 10.7 / 10.4, 784-112-112-10 (102k) 10.6 / 12.2, 784-128-128-10
 #: (118k) 10.7 / 14.7, 784-256-256-10 (269k) 21.8 / 34.8, 784-512-512-10 (670k) 52.9 / 93.6,
-#: 784-1024-1024-10 (1.86M) 158 / 275. Two to seven rows stay whole: the parts' own loops lost
-#: there (784-256-256-10 at 2 rows 443 / 89 us, at 4 rows 281 / 160).
+#: 784-1024-1024-10 (1.86M) 158 / 275. 86k parameters was a tie within the noise (the column
+#: split's times do not fall monotonically with size here): the threshold lies between 86k and
+#: 102k. Two to seven rows stay whole: the parts' own loops for those lost (measured the same
+#: way, the columns packed: 784-256-256-10 at 2 rows 443 / 89 us, at 4 rows 281 / 160; the
+#: two-row figure, slower than four rows, was not investigated).
 COL_SPLIT_MIN_PARAMS_ONE_ROW = 3 << 15
 
 #: Default slope of ``leaky_relu`` for negative inputs.

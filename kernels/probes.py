@@ -27,7 +27,9 @@ CPU's totals fill a cache line of their own. Measured on the 2-core benchmark ma
 column split's step of 784-256-256-10 at one row, without and with the probes: 21 against 29
 us with one line per phase shared by all threads (each lap moved a line between the cores),
 19 against 27 us with a line per CPU found by ``sched_getcpu``, 19 against 20 us with
-``rdtscp`` (8 rows: 76 against 113, then 74 against 75). The speed study
+``rdtscp`` (at 8 rows: 76 against 113 with shared lines, 74 against 75 with ``rdtscp``; two
+runs of the same step without probes have differed by up to 1.3x on that machine, so a
+single pair says little below that). The speed study
 (``dlbasics.studies.speed.phases``) times the step with and without them.
 
 Numba's cache does not know whether the probes were on when a function was compiled, so with

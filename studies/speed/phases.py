@@ -202,6 +202,8 @@ def section(records):
     lines.append("| step, probes off | " + " | ".join(
         _us(r["plain_step_us"]) for r in records) + " |")
     nets = sorted({r["net"] for r in records})
+    runs = [r.get("plain_runs_us") or [r["plain_step_us"]] for r in records]
+    spread = max(max(x) / min(x) for x in runs)
     return (
         "## Where the time goes\n\n"
         f"Our step of {', '.join(nets)} (float32, plain SGD) phase by phase, in microseconds "
@@ -216,12 +218,20 @@ def section(records):
         "after a BLAS product, the column split's sums of the parts' partial products; "
         "*loss*: loss rows and the output layer's gradient; *update*: the optimizer (and in "
         "the row split the sum of the chunks' gradients, in the column split the biases' "
-        "gradient and update); *waiting*: threads claiming tasks and waiting for one "
-        "another, the threading overhead; *other*: the step's wall time minus the phases "
-        "(calls between compiled functions, the epoch loop, the marks). The probes are "
-        "compiled only into a process of their own; the last row is the step timed without "
-        "them, the faster of a run just before and one just after theirs.\n\n"
-        + "\n".join(lines) + "\n")
+        "gradient and update; below 8 rows the update is fused into the products); *waiting*: "
+        "threads claiming tasks and idle until the others are done (part 0 computes the loss "
+        "alone), while the splits' own extra work is counted under elementwise (the column "
+        "split's sums of partial products) and update (the row split's sum of the chunks' "
+        "gradients); *other*: the step's wall time minus the phases (calls between compiled "
+        "functions, the epoch loop, the marks). The probes are compiled only into a process "
+        "of their own; the last row is the step timed without them, the faster of a run just "
+        "before and one just after theirs. Each step is the mean over a case's timed epochs "
+        "(2,048 to 8,192 rows, down to 8 steps an epoch at batch 1024), measured after the "
+        "throughput runs in processes of their own whose load was not recorded: the step "
+        "differs from the throughput table's, and the two runs without probes of one case "
+        f"differed by up to {spread:.2f}x in this run, so where the rows with and without "
+        "probes differ by less than that, the table does not measure what the probes "
+        "cost.\n\n" + "\n".join(lines) + "\n")
 
 
 def main(argv=None):

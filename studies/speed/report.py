@@ -685,8 +685,9 @@ def _threads_note(res):
                        "parameters or more (and 1.5M rows x parameters), and single rows "
                        "through a network of 98,304 parameters or more, have each layer's "
                        "units split between two threads instead (checked first), each "
-                       "training its half of the weights packed in a block of its own (which "
-                       "stays in its core's L2 cache), the update fused into the gradient's "
+                       "training its half of the weights packed in a block of its own (for "
+                       "784-256-256-10, 526 KiB a part in a 1 MiB L2), the update fused into "
+                       "the gradient's "
                        "product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
                        + ". ")
     whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
@@ -727,8 +728,9 @@ def _contention_note(res):
     if worst < 0.1:
         return (f"The machine was quiet during the run: other programs used {100 * mean:.0f}% "
                 f"of the CPUs on average (at most {100 * worst:.0f}%, during `{name}`)."
-                + steal + " Quiet is not steady: the differences between passes and between "
-                "the timed epochs of one measurement (Method) are the machine's own.")
+                + steal + " Quiet is not steady: passes and the timed epochs of one "
+                "measurement (Method) differ by more than this load explains; their cause was "
+                "not measured.")
     return (f"**Caution: the machine was shared during this run.** Other programs used "
             f"{100 * mean:.0f}% of the CPUs on average, up to {100 * worst:.0f}% (during "
             f"`{name}`); see the worker table under Method. Figures taken under contention "

@@ -213,7 +213,8 @@ def test_quick_run_goals_and_report(quick_run):
                                      "waiting"]
     assert all(v > 0 for v in ph["phases_us"].values())
     assert sum(ph["phases_us"].values()) <= ph["step_us"] * 1.01
-    assert ph["phases_us"]["products"] > ph["step_us"] / 3
+    work = {k: v for k, v in ph["phases_us"].items() if k != "waiting"}
+    assert max(work, key=work.get) == "products"  # waiting grows with the machine's load
     assert _finite_positive(ph["plain_step_us"]) and len(ph["plain_runs_us"]) == 2
     for g in res["goals"]:
         assert g["goal"] in readme

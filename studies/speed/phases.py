@@ -204,6 +204,10 @@ def section(records):
     nets = sorted({r["net"] for r in records})
     runs = [r.get("plain_runs_us") or [r["plain_step_us"]] for r in records]
     spread = max(max(x) / min(x) for x in runs)
+    lo, hi = min(r["rows"] for r in records), max(r["rows"] for r in records)
+    rows_text = f"{lo:,} rows" if lo == hi else f"{lo:,} to {hi:,} rows"
+    fewest = min(({"steps_per_epoch": -(-r["rows"] // r["batch"]), "batch": r["batch"]}
+                  for r in records), key=lambda d: d["steps_per_epoch"])
     return (
         "## Where the time goes\n\n"
         f"Our step of {', '.join(nets)} (float32, plain SGD) phase by phase, in microseconds "
@@ -226,7 +230,8 @@ def section(records):
         "functions, the epoch loop, the marks). The probes are compiled only into a process "
         "of their own; the last row is the step timed without them, the faster of a run just "
         "before and one just after theirs. Each step is the mean over a case's timed epochs "
-        "(2,048 to 8,192 rows, down to 8 steps an epoch at batch 1024), measured after the "
+        f"({rows_text}, down to {fewest['steps_per_epoch']} steps an epoch at batch "
+        f"{fewest['batch']}), measured after the "
         "throughput runs in processes of their own whose load was not recorded: the step "
         "differs from the throughput table's, and the two runs without probes of one case "
         f"differed by up to {spread:.2f}x in this run, so where the rows with and without "

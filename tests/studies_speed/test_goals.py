@@ -294,7 +294,8 @@ def test_phases_section_shows_each_phase_and_its_share():
     from dlbasics.studies.speed import phases
 
     def rec(batch, path, threads, step, per, plain):
-        return {"net": LARGE, "batch": batch, "path": path, "threads": threads,
+        return {"net": LARGE, "batch": batch, "rows": 512 if batch == 1 else 8192,
+                "path": path, "threads": threads,
                 "step_us": step, "phases_us": per, "other_us": step - sum(per.values()),
                 "plain_step_us": plain}
 
@@ -311,6 +312,7 @@ def test_phases_section_shows_each_phase_and_its_share():
     assert "| other | 0.8 (4%) | 172 (2%) |" in text
     assert "| **step, probes on** | **20** | **8000** |" in text
     assert "| step, probes off | 19.5 | 7900 |" in text
+    assert "(512 to 8,192 rows, down to 8 steps an epoch at batch 1024)" in text
     assert "Not measured" in phases.section(None)
 
 

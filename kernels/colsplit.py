@@ -18,42 +18,46 @@ The phases of a batch:
 
 * forward, layer ``l``: ``z[:, c] = h W[:, c] + b[c]`` and ``a[:, c] = f(z[:, c])`` for the
   part's columns ``c``; every part needs all of ``h``, so the parts meet after each layer;
-* the loss, by part 0 alone (the output layer is small);
+* the loss, by one part (the output layer is small): where the last part holds every output
+  unit (:func:`output_merged`, e.g. 10 classes), the output layer's forward pass, the loss and
+  the output layer's backward pass are one task of that part, else the loss is part 0's task;
 * backward, layer ``l``: the part's columns of ``delta = dL/dz`` (for a hidden layer, the sum of
   the parts' partial products below, times ``f'``), its share of the next product down,
   ``P_p = delta[:, c] W[:, c]^T`` (a partial sum over its columns, into its own buffer), then
-  plain SGD on its columns, fused into the gradient's product: ``W[:, c] += (-lr) h^T
-  delta[:, c]`` in one BLAS call (no ``dW`` is written). Plain SGD only: other rules would need
-  their state's columns too, and applied row segment by row segment (a call each), Adam in a
-  first version of this split took 100 against 73 ms an epoch of 784-256-256-10 at batch 8 on
-  the whole batch's path (float32, 2048 rows), 38 against 39 ms at batch 32.
+  plain SGD on its columns, ``W[:, c] -= lr h^T delta[:, c]``, summed in registers and added
+  to the weights once (no ``dW`` is written). Plain SGD only: other rules would need their
+  state's columns too, and applied row segment by row segment (a call each), Adam in a first
+  version of this split took 100 against 73 ms an epoch of 784-256-256-10 at batch 8 on the
+  whole batch's path (float32, 2048 rows), 38 against 39 ms at batch 32.
 
 Nothing of the gradient crosses between the threads but the partial products (``B x n_in`` per
-part) and the activations; the parts meet ``2 L + 2`` times a batch (gather, ``L`` layers forward,
-loss, ``L`` layers backward) through an atomic counter of finished tasks, as the threads of
+part) and the activations; the parts meet :func:`cols_phases` times a batch (``2 L + 2``:
+gather, ``L`` layers forward, loss, ``L`` layers backward; ``2 L`` with the output layer merged)
+through an atomic counter of finished tasks, as the threads of
 :func:`dlbasics.kernels.network.team_worker` do, in one call for the whole epoch. The
 threads are Python threads (:mod:`dlbasics.models._threads`, the worker releases the GIL), so
 that the worker is compiled once, not again in a ``prange``'s functions.
 
-Products of ``min_rows`` rows or more call BLAS (SciPy's, as ``np.dot`` in compiled code does,
-through :func:`gemm`, which takes matrices at offsets into 1-D arrays with leading dimensions:
-the packed columns, and the parts' columns of the activations where they lie; each thread's
-BLAS on one thread); smaller ones run the shared step's loops on
-the part's columns. The part count is a constant, not the thread count: one thread or two give the
-same bits. They are not the bits of the batch taken whole (each part sums the back-propagated
-products over its own columns, then the parts' sums are added; BLAS may block a product of other
-shapes differently; BLAS may fuse the update's multiply and add): equal to rounding
-(``tests/test_colsplit.py``). No dropout and no L2 penalty (the callers check).
+The products are our own, emitted as LLVM vector code, reading the packed weights where they
+lie: batches through the register-blocked products of :mod:`dlbasics.kernels.smallgemm` (BLAS
+copies its operands into blocks of its own at every call, which a batch of 32 rows does not
+amortise: 71 against 115 GFLOP/s for the forward product of 32 rows with 784 x 128 on one core of
+the benchmark machine), single rows through :mod:`dlbasics.kernels.rowvec`, whose first layer's
+update waits for the next row's forward pass and is applied on its way through the weights (one
+pass over them instead of two; the row's input and the part's columns of its delta are kept in
+the part's block, :func:`packed_layout`). The part count is a constant, not the thread count: one
+thread or two give the same bits. They are not the bits of the batch taken whole (each part sums
+the back-propagated products over its own columns, then the parts' sums are added; every
+multiply-add is one FMA): equal to rounding (``tests/test_colsplit.py``). No dropout and no L2
+penalty (the callers check).
 
-Measured on the 2-core benchmark machine (784-256-256-10, float32, plain SGD, us a step, the better
-of two alternating runs; the column split against the path the backend takes otherwise): one row
-21.8 against 34.8 (whole, one thread), 8 rows 80.5 against 232 (whole), 32 rows 373 against 576 (row
-split), 128 rows 1001 against 1200 (row split); measured apart from the speed report, whose runs of
-the same code differ by up to 1.5x between passes. A single row gained nothing with the columns in
-place (42 against 40 us a step at first, 77 against 35 us before they were packed). Rows from BLAS's
-``min_rows`` on, up to 128, and single rows through networks of 98,304 parameters or more
-(:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the measurements in
-:mod:`dlbasics.kernels.config`).
+Measured on the 2-core benchmark machine (784-256-256-10, float32, plain SGD, us a step, the
+fastest of 8 epochs, alternating with the code before in fresh processes; the machine's speed
+varied by up to 1.5x between runs): one row 15.4-17.7 against 19.2-25.9 with BLAS-free loops
+and no deferred update, 8 rows 70 against 87, 32 rows 257 against 340, 128 rows 896 against
+1115 with the parts' products in BLAS. Rows from 8 to 128, and single rows through networks of
+98,304 parameters or more (:meth:`dlbasics.models.backends.CpuBackend.col_splits`; the
+measurements in :mod:`dlbasics.kernels.config`).
 """
 
 from __future__ import annotations
@@ -61,26 +65,15 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.core.errors import TypingError
-from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
-from numba.np.linalg import ensure_blas
+from numba import njit
 
 from .activations import SOFTMAX, act_flat, dact_mul_flat
 from .atomics import fetch_add, load_acquire
-from .dense import use_blas
 from .network import (
     BAD,
     DONE,
     FAILED,
     TOTAL,
-    _fwd_loops,
-    _grad_w_loops,
-    _grad_x_loops,
-    _sgd_row_update,
     chunk_rows,
     column_block,
     gather_row,
@@ -96,86 +89,29 @@ from .network import (
 )
 from .optimizers import HP_LR, sgd_kernel
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
+from .rowvec import FORWARD, UPDATE_FORWARD, row_forward, row_grad_x_update
+from .rowvec import UPDATE as UPDATE_ONLY
+from .smallgemm import block_forward, block_grad_x, block_update
 from .views import borrow, lent, span
 
-__all__ = ["COL_PARTS", "gemm", "part_columns", "packed_layout", "cols_worker", "cols_extra",
+__all__ = ["COL_PARTS", "part_columns", "packed_layout", "cols_worker", "cols_extra",
            "cols_phases"]
 
 #: Parts each layer's units are split into (a constant: the bits do not depend on the threads).
 COL_PARTS = 2
-
-
-@intrinsic
-def gemm(typingctx, trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C,
-         c_off, ldc):
-    """Row-major ``C = alpha op(A) op(B) + beta C`` by BLAS (``?gemm``), the matrices given as
-    offsets into 1-D arrays and leading dimensions (row strides, in elements): ``op(A)`` is
-    ``M x K``, stored as ``M x K`` rows of stride ``lda`` (``trans_a`` false) or as ``K x M``;
-    likewise ``op(B)`` ``K x N`` and ``C`` ``M x N`` (stride ``ldc``). Column slices of a
-    row-major matrix are thus taken where they lie. Float32 or float64, one dtype; nothing is
-    checked (the callers pass validated layouts). SciPy's BLAS is loaded when this module is
-    imported (:func:`numba.np.linalg.ensure_blas`): loaded lazily, at the first call of a
-    cached caller, it added 0.07-0.13 s to the first epoch of a fresh process (importing
-    ``scipy.linalg.cython_blas`` alone took 0.13 s on the benchmark machine)."""
-    arrays = (A, B, C)
-    for arr in arrays:
-        if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-                and isinstance(arr.dtype, types.Float) and arr.dtype.bitwidth in (32, 64)):
-            raise TypingError(f"gemm: expected 1-D contiguous float32 or float64 arrays, "
-                              f"got {arr}")
-    if len({arr.dtype for arr in arrays}) != 1:
-        raise TypingError("gemm: the arrays must share one dtype")
-    dtype = A.dtype
-    sig = types.none(trans_a, trans_b, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C,
-                     c_off, ldc)
-
-    def codegen(context, builder, sig, args):
-        tys = sig.args
-        char = ir.IntType(8)
-        intp = context.get_value_type(types.intp)
-        voidp = ir.IntType(8).as_pointer()
-        fnty = ir.FunctionType(ir.IntType(32), [char, char, char, intp, intp, intp, voidp, voidp,
-                                                intp, voidp, intp, voidp, voidp, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
-
-        def i64(k):
-            return context.cast(builder, args[k], tys[k], types.intp)
-
-        def ptr(k, off):
-            data = make_array(tys[k])(context, builder, args[k]).data
-            return builder.bitcast(builder.gep(data, [i64(off)]), voidp)
-
-        def flag(k):
-            t = context.cast(builder, args[k], tys[k], types.boolean)
-            return builder.select(t, ir.Constant(char, ord("t")), ir.Constant(char, ord("n")))
-
-        def scalar(k):
-            slot = cgutils.alloca_once(builder, context.get_value_type(dtype))
-            builder.store(context.cast(builder, args[k], tys[k], dtype), slot)
-            return builder.bitcast(slot, voidp)
-
-        kind = ir.Constant(char, ord("s" if dtype.bitwidth == 32 else "d"))
-        # Column-major BLAS sees a row-major matrix as its transpose: C^T = op(B)^T op(A)^T.
-        res = builder.call(fn, (kind, flag(1), flag(0), i64(3), i64(2), i64(4), scalar(5),
-                                ptr(9, 10), i64(11), ptr(6, 7), i64(8), scalar(12), ptr(13, 14),
-                                i64(15)))
-        with builder.if_then(builder.icmp_signed("!=", res, ir.Constant(res.type, 0)),
-                             likely=False):
-            context.call_conv.return_user_exc(builder, RuntimeError, ("gemm: BLAS call failed",))
-        return context.get_dummy_value()
-
-    return sig, codegen
-
-
-ensure_blas()
+#: What a task did with its part's deferred update (:func:`_task`).
+_APPLIED, _DEFERRED = 1, 2
 
 
 def packed_layout(sizes):
     """Where each part keeps its own columns during an epoch: ``(poffs, size)``, ``poffs[l, p]``
     = the offsets of part ``p``'s ``W`` (``n_in x nc`` row-major, rows ``nc`` apart, ``nc`` its
-    columns of layer ``l``) and ``b`` in a buffer of ``size`` elements. A part's layers follow
-    one another, each matrix starting on a 64-byte line (for float32) and each part on a
-    4-kB page (of a buffer that starts on one), so that the parts share no line.
+    columns of layer ``l``) and ``b`` in a buffer of ``size`` elements, for ``l < L``;
+    ``poffs[L, p]`` = the offsets of the part's pending update of the first layer (one row's
+    input, ``sizes[0]`` elements, and its columns of that row's ``delta``; see
+    :func:`_backward_part`). A part's regions follow one another, each starting on a 64-byte
+    line (for float32) and each part on a 4-kB page (of a buffer that starts on one), so that
+    the parts share no line.
 
     Packed, a part's weights are one contiguous block. In place, a part's columns of a 256-wide
     float32 matrix are the first or second 512 bytes of every 1,024-byte row, which fixes one bit of
@@ -186,15 +122,16 @@ def packed_layout(sizes):
     27 us packed; one thread doing both parts, 60 and 53 us.
     """
     L = len(sizes) - 1
-    poffs = np.zeros((L, COL_PARTS, 2), np.int64)
+    poffs = np.zeros((L + 1, COL_PARTS, 2), np.int64)
     at = 0
     for p in range(COL_PARTS):
         at = -(-at // 1024) * 1024
-        for l in range(L):
-            c0, c1 = part_columns(sizes[l + 1], p)
+        for l in range(L + 1):
+            n_in = sizes[0] if l == L else sizes[l]
+            c0, c1 = part_columns(sizes[1 if l == L else l + 1], p)
             nc = c1 - c0
             poffs[l, p, 0] = at
-            at += -(-(sizes[l] * nc) // 16) * 16
+            at += -(-(n_in if l == L else n_in * nc) // 16) * 16
             poffs[l, p, 1] = at
             at += -(-nc // 16) * 16
     return poffs, at
@@ -227,9 +164,24 @@ def cols_extra(n_in_max, batch):
 
 
 @njit(inline="always", cache=True)
-def cols_phases(L):
-    """Phases of a batch: gather, ``L`` forward, loss, ``L`` backward."""
-    return 2 * L + 2
+def cols_phases(L, merged):
+    """Phases of a batch: gather, ``L`` forward, loss, ``L`` backward; with ``merged``
+    (:func:`output_merged`) gather, ``L - 1`` forward, the output layer (its forward pass, the
+    loss and its backward pass), ``L - 1`` backward."""
+    return 2 * L if merged else 2 * L + 2
+
+
+@njit(inline="always", cache=True)
+def output_merged(layout):
+    """Whether the last part holds every unit of the output layer (:func:`part_columns`: a layer
+    of up to 8 units, such as 10 classes' 10 rounded to the boundary 16). Then the output
+    layer's forward pass, the loss and the output layer's backward pass run as one task of that
+    part, without the two meetings between them and the output's trip to the other core and
+    back."""
+    L = layout.shape[0]
+    n = layout[L - 1, 1]
+    c0, c1 = part_columns(n, COL_PARTS - 1)
+    return c0 == 0 and c1 == n
 
 
 @njit(inline="always", cache=True)
@@ -250,10 +202,20 @@ def _partial(base, B, n_max, layer, p):
     return base + ((layer % 2) * COL_PARTS + p) * B * n_max
 
 
+@njit(inline="always", cache=True)
+def _defers(B, l):
+    """Whether a part's update of layer ``l`` waits for the next batch's forward pass
+    (:func:`_backward_part`): the first layer, one row."""
+    return l == 0 and B == 1
+
+
 @njit(cache=True)
-def _forward_part(packed, poffs, net, buf, B, l, p):
+def _forward_part(packed, poffs, net, buf, B, l, p, lr, pending):
     """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``, from the
-    part's packed weights (:func:`packed_layout`)."""
+    part's packed weights (:func:`packed_layout`): a batch by
+    :func:`~dlbasics.kernels.smallgemm.block_forward`, one row by
+    :func:`~dlbasics.kernels.rowvec.row_forward`, which first applies the part's deferred
+    update where ``pending`` (layer 0). Returns whether it applied one."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     L = layout.shape[0]
@@ -261,29 +223,25 @@ def _forward_part(packed, poffs, net, buf, B, l, p):
     c0, c1 = part_columns(n_out, p)
     nc = c1 - c0
     if nc == 0:
-        return
+        return False
     pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
     zo, ao = offs[l, 0], offs[l, 1]
     t = stamp()
-    if use_blas(B, n_in, n_out, net.min_rows, net.min_work):
-        gemm(False, False, B, nc, n_in, 1.0, ws, ho, n_in, packed, pwo, nc, 0.0, ws, zo + c0,
-             n_out)
-        t = lap(t, PRODUCTS)
-        b = span(packed, pbo, nc)
-        for i in range(B):
-            z = span(ws, zo + i * n_out + c0, nc)
-            for j in range(nc):
-                z[j] += b[j]
-        t = lap(t, ELEMENTWISE)
+    applied = False
+    if B == 1:
+        applied = pending and l == 0  # only the first layer's update is ever deferred
+        row_forward(UPDATE_FORWARD if applied else FORWARD, packed, pwo, pbo, nc, n_in, ws, ho,
+                    zo + c0, poffs[L, p, 0], poffs[L, p, 1], lr)
     else:
-        _fwd_loops(packed, pwo, pbo, nc, n_in, n_out, ws, ho, zo, B, c0, c1)
-        t = lap(t, PRODUCTS)
+        block_forward(B, n_in, nc, ws, ho, n_in, packed, pwo, pbo, ws, zo + c0, n_out)
+    t = lap(t, PRODUCTS)
     if l < L - 1:
         for i in range(B):
             act_flat(codes[l], span(ws, zo + i * n_out + c0, nc), span(ws, ao + i * n_out + c0, nc),
                      net.slope)
         lap(t, ELEMENTWISE)
+    return applied
 
 
 @njit(cache=True)
@@ -314,21 +272,26 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
     """Part ``p`` of layer ``l``'s backward pass and plain SGD update: its columns of ``delta``
     (for a hidden layer from the partial products of layer ``l + 1``), its partial product
     ``delta[:, c] W[:, c]^T`` for the layer below (with the weights before the update), its
-    columns of ``db`` and the update of its columns. With BLAS the weights' update is the product
-    itself, ``W[:, c] += (-lr) h^T delta[:, c]`` (no ``dW`` is written: a part's weights and
-    nothing else stay in its core's cache); one row updates as the shared step's fused SGD
-    does; other small batches write ``dW`` (into ``grad``, where the whole step would) and apply
-    :func:`~dlbasics.kernels.optimizers.sgd_kernel` row by row. The part's weights are its
-    packed ones (:func:`packed_layout`)."""
+    columns of ``db`` and the update of its columns. A batch: the partial product by
+    :func:`~dlbasics.kernels.smallgemm.block_grad_x`, the weights' update ``W[:, c] -= lr h^T
+    delta[:, c]`` by :func:`~dlbasics.kernels.smallgemm.block_update` (no ``dW`` is written:
+    a part's weights and nothing else stay in its core's cache; ``db`` goes through ``grad``,
+    where the whole step keeps it). One row: a hidden layer's partial product and update in
+    one pass over the weights (:func:`~dlbasics.kernels.rowvec.row_grad_x_update`); the first
+    layer's update is deferred: the row's input and the part's columns of ``delta`` are kept
+    (``poffs[L, p]``) and the next row's forward pass applies the update on its way
+    (:func:`~dlbasics.kernels.rowvec.row_forward`), or the end of the epoch does
+    (:func:`cols_worker`). The part's weights are its packed ones (:func:`packed_layout`).
+    Returns whether it left a deferred update."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     lr = lent(opt, "hp")[HP_LR]
     L = layout.shape[0]
-    n_in, n_out, wo, bo = layout[l, 0], layout[l, 1], layout[l, 2], layout[l, 3]
+    n_in, n_out, bo = layout[l, 0], layout[l, 1], layout[l, 3]
     c0, c1 = part_columns(n_out, p)
     nc = c1 - c0
     if nc == 0:
-        return
+        return False
     pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
     do = offs[L, 2 + (L - 1 - l) % 2]
     ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
@@ -353,63 +316,83 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
                 first = False
             dact_mul_flat(codes[l], span(ws, zo + r, nc), span(ws, ao + r, nc), d, d, net.slope)
         t = lap(t, ELEMENTWISE)
-    blas = use_blas(B, n_in, n_out, net.min_rows, net.min_work)
-    if l > 0:
-        xo = _partial(base, B, n_max, l, p)
-        if blas:
-            gemm(False, True, B, n_in, nc, 1.0, ws, do + c0, n_out, packed, pwo, nc, 0.0, ws, xo,
-                 n_in)
-        else:
-            _grad_x_loops(ws, do, packed, pwo, nc, n_in, n_out, xo, B, c0, c1)
-        t = lap(t, PRODUCTS)
-    if blas:
-        db = span(grad, bo + c0, nc)
-        for i in range(B):
-            d = span(ws, do + i * n_out + c0, nc)
-            if i == 0:
-                for j in range(nc):
-                    db[j] = d[j]
-            else:
-                for j in range(nc):
-                    db[j] += d[j]
-        t = lap(t, UPDATE)
-        gemm(True, False, n_in, nc, B, -lr, ws, ho, n_in, ws, do + c0, n_out, 1.0, packed, pwo,
-             nc)
-        t = lap(t, PRODUCTS)
-        sgd_kernel(span(packed, pbo, nc), db, lr)
+    if _defers(B, l):
+        hq, h = span(packed, poffs[L, p, 0], n_in), span(ws, ho, n_in)
+        for k in range(n_in):
+            hq[k] = h[k]
+        dq, d = span(packed, poffs[L, p, 1], nc), span(ws, do + c0, nc)
+        for j in range(nc):
+            dq[j] = d[j]
         lap(t, UPDATE)
-    elif B == 1:
-        _sgd_row_update(ws, ho, do, packed, pwo, pbo, nc, n_in, n_out, lr, c0, c1)
+        return True
+    if B == 1:  # a hidden layer (the first defers)
+        row_grad_x_update(packed, pwo, pbo, nc, n_in, ws, do + c0, ho,
+                          _partial(base, B, n_max, l, p), lr)
         lap(t, PRODUCTS)
-    else:
-        _grad_w_loops(ws, ho, do, grad, wo + c0, bo + c0, n_out, n_in, n_out, B, c0, c1)
+        return False
+    if l > 0:
+        block_grad_x(B, n_in, nc, ws, do + c0, n_out, packed, pwo, ws,
+                     _partial(base, B, n_max, l, p), n_in)
         t = lap(t, PRODUCTS)
-        for k in range(n_in + 1):  # the rows of W, then b
-            lo = wo + k * n_out + c0 if k < n_in else bo + c0
-            sgd_kernel(span(packed, pwo + k * nc if k < n_in else pbo, nc), span(grad, lo, nc),
-                       lr)
-        lap(t, UPDATE)
+    db = span(grad, bo + c0, nc)
+    for i in range(B):
+        d = span(ws, do + i * n_out + c0, nc)
+        if i == 0:
+            for j in range(nc):
+                db[j] = d[j]
+        else:
+            for j in range(nc):
+                db[j] += d[j]
+    t = lap(t, UPDATE)
+    block_update(B, n_in, nc, ws, ho, n_in, ws, do + c0, n_out, packed, pwo, lr)
+    t = lap(t, PRODUCTS)
+    sgd_kernel(span(packed, pbo, nc), db, lr)
+    lap(t, UPDATE)
+    return False
+
+
+@njit(inline="always", cache=True)
+def _loss_task(net, data, buf, B, b, n_batches, counters, results):
+    """The batch's loss (all rows, one task) added to ``results[TOTAL]`` times its rows; a
+    non-finite one is stored there instead and stops the epoch at batch ``b`` (``counters[BAD]``:
+    ``n_batches -> b``). Returns whether it was finite."""
+    t = stamp()
+    value = _loss(net, data, buf, B)
+    lap(t, LOSS)
+    if math.isfinite(value):
+        results[TOTAL] += value * B
+        return True
+    results[TOTAL] = value
+    fetch_add(counters, BAD, b - n_batches)
+    return False
 
 
 @njit(inline="always", cache=True)
 def _task(k, packed, poffs, grad, net, data, order, batch, buf, opt, counters, results, base,
-          n_max):
-    """Task ``k`` of the epoch: phase ``k // COL_PARTS`` (batch ``phase // (2 L + 2)``, its
-    step :func:`cols_phases`), part ``k % COL_PARTS``."""
-    L = net.layout.shape[0]
-    per = cols_phases(L)
+          n_max, pending):
+    """Task ``k`` of the epoch: phase ``k // COL_PARTS`` (batch ``phase // per``, its step ``<
+    per`` = :func:`cols_phases`), part ``k % COL_PARTS``, whose deferred update of the first
+    layer is ``pending`` (:func:`_backward_part`). Returns :data:`_APPLIED` where the task
+    applied it, plus :data:`_DEFERRED` where it left one."""
+    layout = lent(net, "layout")
+    L = layout.shape[0]
+    merged = output_merged(layout)
+    per = cols_phases(L, merged)
     phase = k // COL_PARTS
     p = k - phase * COL_PARTS
     b = phase // per
     s = phase - b * per
     if b >= load_acquire(counters, BAD):
-        return
+        return 0
     n = order.shape[0]
+    n_batches = (n + batch - 1) // batch
     start = b * batch
     stop = min(start + batch, n)
     B = stop - start
-    t = stamp()
+    lr = lent(opt, "hp")[HP_LR]
+    code = 0
     if s == 0:  # gather: the part's rows
+        t = stamp()
         ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
         X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
         lo, hi = chunk_rows(0, B, p, COL_PARTS)
@@ -418,22 +401,25 @@ def _task(k, packed, poffs, grad, net, data, order, batch, buf, opt, counters, r
             gather_row(X, Y, labels, order[start + i], i, ws, offs[L, 0], offs[L, 1], lbuf,
                        data.dense)
         lap(t, GATHER)
-    elif s <= L:
-        _forward_part(packed, poffs, net, buf, B, s - 1, p)
-    elif s == L + 1:
+    elif s < L or (s == L and not merged):
+        if _forward_part(packed, poffs, net, buf, B, s - 1, p, lr, pending):
+            code = _APPLIED
+    elif s == L and merged:  # the output layer, its loss and its backward pass: one part
+        if p == COL_PARTS - 1:
+            if _forward_part(packed, poffs, net, buf, B, L - 1, p, lr, pending):
+                code = _APPLIED
+            if _loss_task(net, data, buf, B, b, n_batches, counters, results):
+                if _backward_part(packed, poffs, grad, net, buf, opt, B, L - 1, p, base,
+                                  n_max):
+                    code += _DEFERRED
+    elif s == L + 1 and not merged:
         if p == 0:
-            value = _loss(net, data, buf, B)
-            lap(t, LOSS)
-            results[2] = value
-            if not math.isfinite(value):
-                results[TOTAL] = value
-                n_batches = (n + batch - 1) // batch
-                fetch_add(counters, BAD, b - n_batches)  # BAD: n_batches -> b
+            _loss_task(net, data, buf, B, b, n_batches, counters, results)
     else:
-        l = L - 1 - (s - L - 2)
-        _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max)
-        if l == 0 and p == 0:
-            results[TOTAL] += results[2] * B
+        l = L - 1 - (s - L) if merged else L - 1 - (s - L - 2)
+        if _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
+            code = _DEFERRED
+    return code
 
 
 @njit(cache=True, nogil=True)
@@ -448,8 +434,9 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     own errors before the threads start). ``buf``'s workspace holds the partial products from
     ``base`` (:func:`cols_extra` elements, ``n_max`` the widest input of a layer but the first).
     The thread copies its parts' columns of the parameters into ``packed`` (at the offsets
-    ``poffs`` of :func:`packed_layout`) first, trains them there, and copies them back last
-    (also after a failed task: the parameters then hold the updates done). Records as plain
+    ``poffs`` of :func:`packed_layout`) first, trains them there, applies an update still
+    deferred (:func:`_backward_part`) and copies them back last (also after a failed task or a
+    diverged batch: the parameters then hold the updates done). Records as plain
     tuples; ``counters`` and ``results`` (3 slots) as
     :func:`dlbasics.models._core.cols_epoch_kernel` makes them."""
     params, grad, order = borrow(params), borrow(grad), borrow(order)
@@ -461,17 +448,28 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     for p in range(first, last):
         _pack(params, packed, layout, poffs, p, False)
     n_batches = (order.shape[0] + batch - 1) // batch
-    for phase in range(n_batches * cols_phases(L)):
+    pending = 0  # bit p: part p has a deferred update
+    for phase in range(n_batches * cols_phases(L, output_merged(layout))):
         t = stamp()
         wait_until(counters, DONE, phase * COL_PARTS)
         lap(t, WAITING)
         for p in range(first, last):
             if load_acquire(counters, FAILED) == 0:
                 try:
-                    _task(phase * COL_PARTS + p, packed, poffs, grad, net, data, order, batch,
-                          buf, opt, counters, results, base, n_max)
+                    r = _task(phase * COL_PARTS + p, packed, poffs, grad, net, data, order,
+                              batch, buf, opt, counters, results, base, n_max,
+                              (pending >> p) & 1 == 1)
+                    if r & _APPLIED:
+                        pending &= ~(1 << p)
+                    if r & _DEFERRED:
+                        pending |= 1 << p
                 except Exception:  # any error: see the docstring
                     fetch_add(counters, FAILED, 1)
             fetch_add(counters, DONE, 1)
+    lr = lent(opt, "hp")[HP_LR]
     for p in range(first, last):
+        if (pending >> p) & 1:
+            c0, c1 = part_columns(layout[0, 1], p)
+            row_forward(UPDATE_ONLY, packed, poffs[0, p, 0], poffs[0, p, 1], c1 - c0, layout[0, 0],
+                        packed, 0, 0, poffs[L, p, 0], poffs[L, p, 1], lr)
         _pack(params, packed, layout, poffs, p, True)

@@ -96,6 +96,7 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange, types
 from numba.extending import overload
+from numba.np.linalg import ensure_blas
 
 from . import losses
 from .activations import N_CODES as N_ACT_CODES
@@ -108,6 +109,12 @@ from .optimizers import HP_LR, SGD_CODE, apply_update
 from .optimizers import N_CODES as N_OPT_CODES
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
+
+# SciPy's BLAS, which ``np.dot`` calls in compiled code, loaded when this module is imported:
+# loaded lazily, at the first call of a cached caller, it added 0.07-0.13 s to the first epoch
+# of a fresh process (importing ``scipy.linalg.cython_blas`` alone took 0.13 s on the benchmark
+# machine).
+ensure_blas()
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", "lend_buffers",
            "lend_opt", "reseed", "gather", "forward", "backward", "batch_gradient", "epoch",

@@ -105,15 +105,27 @@ def borrow(typingctx, a):
 @intrinsic
 def span(typingctx, buf, off, n):
     """``buf[off : off + n]`` of a 1-D array (any layout), borrowed (see the module
-    docstring)."""
+    docstring).
+
+    For a contiguous array the offset is taken in units of the item size, a constant, not of
+    the array's stride read at run time: LLVM then sees views of one array at offsets it can
+    compare (``k * n`` items apart) and vectorises a loop that writes several of them. With the
+    run-time stride, a loop updating four 128-column rows of one packed matrix and adding them
+    into a row of another array needed too many run-time overlap checks and ran unvectorised,
+    37 against 9 us over 784 rows (float32, on the 2-core benchmark machine)."""
     if not (isinstance(buf, types.Array) and buf.ndim == 1):
         raise TypingError(f"expected a 1-D array, got {buf}")
     _ints(off, n)
     sig = buf(buf, off, n)
+    contiguous = buf.layout in ("C", "F")
 
     def codegen(context, builder, sig, args):
         ary = make_array(sig.args[0])(context, builder, args[0])
-        stride = builder.extract_value(ary.strides, 0)
+        if contiguous:
+            stride = context.get_constant(types.intp, context.get_abi_sizeof(
+                context.get_data_type(sig.args[0].dtype)))
+        else:
+            stride = builder.extract_value(ary.strides, 0)
         offset = builder.mul(_intp(context, builder, args[1], sig.args[1]), stride)
         n = _intp(context, builder, args[2], sig.args[2])
         return _view(context, builder, ary, offset, sig.return_type, [n], [stride])

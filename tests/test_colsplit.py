@@ -2,51 +2,21 @@
 epoch for plain SGD on batches of 8 to 128 rows through networks of 32k parameters or more, and
 on single rows through networks of 96k parameters or more).
 
-The BLAS call with leading dimensions against NumPy; the parts partition every layer on cache
-lines; the packed layout of the parts' columns; one thread and two give the same bits; the epoch
-equals the whole batch's to rounding (float64: 1e-12) through BLAS and through the loops, with a
-last short batch, unfused losses and widths that are no multiple of 16; a diverging epoch stops
-where the whole one does; the backend's rule.
+The parts partition every layer on cache lines; the packed layout of the parts' columns; one
+thread and two give the same bits; the epoch equals the whole batch's to rounding (float64:
+1e-12; the whole batch's through BLAS and through its loops), one row at a time (the first
+layer's update deferred) and in batches (``kernels/smallgemm.py``), with a last short batch, a
+last batch of one row, unfused losses, widths that are no multiple of 16 and an output layer
+shared by both parts; a diverging epoch stops where the whole one does; the backend's rule.
 """
 
 import numba
 import numpy as np
 import pytest
-from numba import njit
 
 from dlbasics.kernels import colsplit
 from dlbasics.kernels.network import NO_BLAS
 from dlbasics.models import MLP, SGD, Adam, _core, train
-
-
-@njit
-def _gemm(ta, tb, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc):
-    colsplit.gemm(ta, tb, M, N, K, alpha, A, a_off, lda, B, b_off, ldb, beta, C, c_off, ldc)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("ta", [False, True])
-@pytest.mark.parametrize("tb", [False, True])
-def test_gemm_takes_slices_where_they_lie(dtype, ta, tb):
-    """``C[:, 3:3+N] = alpha op(A) op(B) + beta C[:, 3:3+N]`` with every operand a block of a
-    wider row-major matrix, against NumPy (BLAS sums in another order: to rounding)."""
-    rng = np.random.default_rng(0)
-    M, N, K = 5, 7, 9
-    A = rng.normal(size=(K, M + 4) if ta else (M, K + 4)).astype(dtype)
-    B = rng.normal(size=(N, K + 2) if tb else (K, N + 6)).astype(dtype)
-    C = rng.normal(size=(M, N + 5)).astype(dtype)
-    opA = A[:, 1 : 1 + M].T if ta else A[:, 1 : 1 + K]
-    opB = B[:, 2 : 2 + K].T if tb else B[:, 2 : 2 + N]
-    want = C.astype(np.float64).copy()
-    want[:, 3 : 3 + N] = (-0.5 * (opA.astype(np.float64) @ opB.astype(np.float64))
-                          + 2.0 * want[:, 3 : 3 + N])
-    got = C.copy()
-    _gemm(ta, tb, M, N, K, -0.5, A.ravel(), 1, A.shape[1], B.ravel(), 2, B.shape[1], 2.0,
-          got.ravel(), 3, C.shape[1])
-    tol = 1e-5 if dtype == np.float32 else 1e-13
-    np.testing.assert_allclose(got, want, rtol=tol, atol=tol)
-    np.testing.assert_array_equal(got[:, :3], C[:, :3])  # nothing outside the block
-    np.testing.assert_array_equal(got[:, 3 + N :], C[:, 3 + N :])
 
 
 def test_parts_partition_each_layer_on_cache_lines():
@@ -64,28 +34,38 @@ def test_parts_partition_each_layer_on_cache_lines():
 
 @pytest.mark.parametrize("sizes", [(784, 256, 256, 10), (30, 37, 50, 3), (40, 3), (12, 64, 5)])
 def test_packed_layout(sizes):
-    """Each part's matrices and biases hold its columns of every layer, do not overlap, start
-    on 16-element lines, and each part on a 1,024-element page; hand-checked for
+    """Each part's matrices and biases hold its columns of every layer, then its pending
+    update of the first layer (an input row and its columns of delta); they do not overlap,
+    start on 16-element lines, and each part on a 1,024-element page; hand-checked for
     784-256-256-10: part 0 from 0 (W1 784 x 128, b1 at 100,352, W2 at 100,480, b2 at 133,248,
-    no output units), part 1 from 134,144 (131 x 1,024, the page after 133,376)."""
+    no output units, the pending row at 133,376 and delta at 134,160), part 1 from 135,168
+    (132 x 1,024, the page after 134,288)."""
     poffs, size = colsplit.packed_layout(list(sizes))
+    L = len(sizes) - 1
+    assert poffs.shape == (L + 1, colsplit.COL_PARTS, 2)
     spans = []
     for p in range(colsplit.COL_PARTS):
-        for l in range(len(sizes) - 1):
+        for l in range(L):
             c0, c1 = colsplit.part_columns(sizes[l + 1], p)
             nc = c1 - c0
             w, b = poffs[l, p]
             assert w % 16 == 0 and b % 16 == 0 and b >= w + sizes[l] * nc
             spans += [(w, w + sizes[l] * nc), (b, b + nc)]
+        c0, c1 = colsplit.part_columns(sizes[1], p)
+        h, d = poffs[L, p]
+        assert h % 16 == 0 and d % 16 == 0 and d >= h + sizes[0]
+        spans += [(h, h + sizes[0]), (d, d + c1 - c0)]
         assert poffs[0, p, 0] % 1024 == 0
     spans.sort()
     assert all(a1 <= b0 for (_, a1), (b0, _) in zip(spans, spans[1:], strict=False))
     assert spans[-1][1] <= size
     n_params = sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False))
-    assert sum(b - a for a, b in spans) == n_params
+    pending = colsplit.COL_PARTS * sizes[0] + sizes[1]
+    assert sum(b - a for a, b in spans) == n_params + pending
     if sizes == (784, 256, 256, 10):
         assert poffs[0, 0].tolist() == [0, 100_352] and poffs[1, 0, 0] == 100_480
-        assert poffs[1, 0, 1] == 133_248 and poffs[0, 1, 0] == 134_144
+        assert poffs[1, 0, 1] == 133_248 and poffs[3, 0].tolist() == [133_376, 134_160]
+        assert poffs[0, 1, 0] == 135_168
 
 
 def _model(sizes, dtype=np.float64, output="softmax", loss="cross_entropy", activation="tanh"):
@@ -102,15 +82,20 @@ def _data(model, n, seed=1):
     return X, Y, np.zeros(0, np.int64), True
 
 
-def _run(model, X, Y, labels, dense, batch, lr, cols, threads=2, min_rows=8, epochs=2):
-    """``epochs`` epochs of plain SGD, column-split or whole; the parameters and the last
-    ``out``."""
+def _order(n):
+    return np.random.default_rng(7).permutation(n).astype(np.int64)
+
+
+def _run(model, X, Y, labels, dense, batch, lr, cols, threads=2, min_rows=8, epochs=2,
+         order=None):
+    """``epochs`` epochs of plain SGD, column-split or whole, visiting the rows in ``order``
+    (default :func:`_order`); the parameters and the last ``out``."""
     eng = model.engine
     opt = SGD(lr=lr)
     state = opt.init(model.params)
     net = _core.net_record(model, min_rows, 1)
     data = _core.data_record(X, Y, labels, dense)
-    order = np.random.default_rng(7).permutation(X.shape[0]).astype(np.int64)
+    order = _order(X.shape[0]) if order is None else order
     out = np.zeros(4)
     for _e in range(epochs):
         o = _core.opt_record(opt, state, model.params, None)
@@ -126,12 +111,16 @@ def _run(model, X, Y, labels, dense, batch, lr, cols, threads=2, min_rows=8, epo
 
 
 CASES = [
-    # sizes, output, loss, batch, min_rows (NO_BLAS: the loops), rows
-    ((30, 40, 20, 3), "softmax", "cross_entropy", 8, 8, 203),  # BLAS, last batch of 3
+    # sizes, output, loss, batch, min_rows of the whole batch (NO_BLAS: its loops), rows
+    ((30, 40, 20, 3), "softmax", "cross_entropy", 8, 8, 203),  # last batch of 3
     ((30, 37, 50, 3), "softmax", "cross_entropy", 32, 8, 200),  # widths no multiple of 16
     ((30, 40, 20, 3), "sigmoid", "binary_cross_entropy", 8, 8, 100),  # dense targets
     ((30, 48, 33, 4), "sigmoid", "squared", 5, NO_BLAS, 101),  # the loops, unfused loss
     ((30, 40, 20, 3), "softmax", "cross_entropy", 1, NO_BLAS, 60),  # one row: fused update
+    ((30, 40, 20, 3), "softmax", "cross_entropy", 1, 8, 61),  # one row, deferred, odd rows
+    ((30, 40, 24), "softmax", "cross_entropy", 8, 8, 100),  # output units in both parts
+    ((30, 40, 24), "softmax", "cross_entropy", 1, 8, 41),  # the same, one row at a time
+    ((30, 40, 20, 3), "softmax", "cross_entropy", 8, 8, 201),  # last batch one row: deferred
     ((12, 64, 5), "softmax", "cross_entropy", 16, 8, 100),  # two layers
     ((40, 3), "softmax", "cross_entropy", 8, 8, 50),  # one layer: no partial products
     ((30, 12, 20, 3), "softmax", "cross_entropy", 8, 8, 60),  # a hidden layer all in part 1
@@ -187,6 +176,28 @@ def test_diverging_epoch_stops_where_the_whole_one_does():
     assert np.all(np.isfinite(p_got))
     assert np.max(np.abs(p_got - p_ref)) <= 1e-12 * np.max(np.abs(p_ref))
     assert not np.isfinite(out_got[0])
+
+
+def test_diverging_single_rows_keep_the_deferred_update():
+    """One row at a time (the first layer's update deferred to the next row's forward pass): a
+    row that overflows stops the epoch where the shared step's does, and the weights are those
+    after the last finite row (the diverging row's forward pass applies its deferred update,
+    and nothing of the diverging row's is applied): equal to rounding to the shared step's
+    epoch over the rows before it (whose own fused one-row update is applied before the loss
+    is seen, so that its weights end non-finite)."""
+    sizes = (30, 40, 20, 3)
+    ref, got, upto = (_model(sizes, activation="relu") for _ in range(3))
+    X, Y, labels, dense = _data(ref, 60)
+    X[45:] *= 1e300
+    _, out_ref = _run(ref, X, Y, labels, dense, 1, 0.05, False, epochs=1)
+    p_got, out_got = _run(got, X, Y, labels, dense, 1, 0.05, True, epochs=1)
+    assert out_ref[3] == 1.0 and out_got[3] == 1.0 and 0 < out_got[1] < 60
+    np.testing.assert_array_equal(out_got[1:], out_ref[1:])
+    done = int(out_got[1])
+    p_upto, _ = _run(upto, X, Y, labels, dense, 1, 0.05, False, epochs=1,
+                     order=_order(60)[:done])
+    assert np.all(np.isfinite(p_got)) and np.all(np.isfinite(p_upto))
+    assert np.max(np.abs(p_got - p_upto)) <= 1e-12 * np.max(np.abs(p_upto))
 
 
 def test_other_optimizers_and_dropout_are_refused():

@@ -686,9 +686,11 @@ def _threads_note(res):
                        "through a network of 98,304 parameters or more, have each layer's "
                        "units split between two threads instead (checked first), each "
                        "training its half of the weights packed in a block of its own (for "
-                       "784-256-256-10, 526 KiB a part in a 1 MiB L2), the update fused into "
-                       "the gradient's "
-                       "product (`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
+                       "784-256-256-10, 526 KiB a part in a 1 MiB L2) through products of our "
+                       "own that read the packed weights in place, register-blocked for "
+                       "batches (`dlbasics.kernels.smallgemm`), one pass over the weights for "
+                       "a row's update and next product (`dlbasics.kernels.rowvec`) "
+                       "(`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
                        + ". ")
     whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
              "256 rows here: they were split" if threads and threads >= 2 and per_net and all(

@@ -17,10 +17,12 @@ not fit.
 The phases of a batch:
 
 * forward, layer ``l``: ``z[:, c] = h W[:, c] + b[c]`` and ``a[:, c] = f(z[:, c])`` for the
-  part's columns ``c``; every part needs all of ``h``, so the parts meet after each layer;
-* the loss, by one part (the output layer is small): where the last part holds every output
-  unit (:func:`output_merged`, e.g. 10 classes), the output layer's forward pass, the loss and
-  the output layer's backward pass are one task of that part, else the loss is part 0's task;
+  part's columns ``c``; every part needs all of ``h``, so the parts meet after each layer (the
+  first layer reads the batch's rows of ``X`` where they lie: no copy, no meeting for one);
+* the loss, by one part (the output layer is small), which gathers the batch's targets first:
+  where the last part holds every output unit (:func:`output_merged`, e.g. 10 classes), the
+  output layer's forward pass, the loss and the output layer's backward pass are one task of
+  that part, else the loss is part 0's task;
 * backward, layer ``l``: the part's columns of ``delta = dL/dz`` (for a hidden layer, the sum of
   the parts' partial products below, times ``f'``), its share of the next product down,
   ``P_p = delta[:, c] W[:, c]^T`` (a partial sum over its columns, into its own buffer), then
@@ -31,8 +33,8 @@ The phases of a batch:
   whole batch's path (float32, 2048 rows), 38 against 39 ms at batch 32.
 
 Nothing of the gradient crosses between the threads but the partial products (``B x n_in`` per
-part) and the activations; the parts meet :func:`cols_phases` times a batch (``2 L + 2``:
-gather, ``L`` layers forward, loss, ``L`` layers backward; ``2 L`` with the output layer merged)
+part) and the activations; the parts meet :func:`cols_phases` times a batch (``2 L + 1``: ``L``
+layers forward, loss, ``L`` layers backward; ``2 L - 1`` with the output layer merged)
 through an atomic counter of finished tasks, as the threads of
 :func:`dlbasics.kernels.network.team_worker` do, in one call for the whole epoch. The
 threads are Python threads (:mod:`dlbasics.models._threads`, the worker releases the GIL), so
@@ -76,7 +78,6 @@ from .network import (
     TOTAL,
     chunk_rows,
     column_block,
-    gather_row,
     lend_buffers,
     lend_data,
     lend_net,
@@ -165,10 +166,10 @@ def cols_extra(n_in_max, batch):
 
 @njit(inline="always", cache=True)
 def cols_phases(L, merged):
-    """Phases of a batch: gather, ``L`` forward, loss, ``L`` backward; with ``merged``
-    (:func:`output_merged`) gather, ``L - 1`` forward, the output layer (its forward pass, the
-    loss and its backward pass), ``L - 1`` backward."""
-    return 2 * L if merged else 2 * L + 2
+    """Phases of a batch: ``L`` forward, loss, ``L`` backward; with ``merged``
+    (:func:`output_merged`) ``L - 1`` forward, the output layer (its forward pass, the loss and
+    its backward pass), ``L - 1`` backward."""
+    return 2 * L - 1 if merged else 2 * L + 1
 
 
 @njit(inline="always", cache=True)
@@ -210,31 +211,39 @@ def _defers(B, l):
 
 
 @njit(cache=True)
-def _forward_part(packed, poffs, net, buf, B, l, p, lr, pending):
+def _forward_part(packed, poffs, net, data, order, start, buf, B, l, p, lr, pending):
     """Columns of part ``p`` of layer ``l``'s ``z`` and (not the output layer) ``a``, from the
-    part's packed weights (:func:`packed_layout`): a batch by
-    :func:`~dlbasics.kernels.smallgemm.block_forward`, one row by
+    part's packed weights (:func:`packed_layout`) and the layer's input (for the first layer the
+    rows ``order[start:start + B]`` of ``data.X``, read where they lie; the part asks for its
+    share of the next batch's rows first, :func:`~dlbasics.kernels.network.prefetch_rows`): a
+    batch by :func:`~dlbasics.kernels.smallgemm.block_forward`, one row by
     :func:`~dlbasics.kernels.rowvec.row_forward`, which first applies the part's deferred
     update where ``pending`` (layer 0). Returns whether it applied one."""
     layout, codes = lent(net, "layout"), lent(net, "codes")
     ws, offs = lent(buf, "ws"), lent(buf, "offs")
     L = layout.shape[0]
     n_in, n_out = layout[l, 0], layout[l, 1]
+    t = stamp()
+    if l == 0:
+        lo, hi = chunk_rows(0, B, p, COL_PARTS)
+        prefetch_rows(data, order, start + B + lo, start + B + hi)
+        t = lap(t, GATHER)
     c0, c1 = part_columns(n_out, p)
     nc = c1 - c0
     if nc == 0:
         return False
     pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
-    ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
+    H, ho, hio = _layer_input(data, buf, l, order, start)
     zo, ao = offs[l, 0], offs[l, 1]
-    t = stamp()
     applied = False
     if B == 1:
         applied = pending and l == 0  # only the first layer's update is ever deferred
-        row_forward(UPDATE_FORWARD if applied else FORWARD, packed, pwo, pbo, nc, n_in, ws, ho,
-                    zo + c0, poffs[L, p, 0], poffs[L, p, 1], lr)
+        row_forward(UPDATE_FORWARD if applied else FORWARD, packed, pwo, pbo, nc, n_in, H,
+                    ho if hio < 0 else order[start] * n_in, ws, zo + c0, poffs[L, p, 0],
+                    poffs[L, p, 1], lr)
     else:
-        block_forward(B, n_in, nc, ws, ho, n_in, packed, pwo, pbo, ws, zo + c0, n_out)
+        block_forward(B, n_in, nc, H, ho, n_in, order, hio, packed, pwo, pbo, ws, zo + c0,
+                      n_out)
     t = lap(t, PRODUCTS)
     if l < L - 1:
         for i in range(B):
@@ -242,6 +251,38 @@ def _forward_part(packed, poffs, net, buf, B, l, p, lr, pending):
                      net.slope)
         lap(t, ELEMENTWISE)
     return applied
+
+
+@njit(inline="always", cache=True)
+def _layer_input(data, buf, l, order, start):
+    """``(H, ho, hio)``: where layer ``l``'s input rows lie, as
+    :func:`~dlbasics.kernels.smallgemm.block_forward` takes them: the first layer's in
+    ``data.X`` (flattened) in the order ``order[start + i]`` (``hio = start``), the others' in
+    the workspace (``hio = -1``)."""
+    ws, offs = lent(buf, "ws"), lent(buf, "offs")
+    if l == 0:
+        X = lent(data, "X")
+        return X.reshape(X.shape[0] * X.shape[1]), 0, start
+    return ws, offs[l - 1, 1], -1
+
+
+@njit(cache=True)
+def _gather_targets(data, order, start, B, buf):
+    """The targets of rows ``order[start:start + B]`` into the workspace (dense rows into its
+    ``y`` region, labels into ``lbuf``): the loss's inputs. The first layer reads its input rows
+    from ``data.X`` where they lie (:func:`_layer_input`)."""
+    Y, labels = lent(data, "Y"), lent(data, "labels")
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
+    yo = offs[offs.shape[0] - 1, 1]
+    for i in range(B):
+        r = order[start + i]
+        if data.dense:
+            n_out = Y.shape[1]
+            y = span(ws, yo + i * n_out, n_out)
+            for j in range(n_out):
+                y[j] = Y[r, j]
+        else:
+            lbuf[i] = labels[r]
 
 
 @njit(cache=True)
@@ -268,7 +309,8 @@ def _loss(net, data, buf, B):
 
 
 @njit(cache=True)
-def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
+def _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, l, p, base,
+                   n_max):
     """Part ``p`` of layer ``l``'s backward pass and plain SGD update: its columns of ``delta``
     (for a hidden layer from the partial products of layer ``l + 1``), its partial product
     ``delta[:, c] W[:, c]^T`` for the layer below (with the weights before the update), its
@@ -294,7 +336,7 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
         return False
     pwo, pbo = poffs[l, p, 0], poffs[l, p, 1]
     do = offs[L, 2 + (L - 1 - l) % 2]
-    ho = offs[L, 0] if l == 0 else offs[l - 1, 1]
+    H, ho, hio = _layer_input(data, buf, l, order, start)
     t = stamp()
     if l < L - 1:
         zo, ao = offs[l, 0], offs[l, 1]
@@ -317,7 +359,7 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
             dact_mul_flat(codes[l], span(ws, zo + r, nc), span(ws, ao + r, nc), d, d, net.slope)
         t = lap(t, ELEMENTWISE)
     if _defers(B, l):
-        hq, h = span(packed, poffs[L, p, 0], n_in), span(ws, ho, n_in)
+        hq, h = span(packed, poffs[L, p, 0], n_in), span(H, order[start] * n_in, n_in)
         for k in range(n_in):
             hq[k] = h[k]
         dq, d = span(packed, poffs[L, p, 1], nc), span(ws, do + c0, nc)
@@ -344,7 +386,7 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
             for j in range(nc):
                 db[j] += d[j]
     t = lap(t, UPDATE)
-    block_update(B, n_in, nc, ws, ho, n_in, ws, do + c0, n_out, packed, pwo, lr)
+    block_update(B, n_in, nc, H, ho, n_in, order, hio, ws, do + c0, n_out, packed, pwo, lr)
     t = lap(t, PRODUCTS)
     sgd_kernel(span(packed, pbo, nc), db, lr)
     lap(t, UPDATE)
@@ -352,11 +394,14 @@ def _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
 
 
 @njit(inline="always", cache=True)
-def _loss_task(net, data, buf, B, b, n_batches, counters, results):
-    """The batch's loss (all rows, one task) added to ``results[TOTAL]`` times its rows; a
-    non-finite one is stored there instead and stops the epoch at batch ``b`` (``counters[BAD]``:
-    ``n_batches -> b``). Returns whether it was finite."""
+def _loss_task(net, data, order, start, buf, B, b, n_batches, counters, results):
+    """The batch's targets gathered (:func:`_gather_targets`) and its loss (all rows, one task)
+    added to ``results[TOTAL]`` times its rows; a non-finite one is stored there instead and
+    stops the epoch at batch ``b`` (``counters[BAD]``: ``n_batches -> b``). Returns whether it
+    was finite."""
     t = stamp()
+    _gather_targets(data, order, start, B, buf)
+    t = lap(t, GATHER)
     value = _loss(net, data, buf, B)
     lap(t, LOSS)
     if math.isfinite(value):
@@ -391,33 +436,25 @@ def _task(k, packed, poffs, grad, net, data, order, batch, buf, opt, counters, r
     B = stop - start
     lr = lent(opt, "hp")[HP_LR]
     code = 0
-    if s == 0:  # gather: the part's rows
-        t = stamp()
-        ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
-        X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
-        lo, hi = chunk_rows(0, B, p, COL_PARTS)
-        prefetch_rows(data, order, stop + lo, stop + hi)
-        for i in range(lo, hi):
-            gather_row(X, Y, labels, order[start + i], i, ws, offs[L, 0], offs[L, 1], lbuf,
-                       data.dense)
-        lap(t, GATHER)
-    elif s < L or (s == L and not merged):
-        if _forward_part(packed, poffs, net, buf, B, s - 1, p, lr, pending):
+    if s < L - 1 or (s == L - 1 and not merged):
+        if _forward_part(packed, poffs, net, data, order, start, buf, B, s, p, lr, pending):
             code = _APPLIED
-    elif s == L and merged:  # the output layer, its loss and its backward pass: one part
+    elif s == L - 1:  # merged: the output layer, its loss and its backward pass, one part
         if p == COL_PARTS - 1:
-            if _forward_part(packed, poffs, net, buf, B, L - 1, p, lr, pending):
+            if _forward_part(packed, poffs, net, data, order, start, buf, B, L - 1, p, lr,
+                             pending):
                 code = _APPLIED
-            if _loss_task(net, data, buf, B, b, n_batches, counters, results):
-                if _backward_part(packed, poffs, grad, net, buf, opt, B, L - 1, p, base,
-                                  n_max):
+            if _loss_task(net, data, order, start, buf, B, b, n_batches, counters, results):
+                if _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B,
+                                  L - 1, p, base, n_max):
                     code += _DEFERRED
-    elif s == L + 1 and not merged:
+    elif s == L and not merged:
         if p == 0:
-            _loss_task(net, data, buf, B, b, n_batches, counters, results)
+            _loss_task(net, data, order, start, buf, B, b, n_batches, counters, results)
     else:
-        l = L - 1 - (s - L) if merged else L - 1 - (s - L - 2)
-        if _backward_part(packed, poffs, grad, net, buf, opt, B, l, p, base, n_max):
+        l = L - 2 - (s - L) if merged else L - 1 - (s - L - 1)
+        if _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, l, p, base,
+                          n_max):
             code = _DEFERRED
     return code
 
@@ -471,5 +508,5 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
         if (pending >> p) & 1:
             c0, c1 = part_columns(layout[0, 1], p)
             row_forward(UPDATE_ONLY, packed, poffs[0, p, 0], poffs[0, p, 1], c1 - c0, layout[0, 0],
-                        packed, 0, 0, poffs[L, p, 0], poffs[L, p, 1], lr)
+                        packed, 0, packed, 0, poffs[L, p, 0], poffs[L, p, 1], lr)
         _pack(params, packed, layout, poffs, p, True)

@@ -169,20 +169,20 @@ def _splat(builder, scalar, width):
 
 
 @intrinsic
-def row_forward(typingctx, mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr):
-    """One row through a packed block: ``ws[zo + j] = b[j] + sum_k h[k] W[k, j]`` for ``j <
-    nc``, ``W[k, j] = P[wo + k * nc + j]``, ``b[j] = P[bo + j]``, ``h[k] = ws[ho + k]`` (mode
+def row_forward(typingctx, mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr):
+    """One row through a packed block: ``Z[zo + j] = b[j] + sum_k h[k] W[k, j]`` for ``j <
+    nc``, ``W[k, j] = P[wo + k * nc + j]``, ``b[j] = P[bo + j]``, ``h[k] = H[ho + k]`` (mode
     :data:`FORWARD`). :data:`UPDATE_FORWARD` first applies plain SGD's update of a previous row
     (input ``h'[k] = P[hp + k]``, delta ``d[j] = P[dp + j]``): ``b[j] = fma(-lr, d[j], b[j])``,
     ``W[k, j] = fma(-(lr h'[k]), d[j], W[k, j])``, stored, and the product uses the updated
-    weights (one pass over them); :data:`UPDATE` applies the update alone (``ws``, ``ho``,
-    ``zo`` unused). ``z``'s sum runs over ``k`` ascending from ``b``, one FMA a term. ``P``
-    and ``ws`` 1-D contiguous arrays of one float dtype; ``lr`` is cast to it."""
-    _check_arrays("row_forward", P, ws)
+    weights (one pass over them); :data:`UPDATE` applies the update alone (``H``, ``ho``,
+    ``Z``, ``zo`` unused). ``z``'s sum runs over ``k`` ascending from ``b``, one FMA a term.
+    ``P``, ``H`` and ``Z`` 1-D contiguous arrays of one float dtype; ``lr`` is cast to it."""
+    _check_arrays("row_forward", P, H, Z)
     _check_ints("row_forward", mode, wo, bo, nc, n_in, ho, zo, hp, dp)
     if not isinstance(lr, (types.Float, types.Integer)):
         raise TypingError(f"row_forward: expected a real lr, got {lr}")
-    sig = types.none(mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr)
+    sig = types.none(mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr)
 
     def codegen(context, builder, sig, args):
         tys = sig.args
@@ -194,10 +194,11 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr):
             return context.cast(builder, args[k], tys[k], types.intp)
 
         mode_, wo_, bo_, nc_, n_in_ = i64(0), i64(2), i64(3), i64(4), i64(5)
-        ho_, zo_, hp_, dp_ = i64(7), i64(8), i64(9), i64(10)
+        ho_, zo_, hp_, dp_ = i64(7), i64(9), i64(10), i64(11)
         pP = make_array(tys[1])(context, builder, args[1]).data
-        pws = make_array(tys[6])(context, builder, args[6]).data
-        lr_ = context.cast(builder, args[11], tys[11], dtype)
+        pH = make_array(tys[6])(context, builder, args[6]).data
+        pZ = make_array(tys[8])(context, builder, args[8]).data
+        lr_ = context.cast(builder, args[12], tys[12], dtype)
         vl = VEC_BYTES // context.get_abi_sizeof(fty)
 
         def variant(mode):
@@ -225,7 +226,7 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr):
                         ck = builder.fmul(lr_, builder.load(builder.gep(pP, [builder.add(hp_, k)])))
                         nck = e.splat(builder.fneg(ck))
                     if forward:
-                        hk = e.splat(builder.load(builder.gep(pws, [builder.add(ho_, k)])))
+                        hk = e.splat(builder.load(builder.gep(pH, [builder.add(ho_, k)])))
                     for v, o in enumerate(offs):
                         at = builder.add(row, o)
                         w = e.load(pP, at)
@@ -236,7 +237,7 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr):
                             builder.store(e.fma(hk, w, builder.load(accs[v])), accs[v])
                 if forward:
                     for v, o in enumerate(offs):
-                        e.store(builder.load(accs[v]), pws, builder.add(zo_, o))
+                        e.store(builder.load(accs[v]), pZ, builder.add(zo_, o))
 
             column_chunks(builder, intp, nc_, vl, NV, emit)
 

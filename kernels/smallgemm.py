@@ -64,6 +64,12 @@ def _check(name, arrays, ints):
     _check_ints(name, *ints)
 
 
+def _check_index(name, idx):
+    if not (isinstance(idx, types.Array) and idx.ndim == 1 and idx.layout == "C"
+            and idx.dtype == types.int64):
+        raise TypingError(f"{name}: expected a 1-D contiguous int64 row index, got {idx}")
+
+
 class _Gen:
     """The state of one intrinsic's code generation: integer arguments as ``intp``, array data
     pointers, the float type and its vector width."""
@@ -134,6 +140,18 @@ class _Gen:
             k1 = b.add(k0, size)
             emit(k0, b.select(b.icmp_signed("<", k1, n), k1, n))
 
+    def row_start(self, base, ld, idx, io, r):
+        """Element offset of row ``r`` of a matrix at ``base`` with rows ``ld`` apart, its rows
+        in place (``io < 0``) or taken in the order ``idx[io + r]`` (rows of a data set)."""
+        b = self.builder
+        slot = cgutils.alloca_once(b, self.intp)
+        with b.if_else(b.icmp_signed("<", io, self.const(0))) as (inplace, indexed):
+            with inplace:
+                b.store(r, slot)
+            with indexed:
+                b.store(b.load(b.gep(idx, [b.add(io, r)])), slot)
+        return self.add(base, self.mul(b.load(slot), ld))
+
     def slots(self, vty, *shape):
         """Accumulators (``alloca``s, promoted to registers), nested lists of ``shape``."""
         if len(shape) == 1:
@@ -145,19 +163,22 @@ class _Gen:
 
 
 @intrinsic
-def block_forward(typingctx, B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz):
+def block_forward(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, P, wo, bo, Z, zo, ldz):
     """``Z[i, j] = b[j] + sum_k H[i, k] W[k, j]`` for ``i < B``, ``j < nc``, ``k < n_in``
-    ascending, one FMA a term: ``H[i, k] = H[ho + i * ldh + k]``, ``W[k, j] = P[wo + k * nc +
-    j]`` (a packed block), ``b[j] = P[bo + j]``, ``Z[i, j] = Z[zo + i * ldz + j]``."""
-    _check("block_forward", (H, P, Z), (B, n_in, nc, ho, ldh, wo, bo, zo, ldz))
-    sig = types.none(B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz)
+    ascending, one FMA a term: ``H[i, k] = H[ho + i * ldh + k]``, or with ``hio >= 0``
+    ``H[ho + hidx[hio + i] * ldh + k]`` (the rows of a data set in a batch's order, read where
+    they lie); ``W[k, j] = P[wo + k * nc + j]`` (a packed block), ``b[j] = P[bo + j]``,
+    ``Z[i, j] = Z[zo + i * ldz + j]``. ``hidx`` a 1-D int64 array."""
+    _check("block_forward", (H, P, Z), (B, n_in, nc, ho, ldh, hio, wo, bo, zo, ldz))
+    _check_index("block_forward", hidx)
+    sig = types.none(B, n_in, nc, H, ho, ldh, hidx, hio, P, wo, bo, Z, zo, ldz)
 
     def codegen(context, builder, sig, args):
         g = _Gen(context, builder, sig, args)
         g.setup(3)
         B_, n_in_, nc_ = g.int(0), g.int(1), g.int(2)
-        ho_, ldh_, wo_, bo_, zo_, ldz_ = (g.int(k) for k in (4, 5, 7, 8, 10, 11))
-        pH, pP, pZ = g.data(3), g.data(6), g.data(9)
+        ho_, ldh_, hio_, wo_, bo_, zo_, ldz_ = (g.int(k) for k in (4, 5, 7, 9, 10, 12, 13))
+        pH, pidx, pP, pZ = g.data(3), g.data(6), g.data(8), g.data(11)
 
         def emit(c, nvec, mask):
             e = g.emitter(mask)
@@ -174,7 +195,8 @@ def block_forward(typingctx, B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz):
                         for m in range(mr):  # the first panel from b, the others go on
                             z = e.load(pZ, g.add(zrows[m], o))
                             builder.store(builder.select(first, b, z), accs[m][v])
-                    hrow = [g.add(ho_, g.mul(g.add(r0, g.const(m)), ldh_)) for m in range(mr)]
+                    hrow = [g.row_start(ho_, ldh_, pidx, hio_, g.add(r0, g.const(m)))
+                            for m in range(mr)]
                     with g.loop(k0, k1, 1) as (k, _):
                         wrow = g.add(wo_, g.mul(k, nc_))
                         w = [e.load(pP, g.add(wrow, o)) for o in offs]
@@ -198,24 +220,25 @@ def block_forward(typingctx, B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz):
 
 
 @intrinsic
-def block_update(typingctx, B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr):
+def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr):
     """``W[k, j] = fma(-lr, S[k, j], W[k, j])`` with ``S[k, j] = sum_i H[i, k] D[i, j]`` over
     ``i < B`` ascending (one FMA a term): plain SGD's update of a packed block by a batch's
-    summed gradient ``H^T D`` (``H`` as :func:`block_forward` takes it, ``D[i, j] = D[do + i *
-    ldd + j]``, ``W[k, j] = P[wo + k * nc + j]``); ``lr`` is cast to the arrays' dtype. The
-    biases are the caller's."""
-    _check("block_update", (H, D, P), (B, n_in, nc, ho, ldh, do, ldd, wo))
+    summed gradient ``H^T D`` (``H``, ``hidx``, ``hio`` as :func:`block_forward` takes them,
+    ``D[i, j] = D[do + i * ldd + j]``, ``W[k, j] = P[wo + k * nc + j]``); ``lr`` is cast to
+    the arrays' dtype. The biases are the caller's."""
+    _check("block_update", (H, D, P), (B, n_in, nc, ho, ldh, hio, do, ldd, wo))
+    _check_index("block_update", hidx)
     if not isinstance(lr, (types.Float, types.Integer)):
         raise TypingError(f"block_update: expected a real lr, got {lr}")
-    sig = types.none(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr)
+    sig = types.none(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr)
 
     def codegen(context, builder, sig, args):
         g = _Gen(context, builder, sig, args)
         g.setup(3)
         B_, n_in_, nc_ = g.int(0), g.int(1), g.int(2)
-        ho_, ldh_, do_, ldd_, wo_ = (g.int(k) for k in (4, 5, 7, 8, 10))
-        pH, pD, pP = g.data(3), g.data(6), g.data(9)
-        lr_ = context.cast(builder, args[11], sig.args[11], g.dtype)
+        ho_, ldh_, hio_, do_, ldd_, wo_ = (g.int(k) for k in (4, 5, 7, 9, 10, 12))
+        pH, pidx, pD, pP = g.data(3), g.data(6), g.data(8), g.data(11)
+        lr_ = context.cast(builder, args[13], sig.args[13], g.dtype)
 
         def emit(c, nvec, mask):
             e = g.emitter(mask)
@@ -231,7 +254,7 @@ def block_update(typingctx, B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr):
                     i = loop.index
                     drow = g.add(do_, g.mul(i, ldd_))
                     d = [e.load(pD, g.add(drow, o)) for o in offs]
-                    hrow = g.add(ho_, g.mul(i, ldh_), k0)
+                    hrow = g.add(g.row_start(ho_, ldh_, pidx, hio_, i), k0)
                     for m in range(mr):
                         h = e.splat(builder.load(builder.gep(pH, [g.add(hrow, g.const(m))])))
                         for v in range(nvec):

@@ -13,7 +13,7 @@ NCS = [1, 5, 10, 16, 37, 128, 130, 300]
 
 @njit(cache=True)
 def _forward(mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr):
-    rowvec.row_forward(mode, P, wo, bo, nc, n_in, ws, ho, zo, hp, dp, lr)
+    rowvec.row_forward(mode, P, wo, bo, nc, n_in, ws, ho, ws, zo, hp, dp, lr)
 
 
 @njit(cache=True)

@@ -6,15 +6,18 @@ from numba import njit
 
 from dlbasics.kernels import smallgemm as sg
 
-
-@njit(cache=True)
-def _forward(B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz):
-    sg.block_forward(B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz)
+#: No row index: the rows of ``H`` in place.
+NOIDX, INPLACE = np.zeros(1, np.int64), -1
 
 
 @njit(cache=True)
-def _update(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr):
-    sg.block_update(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr)
+def _forward(B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz, hidx=NOIDX, hio=INPLACE):
+    sg.block_forward(B, n_in, nc, H, ho, ldh, hidx, hio, P, wo, bo, Z, zo, ldz)
+
+
+@njit(cache=True)
+def _update(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr, hidx=NOIDX, hio=INPLACE):
+    sg.block_update(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr)
 
 
 @njit(cache=True)
@@ -109,6 +112,29 @@ def test_block_grad_x(dtype, shape):
     np.testing.assert_array_equal(again, X)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_rows_by_index(dtype):
+    """With a row index (``hidx[hio + i]``: a batch's rows of a data set, read where they lie)
+    the forward product and the update give the bits of the rows gathered first."""
+    rng = np.random.default_rng(7)
+    n_rows, n_in, nc, B = 40, 33, 37, 9
+    X = rng.normal(size=n_rows * n_in).astype(dtype)
+    order = rng.permutation(n_rows).astype(np.int64)
+    start = 13
+    G = X.reshape(n_rows, n_in)[order[start:start + B]].ravel().copy()
+    P, wo, bo, _, _ = _packed(rng, n_in, nc, dtype)
+    Z1, Z2 = np.zeros(B * nc, dtype), np.zeros(B * nc, dtype)
+    _forward(B, n_in, nc, X, 0, n_in, P, wo, bo, Z1, 0, nc, order, start)
+    _forward(B, n_in, nc, G, 0, n_in, P, wo, bo, Z2, 0, nc)
+    np.testing.assert_array_equal(Z1, Z2)
+    D = rng.normal(size=B * nc).astype(dtype)
+    P1, P2 = P.copy(), P.copy()
+    _update(B, n_in, nc, X, 0, n_in, D, 0, nc, P1, wo, 0.5, order, start)
+    _update(B, n_in, nc, G, 0, n_in, D, 0, nc, P2, wo, 0.5)
+    np.testing.assert_array_equal(P1, P2)
+    assert not np.array_equal(P1, P)
+
+
 def test_bad_arguments_are_typing_errors():
     from numba.core.errors import TypingError
 
@@ -119,6 +145,8 @@ def test_bad_arguments_are_typing_errors():
         _update(1, 1, 1, a, 0, 1, a, 0, 1, a, 0, "x")
     with pytest.raises(TypingError, match="block_grad_x"):
         _grad_x(1, 1, 1.5, a, 0, 1, a, 0, a, 0, 1)
+    with pytest.raises(TypingError, match="row index"):
+        _forward(1, 1, 1, a, 0, 1, a, 0, 0, a, 0, 1, np.zeros(2, np.int32), 0)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
@@ -135,13 +163,13 @@ def test_256_bit_vectors(monkeypatch, dtype):
 
     @njit
     def products(B, n_in, nc, H, P, Z, D, X):
-        sg.block_forward(B, n_in, nc, H, 0, n_in, P, 0, n_in * nc, Z, 0, nc)
+        sg.block_forward(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, P, 0, n_in * nc, Z, 0, nc)
         sg.block_grad_x(B, n_in, nc, D, 0, nc, P, 0, X, 0, n_in)
-        sg.block_update(B, n_in, nc, H, 0, n_in, D, 0, nc, P, 0, 0.5)
+        sg.block_update(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, D, 0, nc, P, 0, 0.5)
 
     @njit
     def one_row(n_in, nc, P, ws):
-        rowvec.row_forward(0, P, 0, n_in * nc, nc, n_in, ws, 0, n_in, 0, 0, 0.5)
+        rowvec.row_forward(0, P, 0, n_in * nc, nc, n_in, ws, 0, ws, n_in, 0, 0, 0.5)
         rowvec.row_grad_x_update(P, 0, n_in * nc, nc, n_in, ws, n_in, 0, n_in + nc, 0.5)
 
     rng = np.random.default_rng(3)

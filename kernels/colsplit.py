@@ -91,7 +91,6 @@ from .network import (
 from .optimizers import HP_LR, sgd_kernel
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .rowvec import FORWARD, UPDATE_FORWARD, row_forward, row_grad_x_update
-from .rowvec import UPDATE as UPDATE_ONLY
 from .smallgemm import block_forward, block_grad_x, block_update
 from .views import borrow, lent, span
 
@@ -203,6 +202,27 @@ def _partial(base, B, n_max, layer, p):
     return base + ((layer % 2) * COL_PARTS + p) * B * n_max
 
 
+@njit(cache=True, fastmath={"contract"})
+def apply_pending(P, wo, bo, nc, n_in, hp, dp, lr):
+    """A part's deferred update alone (at the end of an epoch): ``b[j] -= lr d[j]``,
+    ``W[k, j] -= (lr h[k]) d[j]`` with ``h = P[hp:hp + n_in]``, ``d = P[dp:dp + nc]``, each
+    multiply-subtract contracted into one FMA, the bits of
+    :func:`~dlbasics.kernels.rowvec.row_forward`'s update (``tests/test_rowvec.py``). Plain
+    loops, not that intrinsic: called from the epoch's worker, its code would be optimised again
+    there (0.4-0.9 s more of the first call's compile time)."""
+    lr = P.dtype.type(lr)
+    b = span(P, bo, nc)
+    d = span(P, dp, nc)
+    h = span(P, hp, n_in)
+    for j in range(nc):
+        b[j] = b[j] - lr * d[j]
+    for k in range(n_in):
+        ck = lr * h[k]
+        w = span(P, wo + k * nc, nc)
+        for j in range(nc):
+            w[j] = w[j] - ck * d[j]
+
+
 @njit(inline="always", cache=True)
 def _defers(B, l):
     """Whether a part's update of layer ``l`` waits for the next batch's forward pass
@@ -238,9 +258,13 @@ def _forward_part(packed, poffs, net, data, order, start, buf, B, l, p, lr, pend
     applied = False
     if B == 1:
         applied = pending and l == 0  # only the first layer's update is ever deferred
-        row_forward(UPDATE_FORWARD if applied else FORWARD, packed, pwo, pbo, nc, n_in, H,
-                    ho if hio < 0 else order[start] * n_in, ws, zo + c0, poffs[L, p, 0],
-                    poffs[L, p, 1], lr)
+        hr = ho if hio < 0 else order[start] * n_in
+        if applied:  # constant modes: each call compiles its mode's code alone
+            row_forward(UPDATE_FORWARD, packed, pwo, pbo, nc, n_in, H, hr, ws, zo + c0,
+                        poffs[L, p, 0], poffs[L, p, 1], lr)
+        else:
+            row_forward(FORWARD, packed, pwo, pbo, nc, n_in, H, hr, ws, zo + c0,
+                        poffs[L, p, 0], poffs[L, p, 1], lr)
     else:
         block_forward(B, n_in, nc, H, ho, n_in, order, hio, packed, pwo, pbo, ws, zo + c0,
                       n_out)
@@ -435,27 +459,29 @@ def _task(k, packed, poffs, grad, net, data, order, batch, buf, opt, counters, r
     stop = min(start + batch, n)
     B = stop - start
     lr = lent(opt, "hp")[HP_LR]
-    code = 0
+    # what the phase does: a forward layer, the loss, a backward layer (-1: none), each called
+    # from one place (every call site of a compiled callee is optimised again in the worker)
+    fwd, loss, bwd = -1, False, -1
     if s < L - 1 or (s == L - 1 and not merged):
-        if _forward_part(packed, poffs, net, data, order, start, buf, B, s, p, lr, pending):
-            code = _APPLIED
+        fwd = s
     elif s == L - 1:  # merged: the output layer, its loss and its backward pass, one part
         if p == COL_PARTS - 1:
-            if _forward_part(packed, poffs, net, data, order, start, buf, B, L - 1, p, lr,
-                             pending):
-                code = _APPLIED
-            if _loss_task(net, data, order, start, buf, B, b, n_batches, counters, results):
-                if _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B,
-                                  L - 1, p, base, n_max):
-                    code += _DEFERRED
+            fwd, loss, bwd = L - 1, True, L - 1
     elif s == L and not merged:
-        if p == 0:
-            _loss_task(net, data, order, start, buf, B, b, n_batches, counters, results)
+        loss = p == 0
     else:
-        l = L - 2 - (s - L) if merged else L - 1 - (s - L - 1)
-        if _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, l, p, base,
-                          n_max):
-            code = _DEFERRED
+        bwd = L - 2 - (s - L) if merged else L - 1 - (s - L - 1)
+    code = 0
+    if fwd >= 0:
+        if _forward_part(packed, poffs, net, data, order, start, buf, B, fwd, p, lr, pending):
+            code = _APPLIED
+    if loss and not _loss_task(net, data, order, start, buf, B, b, n_batches, counters,
+                               results):
+        bwd = -1  # a non-finite loss: no update
+    if bwd >= 0:
+        if _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, bwd, p,
+                          base, n_max):
+            code += _DEFERRED
     return code
 
 
@@ -507,6 +533,6 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     for p in range(first, last):
         if (pending >> p) & 1:
             c0, c1 = part_columns(layout[0, 1], p)
-            row_forward(UPDATE_ONLY, packed, poffs[0, p, 0], poffs[0, p, 1], c1 - c0, layout[0, 0],
-                        packed, 0, packed, 0, poffs[L, p, 0], poffs[L, p, 1], lr)
+            apply_pending(packed, poffs[0, p, 0], poffs[0, p, 1], c1 - c0, layout[0, 0],
+                          poffs[L, p, 0], poffs[L, p, 1], lr)
         _pack(params, packed, layout, poffs, p, True)

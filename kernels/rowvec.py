@@ -136,19 +136,16 @@ class _Emitter:
 
 def column_chunks(builder, intp, nc, vl, nv, emit):
     """Call ``emit(c, nvec, mask)`` inside loops over the column chunks of ``[0, nc)``: chunks
-    of ``nv`` vectors of ``vl`` lanes, then single vectors, then one vector whose ``mask``
-    holds the columns left (``None`` for the full ones)."""
+    of ``nv`` vectors of ``vl`` lanes (``mask`` ``None``), then single vectors, each with the
+    ``mask`` of its columns below ``nc`` (all of them but in the last: one code for the columns
+    left, which compiles faster than a loop of full vectors and a masked one)."""
     big = nv * vl
     n_big = builder.mul(builder.udiv(nc, ir.Constant(intp, big)), ir.Constant(intp, big))
-    n_vec = builder.add(n_big, builder.mul(
-        builder.udiv(builder.sub(nc, n_big), ir.Constant(intp, vl)), ir.Constant(intp, vl)))
-    for start, stop, step, nvec in ((ir.Constant(intp, 0), n_big, big, nv),
-                                    (n_big, n_vec, vl, 1)):
-        with cgutils.for_range_slice(builder, start, stop, ir.Constant(intp, step),
-                                     intp=intp) as (c, _):
-            emit(c, nvec, None)
-    with builder.if_then(builder.icmp_signed("<", n_vec, nc)):
-        emit(n_vec, 1, column_mask(builder, intp, n_vec, nc, vl))
+    with cgutils.for_range_slice(builder, ir.Constant(intp, 0), n_big, ir.Constant(intp, big),
+                                 intp=intp) as (c, _):
+        emit(c, nv, None)
+    with cgutils.for_range_slice(builder, n_big, nc, ir.Constant(intp, vl), intp=intp) as (c, _):
+        emit(c, 1, column_mask(builder, intp, c, nc, vl))
 
 
 def column_mask(builder, intp, start, n, vl):
@@ -176,12 +173,17 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr):
     (input ``h'[k] = P[hp + k]``, delta ``d[j] = P[dp + j]``): ``b[j] = fma(-lr, d[j], b[j])``,
     ``W[k, j] = fma(-(lr h'[k]), d[j], W[k, j])``, stored, and the product uses the updated
     weights (one pass over them); :data:`UPDATE` applies the update alone (``H``, ``ho``,
-    ``Z``, ``zo`` unused). ``z``'s sum runs over ``k`` ascending from ``b``, one FMA a term.
-    ``P``, ``H`` and ``Z`` 1-D contiguous arrays of one float dtype; ``lr`` is cast to it."""
+    ``Z``, ``zo`` unused). A constant ``mode`` compiles its code alone (a smaller function
+    that compiles faster), a variable one all three. ``z``'s sum runs over ``k`` ascending
+    from ``b``, one FMA a term. ``P``, ``H`` and ``Z`` 1-D contiguous arrays of one float
+    dtype; ``lr`` is cast to it."""
     _check_arrays("row_forward", P, H, Z)
     _check_ints("row_forward", mode, wo, bo, nc, n_in, ho, zo, hp, dp)
     if not isinstance(lr, (types.Float, types.Integer)):
         raise TypingError(f"row_forward: expected a real lr, got {lr}")
+    fixed = getattr(mode, "literal_value", None)
+    if fixed is not None and fixed not in (FORWARD, UPDATE_FORWARD, UPDATE):
+        raise TypingError(f"row_forward: unknown mode {fixed}")
     sig = types.none(mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr)
 
     def codegen(context, builder, sig, args):
@@ -241,6 +243,9 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr):
 
             column_chunks(builder, intp, nc_, vl, NV, emit)
 
+        if fixed is not None:  # a constant mode: its code alone
+            variant(fixed)
+            return context.get_dummy_value()
         for mode in (FORWARD, UPDATE_FORWARD, UPDATE):
             with builder.if_then(builder.icmp_signed("==", mode_, ir.Constant(intp, mode))):
                 variant(mode)

@@ -130,6 +130,25 @@ def test_row_grad_x_update(dtype, nc, n_in):
     np.testing.assert_array_equal(got_P[outside], P[outside])
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("nc", NCS)
+def test_apply_pending_gives_the_bits_of_the_update(dtype, nc):
+    """The column split's end-of-epoch update (plain loops, contracted FMAs) gives the bits of
+    ``row_forward``'s UPDATE, which the next row's forward pass would have applied."""
+    from dlbasics.kernels.colsplit import apply_pending
+
+    n_in, lr = 37, (0.125 if dtype == np.float32 else 0.01)
+    P, ws, o = _setup(nc, n_in, dtype, seed=2)
+    P[o["dp"]:o["dp"] + nc] *= 1e3  # updates of the weights' size: the last bit matters
+    ref = P.copy()
+    _forward(UPDATE, ref, o["wo"], o["bo"], nc, n_in, ws.copy(), o["ho"], o["zo"], o["hp"],
+             o["dp"], lr)
+    got = P.copy()
+    apply_pending(got, o["wo"], o["bo"], nc, n_in, o["hp"], o["dp"], lr)
+    np.testing.assert_array_equal(got, ref)
+    assert not np.array_equal(got, P)
+
+
 def test_bad_arguments_are_typing_errors():
     """Mixed dtypes and non-integer offsets fail at compile time, naming the kernel."""
     from numba.core.errors import TypingError

@@ -78,6 +78,7 @@ from .network import (
     TOTAL,
     chunk_rows,
     column_block,
+    gather_target,
     lend_buffers,
     lend_data,
     lend_net,
@@ -86,6 +87,7 @@ from .network import (
     output_backward,
     prefetch_rows,
     softmax_row,
+    sum_rows,
     wait_until,
 )
 from .optimizers import HP_LR, sgd_kernel
@@ -299,14 +301,7 @@ def _gather_targets(data, order, start, B, buf):
     ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
     yo = offs[offs.shape[0] - 1, 1]
     for i in range(B):
-        r = order[start + i]
-        if data.dense:
-            n_out = Y.shape[1]
-            y = span(ws, yo + i * n_out, n_out)
-            for j in range(n_out):
-                y[j] = Y[r, j]
-        else:
-            lbuf[i] = labels[r]
+        gather_target(Y, labels, order[start + i], i, ws, yo, lbuf, data.dense)
 
 
 @njit(cache=True)
@@ -401,14 +396,7 @@ def _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, l,
                      _partial(base, B, n_max, l, p), n_in)
         t = lap(t, PRODUCTS)
     db = span(grad, bo + c0, nc)
-    for i in range(B):
-        d = span(ws, do + i * n_out + c0, nc)
-        if i == 0:
-            for j in range(nc):
-                db[j] = d[j]
-        else:
-            for j in range(nc):
-                db[j] += d[j]
+    sum_rows(db, ws, do + c0, B, n_out)
     t = lap(t, UPDATE)
     block_update(B, n_in, nc, H, ho, n_in, order, hio, ws, do + c0, n_out, packed, pwo, lr)
     t = lap(t, PRODUCTS)

@@ -65,7 +65,11 @@ SPLIT_CHUNKS = 2
 #: 303k / 431k / 61.7k (277k row-parameters: lost), 32 rows 535k / 524k / 339k (1.1M: even),
 #: 64 rows 570k / 442k / 521k (2.2M: won), 128 rows 448k / 445k / 426k.
 #: (Those figures are from before each part trained its columns packed,
-#: :func:`dlbasics.kernels.colsplit.packed_layout`.)
+#: :func:`dlbasics.kernels.colsplit.packed_layout`, and through products of our own,
+#: :mod:`dlbasics.kernels.smallgemm`, which made the column split 1.1-1.4x faster from 8 to 128
+#: rows; not measured again: at 256 rows it then beat the row split in two noisy runs, 1.74-1.85
+#: against 2.09-4.02 ms a step of 784-256-256-10, at 1024 rows it lost, 9.3-11.4 against
+#: 7.6-8.3 ms.)
 COL_SPLIT_MIN_PARAMS = 1 << 15
 COL_SPLIT_MIN_WORK = 3 << 19
 COL_SPLIT_MAX_ROWS = 128
@@ -81,7 +85,9 @@ COL_SPLIT_MAX_ROWS = 128
 #: split's times do not fall monotonically with size here): the threshold lies between 86k and
 #: 102k. Two to seven rows stay whole: the parts' own loops for those lost (measured the same
 #: way, the columns packed: 784-256-256-10 at 2 rows 443 / 89 us, at 4 rows 281 / 160; the
-#: two-row figure, slower than four rows, was not investigated).
+#: two-row figure, slower than four rows, was not investigated; those loops are gone, and the
+#: register-blocked products that replaced them were not measured at 2 to 7 rows). One row
+#: through 784-256-256-10 now takes 14-16.6 us (:mod:`dlbasics.kernels.rowvec`).
 COL_SPLIT_MIN_PARAMS_ONE_ROW = 3 << 15
 
 #: Default slope of ``leaky_relu`` for negative inputs.

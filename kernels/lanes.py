@@ -66,20 +66,25 @@ NR = 4
 INIT_BIAS, INIT_FIRST, FIRST_DTANH = 0, 1, 2
 
 
+def check_float_arrays(name, *arrays):
+    """``TypingError`` naming ``name`` unless the arrays are 1-D contiguous float32 or float64
+    arrays of one dtype (the operands of the intrinsics that emit vector code)."""
+    for arr in arrays:
+        if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
+                and isinstance(arr.dtype, types.Float) and arr.dtype.bitwidth in (32, 64)):
+            raise TypingError(f"{name}: expected 1-D contiguous float32 or float64 arrays, "
+                              f"got {arr}")
+    if len({arr.dtype for arr in arrays}) != 1:
+        raise TypingError(f"{name}: the arrays must share one dtype")
+
+
 def _make_block(mr, nr):
     """The intrinsic for an ``mr x nr`` block (see :func:`lane_block`)."""
 
     @intrinsic
     def block(typingctx, mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts,
               b_ns, init, i_off, e, e_off, T, C):
-        arrays = (out, a, b, init, e)
-        for arr in arrays:
-            if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-                    and isinstance(arr.dtype, types.Float) and arr.dtype.bitwidth in (32, 64)):
-                raise TypingError(f"lane_block: expected 1-D contiguous float32 or float64 "
-                                  f"arrays, got {arr}")
-        if len({arr.dtype for arr in arrays}) != 1:
-            raise TypingError("lane_block: the arrays must share one dtype")
+        check_float_arrays("lane_block", out, a, b, init, e)
         args = (mode, out, o_off, o_ms, o_ns, a, a_off, a_ts, a_ms, b, b_off, b_ts, b_ns, init,
                 i_off, e, e_off, T, C)
         for k, v in enumerate(args):

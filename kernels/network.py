@@ -73,8 +73,9 @@ rows (:data:`dlbasics.kernels.config.SPLIT_MIN_ROWS`, ``SPLIT_MIN_WORK``).
 
 Two threads on a narrow batch of a wide network: :mod:`dlbasics.kernels.colsplit` splits each
 layer's *units* between two threads instead (plain SGD, 8 to 128 rows, 32k parameters or more
-and 1.5M rows x parameters), on the loops of this module over column ranges (``c0, c1``) and
-BLAS on column slices.
+and 1.5M rows x parameters, and single rows through 98k parameters or more), each part's
+columns packed in a block of its own and trained by products of its own
+(:mod:`dlbasics.kernels.smallgemm`, :mod:`dlbasics.kernels.rowvec`).
 
 Compile time. Numba optimises each compiled function together with the code of its compiled
 callees, so every level of calls optimises the levels below it again. :func:`epoch` and
@@ -204,6 +205,13 @@ def gather_row(X, Y, labels, r, i, ws, xo, yo, lbuf, dense):
     x = span(ws, xo + i * n_in, n_in)
     for k in range(n_in):
         x[k] = X[r, k]
+    gather_target(Y, labels, r, i, ws, yo, lbuf, dense)
+
+
+@njit(inline="always", cache=True)
+def gather_target(Y, labels, r, i, ws, yo, lbuf, dense):
+    """The target of row ``r`` (row ``r`` of ``Y``, or ``labels[r]``) into row ``i`` of the
+    workspace's ``y`` region from ``yo`` (or ``lbuf[i]``)."""
     if dense:
         n_out = Y.shape[1]
         y = span(ws, yo + i * n_out, n_out)
@@ -450,10 +458,9 @@ def column_block(n, p, P):
 
 @njit(inline="always", cache=True)
 def _fwd_loops(P, wo, bo, ldw, n_in, n_out, ws, ho, zo, B, c0, c1):
-    """``ws[z] = ws[h] @ W + b`` for ``B`` rows in columns ``c0:c1`` of ``z`` (all: ``0,
-    n_out``): the columns' ``W`` from ``wo`` in ``P`` (its rows ``ldw`` apart: ``n_out`` for
-    the whole matrix, or a part's own width where :mod:`dlbasics.kernels.colsplit` keeps a
-    part's columns packed), their ``b`` from ``bo``.
+    """``ws[z] = ws[h] @ W + b`` for ``B`` rows in columns ``c0:c1`` of ``z`` (the step: all,
+    ``0, n_out``): the columns' ``W`` from ``wo`` in ``P`` (its rows ``ldw`` apart: ``n_out``
+    for the whole matrix), their ``b`` from ``bo``.
 
     Inner loops run over 1-D row slices: indexing a slice with the loop counter lets the
     compiler drop the negative-index check and vectorise, which flat offsets prevent.
@@ -492,16 +499,10 @@ def _grad_w_loops(ws, ho, do, G, wo, bo, ldw, n_in, n_out, B, c0, c1):
     columns ``c0:c1`` (all: ``0, n_out``): the columns' ``dW`` from ``wo`` (rows ``ldw``
     apart), their ``db`` from ``bo``, as :func:`_fwd_loops` takes ``W`` and ``b``."""
     nc = c1 - c0
-    db = span(G, bo, nc)
+    sum_rows(span(G, bo, nc), ws, do + c0, B, n_out)
     for i in range(B):
         d = span(ws, do + i * n_out + c0, nc)
         h = span(ws, ho + i * n_in, n_in)
-        if i == 0:
-            for j in range(nc):
-                db[j] = d[j]
-        else:
-            for j in range(nc):
-                db[j] += d[j]
         for k in range(n_in):
             hik = h[k]
             g = span(G, wo + k * ldw, nc)
@@ -513,10 +514,25 @@ def _grad_w_loops(ws, ho, do, G, wo, bo, ldw, n_in, n_out, B, c0, c1):
                     g[j] += hik * d[j]
 
 
+@njit(inline="always", cache=True)
+def sum_rows(out, ws, off, B, ld):
+    """``out[j] = sum_i ws[off + i * ld + j]`` over ``i < B`` in order, for ``j <
+    len(out)``: a bias's gradient, the sum of ``B`` rows of ``delta`` (rows ``ld`` apart)."""
+    n = out.shape[0]
+    for i in range(B):
+        d = span(ws, off + i * ld, n)
+        if i == 0:
+            for j in range(n):
+                out[j] = d[j]
+        else:
+            for j in range(n):
+                out[j] += d[j]
+
+
 @njit(cache=True, fastmath={"reassoc"})
 def _grad_x_loops(ws, do, P, wo, ldw, n_in, n_out, xo, B, c0, c1):
     """``dx = delta W^T`` for ``B`` rows, summed over columns ``c0:c1`` of ``delta`` and ``W``
-    (all: ``0, n_out``; a part: :mod:`dlbasics.kernels.colsplit`), the columns' ``W`` from
+    (the step: all, ``0, n_out``), the columns' ``W`` from
     ``wo`` in ``P``, rows ``ldw`` apart (as :func:`_fwd_loops`).
 
     Each ``dx[k]`` is a dot product over the ``n_out`` outputs. In strict order that is a

@@ -34,7 +34,7 @@ from numba.core.errors import TypingError
 from numba.extending import intrinsic
 from numba.np.arrayobj import make_array
 
-from .lanes import VEC_BYTES
+from .lanes import VEC_BYTES, check_float_arrays
 
 __all__ = ["NV", "FORWARD", "UPDATE_FORWARD", "UPDATE", "row_forward", "row_grad_x_update"]
 
@@ -47,20 +47,41 @@ NV = 8 if VEC_BYTES == 64 else 4
 FORWARD, UPDATE_FORWARD, UPDATE = 0, 1, 2
 
 
-def _check_arrays(name, *arrays):
-    for arr in arrays:
-        if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"
-                and isinstance(arr.dtype, types.Float) and arr.dtype.bitwidth in (32, 64)):
-            raise TypingError(f"{name}: expected 1-D contiguous float32 or float64 arrays, "
-                              f"got {arr}")
-    if len({arr.dtype for arr in arrays}) != 1:
-        raise TypingError(f"{name}: the arrays must share one dtype")
-
-
 def _check_ints(name, *values):
     for v in values:
         if not isinstance(v, types.Integer):
             raise TypingError(f"{name}: expected integer offsets and sizes, got {v}")
+
+
+class _Gen:
+    """The state of one intrinsic's code generation: integer arguments as ``intp``, array data
+    pointers, real arguments in the arrays' float type, and its vector width."""
+
+    def __init__(self, context, builder, sig, args):
+        self.context, self.builder = context, builder
+        self.tys, self.args = sig.args, args
+        self.intp = context.get_value_type(types.intp)
+
+    def int(self, k):
+        return self.context.cast(self.builder, self.args[k], self.tys[k], types.intp)
+
+    def data(self, k):
+        return make_array(self.tys[k])(self.context, self.builder, self.args[k]).data
+
+    def real(self, k):
+        return self.context.cast(self.builder, self.args[k], self.tys[k], self.dtype)
+
+    def const(self, v):
+        return ir.Constant(self.intp, v)
+
+    def setup(self, k):
+        """Float type, lanes of a vector, from the array argument ``k``."""
+        self.dtype = self.tys[k].dtype
+        self.fty = self.context.get_value_type(self.dtype)
+        self.vl = VEC_BYTES // self.context.get_abi_sizeof(self.fty)
+
+    def emitter(self, mask):
+        return _Emitter(self.context, self.builder, self.fty, self.vl, mask)
 
 
 class _Emitter:
@@ -177,7 +198,7 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr):
     that compiles faster), a variable one all three. ``z``'s sum runs over ``k`` ascending
     from ``b``, one FMA a term. ``P``, ``H`` and ``Z`` 1-D contiguous arrays of one float
     dtype; ``lr`` is cast to it."""
-    _check_arrays("row_forward", P, H, Z)
+    check_float_arrays("row_forward", P, H, Z)
     _check_ints("row_forward", mode, wo, bo, nc, n_in, ho, zo, hp, dp)
     if not isinstance(lr, (types.Float, types.Integer)):
         raise TypingError(f"row_forward: expected a real lr, got {lr}")
@@ -187,29 +208,20 @@ def row_forward(typingctx, mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr):
     sig = types.none(mode, P, wo, bo, nc, n_in, H, ho, Z, zo, hp, dp, lr)
 
     def codegen(context, builder, sig, args):
-        tys = sig.args
-        dtype = tys[1].dtype
-        fty = context.get_value_type(dtype)
-        intp = context.get_value_type(types.intp)
-
-        def i64(k):
-            return context.cast(builder, args[k], tys[k], types.intp)
-
-        mode_, wo_, bo_, nc_, n_in_ = i64(0), i64(2), i64(3), i64(4), i64(5)
-        ho_, zo_, hp_, dp_ = i64(7), i64(9), i64(10), i64(11)
-        pP = make_array(tys[1])(context, builder, args[1]).data
-        pH = make_array(tys[6])(context, builder, args[6]).data
-        pZ = make_array(tys[8])(context, builder, args[8]).data
-        lr_ = context.cast(builder, args[12], tys[12], dtype)
-        vl = VEC_BYTES // context.get_abi_sizeof(fty)
+        g = _Gen(context, builder, sig, args)
+        g.setup(1)
+        intp, vl = g.intp, g.vl
+        mode_, wo_, bo_, nc_, n_in_ = (g.int(k) for k in (0, 2, 3, 4, 5))
+        ho_, zo_, hp_, dp_ = (g.int(k) for k in (7, 9, 10, 11))
+        pP, pH, pZ = g.data(1), g.data(6), g.data(8)
+        lr_ = g.real(12)
 
         def variant(mode):
             update, forward = mode != FORWARD, mode != UPDATE
 
             def emit(c, nvec, mask):
-                width = vl
-                e = _Emitter(context, builder, fty, width, mask)
-                offs = [builder.add(c, e.const(v * width)) for v in range(nvec)]
+                e = g.emitter(mask)
+                offs = [builder.add(c, e.const(v * vl)) for v in range(nvec)]
                 d = [e.load(pP, builder.add(dp_, o)) for o in offs] if update else None
                 accs = []
                 for v, o in enumerate(offs):
@@ -261,33 +273,25 @@ def row_grad_x_update(typingctx, P, wo, bo, nc, n_in, ws, do, ho, xo, lr):
     + j]``, ``W`` and ``b`` as :func:`row_forward` takes them), then ``W[k, j] = fma(-(lr
     h[k]), d[j], W[k, j])``, ``h[k] = ws[ho + k]``, and ``b[j] = fma(-lr, d[j], b[j])``. Each
     sum over ``j`` runs chunk by chunk (:data:`NV` vectors) in a fixed order."""
-    _check_arrays("row_grad_x_update", P, ws)
+    check_float_arrays("row_grad_x_update", P, ws)
     _check_ints("row_grad_x_update", wo, bo, nc, n_in, do, ho, xo)
     if not isinstance(lr, (types.Float, types.Integer)):
         raise TypingError(f"row_grad_x_update: expected a real lr, got {lr}")
     sig = types.none(P, wo, bo, nc, n_in, ws, do, ho, xo, lr)
 
     def codegen(context, builder, sig, args):
-        tys = sig.args
-        dtype = tys[0].dtype
-        fty = context.get_value_type(dtype)
-        intp = context.get_value_type(types.intp)
-
-        def i64(k):
-            return context.cast(builder, args[k], tys[k], types.intp)
-
-        wo_, bo_, nc_, n_in_ = i64(1), i64(2), i64(3), i64(4)
-        do_, ho_, xo_ = i64(6), i64(7), i64(8)
-        pP = make_array(tys[0])(context, builder, args[0]).data
-        pws = make_array(tys[5])(context, builder, args[5]).data
-        lr_ = context.cast(builder, args[9], tys[9], dtype)
-        vl = VEC_BYTES // context.get_abi_sizeof(fty)
-        zero = ir.Constant(fty, 0.0)
+        g = _Gen(context, builder, sig, args)
+        g.setup(0)
+        intp, vl = g.intp, g.vl
+        wo_, bo_, nc_, n_in_ = (g.int(k) for k in (1, 2, 3, 4))
+        do_, ho_, xo_ = g.int(6), g.int(7), g.int(8)
+        pP, pws = g.data(0), g.data(5)
+        lr_ = g.real(9)
+        zero = ir.Constant(g.fty, 0.0)
 
         def emit(c, nvec, mask):
-            width = vl
-            e = _Emitter(context, builder, fty, width, mask)
-            offs = [builder.add(c, e.const(v * width)) for v in range(nvec)]
+            e = g.emitter(mask)
+            offs = [builder.add(c, e.const(v * vl)) for v in range(nvec)]
             d = [e.load(pws, builder.add(do_, o)) for o in offs]
             for v, o in enumerate(offs):
                 b = e.load(pP, builder.add(bo_, o))

@@ -39,10 +39,10 @@ from numba import types
 from numba.core import cgutils
 from numba.core.errors import TypingError
 from numba.extending import intrinsic
-from numba.np.arrayobj import make_array
 
-from .lanes import VEC_BYTES
-from .rowvec import _check_arrays, _check_ints, _Emitter, column_chunks, column_mask
+from .lanes import VEC_BYTES, check_float_arrays
+from .rowvec import _check_ints, column_chunks, column_mask
+from .rowvec import _Gen as _GenBase
 
 __all__ = ["MR", "NRV", "block_forward", "block_grad_x", "block_update"]
 
@@ -60,7 +60,7 @@ GRAD_X_PANEL_BYTES = 128 * 1024
 
 
 def _check(name, arrays, ints):
-    _check_arrays(name, *arrays)
+    check_float_arrays(name, *arrays)
     _check_ints(name, *ints)
 
 
@@ -70,32 +70,8 @@ def _check_index(name, idx):
         raise TypingError(f"{name}: expected a 1-D contiguous int64 row index, got {idx}")
 
 
-class _Gen:
-    """The state of one intrinsic's code generation: integer arguments as ``intp``, array data
-    pointers, the float type and its vector width."""
-
-    def __init__(self, context, builder, sig, args):
-        self.context, self.builder = context, builder
-        self.tys, self.args = sig.args, args
-        self.intp = context.get_value_type(types.intp)
-
-    def int(self, k):
-        return self.context.cast(self.builder, self.args[k], self.tys[k], types.intp)
-
-    def data(self, k):
-        return make_array(self.tys[k])(self.context, self.builder, self.args[k]).data
-
-    def const(self, v):
-        return ir.Constant(self.intp, v)
-
-    def setup(self, k):
-        """Float type, lanes of a vector, from the array argument ``k``."""
-        self.dtype = self.tys[k].dtype
-        self.fty = self.context.get_value_type(self.dtype)
-        self.vl = VEC_BYTES // self.context.get_abi_sizeof(self.fty)
-
-    def emitter(self, mask):
-        return _Emitter(self.context, self.builder, self.fty, self.vl, mask)
+class _Gen(_GenBase):
+    """:class:`dlbasics.kernels.rowvec._Gen` with the loops of the blocked products."""
 
     def mul(self, a, b):
         return self.builder.mul(a, b)
@@ -115,7 +91,7 @@ class _Gen:
 
     def col_chunks(self, n, emit):
         """``emit(c, nvec, mask)`` over the columns ``[0, n)``: chunks of :data:`NRV` vectors,
-        then single vectors, then one masked vector for the columns left."""
+        then single masked vectors (:func:`~dlbasics.kernels.rowvec.column_chunks`)."""
         column_chunks(self.builder, self.intp, n, self.vl, NRV, emit)
 
     def mask(self, start, n):
@@ -238,7 +214,7 @@ def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, w
         B_, n_in_, nc_ = g.int(0), g.int(1), g.int(2)
         ho_, ldh_, hio_, do_, ldd_, wo_ = (g.int(k) for k in (4, 5, 7, 9, 10, 12))
         pH, pidx, pD, pP = g.data(3), g.data(6), g.data(8), g.data(11)
-        lr_ = context.cast(builder, args[13], sig.args[13], g.dtype)
+        lr_ = g.real(13)
 
         def emit(c, nvec, mask):
             e = g.emitter(mask)

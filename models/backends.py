@@ -255,7 +255,8 @@ class CpuBackend(Backend):
         single row through a network of at least :data:`COL_SPLIT_MIN_PARAMS_ONE_ROW`
         parameters (the measurements are in :mod:`dlbasics.kernels.config`; a single row
         gained nothing before each part kept its columns packed, 784-256-256-10: 42 against
-        40 us a step, and now takes 22 against 35 us)."""
+        40 us a step, took 22 against 35 us once they were, and 14-16.6 us through
+        :mod:`dlbasics.kernels.rowvec`)."""
         return self.col_split_fits(rows, code, alpha) and numba.get_num_threads() >= 2
 
     def col_split_fits(self, rows, code, alpha=0.0):

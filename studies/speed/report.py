@@ -684,19 +684,21 @@ def _threads_note(res):
         split_text += ("Batches of plain SGD of 8 to 128 rows through a network of 32,768 "
                        "parameters or more (and 1.5M rows x parameters), and single rows "
                        "through a network of 98,304 parameters or more, have each layer's "
-                       "units split between two threads instead (checked first), each "
-                       "training its half of the weights packed in a block of its own (for "
-                       "784-256-256-10, 526 KiB a part in a 1 MiB L2) through products of our "
-                       "own that read the packed weights in place, register-blocked for "
-                       "batches (`dlbasics.kernels.smallgemm`), one pass over the weights for "
-                       "a row's update and next product (`dlbasics.kernels.rowvec`) "
-                       "(`dlbasics.kernels.colsplit`): " + "; ".join(col_text)
+                       "units split between two threads instead (`dlbasics.kernels.colsplit`; "
+                       "checked first), each training its half of the weights packed in a "
+                       "block of its own (for 784-256-256-10, 526 KiB a part in a 1 MiB L2) "
+                       "through products of our own, not BLAS, that read the packed weights "
+                       "in place: register-blocked for batches "
+                       "(`dlbasics.kernels.smallgemm`), one pass over the weights for a row's "
+                       "update and the next row's product (`dlbasics.kernels.rowvec`): "
+                       + "; ".join(col_text)
                        + ". ")
     whole = ("; with two or more Numba threads no batch of the two networks ran whole from "
              "256 rows here: they were split" if threads and threads >= 2 and per_net and all(
                  r <= 256 for r in (split.get("min_rows") or {}).values()) else "")
     return ("- Threads: our `cpu` backend is compiled code plus BLAS (SciPy's OpenBLAS "
-            "through Numba's `np.dot`, for products of 8 rows and more; one BLAS thread below "
+            "through Numba's `np.dot`, for products of 8 rows and more outside the column split "
+            "below; one BLAS thread below "
             "256 rows, all cores from there when the batch runs whole" + whole + "). "
             + split_text
             + "`train_population` uses as many threads as Numba has (threads over chunks of "

@@ -43,11 +43,12 @@ that the worker is compiled once, not again in a ``prange``'s functions.
 The products are our own, emitted as LLVM vector code, reading the packed weights where they
 lie: batches through the register-blocked products of :mod:`dlbasics.kernels.smallgemm` (BLAS
 copies its operands into blocks of its own at every call, which a batch of 32 rows does not
-amortise: 71 against 115 GFLOP/s for the forward product of 32 rows with 784 x 128 on one core of
-the benchmark machine), single rows through :mod:`dlbasics.kernels.rowvec`, whose first layer's
-update waits for the next row's forward pass and is applied on its way through the weights (one
-pass over them instead of two; the row's input and the part's columns of its delta are kept in
-the part's block, :func:`packed_layout`). The part count is a constant, not the thread count: one
+amortise: OpenBLAS ran the forward product of 32 rows with 784 x 128 at 71 GFLOP/s on one core
+of the benchmark machine, ours at 108-117), single rows through
+:mod:`dlbasics.kernels.rowvec`, whose first layer's update waits for the next row's forward
+pass and is applied on its way through the weights (one pass over them instead of two; the
+row's input and the part's columns of its delta are kept in the part's block,
+:func:`packed_layout`). The part count is a constant, not the thread count: one
 thread or two give the same bits. They are not the bits of the batch taken whole (each part sums
 the back-propagated products over its own columns, then the parts' sums are added; every
 multiply-add is one FMA): equal to rounding (``tests/test_colsplit.py``). No dropout and no L2
@@ -176,7 +177,7 @@ def cols_phases(L, merged):
 @njit(inline="always", cache=True)
 def output_merged(layout):
     """Whether the last part holds every unit of the output layer (:func:`part_columns`: a layer
-    of up to 8 units, such as 10 classes' 10 rounded to the boundary 16). Then the output
+    of up to 15 units, whose boundary ``n // 2`` rounds to 0, such as 10 classes). Then the output
     layer's forward pass, the loss and the output layer's backward pass run as one task of that
     part, without the two meetings between them and the output's trip to the other core and
     back."""
@@ -486,9 +487,10 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
     ``base`` (:func:`cols_extra` elements, ``n_max`` the widest input of a layer but the first).
     The thread copies its parts' columns of the parameters into ``packed`` (at the offsets
     ``poffs`` of :func:`packed_layout`) first, trains them there, applies an update still
-    deferred (:func:`_backward_part`) and copies them back last (also after a failed task or a
-    diverged batch: the parameters then hold the updates done). Records as plain
-    tuples; ``counters`` and ``results`` (3 slots) as
+    deferred (:func:`_backward_part`) and copies them back last (also after a diverged batch or
+    a failed task: the parameters then hold the updates done, but after a failed task not a
+    deferred one, which the task may or may not have applied). Records as plain
+    tuples; ``counters`` and ``results`` as
     :func:`dlbasics.models._core.cols_epoch_kernel` makes them."""
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     counters, results = borrow(counters), borrow(results)
@@ -516,6 +518,7 @@ def cols_worker(first, last, params, grad, net, data, order, batch, buf, opt, co
                         pending |= 1 << p
                 except Exception:  # any error: see the docstring
                     fetch_add(counters, FAILED, 1)
+                    pending = 0  # whether the failed task applied its part's update is unknown
             fetch_add(counters, DONE, 1)
     lr = lent(opt, "hp")[HP_LR]
     for p in range(first, last):

@@ -1,8 +1,8 @@
 r"""Register-blocked products of a few rows with a packed block of weights (CPU).
 
-The column split (:mod:`dlbasics.kernels.colsplit`) trains batches of 8 to 128 rows through each
-part's columns of a layer, packed as an ``n_in x nc`` row-major block ``W`` (rows ``nc`` apart).
-Its three products per layer are
+The column split (:mod:`dlbasics.kernels.colsplit`) trains batches of 8 to 128 rows (and an
+epoch's last, shorter batch) through each part's columns of a layer, packed as an ``n_in x nc``
+row-major block ``W`` (rows ``nc`` apart). Its three products per layer are
 
 * forward, :func:`block_forward`: ``Z = b + H W`` (``B x nc``; ``H`` the layer's input, ``B x
   n_in``);
@@ -26,7 +26,7 @@ weights of a wide layer come from memory once.
 
 Rounding: one FMA per multiply-add. ``Z``'s sums run over ``k`` ascending from ``b``; the
 update is ``W = fma(-lr, S, W)`` with ``S = sum_i H[i, k] D[i, j]`` over ``i`` ascending (one
-rounding of ``W`` per batch, as BLAS's ``alpha``/``beta`` give); the sums of ``X`` run over
+rounding of ``W`` per batch); the sums of ``X`` run over
 the vectors of columns in order, then across the lanes in a fixed tree. Deterministic, equal to
 BLAS's products to rounding. Nothing is bounds-checked: the callers pass offsets of validated
 layouts.

@@ -146,6 +146,11 @@ def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, cols
     if np.any(np.asarray(net[2]) < 1.0):
         raise ValueError("cols_epoch_kernel: the column split has no dropout (net keep "
                          "probabilities must all be 1)")
+    X = data[0]
+    if X.dtype != params.dtype or not X.flags.c_contiguous:
+        raise ValueError("cols_epoch_kernel: the data's X must be C-contiguous and of the "
+                         f"parameters' dtype {params.dtype} (its first layer reads the rows "
+                         f"where they lie), got {X.dtype}")
     team_checks(net, data, opt)
     n = order.shape[0]
     counters = np.zeros(4, np.int64)

@@ -120,6 +120,9 @@ CASES = [
     ((30, 40, 20, 3), "softmax", "cross_entropy", 1, 8, 61),  # one row, deferred, odd rows
     ((30, 40, 24), "softmax", "cross_entropy", 8, 8, 100),  # output units in both parts
     ((30, 40, 24), "softmax", "cross_entropy", 1, 8, 41),  # the same, one row at a time
+    ((40, 3), "softmax", "cross_entropy", 1, 8, 23),  # one layer, merged task, deferred update
+    ((40, 24), "softmax", "cross_entropy", 8, 8, 45),  # one layer in both parts
+    ((40, 24), "softmax", "cross_entropy", 1, 8, 19),  # the same, one row at a time
     ((30, 40, 20, 3), "softmax", "cross_entropy", 8, 8, 201),  # last batch one row: deferred
     ((12, 64, 5), "softmax", "cross_entropy", 16, 8, 100),  # two layers
     ((40, 3), "softmax", "cross_entropy", 8, 8, 50),  # one layer: no partial products
@@ -148,13 +151,15 @@ def test_epoch_equals_the_whole_batch_to_rounding(case):
     np.testing.assert_array_equal(out_two[1:], out_ref[1:])
 
 
-def test_float32_epoch_close_to_the_whole_batch():
-    """float32 784-64-32-10 at batch 8: within 1e-5 of the shared step after one epoch."""
+@pytest.mark.parametrize("batch", [8, 1])
+def test_float32_epoch_close_to_the_whole_batch(batch):
+    """float32 784-64-32-10 at batch 8 and one row at a time (the deferred update): within 1e-5
+    of the shared step after one epoch."""
     ref = _model((784, 64, 32, 10), dtype=np.float32, activation="relu")
     got = _model((784, 64, 32, 10), dtype=np.float32, activation="relu")
-    X, Y, labels, dense = _data(ref, 256)
-    p_ref, _ = _run(ref, X, Y, labels, dense, 8, 0.01, False, epochs=1)
-    p_got, _ = _run(got, X, Y, labels, dense, 8, 0.01, True, epochs=1)
+    X, Y, labels, dense = _data(ref, 256 if batch > 1 else 64)
+    p_ref, _ = _run(ref, X, Y, labels, dense, batch, 0.01, False, epochs=1)
+    p_got, _ = _run(got, X, Y, labels, dense, batch, 0.01, True, epochs=1)
     assert np.max(np.abs(p_got - p_ref)) <= 1e-5 * np.max(np.abs(p_ref))
     assert np.max(np.abs(p_got - _model((784, 64, 32, 10), np.float32, activation="relu")
                          .params)) > 1e-4
@@ -198,6 +203,20 @@ def test_diverging_single_rows_keep_the_deferred_update():
                      order=_order(60)[:done])
     assert np.all(np.isfinite(p_got)) and np.all(np.isfinite(p_upto))
     assert np.max(np.abs(p_got - p_upto)) <= 1e-12 * np.max(np.abs(p_upto))
+
+
+def test_data_of_another_dtype_is_refused():
+    """The first layer reads the rows of X where they lie: X of another dtype than the
+    parameters is a ValueError naming it, before the threads start."""
+    m = _model((30, 40, 3), dtype=np.float32)
+    X, Y, labels, dense = _data(m, 40)
+    opt = SGD(lr=0.1)
+    o = _core.opt_record(opt, opt.init(m.params), m.params, None)
+    buf, cols = m.engine._cols_buffers(8)
+    with pytest.raises(ValueError, match="X must be C-contiguous"):
+        _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
+                                _core.data_record(X.astype(np.float64), Y, labels, dense),
+                                np.arange(40), 8, buf, o, np.zeros(4), cols)
 
 
 def test_other_optimizers_and_dropout_are_refused():

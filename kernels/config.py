@@ -28,6 +28,17 @@ BLAS_MIN_ROWS = 8
 #: they were measured 7x slower (784-256-256-10 at batch 32: 4.9k vs 35k samples/s).
 BLAS_THREADED_MIN_ROWS = 256
 
+#: Training products that BLAS would take, of layers of at least this many weights, run
+#: through our register-blocked products (:mod:`dlbasics.kernels.smallgemm`) wherever BLAS runs
+#: on one thread: below :data:`BLAS_THREADED_MIN_ROWS` rows and in the row split's chunks.
+#: Measured on the 2-core benchmark machine (float32, one thread, each product repeated on the
+#: same operands, GFLOP/s ours / OpenBLAS; forward, back-propagation, weight gradient): at
+#: 512 rows (a chunk of a batch of 1024) 784x256 104 / 91, 103 / 105, 113 / 98; 256x256
+#: 117 / 102, 94 / 99, 108 / 90; at 64 rows 784x256 107 / 81, 97 / 76, 99 / 90; 256x256 115 /
+#: 84, 110 / 86, 110 / 91. Below the threshold BLAS kept up or won: 256x10 at 64 rows 70 / 65,
+#: 20 / 52, 47 / 62; 64x100 at 100 rows 96 / 98, 72 / 77, 97 / 105.
+OWN_PRODUCTS_MIN_WORK = 1 << 14
+
 #: Training batches of at least this many rows are split into :data:`SPLIT_CHUNKS` row chunks,
 #: one thread each, by the CPU backend (``dlbasics.kernels.network.split_epoch``; not with
 #: dropout). With a parallel region per batch phase it took 128 rows to pay (float32, one BLAS

@@ -14,7 +14,9 @@ least ``min_rows`` rows and ``min_work`` multiply-adds goes to BLAS (``np.dot`` 
 resolved per target at compile time (``numba.extending.overload`` with ``target="cpu"`` and
 ``target="cuda"``): :func:`blas_ok` (the thresholds; on the GPU, and on the CPU for
 non-contiguous buffers, the constant ``False``), :func:`blas_forward`, :func:`blas_grad_input`
-and :func:`blas_grad_weights`. Everything else, the hand-written loops included, is one source.
+and :func:`blas_grad_weights`; on the CPU the last three run our register-blocked products
+(:mod:`dlbasics.kernels.smallgemm`) instead of BLAS where :func:`own_products` says so.
+Everything else, the hand-written loops included, is one source.
 
 The other parallel decompositions of the same step keep their own loops and are tested against
 this one: the lane layout of :mod:`dlbasics.models._lanes` (K networks as the innermost axis of
@@ -41,7 +43,10 @@ about ten parameters and a new field is added in one place:
   probabilities, the ``inverted`` dropout convention, leaky ``slope``, ``loss_code``, ``fused``
   loss, probability clip ``eps``, dropout ``seed``) and the BLAS thresholds of its products
   (``min_rows``, ``min_work``, see :func:`dlbasics.kernels.dense.use_blas`; :data:`NO_BLAS`
-  keeps every product in the loops);
+  keeps every product in the loops) and ``own_rows``, ``own_work``: a product that BLAS would
+  take, of fewer than ``own_rows`` rows through a layer of at least ``own_work`` weights, runs
+  through the register-blocked products of :mod:`dlbasics.kernels.smallgemm` instead (CPU;
+  :func:`own_products`);
 * :class:`Data`: ``X``, dense targets ``Y``, integer ``labels`` and which of the two is used
   (``dense``);
 * :class:`Buffers`: the workspace ``ws``, its offset table ``offs`` and the label buffer ``lbuf``;
@@ -109,6 +114,7 @@ from .losses import dense_row, label_row
 from .optimizers import HP_LR, SGD_CODE, apply_update
 from .optimizers import N_CODES as N_OPT_CODES
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
+from .smallgemm import block_forward, block_grad_w, block_grad_x
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
 
 # SciPy's BLAS, which ``np.dot`` calls in compiled code, loaded when this module is imported:
@@ -124,7 +130,7 @@ __all__ = ["Net", "Data", "Buffers", "Opt", "NO_BLAS", "lend_net", "lend_data", 
 
 #: The network description (see the module docstring).
 Net = namedtuple("Net", ["layout", "codes", "keep", "inverted", "slope", "loss_code", "fused",
-                         "eps", "seed", "min_rows", "min_work"])
+                         "eps", "seed", "min_rows", "min_work", "own_rows", "own_work"])
 #: Training or evaluation data.
 Data = namedtuple("Data", ["X", "Y", "labels", "dense"])
 #: A workspace (see :class:`dlbasics.models.mlp.Workspace`).
@@ -152,15 +158,15 @@ def lend_net(n):
     """The :class:`Net` of record ``n`` (a plain tuple or a ``Net``) with borrowed arrays."""
     n = Net(*n)
     return Net(lent(n, "layout"), lent(n, "codes"), lent(n, "keep"), n.inverted, n.slope,
-               n.loss_code, n.fused, n.eps, n.seed, n.min_rows, n.min_work)
+               n.loss_code, n.fused, n.eps, n.seed, n.min_rows, n.min_work, n.own_rows, n.own_work)
 
 
 @njit(cache=True)
 def reseed(n, seed, min_rows, min_work):
     """The :class:`Net` ``n`` with dropout seed ``seed`` and BLAS thresholds
-    ``min_rows``/``min_work``."""
+    ``min_rows``/``min_work`` (``own_rows`` and ``own_work`` kept)."""
     return Net(n.layout, n.codes, n.keep, n.inverted, n.slope, n.loss_code, n.fused, n.eps, seed,
-               min_rows, min_work)
+               min_rows, min_work, n.own_rows, n.own_work)
 
 
 @njit(cache=True)
@@ -350,24 +356,58 @@ def blas_ok(ws, B, n_in, n_out, min_rows, min_work):
     return bool(ws.flags.c_contiguous and use_blas(B, n_in, n_out, min_rows, min_work))
 
 
-def blas_forward(P, wo, bo, n_in, n_out, ws, ho, zo, B):
-    """``ws[z] = ws[h] @ W + b`` by BLAS (CPU; a no-op where :func:`blas_ok` is constant
-    ``False``)."""
+def blas_forward(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
+    """``ws[z] = ws[h] @ W + b`` by BLAS, or with ``own`` true by
+    :func:`~dlbasics.kernels.smallgemm.block_forward` in compiled code (``idx`` a 1-D int64
+    array it does not read; ``own`` ``None`` compiles the BLAS call alone, see
+    :func:`own_products`) (CPU; a no-op where :func:`blas_ok` is constant ``False``)."""
     matmul_bias_kernel(_rows(ws, ho, B, n_in), _rows(P, wo, n_in, n_out), P[bo : bo + n_out],
                        _rows(ws, zo, B, n_out), 0, 0)
 
 
-def blas_grad_input(ws, do, P, wo, n_in, n_out, xo, B):
-    """``dx = delta W^T`` by BLAS (CPU; a no-op where :func:`blas_ok` is constant ``False``)."""
+def blas_grad_input(ws, do, P, wo, n_in, n_out, xo, B, own):
+    """``dx = delta W^T`` by BLAS, or with ``own`` by
+    :func:`~dlbasics.kernels.smallgemm.block_grad_x` in compiled code (CPU; a no-op where
+    :func:`blas_ok` is constant ``False``)."""
     grad_input_kernel(_rows(ws, do, B, n_out), _rows(P, wo, n_in, n_out),
                       _rows(ws, xo, B, n_in), 0, 0)
 
 
-def blas_grad_weights(ws, ho, do, G, wo, bo, n_in, n_out, B):
-    """``dW = h^T delta`` by BLAS, ``db = sum_rows delta`` by a loop (CPU; a no-op where
-    :func:`blas_ok` is constant ``False``)."""
+def blas_grad_weights(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
+    """``dW = h^T delta`` by BLAS, or with ``own`` by
+    :func:`~dlbasics.kernels.smallgemm.block_grad_w` in compiled code, ``db = sum_rows delta``
+    by a loop (CPU; a no-op where :func:`blas_ok` is constant ``False``)."""
     grad_weights_kernel(_rows(ws, ho, B, n_in), _rows(ws, do, B, n_out),
                         _rows(G, wo, n_in, n_out), G[bo : bo + n_out], 0, 0)
+
+
+def own_products(net, B, n_in, n_out):
+    """Whether a product of ``B`` rows through an ``n_in x n_out`` layer that BLAS would take
+    runs through :mod:`dlbasics.kernels.smallgemm` instead: fewer than ``net.own_rows`` rows
+    (the backend passes the rows from which BLAS may use several threads; for the row split's
+    chunks, one thread each, any number) and at least ``net.own_work`` weights. ``None`` where
+    ``net.own_rows`` is ``None`` (the backend's record for a network without a layer that
+    large): compiled code then holds no product of its own, a constant chosen at compile time
+    (:func:`blas_forward`), so that the networks that never use them do not pay for compiling
+    them."""
+    if net.own_rows is None:
+        return None
+    return B < net.own_rows and n_in * n_out >= net.own_work
+
+
+def _field(tup, name):
+    return tup.types[tup.fields.index(name)]
+
+
+@overload(own_products, inline="always")
+def _own_products(net, B, n_in, n_out):
+    if isinstance(_field(net, "own_rows"), types.NoneType):
+        return lambda net, B, n_in, n_out: None
+    return lambda net, B, n_in, n_out: B < net.own_rows and n_in * n_out >= net.own_work
+
+
+def _has_own(own):
+    return not isinstance(own, (types.NoneType, types.Omitted))
 
 
 def _contiguous(*arrays):
@@ -383,37 +423,68 @@ def _blas_ok_cpu(ws, B, n_in, n_out, min_rows, min_work):
 
 
 @overload(blas_forward, target="cpu")
-def _blas_forward_cpu(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+def _blas_forward_cpu(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
     if not _contiguous(P, ws):
-        return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B: None
+        return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx: None
 
-    def impl(P, wo, bo, n_in, n_out, ws, ho, zo, B):
+    def blas(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
         matmul_bias_kernel(grid(ws, ho, B, n_in), grid(P, wo, n_in, n_out), span(P, bo, n_out),
                            grid(ws, zo, B, n_out), 0, 0)
+
+    if not _has_own(own):
+        return blas
+
+    def impl(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
+        if own:
+            block_forward(B, n_in, n_out, ws, ho, n_in, idx, -1, P, wo, bo, ws, zo, n_out)
+        else:
+            matmul_bias_kernel(grid(ws, ho, B, n_in), grid(P, wo, n_in, n_out),
+                               span(P, bo, n_out), grid(ws, zo, B, n_out), 0, 0)
 
     return impl
 
 
 @overload(blas_grad_input, target="cpu")
-def _blas_grad_input_cpu(ws, do, P, wo, n_in, n_out, xo, B):
+def _blas_grad_input_cpu(ws, do, P, wo, n_in, n_out, xo, B, own):
     if not _contiguous(P, ws):
-        return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+        return lambda ws, do, P, wo, n_in, n_out, xo, B, own: None
 
-    def impl(ws, do, P, wo, n_in, n_out, xo, B):
+    def blas(ws, do, P, wo, n_in, n_out, xo, B, own):
         grad_input_kernel(grid(ws, do, B, n_out), grid(P, wo, n_in, n_out), grid(ws, xo, B, n_in),
                           0, 0)
+
+    if not _has_own(own):
+        return blas
+
+    def impl(ws, do, P, wo, n_in, n_out, xo, B, own):
+        if own:
+            block_grad_x(B, n_in, n_out, ws, do, n_out, P, wo, ws, xo, n_in)
+        else:
+            grad_input_kernel(grid(ws, do, B, n_out), grid(P, wo, n_in, n_out),
+                              grid(ws, xo, B, n_in), 0, 0)
 
     return impl
 
 
 @overload(blas_grad_weights, target="cpu")
-def _blas_grad_weights_cpu(ws, ho, do, G, wo, bo, n_in, n_out, B):
+def _blas_grad_weights_cpu(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
     if not _contiguous(G, ws):
-        return lambda ws, ho, do, G, wo, bo, n_in, n_out, B: None
+        return lambda ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx: None
 
-    def impl(ws, ho, do, G, wo, bo, n_in, n_out, B):
+    def blas(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
         grad_weights_kernel(grid(ws, ho, B, n_in), grid(ws, do, B, n_out),
                             grid(G, wo, n_in, n_out), span(G, bo, n_out), 0, 0)
+
+    if not _has_own(own):
+        return blas
+
+    def impl(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
+        if own:
+            block_grad_w(B, n_in, n_out, ws, ho, n_in, idx, -1, ws, do, n_out, G, wo)
+            sum_rows(span(G, bo, n_out), ws, do, B, n_out)
+        else:
+            grad_weights_kernel(grid(ws, ho, B, n_in), grid(ws, do, B, n_out),
+                                grid(G, wo, n_in, n_out), span(G, bo, n_out), 0, 0)
 
     return impl
 
@@ -424,18 +495,18 @@ def _blas_ok_cuda(ws, B, n_in, n_out, min_rows, min_work):
 
 
 @overload(blas_forward, target="cuda")
-def _blas_forward_cuda(P, wo, bo, n_in, n_out, ws, ho, zo, B):
-    return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B: None
+def _blas_forward_cuda(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
+    return lambda P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx: None
 
 
 @overload(blas_grad_input, target="cuda")
-def _blas_grad_input_cuda(ws, do, P, wo, n_in, n_out, xo, B):
-    return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+def _blas_grad_input_cuda(ws, do, P, wo, n_in, n_out, xo, B, own):
+    return lambda ws, do, P, wo, n_in, n_out, xo, B, own: None
 
 
 @overload(blas_grad_weights, target="cuda")
-def _blas_grad_weights_cuda(ws, ho, do, G, wo, bo, n_in, n_out, B):
-    return lambda ws, ho, do, G, wo, bo, n_in, n_out, B: None
+def _blas_grad_weights_cuda(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
+    return lambda ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx: None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -634,7 +705,7 @@ def forward(params, net, B, buf, train, step, outputs):
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope
     seed, min_rows, min_work = net.seed, net.min_rows, net.min_work
-    ws, offs = lent(buf, "ws"), lent(buf, "offs")
+    ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
     L = layout.shape[0]
     ho = offs[L, 0]
     t = stamp()
@@ -661,7 +732,8 @@ def forward(params, net, B, buf, train, step, outputs):
         zo = offs[l, 0]
         ao = offs[l, 1]
         if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
-            blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B)
+            blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B,
+                         own_products(net, B, n_in, n_out), lbuf)
         else:
             _fwd_loops(params, layout[l, 2], layout[l, 3], n_out, n_in, n_out, ws, ho, zo, B, 0,
                        n_out)
@@ -759,15 +831,16 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
         else:
             ho = offs[l - 1, 1]
         blas = blas_ok(ws, B, n_in, n_out, min_rows, min_work)
+        own = own_products(net, B, n_in, n_out)
         nxt = 5 - cur
         xo = offs[L, nxt]
         if l > 0:  # dx first: it needs this layer's weights before any fused update
             if blas:
-                blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B)
+                blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B, own)
             else:
                 _grad_x_loops(ws, do, params, wo, n_out, n_in, n_out, xo, B, 0, n_out)
         if blas:
-            blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B)
+            blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B, own, lbuf)
         elif sgd_lr > 0:
             _sgd_row_update(ws, ho, do, params, wo, bo, n_out, n_in, n_out, sgd_lr, 0, n_out)
         else:

@@ -10,6 +10,11 @@ row-major block ``W`` (rows ``nc`` apart). Its three products per layer are
   of ``delta``, ``B x nc``);
 * plain SGD's update, :func:`block_update`: ``W = W - lr H^T D``.
 
+The network step (:mod:`dlbasics.kernels.network`) takes the first two and the weight gradient
+:func:`block_grad_w` (``G = H^T D``, the update's sum stored) for the products BLAS would run
+on one thread through layers of 16,384 weights or more (a whole layer is the block, ``nc =
+n_out``; :func:`dlbasics.kernels.network.own_products`).
+
 BLAS (``sgemm``) copies ("packs") its operands into blocks of its own on every call: with 32 rows
 the copy of a 784 x 128 block of weights is paid for 32 rows of work, and OpenBLAS ran the
 forward product at 63% of the FMA peak. Here the weights are read where they lie and the blocks
@@ -44,7 +49,7 @@ from .lanes import VEC_BYTES, check_float_arrays
 from .rowvec import _check_ints, column_chunks, column_mask
 from .rowvec import _Gen as _GenBase
 
-__all__ = ["MR", "NRV", "block_forward", "block_grad_x", "block_update"]
+__all__ = ["MR", "NRV", "block_forward", "block_grad_w", "block_grad_x", "block_update"]
 
 #: Rows of a register block (of ``H`` or ``D`` forward and back, of ``W`` in the update).
 MR = 4 if VEC_BYTES == 64 else 2
@@ -195,18 +200,9 @@ def block_forward(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, P, wo, bo, Z, z
     return sig, codegen
 
 
-@intrinsic
-def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr):
-    """``W[k, j] = fma(-lr, S[k, j], W[k, j])`` with ``S[k, j] = sum_i H[i, k] D[i, j]`` over
-    ``i < B`` ascending (one FMA a term): plain SGD's update of a packed block by a batch's
-    summed gradient ``H^T D`` (``H``, ``hidx``, ``hio`` as :func:`block_forward` takes them,
-    ``D[i, j] = D[do + i * ldd + j]``, ``W[k, j] = P[wo + k * nc + j]``); ``lr`` is cast to
-    the arrays' dtype. The biases are the caller's."""
-    _check("block_update", (H, D, P), (B, n_in, nc, ho, ldh, hio, do, ldd, wo))
-    _check_index("block_update", hidx)
-    if not isinstance(lr, (types.Float, types.Integer)):
-        raise TypingError(f"block_update: expected a real lr, got {lr}")
-    sig = types.none(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr)
+def _products_codegen(store):
+    """The code of :func:`block_update` (``store`` false) and of :func:`block_grad_w` (true):
+    ``S = H^T D`` summed in registers, then added to ``W`` or stored in ``G``."""
 
     def codegen(context, builder, sig, args):
         g = _Gen(context, builder, sig, args)
@@ -214,12 +210,12 @@ def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, w
         B_, n_in_, nc_ = g.int(0), g.int(1), g.int(2)
         ho_, ldh_, hio_, do_, ldd_, wo_ = (g.int(k) for k in (4, 5, 7, 9, 10, 12))
         pH, pidx, pD, pP = g.data(3), g.data(6), g.data(8), g.data(11)
-        lr_ = g.real(13)
+        lr_ = None if store else g.real(13)
 
         def emit(c, nvec, mask):
             e = g.emitter(mask)
             offs = [g.add(c, g.const(v * g.vl)) for v in range(nvec)]
-            nlr = e.splat(builder.fneg(lr_))
+            nlr = None if store else e.splat(builder.fneg(lr_))
 
             def rows(k0, mr):
                 accs = g.slots(e.vty, mr, nvec)
@@ -239,14 +235,42 @@ def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, w
                     wrow = g.add(wo_, g.mul(g.add(k0, g.const(m)), nc_))
                     for v, o in enumerate(offs):
                         at = g.add(wrow, o)
-                        e.store(e.fma(nlr, builder.load(accs[m][v]), e.load(pP, at)), pP, at)
+                        s = builder.load(accs[m][v])
+                        e.store(s if store else e.fma(nlr, s, e.load(pP, at)), pP, at)
 
             g.row_blocks(n_in_, rows)
 
         g.col_chunks(nc_, emit)
         return context.get_dummy_value()
 
-    return sig, codegen
+    return codegen
+
+
+@intrinsic
+def block_update(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr):
+    """``W[k, j] = fma(-lr, S[k, j], W[k, j])`` with ``S[k, j] = sum_i H[i, k] D[i, j]`` over
+    ``i < B`` ascending (one FMA a term): plain SGD's update of a packed block by a batch's
+    summed gradient ``H^T D`` (``H``, ``hidx``, ``hio`` as :func:`block_forward` takes them,
+    ``D[i, j] = D[do + i * ldd + j]``, ``W[k, j] = P[wo + k * nc + j]``); ``lr`` is cast to
+    the arrays' dtype. The biases are the caller's."""
+    _check("block_update", (H, D, P), (B, n_in, nc, ho, ldh, hio, do, ldd, wo))
+    _check_index("block_update", hidx)
+    if not isinstance(lr, (types.Float, types.Integer)):
+        raise TypingError(f"block_update: expected a real lr, got {lr}")
+    sig = types.none(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, P, wo, lr)
+    return sig, _products_codegen(False)
+
+
+@intrinsic
+def block_grad_w(typingctx, B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, G, go):
+    """``G[k, j] = S[k, j] = sum_i H[i, k] D[i, j]`` over ``i < B`` ascending (one FMA a term,
+    the sum from 0; ``H``, ``hidx``, ``hio``, ``D`` as :func:`block_update` takes them,
+    ``G[k, j] = G[go + k * nc + j]``): a layer's weight gradient ``H^T D``, overwritten. The
+    biases are the caller's."""
+    _check("block_grad_w", (H, D, G), (B, n_in, nc, ho, ldh, hio, do, ldd, go))
+    _check_index("block_grad_w", hidx)
+    sig = types.none(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, G, go)
+    return sig, _products_codegen(True)
 
 
 def _lane_sums(builder, vectors, vl, zero):

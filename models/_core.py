@@ -67,11 +67,15 @@ Population = namedtuple("Population", ["P", "G", "WS", "LB", "orders", "seeds", 
 # named tuple through Python (about 1.7 us). Compiled code turns them into named tuples (lend_*).
 
 
-def net_record(model, min_rows, min_work):
+def net_record(model, min_rows, min_work, own_rows=None, own_work=None):
     """The :class:`Net` of ``model`` (a plain tuple) with BLAS thresholds ``min_rows``/
-    ``min_work``."""
+    ``min_work`` and, for the products BLAS would take, those that run through
+    :mod:`dlbasics.kernels.smallgemm` instead: fewer than ``own_rows`` rows through a layer of
+    at least ``own_work`` weights (``None``: none, and the compiled code holds no such
+    product; see :func:`dlbasics.kernels.network.own_products`)."""
     return (model.layout, model.codes, model.keep, model.dropout == "inverted", model.slope,
-            model.loss_code, model.fused, model.eps, model.seed, min_rows, min_work)
+            model.loss_code, model.fused, model.eps, model.seed, min_rows, min_work, own_rows,
+            own_work)
 
 
 def data_record(X, Y, labels, dense):

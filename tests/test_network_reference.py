@@ -154,27 +154,43 @@ def _split_from_two_rows(monkeypatch):
     monkeypatch.setattr(backends, "SPLIT_MIN_WORK", 0)
 
 
-@pytest.fixture(params=["cpu", "cpu-split", "numpy"])
-def backend(request, monkeypatch):
-    if request.param == "cpu-split":
+def _own_products_everywhere(monkeypatch):
+    """Make the cpu backend's training products run through our register-blocked products
+    (:mod:`dlbasics.kernels.smallgemm`) for every layer and row count, which it otherwise does
+    from ``BLAS_MIN_ROWS`` (8) rows through layers of ``OWN_PRODUCTS_MIN_WORK`` (16,384)
+    weights."""
+    monkeypatch.setattr(backends, "BLAS_MIN_ROWS", 1)
+    monkeypatch.setattr(backends, "OWN_PRODUCTS_MIN_WORK", 1)
+
+
+def _cpu_variant(name, monkeypatch):
+    """The cpu backend set up as the fixture variant ``name`` asks ("cpu", "cpu-split",
+    "cpu-own", "cpu-split-own"); ``name`` itself for another backend."""
+    if not name.startswith("cpu"):
+        return name
+    if "split" in name:
         _split_from_two_rows(monkeypatch)
-        return "cpu"
-    return request.param
+    if "own" in name:
+        _own_products_everywhere(monkeypatch)
+    return "cpu"
+
+
+@pytest.fixture(params=["cpu", "cpu-split", "cpu-own", "numpy"])
+def backend(request, monkeypatch):
+    return _cpu_variant(request.param, monkeypatch)
 
 
 @pytest.fixture(params=[("cpu", True), ("cpu", False), ("cpu-split", True),
-                        ("cpu-split", False), ("numpy", False)],
+                        ("cpu-split", False), ("cpu-own", True), ("cpu-own", False),
+                        ("cpu-split-own", True), ("numpy", False)],
                 ids=["cpu-fused", "cpu-general", "cpu-split-fused", "cpu-split-general",
-                     "numpy"])
+                     "cpu-own-fused", "cpu-own-general", "cpu-split-own-fused", "numpy"])
 def trainer(request, monkeypatch):
     """``(backend, fast)`` of every training path: the cpu backend's fused epoch and its
-    general mini-batch loop, each also with batches split into row chunks, and the numpy
-    backend."""
+    general mini-batch loop, each also with batches split into row chunks and with our
+    register-blocked products in place of BLAS, and the numpy backend."""
     backend, fast = request.param
-    if backend == "cpu-split":
-        _split_from_two_rows(monkeypatch)
-        return "cpu", fast
-    return backend, fast
+    return _cpu_variant(backend, monkeypatch), fast
 
 
 # ---------------------------------------------------------------------------------------------

@@ -205,21 +205,93 @@ def test_blas_route_from_python_and_compiled_agree():
     W = P[: n_in * n_out].reshape(n_in, n_out)
     want_z = h @ W + P[n_in * n_out :]
     py = ws.copy()
-    network.blas_forward(P, 0, n_in * n_out, n_in, n_out, py, ho, zo, B)
+    idx = np.zeros(1, dtype=np.int64)
+    network.blas_forward(P, 0, n_in * n_out, n_in, n_out, py, ho, zo, B, False, idx)
     np.testing.assert_allclose(py[zo : zo + B * n_out].reshape(B, n_out), want_z, rtol=1e-14)
-    compiled = ws.copy()
-    _blas_calls(P, compiled, B, n_in, n_out)
-    np.testing.assert_array_equal(compiled[zo : zo + B * n_out], py[zo : zo + B * n_out])
+    for own in (False, None):  # None: the overload compiled without our products
+        compiled = ws.copy()
+        _blas_calls(P, compiled, B, n_in, n_out, own)
+        np.testing.assert_array_equal(compiled[zo : zo + B * n_out], py[zo : zo + B * n_out])
     G = np.zeros_like(P)
-    network.blas_grad_weights(py, ho, zo, G, 0, n_in * n_out, n_in, n_out, B)
+    network.blas_grad_weights(py, ho, zo, G, 0, n_in * n_out, n_in, n_out, B, False, idx)
     d = py[zo : zo + B * n_out].reshape(B, n_out)
     np.testing.assert_allclose(G[: n_in * n_out].reshape(n_in, n_out), h.T @ d, rtol=1e-14)
     np.testing.assert_allclose(G[n_in * n_out :], d.sum(axis=0), rtol=1e-14)
-    network.blas_grad_input(py, zo, P, 0, n_in, n_out, xo, B)
+    network.blas_grad_input(py, zo, P, 0, n_in, n_out, xo, B, False)
     np.testing.assert_allclose(py[xo : xo + B * n_in].reshape(B, n_in), d @ W.T, rtol=1e-14)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("B, n_in, n_out", [(9, 70, 40), (64, 200, 130), (512, 300, 256)])
+def test_own_products_in_the_blas_route(dtype, B, n_in, n_out):
+    """With ``own`` the BLAS route's CPU overloads run the register-blocked products of
+    smallgemm: the forward product with its bias, the weight gradient with the bias's (the sum
+    of delta's rows in order, bitwise) and back-propagation, each equal to float64 references
+    to the rounding of float sums of ``n_in`` (``B``, ``n_out``) terms."""
+    rng = np.random.default_rng(B + n_in)
+    P = rng.normal(size=n_in * n_out + n_out).astype(dtype)
+    bo = n_in * n_out
+    ho, zo, xo = 0, B * n_in, B * (n_in + n_out)
+    ws = rng.normal(size=B * (2 * n_in + n_out)).astype(dtype)
+    h = ws[ho : ho + B * n_in].reshape(B, n_in).astype(np.float64)
+    W = P[:bo].reshape(n_in, n_out).astype(np.float64)
+    b = P[bo:].astype(np.float64)
+    d = ws[zo : zo + B * n_out].reshape(B, n_out).astype(np.float64)  # delta = z's start
+    G = np.full_like(P, np.nan)
+    out = ws.copy()
+    _own_calls(P, G, out, B, n_in, n_out, ho, zo, xo)
+    eps = np.finfo(dtype).eps
+    tol = 4 * eps * max(n_in, B, n_out)
+    got_x = out[xo : xo + B * n_in].reshape(B, n_in)
+    np.testing.assert_allclose(got_x, d @ W.T, rtol=0, atol=tol * (np.abs(d) @ np.abs(W.T)).max())
+    np.testing.assert_allclose(G[:bo].reshape(n_in, n_out), h.T @ d, rtol=0,
+                               atol=tol * (np.abs(h.T) @ np.abs(d)).max())
+    want_b = np.zeros(n_out, dtype=dtype)
+    for i in range(B):  # the bias's gradient: delta's rows summed in order, in the dtype
+        want_b += ws[zo + i * n_out : zo + (i + 1) * n_out]
+    np.testing.assert_array_equal(G[bo:], want_b)
+    got_z = out[zo : zo + B * n_out].reshape(B, n_out)
+    np.testing.assert_allclose(got_z, h @ W + b, rtol=0,
+                               atol=tol * (np.abs(h) @ np.abs(W) + np.abs(b)).max())
+
+
 @njit(cache=False)
-def _blas_calls(P, ws, B, n_in, n_out):
+def _own_calls(P, G, ws, B, n_in, n_out, ho, zo, xo):
+    idx = np.zeros(1, dtype=np.int64)
     if network.blas_ok(ws, B, n_in, n_out, 1, 1):
-        network.blas_forward(P, 0, n_in * n_out, n_in, n_out, ws, 0, 20, B)
+        network.blas_grad_input(ws, zo, P, 0, n_in, n_out, xo, B, True)
+        network.blas_grad_weights(ws, ho, zo, G, 0, n_in * n_out, n_in, n_out, B, True, idx)
+        network.blas_forward(P, 0, n_in * n_out, n_in, n_out, ws, ho, zo, B, True, idx)
+
+
+@njit(cache=False)
+def _blas_calls(P, ws, B, n_in, n_out, own):
+    if network.blas_ok(ws, B, n_in, n_out, 1, 1):
+        network.blas_forward(P, 0, n_in * n_out, n_in, n_out, ws, 0, 20, B, own,
+                             np.zeros(1, dtype=np.int64))
+
+
+def test_training_record_chooses_own_products():
+    """The cpu backend's training record: a network with a layer of OWN_PRODUCTS_MIN_WORK
+    weights or more runs the products BLAS would take through smallgemm below 256 rows and,
+    in the row split's chunks, at any row count; a smaller network's record compiles BLAS
+    alone (``own_rows`` ``None``), and so do prediction's."""
+    from dlbasics.kernels.config import BLAS_THREADED_MIN_ROWS, OWN_PRODUCTS_MIN_WORK
+
+    fields = network.Net._fields
+    rows, work = fields.index("own_rows"), fields.index("own_work")
+    small = MLP([20, 32, 4], dtype=np.float32)
+    assert small.engine.train_net(False)[rows] is None
+    assert small.engine.train_net(True)[rows] is None
+    n_in = OWN_PRODUCTS_MIN_WORK // 64
+    big = MLP([n_in, 64, 3], dtype=np.float32)
+    whole, split = big.engine.train_net(False), big.engine.train_net(True)
+    assert (whole[rows], whole[work]) == (BLAS_THREADED_MIN_ROWS, OWN_PRODUCTS_MIN_WORK)
+    assert (split[rows], split[work]) == (network.NO_BLAS, OWN_PRODUCTS_MIN_WORK)
+    below = MLP([n_in - 1, 64, 3], dtype=np.float32)
+    assert below.engine.train_net(True)[rows] is None
+    net = network.Net(*whole)
+    assert network.own_products(net, 255, n_in, 64)
+    assert not network.own_products(net, 256, n_in, 64)
+    assert not network.own_products(net, 8, n_in, 63)
+    assert network.own_products(network.Net(*small.engine.train_net(True)), 8, 20, 32) is None

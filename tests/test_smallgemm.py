@@ -21,6 +21,11 @@ def _update(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr, hidx=NOIDX, hio=INPL
 
 
 @njit(cache=True)
+def _grad_w(B, n_in, nc, H, ho, ldh, D, do, ldd, G, go, hidx=NOIDX, hio=INPLACE):
+    sg.block_grad_w(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, G, go)
+
+
+@njit(cache=True)
 def _grad_x(B, n_in, nc, D, do, ldd, P, wo, X, xo, ldx):
     sg.block_grad_x(B, n_in, nc, D, do, ldd, P, wo, X, xo, ldx)
 
@@ -91,6 +96,31 @@ def test_block_update(dtype, shape):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
+def test_block_grad_w(dtype, shape):
+    """``G = H^T D`` within rounding, overwritten whatever it held, bitwise the sum that the
+    update subtracts (:func:`block_update` with ``lr = -1`` on zeros adds it once, exactly);
+    nothing around ``G`` written."""
+    B, n_in, nc = shape
+    rng = np.random.default_rng(sum(shape) + 5)
+    H, Hm = _strided(rng, B, n_in, n_in + 1, 3, dtype)
+    D, Dm = _strided(rng, B, nc, nc + 9, 4, dtype)
+    go = 6
+    G0 = rng.normal(size=go + n_in * nc + 5).astype(dtype)
+    G = G0.copy()
+    _grad_w(B, n_in, nc, H, 3, n_in + 1, D, 4, nc + 9, G, go)
+    got = G[go:go + n_in * nc].reshape(n_in, nc)
+    rtol, atol = _tol(dtype)
+    np.testing.assert_allclose(got, Hm.T @ Dm, rtol=rtol, atol=atol * B)
+    zeros = np.zeros_like(G0)
+    _update(B, n_in, nc, H, 3, n_in + 1, D, 4, nc + 9, zeros, go, -1.0)
+    np.testing.assert_array_equal(got, zeros[go:go + n_in * nc].reshape(n_in, nc))
+    outside = np.ones(G.size, bool)
+    outside[go:go + n_in * nc] = False
+    np.testing.assert_array_equal(G[outside], G0[outside])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_block_grad_x(dtype, shape):
     """``X = D W^T`` within rounding; nothing else of ``X``'s array written; the same inputs
     give the same bits."""
@@ -115,7 +145,8 @@ def test_block_grad_x(dtype, shape):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_rows_by_index(dtype):
     """With a row index (``hidx[hio + i]``: a batch's rows of a data set, read where they lie)
-    the forward product and the update give the bits of the rows gathered first."""
+    the forward product, the update and the weight gradient give the bits of the rows gathered
+    first."""
     rng = np.random.default_rng(7)
     n_rows, n_in, nc, B = 40, 33, 37, 9
     X = rng.normal(size=n_rows * n_in).astype(dtype)
@@ -133,6 +164,10 @@ def test_rows_by_index(dtype):
     _update(B, n_in, nc, G, 0, n_in, D, 0, nc, P2, wo, 0.5)
     np.testing.assert_array_equal(P1, P2)
     assert not np.array_equal(P1, P)
+    G1, G2 = np.zeros(n_in * nc, dtype), np.zeros(n_in * nc, dtype)
+    _grad_w(B, n_in, nc, X, 0, n_in, D, 0, nc, G1, 0, order, start)
+    _grad_w(B, n_in, nc, G, 0, n_in, D, 0, nc, G2, 0)
+    np.testing.assert_array_equal(G1, G2)
 
 
 def test_bad_arguments_are_typing_errors():
@@ -143,6 +178,8 @@ def test_bad_arguments_are_typing_errors():
         _forward(1, 1, 1, a, 0, 1, a.astype(np.float32), 0, 0, a, 0, 1)
     with pytest.raises(TypingError, match="block_update"):
         _update(1, 1, 1, a, 0, 1, a, 0, 1, a, 0, "x")
+    with pytest.raises(TypingError, match="block_grad_w"):
+        _grad_w(1, 1, 1, a, 0, 1, a, 0, 1, a.astype(np.float32), 0)
     with pytest.raises(TypingError, match="block_grad_x"):
         _grad_x(1, 1, 1.5, a, 0, 1, a, 0, a, 0, 1)
     with pytest.raises(TypingError, match="row index"):
@@ -153,7 +190,7 @@ def test_bad_arguments_are_typing_errors():
 def test_256_bit_vectors(monkeypatch, dtype):
     """The code emitted for a CPU without AVX-512 (256-bit vectors: 2 x 4 register blocks, 4
     vectors a row chunk), compiled here with the module constants set as such a CPU sets them,
-    against NumPy: all three products and the one-row kernels."""
+    against NumPy: all four products and the one-row kernels."""
     from dlbasics.kernels import rowvec
 
     monkeypatch.setattr(sg, "VEC_BYTES", 32)
@@ -162,9 +199,10 @@ def test_256_bit_vectors(monkeypatch, dtype):
     monkeypatch.setattr(rowvec, "NV", 4)
 
     @njit
-    def products(B, n_in, nc, H, P, Z, D, X):
+    def products(B, n_in, nc, H, P, Z, D, X, G):
         sg.block_forward(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, P, 0, n_in * nc, Z, 0, nc)
         sg.block_grad_x(B, n_in, nc, D, 0, nc, P, 0, X, 0, n_in)
+        sg.block_grad_w(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, D, 0, nc, G, 0)
         sg.block_update(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, D, 0, nc, P, 0, 0.5)
 
     @njit
@@ -177,11 +215,12 @@ def test_256_bit_vectors(monkeypatch, dtype):
         H = rng.normal(size=B * n_in).astype(dtype)
         P = rng.normal(size=n_in * nc + nc).astype(dtype)
         D = rng.normal(size=B * nc).astype(dtype)
-        Z, X = np.zeros(B * nc, dtype), np.zeros(B * n_in, dtype)
+        Z, X, G = np.zeros(B * nc, dtype), np.zeros(B * n_in, dtype), np.ones(n_in * nc, dtype)
         W, b = P[:n_in * nc].reshape(n_in, nc).astype(np.float64), P[n_in * nc:].copy()
         Hm, Dm = H.reshape(B, n_in).astype(np.float64), D.reshape(B, nc).astype(np.float64)
-        products(B, n_in, nc, H, P, Z, D, X)
+        products(B, n_in, nc, H, P, Z, D, X, G)
         rtol, atol = _tol(dtype)
+        np.testing.assert_allclose(G.reshape(n_in, nc), Hm.T @ Dm, rtol=rtol, atol=atol * B)
         np.testing.assert_allclose(Z.reshape(B, nc), b + Hm @ W, rtol=rtol, atol=atol * n_in)
         np.testing.assert_allclose(X.reshape(B, n_in), Dm @ W.T, rtol=rtol, atol=atol * nc)
         np.testing.assert_allclose(P[:n_in * nc].reshape(n_in, nc), W - 0.5 * (Hm.T @ Dm),

@@ -240,7 +240,8 @@ def gpu_population_epoch(P, G, layout, codes, keep, inverted, slope, X, Y, label
         dev = [g.to_device(np.ascontiguousarray(a.T)) for a in per_net]
     dP, dG, dorders, dWS, dLB, dHP, dS1, dS2, dS3, dOUT = dev
     net = (call.input(layout), call.input(codes), call.input(keep), bool(inverted),
-           P.dtype.type(slope), int(loss_code), bool(fused), float(eps), 0, NO_BLAS, NO_BLAS)
+           P.dtype.type(slope), int(loss_code), bool(fused), float(eps), 0, NO_BLAS, NO_BLAS, 0,
+           NO_BLAS)
     data = (call.input(X), call.input(Y), call.input(labels), dense_targets)
     pop = (dP, dG, dWS, dLB, dorders, call.input(seeds), call.input(opt_codes), dHP, dS1, dS2,
            dS3, call.input(T0), call.input(active), dOUT)

@@ -127,12 +127,12 @@ def _kernels(dtype, grid):
     def small_epoch(p, grad, net, data, order, batch, buf, opt, out, scratch):
         """One epoch of one network (see the module docstring); the records ``net``, ``data``,
         ``buf`` and ``opt`` are those of :mod:`dlbasics.kernels.network` (plain tuples; the
-        BLAS thresholds of ``net`` are not used). ``scratch`` (float64, at least ``3 + batch``)
-        holds the row losses, and passes the batch loss and Adam's step scalars from thread 0 to
-        the others."""
+        BLAS and own-product thresholds of ``net`` are not used). ``scratch`` (float64, at least
+        ``3 + batch``) holds the row losses, and passes the batch loss and Adam's step scalars
+        from thread 0 to the others."""
         p = A(p)
         grad = A(grad)
-        layout, codes, keep, inverted, slope, loss_code, fused, eps, seed, _, _ = A(net)
+        layout, codes, keep, inverted, slope, loss_code, fused, eps, seed, _, _, _, _ = A(net)
         X, Y, labels, dense = A(data)
         ws, offs, lb = A(buf)
         opt_code, hp, s1, s2, s3, t0 = A(opt)

@@ -387,7 +387,8 @@ def own_products(net, B, n_in, n_out):
     (the backend passes the rows from which BLAS may use several threads; for the row split's
     chunks, one thread each, any number) and at least ``net.own_work`` weights. ``None`` where
     ``net.own_rows`` is ``None`` (the backend's record for a network without a layer that
-    large): compiled code then holds no product of its own, a constant chosen at compile time
+    large) and on the GPU: compiled code then holds no product of its own, a constant chosen
+    at compile time
     (:func:`blas_forward`), so that the networks that never use them do not pay for compiling
     them."""
     if net.own_rows is None:
@@ -399,11 +400,16 @@ def _field(tup, name):
     return tup.types[tup.fields.index(name)]
 
 
-@overload(own_products, inline="always")
-def _own_products(net, B, n_in, n_out):
+@overload(own_products, target="cpu", inline="always")
+def _own_products_cpu(net, B, n_in, n_out):
     if isinstance(_field(net, "own_rows"), types.NoneType):
         return lambda net, B, n_in, n_out: None
     return lambda net, B, n_in, n_out: B < net.own_rows and n_in * n_out >= net.own_work
+
+
+@overload(own_products, target="cuda", inline="always")
+def _own_products_cuda(net, B, n_in, n_out):
+    return lambda net, B, n_in, n_out: None
 
 
 def _has_own(own):

@@ -31,10 +31,10 @@ weights of a wide layer come from memory once.
 
 Rounding: one FMA per multiply-add. ``Z``'s sums run over ``k`` ascending from ``b``; the
 update is ``W = fma(-lr, S, W)`` with ``S = sum_i H[i, k] D[i, j]`` over ``i`` ascending (one
-rounding of ``W`` per batch); the sums of ``X`` run over
-the vectors of columns in order, then across the lanes in a fixed tree. Deterministic, equal to
-BLAS's products to rounding. Nothing is bounds-checked: the callers pass offsets of validated
-layouts.
+rounding of ``W`` per batch), the weight gradient ``S`` itself, summed from 0; the sums of
+``X`` run over the vectors of columns in order, then across the lanes in a fixed tree.
+Deterministic, equal to BLAS's products to rounding. Nothing is bounds-checked: the callers
+pass offsets of validated layouts.
 """
 
 from __future__ import annotations

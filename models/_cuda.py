@@ -508,7 +508,8 @@ class DeviceMLP:
         ws, offs, lb, layout, codes, keep = bufs
         s1, s2, s3 = state.slots
         net = (layout, codes, keep, m.dropout == "inverted", self.dtype.type(m.slope),
-               int(m.loss_code), bool(m.fused), float(m.eps), int(m.seed), NO_BLAS, NO_BLAS)
+               int(m.loss_code), bool(m.fused), float(m.eps), int(m.seed), NO_BLAS, NO_BLAS, 0,
+               NO_BLAS)
         launch_small_epoch(self.d_params, self.d_grad, net, (dX, dY, dlab, bool(dense)),
                            d_order, batch, (ws, offs, lb),
                            (int(optimizer.code), hp, s1, s2, s3, int(state.count)),

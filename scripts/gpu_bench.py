@@ -598,7 +598,7 @@ def bench_population(bench, cfg, torch):
         if cfg is SMOKE:  # compiling the parallel CPU kernel for new types takes ~30 s
             return {"status": "skipped (smoke)"}
         a = {k: v.copy() for k, v in arrays.items()}
-        args = (_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS),
+        args = (_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS, 0, _core.NO_BLAS),
                 _core.data_record(shared["X"], shared["Y"], shared["labels"], dense), batch,
                 w.offs, (a["P"], a["G"], a["WS"], a["LB"], a["orders"], shared["seeds"],
                          shared["opt_codes"], a["HP"], a["S1"], a["S2"], a["S3"], shared["T0"],

@@ -9,6 +9,7 @@ from numba import njit
 
 from dlbasics.kernels import network
 from dlbasics.kernels.losses import loss_dense_kernel, loss_labels_kernel
+from dlbasics.kernels.smallgemm import block_forward, block_grad_w, block_grad_x
 from dlbasics.models import MLP, Adam, _core
 from dlbasics.models.mlp import Workspace
 from tests import naive
@@ -225,9 +226,9 @@ def test_blas_route_from_python_and_compiled_agree():
 @pytest.mark.parametrize("B, n_in, n_out", [(9, 70, 40), (64, 200, 130), (512, 300, 256)])
 def test_own_products_in_the_blas_route(dtype, B, n_in, n_out):
     """With ``own`` the BLAS route's CPU overloads run the register-blocked products of
-    smallgemm: the forward product with its bias, the weight gradient with the bias's (the sum
-    of delta's rows in order, bitwise) and back-propagation, each equal to float64 references
-    to the rounding of float sums of ``n_in`` (``B``, ``n_out``) terms."""
+    smallgemm: bitwise those of block_forward, block_grad_x and block_grad_w called directly
+    (the bias's gradient: delta's rows summed in order), and equal to float64 references to
+    the rounding of float sums of ``n_in`` (``B``, ``n_out``) terms."""
     rng = np.random.default_rng(B + n_in)
     P = rng.normal(size=n_in * n_out + n_out).astype(dtype)
     bo = n_in * n_out
@@ -237,9 +238,12 @@ def test_own_products_in_the_blas_route(dtype, B, n_in, n_out):
     W = P[:bo].reshape(n_in, n_out).astype(np.float64)
     b = P[bo:].astype(np.float64)
     d = ws[zo : zo + B * n_out].reshape(B, n_out).astype(np.float64)  # delta = z's start
-    G = np.full_like(P, np.nan)
-    out = ws.copy()
+    G, direct_G = np.full_like(P, np.nan), np.full_like(P, np.nan)
+    out, direct = ws.copy(), ws.copy()
     _own_calls(P, G, out, B, n_in, n_out, ho, zo, xo)
+    _direct_calls(P, direct_G, direct, B, n_in, n_out, ho, zo, xo)
+    np.testing.assert_array_equal(G, direct_G)
+    np.testing.assert_array_equal(out, direct)
     eps = np.finfo(dtype).eps
     tol = 4 * eps * max(n_in, B, n_out)
     got_x = out[xo : xo + B * n_in].reshape(B, n_in)
@@ -262,6 +266,17 @@ def _own_calls(P, G, ws, B, n_in, n_out, ho, zo, xo):
         network.blas_grad_input(ws, zo, P, 0, n_in, n_out, xo, B, True)
         network.blas_grad_weights(ws, ho, zo, G, 0, n_in * n_out, n_in, n_out, B, True, idx)
         network.blas_forward(P, 0, n_in * n_out, n_in, n_out, ws, ho, zo, B, True, idx)
+
+
+@njit(cache=False)
+def _direct_calls(P, G, ws, B, n_in, n_out, ho, zo, xo):
+    idx = np.zeros(1, dtype=np.int64)
+    block_grad_x(B, n_in, n_out, ws, zo, n_out, P, 0, ws, xo, n_in)
+    block_grad_w(B, n_in, n_out, ws, ho, n_in, idx, -1, ws, zo, n_out, G, 0)
+    G[n_in * n_out :] = 0.0
+    for i in range(B):
+        G[n_in * n_out :] += ws[zo + i * n_out : zo + (i + 1) * n_out]
+    block_forward(B, n_in, n_out, ws, ho, n_in, idx, -1, P, 0, n_in * n_out, ws, zo, n_out)
 
 
 @njit(cache=False)

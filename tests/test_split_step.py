@@ -459,11 +459,17 @@ def test_diverging_split_epoch_is_recorded(fast):
 
 
 @needs_threads
+@pytest.mark.parametrize("own", [False, True], ids=["blas", "own"])
 @pytest.mark.parametrize("name", sorted(OPTIMIZERS))
-def test_fused_and_general_loops_split_alike(name):
+def test_fused_and_general_loops_split_alike(name, own, monkeypatch):
     """Every optimizer rule of the registry, float64 with an L2 penalty, batches of 250 rows
     (split) and a last batch of 60 (whole): the fused epoch and the general Python loop give
-    the same bits, and they split (the result differs from splitting turned off)."""
+    the same bits, and they split (the result differs from splitting turned off); also with
+    our register-blocked products in place of BLAS for every layer (``own``), which then
+    run."""
+    if own:
+        monkeypatch.setattr(backends, "OWN_PRODUCTS_MIN_WORK", 1)
+
     def fit(fast, min_rows=None):
         model, X, y = _problem(np.float64, n=560)
         if min_rows is not None:
@@ -480,3 +486,6 @@ def test_fused_and_general_loops_split_alike(name):
     np.testing.assert_array_equal(fused[0], general[0])
     assert fused[1] == general[1]
     assert not np.array_equal(fused[0], fit(True, min_rows=10**9)[0])
+    if own:  # our products ran: BLAS's give other bits
+        monkeypatch.setattr(backends, "OWN_PRODUCTS_MIN_WORK", 1 << 62)
+        assert not np.array_equal(fused[0], fit(True)[0])

@@ -53,7 +53,7 @@ class Population:
 
     def cpu_epoch(self, orders):
         """The CPU reference: :func:`member_epoch` for each active network, serially."""
-        net = _core.net_record(self.template, _core.NO_BLAS, _core.NO_BLAS)
+        net = _core.net_record(self.template, _core.NO_BLAS, _core.NO_BLAS, 0, _core.NO_BLAS)
         data = _core.data_record(self.X, self.Y, self.labels, self.dense)
         for k in range(len(self.seeds)):
             if self.active[k]:
@@ -156,7 +156,8 @@ def test_member_epoch_on_the_cpu_is_the_fused_epoch(rng):
     template = MLP([2, 5, 1], output="sigmoid", loss="binary_cross_entropy", keep_prob=0.8)
     a, b, c = (Population(template, X, y, [Adam(0.01)], [3], 4) for _ in range(3))
     order = rng.permutation(15).astype(np.int64)
-    net = tuple(_core.Net(*_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS))
+    net = tuple(_core.Net(*_core.net_record(template, _core.NO_BLAS, _core.NO_BLAS, 0,
+                                            _core.NO_BLAS))
                 ._replace(seed=3))
     _core.epoch_kernel(a.P[0], a.G[0], net, _core.data_record(a.X, a.Y, a.labels, True), order,
                        4, (a.WS[0], a.offs, a.LB[0]),

@@ -33,7 +33,8 @@ class _Epoch:
         w = Workspace(model.sizes, model.keep, batch, model.dtype)
         state = opt.init(model.params)
         self.seed, self.batch, self.order = model.seed, batch, order
-        self.net = list(_core.net_record(model, _core.NO_BLAS, _core.NO_BLAS))  # slope: dtype
+        self.net = list(_core.net_record(model, _core.NO_BLAS, _core.NO_BLAS, 0,
+                                         _core.NO_BLAS))  # slope: dtype
         self.data = [X, Y, labels, dense]
         self.buf = [w.ws, w.offs, w.lbuf]
         self.opt = [opt.code, opt.hyper_vector(model.dtype),

@@ -114,7 +114,7 @@ from .losses import dense_row, label_row
 from .optimizers import HP_LR, SGD_CODE, apply_update
 from .optimizers import N_CODES as N_OPT_CODES
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
-from .smallgemm import block_forward, block_grad_w, block_grad_x
+from .smallgemm import block_forward_grouped, block_grad_w, block_grad_x
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
 
 # SciPy's BLAS, which ``np.dot`` calls in compiled code, loaded when this module is imported:
@@ -442,7 +442,8 @@ def _blas_forward_cpu(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
 
     def impl(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
         if own:
-            block_forward(B, n_in, n_out, ws, ho, n_in, idx, -1, P, wo, bo, ws, zo, n_out)
+            block_forward_grouped(B, n_in, n_out, ws, ho, n_in, idx, -1, P, wo, bo, ws, zo,
+                                  n_out)
         else:
             matmul_bias_kernel(grid(ws, ho, B, n_in), grid(P, wo, n_in, n_out),
                                span(P, bo, n_out), grid(ws, zo, B, n_out), 0, 0)

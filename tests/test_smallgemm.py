@@ -21,6 +21,11 @@ def _update(B, n_in, nc, H, ho, ldh, D, do, ldd, P, wo, lr, hidx=NOIDX, hio=INPL
 
 
 @njit(cache=True)
+def _forward_grouped(B, n_in, nc, H, ho, ldh, P, wo, bo, Z, zo, ldz, hidx=NOIDX, hio=INPLACE):
+    sg.block_forward_grouped(B, n_in, nc, H, ho, ldh, hidx, hio, P, wo, bo, Z, zo, ldz)
+
+
+@njit(cache=True)
 def _grad_w(B, n_in, nc, H, ho, ldh, D, do, ldd, G, go, hidx=NOIDX, hio=INPLACE):
     sg.block_grad_w(B, n_in, nc, H, ho, ldh, hidx, hio, D, do, ldd, G, go)
 
@@ -76,6 +81,24 @@ def test_block_forward(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("shape", SHAPES + [(6, 300, 600), (9, 5, 1100)])
+def test_block_forward_grouped(dtype, shape):
+    """The grouped loop order gives block_forward's bits, with a row index too, across
+    groups of columns (600 and 1100 columns: several groups, the last one short)."""
+    B, n_in, nc = shape
+    rng = np.random.default_rng(sum(shape) + 9)
+    H, _ = _strided(rng, B + 3, n_in, n_in + 3, 2, dtype)
+    P, wo, bo, _, _ = _packed(rng, n_in, nc, dtype)
+    order = rng.permutation(B + 3).astype(np.int64)
+    for hidx, hio in ((NOIDX, INPLACE), (order, 2)):
+        Z0 = rng.normal(size=1 + B * (nc + 5) + 3).astype(dtype)
+        Z1, Z2 = Z0.copy(), Z0.copy()
+        _forward(B, n_in, nc, H, 2, n_in + 3, P, wo, bo, Z1, 1, nc + 5, hidx, hio)
+        _forward_grouped(B, n_in, nc, H, 2, n_in + 3, P, wo, bo, Z2, 1, nc + 5, hidx, hio)
+        np.testing.assert_array_equal(Z2, Z1)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("shape", SHAPES)
 def test_block_update(dtype, shape):
     """``W - lr H^T D`` within rounding; the biases and everything around W untouched."""
@@ -95,7 +118,7 @@ def test_block_update(dtype, shape):
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("shape", SHAPES + [(6, 30, 600), (9, 5, 1100)])
 def test_block_grad_w(dtype, shape):
     """``G = H^T D`` within rounding, overwritten whatever it held, bitwise the sum that the
     update subtracts (:func:`block_update` with ``lr = -1`` on zeros adds it once, exactly);
@@ -190,7 +213,7 @@ def test_bad_arguments_are_typing_errors():
 def test_256_bit_vectors(monkeypatch, dtype):
     """The code emitted for a CPU without AVX-512 (256-bit vectors: 2 x 4 register blocks, 4
     vectors a row chunk), compiled here with the module constants set as such a CPU sets them,
-    against NumPy: all four products and the one-row kernels."""
+    against NumPy: the four products, the grouped forward product and the one-row kernels."""
     from dlbasics.kernels import rowvec
 
     monkeypatch.setattr(sg, "VEC_BYTES", 32)
@@ -199,10 +222,12 @@ def test_256_bit_vectors(monkeypatch, dtype):
     monkeypatch.setattr(rowvec, "NV", 4)
 
     @njit
-    def products(B, n_in, nc, H, P, Z, D, X, G):
+    def products(B, n_in, nc, H, P, Z, D, X, G, Zg):
         sg.block_forward(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, P, 0, n_in * nc, Z, 0, nc)
         sg.block_grad_x(B, n_in, nc, D, 0, nc, P, 0, X, 0, n_in)
         sg.block_grad_w(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, D, 0, nc, G, 0)
+        sg.block_forward_grouped(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, P, 0, n_in * nc, Zg, 0,
+                                 nc)
         sg.block_update(B, n_in, nc, H, 0, n_in, NOIDX, INPLACE, D, 0, nc, P, 0, 0.5)
 
     @njit
@@ -218,7 +243,9 @@ def test_256_bit_vectors(monkeypatch, dtype):
         Z, X, G = np.zeros(B * nc, dtype), np.zeros(B * n_in, dtype), np.ones(n_in * nc, dtype)
         W, b = P[:n_in * nc].reshape(n_in, nc).astype(np.float64), P[n_in * nc:].copy()
         Hm, Dm = H.reshape(B, n_in).astype(np.float64), D.reshape(B, nc).astype(np.float64)
-        products(B, n_in, nc, H, P, Z, D, X, G)
+        Zg = np.zeros(B * nc, dtype)
+        products(B, n_in, nc, H, P, Z, D, X, G, Zg)
+        np.testing.assert_array_equal(Zg, Z)
         rtol, atol = _tol(dtype)
         np.testing.assert_allclose(G.reshape(n_in, nc), Hm.T @ Dm, rtol=rtol, atol=atol * B)
         np.testing.assert_allclose(Z.reshape(B, nc), b + Hm @ W, rtol=rtol, atol=atol * n_in)

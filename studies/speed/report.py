@@ -699,7 +699,11 @@ def _threads_note(res):
     return ("- Threads: our `cpu` backend is compiled code plus BLAS (SciPy's OpenBLAS "
             "through Numba's `np.dot`, for products of 8 rows and more outside the column split "
             "below; one BLAS thread below "
-            "256 rows, all cores from there when the batch runs whole" + whole + "). "
+            "256 rows, all cores from there when the batch runs whole" + whole + "; where "
+            "BLAS would run on one thread, below 256 rows and in the row chunks below, the "
+            "products through a layer of 16,384 weights or more are our own register-blocked "
+            "products instead, `dlbasics.kernels.smallgemm`: 784-256-256-10's first two "
+            "layers). "
             + split_text
             + "`train_population` uses as many threads as Numba has (threads over chunks of "
             "networks in its lane layout, Numba's `prange` over networks otherwise); PyTorch "

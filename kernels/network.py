@@ -358,7 +358,7 @@ def blas_ok(ws, B, n_in, n_out, min_rows, min_work):
 
 def blas_forward(P, wo, bo, n_in, n_out, ws, ho, zo, B, own, idx):
     """``ws[z] = ws[h] @ W + b`` by BLAS, or with ``own`` true by
-    :func:`~dlbasics.kernels.smallgemm.block_forward` in compiled code (``idx`` a 1-D int64
+    :func:`~dlbasics.kernels.smallgemm.block_forward_grouped` in compiled code (``idx`` a 1-D int64
     array it does not read; ``own`` ``None`` compiles the BLAS call alone, see
     :func:`own_products`) (CPU; a no-op where :func:`blas_ok` is constant ``False``)."""
     matmul_bias_kernel(_rows(ws, ho, B, n_in), _rows(P, wo, n_in, n_out), P[bo : bo + n_out],
@@ -388,9 +388,8 @@ def own_products(net, B, n_in, n_out):
     chunks, one thread each, any number) and at least ``net.own_work`` weights. ``None`` where
     ``net.own_rows`` is ``None`` (the backend's record for a network without a layer that
     large) and on the GPU: compiled code then holds no product of its own, a constant chosen
-    at compile time
-    (:func:`blas_forward`), so that the networks that never use them do not pay for compiling
-    them."""
+    at compile time (:func:`blas_forward`), so that the networks that never use them do not
+    pay for compiling them."""
     if net.own_rows is None:
         return None
     return B < net.own_rows and n_in * n_out >= net.own_work

@@ -361,8 +361,9 @@ part_columns`."""
         the row chunks of a ``split`` batch, one thread each, and below
         :data:`BLAS_THREADED_MIN_ROWS` rows). A network without such a layer gets the record
         whose compiled step holds BLAS alone (``own_rows`` ``None``): compiling our products
-        into the step of the row split added 20-25% to its first call (784-256-256-10 at
-        batch 1024: 47-50 s against 40-47 s)."""
+        into the step of the row split added about a quarter to its first call
+        (784-256-256-10 at batch 1024, empty cache, two pairs of runs: 49.8 against 39.7 s and
+        58.3 against 47.4 s)."""
         m = self.model
         if max(n_in * n_out for n_in, n_out in zip(m.sizes[:-1], m.sizes[1:],
                                                    strict=True)) < OWN_PRODUCTS_MIN_WORK:

@@ -1106,40 +1106,13 @@ def _prefetch_part(params, split, part, parts):
             prefetch(G, c, i * G.itemsize)
 
 
-@njit(inline="always", cache=True)
-def _combine_sgd_part(opt, params, grad, split, start, stop, part, parts):
-    """:func:`combine_chunks` of two chunks and plain SGD's update (:func:`update_part`) in one
-    loop over part ``part`` of ``parts``: ``grad = w0 G[0] + w1 G[1]``, ``params -= lr grad``,
-    each product and sum rounded in the parameter dtype as there (the same bits; one pass over
-    the part's parameters and gradients instead of three)."""
-    params, grad, split = borrow(params), borrow(grad), lend_split(split)
-    G = lent(split, "G")
-    lo, hi = chunk_rows(0, grad.shape[0], part, parts)
-    a0, b0 = chunk_rows(start, stop, 0, 2)
-    a1, b1 = chunk_rows(start, stop, 1, 2)
-    w0 = grad.dtype.type((b0 - a0) / (stop - start))
-    w1 = grad.dtype.type((b1 - a1) / (stop - start))
-    lr = params.dtype.type(lent(lend_opt(opt), "hp")[HP_LR])
-    g0, g1 = row(G, 0), row(G, 1)
-    for i in range(lo, hi):
-        v = w0 * g0[i]
-        v += w1 * g1[i]
-        grad[i] = v
-        params[i] -= lr * v
-
-
 @njit(cache=True)
 def combine_update_part(opt, params, grad, split, start, stop, t, layout, scale, part, parts):
     """Part ``part`` of ``parts`` of the step after the chunk gradients, in one pass over the
     part: :func:`combine_chunks`, the L2 penalty's gradient (``scale > 0``,
     :func:`l2_grad_part`) and :func:`update_part` at update count ``t``; every operation is
-    elementwise and in the order of the whole step, so the parts give its bits. Plain SGD
-    without the penalty on two chunks runs all three in one loop (:func:`_combine_sgd_part`).
-    """
+    elementwise and in the order of the whole step, so the parts give its bits."""
     _prefetch_part(params, split, part, parts)
-    if scale == 0.0 and opt[0] == SGD_CODE and n_chunks(split, start, stop) == 2:
-        _combine_sgd_part(opt, params, grad, split, start, stop, part, parts)
-        return
     combine_chunks(grad, split, start, stop, part, parts)
     if scale > 0.0:
         lo, hi = chunk_rows(0, grad.shape[0], part, parts)

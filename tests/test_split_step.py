@@ -489,34 +489,3 @@ def test_fused_and_general_loops_split_alike(name, own, monkeypatch):
     if own:  # our products ran: BLAS's give other bits
         monkeypatch.setattr(backends, "OWN_PRODUCTS_MIN_WORK", 1 << 62)
         assert not np.array_equal(fused[0], fit(True)[0])
-
-
-@pytest.mark.parametrize("parts", [1, 2, 3])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_sgd_combine_and_update_in_one_loop(dtype, parts):
-    """Plain SGD without the penalty on two chunks: combine_update_part's one loop gives the
-    bits of combine_chunks then update_part, the gradient included (chunks of 3 and 4 rows:
-    unequal weights), and so does momentum's path, which keeps the three steps."""
-    rng = np.random.default_rng(11)
-    n = 1001
-    G = rng.normal(size=(2, n)).astype(dtype)
-    split = (G, np.zeros((2, 1), dtype), np.zeros((1, 4), np.int64), np.zeros((2, 1), np.int64),
-             np.zeros(2), 2)
-    layout = np.zeros((1, 4), np.int64)
-    p0 = rng.normal(size=n).astype(dtype)
-    for opt in (SGD(0.05), make_optimizer("momentum", lr=0.05)):
-        fused_p, fused_g = p0.copy(), np.zeros(n, dtype)
-        rec = _core.opt_record(opt, opt.init(fused_p), fused_p)
-        for h in range(parts):
-            network.combine_update_part(rec, fused_p, fused_g, split, 10, 17, 1, layout, 0.0, h,
-                                        parts)
-        steps_p, steps_g = p0.copy(), np.zeros(n, dtype)
-        rec = _core.opt_record(opt, opt.init(steps_p), steps_p)
-        for h in range(parts):
-            network.combine_chunks(steps_g, split, 10, 17, h, parts)
-            network.update_part(rec, steps_p, steps_g, 1, h, parts)
-        np.testing.assert_array_equal(fused_g, steps_g)
-        np.testing.assert_array_equal(fused_p, steps_p)
-        want = (dtype(3 / 7) * G[0] + dtype(4 / 7) * G[1]).astype(dtype)
-        np.testing.assert_array_equal(fused_g, want)
-        assert np.all(fused_p != p0)

@@ -403,6 +403,8 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
                        else None)
         phases = (_phases(_env("ours", cache_dir), workdir, profile, log)
                   if "cpu" in frameworks and not only else None)
+        compile_prof = (_compile_profile(_env("ours", cache_dir), workdir, log)
+                        if "cpu" in frameworks and not only else None)
     finally:
         if keep_workdir:
             log(f"worker specs, outputs and logs kept in {workdir}")
@@ -427,6 +429,7 @@ def run(profile="quick", out=None, frameworks=None, quiet=False, keep_workdir=Fa
         "processes": records,
         "sklearn_fit": sklearn_fit,
         "phases": phases,
+        "compile_profile": compile_prof,
     }
     results = analyse(raw)
     (out / "results.json").write_text(json.dumps(results, indent=1, default=_json_default))
@@ -462,6 +465,21 @@ def _phases(env, workdir, profile, log):
     process)."""
     log("phases: where the step's time goes ...")
     return _own_process("phases", "phases", 1800, env, workdir, profile, log)
+
+
+def _compile_profile(env, workdir, log):
+    """The profile of :mod:`.compile_profile` (where the first call's compile time goes; it
+    starts its own process with an empty temporary Numba cache), ``None`` when it fails."""
+    log("compile profile: the first call's compile time per function ...")
+    path = Path(workdir) / "compile_profile.json"
+    try:
+        subprocess.run([sys.executable, "-m", f"{__package__}.compile_profile", "--top", "0",
+                        "--json", str(path)], env=env, check=True, capture_output=True,
+                       timeout=600)
+        return json.loads(path.read_text())
+    except (OSError, subprocess.SubprocessError, ValueError) as exc:
+        log(f"compile profile: not measured ({exc})")
+        return None
 
 
 def _json_default(o):

@@ -12,10 +12,9 @@ a new temporary directory (the user's cache is neither read nor written) and pro
 
 Run: ``python -m dlbasics.studies.speed.compile_profile [--net 784-256-256-10] [--batch 32]
 [--top 25] [--json OUT]``. It prints the wall time of the first epoch and the functions with
-the most exclusive compile time. (Measured on the 2-core AMD EPYC machine, 784-256-256-10 at
-batch 32, float32: first epoch 17 s, all of it inside ``epoch_kernel``; ``backward`` 5.6 s and
-``forward`` 5.0 s inclusive, ``act_flat`` 3.3 s of it for the loops of every activation, since
-the activation code is a run-time value; ``apply_update`` 2.5 s for the nine optimizers.)
+the most exclusive compile time; :func:`section` renders a profile as the speed report's table
+(the speed study runs it after its other measurements). Inlined functions (``inline="always"``)
+have no record of their own: their cost lands in every caller, once per call site.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ import sys
 import tempfile
 import time
 
-__all__ = ["compile_records", "profile_call", "main"]
+__all__ = ["compile_records", "profile_call", "section", "main"]
 
 
 def _name(data):
@@ -114,6 +113,50 @@ def _table(prof, top):
         lines.append(f"{r['exclusive_s']:12.2f} {r['inclusive_s']:12.2f} {r['depth']:5d}  "
                      f"{r['name']}")
     return "\n".join(lines)
+
+
+#: The first call of the start-up table in earlier runs, for the section's "before": (what,
+#: first epoch in s, peak RSS of the one-epoch process in MiB or None).
+EARLIER = (("when issue #17 was filed (its text; same machine type)", 20.0, None),
+           ("the committed report of commit fad64e5 (one run before this change set)", 17.07,
+            301.0))
+
+#: Functions shown in the report's table.
+REPORT_TOP = 10
+
+
+def section(prof, top=REPORT_TOP):
+    """The speed report's Markdown for a profile of :func:`main` (``None``: not measured)."""
+    if not prof or not prof.get("records"):
+        return ("Where the first call's compile time goes: not measured in this run "
+                "(`dlbasics.studies.speed.compile_profile` failed or was skipped).")
+    recs = prof["records"]
+    total = sum(r["exclusive_s"] for r in recs)
+    shown = sorted(recs, key=lambda r: -r["exclusive_s"])[:top]
+    rows = [f"| {r['name'].removeprefix('dlbasics.kernels.')} | {r['exclusive_s']:.2f} | "
+            f"{r['inclusive_s']:.2f} | {r['depth']} |" for r in shown]
+    rest = total - sum(r["exclusive_s"] for r in shown)
+    before = "; ".join(f"{what}: {t:.2f} s" + (f", {rss:.0f} MiB" if rss else "")
+                       for what, t, rss in EARLIER)
+    return (
+        "Where the first call's compile time goes "
+        "(`python -m dlbasics.studies.speed.compile_profile`, a process of its own with an "
+        f"empty Numba cache, after the runs above): the first `train` epoch of {prof['net']} "
+        f"at batch {prof['batch']} ({prof['n']:,} rows, {prof['dtype']}) took "
+        f"{prof['first_epoch_s']:.2f} s, {total:.2f} s of it compiling {len(recs)} "
+        f"specialisations. The {top} with the most exclusive time (inclusive: with what was "
+        "compiled while typing it; functions inlined by Numba are part of their callers' "
+        "time):\n\n| function | exclusive s | inclusive s | depth |\n|---|---|---|---|\n"
+        + "\n".join(rows)
+        + f"\n| all others ({len(recs) - len(rows)}) | {rest:.2f} | | |\n\n"
+        "Before (the first epoch of the start-up table's empty-cache row, in other runs): "
+        f"{before}. Cut since: the activations' and losses' row functions that Numba inlined "
+        "into every loop (`act_scalar` with all eleven activations, `dense_row`, "
+        "`label_row`); before that, functions compiled twice (for int64 and uint64 indices) "
+        "and code the first call did not need. What remains is mostly Numba's lowering and "
+        "LLVM optimising and emitting machine code, above all for the column-split epoch "
+        "(`colsplit.cols_worker` and the phases it calls): Numba optimises each callee's code "
+        "again in every caller it is linked into.")
 
 
 def main(argv=None):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import phases, scaling, sklearn_fit
+from . import compile_profile, phases, scaling, sklearn_fit
 
 FULL = "full"
 SMALL, LARGE = "2-16-16-1", "784-256-256-10"
@@ -444,7 +444,9 @@ def _startup_section(res):
             + "\n\nLargest first-call overhead per framework in the throughput runs (first "
             "call's wall time minus the same samples at the measured rate; JAX compiles once "
             "per batch shape, Numba once per type signature):\n\n"
-            + _table(["network", "framework", "at", "overhead"], per_config))
+            + _table(["network", "framework", "at", "overhead"], per_config)
+            + ("\n\n" + compile_profile.section(res["compile_profile"])
+               if "compile_profile" in res else ""))
 
 
 def _check_section(res):

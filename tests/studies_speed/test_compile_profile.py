@@ -58,3 +58,21 @@ def test_profile_call_sees_a_first_compile_and_not_a_second():
     assert top["depth"] == 0 and 0 < top["exclusive_s"] <= top["inclusive_s"] <= wall
     _, _, again = profile_call(outer, 4.0)  # compiled: nothing to record
     assert again == []
+
+
+def test_section_lists_the_functions_with_the_most_exclusive_time_and_the_rest():
+    from dlbasics.studies.speed.compile_profile import EARLIER, section
+
+    recs = [{"name": f"dlbasics.kernels.m.f{i}", "exclusive_s": float(i), "inclusive_s": 2.0 * i,
+             "depth": i % 3} for i in range(1, 13)]
+    prof = {"net": "784-256-256-10", "batch": 32, "n": 2048, "dtype": "float32",
+            "first_epoch_s": 80.5, "records": recs}
+    text = section(prof, top=3)
+    assert "took 80.50 s, 78.00 s of it compiling 12 specialisations" in text
+    rows = [line for line in text.splitlines() if line.startswith("| m.f")]
+    assert rows == ["| m.f12 | 12.00 | 24.00 | 0 |", "| m.f11 | 11.00 | 22.00 | 2 |",
+                    "| m.f10 | 10.00 | 20.00 | 1 |"]
+    assert "| all others (9) | 45.00 | | |" in text  # 1 + ... + 9
+    for what, t, _ in EARLIER:
+        assert f"{what}: {t:.2f} s" in text
+    assert "not measured" in section(None) and "not measured" in section({"records": []})

@@ -70,7 +70,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .activations import SOFTMAX, act_flat, dact_mul_flat
+from .activations import SOFTMAX, act_flat, dact_mul_inplace
 from .atomics import fetch_add, load_acquire
 from .network import (
     BAD,
@@ -376,7 +376,7 @@ def _backward_part(packed, poffs, grad, net, data, order, start, buf, opt, B, l,
                     for j in range(nc):
                         d[j] += s[j]
                 first = False
-            dact_mul_flat(codes[l], span(ws, zo + r, nc), span(ws, ao + r, nc), d, d, net.slope)
+            dact_mul_inplace(codes[l], span(ws, zo + r, nc), span(ws, ao + r, nc), d, net.slope)
         t = lap(t, ELEMENTWISE)
     if _defers(B, l):
         hq, h = span(packed, poffs[L, p, 0], n_in), span(H, order[start] * n_in, n_in)

@@ -106,7 +106,7 @@ from numba.np.linalg import ensure_blas
 
 from . import losses
 from .activations import N_CODES as N_ACT_CODES
-from .activations import SOFTMAX, act_flat, dact_mul_flat, softmax_vec, softmax_vjp
+from .activations import SOFTMAX, act_flat, dact_mul_inplace, softmax_vec, softmax_vjp
 from .atomics import fetch_add, load_acquire, spin_pause, yield_cpu
 from .dense import grad_input_kernel, grad_weights_kernel, matmul_bias_kernel, use_blas
 from .dropout import row_key, unit_keep
@@ -309,7 +309,7 @@ def output_backward_row(code, ws, zo, ao, do, n, slope):
     if code == SOFTMAX:
         softmax_vjp(a, d, d)
     else:
-        dact_mul_flat(code, span(ws, zo, n), a, d, d, slope)
+        dact_mul_inplace(code, span(ws, zo, n), a, d, slope)
 
 
 @njit(inline="always", cache=True)
@@ -861,7 +861,7 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
                 dx[e] *= m[e]
         zp = span(ws, offs[l - 1, 0], B * n_in)
         ap = span(ws, offs[l - 1, 1], B * n_in)
-        dact_mul_flat(codes[l - 1], zp, ap, dx, dx, slope)
+        dact_mul_inplace(codes[l - 1], zp, ap, dx, slope)
         t = lap(t, ELEMENTWISE)
         cur = nxt
     return value

@@ -60,7 +60,7 @@ import numpy as np
 from numba import njit
 
 from ..kernels import vecmath as vm
-from ..kernels.activations import TANH, act_flat, dact_mul_flat, sigmoid_vec
+from ..kernels.activations import TANH, act_flat, dact_mul_inplace, sigmoid_vec
 from ..kernels.lanes import FIRST_DTANH, INIT_BIAS, INIT_FIRST, block_product
 from ..kernels.losses import BCE_LOGITS, SQUARED, dense_row, label_row
 from ..kernels.network import Opt, lend_data, lend_net
@@ -366,7 +366,7 @@ def chunk_epoch(q, net, data, batch, opt, pop, lanes):
         if not fused:
             m = B * nl * C
             d_out = span(ws, do, m)
-            dact_mul_flat(codes[L - 1], span(ws, zLo, m), span(ws, aLo, m), d_out, d_out, slope)
+            dact_mul_inplace(codes[L - 1], span(ws, zLo, m), span(ws, aLo, m), d_out, slope)
         # back-propagation
         cur = 2
         for l in range(L - 1, -1, -1):
@@ -393,7 +393,7 @@ def chunk_epoch(q, net, data, batch, opt, pop, lanes):
             ap = loffs[l - 1, 1]
             d_in = span(ws, xo_, m)
             if not dtanh:
-                dact_mul_flat(codes[l - 1], span(ws, zp, m), span(ws, ap, m), d_in, d_in, slope)
+                dact_mul_inplace(codes[l - 1], span(ws, zp, m), span(ws, ap, m), d_in, slope)
             cur = nxt
         rows += B
         for c in range(C):

@@ -41,6 +41,29 @@ def test_backward_matches_naive(name, dtype, rng):
                     atol=1e-6 if dtype == np.float32 else 1e-14)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", A.ELEMENTWISE)
+def test_dact_mul_in_place_is_the_separate_output_form_bit_for_bit(name, dtype, rng):
+    """``dact_mul_inplace`` (the network step's form), ``dact_mul_flat`` in place and into a
+    separate ``out`` give the same bits, and those of ``delta * f'(z)`` with the derivative
+    from the scalar kernel, multiplied in float64 and rounded to the dtype (33 elements: the
+    vector loop and its remainder)."""
+    code = A.ACTIVATIONS[name]
+    z = (rng.normal(size=33) * 3).astype(dtype)
+    a = np.empty_like(z)
+    A.act_flat(code, z, a, dtype(0.01))
+    delta = rng.normal(size=33).astype(dtype)
+    out = np.full_like(z, np.nan)
+    A.dact_mul_flat(code, z, a, delta, out, dtype(0.01))
+    d1, d2 = delta.copy(), delta.copy()
+    A.dact_mul_flat(code, z, a, d1, d1, dtype(0.01))
+    A.dact_mul_inplace(code, z, a, d2, dtype(0.01))
+    want = np.array([float(delta[e]) * A.dact_scalar(code, z[e], a[e], dtype(0.01))
+                     for e in range(33)]).astype(dtype)  # the product in float64, rounded
+    for got in (out, d1, d2):
+        np.testing.assert_array_equal(got.view(np.uint8), want.view(np.uint8))
+
+
 @pytest.mark.parametrize("name", A.ELEMENTWISE)
 def test_derivative_central_differences(name, rng):
     z = rng.normal(size=(4, 6)) * 2
@@ -185,7 +208,8 @@ def test_compiled_kernels_reject_an_unknown_code(code):
     out = np.zeros((2, 3))
     calls = [lambda: A.derivative_kernel(code, z, out, 0.01),
              lambda: A.act_flat(code, z[0], out[0], 0.01),
-             lambda: A.dact_mul_flat(code, z[0], z[0], z[0], out[0], 0.01)]
+             lambda: A.dact_mul_flat(code, z[0], z[0], z[0], out[0], 0.01),
+             lambda: A.dact_mul_inplace(code, z[0], z[0], out[0], 0.01)]
     if code != A.SOFTMAX:
         calls += [lambda: A.forward_kernel(code, z, out, 0.01),
                   lambda: A.backward_kernel(code, z, z, z, out, 0.01)]

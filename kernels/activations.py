@@ -160,15 +160,20 @@ def dgelu_tanh_scalar(z):
     return 0.5 * right + left * (1.0 - th * th) * (_SQRT_2_PI * (1.0 + 3.0 * _GELU_KAPPA * z2))
 
 
-@njit(inline="always", cache=True)
-def act_scalar(code, z, slope):
-    """Value of elementwise activation ``code`` at ``z`` (softmax is not elementwise).
+# Numba copies an inlined function's IR at every call site, at a cost that grows with the
+# callee's branches: with all eleven activations inlined into each of act_flat's six loops,
+# act_flat alone took 2.6 s of the first training call's compiling (784-256-256-10, batch 32,
+# empty cache). The loops specialised on one of the five common activations therefore inline
+# the five-branch _act_common / _dact_common (a constant code leaves one branch); only the one
+# loop for any code, and the GPU kernels, inline the whole act_scalar / dact_scalar. Calling the
+# rarer activations instead of inlining them made that loop call a function per element (step
+# and sign 2.6-3.3x slower, softplus and the GELUs 10-19%).
 
-    Inlined, with the five activations whose loops :func:`act_flat` specialises (identity,
-    tanh, relu, sigmoid, leaky relu); the others are a call (:func:`_act_other`). Numba copies
-    an inlined function's IR once per call site, at a cost that grows with its branches: with
-    all eleven activations here, :func:`act_flat` alone took 2.6 s of the first training
-    call's compiling (784-256-256-10, batch 32, empty cache)."""
+
+@njit(inline="always", cache=True)
+def _act_common(code, z, slope):
+    """:func:`act_scalar` of identity, tanh, relu, sigmoid and leaky relu (NaN for another
+    code)."""
     if code == IDENTITY:
         return z
     if code == TANH:
@@ -181,13 +186,12 @@ def act_scalar(code, z, slope):
         return sigmoid_vec(z)  # vectorisable in float32 (dlbasics.kernels.vecmath)
     if code == LEAKY_RELU:
         return z if z > 0 else slope * z
-    return _act_other(code, z, slope)
+    return math.nan
 
 
-@njit(cache=True)
-def _act_other(code, z, slope):
-    """:func:`act_scalar` of the activations it does not hold itself (softplus, step, sign,
-    the two GELUs; NaN for an unknown code)."""
+@njit(inline="always", cache=True)
+def _act_rare(code, z, slope):
+    """:func:`act_scalar` of softplus, step, sign and the two GELUs (NaN for another code)."""
     if code == SOFTPLUS:
         return max(z, 0.0) + math.log1p(math.exp(-abs(z)))
     if code == STEP:
@@ -204,15 +208,28 @@ def _act_other(code, z, slope):
         return gelu_scalar(z)
     if code == GELU_TANH:
         return gelu_tanh_scalar(z)
-    return math.nan  # no such code: the dispatchers below reject it before any loop runs
+    return math.nan
 
 
 @njit(inline="always", cache=True)
-def dact_scalar(code, z, a, slope):
-    """Derivative ``f'(z)`` of elementwise activation ``code``, given ``z`` and ``a = f(z)``.
+def _is_rare(code):
+    """Whether ``code`` is one of :func:`_act_rare`'s activations."""
+    return code == SOFTPLUS or code == STEP or code == SIGN or code == GELU or code == GELU_TANH
 
-    Inlined with the five activations whose loops :func:`dact_mul_flat` specialises, the
-    others a call (:func:`_dact_other`), as :func:`act_scalar`."""
+
+@njit(inline="always", cache=True)
+def act_scalar(code, z, slope):
+    """Value of elementwise activation ``code`` at ``z`` (softmax is not elementwise; NaN for
+    a code that is no activation: the dispatchers below reject it before any loop runs)."""
+    if _is_rare(code):
+        return _act_rare(code, z, slope)
+    return _act_common(code, z, slope)
+
+
+@njit(inline="always", cache=True)
+def _dact_common(code, z, a, slope):
+    """:func:`dact_scalar` of identity, tanh, relu, sigmoid and leaky relu (NaN for another
+    code)."""
     if code == IDENTITY:
         return 1.0
     if code == TANH:
@@ -223,13 +240,12 @@ def dact_scalar(code, z, a, slope):
         return a * (1.0 - a)
     if code == LEAKY_RELU:
         return 1.0 if z > 0 else slope
-    return _dact_other(code, z, slope)
+    return math.nan
 
 
-@njit(cache=True)
-def _dact_other(code, z, slope):
-    """:func:`dact_scalar` of the activations it does not hold itself (NaN for an unknown
-    code)."""
+@njit(inline="always", cache=True)
+def _dact_rare(code, z, slope):
+    """:func:`dact_scalar` of softplus, step, sign and the two GELUs (NaN for another code)."""
     if code == SOFTPLUS:
         return sigmoid_scalar(z)
     if code == STEP or code == SIGN:
@@ -242,9 +258,24 @@ def _dact_other(code, z, slope):
 
 
 @njit(inline="always", cache=True)
+def dact_scalar(code, z, a, slope):
+    """Derivative ``f'(z)`` of elementwise activation ``code``, given ``z`` and ``a = f(z)``
+    (NaN for a code that is no activation)."""
+    if _is_rare(code):
+        return _dact_rare(code, z, slope)
+    return _dact_common(code, z, a, slope)
+
+
+@njit(inline="always", cache=True)
 def _act_loop(code, z, out, slope):
     for e in range(z.shape[0]):
         out[e] = act_scalar(code, z[e], slope)
+
+
+@njit(inline="always", cache=True)
+def _act_loop_common(code, z, out, slope):
+    for e in range(z.shape[0]):
+        out[e] = _act_common(code, z[e], slope)
 
 
 @njit(inline="always", cache=True)
@@ -254,30 +285,45 @@ def _dact_loop(code, z, a, delta, out, slope):
 
 
 @njit(inline="always", cache=True)
+def _dact_loop_common(code, z, a, delta, out, slope):
+    for e in range(z.shape[0]):
+        out[e] = delta[e] * _dact_common(code, z[e], a[e], slope)
+
+
+# The in-place loops run over one array: with ``out`` and ``delta`` the same memory, the
+# compiler's run-time overlap test picks the scalar form of _dact_loop (3x slower).
+
+
+@njit(inline="always", cache=True)
 def _dact_inplace_loop(code, z, a, delta, slope):
-    # A loop over one array: with ``out`` and ``delta`` the same memory, the compiler's
-    # run-time overlap test picks the scalar form of _dact_loop (3x slower).
     for e in range(z.shape[0]):
         delta[e] = delta[e] * dact_scalar(code, z[e], a[e], slope)
+
+
+@njit(inline="always", cache=True)
+def _dact_inplace_loop_common(code, z, a, delta, slope):
+    for e in range(z.shape[0]):
+        delta[e] = delta[e] * _dact_common(code, z[e], a[e], slope)
 
 
 @njit(cache=True)
 def act_flat(code, z, out, slope):
     """``out = f(z)`` for 1-D ``z`` and ``out`` (elementwise activations only; may alias).
 
-    One loop per activation, each calling :func:`act_scalar` with a constant code: the
-    dispatch leaves the loop, and the compiler can vectorise the loop body.
+    One loop per common activation, each with a constant code (:func:`_act_common`): the
+    dispatch leaves the loop, and the compiler can vectorise the loop body; one loop for the
+    others (:func:`act_scalar`).
     """
     if code == RELU:
-        _act_loop(RELU, z, out, slope)
+        _act_loop_common(RELU, z, out, slope)
     elif code == TANH:
-        _act_loop(TANH, z, out, slope)
+        _act_loop_common(TANH, z, out, slope)
     elif code == IDENTITY:
-        _act_loop(IDENTITY, z, out, slope)
+        _act_loop_common(IDENTITY, z, out, slope)
     elif code == SIGMOID:
-        _act_loop(SIGMOID, z, out, slope)
+        _act_loop_common(SIGMOID, z, out, slope)
     elif code == LEAKY_RELU:
-        _act_loop(LEAKY_RELU, z, out, slope)
+        _act_loop_common(LEAKY_RELU, z, out, slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
         _act_loop(code, z, out, slope)
     else:
@@ -291,19 +337,19 @@ def dact_mul_inplace(code, z, a, delta, slope):
     ``out`` is ``delta``, without compiling its other loops: 0.8 s less of the first training
     call's compiling)."""
     if code == RELU:
-        _dact_inplace_loop(RELU, z, a, delta, slope)
+        _dact_inplace_loop_common(RELU, z, a, delta, slope)
     elif code == TANH:
-        _dact_inplace_loop(TANH, z, a, delta, slope)
+        _dact_inplace_loop_common(TANH, z, a, delta, slope)
     elif code == IDENTITY:
-        _dact_inplace_loop(IDENTITY, z, a, delta, slope)
+        _dact_inplace_loop_common(IDENTITY, z, a, delta, slope)
     elif code == SIGMOID:
-        _dact_inplace_loop(SIGMOID, z, a, delta, slope)
+        _dact_inplace_loop_common(SIGMOID, z, a, delta, slope)
     elif code == LEAKY_RELU:
-        _dact_inplace_loop(LEAKY_RELU, z, a, delta, slope)
+        _dact_inplace_loop_common(LEAKY_RELU, z, a, delta, slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
         _dact_inplace_loop(code, z, a, delta, slope)
     else:
-        raise ValueError("dact_mul_flat: unknown (or softmax) activation code")
+        raise ValueError("dact_mul_inplace: unknown (or softmax) activation code")
 
 
 @njit(cache=True)
@@ -314,15 +360,15 @@ def dact_mul_flat(code, z, a, delta, out, slope):
     if out.ctypes.data == delta.ctypes.data and out.strides[0] == delta.strides[0]:
         dact_mul_inplace(code, z, a, delta, slope)
     elif code == RELU:
-        _dact_loop(RELU, z, a, delta, out, slope)
+        _dact_loop_common(RELU, z, a, delta, out, slope)
     elif code == TANH:
-        _dact_loop(TANH, z, a, delta, out, slope)
+        _dact_loop_common(TANH, z, a, delta, out, slope)
     elif code == IDENTITY:
-        _dact_loop(IDENTITY, z, a, delta, out, slope)
+        _dact_loop_common(IDENTITY, z, a, delta, out, slope)
     elif code == SIGMOID:
-        _dact_loop(SIGMOID, z, a, delta, out, slope)
+        _dact_loop_common(SIGMOID, z, a, delta, out, slope)
     elif code == LEAKY_RELU:
-        _dact_loop(LEAKY_RELU, z, a, delta, out, slope)
+        _dact_loop_common(LEAKY_RELU, z, a, delta, out, slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
         _dact_loop(code, z, a, delta, out, slope)
     else:

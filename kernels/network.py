@@ -93,11 +93,9 @@ an index passed on to a compiled function is cast to ``np.intp`` (:func:`chunk_l
 function is compiled twice (chunk_gradient: 13 s). The lane layout's population epoch runs on
 Python threads instead (:mod:`dlbasics.models._threads`). Inlining has its own cost: Numba
 copies an inlined function's IR at every call site, at a cost that grows with the callee's
-branches, so the activations' and losses' row functions are inlined only in small forms
-(:func:`dlbasics.kernels.activations.act_scalar`; the losses' rows are calls), and the step
-multiplies by the activations' derivative in place only
-(:func:`dlbasics.kernels.activations.dact_mul_inplace`): 784-256-256-10's first call at batch
-32 compiled in about 13 s instead of 17-19 s (the column split).
+branches, so the activations' loops for one activation inline a five-branch form of the
+activation (``kernels/activations.py``), and the step multiplies by the activations'
+derivative in place only (:func:`dlbasics.kernels.activations.dact_mul_inplace`).
 """
 
 from __future__ import annotations

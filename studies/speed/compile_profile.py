@@ -150,9 +150,10 @@ def section(prof, top=REPORT_TOP):
         + "\n".join(rows)
         + f"\n| all others ({len(recs) - len(rows)}) | {rest:.2f} | | |\n\n"
         "Before (the first epoch of the start-up table's empty-cache row, in other runs): "
-        f"{before}. Cut since: the activations' and losses' row functions that Numba inlined "
-        "into every loop (`act_scalar` with all eleven activations, `dense_row`, "
-        "`label_row`); before that, functions compiled twice (for int64 and uint64 indices) "
+        f"{before}. Cut since: the activations' scalar functions that Numba inlined into "
+        "every loop with all eleven activations (now the loops for one activation inline "
+        "five), and the derivative's loops into a separate output, which the step does not "
+        "use; before that, functions compiled twice (for int64 and uint64 indices) "
         "and code the first call did not need. What remains is mostly Numba's lowering and "
         "LLVM optimising and emitting machine code, above all for the column-split epoch "
         "(`colsplit.cols_worker` and the phases it calls): Numba optimises each callee's code "

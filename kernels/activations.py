@@ -1,8 +1,10 @@
 r"""Activation functions: value, derivative and backward pass, selectable by name.
 
 Each scalar formula is written once as an ``@njit`` function (:func:`act_scalar`,
-:func:`dact_scalar`) and called from the CPU array kernels here, from the fused dense kernels and
-from the GPU twins in ``dlbasics.kernels.gpu_activations``.
+:func:`dact_scalar`, made of :func:`_act_common` and :func:`_act_rare`, :func:`_dact_common`
+and :func:`_dact_rare`) and inlined into the CPU array kernels here (their loops for one common
+activation inline the ``_common`` forms), the fused dense kernels and the GPU twins in
+``dlbasics.kernels.gpu_activations``.
 
 =============  ===================================================  =============================
 name           :math:`f(z)`                                         :math:`f'(z)`
@@ -40,7 +42,8 @@ plain arithmetic that vectorises, evaluated in float64 and correctly rounded to 
 rare near-ties (no libm call per element). In float64 they are libm's, and every float64 result
 is what the plain formulas above give with libm. Softplus (value and derivative) and softmax
 keep libm's ``exp``/``log1p``, and so do the losses (:func:`sigmoid_scalar`): softplus runs in
-the generic loops of :func:`act_flat` and :func:`dact_mul_flat`, which do not vectorise, and
+the loops for any code of :func:`act_flat`, :func:`dact_mul_inplace` and
+:func:`dact_mul_flat`, which do not vectorise, and
 softmax and the losses take one value at a time into a serial sum; in scalar code libm is
 faster (``dlbasics.kernels.vecmath``).
 """
@@ -162,10 +165,11 @@ def dgelu_tanh_scalar(z):
 
 # Numba copies an inlined function's IR at every call site, at a cost that grows with the
 # callee's branches: with all eleven activations inlined into each of act_flat's six loops,
-# act_flat alone took 2.6 s of the first training call's compiling (784-256-256-10, batch 32,
-# empty cache). The loops specialised on one of the five common activations therefore inline
-# the five-branch _act_common / _dact_common (a constant code leaves one branch); only the one
-# loop for any code, and the GPU kernels, inline the whole act_scalar / dact_scalar. Calling the
+# copying act_flat's IR took 2.6 s of the 4.1 s of IR inlining in the first training call
+# (784-256-256-10, batch 32, empty cache). The loops specialised on one of the five common
+# activations therefore inline the five-branch _act_common / _dact_common (a constant code
+# leaves one branch); only the loops for any code, derivative_kernel and the GPU kernels inline
+# the whole act_scalar / dact_scalar. Calling the
 # rarer activations instead of inlining them made that loop call a function per element (step
 # and sign 2.6-3.3x slower, softplus and the GELUs 10-19%).
 
@@ -333,9 +337,9 @@ def act_flat(code, z, out, slope):
 @njit(cache=True)
 def dact_mul_inplace(code, z, a, delta, slope):
     """``delta *= f'(z)`` for 1-D arrays, ``a = f(z)`` (elementwise activations only): the
-    network step's form, one loop per activation (what :func:`dact_mul_flat` runs where
-    ``out`` is ``delta``, without compiling its other loops: 0.8 s less of the first training
-    call's compiling)."""
+    network step's form, a loop for each common activation and one for any other (what
+    :func:`dact_mul_flat` runs where ``out`` is ``delta``; the step compiles this alone, not
+    :func:`dact_mul_flat`'s loops into a separate output)."""
     if code == RELU:
         _dact_inplace_loop_common(RELU, z, a, delta, slope)
     elif code == TANH:

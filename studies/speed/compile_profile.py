@@ -155,9 +155,9 @@ def section(prof, top=REPORT_TOP):
         "form, and so do the derivative's), and the derivative's loops into a separate "
         "output, which the step does not use; before that, functions compiled twice (for "
         "int64 and uint64 indices) and code the first call did not need. What remains is "
-        "mostly Numba's lowering and LLVM optimising and emitting machine code, above all for the column-split epoch "
-        "(`colsplit.cols_worker` and the phases it calls): Numba optimises each callee's code "
-        "again in every caller it is linked into.")
+        "mostly Numba's lowering and LLVM optimising and emitting machine code, above all for"
+        " the column-split epoch (`colsplit.cols_worker` and the phases it calls): Numba "
+        "optimises each callee's code again in every caller it is linked into.")
 
 
 def main(argv=None):

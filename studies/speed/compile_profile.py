@@ -144,7 +144,10 @@ def section(prof, top=REPORT_TOP):
         f"empty Numba cache, after the runs above): the first `train` epoch of {prof['net']} "
         f"at batch {prof['batch']} ({prof['n']:,} rows, {prof['dtype']}) took "
         f"{prof['first_epoch_s']:.2f} s, {total:.2f} s of it compiling {len(recs)} "
-        f"specialisations. The {top} with the most exclusive time (inclusive: with what was "
+        f"specialisations (not the start-up table's process: first calls of the same code "
+        "differed by up to 17% between processes on this 2-core machine, 15.5 to 18.2 s "
+        "in five alternating runs of one commit). "
+        f"The {top} with the most exclusive time (inclusive: with what was "
         "compiled while typing it; functions inlined by Numba are part of their callers' "
         "time):\n\n| function | exclusive s | inclusive s | depth |\n|---|---|---|---|\n"
         + "\n".join(rows)

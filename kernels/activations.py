@@ -169,9 +169,9 @@ def dgelu_tanh_scalar(z):
 # (784-256-256-10, batch 32, empty cache). The loops specialised on one of the five common
 # activations therefore inline the five-branch _act_common / _dact_common (a constant code
 # leaves one branch); only the loops for any code, derivative_kernel and the GPU kernels inline
-# the whole act_scalar / dact_scalar. Calling the
-# rarer activations instead of inlining them made that loop call a function per element (step
-# and sign 2.6-3.3x slower, softplus and the GELUs 10-19%).
+# the whole act_scalar / dact_scalar. Calling the rarer activations instead of inlining them
+# made those loops call a function per element (float32 step and sign 2.6-3.3x slower,
+# softplus and the GELUs 10-19%).
 
 
 @njit(inline="always", cache=True)

@@ -1071,16 +1071,20 @@ def combine_chunks(grad, split, start, stop, part, parts):
     G = lent(split, "G")
     C = n_chunks(split, start, stop)
     lo, hi = chunk_rows(0, grad.shape[0], part, parts)
+    # views from 0: an index counted from lo may be negative as far as LLVM knows, and the
+    # wraparound of a negative index kept these loops scalar (half of 64-100-10's parameters,
+    # two chunks, float32, one thread: 5.4 against 0.4 us)
+    out = span(grad, lo, hi - lo)
     for c in range(C):
         a, b = chunk_rows(start, stop, c, C)
         w = grad.dtype.type((b - a) / (stop - start))
-        g = row(G, c)
+        g = span(row(G, c), lo, hi - lo)
         if c == 0:
-            for i in range(lo, hi):
-                grad[i] = w * g[i]
+            for i in range(hi - lo):
+                out[i] = w * g[i]
         else:
-            for i in range(lo, hi):
-                grad[i] += w * g[i]
+            for i in range(hi - lo):
+                out[i] += w * g[i]
 
 
 @njit(cache=True)

@@ -711,6 +711,11 @@ def forward(params, net, B, buf, train, step, outputs):
     else runs on the calling thread: a parallel function called from a cached non-parallel one
     can crash once loaded from the cache by another process (Numba issue 8578;
     ``tests/hardening/test_cache_processes.py``).
+
+    Callers pass the flags and the step as ``np.bool_(...)`` and ``np.intp(...)``, not as
+    constants: Numba compiles a function called with a constant for that constant's literal
+    type, so the training step, the evaluation and the prediction each had a ``forward`` of
+    their own (1.2-1.4 s of compiling each, with an empty cache).
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope
@@ -881,7 +886,7 @@ def l2_penalty(params, grad, layout, scale):
     parameter dtype, :func:`l2_grad_part`) and the penalty, summed in float64
     (:func:`l2_value`), is returned to be added to the batch loss.
     """
-    l2_grad_part(params, grad, layout, scale, 0, params.shape[0])
+    l2_grad_part(params, grad, layout, scale, np.intp(0), params.shape[0])  # see forward
     return l2_value(params, layout, scale)
 
 
@@ -948,7 +953,7 @@ def batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_l
     t = stamp()
     gather(data, order, start, stop, buf)
     lap(t, GATHER)
-    forward(params, net, B, buf, True, step, not net.fused)
+    forward(params, net, B, buf, np.bool_(True), step, not net.fused)  # see forward
     value = backward(params, grad, net, B, buf, data.dense, sgd_lr)
     if alpha > 0.0:
         t = stamp()
@@ -1058,8 +1063,9 @@ def chunk_gradient(params, net, data, order, start, stop, split, c, step):
     prefetch_rows(data, order, lo + stop - start, hi + stop - start)  # this chunk's next rows
     lap(t, GATHER)
     buf = Buffers(row(WS, c), lent(split, "offs"), row(LB, c))
-    split.vals[c] = batch_gradient(params, row(G, c), net, data, order, lo, hi, buf, step, 0.0,
-                                   0.0)
+    # no fused update, in the parameters' dtype as in epoch: one backward for both
+    split.vals[c] = batch_gradient(params, row(G, c), net, data, order, lo, hi, buf, step,
+                                   params.dtype.type(0.0), 0.0)
 
 
 @njit(cache=True)

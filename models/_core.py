@@ -104,7 +104,10 @@ def batch_gradient_kernel(params, grad, net, data, order, start, stop, buf, step
     """
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     net, data, buf = lend_net(net), lend_data(data), lend_buffers(buf)
-    return batch_gradient(params, grad, net, data, order, start, stop, buf, step, sgd_lr, alpha)
+    # the rate in the parameters' dtype, as the fused epoch passes it (and as sgd_kernel
+    # rounds it): the backward pass is then compiled once for both
+    lr = params.dtype.type(sgd_lr)
+    return batch_gradient(params, grad, net, data, order, start, stop, buf, step, lr, alpha)
 
 
 @njit(cache=True)
@@ -185,7 +188,7 @@ def predict_kernel(params, net, X, buf, batch, out):
         for i in range(B):
             for k in range(n0):
                 xb[i, k] = X[start + i, k]
-        forward(params, net, B, buf, False, 0, True)
+        forward(params, net, B, buf, np.bool_(False), np.intp(0), np.bool_(True))
         aL = grid(ws, offs[L - 1, 1], B, n_last)
         for i in range(B):
             for j in range(n_last):
@@ -260,7 +263,7 @@ def evaluate_kernel(params, net, data, chunk, buf, classify, softmax_out, out):
         stop = min(start + chunk, n)
         B = stop - start
         gather(data, order, start, stop, buf)
-        forward(params, net, B, buf, False, 0, True)
+        forward(params, net, B, buf, np.bool_(False), np.intp(0), np.bool_(True))
         zL = grid(ws, offs[L - 1, 0], B, k)
         aL = grid(ws, offs[L - 1, 1], B, k)
         pred = zL if fused else aL
@@ -309,7 +312,7 @@ def mc_forward_kernel(params, net, X, buf, batch, n_nets, seed, out):
             for i in range(B):
                 for c in range(n0):
                     xb[i, c] = X[start + i, c]
-            forward(params, net, B, buf, True, s, True)
+            forward(params, net, B, buf, np.bool_(True), s, np.bool_(True))
             aL = grid(ws, offs[L - 1, 1], B, k)
             for i in range(B):
                 for j in range(k):

@@ -344,3 +344,32 @@ def test_spread_takes_the_goals_peer_only_for_the_epoch_spread():
     assert got["range"] == pytest.approx([90.0 / 50.0, 100.0 / 45.0])
     assert got["within"] == pytest.approx(1.2)  # the peer's 2.4 / 2.0, not the slower's 3.0
     assert bench._spread(None, [peer]) == {} and bench._spread(ours, [None]) == {}
+
+
+def test_sklearn_fits_are_timed_in_rotating_rounds(monkeypatch):
+    """Each round fits every estimator once, the order rotating from round to round (no
+    estimator always follows the same one), so each estimator's fits spread over the same
+    minutes; the record says so and the section describes the rounds."""
+    from dlbasics.studies.speed import sklearn_fit
+
+    assert [sklearn_fit.round_order(k)[0] for k in range(4)] == list(sklearn_fit.ROUND)
+    for k in range(6):
+        assert sorted(sklearn_fit.round_order(k)) == sorted(sklearn_fit.ROUND)
+    calls = []
+    real = sklearn_fit._fit_seconds
+
+    def spy(est, X, y, repeats=1):
+        if X.shape[0] == 1797:  # the timed fits, not the compiling ones on 500 rows
+            calls.append("ours64" if str(getattr(est, "dtype", "")) == "float64"
+                         else "ours" if type(est).__module__.startswith("dlbasics")
+                         else "sklearn")
+        return real(est, X, y, repeats)
+
+    monkeypatch.setattr(sklearn_fit, "_fit_seconds", spy)
+    recs = sklearn_fit.measure(cases=(("digits", "adam", 2),), repeats=3)
+    want = [n.removesuffix("_1thread") for k in range(3) for n in sklearn_fit.round_order(k)]
+    assert calls == want
+    r = recs[0]
+    assert r["rounds"] and r["repeats"] == 3 and r["n_iter"] == [2, 2, 2]
+    assert r["ratio"] == r["sklearn_s"] / r["ours_s"] > 0
+    assert "in three rounds of one fit of each estimator" in sklearn_fit.section(recs)

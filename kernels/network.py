@@ -714,8 +714,8 @@ def forward(params, net, B, buf, train, step, outputs):
 
     Callers pass the flags and the step as ``np.bool_(...)`` and ``np.intp(...)``, not as
     constants: Numba compiles a function called with a constant for that constant's literal
-    type, so the training step, the evaluation and the prediction each had a ``forward`` of
-    their own (1.2-1.4 s of compiling each, with an empty cache).
+    type, so the training step, Monte-Carlo dropout and the evaluation with the prediction each
+    had a ``forward`` of their own (1.2-1.4 s of compiling each, with an empty cache).
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope

@@ -99,8 +99,10 @@ def opt_record(optimizer, state, params, lr=None):
 def batch_gradient_kernel(params, grad, net, data, order, start, stop, buf, step, sgd_lr=0.0,
                           alpha=0.0):
     """Mean loss of rows ``order[start:stop]`` and its gradient (training mode); with
-    ``sgd_lr > 0`` on one row, the SGD update instead; ``alpha > 0`` adds the L2 penalty of the
-    weights (see :func:`dlbasics.kernels.network.batch_gradient`).
+    ``sgd_lr > 0`` on one row, the SGD update instead, the rate rounded to the parameters'
+    dtype first (as the fused epoch passes it and :func:`~dlbasics.kernels.optimizers.
+    sgd_kernel` rounds it: the same bits as the gradient followed by that kernel); ``alpha > 0``
+    adds the L2 penalty of the weights (see :func:`dlbasics.kernels.network.batch_gradient`).
     """
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     net, data, buf = lend_net(net), lend_data(data), lend_buffers(buf)

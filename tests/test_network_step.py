@@ -3,7 +3,6 @@ route of the CPU, strided per-network buffers (the GPU population's interleaved 
 element-parallel gather of the GPU kernels, the loss rows and the accuracy rows, each against
 an independent reference."""
 
-import numba
 import numpy as np
 import pytest
 from numba import njit
@@ -313,26 +312,90 @@ def test_training_record_chooses_own_products():
     assert network.own_products(network.Net(*small.engine.train_net(True)), 8, 20, 32) is None
 
 
-def test_one_specialisation_per_step_function():
-    """Training with a validation set (the evaluation), prediction, Monte-Carlo dropout and a
-    split batch call the shared step's functions with the same argument types, so each is
-    compiled once per dtype and record type: no call passes a constant flag, step or index
-    (Numba would compile a copy for its literal type, 1.2-1.9 s each with an empty cache), and
-    the backward pass takes its fused SGD rate in the parameters' dtype everywhere."""
-    from dlbasics.models import SGD, train
 
-    model, X, y = _problem("binary-dropout", np.float32, n=300)
-    train(model, X, y, Adam(1e-2), batch_size=16, epochs=1, X_val=X[:50], y_val=y[:50])
-    train(model, X, y, SGD(1e-2), batch_size=1, epochs=1)
-    model.forward(X)
-    model.forward_mc(X, 3, 0)
-    plain, X2, y2 = _problem("unfused-squared", np.float32, n=600)
-    train(plain, X2, y2, Adam(1e-2), batch_size=300, epochs=1)
-    flags = (numba.types.boolean, numba.types.int64, numba.types.boolean)
-    assert len(network.forward.signatures) >= 1
-    for sig in network.forward.signatures:
-        assert tuple(sig[4:]) == flags, sig[4:]
-    for sig in network.backward.signatures:
-        assert sig[6] == sig[0].dtype, sig
-    for sig in network.l2_grad_part.signatures:
-        assert not any(isinstance(t, numba.types.Literal) for t in sig), sig
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fused_sgd_row_is_the_gradient_then_sgd_kernel(dtype):
+    """One row with ``sgd_lr > 0`` (the update fused into the backward pass) gives the bits of
+    the row's gradient followed by :func:`sgd_kernel` at the same rate: the rate is rounded to
+    the parameters' dtype first (0.1 is not a float32)."""
+    from dlbasics.kernels.optimizers import sgd_kernel
+
+    for case in CASES:
+        if CASES[case][0].get("keep_prob"):
+            continue  # dropout: the fused step is the training step of its own masks
+        model, X, y = _problem(case, dtype)
+        net, data, w = _records(model, X, y, 1, (network.NO_BLAS, network.NO_BLAS))
+        order = np.arange(X.shape[0], dtype=np.int64)
+        fused, grad = model.params.copy(), np.zeros_like(model.params)
+        v1 = _core.batch_gradient_kernel(fused, grad, net, data, order, 4, 5,
+                                         (w.ws, w.offs, w.lbuf), 0, 0.1)
+        ref, g = model.params.copy(), np.zeros_like(model.params)
+        v2 = _core.batch_gradient_kernel(ref, g, net, data, order, 4, 5, (w.ws, w.offs, w.lbuf),
+                                         0)
+        sgd_kernel(ref, g, 0.1)
+        assert v1 == v2
+        assert np.any(fused != model.params)
+        np.testing.assert_array_equal(fused, ref)
+
+#: Run in a process of its own with an empty Numba cache: functions whose callers come from the
+#: cache are never compiled in the process, and their ``signatures`` would be empty.
+_SPECIALISATIONS = r"""
+import json
+import numba
+import numpy as np
+from dlbasics.kernels import network
+from dlbasics.models import MLP, SGD, Adam, _core, train
+
+rng = np.random.default_rng(0)
+X = rng.normal(size=(300, 3)).astype(np.float32)
+y = (X[:, 0] > X[:, 1]).astype(np.float32)
+model = MLP([3, 6, 4, 1], activation="tanh", output="sigmoid", loss="binary_cross_entropy",
+            keep_prob=0.8, dtype=np.float32, seed=5)
+train(model, X, y, Adam(1e-2), batch_size=16, epochs=1, X_val=X[:50], y_val=y[:50])
+train(model, X, y, SGD(1e-2), batch_size=1, epochs=1)
+model.forward(X)
+model.forward_mc(X, 3, 0)
+plain = MLP([3, 7, 2], activation="relu", output="softmax", loss="cross_entropy",
+            dtype=np.float32, seed=5)
+labels = rng.integers(0, 2, size=300)
+Y, lab, dense = plain.check_y(labels, 300)
+net, data = _core.net_record(plain, 8, 1), _core.data_record(X, Y, lab, dense)
+order = np.arange(300, dtype=np.int64)
+rec = _core.opt_record(Adam(1e-2), Adam(1e-2).init(plain.params), plain.params)
+split = plain.engine._split(200)
+value = _core.split_gradient_kernel(plain.params, plain.grad, net, data, order, 0, 200, split,
+                                    rec[5], 1e-3)
+assert np.isfinite(value) and split[0].shape[0] == 2
+print(json.dumps({name: [[str(t) for t in sig] for sig in getattr(network, name).signatures]
+                  for name in ("forward", "backward", "l2_grad_part", "chunk_gradient",
+                               "combine_chunks")}))
+"""
+
+
+def test_one_specialisation_per_step_function(tmp_path):
+    """Training with a validation set (the evaluation), fused single-row SGD, prediction,
+    Monte-Carlo dropout and a split batch (its chunks and their combination) call the shared
+    step's functions with the same argument types, so each is compiled once per dtype and
+    record type (in a process with an empty Numba cache): no call passes a constant flag, step
+    or index (Numba would compile a copy for its literal type), the backward pass takes its
+    fused SGD rate in the parameters' dtype everywhere, and the chunk functions take their
+    chunk index as int64 (a parallel loop's body types it as uint64). Each copy cost 1.2-1.9 s
+    of compiling."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", _SPECIALISATIONS], env=env, check=True,
+                         capture_output=True, text=True).stdout
+    sigs = json.loads(out.strip().splitlines()[-1])
+    assert all(sigs.values()), {k: len(v) for k, v in sigs.items()}  # each was compiled
+    assert len(sigs["forward"]) == 1
+    assert sigs["forward"][0][4:] == ["bool", "int64", "bool"]
+    assert len(sigs["backward"]) == 1
+    assert sigs["backward"][0][6] == "float32"
+    assert len(sigs["l2_grad_part"]) == 1 and "Literal" not in str(sigs["l2_grad_part"])
+    assert len(sigs["chunk_gradient"]) == 1 and sigs["chunk_gradient"][0][7] == "int64"
+    assert len(sigs["combine_chunks"]) == 1 and sigs["combine_chunks"][0][4] == "int64"

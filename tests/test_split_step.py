@@ -212,23 +212,6 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
 
 
 
-def test_chunk_functions_compile_once():
-    """A parallel loop's body types its index as uint64, a serial caller's (the team tasks) as
-    int64: the loops pass it on as ``np.intp``, so chunk_gradient and combine_chunks (about
-    13 s of compiling) are compiled for one index type only."""
-    model, X, y = _problem(np.float64, n=300)
-    Y, labels, dense = model.check_y(y, X.shape[0])
-    net = _core.net_record(model, 8, 1)
-    data = _core.data_record(X, Y, labels, dense)
-    order = np.arange(X.shape[0], dtype=np.int64)
-    opt = Adam(1e-2)
-    rec = _core.opt_record(opt, opt.init(model.params), model.params)
-    value = _core.split_gradient_kernel(model.params, model.grad, net, data, order, 0, 200,
-                                        model.engine._split(200), rec[5], 0.0)
-    assert np.isfinite(value) and np.any(model.grad != 0)
-    assert {sig[7] for sig in network.chunk_gradient.signatures} == {numba.types.int64}
-    assert {sig[4] for sig in network.combine_chunks.signatures} == {numba.types.int64}
-
 def test_team_errors_are_raised_not_waited_for():
     """What a task of the split epoch would raise is raised before its threads start, with the
     step's own message (:func:`network.team_checks`); a task that raises all the same (here
@@ -413,7 +396,8 @@ def test_combined_chunks_are_the_weighted_sum_and_vectorise(dtype, parts):
     w0, w1 = dtype((b0 - a0) / 201), dtype((b1 - a1) / 201)
     np.testing.assert_array_equal(grad, w0 * G[0] + w1 * G[1])
     if dtype == np.float32:
-        ir = _combine_all_parts.inspect_llvm(_combine_all_parts.signatures[0])
+        sig = next(s for s in _combine_all_parts.signatures if s[0].dtype == numba.float32)
+        ir = _combine_all_parts.inspect_llvm(sig)
         # both loops: the sum's too (before, only the first chunk's products were vectors)
         assert re.search(r"fadd <(4|8|16) x float>", ir), "combine_chunks not vectorised"
 

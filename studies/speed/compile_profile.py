@@ -158,17 +158,20 @@ def section(prof, top=REPORT_TOP):
         "now inline a five-branch form, and so do the derivative's), and the derivative's "
         "loops into a separate output, which the step does not use; before that, functions "
         "compiled twice (for int64 and uint64 indices) and code the first call did not need. "
-        "Since 934cb62: `forward` and `backward` compiled once for training, evaluation and "
-        "prediction instead of once per constant that a call site passed (Numba compiles a "
-        "function called with a constant for its literal type): 0.3-1.7 s less for the "
-        "first epoch of a population or of a network with a validation set, nothing on the "
+        "Since 934cb62: `forward` compiled once for training, evaluation and prediction "
+        "instead of once per set of constants that call sites passed (Numba compiles a "
+        "function called with a constant for its literal type), and `backward` once instead "
+        "of twice (one caller passed a float64 zero rate, the others the parameters' dtype): "
+        "the first epoch of a population with a validation set 1.5-1.7 s shorter, of a "
+        "single network with one 0.3-1.7 s (two alternating runs each against 934cb62's "
+        "code), nothing on the "
         "path measured here, which calls neither (its code is that of 934cb62: a difference "
         "from 934cb62's figure is the machine's). What remains is mostly Numba's own typing "
         "and lowering, above all for the column-split epoch (`colsplit.cols_worker` and the "
         "phases it calls; Numba optimises each callee's code again in every caller it is "
         "linked into): without any LLVM optimisation (`NUMBA_OPT=0`, in a separate run of the "
         "start-up table's process) the first epoch still took 9.55 s against 13.80 s, so no "
-        "tuning of LLVM reaches 5 s; compiling ahead of time would.")
+        "tuning of LLVM reaches 5 s; the lever left is compiling ahead of time.")
 
 
 def main(argv=None):

@@ -5,7 +5,7 @@ MLPClassifier`` with the same parameters (scikit-learn's defaults: one hidden la
 units, ``alpha=1e-4``, ``batch_size="auto"``; the same ``random_state``) on standardised digits
 (1,797 x 64, 10 classes) and on a synthetic set of 100,000 x 20 (4 classes,
 ``make_classification``), for each solver, and times each ``fit`` in the same process, in
-rounds: one fit of each estimator per round, in an order that rotates from round to round, so
+rounds: one fit of each estimator per round, in an order that changes from round to round, so
 that each estimator's fits are spread over the same minutes (the 2-core machines of this
 project change speed for seconds at a time; fits timed in blocks, one estimator after the
 other, put a whole block in a slow spell). Every fit runs exactly ``max_iter`` epochs
@@ -65,22 +65,26 @@ def _fit_seconds(est, X, y, repeats=1):
 #: fastest fit counts.
 REPEATS = 5
 
-#: The estimators of a round, in the order of round 0 (round ``k`` starts ``k`` places on).
+#: The estimators of a round.
 ROUND = ("sklearn", "sklearn_1thread", "ours", "ours64")
+#: The orders of rounds 0-3 (then again), as indices into :data:`ROUND`: a Williams square,
+#: in which each estimator comes first once and follows each other estimator once.
+ORDERS = ((0, 1, 3, 2), (1, 2, 0, 3), (2, 3, 1, 0), (3, 0, 2, 1))
 
 
 def round_order(k):
-    """The estimators of round ``k`` (:data:`ROUND` rotated by ``k``): no estimator always
-    follows the same one (a fit may leave BLAS threads spinning for the next)."""
-    k %= len(ROUND)
-    return ROUND[k:] + ROUND[:k]
+    """The estimators of round ``k`` (:data:`ORDERS`): over four rounds each estimator comes
+    first once and follows each of the others once (a fit may leave BLAS threads spinning, or
+    the caches full of its data, for the next)."""
+    return tuple(ROUND[i] for i in ORDERS[k % len(ORDERS)])
 
 
 def measure(cases=CASES, random_state=0, repeats=REPEATS):
     """Time ``fit`` of ours (float32, float64) and scikit-learn's per case (``repeats``
-    rounds of one fit of each, :func:`round_order`; the fastest fit of each counts: on a
-    shared machine the others' load only ever slows a fit down, and the 2-core machines of
-    this project change speed for a few seconds at a time, two threads more than one).
+    rounds of one fit of each, in the orders of :func:`round_order`; the fastest fit of each
+    counts: on a shared machine the others' load only ever slows a fit down, and the 2-core
+    machines of this project change speed for a few seconds at a time, two threads more than
+    one).
 
     Returns
     -------
@@ -139,8 +143,9 @@ def _fits(n, rounds=False):
         if n == 1:
             return "in one process, one fit each, one estimator after the other"
         return (f"in one process, in {words.get(n, str(n))} rounds of one fit of each "
-                "estimator (the order rotating from round to round, so that each estimator's "
-                "fits are spread over the same minutes), the fastest fit of each")
+                "estimator (in orders where each comes first once and follows each other once "
+                "in four rounds, so that each estimator's fits are spread over the same "
+                "minutes), the fastest fit of each")
     if n == 1:
         return "one after the other in one process, one fit each"
     return f"one after the other in one process, the fastest of {words.get(n, str(n))} fits each"

@@ -346,30 +346,44 @@ def test_spread_takes_the_goals_peer_only_for_the_epoch_spread():
     assert bench._spread(None, [peer]) == {} and bench._spread(ours, [None]) == {}
 
 
-def test_sklearn_fits_are_timed_in_rotating_rounds(monkeypatch):
-    """Each round fits every estimator once, the order rotating from round to round (no
-    estimator always follows the same one), so each estimator's fits spread over the same
-    minutes; the record says so and the section describes the rounds."""
+def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
+    """Each round fits every estimator once; over four rounds each comes first once and follows
+    each other estimator once; the one-thread scikit-learn fit runs with BLAS limited to one
+    thread; each estimator's fastest time lands in its own column; the record and the section
+    say how the fits were timed."""
+    from threadpoolctl import threadpool_info
+
     from dlbasics.studies.speed import sklearn_fit
 
-    assert [sklearn_fit.round_order(k)[0] for k in range(4)] == list(sklearn_fit.ROUND)
-    for k in range(6):
-        assert sorted(sklearn_fit.round_order(k)) == sorted(sklearn_fit.ROUND)
+    orders = [sklearn_fit.round_order(k) for k in range(4)]
+    assert sorted(o[0] for o in orders) == sorted(sklearn_fit.ROUND)
+    pairs = [(o[i], o[i + 1]) for o in orders for i in range(3)]
+    assert len(set(pairs)) == len(pairs) == 12  # every ordered pair of neighbours once
+    assert sklearn_fit.round_order(4) == orders[0]
     calls = []
+    fake = {"sklearn": 3.0, "sklearn_1thread": 2.0, "ours": 0.5, "ours64": 1.0}
     real = sklearn_fit._fit_seconds
 
     def spy(est, X, y, repeats=1):
-        if X.shape[0] == 1797:  # the timed fits, not the compiling ones on 500 rows
-            calls.append("ours64" if str(getattr(est, "dtype", "")) == "float64"
-                         else "ours" if type(est).__module__.startswith("dlbasics")
-                         else "sklearn")
-        return real(est, X, y, repeats)
+        wall, cpu, est = real(est, X, y, repeats)
+        if X.shape[0] != 1797:  # the untimed compiling fits on 500 rows
+            return wall, cpu, est
+        if type(est).__module__.startswith("dlbasics"):
+            name = "ours64" if str(est.dtype) == "float64" else "ours"
+        else:
+            one = all(lib["num_threads"] == 1 for lib in threadpool_info()
+                      if lib["user_api"] == "blas")
+            name = "sklearn_1thread" if one else "sklearn"
+        calls.append(name)
+        return fake[name] + len(calls) * 1e-3, cpu, est  # the first round is the fastest
 
     monkeypatch.setattr(sklearn_fit, "_fit_seconds", spy)
-    recs = sklearn_fit.measure(cases=(("digits", "adam", 2),), repeats=3)
-    want = [n.removesuffix("_1thread") for k in range(3) for n in sklearn_fit.round_order(k)]
-    assert calls == want
+    recs = sklearn_fit.measure(cases=(("digits", "adam", 2),), repeats=5)
+    assert calls == [n for k in range(5) for n in sklearn_fit.round_order(k)]
     r = recs[0]
-    assert r["rounds"] and r["repeats"] == 3 and r["n_iter"] == [2, 2, 2]
-    assert r["ratio"] == r["sklearn_s"] / r["ours_s"] > 0
-    assert "in three rounds of one fit of each estimator" in sklearn_fit.section(recs)
+    first = {n: fake[n] + (calls.index(n) + 1) * 1e-3 for n in fake}
+    assert (r["sklearn_s"], r["sklearn_1thread_s"], r["ours_s"], r["ours64_s"]) == (
+        first["sklearn"], first["sklearn_1thread"], first["ours"], first["ours64"])
+    assert r["ratio"] == first["sklearn"] / first["ours"]
+    assert r["rounds"] and r["repeats"] == 5 and r["n_iter"] == [2, 2, 2]
+    assert "in five rounds of one fit of each estimator" in sklearn_fit.section(recs)

@@ -7,6 +7,7 @@ offending argument.
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -82,10 +83,11 @@ def real(name, value, low=None, high=None, low_open=False, high_open=False):
 
     ``low``/``high`` bound it (inclusive unless ``*_open``). NaN and inf are rejected.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool)
+                                     or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     v = float(value)
-    if not np.isfinite(v):
+    if not math.isfinite(v):
         raise ValueError(f"{name} must be finite, got {value}")
     if low is not None and (v < low or (low_open and v == low)):
         op = ">" if low_open else ">="

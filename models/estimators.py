@@ -31,6 +31,7 @@ import numpy as np
 
 from ..kernels import _checks
 from ..kernels.activations import ACTIVATIONS
+from ._mt19937 import LegacyShuffler
 from .mlp import BACKENDS, MLP
 from .optimizers import SGD, Adam, Momentum, Nesterov
 from .training import train
@@ -266,6 +267,37 @@ def validate(estimator, X, y="no_validation", reset=True, multi_output=False, y_
         return _sk_validate_data(estimator, X, y, reset=reset, dtype=_FLOAT_DTYPES,
                                  multi_output=multi_output, y_numeric=y_numeric)
     return _fallback_validate(estimator, X, y, reset, multi_output, y_numeric)
+
+
+def _short_int_range(y):
+    """``(lo, hi)`` of 1-D integer labels ``y`` spanning fewer values than ``max(1024,
+    len(y))`` (counting and looking them up in a table then beats sorting), else ``None``."""
+    if y.ndim != 1 or y.dtype.kind not in "iu" or not y.size:
+        return None
+    lo, hi = int(y.min()), int(y.max())
+    return (lo, hi) if hi - lo < max(1024, y.shape[0]) else None
+
+
+def _unique_labels(y):
+    """``np.unique(y)`` (the same values and dtype); integer labels over a short range by
+    counting (100,000 labels of 4 classes: 0.3 against 1.2 ms)."""
+    span_ = _short_int_range(y)
+    if span_ is None:
+        return np.unique(y)
+    lo = span_[0]
+    present = np.flatnonzero(np.bincount(np.subtract(y, lo, dtype=np.int64)))
+    return (present + lo).astype(y.dtype)
+
+
+def _label_indices(classes, y):
+    """``np.searchsorted(classes, y)`` for labels ``y`` among the sorted ``classes``; integer
+    labels over a short range through a lookup table (100,000 labels: 0.2 against 0.8 ms)."""
+    span_ = _short_int_range(y)
+    if span_ is None or classes.dtype.kind not in "iu":
+        return np.searchsorted(classes, y)
+    lo, hi = span_
+    table = np.searchsorted(classes, np.arange(lo, hi + 1))
+    return table[np.subtract(y, lo, dtype=np.int64)]
 
 
 def as_work_array(a, dtype):
@@ -577,12 +609,12 @@ class _BaseMLP(BaseEstimator):
                               "going to be clipped", stacklevel=3)
             batch = min(s.batch_size, n)
 
-        def reshuffle(order):  # sklearn.utils.shuffle(sample_idx, random_state=rs)
-            # scikit-learn shuffles arange(n) and indexes sample_idx with it; shuffling the
-            # previous order itself (train's own array, not used after this call) makes the
-            # same swaps, so the same permutation, without the index array and the gather
-            rs.shuffle(order)
-            return order
+        # sklearn.utils.shuffle(sample_idx, random_state=rs) each epoch: scikit-learn shuffles
+        # arange(n) and indexes sample_idx with it; shuffling the previous order itself
+        # (train's own array, not used after the call) makes the same swaps, so the same
+        # permutation, without the index array and the gather. LegacyShuffler makes rs's
+        # draws in compiled code and puts rs's state back when the epochs end (finally below)
+        reshuffle = LegacyShuffler(rs) if s.shuffle else None
 
         def end_of_epoch(epoch, hist, model):
             self.n_iter_ += 1
@@ -614,10 +646,15 @@ class _BaseMLP(BaseEstimator):
         if self._opt_state is None:
             self._opt_state = self._optimizer.init(self._model.params)
         self.n_iter_ = 0
-        hist = train(self._model, X, T, self._optimizer, batch_size=batch,
-                     epochs=1 if incremental else s.max_iter,
-                     shuffle=reshuffle if s.shuffle else False, callbacks=[end_of_epoch],
-                     schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
+        try:
+            hist = train(self._model, X, T, self._optimizer, batch_size=batch,
+                         epochs=1 if incremental else s.max_iter,
+                         shuffle=reshuffle if reshuffle is not None else False,
+                         callbacks=[end_of_epoch],
+                         schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
+        finally:
+            if reshuffle is not None:
+                reshuffle.close()
         self._opt_state = hist.state
         if hist.diverged:
             raise ValueError(
@@ -911,14 +948,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             check_classification_targets(y)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
             self._multilabel = multilabel
-            self.classes_ = np.arange(y.shape[1]) if multilabel else np.unique(y)
+            self.classes_ = np.arange(y.shape[1]) if multilabel else _unique_labels(y)
             if len(self.classes_) < 2 and not multilabel:
                 raise ValueError(f"{type(self).__name__} needs at least 2 classes, got 1 "
                                  f"class: {self.classes_.tolist()!r}")
         else:
             if multilabel != self._multilabel:
                 raise ValueError("y changed between multilabel and single-label targets")
-            classes = np.arange(y.shape[1]) if multilabel else np.unique(y)
+            classes = np.arange(y.shape[1]) if multilabel else _unique_labels(y)
             if self.warm_start and not incremental:
                 if set(classes.tolist()) != set(self.classes_.tolist()):
                     raise ValueError(
@@ -934,7 +971,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def _encode(self, y):
         if self._multilabel:
             return np.ascontiguousarray(y, dtype=np.float64)
-        idx = np.searchsorted(self.classes_, y)
+        idx = _label_indices(self.classes_, y)
         if len(self.classes_) == 2:
             return idx.astype(np.float64).reshape(-1, 1)
         return idx.astype(np.int64)

@@ -396,3 +396,21 @@ def test_fallback_without_sklearn():
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "fallback ok" in out.stdout
+
+
+@pytest.mark.parametrize(
+    "y",
+    [np.array([3, 1, 3, 2, 1]), np.array([-4, 7, -4, 0], dtype=np.int32),
+     np.array([250, 3, 3], dtype=np.uint8), np.array([2**40, 5, 2**40]),
+     np.arange(5000)[::-1] % 1700, np.array([True, False, True]), np.array([1.0, 3.0, 1.0]),
+     np.array(["b", "a", "b"])],
+)
+def test_label_helpers_equal_unique_and_searchsorted(y):
+    from dlbasics.models.estimators import _label_indices, _unique_labels
+
+    classes = _unique_labels(y)
+    ref = np.unique(y)
+    assert classes.dtype == ref.dtype
+    np.testing.assert_array_equal(classes, ref)
+    idx = _label_indices(classes, y)
+    np.testing.assert_array_equal(idx, np.searchsorted(ref, y))

@@ -179,6 +179,31 @@ def test_train_bad_arguments(kwargs, exc, match):
         train(_model(), X, y, SGD(0.1), **kwargs)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [lambda o: o[:-1], lambda o: np.where(o == 0, -1, o), lambda o: np.where(o == 0, len(o), o),
+     lambda o: np.where(o == 0, np.iinfo(np.int64).min, o), lambda o: o.reshape(2, -1)],
+)
+def test_shuffle_callable_must_return_indices_in_range(bad):
+    X, y = _xor(30)
+    with pytest.raises(ValueError, match="permutation of range"):
+        train(_model(), X, y, SGD(0.1), batch_size=5, epochs=2, shuffle=bad)
+
+
+def test_shuffle_callable_order_is_used():
+    X, y = _xor(30)
+    seen = []
+
+    def reverse(order):
+        seen.append(order.copy())
+        return order[::-1]  # not contiguous: train makes it so
+
+    h1 = train(_model(), X, y, SGD(0.1), batch_size=5, epochs=2, shuffle=reverse)
+    assert [s.tolist() for s in seen] == [list(range(30)), list(range(29, -1, -1))]
+    h2 = train(_model(), X, y, SGD(0.1), batch_size=5, epochs=2, shuffle=lambda o: o[::-1])
+    assert h1.train_loss == h2.train_loss
+
+
 def test_train_rejects_non_optimizer():
     X, y = _xor(30)
     with pytest.raises(TypeError, match="optimizer"):

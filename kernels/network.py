@@ -245,6 +245,29 @@ def _prefetch_row(a, r):
     prefetch(a, r, nb - 1)
 
 
+#: Rows ahead of the copy that :func:`gather` asks for (:func:`prefetch_rows`), where ``X``
+#: holds at least :data:`GATHER_AHEAD_MIN_BYTES`: the rows that :func:`prefetch_rows` asked
+#: for a batch earlier may have left the caches again by the time they are copied. 20-100-4 on
+#: 100,000 rows (8 MB of float32) at 200 rows a batch, split in two chunks: the gather took
+#: 2.9-3.4 against 3.8-4.1 us a chunk (the phase probes of :mod:`dlbasics.kernels.probes`);
+#: where ``X`` stays in a core's L2 the requests only cost (2-16-16-1 on 65,536 rows at
+#: batch 1024: 70-77 against 68-75 us a step).
+GATHER_AHEAD = 16
+#: See :data:`GATHER_AHEAD`: 1 MiB, the L2 cache of a core of the benchmark machine.
+GATHER_AHEAD_MIN_BYTES = 1 << 20
+
+
+@njit(inline="always", cache=True)
+def _prefetch_target(data, r):
+    """Ask for row ``r`` of ``data.X`` and its target (:func:`prefetch_rows`)."""
+    X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
+    _prefetch_row(X, r)
+    if data.dense:
+        _prefetch_row(Y, r)
+    else:
+        prefetch(labels, r, 0)
+
+
 @njit(inline="always", cache=True)
 def prefetch_rows(data, order, lo, hi):
     """Ask for rows ``order[lo:hi]`` of ``data`` (the rows of a coming batch; ``hi`` clipped to
@@ -685,12 +708,17 @@ def _sgd_row_update(ws, ho, do, P, wo, bo, ldw, n_in, n_out, lr, c0, c1):
 
 @njit(cache=True)
 def gather(data, order, start, stop, buf):
-    """Copy rows ``order[start:stop]`` of ``data.X`` (and targets) into the workspace."""
+    """Copy rows ``order[start:stop]`` of ``data.X`` (and targets) into the workspace, asking
+    for each row :data:`GATHER_AHEAD` rows before it is copied where ``X`` is large."""
     X, Y, labels = lent(data, "X"), lent(data, "Y"), lent(data, "labels")
     ws, offs, lbuf = lent(buf, "ws"), lent(buf, "offs"), lent(buf, "lbuf")
     L = offs.shape[0] - 1
     xo, yo = offs[L, 0], offs[L, 1]
-    for i in range(stop - start):
+    B = stop - start
+    ahead = GATHER_AHEAD if X.shape[0] * X.shape[1] * X.itemsize >= GATHER_AHEAD_MIN_BYTES else B
+    for i in range(B):
+        if i + ahead < B:
+            _prefetch_target(data, order[start + i + ahead])
         gather_row(X, Y, labels, order[start + i], i, ws, xo, yo, lbuf, data.dense)
 
 
@@ -892,17 +920,21 @@ def l2_penalty(params, grad, layout, scale):
 
 @njit(inline="always", cache=True)
 def _sum_squares(w):
-    """``sum w_i^2`` of a 1-D array in float64, as eight running sums (element ``i`` into sum
-    ``i mod 8``, the rest into a ninth) added pairwise at the end: the same bits on every
+    """``sum w_i^2`` of a 1-D array in float64 (each weight converted first, so a float32
+    weight's square is exact; Numba's ``float()`` of a float32 stays a float32, and the
+    squares were once rounded to float32 that way), as eight running sums (element ``i`` into
+    sum ``i mod 8``, the rest into a ninth) added pairwise at the end: the same bits on every
     machine, and eight independent chains of additions instead of one (one chain waits on
     each addition's latency: 2.0 us for the 2,400 weights of 20-100-4, against 0.67 us
-    here; the split epoch takes it in chunk task 0)."""
+    here; the split epoch shares it between its chunk tasks, :func:`l2_squares_part`)."""
     n = w.shape[0]
     n8 = n - n % 8
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     for i in range(0, n8, 8):
-        x0, x1, x2, x3 = float(w[i]), float(w[i + 1]), float(w[i + 2]), float(w[i + 3])
-        x4, x5, x6, x7 = float(w[i + 4]), float(w[i + 5]), float(w[i + 6]), float(w[i + 7])
+        x0, x1 = np.float64(w[i]), np.float64(w[i + 1])
+        x2, x3 = np.float64(w[i + 2]), np.float64(w[i + 3])
+        x4, x5 = np.float64(w[i + 4]), np.float64(w[i + 5])
+        x6, x7 = np.float64(w[i + 6]), np.float64(w[i + 7])
         s0 += x0 * x0
         s1 += x1 * x1
         s2 += x2 * x2
@@ -913,7 +945,8 @@ def _sum_squares(w):
         s7 += x7 * x7
     rest = 0.0
     for i in range(n8, n):
-        rest += float(w[i]) * float(w[i])
+        x = np.float64(w[i])
+        rest += x * x
     return (((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))) + rest
 
 
@@ -940,6 +973,39 @@ def l2_grad_part(params, grad, layout, scale, lo, hi):
             g = span(grad, a, b - a)
             for i in range(b - a):
                 g[i] += c * w[i]
+
+
+@njit(cache=True)
+def l2_squares_part(params, layout, part, parts):
+    """``sum w^2`` over the weights among part ``part`` of ``parts`` of the parameters
+    (:func:`chunk_rows`), in float64, layer by layer in order (:func:`_sum_squares` on each
+    layer's share): the split step's penalty in parts, one a chunk task, so that no thread
+    waits while one sums all the weights (:func:`l2_value_split`)."""
+    lo, hi = chunk_rows(0, params.shape[0], part, parts)
+    total = 0.0
+    for l in range(layout.shape[0]):
+        a = max(layout[l, 2], lo)
+        b = min(layout[l, 2] + layout[l, 0] * layout[l, 1], hi)
+        if a < b:
+            total += _sum_squares(span(params, a, b - a))
+    return total
+
+
+@njit(inline="always", cache=True)
+def _half_scaled(squares, scale):
+    return 0.5 * scale * squares
+
+
+@njit(cache=True)
+def l2_value_split(params, layout, scale, parts):
+    """The L2 penalty ``scale / 2 * sum ||W_l||^2`` as the split step sums it: the
+    :func:`l2_squares_part` of each of ``parts`` parts (the batch's chunks) added in order;
+    :func:`split_gradient` and the team of :func:`split_epoch` give the same bits, and with one
+    part those of :func:`l2_value`."""
+    squares = 0.0
+    for c in range(parts):
+        squares += l2_squares_part(params, layout, c, parts)
+    return _half_scaled(squares, scale)
 
 
 @njit(inline="always", cache=True)
@@ -1180,14 +1246,17 @@ def split_gradient(params, grad, net, data, order, start, stop, split, step, alp
     for h in prange(C):
         combine_chunks(grad, split, start, stop, np.intp(h), C)  # np.intp: see chunk_losses
     if alpha > 0.0:
-        value += l2_penalty(params, grad, Net(*net).layout, alpha / (stop - start))
+        layout, scale = Net(*net).layout, alpha / (stop - start)
+        l2_grad_part(params, grad, layout, scale, np.intp(0), params.shape[0])
+        value += l2_value_split(params, layout, scale, n_chunks(split, start, stop))
     return value
 
 
 #: Slots of a team's counters (:func:`split_epoch`): tasks claimed, tasks done, the first
 #: batch whose loss was not finite (the batch count while none), tasks that raised.
 CLAIMED, DONE, BAD, FAILED = 0, 1, 2, 3
-#: Slots of a team's float64 results: the loss sum, the L2 penalty of the batch.
+#: Slots of a team's float64 results: the loss sum, then from ``PENALTY`` on the batch's sums of
+#: squares of the weights, one a chunk task (:func:`l2_squares_part`).
 TOTAL, PENALTY = 0, 1
 #: Spins with the CPU's pause hint before a waiting thread starts yielding its core.
 SPINS_BEFORE_YIELD = 4000
@@ -1209,11 +1278,15 @@ def wait_until(counters, slot, target):
 
 @njit(inline="always", cache=True)
 def _batch_value(split, start, stop, alpha, results):
-    """The batch's mean loss from its chunks' (:func:`chunks_value`) plus the L2 penalty that
-    chunk task 0 stored (``alpha > 0``)."""
+    """The batch's mean loss from its chunks' (:func:`chunks_value`) plus the L2 penalty from
+    the parts' sums of squares that the chunk tasks stored (``alpha > 0``; added as
+    :func:`l2_value_split` adds them)."""
     value = chunks_value(split, start, stop)
     if alpha > 0.0:
-        value += results[PENALTY]
+        squares = 0.0
+        for c in range(n_chunks(split, start, stop)):
+            squares += results[PENALTY + c]
+        value += _half_scaled(squares, alpha / (stop - start))
     return value
 
 
@@ -1221,12 +1294,12 @@ def _batch_value(split, start, stop, alpha, results):
 def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, counters, results):
     """Task ``k`` of :func:`team_worker`'s epoch: phase ``k // C``, task ``k % C`` of it (``C``
     the chunk count). Even phases: the gradient of chunk ``c`` of batch ``phase // 2``
-    (:func:`chunk_gradient`; task 0 also takes the L2 penalty of the weights before the
-    update, :func:`l2_value`). Odd phases: part ``c`` of the update
-    (:func:`combine_update_part`); task 0 adds the batch's loss times its rows to
-    ``results[TOTAL]``, batch by batch in order. The update tasks of a batch whose loss is not
-    finite write nothing but, task 0, the batch number (``counters[BAD]``) and the loss; the
-    tasks after it do nothing. Records as plain tuples."""
+    (:func:`chunk_gradient`; with an L2 penalty also the sum of squares of part ``c`` of the
+    weights before the update, :func:`l2_squares_part`, as many parts as chunks). Odd phases:
+    part ``c`` of the update (:func:`combine_update_part`); task 0 adds the batch's loss times
+    its rows to ``results[TOTAL]``, batch by batch in order. The update tasks of a batch whose
+    loss is not finite write nothing but, task 0, the batch number (``counters[BAD]``) and the
+    loss; the tasks after it do nothing. Records as plain tuples."""
     params, grad, order = borrow(params), borrow(grad), borrow(order)
     counters, results = borrow(counters), borrow(results)
     C = split[0].shape[0]
@@ -1243,12 +1316,13 @@ def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, count
     stop = min(start + batch, n)
     scale = alpha / (stop - start)
     if phase % 2 == 0:
-        if c < n_chunks(split, start, stop):
+        P = n_chunks(split, start, stop)
+        if c < P:
             chunk_gradient(params, net, data, order, start, stop, split, c, t0 + b)
-        if c == 0 and alpha > 0.0:  # from the weights before the update
-            t = stamp()
-            results[PENALTY] = l2_value(params, layout, scale)
-            lap(t, UPDATE)
+            if alpha > 0.0:  # from the weights before the update
+                t = stamp()
+                results[PENALTY + c] = l2_squares_part(params, layout, c, P)
+                lap(t, UPDATE)
         return
     value = _batch_value(split, start, stop, alpha, results)
     if not math.isfinite(value):
@@ -1320,14 +1394,14 @@ def team_checks(net, data, opt):
 
 
 @njit(cache=True)
-def team_state(n_batches):
-    """Fresh counters and results of :func:`team_worker`. Allocated here, not in the parallel
-    caller: Numba 0.68 turns an ``np.zeros`` there into a parallel loop of its own, and the
-    caller's reads after the ``prange`` then missed what the threads wrote (the counters read
-    back as zeros)."""
+def team_state(n_batches, parts):
+    """Fresh counters and results of :func:`team_worker` (``parts``: the chunk count).
+    Allocated here, not in the parallel caller: Numba 0.68 turns an ``np.zeros`` there into a
+    parallel loop of its own, and the caller's reads after the ``prange`` then missed what the
+    threads wrote (the counters read back as zeros)."""
     counters = np.zeros(4, np.int64)
     counters[BAD] = n_batches
-    return counters, np.zeros(2)
+    return counters, np.zeros(PENALTY + parts)
 
 
 @njit(inline="always", cache=True)
@@ -1346,7 +1420,7 @@ def split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha):
     n = order.shape[0]
     n_batches = (n + batch - 1) // batch
     team_checks(net, data, opt)
-    counters, results = team_state(n_batches)
+    counters, results = team_state(n_batches, C)
     for _w in prange(C):
         team_worker(params, grad, net, data, order, batch, split, opt, alpha, counters, results)
     team_out(counters, results, n, batch, out)

@@ -173,7 +173,7 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
 
     def in_turn(workers):
         def kernel(rec, out):
-            counters, results = network.team_state(3)
+            counters, results = network.team_state(3, model.engine._split(batch)[0].shape[0])
             for _ in range(workers):
                 network.team_worker(model.params, model.grad, net, data, order, batch,
                                     model.engine._split(batch), rec, alpha, counters, results)
@@ -201,7 +201,7 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
             np.testing.assert_array_equal(a, b)
     for workers in (2, 3, 5):
         def parallel(rec, out, workers=workers):
-            counters, results = network.team_state(3)
+            counters, results = network.team_state(3, model.engine._split(batch)[0].shape[0])
             _team_parallel(workers, model.params, model.grad, net, data, order, batch,
                            model.engine._split(batch), rec, alpha, counters, results)
             network.team_out(counters, results, X.shape[0], batch, out)
@@ -240,7 +240,7 @@ def test_team_errors_are_raised_not_waited_for():
         _core.split_epoch_kernel(model.params, model.grad, squared, data, order, 250, split,
                                  rec, np.zeros(4), 0.0)
     np.testing.assert_array_equal(model.params, p0)  # nothing ran
-    counters, results = network.team_state(3)
+    counters, results = network.team_state(3, split[0].shape[0])
     network.team_worker(model.params, model.grad, net, data, order, 250, split, bad_rule, 0.0,
                         counters, results)
     assert counters[network.FAILED] == 1  # the first update task; none ran after it
@@ -367,7 +367,7 @@ def test_l2_penalty_in_parts_is_the_whole_penalty(dtype, parts):
     np.testing.assert_array_equal(g_whole[weights], g0[weights] + c * params[weights])
     expected = 0.5 * scale * float(np.sum(params[weights].astype(np.float64) ** 2))
     assert value == network.l2_value(params, model.layout, scale)
-    assert value == pytest.approx(expected, rel=1e-13)
+    assert value == pytest.approx(expected, rel=1e-13, abs=0.0)
 
 
 @numba.njit
@@ -506,3 +506,31 @@ def test_fused_and_general_loops_split_alike(name, own, monkeypatch):
     if own:  # our products ran: BLAS's give other bits
         monkeypatch.setattr(backends, "OWN_PRODUCTS_MIN_WORK", 1 << 62)
         assert not np.array_equal(fused[0], fit(True)[0])
+
+
+@pytest.mark.parametrize("parts", [1, 2, 3, 7])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_l2_value_in_parts(dtype, parts):
+    """The split step's penalty value (:func:`network.l2_value_split`): each part's sum of
+    squares covers exactly its share of the weights (biases excluded), the parts add up to
+    :func:`network.l2_value` to rounding, and one part gives its bits."""
+    model, _, _ = _problem(dtype, sizes=(5, 7, 3, 2))
+    params = np.random.default_rng(5).normal(size=model.n_params).astype(dtype)
+    n = model.n_params
+    weights = np.zeros(n, dtype=bool)
+    for n_in, n_out, w_off, _ in model.layout:
+        weights[w_off : w_off + n_in * n_out] = True
+    sq = params.astype(np.float64) ** 2
+    total = 0.0
+    for h in range(parts):
+        lo, hi = network.chunk_rows(0, n, h, parts)
+        part = network.l2_squares_part(params, model.layout, h, parts)
+        assert part == pytest.approx(float(np.sum(sq[lo:hi][weights[lo:hi]])), rel=1e-14)
+        total += part
+    scale = 1e-4 / 37
+    value = network.l2_value_split(params, model.layout, scale, parts)
+    assert value == 0.5 * scale * total
+    whole = network.l2_value(params, model.layout, scale)
+    assert value == pytest.approx(whole, rel=1e-14)
+    if parts == 1:
+        assert value == whole

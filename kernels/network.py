@@ -249,9 +249,11 @@ def _prefetch_row(a, r):
 #: holds at least :data:`GATHER_AHEAD_MIN_BYTES`: the rows that :func:`prefetch_rows` asked
 #: for a batch earlier may have left the caches again by the time they are copied. 20-100-4 on
 #: 100,000 rows (8 MB of float32) at 200 rows a batch, split in two chunks: the gather took
-#: 2.9-3.4 against 3.8-4.1 us a chunk (the phase probes of :mod:`dlbasics.kernels.probes`);
-#: where ``X`` stays in a core's L2 the requests only cost (2-16-16-1 on 65,536 rows at
-#: batch 1024: 70-77 against 68-75 us a step).
+#: 2.3-3.4 against 3.8-5.1 us a chunk (the phase probes of :mod:`dlbasics.kernels.probes`,
+#: four runs each).
+#: Where ``X`` stays in a core's L2 the requests can only cost: 2-16-16-1 on 65,536 rows at
+#: batch 1024 (X 512 KiB), two alternating runs, took 70-77 against 68-75 us a step with
+#: them (within the machine's noise, and no gain), hence the threshold.
 GATHER_AHEAD = 16
 #: See :data:`GATHER_AHEAD`: 1 MiB, the L2 cache of a core of the benchmark machine.
 GATHER_AHEAD_MIN_BYTES = 1 << 20

@@ -4,10 +4,12 @@ scikit-learn's stochastic solvers shuffle the sample indices at the start of eve
 their ``RandomState`` (``sklearn.utils.shuffle``: ``RandomState.shuffle`` of ``arange(n)``);
 the drop-in estimators make the same permutations, so that their batches hold the same rows as
 scikit-learn's. ``RandomState.shuffle`` took 24 us for digits' 1,797 indices and 1.29 ms for
-100,000 on the 2-core benchmark machine (AMD EPYC, Zen 4), about 4% of our ``fit`` of either
-(:mod:`dlbasics.studies.speed.sklearn_fit`); reading and writing the generator's state costs
-another 35 us each, so :class:`LegacyShuffler` takes the state once per ``fit``, shuffles every
-epoch in :func:`mt_shuffle` and puts the state back when the ``fit`` ends.
+100,000 on the 2-core benchmark machine (AMD EPYC, Zen 4): about 4% of our ``fit`` of digits (100
+epochs, 56 ms) and 7% of the 100,000 rows' (5 epochs, 85-90 ms;
+:mod:`dlbasics.studies.speed.sklearn_fit`); here 12 us and 0.74 ms. Reading and writing the
+generator's state costs another 35 us each, so :class:`LegacyShuffler` takes the state once per
+``fit``, shuffles every epoch in :func:`mt_shuffle` and puts the state back when the ``fit``
+ends.
 
 The generator is the legacy ``RandomState``'s: MT19937 (Matsumoto and Nishimura 1998) as NumPy
 implements it (``mt19937_gen``, ``mt19937_next32``), and the shuffle is NumPy's Fisher-Yates

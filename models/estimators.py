@@ -271,16 +271,20 @@ def validate(estimator, X, y="no_validation", reset=True, multi_output=False, y_
 
 def _short_int_range(y):
     """``(lo, hi)`` of 1-D integer labels ``y`` spanning fewer values than ``max(1024,
-    len(y))`` (counting and looking them up in a table then beats sorting), else ``None``."""
+    len(y))`` (counting and looking them up in a table then beats sorting) within
+    ``(-2**62, 2**62)`` (no int64 arithmetic below overflows), else ``None``."""
     if y.ndim != 1 or y.dtype.kind not in "iu" or not y.size:
         return None
     lo, hi = int(y.min()), int(y.max())
-    return (lo, hi) if hi - lo < max(1024, y.shape[0]) else None
+    if lo <= -(2**62) or hi >= 2**62 or hi - lo >= max(1024, y.shape[0]):
+        return None
+    return lo, hi
 
 
 def _unique_labels(y):
     """``np.unique(y)`` (the same values and dtype); integer labels over a short range by
-    counting (100,000 labels of 4 classes: 0.3 against 1.2 ms)."""
+    counting (100,000 labels of 4 classes: 0.17 against 1.38 ms on the 2-core benchmark
+    machine)."""
     span_ = _short_int_range(y)
     if span_ is None:
         return np.unique(y)
@@ -291,12 +295,16 @@ def _unique_labels(y):
 
 def _label_indices(classes, y):
     """``np.searchsorted(classes, y)`` for labels ``y`` among the sorted ``classes``; integer
-    labels over a short range through a lookup table (100,000 labels: 0.2 against 0.8 ms)."""
+    labels over a short range through a lookup table (100,000 labels: 0.14 against 0.84 ms)."""
     span_ = _short_int_range(y)
     if span_ is None or classes.dtype.kind not in "iu":
         return np.searchsorted(classes, y)
     lo, hi = span_
-    table = np.searchsorted(classes, np.arange(lo, hi + 1))
+    info = np.iinfo(classes.dtype)
+    if lo < info.min or hi > info.max:  # labels no class can equal (the caller rejects them)
+        return np.searchsorted(classes, y)
+    # the table's keys in the classes' dtype: NumPy compares int64 with uint64 as float64
+    table = np.searchsorted(classes, np.arange(lo, hi + 1).astype(classes.dtype))
     return table[np.subtract(y, lo, dtype=np.int64)]
 
 

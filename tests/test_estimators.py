@@ -403,7 +403,11 @@ def test_fallback_without_sklearn():
     [np.array([3, 1, 3, 2, 1]), np.array([-4, 7, -4, 0], dtype=np.int32),
      np.array([250, 3, 3], dtype=np.uint8), np.array([2**40, 5, 2**40]),
      np.arange(5000)[::-1] % 1700, np.array([True, False, True]), np.array([1.0, 3.0, 1.0]),
-     np.array(["b", "a", "b"])],
+     np.array(["b", "a", "b"]), np.array([-128, 127, 0], dtype=np.int8),
+     # beyond 2**53 a table keyed in int64 would compare with uint64 through float64
+     np.array([2**53 + 1, 2**53, 2**53 + 1, 2**53 + 2], dtype=np.uint64),
+     np.array([2**63 + 1, 2**63], dtype=np.uint64), np.array([2**63 - 1, 2**63 - 2]),
+     np.array([-(2**63), -(2**63) + 1]), np.array([2**62 - 1, 2**62 - 3])],
 )
 def test_label_helpers_equal_unique_and_searchsorted(y):
     from dlbasics.models.estimators import _label_indices, _unique_labels
@@ -414,3 +418,18 @@ def test_label_helpers_equal_unique_and_searchsorted(y):
     np.testing.assert_array_equal(classes, ref)
     idx = _label_indices(classes, y)
     np.testing.assert_array_equal(idx, np.searchsorted(ref, y))
+
+
+@pytest.mark.parametrize(
+    "classes, y",
+    [(np.array([1, 5, 9], dtype=np.uint8), np.array([1, 9, 5], dtype=np.int32)),
+     (np.array([-3, 4]), np.array([4, -3], dtype=np.int8)),
+     (np.array([3, 4], dtype=np.uint64), np.array([-1, 3, 4])),
+     (np.array([0, 1], dtype=np.int8), np.array([300, 0, 1]))],
+)
+def test_label_indices_with_classes_of_another_dtype(classes, y):
+    """``partial_fit``'s labels against the fitted ``classes_``: any integer dtypes, labels
+    outside every class included (``np.searchsorted``'s positions; the caller rejects them)."""
+    from dlbasics.models.estimators import _label_indices
+
+    np.testing.assert_array_equal(_label_indices(classes, y), np.searchsorted(classes, y))

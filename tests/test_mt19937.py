@@ -41,6 +41,49 @@ def test_any_integer_dtype_and_a_block_boundary():
     assert ours.random_sample() == ref.random_sample()
 
 
+@pytest.mark.parametrize("n", [1, 5, 624, 1000])
+def test_a_fresh_generator_starts_a_block(n):
+    """A ``RandomState`` seeded and not drawn from (``pos == 624``, as each ``fit`` makes
+    one from an integer ``random_state``) generates its first block inside the shuffle."""
+    ref, ours = np.random.RandomState(42), np.random.RandomState(42)
+    assert ours.get_state()[2] == 624
+    shuffler = LegacyShuffler(ours)
+    a, b = np.arange(n), np.arange(n)
+    ref.shuffle(a)
+    shuffler(b)
+    shuffler.close()
+    np.testing.assert_array_equal(b, a)
+    assert ours.random_sample() == ref.random_sample()
+
+
+def test_the_state_is_put_back_when_training_raises(monkeypatch):
+    """The estimator closes its shuffler in a ``finally``: after an epoch raises, its
+    ``RandomState`` is where ``RandomState.shuffle`` would have left it."""
+    from dlbasics.models import MLPClassifier, estimators
+
+    seen = {}
+
+    def failing_train(model, X, T, optimizer, shuffle, **kw):
+        seen["start"] = shuffle._rs.get_state()  # the state when the epochs began
+        order = np.arange(X.shape[0], dtype=np.int64)
+        shuffle(order)
+        shuffle(order)
+        raise RuntimeError("an epoch failed")
+
+    monkeypatch.setattr(estimators, "train", failing_train)
+    rs = np.random.RandomState(9)
+    X = np.random.default_rng(0).normal(size=(40, 3))
+    y = np.arange(40) % 2
+    with pytest.raises(RuntimeError, match="an epoch failed"):
+        MLPClassifier(hidden_layer_sizes=(4,), random_state=rs, max_iter=3).fit(X, y)
+    ref = np.random.RandomState()
+    ref.set_state(seen["start"])
+    order = np.arange(40)
+    ref.shuffle(order)
+    ref.shuffle(order)
+    assert rs.random_sample() == ref.random_sample()
+
+
 def test_other_bit_generators_fall_back_to_numpy():
     ref = np.random.RandomState(np.random.PCG64(11))
     ours = np.random.RandomState(np.random.PCG64(11))

@@ -459,6 +459,31 @@ def test_epochs_seeded_shuffle_and_l2(trainer):
     assert_close(model.params, params)
 
 
+def test_epoch_over_data_larger_than_a_cache(trainer):
+    """An epoch over an ``X`` of more than 1 MiB (float64), where the gather asks for each row
+    16 rows before copying it (:data:`dlbasics.kernels.network.GATHER_AHEAD`), against the
+    reference, with Adam and an L2 penalty: the rows copied are the order's, batch by batch
+    (batches of 100 and a last one of 30; split into row chunks on the ``cpu-split`` paths)."""
+    from dlbasics.kernels.network import GATHER_AHEAD_MIN_BYTES
+
+    backend, fast = trainer
+    sizes = [64, 8, 3]
+    rng = np.random.default_rng(21)
+    model, net = make_pair(backend, sizes, rng=rng, activation="relu", output="softmax",
+                           loss="cross_entropy")
+    X, y = make_data(rng, 2130, sizes, "softmax", "cross_entropy", labels=True)
+    assert X.nbytes >= GATHER_AHEAD_MIN_BYTES
+    order = _epoch_orders(2130, 1)[0]
+    opt = OPTIMIZERS["adam"](lr=0.01)
+    params, _, _, total = naive.net_epoch(net, model.params, X, y, order, 100, "adam",
+                                          opt.get_params(), {}, 0, alpha=1e-3)
+    hist = train(model, X, y, opt, batch_size=100, epochs=1, shuffle=lambda _: order,
+                 alpha=1e-3, fast=fast)
+    assert hist.updates == [22]
+    assert_close(hist.train_loss, [total / 2130])
+    assert_close(model.params, params)
+
+
 # ---------------------------------------------------------------------------------------------
 # populations: K networks trained at once, each against its own reference run
 # ---------------------------------------------------------------------------------------------

@@ -142,15 +142,18 @@ def _team_parallel(workers, params, grad, net, data, order, batch, split, opt, a
                             results)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("alpha", [0.0, 1e-3])
-def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha):
+def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha, dtype):
     """The split epoch kernel against its batches one by one (:func:`_core.split_gradient_kernel`
     and the whole update, no team code), and its tasks (:func:`network.team_worker`) run by
     one worker alone, by workers one after another (as a threading layer that runs ``prange``
     iterations in turn would: the first takes every task, nothing waits on the second) and by
     two, three and five workers in parallel for two chunks (on however many threads there are;
-    the extra ones find no task left): the same bits, the last batch of 60 rows whole."""
-    model, X, y = _problem(np.float64, n=560)
+    the extra ones find no task left): the same bits, the last batch of 60 rows whole
+    (with an L2 penalty, its value summed in the chunk tasks' parts,
+    :func:`network.l2_squares_part`)."""
+    model, X, y = _problem(dtype, n=560)
     Y, labels, dense = model.check_y(y, X.shape[0])
     assert model.engine.split_min_rows() > 60
     order = np.random.default_rng(2).permutation(X.shape[0]).astype(np.int64)

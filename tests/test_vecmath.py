@@ -8,6 +8,7 @@ import pytest
 from numba import njit
 
 from dlbasics.kernels import vecmath as vm
+from dlbasics.kernels.activations import sigmoid_vec
 from dlbasics.kernels.vecmath import _exp_neg20, _recip_1_2, tanh, tanh_f64_eval
 
 
@@ -306,3 +307,63 @@ def test_fit_tanh_script_reproduces_the_coefficients():
     np.testing.assert_allclose(P, held, rtol=1e-6)
     np.testing.assert_allclose(Q[1:], [vm._TF_Q1, vm._TF_Q2, vm._TF_Q3], rtol=1e-6)
     assert err < 9e-9
+
+
+@njit
+def _bce_terms_array(x, soft, sig):
+    for i in range(x.shape[0]):
+        soft[i], sig[i] = vm.bce_terms(x[i])
+
+
+@njit
+def _bce_three_calls(x, soft, sig):
+    for i in range(x.shape[0]):
+        soft[i] = vm.log1p(vm.exp(-abs(x[i])))
+        sig[i] = sigmoid_vec(x[i])
+
+
+def test_bce_terms_float32_bits_of_the_three_calls():
+    # every float32 bit pattern: scripts/bce_terms_bits.py (0 differences); here a sample over
+    # all binades of both signs, the busy range, the clamp at 104 and the special values
+    rng = np.random.default_rng(5)
+    bits = rng.integers(0, 1 << 32, 400_000, dtype=np.uint64).astype(np.uint32)
+    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 103.9, 104.0, 104.1, -104.0,
+                        1e-45, -1e-45, 3.4e38, -3.4e38, 1.0, -1.0], np.float32)
+    x = np.concatenate([bits.view(np.float32), rng.uniform(-30, 30, 100_000).astype(np.float32),
+                        special])  # float32 throughout: signalling NaNs stay as drawn
+    soft, sig = np.empty_like(x), np.empty(x.size)
+    soft0, sig0 = np.empty_like(x), np.empty(x.size)
+    _bce_terms_array(x, soft, sig)
+    _bce_three_calls(x, soft0, sig0)
+    nan = np.isnan(x)
+    assert np.isnan(soft[nan]).all() and np.isnan(sig[nan]).all()
+    np.testing.assert_array_equal(soft[~nan].view(np.uint32), soft0[~nan].view(np.uint32))
+    np.testing.assert_array_equal(sig[~nan].view(np.uint64), sig0[~nan].view(np.uint64))
+    # and the values: log1p(exp(-|x|)) rounded to float32 within an ulp, the sigmoid to 3e-13
+    fin = np.isfinite(x)
+    ref = np.array([math.log1p(math.exp(-abs(float(v)))) for v in x[fin]])
+    assert _ulps(soft[fin], ref.astype(np.float32)).max() <= 1
+    inside = fin & (x > -104.0)  # below, the sigmoid is e^-104 (sigmoid_f64_eval's clamp)
+    ref_sig = np.array([_sig_libm(float(v)) for v in x[inside]])
+    np.testing.assert_allclose(sig[inside], ref_sig, rtol=3e-13, atol=0)
+    assert (sig[fin & (x <= -104.0)] == vm.sigmoid_f64_eval(-104.0)).all()
+    assert soft[x == np.inf][0] == 0.0 and sig[x == np.inf][0] == 1.0
+    assert soft[x == -np.inf][0] == 0.0 and 0 < sig[x == -np.inf][0] < 1e-45
+    assert soft[x == 0][0] == np.float32(math.log(2.0)) and sig[x == 0][0] == 0.5
+
+
+def test_bce_terms_float64_and_python_are_libm():
+    x = np.concatenate([np.linspace(-50.0, 50.0, 2001), [0.0, -0.0, 750.0, -750.0]])
+    soft, sig = np.empty_like(x), np.empty_like(x)
+    _bce_terms_array(x, soft, sig)
+    for v, s, g in zip(x, soft, sig, strict=True):
+        assert s == math.log1p(math.exp(-abs(v)))
+        assert g == _sig_libm(v)
+        assert vm.bce_terms(v) == (s, g)
+
+
+def test_bce_terms_loop_vectorises():
+    x = np.ones(64, np.float32)
+    _bce_terms_array(x, np.empty_like(x), np.empty(64))
+    ir = _bce_terms_array.inspect_llvm(_bce_terms_array.signatures[0])
+    assert re.search(r"<(2|4|8|16) x double>", ir), "loop not vectorised"

@@ -100,6 +100,12 @@ uses them where loops vectorise (``tanh`` and the sigmoid activation; in the lan
 population training, ``tanh_fast`` and the binary cross-entropy's ``exp`` and ``log1p``);
 softmax, softplus and the losses of the shared network step keep libm
 (``kernels/activations.py``, ``kernels/losses.py``).
+
+:func:`bce_terms` gives the binary cross-entropy's two transcendental terms from a logit,
+``log1p(exp(-|x|))`` and the sigmoid, with the bits of the three calls above but one
+exponential (the sigmoid's ``exp(-|x|)`` before its rounding to float32 is the ``exp``'s) and a
+``log1p`` that skips the scaling steps no argument in ``[0, 1]`` takes (three of fourteen left): 3.7
+against 9.6 ns a value in a loop that vectorises (4,096 values, one core, same sitting).
 """
 
 from __future__ import annotations

@@ -7,15 +7,17 @@ one of two CPU paths (or as one GPU launch for ``backend="cuda"``):
 * **Lane layout** (:mod:`dlbasics.models._lanes`), used when the ``"cpu"`` backend trains at least
   :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
   hyper-parameters, and the activations are elementwise (a softmax only as the output of the
-  cross-entropy). The networks are the innermost axis of every array, in chunks of :data:`LANES`
-  networks: each operation of a training step is one vector loop across the networks of a chunk (the
-  products as register-blocked vector code), and the chunks run on threads, one compiled call each
-  (:func:`dlbasics.models._threads.run_blocks`). Per network the arithmetic is that of the
-  single-network loops, in the same order, except the back-propagated ``delta W^T`` products, which
-  the single-network loops sum in a reassociated order, and, in float32, ``tanh`` and the binary
-  cross-entropy's ``exp`` and ``log1p``, each within one ulp of the single-network step's (the
-  module docstring of :mod:`dlbasics.models._lanes`); so a network agrees with the same network
-  trained alone (:func:`dlbasics.models.train`) up to float rounding, not bitwise.
+  cross-entropy). The networks are the innermost axis of every array, in chunks of up to
+  :data:`LANES` networks (fewer where a chunk would not stay in a core's L2 cache,
+  :data:`LANE_BYTES`): each operation of a training step is one vector loop across the networks
+  of a chunk (the products as register-blocked vector code), and the chunks run on threads, one
+  compiled call each (:func:`dlbasics.models._threads.run_blocks`). Per network the arithmetic
+  is that of the single-network loops, in the same order, except the back-propagated ``delta
+  W^T`` products, which the single-network loops sum in a reassociated order, and, in float32,
+  ``tanh`` and the binary cross-entropy's ``exp`` and ``log1p``, each within one ulp of the
+  single-network step's (the module docstring of :mod:`dlbasics.models._lanes`); so a network
+  agrees with the same network trained alone (:func:`dlbasics.models.train`) up to float
+  rounding, not bitwise. The lane width changes no bit: the lanes of a chunk are independent.
 * **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: one
   compiled call, a ``prange`` over networks in which every network runs the serial code of the fused
   single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the history
@@ -48,11 +50,23 @@ from .training import History, _batch_size, _validate, close_epoch, evaluation_r
 
 _BIG = 1 << 62
 
-#: Most networks per chunk of the lane layout (lanes of :mod:`dlbasics.models._lanes`); fewer when
-#that : leaves a thread without a chunk. Longer lane loops cost less loop overhead per value: at
-#: K = 512 (2-16-16-1, float32, SGD, 2 cores, medians of 4 side by side) 128 lanes gave 6.40M
-#: network-samples/s at batch 1 and 5.32M at batch 32, against 5.29M and 4.48M with 32.
+#: Most networks per chunk of the lane layout (lanes of :mod:`dlbasics.models._lanes`); fewer
+#: where a chunk's working set would exceed :data:`LANE_BYTES` or that leaves a thread without a
+#: chunk (:func:`_lane_width`). Longer lane loops cost less loop overhead per value: at K = 512
+#: and batch 1 (2-16-16-1, float32, SGD, 2 cores) 128 lanes measured 14.1M network-samples/s
+#: against 12.8M with 64 (medians of 3 alternating epochs).
 LANES = 128
+#: Bytes a chunk's working set (its workspace, parameters and gradient) may take before the lane
+#: width is halved, down to 16 lanes: half the 1 MiB L2 cache of a core of the 2-core benchmark
+#: machine, so that a chunk's arrays stay in its core's L2 from one step to the next. Measured
+#: there (2-16-16-1, float32, SGD, network-samples/s, medians of 12 alternating epochs in one
+#: process): batch 32 (15.6 kB a lane), K = 512 on 2 threads, 21.6M with 128 lanes (2.0 MB a
+#: chunk), 22.5M with 64, 24.4M with 32 (the width this picks; in three earlier runs of 6 to 12
+#: epochs +7%, +7% and -1% against 128); K = 128 on one thread 11.9M, 12.8M, 13.6M; batch 8
+#: (5.9 kB a lane), K = 512, 15.7M with 128, 18.2M with 64 (the width this picks), 17.9M with
+#: 32; batch 1 (3.1 kB a lane) keeps 128. One register-blocked product of a 16 x 16 layer over
+#: 32 rows alone: 87 GFLOP/s with 64 lanes (its operands 328 kB), 47 with 128 (655 kB).
+LANE_BYTES = 512 * 1024
 #: Fewest networks for which the lane layout is used (below, the per-network kernel). Measured
 #: on the 2-core machine (2-16-16-1, float32): chunks narrower than 16 lanes lose to the
 #: per-network kernel (K = 8: 0.7M vs 0.9M network-samples/s at batch 1, 0.9M vs 1.8M at batch
@@ -176,7 +190,7 @@ def train_population(model, X, y, optimizers, seeds, batch_size=None, epochs=10,
         raise ValueError(f"lanes must be None or False, got {lanes!r}")
     lanes = lanes is None and lanes_eligible(model, opts, K)
     if lanes:
-        C = _lane_width(K, threads)
+        C = _lane_width(K, threads, _lane_bytes(model, P.shape[1], batch))
         lane_args = _lane_buffers(model, P.shape[1], batch, K, C)
         n_chunks = lane_args[0].shape[0]
         parallel = n_chunks >= 2 and threads >= 2
@@ -261,13 +275,24 @@ def lanes_eligible(model, opts, K):
     return True
 
 
-def _lane_width(K, threads):
-    """Lanes per chunk: :data:`LANES`, or fewer (a multiple of 4) when that leaves a thread
-    without a chunk."""
+def _lane_width(K, threads, lane_bytes=0):
+    """Lanes per chunk: :data:`LANES`, halved (to a multiple of 4) while that leaves a thread
+    without a chunk, and (down to 16 lanes) while a chunk of ``lane_bytes`` a lane would exceed
+    :data:`LANE_BYTES`."""
     C = LANES
     while C > 4 and -(-K // C) < threads:
         C //= 2
+    while C > 16 and C * lane_bytes > LANE_BYTES:
+        C //= 2
     return C
+
+
+def _lane_bytes(model, n_params, batch):
+    """Bytes of one lane of a chunk's working set at batch ``batch``: its workspace
+    (:func:`dlbasics.models._lanes.lane_offsets`), parameters and gradient (the optimizer's
+    slots, which rules other than plain SGD read every step, are not counted)."""
+    per_lane = _lanes.lane_offsets(model.sizes, batch, 1)[1]
+    return (per_lane + 2 * n_params) * np.dtype(model.dtype).itemsize
 
 
 def _lane_buffers(model, n_params, batch, K, C):

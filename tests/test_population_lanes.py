@@ -367,3 +367,53 @@ def test_lane_threads_finish_before_an_interrupt_is_raised(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         _lanes.lanes_epoch_kernel(*args, threads=2)
     assert sorted(done) == [2, 3]  # the other thread's block, all finished
+
+
+def test_lane_width_keeps_a_chunk_in_half_an_l2():
+    """The lane width: 128 lanes, halved while a chunk's workspace, parameters and gradient
+    exceed LANE_BYTES (down to 16 lanes) or while a thread would have no chunk (down to 4)."""
+    model = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",
+                loss="binary_cross_entropy")
+    n = model.params.size
+    assert n == 2 * 16 + 16 + 16 * 16 + 16 + 16 + 1
+    # workspace per lane at batch B: z and a of each layer, inputs, targets, two deltas, a one
+    for B in (1, 8, 32):
+        ws = 2 * B * (16 + 16 + 1) + B * (2 + 1 + 16 + 16) + 1
+        assert pop._lane_bytes(model, n, B) == (ws + 2 * n) * 4
+    # 2-16-16-1, float32, 2 threads: 3,104 / 5,932 / 15,628 bytes a lane
+    assert [pop._lane_width(512, 2, pop._lane_bytes(model, n, B)) for B in (1, 8, 32)] == \
+        [128, 64, 32]
+    assert pop._lane_width(64, 2, pop._lane_bytes(model, n, 32)) == 32  # both rules agree
+    assert pop._lane_width(512, 2, 10**6) == 16  # no smaller than 16 for the cache
+    assert pop._lane_width(10, 4, 10**6) == 4  # but down to 4 for the threads
+    assert pop._lane_width(512, 2, pop.LANE_BYTES // 128) == 128  # exactly the budget fits
+    assert pop._lane_width(512, 2, pop.LANE_BYTES // 128 + 1) == 64
+    model64 = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",
+                  loss="binary_cross_entropy", dtype=np.float64)
+    assert pop._lane_bytes(model64, n, 32) == 2 * pop._lane_bytes(model, n, 32)
+    assert pop._lane_width(512, 2, pop._lane_bytes(model64, n, 32)) == 16
+
+
+def test_lane_width_changes_no_network(monkeypatch):
+    """Narrower chunks (LANE_BYTES forcing 16 lanes instead of 32 or 64) give every network the
+    same bits: the lanes of a chunk are independent."""
+    X, y, _, _ = _data("binary", n=40)
+    model = MLP(**CONFIGS["binary"], seed=0)
+    lane_bytes = pop._lane_bytes(model, model.params.size, 8)
+    widths = []
+    runs = []
+    for budget in (pop.LANE_BYTES, 1):
+        monkeypatch.setattr(pop, "LANE_BYTES", budget)
+        monkeypatch.setattr(pop, "LANES_MIN_NETWORKS", 2)
+        widths.append(pop._lane_width(64, numba.get_num_threads(), lane_bytes))
+        used = []
+        buffers = pop._lane_buffers
+        monkeypatch.setattr(pop, "_lane_buffers",
+                            lambda *a, _b=buffers, _u=used: _u.append(a[-1]) or _b(*a))
+        hists, P = train_population(model, X, y, SGD(0.1), seeds=list(range(64)), batch_size=8,
+                                    epochs=2)
+        runs.append((P, [h.train_loss for h in hists]))
+        assert used == [widths[-1]]  # the lane layout ran, at that width
+    assert widths[0] >= 32 and widths[1] == 16
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert runs[0][1] == runs[1][1]

@@ -104,8 +104,10 @@ softmax, softplus and the losses of the shared network step keep libm
 :func:`bce_terms` gives the binary cross-entropy's two transcendental terms from a logit,
 ``log1p(exp(-|x|))`` and the sigmoid, with the bits of the three calls above but one
 exponential (the sigmoid's ``exp(-|x|)`` before its rounding to float32 is the ``exp``'s) and a
-``log1p`` that skips the scaling steps no argument in ``[0, 1]`` takes (three of fourteen left): 3.7
-against 9.6 ns a value in a loop that vectorises (4,096 values, one core, same sitting).
+``log1p`` that skips the scaling steps no argument in ``[0, 1]`` takes (three of fourteen left):
+the lane layout's loss loop (both terms, the loss sum and the gradient) took 4.1 against 7.2 ns
+a value with the three calls (4,096 values, one core, same sitting,
+``scripts/bce_terms_bits.py --time``).
 """
 
 from __future__ import annotations
@@ -530,9 +532,10 @@ def _sigmoid_overload(x):
 
 @njit(cache=True, fastmath=FMA, error_model="numpy")
 def _exp_neg_abs_and_sigmoid(x):
-    """``(e, s)`` for float64 ``x`` (a float32 value): ``e = exp(-|x|)`` as :func:`exp_f64_eval`
-    gives it (``-|x| >= EXP_MIN``, or clamped there), and ``s`` as :func:`sigmoid_f64_eval`
-    gives it, from that same ``e``; ``(x, x)`` for NaN."""
+    """``(e, s)`` for float64 ``x``: ``e = exp(-|x|)`` as :func:`exp_f64_eval` gives it (``-|x|``
+    clamped to ``EXP_MIN``: ``exp_f64_eval``'s clamp of a non-positive argument), and ``s`` as
+    :func:`sigmoid_f64_eval` gives it, from that same ``e`` (its arithmetic copied: the tests
+    compare the two, bit for bit); ``(x, x)`` for NaN."""
     e = _exp_core(-min(abs(x), -EXP_MIN))
     r = 1.0 / (1.0 + e)
     s = r if x >= 0.0 else e * r
@@ -550,18 +553,31 @@ def _log1p_unit(x):
 
 
 def bce_terms(x):
-    """The two transcendental terms of binary cross-entropy from a logit ``x``:
-    ``(log1p(exp(-|x|)), sigmoid(x))``.
+    """The two transcendental terms of binary cross-entropy from a logit ``x``.
 
-    For compiled code, in float32: exactly the bits of ``log1p(exp(-abs(x)))`` (this module's
-    float32 :func:`exp` and :func:`log1p`: a float32 ``e^{-|x|}``, then its ``log1p`` rounded
-    to float32) and of :func:`dlbasics.kernels.activations.sigmoid_vec` (the float64 sigmoid,
-    not rounded), with one exponential instead of two and a ``log1p`` for arguments in ``[0,
-    1]``: 2.6x faster than the three calls in a vectorised loop (3.7 against 9.6 ns a value,
-    4,096 values, the 2-core benchmark machine). Every float32 ``x`` is compared against the
-    three calls in ``scripts/vecmath_ulps.py --bce-terms`` (and a sample in
-    ``tests/test_vecmath.py``). In float64: ``math.log1p(math.exp(-abs(x)))`` and the libm
-    sigmoid, as those calls give for float64. Called from Python it is the float64 form."""
+    In compiled code, for float32 ``x``: exactly the bits of ``log1p(exp(-abs(x)))`` (this
+    module's float32 :func:`exp` and :func:`log1p`) and of
+    :func:`dlbasics.kernels.activations.sigmoid_vec` (the float64 sigmoid, not rounded), NaNs
+    included, with one exponential instead of two and a ``log1p`` that skips the scaling steps
+    no argument in ``[0, 1]`` takes. ``scripts/bce_terms_bits.py`` compares every float32
+    argument (0 differences) and times the lane layout's loss loop both ways (``--time``: 4.1
+    against 7.2 ns a value, 4,096 values, one core of the 2-core benchmark machine);
+    ``tests/test_vecmath.py`` checks a sample. For float64 ``x``: ``math.log1p(math.exp(-abs(x)))``
+    and the libm sigmoid, the bits of those calls. Called from Python it is the float64 form.
+
+    Parameters
+    ----------
+    x : float32 or float64
+        The logit.
+
+    Returns
+    -------
+    soft : same type as ``x``
+        ``log1p(exp(-|x|))``, the soft-plus part of the loss ``max(x, 0) - x y + soft``.
+    sig : float64
+        The sigmoid of ``x`` (float64 also for a float32 ``x``, so that the gradient ``sig - y``
+        keeps the small differences a float32 value near 1 would lose).
+    """
     return math.log1p(math.exp(-abs(x))), _sigmoid_libm(x)
 
 

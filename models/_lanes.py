@@ -221,7 +221,8 @@ def _loss_elementwise(code, ws, po, yo, do, B, nl, C, btot, inv_n):
     ulp) and the sigmoid of the gradient in float64 (``activations.sigmoid_vec``, as
     ``sigmoid_scalar`` keeps it, so ``s - y`` near ``s = 1`` loses nothing), both from one
     exponential (:func:`dlbasics.kernels.vecmath.bce_terms`, the same bits as those three
-    calls, 2.6x faster); in float64 libm's, the same bits."""
+    calls; this loop 4.1 against 7.2 ns a value with them); in float64 libm's, the same
+    bits."""
     for e in range(B * nl):
         p = _lane_slice(ws, po // C + e, C)
         y = _lane_slice(ws, yo // C + e, C)

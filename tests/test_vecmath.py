@@ -9,7 +9,9 @@ from numba import njit
 
 from dlbasics.kernels import vecmath as vm
 from dlbasics.kernels.activations import sigmoid_vec
+from dlbasics.kernels.losses import BCE_LOGITS
 from dlbasics.kernels.vecmath import _exp_neg20, _recip_1_2, tanh, tanh_f64_eval
+from dlbasics.models._lanes import _lane_slice, _loss_elementwise
 
 
 @njit
@@ -322,23 +324,35 @@ def _bce_three_calls(x, soft, sig):
         sig[i] = sigmoid_vec(x[i])
 
 
+@njit
+def _bce_terms_one(x):
+    return vm.bce_terms(x)
+
+
 def test_bce_terms_float32_bits_of_the_three_calls():
     # every float32 bit pattern: scripts/bce_terms_bits.py (0 differences); here a sample over
-    # all binades of both signs, the busy range, the clamp at 104 and the special values
+    # all binades of both signs, the busy range, the clamp at 104 and the special values, NaNs
+    # (signalling ones too) compared bit for bit; an odd length, so that the loops' scalar
+    # remainder runs too, and a sample one value a call (scalar code)
     rng = np.random.default_rng(5)
     bits = rng.integers(0, 1 << 32, 400_000, dtype=np.uint64).astype(np.uint32)
-    special = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, -np.nan, 103.9, 104.0, 104.1, -104.0,
-                        1e-45, -1e-45, 3.4e38, -3.4e38, 1.0, -1.0], np.float32)
-    x = np.concatenate([bits.view(np.float32), rng.uniform(-30, 30, 100_000).astype(np.float32),
-                        special])  # float32 throughout: signalling NaNs stay as drawn
+    special = np.array([0.0, -0.0, np.inf, -np.inf, 103.9, 104.0, 104.1, -104.0, 1e-45, -1e-45,
+                        3.4e38, -3.4e38, 1.0, -1.0], np.float32)
+    nans = np.array([0x7FC00000, 0xFFC00000, 0x7F800001, 0xFF800001, 0x7FC12345],
+                    np.uint32).view(np.float32)
+    x = np.concatenate([bits.view(np.float32), rng.uniform(-30, 30, 100_001).astype(np.float32),
+                        special, nans])  # float32 throughout: signalling NaNs stay as drawn
     soft, sig = np.empty_like(x), np.empty(x.size)
     soft0, sig0 = np.empty_like(x), np.empty(x.size)
     _bce_terms_array(x, soft, sig)
     _bce_three_calls(x, soft0, sig0)
-    nan = np.isnan(x)
-    assert np.isnan(soft[nan]).all() and np.isnan(sig[nan]).all()
-    np.testing.assert_array_equal(soft[~nan].view(np.uint32), soft0[~nan].view(np.uint32))
-    np.testing.assert_array_equal(sig[~nan].view(np.uint64), sig0[~nan].view(np.uint64))
+    np.testing.assert_array_equal(soft.view(np.uint32), soft0.view(np.uint32))
+    np.testing.assert_array_equal(sig.view(np.uint64), sig0.view(np.uint64))
+    for i in np.concatenate([np.arange(0, x.size, 997), np.arange(x.size - 20, x.size)]):
+        one_soft, one_sig = _bce_terms_one(x[i])
+        assert np.float32(one_soft).view(np.uint32) == soft[i].view(np.uint32)
+        assert np.float64(one_sig).view(np.uint64) == sig[i].view(np.uint64)
+    assert np.isnan(soft[-5:]).all() and np.isnan(sig[-5:]).all()
     # and the values: log1p(exp(-|x|)) rounded to float32 within an ulp, the sigmoid to 3e-13
     fin = np.isfinite(x)
     ref = np.array([math.log1p(math.exp(-abs(float(v)))) for v in x[fin]])
@@ -350,6 +364,17 @@ def test_bce_terms_float32_bits_of_the_three_calls():
     assert soft[x == np.inf][0] == 0.0 and sig[x == np.inf][0] == 1.0
     assert soft[x == -np.inf][0] == 0.0 and 0 < sig[x == -np.inf][0] < 1e-45
     assert soft[x == 0][0] == np.float32(math.log(2.0)) and sig[x == 0][0] == 0.5
+
+
+def test_log1p_unit_is_log1p_f64_eval_on_the_unit_interval():
+    rng = np.random.default_rng(8)
+    xs = np.concatenate([rng.random(50_000), np.geomspace(5e-324, 1.0, 2001),
+                         [0.0, -0.0, 1.0, np.nextafter(1.0, 0.0), math.sqrt(2.0) - 1.0,
+                          np.nextafter(math.sqrt(2.0) - 1.0, 0.0),
+                          np.nextafter(math.sqrt(2.0) - 1.0, 1.0), np.nan]])
+    for x in xs:
+        a, b = vm._log1p_unit(x), vm.log1p_f64_eval(x)
+        assert np.float64(a).view(np.uint64) == np.float64(b).view(np.uint64), x
 
 
 def test_bce_terms_float64_and_python_are_libm():
@@ -366,4 +391,47 @@ def test_bce_terms_loop_vectorises():
     x = np.ones(64, np.float32)
     _bce_terms_array(x, np.empty_like(x), np.empty(64))
     ir = _bce_terms_array.inspect_llvm(_bce_terms_array.signatures[0])
-    assert re.search(r"<(2|4|8|16) x double>", ir), "loop not vectorised"
+    assert "vector.body" in ir and re.search(r"<(2|4|8|16) x double>", ir), "loop not vectorised"
+
+
+
+@njit(error_model="numpy")
+def _lane_loss_new(ws, n, B, nl, C, btot):
+    _loss_elementwise(BCE_LOGITS, ws, 0, n, 2 * n, B, nl, C, btot, 1.0 / (B * nl))
+
+
+@njit(error_model="numpy")
+def _lane_loss_old(ws, n, B, nl, C, btot):
+    # _loss_elementwise's binary cross-entropy loop before vecmath.bce_terms
+    inv_n = 1.0 / (B * nl)
+    for e in range(B * nl):
+        p = _lane_slice(ws, e, C)
+        y = _lane_slice(ws, n // C + e, C)
+        g = _lane_slice(ws, 2 * n // C + e, C)
+        for c in range(C):
+            pj = p[c]
+            yj = y[c]
+            btot[c] += max(pj, 0.0) - pj * yj + vm.log1p(vm.exp(-abs(pj)))
+            g[c] = (sigmoid_vec(pj) - yj) * inv_n
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_lane_loss_loop_bits_of_the_three_calls(dtype):
+    # the lane layout's binary cross-entropy loop (models/_lanes.py) against the same loop with
+    # vecmath.log1p(vecmath.exp(-abs(p))) and sigmoid_vec(p): loss totals and gradients bitwise
+    C, B, nl = 19, 37, 3  # lanes not a multiple of a vector: the remainder runs too
+    n = B * nl * C
+    rng = np.random.default_rng(2)
+    ws = np.zeros(3 * n, dtype)
+    ws[:n] = rng.standard_normal(n).astype(dtype) * dtype(20)
+    ws[:9] = np.array([0.0, -0.0, 104.0, -104.0, 1e-40, np.inf, -np.inf, 200.0, -200.0], dtype)
+    ws[n:2 * n] = (rng.random(n) < 0.5).astype(dtype)
+    w_new, w_old = ws.copy(), ws.copy()
+    t_new, t_old = np.zeros(C), np.zeros(C)
+    _lane_loss_new(w_new, n, B, nl, C, t_new)
+    _lane_loss_old(w_old, n, B, nl, C, t_old)
+    np.testing.assert_array_equal(t_new.view(np.uint64), t_old.view(np.uint64))
+    np.testing.assert_array_equal(w_new.view(f"u{ws.itemsize}"), w_old.view(f"u{ws.itemsize}"))
+    # lanes 5 and 6 met a logit of +-inf: their loss is not finite; the others are
+    assert not np.isfinite(t_new[5:7]).any() and np.isfinite(np.delete(t_new, [5, 6])).all()
+    assert np.count_nonzero(w_new[2 * n:]) > n // 2

@@ -120,8 +120,9 @@ def _table(prof, top):
 EARLIER = (("when issue #17 was filed (its text; same machine type)", 20.0, None),
            ("the committed report of commit fad64e5", 17.07, 301.0),
            ("the committed report of commit 934cb62", 13.43, 284.0),
-           ("the committed report of commit 2126586 (the last before this one; the same code "
-            "on this path)", 17.46, 285.0))
+           ("the committed report of commit 2126586", 17.46, 285.0),
+           ("the committed report of commit bffb934 (the last before this one; the same code "
+            "on this path)", 14.69, 290.0))
 
 #: Functions shown in the report's table.
 REPORT_TOP = 10
@@ -173,7 +174,15 @@ def section(prof, top=REPORT_TOP):
         "phases it calls; Numba optimises each callee's code again in every caller it is "
         "linked into): without any LLVM optimisation (`NUMBA_OPT=0`, in a separate run of the "
         "start-up table's process) the first epoch still took 9.55 s against 13.80 s, so no "
-        "tuning of LLVM reaches 5 s; the lever left is compiling ahead of time.")
+        "tuning of LLVM reaches 5 s; the lever left is compiling ahead of time. Tried since "
+        "bffb934 and not kept (first epochs of this profile, fresh caches, alternating with "
+        "the code as it is): the four phase functions inlined into the worker by Numba, "
+        "17.1 and 18.3 s against 15.8 and 16.8 s, peak RSS 399 against 285 MiB; the "
+        "one-row path left out of the worker (what a worker compiled for batches alone "
+        "would save), 17.6 and 20.5 s against 20.4 and 20.8 s. The empty-cache run's extra "
+        "memory stays after compiling (288 MiB resident after the first epoch, 190 MiB with "
+        "the cache warm; Python objects about 11 MiB of the difference by `tracemalloc`): "
+        "Numba's LLVM modules and JIT code, held while the functions can be called.")
 
 
 def main(argv=None):

@@ -8,16 +8,16 @@ one of two CPU paths (or as one GPU launch for ``backend="cuda"``):
   :data:`LANES_MIN_NETWORKS` networks without dropout, all with the same optimizer rule and
   hyper-parameters, and the activations are elementwise (a softmax only as the output of the
   cross-entropy). The networks are the innermost axis of every array, in chunks of up to
-  :data:`LANES` networks (fewer where a chunk would not stay in a core's L2 cache,
-  :data:`LANE_BYTES`): each operation of a training step is one vector loop across the networks
-  of a chunk (the products as register-blocked vector code), and the chunks run on threads, one
-  compiled call each (:func:`dlbasics.models._threads.run_blocks`). Per network the arithmetic
-  is that of the single-network loops, in the same order, except the back-propagated ``delta
-  W^T`` products, which the single-network loops sum in a reassociated order, and, in float32,
-  ``tanh`` and the binary cross-entropy's ``exp`` and ``log1p``, each within one ulp of the
-  single-network step's (the module docstring of :mod:`dlbasics.models._lanes`); so a network
-  agrees with the same network trained alone (:func:`dlbasics.models.train`) up to float
-  rounding, not bitwise. The lane width changes no bit: the lanes of a chunk are independent.
+  :data:`LANES` networks (fewer where a chunk would exceed :data:`LANE_BYTES`, half a core's L2, or
+  a thread would have none): each operation of a training step is one vector loop across the
+  networks of a chunk (the products as register-blocked vector code), and the chunks run on threads,
+  one compiled call each (:func:`dlbasics.models._threads.run_blocks`). Per network the arithmetic
+  is that of the single-network loops, in the same order, except the back-propagated ``delta W^T``
+  products, which the single-network loops sum in a reassociated order, and, in float32, ``tanh``
+  and the binary cross-entropy's ``exp`` and ``log1p``, each within one ulp of the single-network
+  step's (the module docstring of :mod:`dlbasics.models._lanes`); so a network agrees with the same
+  network trained alone (:func:`dlbasics.models.train`) up to float rounding, not bitwise. The lane
+  width changes no bit: the lanes of a chunk are independent.
 * **Per network** (:func:`dlbasics.models._core.population_epoch_kernel`), for everything else: one
   compiled call, a ``prange`` over networks in which every network runs the serial code of the fused
   single-network epoch with hand-written loops and no BLAS. A network then gives bitwise the history
@@ -276,11 +276,12 @@ def lanes_eligible(model, opts, K):
 
 
 def _lane_width(K, threads, lane_bytes=0):
-    """Lanes per chunk: :data:`LANES`, halved (to a multiple of 4) while that leaves a thread
-    without a chunk, and (down to 16 lanes) while a chunk of ``lane_bytes`` a lane would exceed
+    """Lanes per chunk: :data:`LANES`, halved (to a multiple of 4) while half would still hold
+    all ``K`` networks (no chunk of padding lanes mostly) or while a thread is left without a
+    chunk, and (down to 16 lanes) while a chunk of ``lane_bytes`` a lane would exceed
     :data:`LANE_BYTES`."""
     C = LANES
-    while C > 4 and -(-K // C) < threads:
+    while C > 4 and (C // 2 >= K or -(-K // C) < threads):
         C //= 2
     while C > 16 and C * lane_bytes > LANE_BYTES:
         C //= 2

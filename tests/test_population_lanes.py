@@ -386,6 +386,9 @@ def test_lane_width_keeps_a_chunk_in_half_an_l2():
     assert pop._lane_width(64, 2, pop._lane_bytes(model, n, 32)) == 32  # both rules agree
     assert pop._lane_width(512, 2, 10**6) == 16  # no smaller than 16 for the cache
     assert pop._lane_width(10, 4, 10**6) == 4  # but down to 4 for the threads
+    assert pop._lane_width(64, 1, 0) == 64  # no wider than the networks need
+    assert pop._lane_width(65, 1, 0) == 128 and pop._lane_width(33, 1, 0) == 64
+    assert pop._lane_width(3, 1, 0) == 4
     assert pop._lane_width(512, 2, pop.LANE_BYTES // 128) == 128  # exactly the budget fits
     assert pop._lane_width(512, 2, pop.LANE_BYTES // 128 + 1) == 64
     model64 = MLP([2, 16, 16, 1], activation="tanh", output="sigmoid",

@@ -149,7 +149,8 @@ def section(prof, top=REPORT_TOP):
         f"{prof['first_epoch_s']:.2f} s, {total:.2f} s of it compiling {len(recs)} "
         f"specialisations (not the start-up table's process: first calls of the same code "
         "differed by up to 17% between processes on this 2-core machine, 15.5 to 18.2 s "
-        "in five alternating runs of one commit). "
+        "in five alternating runs of one commit; the start-up tables of the reports of "
+        "bffb934 and the next, the same code on this path, read 14.69 and 18.39 s). "
         f"The {top} with the most exclusive time (inclusive: with what was "
         "compiled while typing it; functions inlined by Numba are part of their callers' "
         "time):\n\n| function | exclusive s | inclusive s | depth |\n|---|---|---|---|\n"
@@ -175,14 +176,18 @@ def section(prof, top=REPORT_TOP):
         "linked into): without any LLVM optimisation (`NUMBA_OPT=0`, in a separate run of the "
         "start-up table's process) the first epoch still took 9.55 s against 13.80 s, so no "
         "tuning of LLVM reaches 5 s; the lever left is compiling ahead of time. Tried since "
-        "bffb934 and not kept (first epochs of this profile, fresh caches, alternating with "
-        "the code as it is): the four phase functions inlined into the worker by Numba, "
-        "17.1 and 18.3 s against 15.8 and 16.8 s, peak RSS 399 against 285 MiB; the "
-        "one-row path left out of the worker (what a worker compiled for batches alone "
-        "would save), 17.6 and 20.5 s against 20.4 and 20.8 s. The empty-cache run's extra "
-        "memory stays after compiling (288 MiB resident after the first epoch, 190 MiB with "
-        "the cache warm; Python objects about 11 MiB of the difference by `tracemalloc`): "
-        "Numba's LLVM modules and JIT code, held while the functions can be called.")
+        "bffb934 and not kept (first epochs of this profile, fresh caches, two runs each "
+        "alternating with the code as it is; time differences within the spread above, and "
+        "the two trials' baselines, one code, 25% apart): the four phase functions inlined "
+        "into the worker by Numba, 17.1 and 18.3 s against 15.8 and 16.8 s, dropped for "
+        "its peak RSS, 399 against 285 MiB; the one-row path left out of the worker (what "
+        "a worker compiled for batches alone would save), 17.6 and 20.5 s against 20.4 and "
+        "20.8 s, at most 3 s of the 13 that separate this path from the goal, for a second "
+        "worker that batch 1 would compile. The empty-cache run's extra memory stays after "
+        "compiling (288 MiB resident after the first epoch, 190 MiB with the cache warm; "
+        "Python objects about 11 MiB of the difference by `tracemalloc`): the rest is "
+        "outside Python's allocator, presumably Numba's LLVM modules and JIT code (not "
+        "measured).")
 
 
 def main(argv=None):

@@ -309,6 +309,29 @@ def _train_section(res, net, figures):
             + _table(head, flop_rows) + pic)
 
 
+def _lane_widths(res, keys):
+    """``": on N threads, K=.. runs .. lanes at batch .., ..."`` for the population
+    configurations ``keys`` ((K, batch) pairs), from the lane-width rule of
+    :mod:`dlbasics.models.population` and the thread count the population worker reported
+    (empty where it did not)."""
+    from ...models import population
+    from .ours import _mlp
+
+    threads = next((p["info"]["numba_threads"] for p in res.get("processes", [])
+                    if p["name"] == "population_ours" and (p.get("info") or {}).get(
+                        "numba_threads")), None)
+    if not threads or not keys:
+        return ""
+    model = _mlp("2-16-16-1", "cpu", 0)
+    parts = []
+    for K, b in keys:
+        if not str(b).isdigit():
+            continue
+        lane_bytes = population._lane_bytes(model, model.params.size, int(b))
+        parts.append(f"K={K} at batch {b}: {population._lane_width(int(K), threads, lane_bytes)}")
+    return f": on {threads} threads, lanes a chunk " + ", ".join(parts)
+
+
 def _population_section(res, figures):
     pop = res["population"]
     if not pop:
@@ -336,8 +359,9 @@ def _population_section(res, figures):
             "and thread, "
             "here in its lane layout (the networks are the innermost axis of every array, so "
             "each operation is a vector loop across a chunk of up to 128 networks, fewer where "
-            "a chunk's arrays would exceed half a core's L2 cache (here 128 lanes at batch 1, "
-            "32 at batch 32); the chunks "
+            "a thread would be left without a chunk or a chunk's arrays would exceed "
+            "`LANE_BYTES` (512 KiB, half a core's L2 on the 2-core benchmark machine)"
+            + _lane_widths(res, keys) + "; the chunks "
             "on as many threads as Numba has; the three products of a step run as "
             "register-blocked vector code, "
             "`dlbasics.kernels.lanes`, and `tanh` is `vecmath.tanh_fast`, within one ulp; the "

@@ -387,3 +387,21 @@ def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
     assert r["ratio"] == first["sklearn"] / first["ours"]
     assert r["rounds"] and r["repeats"] == 5 and r["n_iter"] == [2, 2, 2]
     assert "in five rounds of one fit of each estimator" in sklearn_fit.section(recs)
+
+
+def test_population_section_states_the_lane_widths_of_the_run():
+    from dlbasics.studies.speed import report
+
+    res = {"processes": [{"name": "population_ours", "info": {"numba_threads": 2}}]}
+    keys = [("64", "1"), ("64", "32"), ("512", "1"), ("512", "32")]
+    # 2 threads: K=64 halves to 32 lanes for the threads; K=512 keeps 128 at batch 1 (3.1 kB a
+    # lane) and halves to 32 at batch 32 (15.6 kB a lane, LANE_BYTES 512 KiB)
+    assert report._lane_widths(res, keys) == (
+        ": on 2 threads, lanes a chunk K=64 at batch 1: 32, K=64 at batch 32: 32, "
+        "K=512 at batch 1: 128, K=512 at batch 32: 32")
+    res1 = {"processes": [{"name": "population_ours", "info": {"numba_threads": 1}}]}
+    # one thread: K=64 in one chunk of 64 lanes (not 128, half of them padding)
+    assert report._lane_widths(res1, [("64", "1"), ("512", "32")]) == (
+        ": on 1 threads, lanes a chunk K=64 at batch 1: 64, K=512 at batch 32: 32")
+    assert report._lane_widths({"processes": []}, keys) == ""
+    assert report._lane_widths(res, []) == ""

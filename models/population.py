@@ -58,14 +58,15 @@ _BIG = 1 << 62
 LANES = 128
 #: Bytes a chunk's working set (its workspace, parameters and gradient) may take before the lane
 #: width is halved, down to 16 lanes: half the 1 MiB L2 cache of a core of the 2-core benchmark
-#: machine, so that a chunk's arrays stay in its core's L2 from one step to the next. Measured
-#: there (2-16-16-1, float32, SGD, network-samples/s, medians of 12 alternating epochs in one
-#: process): batch 32 (15.6 kB a lane), K = 512 on 2 threads, 21.6M with 128 lanes (2.0 MB a
-#: chunk), 22.5M with 64, 24.4M with 32 (the width this picks; in three earlier runs of 6 to 12
-#: epochs +7%, +7% and -1% against 128); K = 128 on one thread 11.9M, 12.8M, 13.6M; batch 8
-#: (5.9 kB a lane), K = 512, 15.7M with 128, 18.2M with 64 (the width this picks), 17.9M with
-#: 32; batch 1 (3.1 kB a lane) keeps 128. One register-blocked product of a 16 x 16 layer over
-#: 32 rows alone: 87 GFLOP/s with 64 lanes (its operands 328 kB), 47 with 128 (655 kB).
+#: machine, so that a chunk's arrays stay in its core's L2 from one step to the next. Measured there
+#: (2-16-16-1, float32, SGD, network-samples/s, medians of 12 alternating epochs in one process):
+#: batch 32 (15.6 kB a lane), K = 512 on 2 threads, 21.6M with 128 lanes (2.0 MB a chunk), 22.5M
+#: with 64, 24.4M with 32 (the width this picks; in three earlier runs of 6 to 12 epochs +7%, +7%
+#: and -1% against 128); K = 128 on one thread 11.9M, 12.8M, 13.6M; batch 8 (5.9 kB a lane), K =
+#: 512, 15.7M with 128, 18.2M with 64 (the width this picks), 17.9M with 32 (21.9M and 22.4M with
+#: 128 and 64 in a later run); batch 1 (3.1 kB a lane) keeps 128. One register-blocked product of a
+#: 16 x 16 layer over 32 rows alone: 87 GFLOP/s with 64 lanes (its operands 328 kB), 47 with 128
+#: (655 kB).
 LANE_BYTES = 512 * 1024
 #: Fewest networks for which the lane layout is used (below, the per-network kernel). Measured
 #: on the 2-core machine (2-16-16-1, float32): chunks narrower than 16 lanes lose to the

@@ -7,10 +7,13 @@
                   [--backend cpu|cuda|numpy] [--seeds N] [--fresh] [--store PATH] [--out DIR]
                   [--no-report] [--quiet]
     dlbasics report [STUDY...|all] [--profile] [--backend] [--seeds N] [--store] [--out]
+                    [--jobs N]
     dlbasics export [STUDY...|all] [--store PATH] [--csv PATH|-] [--no-history]
     dlbasics bench [ARGS...]          (the speed benchmark, dlbasics.studies.speed)
 
-``--jobs 0`` runs in this process; the default is a process pool with one worker per core.
+``--jobs 0`` runs in this process; the default is a process pool with one worker per core,
+which also writes the reports of several studies, one a worker (each report's analysis on one
+thread, as in this process: the same numbers either way).
 Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
 git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr: a bad command line
 or a file that is not a store exits with status 2; a fault of the machine (full disk, unwritable
@@ -98,6 +101,9 @@ def build_parser():
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study names or 'all' (default)")
     _add_common(p)
     p.add_argument("--out", default=None, metavar="DIR", help="reports directory")
+    p.add_argument("--jobs", "-j", type=_at_least(0), default=None, metavar="N",
+                   help="worker processes writing reports (default: one per core, at most "
+                        "one per study; 0: in this process)")
 
     p = sub.add_parser("export", help="export stored runs to CSV")
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study names or 'all' (default)")
@@ -185,26 +191,36 @@ def _unwritten(args, what, where, exc, names):
           file=sys.stderr)
 
 
-def _write_reports(args, studies, store):
-    from .report import write_index, write_report
-    from .results import Results
+def _write_reports(args, studies, pool=None):
+    """Write the studies' reports from the store (:func:`~dlbasics.studies.report.\
+report_from_store`), in the worker processes of ``pool`` (a
+    :class:`~dlbasics.studies.runner.LocalPool`) where one is given, else here; say each in the
+    studies' order. Returns whether every report and the index were written and every analysis
+    ran."""
+    from .report import report_from_store, write_index
 
     out = _profile_out(args.profile, args.out)
+    tasks = [(s.name, args.profile, args.seeds, args.backend, args.store, out,
+              _command_line(args, s.name)) for s in studies]
+    if pool is not None:
+        outcomes = pool.map_ordered(report_from_store, tasks)
+    else:
+        outcomes = (_outcome(report_from_store, t) for t in tasks)
     ok = True
     unwritten = False  # a report could not be written (a fault of the machine, said once)
-    for study in studies:
-        results = Results.load(study, store, args.backend)
-        if not results.rows():
-            _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
-            continue
-        try:
-            d = write_report(study, results, out, _command_line(args, study.name))
-        except OSError as exc:  # full disk, unwritable --out: the store is untouched
+    for study, outcome in zip(studies, outcomes, strict=True):
+        if isinstance(outcome, OSError):  # full disk, unwritable --out: the store is untouched
             _unwritten(args, f"the report of {study.name}", os.path.join(out, study.name),
-                       exc, [study.name])
+                       outcome, [study.name])
             ok, unwritten = False, True
             continue
-        if (d / "ANALYSIS_FAILED").exists():
+        if isinstance(outcome, BaseException):
+            raise outcome
+        if outcome is None:
+            _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
+            continue
+        d, failed = outcome
+        if failed:
             ok = False
             print(f"{PROG}: {study.name}: the analysis failed (see {d / 'ANALYSIS_FAILED'})",
                   file=sys.stderr)
@@ -217,6 +233,14 @@ def _write_reports(args, studies, store):
                        [s.name for s in studies])
         ok = False
     return ok
+
+
+def _outcome(fn, args):
+    """``fn(*args)``, or the ``OSError`` it raised."""
+    try:
+        return fn(*args)
+    except OSError as exc:
+        return exc
 
 
 def cmd_list(args):
@@ -241,7 +265,7 @@ def cmd_run(args):
                          f"{args.scheduler!r}")
     if args.backend == "cuda" and args.jobs is None and not args.scheduler:
         args.jobs = 0  # one GPU: runs one after another in this process by default
-    from .runner import make_executor, run_study
+    from .runner import LocalPool, make_executor, run_study
     from .store import Store
 
     store = Store(args.store)
@@ -250,6 +274,7 @@ def cmd_run(args):
     except ImportError as exc:
         raise UsageError(str(exc)) from None
     failed = 0
+    reported = True
     try:
         _say(args, f"running on {executor.name}; store {args.store}")
         for study in studies:
@@ -260,12 +285,13 @@ def cmd_run(args):
             _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
                        f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed{extra} "
                        f"({c['seconds']:.1f} s)")
+        store.close()
+        if not args.no_report:  # in the pool's workers, which have the kernels loaded
+            reported = _write_reports(args, studies, executor if isinstance(executor, LocalPool)
+                                      else None)
     finally:
         executor.close()
-    reported = True
-    if not args.no_report:
-        reported = _write_reports(args, studies, store)
-    store.close()
+        store.close()
     return 1 if failed or not reported else 0
 
 
@@ -275,9 +301,18 @@ def cmd_report(args):
 
     if not os.path.exists(args.store):
         raise UsageError(f"no results store at {args.store} (run a study first)")
-    store = Store(args.store)
-    ok = _write_reports(args, studies, store)
-    store.close()
+    Store(args.store).close()  # a file that is not a store: said here, before any report
+    pool = None
+    from .runner import LocalPool, usable_cores
+
+    jobs = args.jobs if args.jobs is not None else usable_cores()
+    if jobs > 1 and len(studies) > 1:
+        pool = LocalPool(min(jobs, len(studies)))
+    try:
+        ok = _write_reports(args, studies, pool)
+    finally:
+        if pool is not None:
+            pool.close()
     return 0 if ok else 1
 
 

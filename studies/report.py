@@ -498,6 +498,43 @@ def write_report(study, results, out_root, command):
     return directory
 
 
+def report_from_store(name, profile, seeds, backend, store_path, out_root, command):
+    """Write the report of study ``name`` from the results store at ``store_path``
+    (:func:`write_report`), from arguments that pickle, so that a worker process can write it.
+
+    The study is built again from the registry (``profile``, ``seeds`` as ``--seeds`` gives
+    them). Its analysis runs on one Numba and one BLAS thread
+    (:func:`~dlbasics.studies.runner.one_compute_thread`), in this process as in a worker: the
+    numbers of a report then do not depend on where it was written or on the machine's cores
+    (with two or more Numba threads a gradient over many rows is summed in two row chunks, in
+    one pass on one thread).
+
+    Returns
+    -------
+    tuple of (pathlib.Path, bool) or None
+        The report's directory and whether its analysis failed (``ANALYSIS_FAILED`` written);
+        ``None`` where the store holds no runs of the study (nothing written).
+
+    Raises
+    ------
+    OSError
+        The report could not be written (a fault of the machine; the store is untouched).
+    """
+    from . import registry
+    from .results import Results
+    from .runner import one_compute_thread
+    from .store import Store
+
+    study = registry.get(name, profile).with_seeds(seeds)
+    with Store(store_path) as store:
+        results = Results.load(study, store, backend)
+    if not results.rows():
+        return None
+    with one_compute_thread():
+        d = write_report(study, results, out_root, command)
+    return d, (d / "ANALYSIS_FAILED").exists()
+
+
 def write_index(out_root):
     """Write ``<out_root>/README.md`` listing every study report found under it."""
     out_root = Path(out_root)

@@ -546,6 +546,21 @@ class LocalPool:
             for f in futures:
                 f.cancel()
 
+    def map_ordered(self, fn, tasks):
+        """``fn(*task)`` for each task in the workers, all submitted at once; yields each
+        result, or the exception it raised, in the order of ``tasks``."""
+        with _child_env(self.threads):  # workers start at the first submissions
+            futures = [self.pool.submit(fn, *t) for t in tasks]
+        try:
+            for f in futures:
+                try:
+                    yield f.result()
+                except Exception as exc:
+                    yield exc
+        finally:
+            for f in futures:
+                f.cancel()
+
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
 
@@ -598,16 +613,21 @@ class DaskExecutor:
             self.cluster.close()
 
 
+def usable_cores():
+    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def make_executor(jobs=None, scheduler=None):
     """``scheduler`` given: Dask; ``jobs == 0``: in-process; else a pool of ``jobs`` (default:
     the usable cores)."""
     if scheduler:
         return DaskExecutor(scheduler, workers=jobs or 2)
     if jobs is None:
-        try:
-            jobs = len(os.sched_getaffinity(0))
-        except AttributeError:
-            jobs = os.cpu_count() or 1
+        jobs = usable_cores()
     if jobs == 0:
         return InProcess()
     return LocalPool(jobs)

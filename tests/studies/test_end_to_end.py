@@ -96,10 +96,28 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
         "SELECT config_hash, seed, finished_at FROM runs ORDER BY 1, 2").fetchall()
     assert after == before
 
-    # report rewrites the same page from the store; export writes one line per run
+    # report rewrites the same page from the store, here, and the same figures as the pool's
+    # worker wrote (each analysis on one thread either way); export writes one line per run
+    figures = {name: (d / name).read_bytes() for name in FILES if name != "summary.json"}
     (d / "README.md").unlink()
     assert main(["report", "gd_demo", "--store", str(store), "--out", str(out), "-q"]) == 0
     assert (d / "README.md").read_text() == readme
+    assert {name: (d / name).read_bytes() for name in figures} == figures
+    # several studies: one report a worker, said in the studies' order; a study without runs
+    # gets none; an --out that cannot be written is one line, the store untouched
+    capsys.readouterr()
+    argv = ["report", "gd_demo", "perceptron", "--store", str(store), "--jobs", "2"]
+    assert main(argv + ["--out", str(out)]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"gd_demo: report {d / 'README.md'}",
+                   f"perceptron: no runs in {store}, no report (run it first)"]
+    assert (d / "README.md").read_text() == readme
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("a file where a directory should be\n")
+    assert main(argv + ["--out", str(not_a_dir / "reports"), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"dlbasics: error: could not write the report of gd_demo to {not_a_dir / 'reports'}")
     csv_path = tmp_path / "runs.csv"
     assert main(["export", "--store", str(store), "--csv", str(csv_path), "-q"]) == 0
     assert len(csv_path.read_text().strip().splitlines()) == 1 + n_all

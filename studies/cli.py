@@ -12,8 +12,10 @@
     dlbasics bench [ARGS...]          (the speed benchmark, dlbasics.studies.speed)
 
 ``--jobs 0`` runs in this process; the default is a process pool with one worker per core,
-which also writes the reports of several studies, one a worker (each report's analysis on one
-thread, as in this process: the same numbers either way).
+whose workers then write the reports, one study a worker (``dlbasics report`` starts such a pool
+for two or more studies; after ``--scheduler`` runs the reports are written in this process).
+Each report's analysis runs on one Numba and one BLAS thread wherever it runs: the same numbers
+and figures either way.
 Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
 git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr: a bad command line
 or a file that is not a store exits with status 2; a fault of the machine (full disk, unwritable
@@ -102,8 +104,9 @@ def build_parser():
     _add_common(p)
     p.add_argument("--out", default=None, metavar="DIR", help="reports directory")
     p.add_argument("--jobs", "-j", type=_at_least(0), default=None, metavar="N",
-                   help="worker processes writing reports (default: one per core, at most "
-                        "one per study; 0: in this process)")
+                   help="worker processes writing the reports of two or more studies "
+                        "(default: one per core, at most one per study; 0 or 1: in this "
+                        "process)")
 
     p = sub.add_parser("export", help="export stored runs to CSV")
     p.add_argument("studies", nargs="*", metavar="STUDY", help="study names or 'all' (default)")
@@ -191,31 +194,41 @@ def _unwritten(args, what, where, exc, names):
           file=sys.stderr)
 
 
-def _write_reports(args, studies, pool=None):
-    """Write the studies' reports from the store (:func:`~dlbasics.studies.report.\
-report_from_store`), in the worker processes of ``pool`` (a
-    :class:`~dlbasics.studies.runner.LocalPool`) where one is given, else here; say each in the
-    studies' order. Returns whether every report and the index were written and every analysis
-    ran."""
+def _write_reports(args, studies, store, pool=None):
+    """Write the studies' reports from the open ``store``
+    (:func:`~dlbasics.studies.report.report_from_store`); say each in the studies' order.
+
+    With a ``pool`` (a :class:`~dlbasics.studies.runner.LocalPool`), its workers write the
+    reports of the studies that a new process registers too
+    (:func:`~dlbasics.studies.registry.discoverable`), reading the store from its file; a
+    report that a worker could not write for any reason but an unwritable ``--out`` (a worker
+    that died, a study or store it could not open) is written here, as are all reports of an
+    in-memory store. Returns whether every report and the index were written and every
+    analysis ran.
+    """
+    from . import registry
     from .report import report_from_store, write_index
 
     out = _profile_out(args.profile, args.out)
-    tasks = [(s.name, args.profile, args.seeds, args.backend, args.store, out,
+    tasks = [(s.name, args.profile, args.seeds, args.backend, store, out,
               _command_line(args, s.name)) for s in studies]
-    if pool is not None:
-        outcomes = pool.map_ordered(report_from_store, tasks)
-    else:
-        outcomes = (_outcome(report_from_store, t) for t in tasks)
+    pooled, outcomes = set(), iter(())
+    if pool is not None and store.path != ":memory:":
+        pooled = {i for i, s in enumerate(studies) if registry.discoverable(s.name)}
+        outcomes = pool.map_ordered(report_from_store, [(*tasks[i][:4], store.path,
+                                                         *tasks[i][5:]) for i in sorted(pooled)])
     ok = True
     unwritten = False  # a report could not be written (a fault of the machine, said once)
-    for study, outcome in zip(studies, outcomes, strict=True):
+    for i, study in enumerate(studies):
+        outcome = next(outcomes) if i in pooled else None  # in the studies' order
+        if i not in pooled or (isinstance(outcome, BaseException)
+                               and not _unwritable(outcome)):
+            outcome = _outcome(report_from_store, tasks[i])
         if isinstance(outcome, OSError):  # full disk, unwritable --out: the store is untouched
             _unwritten(args, f"the report of {study.name}", os.path.join(out, study.name),
                        outcome, [study.name])
             ok, unwritten = False, True
             continue
-        if isinstance(outcome, BaseException):
-            raise outcome
         if outcome is None:
             _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
             continue
@@ -235,11 +248,22 @@ report_from_store`), in the worker processes of ``pool`` (a
     return ok
 
 
+def _unwritable(exc):
+    """Whether ``exc`` says that a report could not be written: an ``OSError`` that is not the
+    store's (:class:`~dlbasics.studies.store.StoreUnavailable`)."""
+    from .store import StoreUnavailable
+
+    return isinstance(exc, OSError) and not isinstance(exc, StoreUnavailable)
+
+
 def _outcome(fn, args):
-    """``fn(*args)``, or the ``OSError`` it raised."""
+    """``fn(*args)``, or the ``OSError`` that says it could not write (:func:`_unwritable`);
+    any other error propagates (a store that cannot be read: one line from :func:`main`)."""
     try:
         return fn(*args)
     except OSError as exc:
+        if not _unwritable(exc):
+            raise
         return exc
 
 
@@ -285,12 +309,17 @@ def cmd_run(args):
             _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
                        f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed{extra} "
                        f"({c['seconds']:.1f} s)")
-        store.close()
-        if not args.no_report:  # in the pool's workers, which have the kernels loaded
-            reported = _write_reports(args, studies, executor if isinstance(executor, LocalPool)
-                                      else None)
+        # the reports in the pool's workers, which have the kernels loaded; after Dask or
+        # in-process runs, here, the cluster closed first
+        pool = executor if isinstance(executor, LocalPool) else None
+        if pool is None:
+            executor.close()
+            executor = None
+        if not args.no_report:
+            reported = _write_reports(args, studies, store, pool)
     finally:
-        executor.close()
+        if executor is not None:
+            executor.close()
         store.close()
     return 1 if failed or not reported else 0
 
@@ -301,18 +330,19 @@ def cmd_report(args):
 
     if not os.path.exists(args.store):
         raise UsageError(f"no results store at {args.store} (run a study first)")
-    Store(args.store).close()  # a file that is not a store: said here, before any report
+    store = Store(args.store)
     pool = None
     from .runner import LocalPool, usable_cores
 
     jobs = args.jobs if args.jobs is not None else usable_cores()
-    if jobs > 1 and len(studies) > 1:
-        pool = LocalPool(min(jobs, len(studies)))
     try:
-        ok = _write_reports(args, studies, pool)
+        if jobs > 1 and len(studies) > 1:
+            pool = LocalPool(min(jobs, len(studies)))
+        ok = _write_reports(args, studies, store, pool)
     finally:
         if pool is not None:
             pool.close()
+        store.close()
     return 0 if ok else 1
 
 

@@ -47,8 +47,26 @@ def _discover():
 
     for info in sorted(pkgutil.iter_modules(definitions.__path__), key=lambda i: i.name):
         importlib.import_module(f"{definitions.__name__}.{info.name}")
-    for mod in filter(None, (m.strip() for m in os.environ.get("DLBASICS_STUDIES", "").split(","))):
+    for mod in _env_modules():
         importlib.import_module(mod)
+
+
+def _env_modules():
+    return [m.strip() for m in os.environ.get("DLBASICS_STUDIES", "").split(",") if m.strip()]
+
+
+def discoverable(name):
+    """Whether a new process (a pool worker) registers study ``name`` too: its factory lives in
+    ``studies/definitions/`` or in a module named in ``DLBASICS_STUDIES``, not only in code
+    this process ran (a script's ``__main__``, a test's import)."""
+    _discover()
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        return False
+    from . import definitions
+
+    module = factory.__module__
+    return module.startswith(definitions.__name__ + ".") or module in _env_modules()
 
 
 def names():

@@ -498,16 +498,33 @@ def write_report(study, results, out_root, command):
     return directory
 
 
-def report_from_store(name, profile, seeds, backend, store_path, out_root, command):
-    """Write the report of study ``name`` from the results store at ``store_path``
-    (:func:`write_report`), from arguments that pickle, so that a worker process can write it.
+def report_from_store(name, profile, seeds, backend, store, out_root, command):
+    """Write the report of study ``name`` from a results store (:func:`write_report`), from
+    arguments that pickle, so that a worker process can write it.
 
-    The study is built again from the registry (``profile``, ``seeds`` as ``--seeds`` gives
-    them). Its analysis runs on one Numba and one BLAS thread
-    (:func:`~dlbasics.studies.runner.one_compute_thread`), in this process as in a worker: the
-    numbers of a report then do not depend on where it was written or on the machine's cores
-    (with two or more Numba threads a gradient over many rows is summed in two row chunks, in
-    one pass on one thread).
+    The study is built again from the registry; its analysis runs on one Numba and one BLAS
+    thread (:func:`~dlbasics.studies.runner.one_compute_thread`), in this process as in a
+    worker, so the numbers and figures of a report do not depend on where it was written or on
+    the machine's cores (with two or more Numba threads a gradient over many rows is summed in
+    two row chunks, in one pass on one thread).
+
+    Parameters
+    ----------
+    name : str
+        A registered study (in a worker: one that its registry finds, see
+        :func:`~dlbasics.studies.registry.discoverable`).
+    profile : {"quick", "full"}
+    seeds : int or None
+        As ``--seeds`` gives it: the study's own seeds where ``None``.
+    backend : str
+        The backend whose runs are reported.
+    store : Store or str
+        An open store, or the path of one that another process has open (read through
+        :meth:`~dlbasics.studies.store.Store.reader`).
+    out_root : str or Path
+        The reports' directory; the report goes to ``out_root/name``.
+    command : str
+        The command line that regenerates the report (written into it).
 
     Returns
     -------
@@ -517,8 +534,10 @@ def report_from_store(name, profile, seeds, backend, store_path, out_root, comma
 
     Raises
     ------
+    StoreUnavailable
+        The store could not be read (a fault of the machine).
     OSError
-        The report could not be written (a fault of the machine; the store is untouched).
+        Any other: the report could not be written (the store is untouched).
     """
     from . import registry
     from .results import Results
@@ -526,8 +545,11 @@ def report_from_store(name, profile, seeds, backend, store_path, out_root, comma
     from .store import Store
 
     study = registry.get(name, profile).with_seeds(seeds)
-    with Store(store_path) as store:
+    if isinstance(store, Store):
         results = Results.load(study, store, backend)
+    else:
+        with Store.reader(store) as reader:
+            results = Results.load(study, reader, backend)
     if not results.rows():
         return None
     with one_compute_thread():

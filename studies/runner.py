@@ -547,19 +547,41 @@ class LocalPool:
                 f.cancel()
 
     def map_ordered(self, fn, tasks):
-        """``fn(*task)`` for each task in the workers, all submitted at once; yields each
-        result, or the exception it raised, in the order of ``tasks``."""
+        """``fn(*task)`` for each task in the workers, all submitted at once.
+
+        Parameters
+        ----------
+        fn : callable
+            A module-level function (it is pickled by name).
+        tasks : sequence of tuple
+            Its arguments, which must pickle.
+
+        Yields
+        ------
+        object
+            Each result, or the exception that its task raised or that kept it from running
+            (``BrokenProcessPool`` where a worker died), in the order of ``tasks``.
+        """
+        futures = []
         with _child_env(self.threads):  # workers start at the first submissions
-            futures = [self.pool.submit(fn, *t) for t in tasks]
+            for t in tasks:
+                try:
+                    futures.append(self.pool.submit(fn, *t))
+                except Exception as exc:  # a broken pool refuses new tasks
+                    futures.append(exc)
         try:
             for f in futures:
+                if isinstance(f, Exception):
+                    yield f
+                    continue
                 try:
                     yield f.result()
                 except Exception as exc:
                     yield exc
         finally:
             for f in futures:
-                f.cancel()
+                if not isinstance(f, Exception):
+                    f.cancel()
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
@@ -614,7 +636,13 @@ class DaskExecutor:
 
 
 def usable_cores():
-    """The cores this process may run on (its CPU affinity where the OS tells it)."""
+    """The number of cores this process may run on (its CPU affinity where the OS tells it,
+    else the machine's CPU count).
+
+    Returns
+    -------
+    int
+    """
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:

@@ -91,6 +91,9 @@ class StoreUnavailable(OSError):
     def __str__(self):
         return self.args[0]
 
+    def __reduce__(self):  # pickled whole (a worker process's error reaches its parent)
+        return type(self), (self.filename, self.args[0])
+
 
 def _blocking_dir(path):
     """The nearest existing directory above ``path`` if this user cannot write it, else None."""
@@ -225,6 +228,30 @@ class Store:
                     if stmt.strip():
                         self.conn.execute(stmt)
                 self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def reader(cls, path, timeout=None):
+        """A read-only connection to the store at ``path``, which another process of this
+        package has open (a worker reading what its parent stored).
+
+        Nothing is checked, created or written: the opener checked the file, and SQLite's
+        ``mode=ro`` refuses writes. ``timeout`` as for :class:`Store`.
+
+        Raises
+        ------
+        StoreUnavailable
+            The store cannot be opened or read (missing, locked for longer than ``timeout``).
+        """
+        self = cls.__new__(cls)
+        self.path = str(path)
+        self.timeout = (float(os.environ.get("DLBASICS_STORE_TIMEOUT", DEFAULT_TIMEOUT))
+                        if timeout is None else timeout)
+        self.conn = None
+        with self._faults():
+            self.conn = sqlite3.connect(f"{Path(self.path).resolve().as_uri()}?mode=ro",
+                                        uri=True, timeout=self.timeout, isolation_level=None)
+            self.conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
+        return self
 
     # -- plumbing ------------------------------------------------------------------------------
     def _fault(self, exc):

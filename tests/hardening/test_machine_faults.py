@@ -199,6 +199,29 @@ def test_store_path_is_a_directory(tmp_path, capsys):
     assert isinstance(info.value, OSError) and info.value.filename == str(d)
 
 
+def test_store_unavailable_pickles_whole():
+    """A worker process's store fault reaches its parent as the same one-line error."""
+    import pickle
+
+    exc = StoreUnavailable("/x/s.sqlite", "/x/s.sqlite is locked by another process")
+    back = pickle.loads(pickle.dumps(exc))
+    assert type(back) is StoreUnavailable and isinstance(back, OSError)
+    assert str(back) == str(exc) and back.filename == exc.filename
+
+
+def test_reader_reads_a_store_open_elsewhere_and_writes_nothing(tmp_path, complete):
+    store = tmp_path / "s.sqlite"
+    runs = _complete_store(store, complete)
+    with Store(store), Store.reader(store) as reader:  # the parent's connection stays open
+        assert len(reader.rows(STUDY)) == len(runs)
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            reader.conn.execute("DELETE FROM runs")
+    assert _runs(store) == runs and _integrity(store) == "ok"
+    with pytest.raises(StoreUnavailable, match="missing.sqlite"):
+        Store.reader(tmp_path / "missing.sqlite")
+    assert not (tmp_path / "missing.sqlite").exists()
+
+
 def test_store_locked_by_another_process(tmp_path, complete):
     store = tmp_path / "s.sqlite"
     before = _partial_store(store, complete)

@@ -39,7 +39,7 @@ def _expected_ci(values, low, high):
     return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
 
 
-def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
+def test_quick_study_end_to_end(tmp_path, gd_reference, capsys, monkeypatch):
     store, out = tmp_path / "r.sqlite", tmp_path / "reports"
     argv = ["run", "gd_demo", "--profile", "quick", "--store", str(store), "--out", str(out)]
     assert main(argv + ["--quiet"]) == 0          # default executor: the process pool
@@ -47,6 +47,8 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
     assert stored(store, "gd_demo") == gd_reference
 
     d = out / "gd_demo"
+    # written by a worker of the pool: the later in-process reports must equal these
+    figures = {name: (d / name).read_bytes() for name in FILES if name != "summary.json"}
     for name in FILES:
         assert (d / name).stat().st_size > 200, name
     assert (d / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -98,7 +100,6 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
 
     # report rewrites the same page from the store, here, and the same figures as the pool's
     # worker wrote (each analysis on one thread either way); export writes one line per run
-    figures = {name: (d / name).read_bytes() for name in FILES if name != "summary.json"}
     (d / "README.md").unlink()
     assert main(["report", "gd_demo", "--store", str(store), "--out", str(out), "-q"]) == 0
     assert (d / "README.md").read_text() == readme
@@ -118,10 +119,58 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(
         f"dlbasics: error: could not write the report of gd_demo to {not_a_dir / 'reports'}")
+    # workers that cannot build the study (their registry fails to import a module here):
+    # the report is written in this process instead, the same
+    monkeypatch.setenv("DLBASICS_STUDIES", "tests.studies.no_such_module")
+    (d / "README.md").unlink()
+    assert main(argv + ["--out", str(out), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+    assert (d / "README.md").read_text() == readme
+    monkeypatch.delenv("DLBASICS_STUDIES")
+    # the analysis runs on one Numba and one BLAS thread, whatever this process has
+    import numba
+    from threadpoolctl import threadpool_info
+
+    from dlbasics.studies import report as report_module
+    from dlbasics.studies.store import Store
+
+    seen, write_report = [], report_module.write_report
+
+    def spy(*a):
+        seen.append((numba.get_num_threads(), {p["num_threads"] for p in threadpool_info()}))
+        return write_report(*a)
+
+    monkeypatch.setattr(report_module, "write_report", spy)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    try:
+        with Store(store) as opened:
+            got = report_module.report_from_store("gd_demo", "quick", None, "cpu", opened, out,
+                                                  "cmd")
+    finally:
+        numba.set_num_threads(threads)
+    assert got == (d, False) and seen == [(1, {1})]
+    assert (d / "README.md").read_text().replace("```\ncmd\n```", "") == readme.replace(
+        f"```\n{_command(store, out)}\n```", "")
     csv_path = tmp_path / "runs.csv"
     assert main(["export", "--store", str(store), "--csv", str(csv_path), "-q"]) == 0
     assert len(csv_path.read_text().strip().splitlines()) == 1 + n_all
     assert n_all > n_stored > len(report_seeds) * 3   # tuning and timing runs stored too
+
+
+def _command(store, out):
+    return f"dlbasics run gd_demo --profile quick --store {store} --out {out}"
+
+
+def test_in_memory_store_reports_are_written_here(tmp_path, capsys):
+    """A pool's workers cannot read an in-memory store: its reports are written in this
+    process (the runs in the pool, as with a file)."""
+    out = tmp_path / "reports"
+    assert main(["run", "gd_demo", "--profile", "quick", "--store", ":memory:", "--jobs", "2",
+                 "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert f"gd_demo: report {out / 'gd_demo' / 'README.md'}" in err
+    assert "## Conclusion" in (out / "gd_demo" / "README.md").read_text()
 
 
 def _count(path):

@@ -202,8 +202,10 @@ def _write_reports(args, studies, store, pool=None):
     reports of the studies that a new process registers too
     (:func:`~dlbasics.studies.registry.discoverable`), reading the store from its file; a
     report that a worker could not write for any reason but an unwritable ``--out`` (a worker
-    that died, a study or store it could not open) is written here, as are all reports of an
-    in-memory store. Returns whether every report and the index were written and every
+    that died, a study or store it could not open) is written here, with a line saying so
+    (``--debug``: its error raised instead), as are all reports of an in-memory store; the
+    workers' reports are all submitted first, so that they run while this process writes its
+    own. Returns whether every report and the index were written and every
     analysis ran.
     """
     from . import registry
@@ -221,6 +223,11 @@ def _write_reports(args, studies, store, pool=None):
     unwritten = False  # a report could not be written (a fault of the machine, said once)
     for i, study in enumerate(studies):
         outcome = next(outcomes) if i in pooled else None  # in the studies' order
+        if i in pooled and isinstance(outcome, BaseException) and not _unwritable(outcome):
+            if getattr(args, "debug", False):
+                raise outcome
+            _say(args, f"{study.name}: a worker process could not write its report "
+                       f"({type(outcome).__name__}: {outcome}); writing it in this process")
         if i not in pooled or (isinstance(outcome, BaseException)
                                and not _unwritable(outcome)):
             outcome = _outcome(report_from_store, tasks[i])

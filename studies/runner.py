@@ -547,7 +547,8 @@ class LocalPool:
                 f.cancel()
 
     def map_ordered(self, fn, tasks):
-        """``fn(*task)`` for each task in the workers, all submitted at once.
+        """Submit ``fn(*task)`` for every task to the workers now; return an iterator over the
+        outcomes in the order of ``tasks``.
 
         Parameters
         ----------
@@ -556,11 +557,12 @@ class LocalPool:
         tasks : sequence of tuple
             Its arguments, which must pickle.
 
-        Yields
-        ------
-        object
-            Each result, or the exception that its task raised or that kept it from running
-            (``BrokenProcessPool`` where a worker died), in the order of ``tasks``.
+        Returns
+        -------
+        iterator
+            Each task's result, or the exception that its task raised or that kept it from
+            running (``BrokenProcessPool`` where a worker died), waited for in turn; tasks not
+            yet started are cancelled when it is closed.
         """
         futures = []
         with _child_env(self.threads):  # workers start at the first submissions
@@ -569,22 +571,28 @@ class LocalPool:
                     futures.append(self.pool.submit(fn, *t))
                 except Exception as exc:  # a broken pool refuses new tasks
                     futures.append(exc)
-        try:
-            for f in futures:
-                if isinstance(f, Exception):
-                    yield f
-                    continue
-                try:
-                    yield f.result()
-                except Exception as exc:
-                    yield exc
-        finally:
-            for f in futures:
-                if not isinstance(f, Exception):
-                    f.cancel()
+        return _outcomes(futures)
 
     def close(self):
         self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _outcomes(futures):
+    """:meth:`LocalPool.map_ordered`'s iterator over ``futures`` (or the exceptions that kept
+    tasks from being submitted)."""
+    try:
+        for f in futures:
+            if isinstance(f, Exception):
+                yield f
+                continue
+            try:
+                yield f.result()
+            except Exception as exc:
+                yield exc
+    finally:
+        for f in futures:
+            if not isinstance(f, Exception):
+                f.cancel()
 
 
 class DaskExecutor:

@@ -232,16 +232,20 @@ class Store:
     @classmethod
     def reader(cls, path, timeout=None):
         """A read-only connection to the store at ``path``, which another process of this
-        package has open (a worker reading what its parent stored).
+        package holds open (a worker reading what its parent stored).
 
-        Nothing is checked, created or written: the opener checked the file, and SQLite's
-        ``mode=ro`` refuses writes. ``timeout`` as for :class:`Store`.
+        The file is not checked (its opener did) and SQLite's ``mode=ro`` refuses writes; while
+        the opener's connection is open, its ``-wal`` and ``-shm`` files exist and nothing is
+        created (without one, SQLite creates them beside the store and leaves them there).
+        ``timeout`` as for :class:`Store`.
 
         Raises
         ------
         StoreUnavailable
             The store cannot be opened or read (missing, locked for longer than ``timeout``).
         """
+        if not Path(path).is_file():
+            raise StoreUnavailable(path, f"no results store file at {path} to read")
         self = cls.__new__(cls)
         self.path = str(path)
         self.timeout = (float(os.environ.get("DLBASICS_STORE_TIMEOUT", DEFAULT_TIMEOUT))

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 from scipy import stats as st
 
+from dlbasics.studies import cli
 from dlbasics.studies.cli import main
 
 from .conftest import REPO, cli_env, stored
@@ -42,7 +43,11 @@ def _expected_ci(values, low, high):
 def test_quick_study_end_to_end(tmp_path, gd_reference, capsys, monkeypatch):
     store, out = tmp_path / "r.sqlite", tmp_path / "reports"
     argv = ["run", "gd_demo", "--profile", "quick", "--store", str(store), "--out", str(out)]
+    here = []  # reports written in this process, not by a worker of the pool
+    monkeypatch.setattr(cli, "_outcome", lambda fn, a, real=cli._outcome: (
+        here.append(a[0]), real(fn, a))[1])
     assert main(argv + ["--quiet"]) == 0          # default executor: the process pool
+    assert here == []
     # the pool gives the in-process results (histories without their wall-clock times)
     assert stored(store, "gd_demo") == gd_reference
 
@@ -108,7 +113,9 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys, monkeypatch):
     # gets none; an --out that cannot be written is one line, the store untouched
     capsys.readouterr()
     argv = ["report", "gd_demo", "perceptron", "--store", str(store), "--jobs", "2"]
+    here.clear()
     assert main(argv + ["--out", str(out)]) == 0
+    assert here == []
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [f"gd_demo: report {d / 'README.md'}",
                    f"perceptron: no runs in {store}, no report (run it first)"]
@@ -120,11 +127,16 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys, monkeypatch):
     assert len(err) == 1 and err[0].startswith(
         f"dlbasics: error: could not write the report of gd_demo to {not_a_dir / 'reports'}")
     # workers that cannot build the study (their registry fails to import a module here):
-    # the report is written in this process instead, the same
+    # the report is written in this process instead, the same, and a line says so
     monkeypatch.setenv("DLBASICS_STUDIES", "tests.studies.no_such_module")
     (d / "README.md").unlink()
-    assert main(argv + ["--out", str(out), "-q"]) == 0
-    assert capsys.readouterr().err == ""
+    here.clear()
+    assert main(argv + ["--out", str(out)]) == 0
+    assert here[0] == "gd_demo"  # (a worker's second task finds its registry half-loaded)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("gd_demo: a worker process could not write its report "
+                             "(ModuleNotFoundError: ") and err[0].endswith("in this process")
+    assert err[1] == f"gd_demo: report {d / 'README.md'}"
     assert (d / "README.md").read_text() == readme
     monkeypatch.delenv("DLBASICS_STUDIES")
     # the analysis runs on one Numba and one BLAS thread, whatever this process has

@@ -205,8 +205,7 @@ def _write_reports(args, studies, store, pool=None):
     that died, a study or store it could not open) is written here, with a line saying so
     (``--debug``: its error raised instead), as are all reports of an in-memory store; the
     workers' reports are all submitted first, so that they run while this process writes its
-    own. Returns whether every report and the index were written and every
-    analysis ran.
+    own. Returns whether every report and the index were written and every analysis ran.
     """
     from . import registry
     from .report import report_from_store, write_index
@@ -223,13 +222,14 @@ def _write_reports(args, studies, store, pool=None):
     unwritten = False  # a report could not be written (a fault of the machine, said once)
     for i, study in enumerate(studies):
         outcome = next(outcomes) if i in pooled else None  # in the studies' order
-        if i in pooled and isinstance(outcome, BaseException) and not _unwritable(outcome):
+        worker_failed = (i in pooled and isinstance(outcome, BaseException)
+                         and not _unwritable(outcome))
+        if worker_failed:
             if getattr(args, "debug", False):
                 raise outcome
             _say(args, f"{study.name}: a worker process could not write its report "
                        f"({type(outcome).__name__}: {outcome}); writing it in this process")
-        if i not in pooled or (isinstance(outcome, BaseException)
-                               and not _unwritable(outcome)):
+        if i not in pooled or worker_failed:
             outcome = _outcome(report_from_store, tasks[i])
         if isinstance(outcome, OSError):  # full disk, unwritable --out: the store is untouched
             _unwritten(args, f"the report of {study.name}", os.path.join(out, study.name),

@@ -532,21 +532,11 @@ class LocalPool:
                                         initializer=_init_worker, initargs=(self.threads,))
 
     def imap(self, fn, tasks):
-        """``fn(task)`` for each task in the workers; yields ``(task, result or exception)`` as
-        tasks finish. A task that a broken pool refuses (a worker died, in this call or an
-        earlier one) comes back with that ``BrokenProcessPool``, like a task whose worker died:
-        its runs are then stored as failed, which a later ``run`` does again."""
         from concurrent.futures import as_completed
 
-        futures, refused = {}, []
         with _child_env(self.threads):  # workers start at the first submissions
-            for t in tasks:
-                try:
-                    futures[self.pool.submit(fn, t)] = t
-                except Exception as exc:  # a broken pool refuses new tasks
-                    refused.append((t, exc))
+            futures = {self.pool.submit(fn, t): t for t in tasks}
         try:
-            yield from refused
             for f in as_completed(futures):
                 try:
                     yield futures[f], f.result()

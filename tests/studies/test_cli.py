@@ -65,33 +65,3 @@ def test_python_dash_m_studies_runs_the_cli():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("dlbasics: error: unknown study 'nope'")
-
-
-def _exit_worker(task):
-    """A task that kills its pool worker (as a crash or the OOM killer would)."""
-    import os
-
-    if task == "die":
-        os._exit(3)
-    return task
-
-
-def test_a_broken_pool_fails_its_tasks_without_raising():
-    """A worker that dies fails its task; the broken pool then refuses every later task, which
-    comes back failed too (no traceback out of ``imap`` or ``map_ordered``)."""
-    from concurrent.futures.process import BrokenProcessPool
-
-    from dlbasics.studies.runner import LocalPool
-
-    pool = LocalPool(1)
-    try:
-        assert list(pool.imap(_exit_worker, ["ok"])) == [("ok", "ok")]
-        (task, exc), = pool.imap(_exit_worker, ["die"])
-        assert task == "die" and isinstance(exc, BrokenProcessPool)
-        later = list(pool.imap(_exit_worker, ["a", "b"]))
-        assert [t for t, _ in later] == ["a", "b"]
-        assert all(isinstance(e, BrokenProcessPool) for _, e in later)
-        ordered = list(pool.map_ordered(_exit_worker, [("c",), ("d",)]))
-        assert len(ordered) == 2 and all(isinstance(e, BrokenProcessPool) for e in ordered)
-    finally:
-        pool.close()

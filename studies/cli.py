@@ -289,6 +289,8 @@ def cmd_list(args):
 
 
 def cmd_run(args):
+    from concurrent.futures import BrokenExecutor
+
     studies = _load_studies(args)
     _check_backend(args.backend)
     if args.scheduler and args.scheduler != "local" and "://" not in args.scheduler:
@@ -306,11 +308,21 @@ def cmd_run(args):
         raise UsageError(str(exc)) from None
     failed = 0
     reported = True
+    broken = False
     try:
         _say(args, f"running on {executor.name}; store {args.store}")
         for study in studies:
-            c = run_study(study, store, executor, backend=args.backend, fresh=args.fresh,
-                          progress=not args.quiet)
+            try:
+                c = run_study(study, store, executor, backend=args.backend, fresh=args.fresh,
+                              progress=not args.quiet)
+            except BrokenExecutor as exc:  # a worker died: the pool takes no more tasks
+                if args.debug:
+                    raise
+                print(f"{PROG}: error: a worker process died while running {study.name} "
+                      f"({exc}); the runs that finished are stored in {args.store}: run the "
+                      "command again to do the rest", file=sys.stderr)
+                broken = True
+                break
             failed += c["failed"]
             extra = "".join(f", {c[k]} {k} runs" for k in ("tuning", "timing") if c[k])
             _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
@@ -318,7 +330,7 @@ def cmd_run(args):
                        f"({c['seconds']:.1f} s)")
         # the reports in the pool's workers, which have the kernels loaded; after Dask or
         # in-process runs, here, the cluster closed first
-        pool = executor if isinstance(executor, LocalPool) else None
+        pool = executor if isinstance(executor, LocalPool) and not broken else None
         if pool is None:
             executor.close()
             executor = None
@@ -328,7 +340,7 @@ def cmd_run(args):
         if executor is not None:
             executor.close()
         store.close()
-    return 1 if failed or not reported else 0
+    return 1 if failed or broken or not reported else 0
 
 
 def cmd_report(args):

@@ -65,3 +65,34 @@ def test_python_dash_m_studies_runs_the_cli():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("dlbasics: error: unknown study 'nope'")
+
+
+def _exit_worker(task):
+    """A task that kills its pool worker (as a crash or the OOM killer would)."""
+    import os
+
+    os._exit(3)
+
+
+def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys):
+    """A pool whose worker died takes no more tasks: ``run`` stops with one line (not a
+    traceback), stores nothing it did not run, still writes the reports here, exits 1."""
+    from concurrent.futures.process import BrokenProcessPool
+
+    from dlbasics.studies import runner
+
+    pool = runner.LocalPool(1)
+    (_, died), = pool.imap(_exit_worker, ["die"])
+    assert isinstance(died, BrokenProcessPool)
+    monkeypatch.setattr(runner, "make_executor", lambda jobs=None, scheduler=None: pool)
+    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
+    assert main(["run", "gd_demo", "--store", str(store), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        "dlbasics: error: a worker process died while running gd_demo (")
+    assert f"stored in {store}: run the command again" in err[0]
+    from dlbasics.studies.store import Store
+
+    with Store(store) as s:
+        assert s.rows() == []  # nothing stored as failed that never ran
+    assert (out / "README.md").exists()  # the reports' step ran (here; no runs: no report)

@@ -19,8 +19,9 @@ and figures either way.
 Reports go to ``reports/<study>/`` (profile full) or ``reports/quick/<study>/`` (profile quick,
 git-ignored); ``--out DIR`` overrides either. Errors are one line on stderr: a bad command line
 or a file that is not a store exits with status 2; a fault of the machine (full disk, unwritable
-path, locked store, a report that could not be written) with status 1, naming the path, what
-went wrong and what to do (``--debug``, anywhere on the line, shows the traceback instead).
+path, locked store, a report that could not be written, a worker process that died) with status
+1, naming the path, what went wrong and what to do (``--debug``, anywhere on the line, shows
+the traceback instead).
 This module imports nothing heavy at import time (process-pool workers re-import it).
 """
 
@@ -319,8 +320,9 @@ def cmd_run(args):
                 if args.debug:
                     raise
                 print(f"{PROG}: error: a worker process died while running {study.name} "
-                      f"({exc}); the runs that finished are stored in {args.store}: run the "
-                      "command again to do the rest", file=sys.stderr)
+                      f"({exc}; out of memory? fewer --jobs use less); the runs that finished "
+                      f"are stored in {args.store}, none that did not: run the same command "
+                      "again to do the rest", file=sys.stderr)
                 broken = True
                 break
             failed += c["failed"]

@@ -532,19 +532,35 @@ class LocalPool:
                                         initializer=_init_worker, initargs=(self.threads,))
 
     def imap(self, fn, tasks):
-        from concurrent.futures import as_completed
+        """``fn(task)`` for each task in the workers; yields ``(task, result or the exception it
+        raised)`` as tasks finish.
+
+        Raises
+        ------
+        concurrent.futures.BrokenExecutor
+            A worker died (a crash, the OOM killer): the pool is broken, and every task not
+            finished then fails with it. Raised after the tasks that did finish are yielded,
+            so that no task that never ran is taken for one that failed (a task's failure is
+            stored; a pool's is not the task's); also raised at once by a pool broken before.
+        """
+        from concurrent.futures import BrokenExecutor, as_completed
 
         with _child_env(self.threads):  # workers start at the first submissions
             futures = {self.pool.submit(fn, t): t for t in tasks}
+        broken = None
         try:
             for f in as_completed(futures):
                 try:
                     yield futures[f], f.result()
+                except BrokenExecutor as exc:
+                    broken = exc
                 except Exception as exc:
                     yield futures[f], exc
         finally:
             for f in futures:
                 f.cancel()
+        if broken is not None:
+            raise broken
 
     def map_ordered(self, fn, tasks):
         """Submit ``fn(*task)`` for every task to the workers now; return an iterator over the

@@ -74,25 +74,57 @@ def _exit_worker(task):
     os._exit(3)
 
 
-def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys):
-    """A pool whose worker died takes no more tasks: ``run`` stops with one line (not a
-    traceback), stores nothing it did not run, still writes the reports here, exits 1."""
+def _exit_in_report_stage(task):
+    """:func:`~dlbasics.studies.runner.execute_task`, but a worker given a run of a report seed
+    of gd_demo (10 and up at the quick profile; its tuning seeds are 0 and 1) dies."""
+    import os
+
+    from dlbasics.studies import runner
+
+    if any(p["seed"] >= 10 for p in task["runs"]):
+        os._exit(3)
+    return runner.execute_task(task)
+
+
+def _errors(err):
+    return [ln for ln in err.splitlines() if ln.startswith("dlbasics: error:")]
+
+
+def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys,
+                                                       gd_reference):
+    """A worker that dies breaks the pool: ``run`` stops with one line naming the study (not a
+    traceback), stores the runs that finished and none that did not, runs no further study,
+    writes the reports here, exits 1; run again, it does the rest."""
     from concurrent.futures.process import BrokenProcessPool
 
     from dlbasics.studies import runner
 
-    pool = runner.LocalPool(1)
-    (_, died), = pool.imap(_exit_worker, ["die"])
-    assert isinstance(died, BrokenProcessPool)
-    monkeypatch.setattr(runner, "make_executor", lambda jobs=None, scheduler=None: pool)
-    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
-    assert main(["run", "gd_demo", "--store", str(store), "--out", str(out), "-q"]) == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith(
-        "dlbasics: error: a worker process died while running gd_demo (")
-    assert f"stored in {store}: run the command again" in err[0]
-    from dlbasics.studies.store import Store
+    from .conftest import stored
 
-    with Store(store) as s:
-        assert s.rows() == []  # nothing stored as failed that never ran
-    assert (out / "README.md").exists()  # the reports' step ran (here; no runs: no report)
+    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
+    argv = ["run", "gd_demo", "perceptron", "--store", str(store), "--out", str(out)]
+    # a worker dies in gd_demo's report stage, after its tuning runs
+    monkeypatch.setattr(runner, "execute_task", _exit_in_report_stage)
+    assert main(argv + ["--jobs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert len(_errors(err)) == 1 and _errors(err)[0].startswith(
+        "dlbasics: error: a worker process died while running gd_demo (")
+    assert f"stored in {store}, none that did not" in err
+    assert "perceptron: " not in err.replace(f"perceptron: no runs in {store}", "")
+    assert "could not write its report" not in err  # the reports: here, not in the dead pool
+    runs = stored(store, "gd_demo")
+    assert runs and all(status == "ok" for status, _ in runs.values())  # the tuning runs
+    assert runs.items() <= gd_reference.items()
+    monkeypatch.undo()
+    assert main(argv[:2] + argv[3:] + ["--jobs", "2", "-q"]) == 0  # gd_demo again: the rest
+    assert stored(store, "gd_demo") == gd_reference
+    # a pool broken before: the first submit refuses; nothing runs, nothing is stored
+    pool = runner.LocalPool(1)
+    with pytest.raises(BrokenProcessPool):
+        list(pool.imap(_exit_worker, ["die"]))
+    monkeypatch.setattr(runner, "make_executor", lambda jobs=None, scheduler=None: pool)
+    store2 = tmp_path / "s2.sqlite"
+    assert main(["run", "gd_demo", "--store", str(store2), "--out", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert _errors(err) == err.strip().splitlines() and len(_errors(err)) == 1
+    assert stored(store2, "gd_demo") == {}

@@ -326,7 +326,10 @@ def cmd_run(args):
                 broken = True
                 break
             failed += c["failed"]
-            extra = "".join(f", {c[k]} {k} runs" for k in ("tuning", "timing") if c[k])
+            extra = f", {c['tuning']} tuning runs" if c["tuning"] else ""
+            if c["retried"]:
+                extra += f" ({c['retried']} of them had failed before: run again)"
+            extra += f", {c['timing']} timing runs" if c["timing"] else ""
             _say(args, f"{study.name}: {c['total']} runs, {c['skipped']} already stored, "
                        f"{c['ok']} ok, {c['diverged']} diverged, {c['failed']} failed{extra} "
                        f"({c['seconds']:.1f} s)")

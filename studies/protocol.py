@@ -6,7 +6,10 @@ A study with a :class:`Tuning` is run in three stages (DeepOBS and AlgoPerf, mad
    tuned *axes*) runs on the tuning seeds (at least 3 in the ``full`` profile). For each
    condition the point with the best mean of the selection metric over the tuning seeds is
    selected (default: the lowest ``best_val_loss``, the validation loss at its best epoch; a
-   point that diverged or failed on any tuning seed loses to every point that did not).
+   point that diverged on any tuning seed loses to every point that did not). A run that
+   failed (an error, not a divergence: a bug or a fault of the machine) says nothing about its
+   point, so its condition is not selected while it stands: each ``dlbasics run`` first runs
+   the failed tuning runs again, once, and the report names the runs that still fail.
 2. **Grid edges.** When a selected value sits at the edge of its axis, the axis is extended by
    one step beyond that edge (a geometric step on a ``log`` axis, an arithmetic one on a
    ``linear`` axis, a geometric step of ``1 - x`` on a ``log1m`` axis such as a momentum), the
@@ -202,7 +205,8 @@ class Plan:
 
     @property
     def complete(self):
-        return not self.pending
+        """Every condition selected (no tuning run missing or failed)."""
+        return not self.pending and all(c.setting is not None for c in self.choices)
 
     @property
     def selected(self):
@@ -215,12 +219,12 @@ class Plan:
 
 def _score(rows, setting, seeds, metric, maximize, backend):
     """Mean of ``metric`` over ``seeds`` (lower is better after the sign flip), ``inf`` when a
-    run diverged or failed, ``None`` when a run is missing."""
+    run diverged, ``None`` when a run is missing or failed (unknown, not a loss)."""
     h = setting.config_hash(backend)
     vals = []
     for s in seeds:
         r = rows.get((h, s))
-        if r is None:
+        if r is None or r["status"] == "failed":
             return None
         if r["status"] != "ok" or not r.get("summary"):
             return math.inf
@@ -235,7 +239,9 @@ def plan(study, rows, backend="cpu"):
     """The tuning stage of ``study`` given the stored ``rows`` (``{(config_hash, seed): row}``).
 
     Grids are extended at their edges as far as the stored runs allow; the runs an extension
-    needs, or any tuning run not yet stored, are returned in :attr:`Plan.pending`.
+    needs, or any tuning run not yet stored, are returned in :attr:`Plan.pending`. A condition
+    with a failed tuning run is not selected (its :class:`Choice` has no setting) and its
+    failed runs are not pending (:func:`failed_tuning_runs` finds them).
     """
     from .spec import Run
 
@@ -306,6 +312,19 @@ def stored_plan(study, store, backend="cpu"):
         if not new:  # a partly stored setting returns only rows already read: the plan is made
             return p
         rows.update(new)
+
+
+def failed_tuning_runs(study, store, plan, backend="cpu"):
+    """The runs of ``plan``'s tuning grid (its settings on the tuning seeds) whose stored row
+    failed: :func:`dlbasics.studies.runner.run_study` runs them again, once per call (a run
+    that failed for a reason of the moment, a full disk say, then completes its condition's
+    selection; one that fails again leaves the condition unselected until the next call)."""
+    from .spec import Run
+
+    seeds = study.tuning.tune_seeds
+    rows = store_rows(store, study, plan.tuning_settings, seeds, backend)
+    return [Run(study.name, s, seed, backend) for s in plan.tuning_settings for seed in seeds
+            if rows.get((s.config_hash(backend), int(seed)), {}).get("status") == "failed"]
 
 
 def timing_study_name(study):

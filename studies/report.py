@@ -403,13 +403,18 @@ def _protocol_text(study, results, proto):
         text += (f" Times: each selected setting trained alone {study.timing_repeats} times "
                  "(one thread, nothing else of the study running); time-based comparisons use "
                  "those medians.")
+    failed = {lab for lab, _, _ in results.tuning.errors()} if results.tuning else set()
     rows = []
     for c in plan.choices:
         ext = "; ".join(f"{k}: +{', '.join(fmt(v, 3) for v in vs)}"
                         for k, vs in c.extended.items() if vs) or "-"
-        rows.append([", ".join(f"{k}={v}" for k, v in c.condition.items()),
-                     _fmt_point(c.point) if c.setting is not None else "tuning incomplete",
-                     ext])
+        if c.setting is not None:
+            chosen = _fmt_point(c.point)
+        elif failed & {lab for lab, v in c.scores.items() if v is None}:
+            chosen = "tuning incomplete: a tuning run failed (see Failed runs)"
+        else:
+            chosen = "tuning incomplete"
+        rows.append([", ".join(f"{k}={v}" for k, v in c.condition.items()), chosen, ext])
     text += "\n\n" + md_table(["condition", "selected", "grid extended"], rows)
     edges = proto["grid_edges_remaining"]
     if edges:
@@ -475,15 +480,23 @@ def write_report(study, results, out_root, command):
         if len(diverged) > 10:
             lines.append(f"- ... and {len(diverged) - 10} more")
         parts += ["## Diverged runs", "\n".join(lines)]
-    errors = results.errors()
+    errors = [(lab, f"seed {seed}", err) for lab, seed, err in results.errors()]
+    if results.tuning is not None:
+        errors += [(lab, f"tuning seed {seed}", err) for lab, seed, err in results.tuning.errors()]
     if errors:
-        lines = [f"- `{lab}`, seed {seed}: {err}" for lab, seed, err in errors[:10]]
+        lines = [f"- `{lab}`, {seed}: {err}" for lab, seed, err in errors[:10]]
         if len(errors) > 10:
             lines.append(f"- ... and {len(errors) - 10} more")
-        parts += ["## Failed runs", "\n".join(lines)]
+        parts += ["## Failed runs",
+                  "An error stopped these runs (a bug or a fault of the machine, not a "
+                  "divergence); they are left out of every number above, and `dlbasics run` "
+                  "runs them again. While a tuning run fails, its condition is not selected "
+                  "and has no report runs.",
+                  "\n".join(lines)]
     parts += ["## Reproduce", f"```\n{command}\n```",
-              "Runs already in the results store are not run again; add `--fresh` to redo "
-              "them. `dlbasics report` rewrites this page from the store.",
+              "Runs already in the results store are not run again (but for failed ones); "
+              "add `--fresh` to redo them. `dlbasics report` rewrites this page from the "
+              "store.",
               "## Machine and versions", _provenance(results)]
     (directory / "README.md").write_text("\n\n".join(parts) + "\n")
     summary = {
@@ -530,7 +543,8 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
     -------
     tuple of (pathlib.Path, bool) or None
         The report's directory and whether its analysis failed (``ANALYSIS_FAILED`` written);
-        ``None`` where the store holds no runs of the study (nothing written).
+        ``None`` where the store holds no runs of the study, of its tuning stage either
+        (nothing written).
 
     Raises
     ------
@@ -550,7 +564,7 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
     else:
         with Store.reader(store) as reader:
             results = Results.load(study, reader, backend)
-    if not results.rows():
+    if not results.rows() and not (results.tuning is not None and results.tuning.rows()):
         return None
     with one_compute_thread():
         d = write_report(study, results, out_root, command)

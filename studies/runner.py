@@ -691,7 +691,8 @@ def make_executor(jobs=None, scheduler=None):
 
 
 def run_runs(runs, store, executor, profile="", progress=True, desc="runs"):
-    """Run ``runs`` (none of them stored yet) on ``executor``, writing each row as it finishes.
+    """Run ``runs`` (none of them stored yet, or stored as failed: their rows are replaced) on
+    ``executor``, writing each row as it finishes.
 
     Returns ``{"ok", "diverged", "failed"}`` counts.
     """
@@ -759,7 +760,10 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     A study with a tuning grid runs the protocol of :mod:`dlbasics.studies.protocol`: the
     tuning stage (extending grids at their edges), the selected settings on the report seeds,
     then the timing pass in this process. Otherwise its settings x seeds (and the timing pass
-    when ``study.timing_repeats`` asks for one).
+    when ``study.timing_repeats`` asks for one). Runs stored as failed run again: the failed
+    tuning runs of the stored grid once at the start of each call
+    (:func:`~dlbasics.studies.protocol.failed_tuning_runs`; while one fails, its condition has
+    no selection and no report runs), failed report and timing runs like any missing run.
 
     Parameters
     ----------
@@ -775,13 +779,14 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     Returns
     -------
     dict
-        ``{"total", "skipped", "ok", "diverged", "failed", "tuning", "timing", "seconds"}``
-        (``total``/``skipped`` count the report stage; ``tuning``: tuning runs made).
+        ``{"total", "skipped", "ok", "diverged", "failed", "tuning", "retried", "timing",
+        "seconds"}`` (``total``/``skipped`` count the report stage; ``tuning``: tuning runs
+        made, ``retried`` of them the failed ones run again).
     """
-    from .protocol import stored_plan
+    from .protocol import failed_tuning_runs, stored_plan
 
     t0 = time.perf_counter()
-    counts = {"ok": 0, "diverged": 0, "failed": 0, "tuning": 0, "timing": 0}
+    counts = {"ok": 0, "diverged": 0, "failed": 0, "tuning": 0, "retried": 0, "timing": 0}
 
     def add(c):
         for k in ("ok", "diverged", "failed"):
@@ -796,20 +801,29 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
         store.delete(r.key for r in study.runs(backend))
     report_study = study
     if study.tuning is not None:
+        retry = True  # the failed tuning runs again, once: a second failure stands
         while True:
             plan = stored_plan(study, store, backend)
-            if plan.complete:
-                break
-            c = run_runs(plan.pending, store, executor, study.profile, progress,
+            again = failed_tuning_runs(study, store, plan, backend) if retry else []
+            retry = False
+            if not plan.pending and not again:
+                break  # complete, or conditions left unselected by runs that failed again
+            c = run_runs(plan.pending + again, store, executor, study.profile, progress,
                          f"{study.name} tuning")
             add(c)
-            counts["tuning"] += len(plan.pending)
+            counts["tuning"] += len(plan.pending) + len(again)
+            counts["retried"] += len(again)
         report_study = study.resolved(plan)
-    runs = report_study.runs(backend)
+        # no condition selected (its tuning runs failed): no report stage (resolved() would
+        # fall back to the declared settings)
+        selected = bool(plan.selected)
+    else:
+        selected = True
+    runs = report_study.runs(backend) if selected else []
     todo = _missing(runs, store, study.name)
     counts["total"], counts["skipped"] = len(runs), len(runs) - len(todo)
     add(run_runs(todo, store, executor, study.profile, progress, study.name))
-    if report_study.timing_repeats:
+    if report_study.timing_repeats and selected:
         counts["timing"] = run_timing(report_study, store, backend, fresh, progress)
     counts["seconds"] = time.perf_counter() - t0
     return counts

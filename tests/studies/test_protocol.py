@@ -308,3 +308,68 @@ def test_stored_plan_of_a_partly_stored_study_ends_with_the_missing_runs(tiny, t
         assert [s.label for s in stored_plan(study, store).selected] == \
             [s.label for s in plan(study, {(r["config_hash"], r["seed"]): r
                                            for r in rows}).selected]
+
+
+def _copy_store(path, dest):
+    import sqlite3
+
+    con = sqlite3.connect(path)
+    con.execute(f"VACUUM INTO '{dest}'")
+    con.close()
+    return dest
+
+
+def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
+    """A tuning run stored as failed (a fault of the moment) says nothing about its point: its
+    condition has no selection (and no report runs) until a ``run_study`` runs it again, first
+    thing, once a call; one that fails again stands (no loop), the report names it; the next
+    call runs it again and selects what the uninterrupted study selected."""
+    from dlbasics.studies import runner
+    from dlbasics.studies.protocol import failed_tuning_runs
+
+    study, _, results, rows, _, path = tiny
+    chosen = results.plan.selected[0]
+    h = chosen.config_hash()
+    part = _copy_store(path, tmp_path / "failed.sqlite")
+    with Store(part) as store:
+        row = next(r for r in store.rows("tiny") if (r["config_hash"], r["seed"]) == (h, 0))
+        store.put({**row, "status": "failed", "error": "OSError: no space left on device",
+                   "summary": None, "history": None})
+        p = stored_plan(study, store)
+        assert p.choices[0].scores[chosen.label] is None          # unknown, not a loss
+        assert p.selected == [] and p.pending == [] and not p.complete
+        again = failed_tuning_runs(study, store, p)
+        assert [(r.config_hash, r.seed) for r in again] == [(h, 0)]
+        # a failure that stays: the run fails again, once, and the call ends
+        real = runner.execute_task
+        calls = []
+
+        def failing(task):
+            calls.extend((r["config_hash"], r["seed"]) for r in task["runs"])
+            return [{**r, "status": "failed", "error": "RuntimeError: still broken",
+                     "summary": None} if (r["config_hash"], r["seed"]) == (h, 0) else r
+                    for r in real(task)]
+
+        monkeypatch.setattr(runner, "execute_task", failing)
+        counts = run_study(study, store, InProcess(), progress=False)
+        assert calls == [(h, 0)]
+        assert counts["retried"] == counts["tuning"] == counts["failed"] == 1
+        assert counts["total"] == 0                                 # no report runs
+        assert stored_plan(study, store).selected == []
+        report = write_report(study, Results.load(study, store), tmp_path / "out", "cmd")
+        text = (report / "README.md").read_text()
+        assert f"- `{chosen.label}`, tuning seed 0: RuntimeError: still broken" in text
+        assert "tuning incomplete: a tuning run failed (see Failed runs)" in text
+        monkeypatch.setattr(runner, "execute_task", real)
+        counts = run_study(study, store, InProcess(), progress=False)
+        assert counts["retried"] == counts["tuning"] == 1 and counts["failed"] == 0
+        assert counts["skipped"] == 3                               # the report runs: stored
+        p = stored_plan(study, store)
+        assert p.complete and [s.label for s in p.selected] == [chosen.label]
+        assert failed_tuning_runs(study, store, p) == []
+        fixed = next(r for r in store.rows("tiny") if (r["config_hash"], r["seed"]) == (h, 0))
+        untimed = [{k: v for k, v in r["summary"].items() if "seconds" not in k}
+                   for r in (fixed, row)]
+        assert fixed["status"] == "ok" and untimed[0] == untimed[1]
+        counts = run_study(study, store, InProcess(), progress=False)
+        assert counts["tuning"] == counts["retried"] == 0

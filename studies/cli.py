@@ -195,6 +195,19 @@ def _unwritten(args, what, where, exc, names):
           file=sys.stderr)
 
 
+def _no_report(name, store, path):
+    """The line saying why study ``name`` has no report
+    (:func:`~dlbasics.studies.report.report_from_store` wrote none)."""
+    counts = store.count(name)
+    if not counts:
+        return f"{name}: no runs in {path}, no report (run it first)"
+    if counts.get("failed"):
+        return (f"{name}: no report: no condition is selected yet, and {counts['failed']} of "
+                f"its runs in {path} failed (`dlbasics export` lists their errors); run it "
+                "again to run them again")
+    return f"{name}: its tuning is not finished in {path}, no report (run it to finish)"
+
+
 def _write_reports(args, studies, store, pool=None):
     """Write the studies' reports from the open ``store``
     (:func:`~dlbasics.studies.report.report_from_store`); say each in the studies' order.
@@ -238,7 +251,7 @@ def _write_reports(args, studies, store, pool=None):
             ok, unwritten = False, True
             continue
         if outcome is None:
-            _say(args, f"{study.name}: no runs in {args.store}, no report (run it first)")
+            _say(args, _no_report(study.name, store, args.store))
             continue
         d, failed = outcome
         if failed:

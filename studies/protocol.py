@@ -9,7 +9,8 @@ A study with a :class:`Tuning` is run in three stages (DeepOBS and AlgoPerf, mad
    point that diverged on any tuning seed loses to every point that did not). A run that
    failed (an error, not a divergence: a bug or a fault of the machine) says nothing about its
    point, so its condition is not selected while it stands: each ``dlbasics run`` first runs
-   the failed tuning runs again, once, and the report names the runs that still fail.
+   the failed tuning runs again (each at most once a call), and the report names the runs
+   that still fail.
 2. **Grid edges.** When a selected value sits at the edge of its axis, the axis is extended by
    one step beyond that edge (a geometric step on a ``log`` axis, an arithmetic one on a
    ``linear`` axis, a geometric step of ``1 - x`` on a ``log1m`` axis such as a momentum), the
@@ -316,9 +317,10 @@ def stored_plan(study, store, backend="cpu"):
 
 def failed_tuning_runs(study, store, plan, backend="cpu"):
     """The runs of ``plan``'s tuning grid (its settings on the tuning seeds) whose stored row
-    failed: :func:`dlbasics.studies.runner.run_study` runs them again, once per call (a run
-    that failed for a reason of the moment, a full disk say, then completes its condition's
-    selection; one that fails again leaves the condition unselected until the next call)."""
+    failed: :func:`dlbasics.studies.runner.run_study` runs them again before each selection,
+    each at most once a call (a run that failed for a reason of the moment, a full disk say,
+    then completes its condition's selection; one that fails again leaves the condition
+    unselected until the next call)."""
     from .spec import Run
 
     seeds = study.tuning.tune_seeds

@@ -376,6 +376,12 @@ def protocol(study, results):
     }
 
 
+def _selected_of(plan, tun):
+    """``"N"`` conditions, or ``"the K of N"`` selected so far."""
+    k, n = len(plan.selected), len(tun.conditions)
+    return str(n) if k == n else f"the {k} of {n}"
+
+
 def _fmt_point(point):
     return ", ".join(f"{k}={fmt(v, 3)}" for k, v in point.items()) or "(not tuned)"
 
@@ -395,7 +401,7 @@ def _protocol_text(study, results, proto):
             f"{len(tun.tune_seeds)} tuning seeds, selected on the mean `{tun.metric}` "
             f"({'highest' if tun.maximize else 'lowest'}; a point that diverged on any tuning "
             f"seed loses), grids extended up to {tun.max_extensions} steps beyond an edge. "
-            f"Report: the selected point of each of {len(tun.conditions)} conditions on "
+            f"Report: the selected point of each of {_selected_of(plan, tun)} conditions on "
             f"{len(study.seeds)} fresh seeds; {data}; {sizes}. Test metrics are given for the "
             "final network (`test_*`) and for the network of the best validation epoch "
             "(`es_test_*`, early stopping); each claim says which.")
@@ -426,6 +432,11 @@ def _protocol_text(study, results, proto):
     elif plan.complete:
         text += "\n\nNo selected value remains at the edge of its grid."
     return text
+
+
+def _tuning_failed(results):
+    n = len(results.tuning.errors()) if results.tuning is not None else 0
+    return f" (and {n} tuning runs failed)" if n else ""
 
 
 def write_report(study, results, out_root, command):
@@ -460,7 +471,7 @@ def write_report(study, results, out_root, command):
               f"**Question.** {study.question.strip()}",
              f"Profile `{study.profile}`: {counts['ok']} of {total} runs ok, "
              f"{counts['diverged']} diverged, {counts['failed']} failed, "
-             f"{counts['missing']} missing.",
+             f"{counts['missing']} missing{_tuning_failed(results)}.",
              "## Setup", _setup(results.study)]
     if report.parts:
         parts += ["## Results", *report.parts]
@@ -543,8 +554,9 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
     -------
     tuple of (pathlib.Path, bool) or None
         The report's directory and whether its analysis failed (``ANALYSIS_FAILED`` written);
-        ``None`` where the store holds no runs of the study, of its tuning stage either
-        (nothing written).
+        ``None`` where the store holds no runs of the study's report stage, or no condition
+        of a tuned study is selected yet (its tuning unfinished or blocked by failed runs;
+        nothing written).
 
     Raises
     ------
@@ -564,8 +576,8 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
     else:
         with Store.reader(store) as reader:
             results = Results.load(study, reader, backend)
-    if not results.rows() and not (results.tuning is not None and results.tuning.rows()):
-        return None
+    if not results.rows() or study.tuning is not None and not results.plan.selected:
+        return None  # (with nothing selected, Results.load falls back to the declared settings)
     with one_compute_thread():
         d = write_report(study, results, out_root, command)
     return d, (d / "ANALYSIS_FAILED").exists()

@@ -760,10 +760,11 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     A study with a tuning grid runs the protocol of :mod:`dlbasics.studies.protocol`: the
     tuning stage (extending grids at their edges), the selected settings on the report seeds,
     then the timing pass in this process. Otherwise its settings x seeds (and the timing pass
-    when ``study.timing_repeats`` asks for one). Runs stored as failed run again: the failed
-    tuning runs of the stored grid once at the start of each call
-    (:func:`~dlbasics.studies.protocol.failed_tuning_runs`; while one fails, its condition has
-    no selection and no report runs), failed report and timing runs like any missing run.
+    when ``study.timing_repeats`` asks for one). Runs stored as failed run again, each at most
+    once a call: the failed tuning runs of the stored grid
+    (:func:`~dlbasics.studies.protocol.failed_tuning_runs`, before each selection; while one
+    fails, its condition has no selection and no report runs), failed report and timing runs
+    like any missing run.
 
     Parameters
     ----------
@@ -772,7 +773,8 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     executor : InProcess, LocalPool or DaskExecutor
     backend : {"cpu", "cuda", "numpy"}
     fresh : bool
-        Delete the study's stored runs first and redo them all.
+        Delete the study's stored runs first and redo them all (a tuned study: every stored
+        run of its profile and backend on its tuning and report seeds).
     progress : bool
         tqdm bar over runs.
 
@@ -794,23 +796,23 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
 
     if fresh:
         if study.tuning is not None:
-            old = stored_plan(study, store, backend)
-            store.delete(r.key for s in old.tuning_settings
-                         for r in study.tuning_runs(s, backend))
-            store.delete(r.key for r in study.resolved(old).runs(backend))
+            # every grid point stored, wherever the runs that failed led the extensions
+            store.delete_seeds(study.name, study.profile, backend,
+                               [*study.tuning.tune_seeds, *study.seeds])
         store.delete(r.key for r in study.runs(backend))
     report_study = study
     if study.tuning is not None:
-        retry = True  # the failed tuning runs again, once: a second failure stands
+        tried = set()  # the runs made in this call: each at most once, so a failure stands
         while True:
             plan = stored_plan(study, store, backend)
-            again = failed_tuning_runs(study, store, plan, backend) if retry else []
-            retry = False
+            again = [r for r in failed_tuning_runs(study, store, plan, backend)
+                     if r.key not in tried]
             if not plan.pending and not again:
                 break  # complete, or conditions left unselected by runs that failed again
             c = run_runs(plan.pending + again, store, executor, study.profile, progress,
                          f"{study.name} tuning")
             add(c)
+            tried.update(r.key for r in plan.pending + again)
             counts["tuning"] += len(plan.pending) + len(again)
             counts["retried"] += len(again)
         report_study = study.resolved(plan)

@@ -330,6 +330,20 @@ class Store:
                 "DELETE FROM runs WHERE study = ? AND config_hash = ? AND seed = ?", keys)
         return len(keys)
 
+    def delete_seeds(self, study, profile, backend, seeds):
+        """Delete every run of ``study`` at ``profile`` on ``backend`` with a seed in ``seeds``
+        (one transaction), whatever its setting: ``--fresh`` for a tuned study, whose stored
+        grid points depend on which runs failed. Returns the number deleted."""
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            return 0
+        marks = ", ".join("?" for _ in seeds)
+        with self._transaction():
+            cur = self.conn.execute(
+                f"DELETE FROM runs WHERE study = ? AND profile = ? AND backend = ? "
+                f"AND seed IN ({marks})", (study, profile, backend, *seeds))
+        return cur.rowcount
+
     # -- reading -------------------------------------------------------------------------------
     def done_keys(self, study=None):
         """Set of ``(study, config_hash, seed)`` whose status is ok or diverged."""

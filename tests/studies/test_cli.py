@@ -141,8 +141,8 @@ def _fail_tuning_seed_1(task):
 
 def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch, capsys,
                                                          gd_reference):
-    """Tuning runs that failed are reported (exit 1, the report's failed-runs list, no
-    selection and no report runs), and the next ``run`` runs them again, says so, and ends with
+    """Tuning runs that failed are said (exit 1, the count, no selection, no report runs, no
+    report and a line saying why), and the next ``run`` runs them again, says so, and ends with
     exactly the uninterrupted study's runs."""
     from dlbasics.studies import runner
 
@@ -151,15 +151,27 @@ def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch,
     store, out = tmp_path / "s.sqlite", tmp_path / "reports"
     argv = ["run", "gd_demo", "--store", str(store), "--out", str(out), "--jobs", "0", "-q"]
     monkeypatch.setattr(runner, "execute_task", _fail_tuning_seed_1)
-    assert main(argv) == 1
+    assert main(argv[:-1]) == 1
     failed = {k for k, (status, _) in stored(store, "gd_demo").items() if status == "failed"}
     assert failed and {seed for _, seed in failed} == {1}
-    text = (out / "gd_demo" / "README.md").read_text()
-    assert "tuning seed 1: OSError: [Errno 28] No space left on device" in text
-    assert "tuning incomplete: a tuning run failed" in text
     assert all(seed < 10 for _, seed in stored(store, "gd_demo"))  # no report runs
+    said = capsys.readouterr().err
+    assert f", {len(failed)} failed, " in said
+    assert (f"gd_demo: no report: no condition is selected yet, and {len(failed)} of its runs "
+            f"in {store} failed (`dlbasics export` lists their errors)") in said
+    assert not (out / "gd_demo").exists()
+    from dlbasics.studies.cli import _no_report
+    from dlbasics.studies.store import Store
+
+    with Store(store) as st:
+        ok_rows = [r for r in st.rows("gd_demo") if r["status"] == "ok"]
+    with Store(":memory:") as empty:
+        assert _no_report("gd_demo", empty, "x") == \
+            "gd_demo: no runs in x, no report (run it first)"
+        empty.put_many(ok_rows)
+        assert _no_report("gd_demo", empty, "x") == \
+            "gd_demo: its tuning is not finished in x, no report (run it to finish)"
     monkeypatch.undo()
-    capsys.readouterr()
     assert main(argv[:-1]) == 0
     said = capsys.readouterr().err
     assert f"({len(failed)} of them had failed before: run again)" in said

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from dlbasics.studies import datasets, stats
+from dlbasics.studies import datasets, registry, stats
 from dlbasics.studies.protocol import Axis, Tuning, plan, stored_plan, timing_study_name
 from dlbasics.studies.report import write_report
 from dlbasics.studies.results import Results
@@ -319,22 +319,32 @@ def _copy_store(path, dest):
     return dest
 
 
+def _fail(store, study, label, seed, error="OSError: no space left on device"):
+    """Mark the stored tuning run of ``label`` on ``seed`` failed; returns its row before."""
+    row = next(r for r in store.rows(study) if (r["label"], r["seed"]) == (label, seed))
+    store.put({**row, "status": "failed", "error": error, "summary": None, "history": None})
+    return row
+
+
+def _untimed(row):
+    return {k: v for k, v in row["summary"].items() if "seconds" not in k}
+
+
 def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
     """A tuning run stored as failed (a fault of the moment) says nothing about its point: its
-    condition has no selection (and no report runs) until a ``run_study`` runs it again, first
-    thing, once a call; one that fails again stands (no loop), the report names it; the next
-    call runs it again and selects what the uninterrupted study selected."""
+    condition has no selection, no report runs and no report until a ``run_study`` runs it
+    again, before it selects, at most once a call; one that fails again stands (no loop); the
+    next call runs it again and selects what the uninterrupted study selected."""
     from dlbasics.studies import runner
     from dlbasics.studies.protocol import failed_tuning_runs
+    from dlbasics.studies.report import report_from_store
 
     study, _, results, rows, _, path = tiny
     chosen = results.plan.selected[0]
     h = chosen.config_hash()
     part = _copy_store(path, tmp_path / "failed.sqlite")
     with Store(part) as store:
-        row = next(r for r in store.rows("tiny") if (r["config_hash"], r["seed"]) == (h, 0))
-        store.put({**row, "status": "failed", "error": "OSError: no space left on device",
-                   "summary": None, "history": None})
+        row = _fail(store, "tiny", chosen.label, 0)
         p = stored_plan(study, store)
         assert p.choices[0].scores[chosen.label] is None          # unknown, not a loss
         assert p.selected == [] and p.pending == [] and not p.complete
@@ -356,10 +366,9 @@ def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
         assert counts["retried"] == counts["tuning"] == counts["failed"] == 1
         assert counts["total"] == 0                                 # no report runs
         assert stored_plan(study, store).selected == []
-        report = write_report(study, Results.load(study, store), tmp_path / "out", "cmd")
-        text = (report / "README.md").read_text()
-        assert f"- `{chosen.label}`, tuning seed 0: RuntimeError: still broken" in text
-        assert "tuning incomplete: a tuning run failed (see Failed runs)" in text
+        # nothing selected: no report (Results.load would report the declared settings)
+        monkeypatch.setattr(registry, "get", lambda name, profile: study)
+        assert report_from_store("tiny", "quick", None, "cpu", store, tmp_path, "c") is None
         monkeypatch.setattr(runner, "execute_task", real)
         counts = run_study(study, store, InProcess(), progress=False)
         assert counts["retried"] == counts["tuning"] == 1 and counts["failed"] == 0
@@ -368,8 +377,76 @@ def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
         assert p.complete and [s.label for s in p.selected] == [chosen.label]
         assert failed_tuning_runs(study, store, p) == []
         fixed = next(r for r in store.rows("tiny") if (r["config_hash"], r["seed"]) == (h, 0))
-        untimed = [{k: v for k, v in r["summary"].items() if "seconds" not in k}
-                   for r in (fixed, row)]
-        assert fixed["status"] == "ok" and untimed[0] == untimed[1]
+        assert fixed["status"] == "ok" and _untimed(fixed) == _untimed(row)
         counts = run_study(study, store, InProcess(), progress=False)
         assert counts["tuning"] == counts["retried"] == 0
+
+
+def test_a_failed_run_that_a_retry_leads_to_runs_again_in_the_same_call(tiny, tmp_path):
+    """Failed runs in the initial grid and in an extension (a store written before failures
+    blocked the selection): the retry of the first lets the plan reach the second, which runs
+    again in the same call; the study ends as the uninterrupted one did."""
+    study, _, results, rows, _, path = tiny
+    p0 = results.plan
+    assert p0.choices[0].extended["lr"]                            # tiny extends its grid
+    initial, extension = p0.tuning_settings[1], p0.tuning_settings[3]
+    assert initial.factors["lr"] in study.tuning.axes_of(p0.choices[0].condition)["lr"].values
+    assert extension.factors["lr"] in p0.choices[0].extended["lr"]
+    with Store(_copy_store(path, tmp_path / "two.sqlite")) as store:
+        _fail(store, "tiny", initial.label, 0)
+        _fail(store, "tiny", extension.label, 1)
+        counts = run_study(study, store, InProcess(), progress=False)
+        assert counts["retried"] == counts["tuning"] == 2 and counts["failed"] == 0
+        p = stored_plan(study, store)
+        assert p.complete and [s.label for s in p.selected] == [s.label for s in p0.selected]
+        assert {r["status"] for r in store.rows("tiny")} == {"ok"}
+
+
+def test_fresh_redoes_every_stored_grid_point_whatever_failed(tiny, tmp_path):
+    """``fresh`` deletes every run of the study at its profile and backend on its seeds, not
+    only those that the plan (stopped by a failed run) reaches, and redoes the study."""
+    study, _, results, rows, _, path = tiny
+    with Store(_copy_store(path, tmp_path / "fresh.sqlite")) as store:
+        _fail(store, "tiny", results.plan.tuning_settings[0].label, 2)
+        n = len(store.rows("tiny"))
+        counts = run_study(study, store, InProcess(), progress=False, fresh=True)
+        assert counts["tuning"] + counts["total"] == n and counts["skipped"] == 0
+        assert counts["retried"] == 0
+        again = {(r["config_hash"], r["seed"]): _untimed(r) for r in store.rows("tiny")}
+        assert again == {(r["config_hash"], r["seed"]): _untimed(r) for r in rows}
+
+
+def test_a_condition_blocked_by_a_failed_run_leaves_the_others_reported(tmp_path, monkeypatch):
+    """Two conditions, a tuning run of one failing for good: the other is selected, run on the
+    report seeds and reported; the report says which condition is blocked and why, counts the
+    failed tuning run and says how many conditions it reports."""
+    from dlbasics.studies import runner
+    from dlbasics.studies.report import report_from_store
+
+    def build(f):  # condition b: batches of 4
+        return _build(f).replace(batch_size=8 if f["c"] == "a" else 4)
+
+    study = Study("pair", "Pair", "q?", settings=(), seeds=[10, 11],
+                  tuning=Tuning(build, [{"c": "a"}, {"c": "b"}], {"lr": Axis([0.1, 1.0])},
+                                tune_seeds=[0, 1], max_extensions=0))
+    real = runner.execute_task
+
+    def failing(task):
+        return [{**r, "status": "failed", "error": "RuntimeError: broken",
+                 "summary": None} if (r["label"], r["seed"]) == ("c=b, lr=1", 1) else r
+                for r in real(task)]
+
+    monkeypatch.setattr(runner, "execute_task", failing)
+    monkeypatch.setattr(registry, "get", lambda name, profile: study)
+    with Store(tmp_path / "pair.sqlite") as store:
+        counts = run_study(study, store, InProcess(), progress=False)
+        p = stored_plan(study, store)
+        assert [s.factors["c"] for s in p.selected] == ["a"] and not p.complete
+        assert counts["failed"] == 1 and counts["total"] == 2      # condition a's report runs
+        d, _ = report_from_store("pair", "quick", None, "cpu", store, tmp_path, "cmd")
+        text = (d / "README.md").read_text()
+    assert "the selected point of each of the 1 of 2 conditions" in text
+    assert "| c=b | tuning incomplete: a tuning run failed (see Failed runs) |" in text
+    assert "- `c=b, lr=1`, tuning seed 1: RuntimeError: broken" in text
+    assert "2 of 2 runs ok, 0 diverged, 0 failed, 0 missing (and 1 tuning runs failed)." in text
+

@@ -24,6 +24,7 @@ it.
 from __future__ import annotations
 
 import inspect
+import math
 import numbers
 import warnings
 
@@ -642,12 +643,19 @@ class _BaseMLP(BaseEstimator):
             if s.solver == "sgd" and s.schedule == "invscaling":
                 self._set_lr(s.lr / (self.t_ + 1) ** s.power_t)
             if self._no_improvement_count > s.n_iter_no_change:
+                # scikit-learn's words (its optimizers' trigger_stopping)
+                what = "Validation score" if s.early_stopping else "Training loss"
+                msg = (f"{what} did not improve more than tol={s.tol:f} for "
+                       f"{_count(s.n_iter_no_change)} consecutive epochs.")
                 if s.solver == "sgd" and s.schedule == "adaptive" and self._lr > 1e-6:
                     self._set_lr(self._lr / 5.0)
                     self._no_improvement_count = 0
                     if self.verbose:
-                        print(f"Setting learning rate to {self._lr:f}")
+                        print(f"{msg} Setting learning rate to {self._lr:f}")
                 else:
+                    if self.verbose:
+                        small = s.solver == "sgd" and s.schedule == "adaptive"
+                        print(f"{msg}{' Learning rate too small.' if small else ''} Stopping.")
                     return True
             return False
 
@@ -836,7 +844,9 @@ _COMMON_DOC = """
         Shuffle the visiting order each epoch (scikit-learn's draws from ``random_state``).
     random_state : int, RandomState or None, default=None
         Initial weights, validation split and shuffling: the same numbers as scikit-learn's
-        for the same ``random_state``.
+        for the same int or RandomState. ``None``: a fresh seed from the operating system
+        (``numpy.random.seed`` has no effect: nothing here draws from NumPy's global
+        generator, where scikit-learn's ``None`` does).
     tol : float >= 0, default=1e-4
         An epoch whose loss (or validation score) does not improve on the best by ``tol``
         counts towards ``n_iter_no_change``; for ``lbfgs`` the gradient tolerance.
@@ -913,6 +923,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Notes
     -----
     Differences that remain (documented, not silent): ``fit`` takes no ``sample_weight``;
+    ``random_state=None`` does not draw from NumPy's global generator (see above); sparse
+    ``X`` and ``y`` of one class raise errors (scikit-learn fits them);
     with ``solver="sgd"``, momentum and a changing rate (``adaptive``, ``invscaling``) on
     ``backend="cuda"`` the velocity is not rescaled when the rate changes (on the CPU it is,
     which makes our gradient-unit velocity the same update as scikit-learn's); Adam adds
@@ -964,7 +976,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             if multilabel != self._multilabel:
                 raise ValueError("y changed between multilabel and single-label targets")
             classes = np.arange(y.shape[1]) if multilabel else _unique_labels(y)
-            if self.warm_start and not incremental:
+            if self.warm_start:  # partial_fit too, as scikit-learn
                 if set(classes.tolist()) != set(self.classes_.tolist()):
                     raise ValueError(
                         "warm_start can only be used where `y` has the same classes as in the "
@@ -1095,7 +1107,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     As for :class:`MLPClassifier`; moreover with several outputs our recorded loss is the
     squared error summed over outputs (scikit-learn averages it over outputs in ``loss_`` and
     ``loss_curve_`` but trains on the sum, as we do), so the loss-based stopping rule sees a
-    larger loss.
+    larger loss; with ``solver="lbfgs"`` scikit-learn's line search sees the averaged loss
+    with the summed gradient, ours the sum with its own gradient, so the two take other steps
+    and stop at other iterations.
     """
 
     _is_classifier = False
@@ -1168,6 +1182,11 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
+
+
+def _count(n):
+    """``n_iter_no_change`` as scikit-learn's ``%d`` prints it (``inf`` as is)."""
+    return str(int(n)) if math.isfinite(n) else str(n)
 
 
 def _column(y):

@@ -111,6 +111,8 @@ class Perceptron(ClassifierMixin, BaseEstimator):
     n_jobs : int or None, default=None
         Accepted for compatibility; the classes train one after the other.
     random_state : int, RandomState or None, default=0
+        ``None``: a fresh seed from the operating system (``numpy.random.seed`` has no effect:
+        nothing here draws from NumPy's global generator, unlike scikit-learn).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the rows (drawn from the same generator as the
         visiting orders, not scikit-learn's stratified split) and stop on their accuracy.
@@ -121,7 +123,10 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         than two classes, the positive class's weight against the rest's 1), as scikit-learn
         does; ``"balanced"`` is ``n_samples / (n_classes * count)``.
     warm_start : bool, default=False
-        ``fit`` starts from the current ``coef_`` and ``intercept_``.
+        ``fit`` starts from the current ``coef_`` and ``intercept_`` (as scikit-learn's: the
+        data's classes may be other labels, but their number and the features must give
+        ``coef_``'s shape, ``ValueError`` otherwise); ``t_``, ``n_iter_`` and ``mistakes_``
+        count this fit's epochs.
     dtype : {numpy.float32, numpy.float64}, default=numpy.float64
         Our extra: the precision of ``coef_``, ``intercept_`` and the data given to the kernel.
 
@@ -135,7 +140,8 @@ class Perceptron(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs run (the most of any class).
     t_ : int
-        Weight updates performed (samples visited) plus one, as scikit-learn counts.
+        ``n_iter_ * n_samples + 1`` over the fits since the last ``fit`` (``partial_fit`` adds
+        its rows), as scikit-learn counts (with ``early_stopping`` the validation rows too).
     n_features_in_ : int
     mistakes_ : list of int
         Our extra: mistakes in each epoch (summed over the classes' perceptrons).
@@ -303,7 +309,7 @@ class Perceptron(ClassifierMixin, BaseEstimator):
                     break
             n_iter = max(n_iter, epoch + 1)
         self.n_iter_ = n_iter
-        self.t_ += n_iter * len(train_rows)
+        self.t_ += n_iter * n  # all rows, early stopping's validation rows too, as scikit-learn
         mistakes = epochs[:, :n_iter].sum(axis=0)
         self.mistakes_.extend(int(m) for m in mistakes)
         self.converged_ = bool(mistakes[-1] == 0)
@@ -339,11 +345,23 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"The number of classes has to be greater than one; got 1 class: "
                              f"{classes.tolist()!r}")
-        warm = (self.warm_start and hasattr(self, "coef_")
-                and np.array_equal(classes, self.classes_)
-                and self.coef_.shape[1] == X.shape[1])
+        warm = self.warm_start and hasattr(self, "coef_")
+        if warm:
+            # scikit-learn continues from coef_ whenever its shape fits these data (the labels
+            # may differ) and raises otherwise
+            shape = (1 if len(classes) == 2 else len(classes), X.shape[1])
+            if self.coef_.shape != shape:
+                raise ValueError(
+                    f"Provided coef_init does not match dataset: warm_start continues from "
+                    f"coef_ of shape {self.coef_.shape}, these data ({len(classes)} classes, "
+                    f"{X.shape[1]} features) need {shape}; fit with warm_start=False to start "
+                    "again")
         self.classes_ = classes
-        if not warm:
+        if warm:
+            coef, intercept = self.coef_.astype(dtype), self.intercept_.astype(dtype)
+            self._start(X.shape[1], dtype)
+            self.coef_, self.intercept_ = coef, intercept
+        else:
             self._start(X.shape[1], dtype)
         X = as_work_array(X, self.coef_.dtype)
         self._train(X, self._signs(y), int(self.max_iter), _generator(self.random_state),
@@ -368,6 +386,8 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
         dtype = self._check_params()
+        if self.early_stopping:
+            raise ValueError("early_stopping should be False with partial_fit")
         if isinstance(self.class_weight, str):
             raise ValueError("class_weight 'balanced' is not supported for partial_fit (the "
                              "class frequencies of all the data are not known); use a dict")

@@ -216,6 +216,10 @@ def test_partial_fit_and_warm_start_continue():
     assert_allclose(warm.loss_curve_, theirs.loss_curve_, rtol=2e-5)
     with pytest.raises(ValueError, match="same classes"):
         warm.fit(X[y != "cat"], y[y != "cat"])
+    # with warm_start, partial_fit too needs the same classes (scikit-learn's rule)
+    with pytest.raises(ValueError, match="same classes"):
+        warm.partial_fit(X[y != "cat"], y[y != "cat"])
+    warm.set_params(warm_start=False).partial_fit(X[y != "cat"], y[y != "cat"])  # fine then
 
 
 def test_lbfgs_has_no_partial_fit():
@@ -262,6 +266,28 @@ def test_verbose_prints_the_loss(capsys):
     out = capsys.readouterr().out.splitlines()
     # scikit-learn's format ("Iteration %d, loss = %.8f"), with the recorded losses
     assert out == [f"Iteration {i}, loss = {v:.8f}" for i, v in enumerate(clf.loss_curve_, 1)]
+
+
+@pytest.mark.parametrize("kw", [
+    dict(solver="adam"),
+    dict(solver="adam", early_stopping=True),
+    dict(solver="sgd", learning_rate="adaptive", learning_rate_init=1e-5),
+], ids=["adam", "early-stopping", "sgd-adaptive"])
+def test_verbose_says_why_training_stops_as_scikit_learn(kw, capsys):
+    """The lines after the epochs' losses: why training stopped (or the rate was cut), in
+    scikit-learn's words, the same lines as its fit prints for the same run (float64)."""
+    sk = pytest.importorskip("sklearn.neural_network")
+    X, y = blobs(200)
+    kw = dict(hidden_layer_sizes=(4,), max_iter=300, tol=0.05, n_iter_no_change=2,
+              verbose=True, random_state=0, **kw)
+    lines = []
+    for est in (MLPClassifier(dtype="float64", **kw), sk.MLPClassifier(**kw)):
+        quiet(est, X, y)
+        lines.append([ln for ln in capsys.readouterr().out.splitlines()
+                      if not ln.startswith(("Iteration", "Validation score:"))])
+    assert lines[0] == lines[1] and any("did not improve more than tol=" in ln
+                                        for ln in lines[0])
+    assert lines[0][-1].endswith("Stopping.")
 
 
 # -- parameters --------------------------------------------------------------------------------

@@ -248,7 +248,8 @@ def test_early_stopping_holds_out_validation():
     clf = Perceptron(early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
                      random_state=0).fit(X, y)
     assert 3 <= clf.n_iter_ < 1000
-    assert clf.t_ == 1 + clf.n_iter_ * 240  # the 60 held-out rows are not trained on
+    # scikit-learn counts all rows, the 60 held out (not trained on) too
+    assert clf.t_ == 1 + clf.n_iter_ * 300
     assert clf.score(X, y) > 0.95
 
 
@@ -339,3 +340,33 @@ def test_sklearn_estimator_checks():
     failed = {r["check_name"]: repr(r["exception"]) for r in results if r["status"] == "failed"}
     assert not failed
     assert sum(r["status"] == "passed" for r in results) >= 40
+
+
+def test_warm_start_partial_fit_and_t_as_scikit_learn():
+    """``warm_start``: each ``fit`` counts ``t_`` from 1 again and continues from ``coef_``
+    whenever its shape fits (other labels too), the same numbers as scikit-learn's; a shape
+    that does not fit raises, as scikit-learn's does; ``partial_fit`` refuses
+    ``early_stopping`` with scikit-learn's message."""
+    pytest.importorskip("sklearn")
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import Perceptron as Theirs
+
+    X, y = load_iris(return_X_y=True)
+    kw = dict(shuffle=False, max_iter=5, tol=None, warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours, theirs = Perceptron(**kw), Theirs(**kw)
+        for labels in (y, y + 5):  # the second fit: other labels, as many classes
+            ours.fit(X, labels)
+            theirs.fit(X, labels)
+            assert ours.t_ == theirs.t_ == 1 + 5 * 150 and ours.n_iter_ == theirs.n_iter_
+            np.testing.assert_array_equal(ours.coef_, theirs.coef_)
+            np.testing.assert_array_equal(ours.intercept_, theirs.intercept_)
+            assert len(ours.mistakes_) == 5
+        for bad_X, bad_y in ((X[y != 2], y[y != 2]), (X[:, :3], y)):
+            with pytest.raises(ValueError, match="does not match dataset"):
+                theirs.fit(bad_X, bad_y)
+            with pytest.raises(ValueError, match="does not match dataset"):
+                ours.fit(bad_X, bad_y)
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+        Perceptron(early_stopping=True).partial_fit(X, y, classes=np.unique(y))

@@ -195,19 +195,6 @@ def _unwritten(args, what, where, exc, names):
           file=sys.stderr)
 
 
-def _no_report(name, store, path):
-    """The line saying why study ``name`` has no report
-    (:func:`~dlbasics.studies.report.report_from_store` wrote none)."""
-    counts = store.count(name)
-    if not counts:
-        return f"{name}: no runs in {path}, no report (run it first)"
-    if counts.get("failed"):
-        return (f"{name}: no report: no condition is selected yet, and {counts['failed']} of "
-                f"its runs in {path} failed (`dlbasics export` lists their errors); run it "
-                "again to run them again")
-    return f"{name}: its tuning is not finished in {path}, no report (run it to finish)"
-
-
 def _write_reports(args, studies, store, pool=None):
     """Write the studies' reports from the open ``store``
     (:func:`~dlbasics.studies.report.report_from_store`); say each in the studies' order.
@@ -222,7 +209,7 @@ def _write_reports(args, studies, store, pool=None):
     own. Returns whether every report and the index were written and every analysis ran.
     """
     from . import registry
-    from .report import report_from_store, write_index
+    from .report import NoReport, report_from_store, write_index
 
     out = _profile_out(args.profile, args.out)
     tasks = [(s.name, args.profile, args.seeds, args.backend, store, out,
@@ -250,8 +237,16 @@ def _write_reports(args, studies, store, pool=None):
                        outcome, [study.name])
             ok, unwritten = False, True
             continue
-        if outcome is None:
-            _say(args, _no_report(study.name, store, args.store))
+        if isinstance(outcome, NoReport):
+            text = f"{study.name}: {outcome}"
+            stale = os.path.join(out, study.name, "README.md")
+            if os.path.exists(stale):  # left as it was: say so
+                text += f" (the report in {stale} is from before)"
+            if outcome.failed:  # runs failed: the command fails too
+                ok = False
+                print(f"{PROG}: {text}", file=sys.stderr)
+            else:
+                _say(args, text)
             continue
         d, failed = outcome
         if failed:

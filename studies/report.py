@@ -522,6 +522,21 @@ def write_report(study, results, out_root, command):
     return directory
 
 
+class NoReport(str):
+    """Why :func:`report_from_store` wrote no report (the text, after the study's name);
+    ``failed``: because runs failed (an error for the command, not only a note)."""
+
+    failed = False
+
+    def __new__(cls, text, failed=False):
+        out = super().__new__(cls, text)
+        out.failed = failed
+        return out
+
+    def __reduce__(self):  # pickled whole (from a worker process)
+        return (NoReport, (str(self), self.failed))
+
+
 def report_from_store(name, profile, seeds, backend, store, out_root, command):
     """Write the report of study ``name`` from a results store (:func:`write_report`), from
     arguments that pickle, so that a worker process can write it.
@@ -552,11 +567,11 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
 
     Returns
     -------
-    tuple of (pathlib.Path, bool) or None
+    tuple of (pathlib.Path, bool) or NoReport
         The report's directory and whether its analysis failed (``ANALYSIS_FAILED`` written);
-        ``None`` where the store holds no runs of the study's report stage, or no condition
-        of a tuned study is selected yet (its tuning unfinished or blocked by failed runs;
-        nothing written).
+        a :class:`NoReport` saying why where nothing was written: the store holds no runs of
+        the study's report stage, or no condition of a tuned study is selected yet (its
+        tuning unfinished, or blocked by failed runs).
 
     Raises
     ------
@@ -576,8 +591,20 @@ def report_from_store(name, profile, seeds, backend, store, out_root, command):
     else:
         with Store.reader(store) as reader:
             results = Results.load(study, reader, backend)
-    if not results.rows() or study.tuning is not None and not results.plan.selected:
-        return None  # (with nothing selected, Results.load falls back to the declared settings)
+    path = store.path if isinstance(store, Store) else store
+    if study.tuning is not None and not results.plan.selected:
+        # nothing to report (Results.load would fall back to the declared settings)
+        failed = len(results.tuning.errors())
+        if failed:
+            return NoReport(f"no report: no condition is selected yet, {failed} of its tuning "
+                            f"runs in {path} failed (`dlbasics export` lists their errors); "
+                            "run it again to run them again", failed=True)
+        if results.tuning.rows():
+            return NoReport(f"its tuning is not finished in {path}, no report (run it to "
+                            "finish)")
+        return NoReport(f"no runs in {path}, no report (run it first)")
+    if not results.rows():
+        return NoReport(f"no runs of its report stage in {path}, no report (run it first)")
     with one_compute_thread():
         d = write_report(study, results, out_root, command)
     return d, (d / "ANALYSIS_FAILED").exists()

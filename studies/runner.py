@@ -796,9 +796,14 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
 
     if fresh:
         if study.tuning is not None:
-            # every grid point stored, wherever the runs that failed led the extensions
+            # every grid point stored, wherever the runs that failed led the extensions, and
+            # the timing pass (whose own deletion runs only once a setting is selected)
+            from .protocol import timing_study_name
+
             store.delete_seeds(study.name, study.profile, backend,
                                [*study.tuning.tune_seeds, *study.seeds])
+            store.delete_seeds(timing_study_name(study), study.profile, backend,
+                               study.seeds[: study.timing_repeats])
         store.delete(r.key for r in study.runs(backend))
     report_study = study
     if study.tuning is not None:

@@ -244,6 +244,11 @@ def _accuracy(model, ds):
 # ----------------------------------------------------------------------------------------------
 
 
+def _unselected(problem, arch):
+    return (f"Not drawn: the [{arch}] network on {problem} has no selected setting (a tuning "
+            "run of its condition failed or is missing; see the protocol above).")
+
+
 def _setting(results, problem, arch):
     ss = results.select(problem=problem, hidden=arch)
     return ss[0] if ss else None
@@ -518,23 +523,32 @@ def analyse(results, report):
     nets = Networks(results)
 
     report.section("First layer: half-planes")
-    seed1 = _first_layer_figure(results, report, *first, nets)
+    seed1 = None
+    if _setting(results, *first) is None:
+        report.text(_unselected(*first))
+    else:
+        seed1 = _first_layer_figure(results, report, *first, nets)
 
     report.section("Second layer: combining half-planes")
-    seed2, sides, flat = _second_layer_figure(results, report, *second, nets)
+    seed2, sides, flat = None, np.zeros((0, 2)), 0
+    if _setting(results, *second) is None:
+        report.text(_unselected(*second))
+    else:
+        seed2, sides, flat = _second_layer_figure(results, report, *second, nets)
     best_side = sides.max(axis=1) if len(sides) else np.array([])
     n_pos = int((sides[:, 0] >= CONVEX).sum()) if len(sides) else 0
     n_either = int((best_side >= CONVEX).sum())
-    report.table(
-        ["side", f"units convex (>= {CONVEX:g})", "median convexity", "lowest"],
-        [[name, f"{int((v >= CONVEX).sum())}/{len(v)}", fmt(float(np.median(v)), 3),
-          fmt(float(v.min()), 3)]
-         for name, v in (("positive {h > 0}", sides[:, 0] if len(sides) else np.array([])),
-                         ("negative {h < 0}", sides[:, 1] if len(sides) else np.array([])),
-                         ("either (the larger)", best_side)) if len(v)],
-        caption=f"Convexity of the second-layer units of the [{second[1]}] networks on "
-                f"{second[0]}, every report seed ({flat} units with one sign everywhere left "
-                f"out).")
+    if seed2 is not None:
+        report.table(
+            ["side", f"units convex (>= {CONVEX:g})", "median convexity", "lowest"],
+            [[name, f"{int((v >= CONVEX).sum())}/{len(v)}", fmt(float(np.median(v)), 3),
+              fmt(float(v.min()), 3)]
+             for name, v in (("positive {h > 0}", sides[:, 0] if len(sides) else np.array([])),
+                             ("negative {h < 0}", sides[:, 1] if len(sides) else np.array([])),
+                             ("either (the larger)", best_side)) if len(v)],
+            caption=f"Convexity of the second-layer units of the [{second[1]}] networks on "
+                    f"{second[0]}, every report seed ({flat} units with one sign everywhere left "
+                    f"out).")
 
     report.section("One against two hidden layers at equal parameters")
     conv = _regions(results, report, archs, nets)
@@ -602,10 +616,12 @@ def analyse(results, report):
                 f"the stored runs by at most {fmt(worst, 3)}.")
 
     # -- conclusions ------------------------------------------------------------------------
-    report.conclusion(
-        f"**First layer.** Every first-layer unit is a soft half-plane: tanh(w.x + b) is "
-        f"constant along lines parallel to w.x + b = 0 (drawn for the [{first[1]}] network on "
-        f"{first[0]}, seed {seed1}); the output combines these lines into its decision region.")
+    if seed1 is not None:
+        report.conclusion(
+            f"**First layer.** Every first-layer unit is a soft half-plane: tanh(w.x + b) is "
+            f"constant along lines parallel to w.x + b = 0 (drawn for the [{first[1]}] network "
+            f"on {first[0]}, seed {seed1}); the output combines these lines into its decision "
+            "region.")
     n_units = len(sides)
     text = (f"**Second layer.** Of the {n_units} second-layer units with a boundary in the "
             f"plane of the [{second[1]}] networks on {second[0]} ({len(results.seeds)} report "
@@ -623,7 +639,8 @@ def analyse(results, report):
     elif n_units:
         text += (" Allowing either sign, every unit is a convex cell bounded by the first "
                  "layer's lines, as in the notes' picture.")
-    report.conclusion(text)
+    if seed2 is not None:
+        report.conclusion(text)
 
     verdicts = {}
     for r in comps:

@@ -110,3 +110,46 @@ def ci_text(values, low=0.0, high=math.inf):
         return f"{m:.4g}"
     h = st.t.ppf(0.975, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
     return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
+
+
+def check_blocked_conditions(store_path, name, tmp_path):
+    """The report of quick study ``name`` (stored complete in ``store_path``) with each of its
+    conditions in turn left unselected by a failed tuning run (of its selected setting, on the
+    first tuning seed): the analysis runs (no ``ANALYSIS_FAILED``), says how many conditions
+    it reports and lists the failure; with one condition, no report and the reason. Returns
+    the conditions checked."""
+    import sqlite3
+
+    from dlbasics.studies.protocol import stored_plan
+    from dlbasics.studies.report import NoReport, report_from_store
+
+    study = registry.get(name, "quick")
+    n = len(study.tuning.conditions)
+    checked = []
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    with Store(store_path) as st:
+        choices = stored_plan(study, st).choices
+    for i, choice in enumerate(choices):
+        if not choice.scores:  # a condition without tuned axes: nothing to fail
+            continue
+        copy = tmp_path / f"{name}-{i}.sqlite"
+        con = sqlite3.connect(store_path)
+        con.execute(f"VACUUM INTO '{copy}'")
+        con.close()
+        with Store(copy) as st:
+            key = (name, choice.setting.config_hash(), study.tuning.tune_seeds[0])
+            row = st.rows(name, keys=[key])[0]
+            st.put({**row, "status": "failed", "error": "OSError: disk full", "summary": None,
+                    "history": None})
+            out = report_from_store(name, "quick", None, "cpu", st, tmp_path / f"{name}-{i}",
+                                    "cmd")
+        if n == 1:
+            assert isinstance(out, NoReport) and out.failed
+            continue
+        d, failed = out
+        assert not failed, (name, choice.condition, (d / "ANALYSIS_FAILED").read_text())
+        text = (d / "README.md").read_text()
+        assert f"the {n - 1} of {n} conditions" in text
+        assert f"- `{row['label']}`, tuning seed {key[2]}: OSError: disk full" in text
+        checked.append(choice.condition)
+    return checked

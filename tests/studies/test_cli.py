@@ -142,8 +142,8 @@ def _fail_tuning_seed_1(task):
 def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch, capsys,
                                                          gd_reference):
     """Tuning runs that failed are said (exit 1, the count, no selection, no report runs, no
-    report and a line saying why), and the next ``run`` runs them again, says so, and ends with
-    exactly the uninterrupted study's runs."""
+    report and a line saying why; ``report`` too), and the next ``run`` runs them again, says
+    so, and ends with exactly the uninterrupted study's runs."""
     from dlbasics.studies import runner
 
     from .conftest import stored
@@ -157,20 +157,16 @@ def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch,
     assert all(seed < 10 for _, seed in stored(store, "gd_demo"))  # no report runs
     said = capsys.readouterr().err
     assert f", {len(failed)} failed, " in said
-    assert (f"gd_demo: no report: no condition is selected yet, and {len(failed)} of its runs "
-            f"in {store} failed (`dlbasics export` lists their errors)") in said
+    assert (f"dlbasics: gd_demo: no report: no condition is selected yet, {len(failed)} of its "
+            f"tuning runs in {store} failed (`dlbasics export` lists their errors)") in said
     assert not (out / "gd_demo").exists()
-    from dlbasics.studies.cli import _no_report
-    from dlbasics.studies.store import Store
-
-    with Store(store) as st:
-        ok_rows = [r for r in st.rows("gd_demo") if r["status"] == "ok"]
-    with Store(":memory:") as empty:
-        assert _no_report("gd_demo", empty, "x") == \
-            "gd_demo: no runs in x, no report (run it first)"
-        empty.put_many(ok_rows)
-        assert _no_report("gd_demo", empty, "x") == \
-            "gd_demo: its tuning is not finished in x, no report (run it to finish)"
+    # `report` says the same, and fails too; a report from before is named, not replaced
+    (out / "gd_demo").mkdir(parents=True)
+    (out / "gd_demo" / "README.md").write_text("old")
+    assert main(["report", "gd_demo", "--store", str(store), "--out", str(out)]) == 1
+    said = capsys.readouterr().err
+    assert f"(the report in {out / 'gd_demo' / 'README.md'} is from before)" in said
+    assert (out / "gd_demo" / "README.md").read_text() == "old"
     monkeypatch.undo()
     assert main(argv[:-1]) == 0
     said = capsys.readouterr().err

@@ -298,3 +298,12 @@ def test_dropout_tuning_scores_are_the_selected_points_tuning_means():
         plan = Plan
 
     assert dropout.tuning_scores(R) == {(250, "scale", 0.5): 1.5, (250, "scale", 1.0): 2.1}
+
+
+@pytest.mark.parametrize("name", ("dropout", "depth_width"))
+def test_reports_with_a_condition_blocked_by_a_failed_run(name, quick, tmp_path):
+    """Each condition in turn unselected (a tuning run failed): the analysis still runs."""
+    from .conftest import check_blocked_conditions
+
+    store, _ = quick
+    assert check_blocked_conditions(store, name, tmp_path)

@@ -168,6 +168,10 @@ def test_quick_study_end_to_end(tmp_path, gd_reference, capsys, monkeypatch):
     assert main(["export", "--store", str(store), "--csv", str(csv_path), "-q"]) == 0
     assert len(csv_path.read_text().strip().splitlines()) == 1 + n_all
     assert n_all > n_stored > len(report_seeds) * 3   # tuning and timing runs stored too
+    # each condition in turn unselected (a tuning run failed): the analysis still runs
+    from .conftest import check_blocked_conditions
+
+    assert len(check_blocked_conditions(store, "gd_demo", tmp_path / "blocked")) == 3
 
 
 def _command(store, out):

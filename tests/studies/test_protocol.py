@@ -368,7 +368,8 @@ def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
         assert stored_plan(study, store).selected == []
         # nothing selected: no report (Results.load would report the declared settings)
         monkeypatch.setattr(registry, "get", lambda name, profile: study)
-        assert report_from_store("tiny", "quick", None, "cpu", store, tmp_path, "c") is None
+        why = report_from_store("tiny", "quick", None, "cpu", store, tmp_path, "c")
+        assert why.failed and why.startswith("no report: no condition is selected yet, 1 of")
         monkeypatch.setattr(runner, "execute_task", real)
         counts = run_study(study, store, InProcess(), progress=False)
         assert counts["retried"] == counts["tuning"] == 1 and counts["failed"] == 0
@@ -450,3 +451,48 @@ def test_a_condition_blocked_by_a_failed_run_leaves_the_others_reported(tmp_path
     assert "- `c=b, lr=1`, tuning seed 1: RuntimeError: broken" in text
     assert "2 of 2 runs ok, 0 diverged, 0 failed, 0 missing (and 1 tuning runs failed)." in text
 
+
+
+def test_no_report_while_nothing_is_selected_even_with_report_runs_stored(tmp_path, monkeypatch):
+    """A study whose selected point is in its initial grid has report runs of a declared
+    setting: once a failed tuning run blocks its only condition, no report is written from
+    them (Results.load falls back to the declared settings), and the reason says so; a store
+    with tuning runs but none failed is unfinished, one with none has no runs."""
+    from dlbasics.studies.report import report_from_store
+
+    study = Study("one", "One", "q?", settings=(), seeds=[10, 11],
+                  tuning=Tuning(_build, [{"c": "a"}], {"lr": Axis([0.1, 1.0])},
+                                tune_seeds=[0, 1], max_extensions=0))
+    monkeypatch.setattr(registry, "get", lambda name, profile: study)
+    with Store(tmp_path / "one.sqlite") as store:
+        run_study(study, store, InProcess(), progress=False)
+        chosen = stored_plan(study, store).selected[0]
+        assert chosen.label in [s.label for s in study.settings]   # a declared setting
+        d, failed = report_from_store("one", "quick", None, "cpu", store, tmp_path, "c")
+        assert not failed and (d / "README.md").exists()
+        row = _fail(store, "one", chosen.label, 1)
+        why = report_from_store("one", "quick", None, "cpu", store, tmp_path / "b", "c")
+        assert why.failed and "1 of its tuning runs" in why and not (tmp_path / "b").exists()
+        store.delete([("one", row["config_hash"], 1)])
+        why = report_from_store("one", "quick", None, "cpu", store, tmp_path / "b", "c")
+        assert not why.failed and why.startswith("its tuning is not finished in ")
+        store.delete_seeds("one", study.profile, "cpu", [0, 1, 10, 11])
+        why = report_from_store("one", "quick", None, "cpu", store, tmp_path / "b", "c")
+        assert why == f"no runs in {store.path}, no report (run it first)"
+
+
+def test_fresh_deletes_the_timing_pass_too(tiny, tmp_path, monkeypatch):
+    """``fresh`` deletes the timing runs as well, even where the new tuning then fails and no
+    timing pass runs (the next call times the selection afresh)."""
+    from dlbasics.studies import runner
+
+    study, _, _, _, timing_rows, path = tiny
+    with Store(_copy_store(path, tmp_path / "t.sqlite")) as store:
+        assert len(store.rows(timing_study_name(study))) == len(timing_rows) == 2
+        real = runner.execute_task
+        monkeypatch.setattr(runner, "execute_task", lambda task: [
+            {**r, "status": "failed", "error": "x", "summary": None} for r in real(task)])
+        counts = run_study(study, store, InProcess(), progress=False, fresh=True)
+        assert counts["timing"] == 0 and store.rows(timing_study_name(study)) == []
+        monkeypatch.setattr(runner, "execute_task", real)
+        assert run_study(study, store, InProcess(), progress=False)["timing"] == 2

@@ -40,6 +40,19 @@ def test_upsert_keeps_one_row_per_run_and_roundtrips(tmp_path):
         assert st.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+def test_delete_seeds_deletes_one_study_profile_backend_and_seeds(tmp_path):
+    with Store(tmp_path / "s.sqlite") as st:
+        st.put_many([_row(0), _row(1, h="def", status="failed"), _row(2), _row(5),
+                     _row(0, study="other"), {**_row(1), "profile": "full"},
+                     {**_row(1, h="x"), "backend": "numpy"}])
+        assert st.delete_seeds("s", "quick", "cpu", [0, 1, 2]) == 3
+        left = {(r["study"], r["config_hash"], r["seed"], r["profile"], r["backend"])
+                for r in st.rows()}
+        assert left == {("s", "abc", 5, "quick", "cpu"), ("other", "abc", 0, "quick", "cpu"),
+                        ("s", "abc", 1, "full", "cpu"), ("s", "x", 1, "quick", "numpy")}
+        assert st.delete_seeds("s", "quick", "cpu", []) == 0
+
+
 def test_export_csv(tmp_path):
     with Store(tmp_path / "s.sqlite") as st:
         st.put(_row(0))

@@ -439,3 +439,12 @@ def test_regression_numbers(quick_run):
     assert row[3] == _ci([s["es_test_loss"] for s in rows], 0, math.inf)
     assert row[4] == _ci([s["test_loss"] for s in rows], 0, math.inf)
     assert "2 ln 2 / k per unit jump, so its mean over [-1, 1] is ln 2 / k" in readme
+
+
+@pytest.mark.parametrize("name", STUDIES)
+def test_reports_with_a_condition_blocked_by_a_failed_run(name, quick_run, tmp_path):
+    """Each condition in turn unselected (a tuning run failed): the analysis still runs."""
+    from .conftest import check_blocked_conditions
+
+    store, _ = quick_run
+    assert check_blocked_conditions(store, name, tmp_path)

@@ -127,3 +127,12 @@ def test_protocol_helpers():
     s = res.settings[0]
     np.testing.assert_allclose(value_at_time(res, s, "val_loss", 0.05), [1.0, 1.0])
     np.testing.assert_allclose(value_at_time(res, s, "val_loss", 0.1), [0.5, 0.25])
+
+
+@pytest.mark.parametrize("name", ("gd_variants", "optimizers"))
+def test_reports_with_a_condition_blocked_by_a_failed_run(name, quick, tmp_path):
+    """Each condition in turn unselected (a tuning run failed): the analysis still runs."""
+    from .conftest import check_blocked_conditions
+
+    store, _ = quick
+    assert check_blocked_conditions(store, name, tmp_path)

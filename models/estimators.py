@@ -1025,7 +1025,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X : array-like of shape (n_samples, n_features)
         y : array-like of shape (n_samples,) or (n_samples, n_labels)
         classes : array-like of shape (n_classes,), optional
-            All class labels; required on the first call (``y`` may not show them all).
+            All class labels; required on the first call (``y`` may not show them all,
+            but with ``warm_start=True`` it must show every class, as scikit-learn asks).
 
         Returns
         -------

@@ -381,6 +381,13 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            With ``early_stopping=True``, on every call (scikit-learn refuses it on the first
+            call only and, after a ``fit``, holds out a validation split in each
+            ``partial_fit`` epoch; ours holds none out, so it refuses rather than differ).
         """
         first = not hasattr(self, "coef_")
         if first and classes is None:

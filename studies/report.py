@@ -524,7 +524,9 @@ def write_report(study, results, out_root, command):
 
 class NoReport(str):
     """Why :func:`report_from_store` wrote no report (the text, after the study's name);
-    ``failed``: because runs failed (an error for the command, not only a note)."""
+    ``failed``: because failed tuning runs left nothing selected (the command then exits 1;
+    a report written with some conditions blocked, or with failed report runs, lists them and
+    does not fail the command)."""
 
     failed = False
 

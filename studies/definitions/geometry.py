@@ -751,6 +751,7 @@ def analyse(results, report):
                                   "differences spread widely" if small else "") + ".")
             if not two_better and not one_better:
                 head += " No pair shows a significant difference in either direction."
-        head += (f" {n_either}/{n_units} second-layer units had a convex region on one side "
-                 f"or the other ({n_pos} on the positive side).")
+        if seed2 is not None:
+            head += (f" {n_either}/{n_units} second-layer units had a convex region on one "
+                     f"side or the other ({n_pos} on the positive side).")
         report.claim(head)

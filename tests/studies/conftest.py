@@ -151,5 +151,6 @@ def check_blocked_conditions(store_path, name, tmp_path):
         text = (d / "README.md").read_text()
         assert f"the {n - 1} of {n} conditions" in text
         assert f"- `{row['label']}`, tuning seed {key[2]}: OSError: disk full" in text
+        assert "0/0 second-layer units" not in text  # geometry's claim: only what was drawn
         checked.append(choice.condition)
     return checked

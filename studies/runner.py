@@ -785,7 +785,7 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
         "seconds"}`` (``total``/``skipped`` count the report stage; ``tuning``: tuning runs
         made, ``retried`` of them the failed ones run again).
     """
-    from .protocol import failed_tuning_runs, stored_plan
+    from .protocol import failed_tuning_runs, stored_plan, timing_study_name
 
     t0 = time.perf_counter()
     counts = {"ok": 0, "diverged": 0, "failed": 0, "tuning": 0, "retried": 0, "timing": 0}
@@ -798,8 +798,6 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
         if study.tuning is not None:
             # every grid point stored, wherever the runs that failed led the extensions, and
             # the timing pass (whose own deletion runs only once a setting is selected)
-            from .protocol import timing_study_name
-
             store.delete_seeds(study.name, study.profile, backend,
                                [*study.tuning.tune_seeds, *study.seeds])
             store.delete_seeds(timing_study_name(study), study.profile, backend,
@@ -821,11 +819,9 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
             counts["tuning"] += len(plan.pending) + len(again)
             counts["retried"] += len(again)
         report_study = study.resolved(plan)
-        # no condition selected (its tuning runs failed): no report stage (resolved() would
-        # fall back to the declared settings)
-        selected = bool(plan.selected)
-    else:
-        selected = True
+    # a tuned study with no condition selected (its tuning runs failed) has no report stage
+    # (resolved() would fall back to the declared settings)
+    selected = study.tuning is None or bool(report_study.plan.selected)
     runs = report_study.runs(backend) if selected else []
     todo = _missing(runs, store, study.name)
     counts["total"], counts["skipped"] = len(runs), len(runs) - len(todo)

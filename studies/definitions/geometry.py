@@ -622,24 +622,24 @@ def analyse(results, report):
             f"constant along lines parallel to w.x + b = 0 (drawn for the [{first[1]}] network "
             f"on {first[0]}, seed {seed1}); the output combines these lines into its decision "
             "region.")
-    n_units = len(sides)
-    text = (f"**Second layer.** Of the {n_units} second-layer units with a boundary in the "
-            f"plane of the [{second[1]}] networks on {second[0]} ({len(results.seeds)} report "
-            f"seeds; {flat} more had one sign everywhere), {n_either} "
-            f"({n_either / max(n_units, 1):.0%}) have a convex region on at least one side "
-            f"(convexity >= {CONVEX}); counting the positive side only, as if the sign of a "
-            f"tanh unit meant something, {n_pos} would.")
-    if n_units:
-        text += (f" The better side's median convexity is {fmt(float(np.median(best_side)), 3)}"
-                 f", its lowest {fmt(float(best_side.min()), 3)}.")
-    if n_either < n_units:
-        text += (" So not every trained second-layer unit is a convex cell of the notes' "
-                 "picture, even allowing either sign: a unit thresholds a weighted sum of "
-                 "soft half-planes, which need not be an AND of them.")
-    elif n_units:
-        text += (" Allowing either sign, every unit is a convex cell bounded by the first "
-                 "layer's lines, as in the notes' picture.")
     if seed2 is not None:
+        n_units = len(sides)
+        text = (f"**Second layer.** Of the {n_units} second-layer units with a boundary in the "
+                f"plane of the [{second[1]}] networks on {second[0]} ({len(results.seeds)} report "
+                f"seeds; {flat} more had one sign everywhere), {n_either} "
+                f"({n_either / max(n_units, 1):.0%}) have a convex region on at least one side "
+                f"(convexity >= {CONVEX}); counting the positive side only, as if the sign of a "
+                f"tanh unit meant something, {n_pos} would.")
+        if n_units:
+            text += (f" The better side's median convexity is {fmt(float(np.median(best_side)), 3)}"
+                     f", its lowest {fmt(float(best_side.min()), 3)}.")
+        if n_either < n_units:
+            text += (" So not every trained second-layer unit is a convex cell of the notes' "
+                     "picture, even allowing either sign: a unit thresholds a weighted sum of "
+                     "soft half-planes, which need not be an AND of them.")
+        elif n_units:
+            text += (" Allowing either sign, every unit is a convex cell bounded by the first "
+                     "layer's lines, as in the notes' picture.")
         report.conclusion(text)
 
     verdicts = {}

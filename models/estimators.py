@@ -23,9 +23,11 @@ it.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import numbers
+import types
 import warnings
 
 import numpy as np
@@ -906,6 +908,24 @@ _ATTRS_DOC = """
 """
 
 
+class _StochasticOnly:
+    """A method present only on estimators whose ``solver`` is stochastic: ``partial_fit`` of
+    :class:`MLPClassifier`, as scikit-learn's ``available_if`` makes it (``hasattr`` is False
+    for ``solver="lbfgs"``; getting it raises ``_check_solver``'s ``AttributeError``).
+    scikit-learn's ``MLPRegressor.partial_fit`` is always present (its check is not called),
+    and so is ours, raising when called."""
+
+    def __init__(self, fn):
+        self.fn = fn
+        functools.update_wrapper(self, fn)
+
+    def __get__(self, obj, owner=None):
+        if obj is None:
+            return self.fn
+        obj._check_solver()
+        return types.MethodType(self.fn, obj)
+
+
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's ``MLPClassifier`` on compiled kernels.
 
@@ -1017,6 +1037,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return float(np.mean(np.all(pred == y_val, axis=1)))
         return float(np.mean(pred == y_val))
 
+    @_StochasticOnly
     def partial_fit(self, X, y, classes=None):
         """One epoch over ``(X, y)``, continuing the network and the optimizer.
 

@@ -459,3 +459,19 @@ def test_label_indices_with_classes_of_another_dtype(classes, y):
     from dlbasics.models.estimators import _label_indices
 
     np.testing.assert_array_equal(_label_indices(classes, y), np.searchsorted(classes, y))
+
+
+def test_partial_fit_is_present_where_scikit_learns_is():
+    """``MLPClassifier.partial_fit`` exists only for the stochastic solvers, as scikit-learn's
+    ``available_if`` makes it; ``MLPRegressor.partial_fit`` always (scikit-learn's check is
+    never called), raising when called with lbfgs."""
+    sk = pytest.importorskip("sklearn.neural_network")
+    for solver in ("lbfgs", "sgd", "adam"):
+        for ours, theirs in ((MLPClassifier, sk.MLPClassifier), (MLPRegressor, sk.MLPRegressor)):
+            assert hasattr(ours(solver=solver), "partial_fit") == \
+                hasattr(theirs(solver=solver), "partial_fit")
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")
+    X, y = blobs(40)
+    with pytest.raises(AttributeError, match="stochastic"):
+        MLPRegressor(solver="lbfgs").partial_fit(X, np.arange(40.0))
+    assert MLPClassifier.partial_fit.__doc__.startswith("One epoch over")

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import functools
 import inspect
-import math
 import numbers
 import types
 import warnings
@@ -648,7 +647,7 @@ class _BaseMLP(BaseEstimator):
                 # scikit-learn's words (its optimizers' trigger_stopping)
                 what = "Validation score" if s.early_stopping else "Training loss"
                 msg = (f"{what} did not improve more than tol={s.tol:f} for "
-                       f"{_count(s.n_iter_no_change)} consecutive epochs.")
+                       f"{int(s.n_iter_no_change)} consecutive epochs.")  # finite here
                 if s.solver == "sgd" and s.schedule == "adaptive" and self._lr > 1e-6:
                     self._set_lr(self._lr / 5.0)
                     self._no_improvement_count = 0
@@ -1204,11 +1203,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-
-def _count(n):
-    """``n_iter_no_change`` as scikit-learn's ``%d`` prints it (``inf`` as is)."""
-    return str(int(n)) if math.isfinite(n) else str(n)
 
 
 def _column(y):

@@ -140,8 +140,8 @@ class Perceptron(ClassifierMixin, BaseEstimator):
     n_iter_ : int
         Epochs run (the most of any class).
     t_ : int
-        ``n_iter_ * n_samples + 1`` over the fits since the last ``fit`` (``partial_fit`` adds
-        its rows), as scikit-learn counts (with ``early_stopping`` the validation rows too).
+        ``n_iter_ * n_samples + 1`` of the last ``fit``, plus the rows of each ``partial_fit``
+        since, as scikit-learn counts (with ``early_stopping`` the validation rows too).
     n_features_in_ : int
     mistakes_ : list of int
         Our extra: mistakes in each epoch (summed over the classes' perceptrons).
@@ -357,12 +357,10 @@ class Perceptron(ClassifierMixin, BaseEstimator):
                     f"{X.shape[1]} features) need {shape}; fit with warm_start=False to start "
                     "again")
         self.classes_ = classes
-        if warm:
-            coef, intercept = self.coef_.astype(dtype), self.intercept_.astype(dtype)
-            self._start(X.shape[1], dtype)
-            self.coef_, self.intercept_ = coef, intercept
-        else:
-            self._start(X.shape[1], dtype)
+        kept = (self.coef_.astype(dtype), self.intercept_.astype(dtype)) if warm else None
+        self._start(X.shape[1], dtype)
+        if kept is not None:
+            self.coef_, self.intercept_ = kept
         X = as_work_array(X, self.coef_.dtype)
         self._train(X, self._signs(y), int(self.max_iter), _generator(self.random_state),
                     incremental=False, weights=self._class_weights(y))

@@ -1052,7 +1052,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         self
         """
-        self._check_solver()
+        self._check_solver()  # (the descriptor checks too; not an unbound call)
         first = not hasattr(self, "classes_")
         if first:
             if classes is None:

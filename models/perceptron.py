@@ -254,10 +254,15 @@ class Perceptron(ClassifierMixin, BaseEstimator):
             return [(float(cw[1]), float(cw[0]))]
         return [(float(c), 1.0) for c in cw]
 
-    def _start(self, n_features, dtype):
+    def _start(self, n_features, dtype, kept=None):
+        """Fresh fitted state for ``classes_``: ``w = 0, b = 0``, or ``kept = (coef,
+        intercept)`` (a warm start) in ``dtype``."""
         rows = 1 if len(self.classes_) == 2 else len(self.classes_)
-        self.coef_ = np.zeros((rows, n_features), dtype=dtype)
-        self.intercept_ = np.zeros(rows, dtype=dtype)
+        if kept is None:
+            self.coef_ = np.zeros((rows, n_features), dtype=dtype)
+            self.intercept_ = np.zeros(rows, dtype=dtype)
+        else:
+            self.coef_, self.intercept_ = (a.astype(dtype) for a in kept)
         self.t_ = 1
         self.mistakes_ = []
         self.converged_ = False
@@ -345,22 +350,19 @@ class Perceptron(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(f"The number of classes has to be greater than one; got 1 class: "
                              f"{classes.tolist()!r}")
-        warm = self.warm_start and hasattr(self, "coef_")
-        if warm:
+        kept = None
+        if self.warm_start and hasattr(self, "coef_"):
             # scikit-learn continues from coef_ whenever its shape fits these data (the labels
             # may differ) and raises otherwise
             shape = (1 if len(classes) == 2 else len(classes), X.shape[1])
             if self.coef_.shape != shape:
                 raise ValueError(
-                    f"Provided coef_init does not match dataset: warm_start continues from "
-                    f"coef_ of shape {self.coef_.shape}, these data ({len(classes)} classes, "
-                    f"{X.shape[1]} features) need {shape}; fit with warm_start=False to start "
-                    "again")
+                    f"warm_start: coef_ of shape {self.coef_.shape} does not match dataset "
+                    f"({len(classes)} classes, {X.shape[1]} features need {shape}); fit with "
+                    "warm_start=False to start again")
+            kept = (self.coef_, self.intercept_)
         self.classes_ = classes
-        kept = (self.coef_.astype(dtype), self.intercept_.astype(dtype)) if warm else None
-        self._start(X.shape[1], dtype)
-        if kept is not None:
-            self.coef_, self.intercept_ = kept
+        self._start(X.shape[1], dtype, kept)
         X = as_work_array(X, self.coef_.dtype)
         self._train(X, self._signs(y), int(self.max_iter), _generator(self.random_state),
                     incremental=False, weights=self._class_weights(y))

@@ -194,6 +194,7 @@ class Choice:
     grids: dict                     # axis -> values run (after extensions)
     extended: dict                  # axis -> values added beyond the initial grid
     edges: list = field(default_factory=list)  # remaining edges of this condition
+    failed: list = field(default_factory=list)  # tuning Runs stored as failed that block it
 
 
 @dataclass
@@ -212,6 +213,15 @@ class Plan:
     @property
     def selected(self):
         return [c.setting for c in self.choices if c.setting is not None]
+
+    @property
+    def failed(self):
+        """The tuning Runs stored as failed that leave their conditions unselected:
+        :func:`dlbasics.studies.runner.run_study` runs them again before each selection, each
+        at most once a call (a run that failed for a reason of the moment, a full disk say,
+        then completes its condition's selection; one that fails again leaves the condition
+        unselected until the next call)."""
+        return [r for c in self.choices for r in c.failed]
 
     @property
     def edges_remaining(self):
@@ -242,7 +252,7 @@ def plan(study, rows, backend="cpu"):
     Grids are extended at their edges as far as the stored runs allow; the runs an extension
     needs, or any tuning run not yet stored, are returned in :attr:`Plan.pending`. A condition
     with a failed tuning run is not selected (its :class:`Choice` has no setting) and its
-    failed runs are not pending (:func:`failed_tuning_runs` finds them).
+    failed runs are not pending but in :attr:`Choice.failed` (:attr:`Plan.failed`).
     """
     from .spec import Run
 
@@ -253,7 +263,7 @@ def plan(study, rows, backend="cpu"):
         axes = tun.axes_of(cond)
         grids = {n: list(a.values) for n, a in axes.items()}
         steps = {(n, side): 0 for n in axes for side in ("low", "high")}
-        best, point, edges = None, {}, []
+        best, point, edges, failed = None, {}, [], []
         while True:
             settings = tun.settings(cond, grids)
             scores = {s.label: _score(rows, s, seeds, tun.metric, tun.maximize, backend)
@@ -262,6 +272,9 @@ def plan(study, rows, backend="cpu"):
             if missing:
                 pending += [Run(study.name, s, seed, backend) for s in missing for seed in seeds
                             if (s.config_hash(backend), seed) not in rows]
+                failed = [Run(study.name, s, seed, backend) for s in missing for seed in seeds
+                          if rows.get((s.config_hash(backend), seed), {}).get("status")
+                          == "failed"]
                 break
             best = min(settings, key=lambda s: scores.get(s.label, 0.0))
             point = {n: best.factors.get(n) for n in axes}
@@ -290,7 +303,7 @@ def plan(study, rows, backend="cpu"):
         extended = {n: [v for v in grids[n] if v not in initial[n]] for n in axes}
         done = not missing
         choices.append(Choice(cond, best if done else None, point if done else {}, scores,
-                              grids, extended, edges if done else []))
+                              grids, extended, edges if done else [], failed))
     return Plan(all_settings, pending, choices)
 
 
@@ -313,20 +326,6 @@ def stored_plan(study, store, backend="cpu"):
         if not new:  # a partly stored setting returns only rows already read: the plan is made
             return p
         rows.update(new)
-
-
-def failed_tuning_runs(study, store, plan, backend="cpu"):
-    """The runs of ``plan``'s tuning grid (its settings on the tuning seeds) whose stored row
-    failed: :func:`dlbasics.studies.runner.run_study` runs them again before each selection,
-    each at most once a call (a run that failed for a reason of the moment, a full disk say,
-    then completes its condition's selection; one that fails again leaves the condition
-    unselected until the next call)."""
-    from .spec import Run
-
-    seeds = study.tuning.tune_seeds
-    rows = store_rows(store, study, plan.tuning_settings, seeds, backend)
-    return [Run(study.name, s, seed, backend) for s in plan.tuning_settings for seed in seeds
-            if rows.get((s.config_hash(backend), int(seed)), {}).get("status") == "failed"]
 
 
 def timing_study_name(study):

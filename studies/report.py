@@ -377,9 +377,12 @@ def protocol(study, results):
 
 
 def _selected_of(plan, tun):
-    """``"N"`` conditions, or ``"the K of N"`` selected so far."""
+    """``"each of N conditions"``, or ``"K of the N conditions (...)"`` while some are not
+    selected."""
     k, n = len(plan.selected), len(tun.conditions)
-    return str(n) if k == n else f"the {k} of {n}"
+    if k == n:
+        return f"each of {n} conditions"
+    return f"{k} of the {n} conditions (the others' tuning is incomplete)"
 
 
 def _fmt_point(point):
@@ -401,7 +404,7 @@ def _protocol_text(study, results, proto):
             f"{len(tun.tune_seeds)} tuning seeds, selected on the mean `{tun.metric}` "
             f"({'highest' if tun.maximize else 'lowest'}; a point that diverged on any tuning "
             f"seed loses), grids extended up to {tun.max_extensions} steps beyond an edge. "
-            f"Report: the selected point of each of {_selected_of(plan, tun)} conditions on "
+            f"Report: the selected point of {_selected_of(plan, tun)} on "
             f"{len(study.seeds)} fresh seeds; {data}; {sizes}. Test metrics are given for the "
             "final network (`test_*`) and for the network of the best validation epoch "
             "(`es_test_*`, early stopping); each claim says which.")
@@ -409,14 +412,13 @@ def _protocol_text(study, results, proto):
         text += (f" Times: each selected setting trained alone {study.timing_repeats} times "
                  "(one thread, nothing else of the study running); time-based comparisons use "
                  "those medians.")
-    failed = {lab for lab, _, _ in results.tuning.errors()} if results.tuning else set()
     rows = []
     for c in plan.choices:
         ext = "; ".join(f"{k}: +{', '.join(fmt(v, 3) for v in vs)}"
                         for k, vs in c.extended.items() if vs) or "-"
         if c.setting is not None:
             chosen = _fmt_point(c.point)
-        elif failed & {lab for lab, v in c.scores.items() if v is None}:
+        elif c.failed:
             chosen = "tuning incomplete: a tuning run failed (see Failed runs)"
         else:
             chosen = "tuning incomplete"
@@ -436,7 +438,7 @@ def _protocol_text(study, results, proto):
 
 def _tuning_failed(results):
     n = len(results.tuning.errors()) if results.tuning is not None else 0
-    return f" (and {n} tuning runs failed)" if n else ""
+    return f" (and {n} tuning run{'s' if n > 1 else ''} failed)" if n else ""
 
 
 def write_report(study, results, out_root, command):

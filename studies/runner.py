@@ -762,9 +762,9 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
     then the timing pass in this process. Otherwise its settings x seeds (and the timing pass
     when ``study.timing_repeats`` asks for one). Runs stored as failed run again, each at most
     once a call: the failed tuning runs of the stored grid
-    (:func:`~dlbasics.studies.protocol.failed_tuning_runs`, before each selection; while one
-    fails, its condition has no selection and no report runs), failed report and timing runs
-    like any missing run.
+    (:attr:`~dlbasics.studies.protocol.Plan.failed`, before each selection; while one fails,
+    its condition has no selection and no report runs), failed report and timing runs like
+    any missing run.
 
     Parameters
     ----------
@@ -785,7 +785,7 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
         "seconds"}`` (``total``/``skipped`` count the report stage; ``tuning``: tuning runs
         made, ``retried`` of them the failed ones run again).
     """
-    from .protocol import failed_tuning_runs, stored_plan, timing_study_name
+    from .protocol import stored_plan, timing_study_name
 
     t0 = time.perf_counter()
     counts = {"ok": 0, "diverged": 0, "failed": 0, "tuning": 0, "retried": 0, "timing": 0}
@@ -808,8 +808,7 @@ def run_study(study, store, executor, backend="cpu", fresh=False, progress=True)
         tried = set()  # the runs made in this call: each at most once, so a failure stands
         while True:
             plan = stored_plan(study, store, backend)
-            again = [r for r in failed_tuning_runs(study, store, plan, backend)
-                     if r.key not in tried]
+            again = [r for r in plan.failed if r.key not in tried]
             if not plan.pending and not again:
                 break  # complete, or conditions left unselected by runs that failed again
             c = run_runs(plan.pending + again, store, executor, study.profile, progress,

@@ -535,16 +535,15 @@ def analyse(results, report):
         report.text(_unselected(*second))
     else:
         seed2, sides, flat = _second_layer_figure(results, report, *second, nets)
-    best_side = sides.max(axis=1) if len(sides) else np.array([])
-    n_pos = int((sides[:, 0] >= CONVEX).sum()) if len(sides) else 0
+    best_side = sides.max(axis=1)  # sides: (units, 2), (0, 2) without units
+    n_pos = int((sides[:, 0] >= CONVEX).sum())
     n_either = int((best_side >= CONVEX).sum())
     if seed2 is not None:
         report.table(
             ["side", f"units convex (>= {CONVEX:g})", "median convexity", "lowest"],
             [[name, f"{int((v >= CONVEX).sum())}/{len(v)}", fmt(float(np.median(v)), 3),
               fmt(float(v.min()), 3)]
-             for name, v in (("positive {h > 0}", sides[:, 0] if len(sides) else np.array([])),
-                             ("negative {h < 0}", sides[:, 1] if len(sides) else np.array([])),
+             for name, v in (("positive {h > 0}", sides[:, 0]), ("negative {h < 0}", sides[:, 1]),
                              ("either (the larger)", best_side)) if len(v)],
             caption=f"Convexity of the second-layer units of the [{second[1]}] networks on "
                     f"{second[0]}, every report seed ({flat} units with one sign everywhere left "

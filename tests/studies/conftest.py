@@ -11,7 +11,7 @@ import pytest
 from scipy import stats as st
 
 import tests.studies.slow_study  # noqa: F401  (registers "slow_demo")
-from dlbasics.studies import registry
+from dlbasics.studies import registry, runner
 from dlbasics.studies.results import Results
 from dlbasics.studies.runner import InProcess, run_study
 from dlbasics.studies.spec import Setting, Study
@@ -112,45 +112,63 @@ def ci_text(values, low=0.0, high=math.inf):
     return f"{m:.4g} [{max(m - h, low):.4g}, {min(m + h, high):.4g}]"
 
 
+def copy_store(path, dest):
+    """Copy the SQLite store at ``path`` to ``dest`` (``VACUUM INTO``); returns ``dest``."""
+    con = sqlite3.connect(path)
+    con.execute(f"VACUUM INTO '{dest}'")
+    con.close()
+    return dest
+
+
+def fail_run(store, study, label, seed, error="OSError: no space left on device"):
+    """Store the run of ``label`` on ``seed`` as failed (as a fault of the machine would leave
+    it); returns its row before."""
+    row = next(r for r in store.rows(study) if (r["label"], r["seed"]) == (label, seed))
+    store.put({**row, "status": "failed", "error": error, "summary": None, "history": None})
+    return row
+
+
+_EXECUTE_TASK = runner.execute_task  # the real one, whatever a test patches
+
+
+def failing_tasks(pred, error="RuntimeError: still broken"):
+    """:func:`~dlbasics.studies.runner.execute_task`, but each run whose row satisfies
+    ``pred(row)`` is stored as failed with ``error`` (for ``monkeypatch.setattr(runner,
+    "execute_task", ...)`` with an in-process executor)."""
+    def execute(task):
+        return [{**r, "status": "failed", "error": error, "summary": None, "history": None}
+                if pred(r) else r for r in _EXECUTE_TASK(task)]
+    return execute
+
+
 def check_blocked_conditions(store_path, name, tmp_path):
     """The report of quick study ``name`` (stored complete in ``store_path``) with each of its
     conditions in turn left unselected by a failed tuning run (of its selected setting, on the
     first tuning seed): the analysis runs (no ``ANALYSIS_FAILED``), says how many conditions
-    it reports and lists the failure; with one condition, no report and the reason. Returns
-    the conditions checked."""
-    import sqlite3
-
+    it reports and lists the failure; every condition with tuned axes is checked. Returns the
+    conditions checked."""
     from dlbasics.studies.protocol import stored_plan
-    from dlbasics.studies.report import NoReport, report_from_store
+    from dlbasics.studies.report import report_from_store
 
     study = registry.get(name, "quick")
     n = len(study.tuning.conditions)
     checked = []
     tmp_path.mkdir(parents=True, exist_ok=True)
-    with Store(store_path) as st:
-        choices = stored_plan(study, st).choices
+    with Store(store_path) as store:
+        choices = stored_plan(study, store).choices
     for i, choice in enumerate(choices):
         if not choice.scores:  # a condition without tuned axes: nothing to fail
             continue
-        copy = tmp_path / f"{name}-{i}.sqlite"
-        con = sqlite3.connect(store_path)
-        con.execute(f"VACUUM INTO '{copy}'")
-        con.close()
-        with Store(copy) as st:
-            key = (name, choice.setting.config_hash(), study.tuning.tune_seeds[0])
-            row = st.rows(name, keys=[key])[0]
-            st.put({**row, "status": "failed", "error": "OSError: disk full", "summary": None,
-                    "history": None})
-            out = report_from_store(name, "quick", None, "cpu", st, tmp_path / f"{name}-{i}",
-                                    "cmd")
-        if n == 1:
-            assert isinstance(out, NoReport) and out.failed
-            continue
-        d, failed = out
+        seed = study.tuning.tune_seeds[0]
+        with Store(copy_store(store_path, tmp_path / f"{name}-{i}.sqlite")) as store:
+            fail_run(store, name, choice.setting.label, seed, "OSError: disk full")
+            d, failed = report_from_store(name, "quick", None, "cpu", store,
+                                          tmp_path / f"{name}-{i}", "cmd")
         assert not failed, (name, choice.condition, (d / "ANALYSIS_FAILED").read_text())
         text = (d / "README.md").read_text()
-        assert f"the {n - 1} of {n} conditions" in text
-        assert f"- `{row['label']}`, tuning seed {key[2]}: OSError: disk full" in text
+        assert f"the selected point of {n - 1} of the {n} conditions" in text
+        assert f"- `{choice.setting.label}`, tuning seed {seed}: OSError: disk full" in text
         assert "0/0 second-layer units" not in text  # geometry's claim: only what was drawn
         checked.append(choice.condition)
+    assert len(checked) == sum(1 for c in study.tuning.conditions if study.tuning.axes_of(c)) > 0
     return checked

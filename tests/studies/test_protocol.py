@@ -15,6 +15,8 @@ from dlbasics.studies.runner import InProcess, _data, run_single, run_study
 from dlbasics.studies.spec import Run, Setting, Study
 from dlbasics.studies.store import Store
 
+from .conftest import copy_store, fail_run, failing_tasks
+
 # --- axes -----------------------------------------------------------------------------------
 
 
@@ -310,22 +312,6 @@ def test_stored_plan_of_a_partly_stored_study_ends_with_the_missing_runs(tiny, t
                                            for r in rows}).selected]
 
 
-def _copy_store(path, dest):
-    import sqlite3
-
-    con = sqlite3.connect(path)
-    con.execute(f"VACUUM INTO '{dest}'")
-    con.close()
-    return dest
-
-
-def _fail(store, study, label, seed, error="OSError: no space left on device"):
-    """Mark the stored tuning run of ``label`` on ``seed`` failed; returns its row before."""
-    row = next(r for r in store.rows(study) if (r["label"], r["seed"]) == (label, seed))
-    store.put({**row, "status": "failed", "error": error, "summary": None, "history": None})
-    return row
-
-
 def _untimed(row):
     return {k: v for k, v in row["summary"].items() if "seconds" not in k}
 
@@ -336,29 +322,26 @@ def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
     again, before it selects, at most once a call; one that fails again stands (no loop); the
     next call runs it again and selects what the uninterrupted study selected."""
     from dlbasics.studies import runner
-    from dlbasics.studies.protocol import failed_tuning_runs
     from dlbasics.studies.report import report_from_store
 
     study, _, results, rows, _, path = tiny
     chosen = results.plan.selected[0]
     h = chosen.config_hash()
-    part = _copy_store(path, tmp_path / "failed.sqlite")
+    part = copy_store(path, tmp_path / "failed.sqlite")
     with Store(part) as store:
-        row = _fail(store, "tiny", chosen.label, 0)
+        row = fail_run(store, "tiny", chosen.label, 0)
         p = stored_plan(study, store)
         assert p.choices[0].scores[chosen.label] is None          # unknown, not a loss
         assert p.selected == [] and p.pending == [] and not p.complete
-        again = failed_tuning_runs(study, store, p)
-        assert [(r.config_hash, r.seed) for r in again] == [(h, 0)]
+        assert [(r.config_hash, r.seed) for r in p.failed] == [(h, 0)]
         # a failure that stays: the run fails again, once, and the call ends
         real = runner.execute_task
         calls = []
+        still = failing_tasks(lambda r: (r["config_hash"], r["seed"]) == (h, 0))
 
         def failing(task):
             calls.extend((r["config_hash"], r["seed"]) for r in task["runs"])
-            return [{**r, "status": "failed", "error": "RuntimeError: still broken",
-                     "summary": None} if (r["config_hash"], r["seed"]) == (h, 0) else r
-                    for r in real(task)]
+            return still(task)
 
         monkeypatch.setattr(runner, "execute_task", failing)
         counts = run_study(study, store, InProcess(), progress=False)
@@ -376,7 +359,7 @@ def test_failed_tuning_runs_run_again_once_a_call(tiny, tmp_path, monkeypatch):
         assert counts["skipped"] == 3                               # the report runs: stored
         p = stored_plan(study, store)
         assert p.complete and [s.label for s in p.selected] == [chosen.label]
-        assert failed_tuning_runs(study, store, p) == []
+        assert p.failed == []
         fixed = next(r for r in store.rows("tiny") if (r["config_hash"], r["seed"]) == (h, 0))
         assert fixed["status"] == "ok" and _untimed(fixed) == _untimed(row)
         counts = run_study(study, store, InProcess(), progress=False)
@@ -393,9 +376,9 @@ def test_a_failed_run_that_a_retry_leads_to_runs_again_in_the_same_call(tiny, tm
     initial, extension = p0.tuning_settings[1], p0.tuning_settings[3]
     assert initial.factors["lr"] in study.tuning.axes_of(p0.choices[0].condition)["lr"].values
     assert extension.factors["lr"] in p0.choices[0].extended["lr"]
-    with Store(_copy_store(path, tmp_path / "two.sqlite")) as store:
-        _fail(store, "tiny", initial.label, 0)
-        _fail(store, "tiny", extension.label, 1)
+    with Store(copy_store(path, tmp_path / "two.sqlite")) as store:
+        fail_run(store, "tiny", initial.label, 0)
+        fail_run(store, "tiny", extension.label, 1)
         counts = run_study(study, store, InProcess(), progress=False)
         assert counts["retried"] == counts["tuning"] == 2 and counts["failed"] == 0
         p = stored_plan(study, store)
@@ -407,8 +390,8 @@ def test_fresh_redoes_every_stored_grid_point_whatever_failed(tiny, tmp_path):
     """``fresh`` deletes every run of the study at its profile and backend on its seeds, not
     only those that the plan (stopped by a failed run) reaches, and redoes the study."""
     study, _, results, rows, _, path = tiny
-    with Store(_copy_store(path, tmp_path / "fresh.sqlite")) as store:
-        _fail(store, "tiny", results.plan.tuning_settings[0].label, 2)
+    with Store(copy_store(path, tmp_path / "fresh.sqlite")) as store:
+        fail_run(store, "tiny", results.plan.tuning_settings[0].label, 2)
         n = len(store.rows("tiny"))
         counts = run_study(study, store, InProcess(), progress=False, fresh=True)
         assert counts["tuning"] + counts["total"] == n and counts["skipped"] == 0
@@ -430,14 +413,8 @@ def test_a_condition_blocked_by_a_failed_run_leaves_the_others_reported(tmp_path
     study = Study("pair", "Pair", "q?", settings=(), seeds=[10, 11],
                   tuning=Tuning(build, [{"c": "a"}, {"c": "b"}], {"lr": Axis([0.1, 1.0])},
                                 tune_seeds=[0, 1], max_extensions=0))
-    real = runner.execute_task
-
-    def failing(task):
-        return [{**r, "status": "failed", "error": "RuntimeError: broken",
-                 "summary": None} if (r["label"], r["seed"]) == ("c=b, lr=1", 1) else r
-                for r in real(task)]
-
-    monkeypatch.setattr(runner, "execute_task", failing)
+    monkeypatch.setattr(runner, "execute_task", failing_tasks(
+        lambda r: (r["label"], r["seed"]) == ("c=b, lr=1", 1), "RuntimeError: broken"))
     monkeypatch.setattr(registry, "get", lambda name, profile: study)
     with Store(tmp_path / "pair.sqlite") as store:
         counts = run_study(study, store, InProcess(), progress=False)
@@ -446,10 +423,11 @@ def test_a_condition_blocked_by_a_failed_run_leaves_the_others_reported(tmp_path
         assert counts["failed"] == 1 and counts["total"] == 2      # condition a's report runs
         d, _ = report_from_store("pair", "quick", None, "cpu", store, tmp_path, "cmd")
         text = (d / "README.md").read_text()
-    assert "the selected point of each of the 1 of 2 conditions" in text
+    assert "the selected point of 1 of the 2 conditions (the others' tuning is incomplete)" \
+        in text
     assert "| c=b | tuning incomplete: a tuning run failed (see Failed runs) |" in text
     assert "- `c=b, lr=1`, tuning seed 1: RuntimeError: broken" in text
-    assert "2 of 2 runs ok, 0 diverged, 0 failed, 0 missing (and 1 tuning runs failed)." in text
+    assert "2 of 2 runs ok, 0 diverged, 0 failed, 0 missing (and 1 tuning run failed)." in text
 
 
 
@@ -470,7 +448,7 @@ def test_no_report_while_nothing_is_selected_even_with_report_runs_stored(tmp_pa
         assert chosen.label in [s.label for s in study.settings]   # a declared setting
         d, failed = report_from_store("one", "quick", None, "cpu", store, tmp_path, "c")
         assert not failed and (d / "README.md").exists()
-        row = _fail(store, "one", chosen.label, 1)
+        row = fail_run(store, "one", chosen.label, 1)
         why = report_from_store("one", "quick", None, "cpu", store, tmp_path / "b", "c")
         assert why.failed and "1 of its tuning runs" in why and not (tmp_path / "b").exists()
         store.delete([("one", row["config_hash"], 1)])
@@ -487,11 +465,10 @@ def test_fresh_deletes_the_timing_pass_too(tiny, tmp_path, monkeypatch):
     from dlbasics.studies import runner
 
     study, _, _, _, timing_rows, path = tiny
-    with Store(_copy_store(path, tmp_path / "t.sqlite")) as store:
+    with Store(copy_store(path, tmp_path / "t.sqlite")) as store:
         assert len(store.rows(timing_study_name(study))) == len(timing_rows) == 2
         real = runner.execute_task
-        monkeypatch.setattr(runner, "execute_task", lambda task: [
-            {**r, "status": "failed", "error": "x", "summary": None} for r in real(task)])
+        monkeypatch.setattr(runner, "execute_task", failing_tasks(lambda r: True))
         counts = run_study(study, store, InProcess(), progress=False, fresh=True)
         assert counts["timing"] == 0 and store.rows(timing_study_name(study)) == []
         monkeypatch.setattr(runner, "execute_task", real)

@@ -4,7 +4,6 @@ import types
 import pytest
 
 from dlbasics.studies.cli import main
-from dlbasics.studies.runner import execute_task as _execute_task  # before any patching
 
 
 def _error_line(capsys):
@@ -131,14 +130,6 @@ def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path, monkeypatch, c
     assert stored(store2, "gd_demo") == {}
 
 
-def _fail_tuning_seed_1(task):
-    """:func:`~dlbasics.studies.runner.execute_task`, but every run of gd_demo's tuning seed 1
-    fails (as a full disk would make it)."""
-    return [{**r, "status": "failed", "error": "OSError: [Errno 28] No space left on device",
-             "summary": None, "history": None} if r["seed"] == 1 else r
-            for r in _execute_task(task)]
-
-
 def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch, capsys,
                                                          gd_reference):
     """Tuning runs that failed are said (exit 1, the count, no selection, no report runs, no
@@ -146,12 +137,14 @@ def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch,
     so, and ends with exactly the uninterrupted study's runs."""
     from dlbasics.studies import runner
 
-    from .conftest import stored
+    from .conftest import failing_tasks, stored
 
     store, out = tmp_path / "s.sqlite", tmp_path / "reports"
-    argv = ["run", "gd_demo", "--store", str(store), "--out", str(out), "--jobs", "0", "-q"]
-    monkeypatch.setattr(runner, "execute_task", _fail_tuning_seed_1)
-    assert main(argv[:-1]) == 1
+    argv = ["run", "gd_demo", "--store", str(store), "--out", str(out), "--jobs", "0"]
+    # every run of gd_demo's tuning seed 1 fails, as a full disk would make it
+    monkeypatch.setattr(runner, "execute_task", failing_tasks(
+        lambda r: r["seed"] == 1, "OSError: [Errno 28] No space left on device"))
+    assert main(argv) == 1
     failed = {k for k, (status, _) in stored(store, "gd_demo").items() if status == "failed"}
     assert failed and {seed for _, seed in failed} == {1}
     assert all(seed < 10 for _, seed in stored(store, "gd_demo"))  # no report runs
@@ -168,7 +161,7 @@ def test_failed_tuning_runs_are_run_again_by_the_next_run(tmp_path, monkeypatch,
     assert f"(the report in {out / 'gd_demo' / 'README.md'} is from before)" in said
     assert (out / "gd_demo" / "README.md").read_text() == "old"
     monkeypatch.undo()
-    assert main(argv[:-1]) == 0
+    assert main(argv) == 0
     said = capsys.readouterr().err
     assert f"({len(failed)} of them had failed before: run again)" in said
     assert stored(store, "gd_demo") == gd_reference

@@ -137,6 +137,16 @@ class LegacyShuffler:
             self._pos[0] = inner["pos"]
         return order
 
+    def compiled_state(self, n):
+        """``(key, pos, words)``, this shuffler's generator state for
+        :func:`mt_shuffle` in compiled code that shuffles arrays of ``n`` elements (the state
+        advances there; :meth:`close` puts it back into ``rs``), or ``None`` where ``rs.shuffle``
+        itself must shuffle them (another bit generator, or ``n >= 2**32``)."""
+        if not self._compiled or n >= 2**32:
+            return None
+        self._dirty = True
+        return self._key, self._pos, self._words
+
     def close(self):
         """Put the generator's state back into ``rs`` (idempotent)."""
         if self._dirty:

@@ -206,6 +206,26 @@ class Backend(abc.ABC):
             total += value * (stop - start)
         return state, total, done, rows, False
 
+    def runs_epochs(self, batch, code, alpha):
+        """Whether :meth:`epochs` runs batches of ``batch`` rows with optimizer rule ``code``
+        and L2 penalty ``alpha``."""
+        return False
+
+    def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
+               rule):
+        """Up to ``rule[RULE_EPOCHS]`` epochs in one compiled call, as
+        :func:`dlbasics.models._core.split_epoch_kernel` runs them (its ``shuffle`` and
+        ``rule``), where :meth:`runs_epochs` says so.
+
+        Returns
+        -------
+        state : NamedTuple
+            The optimizer state after the epochs.
+        losses : ndarray
+            The running loss of each epoch run to its end (``rule[RULE_RUN]`` of them).
+        """
+        raise ValueError(f"backend {self.name!r} runs no epochs in one call")
+
     def population_kernel(self, K, threads):
         """The compiled epoch of ``K`` networks for
         :func:`dlbasics.models.population.train_population` (per-network layout), called as
@@ -227,6 +247,7 @@ class CpuBackend(Backend):
         self._splits = {}  # Split buffers by the largest batch they serve
         self._cols = {}  # column-split workspaces by the largest batch they serve
         self._packed = None  # the column split's packed parameters and their offsets
+        self._one_epoch = (_core.epochs_rule(1), np.zeros(1))  # split_epoch_kernel's rule
 
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
@@ -413,13 +434,33 @@ part_columns`."""
             _core.cols_epoch_kernel(m.params, m.grad, net, data, order, batch, buf, opt, out,
                                     cols)
         elif split:
+            rule, losses = self._one_epoch
             _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
-                                     self._split(batch), opt, out, alpha)
+                                     self._split(batch), opt, out, alpha, _core.NO_SHUFFLE,
+                                     rule, losses)
         else:
             _core.epoch_kernel(m.params, m.grad, net, data, order, batch,
                                _core.buffers_record(m.workspace(batch)), opt, out, alpha)
         done = int(out[1])
         return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
+
+    def runs_epochs(self, batch, code, alpha):
+        # the row split's epochs (its kernel runs one epoch for epoch() too: one compile)
+        return not self.col_splits(batch, code, alpha) and self.splits(batch)
+
+    def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
+               rule):
+        if not self.runs_epochs(batch, optimizer.code, alpha):
+            raise ValueError(f"backend 'cpu' runs no epochs of {batch} rows in one call here")
+        m = self.model
+        net = self.train_net(True)
+        data = _core.data_record(X, Y, labels, dense)
+        opt = _core.opt_record(optimizer, state, m.params, lr)
+        losses = np.zeros(max(int(rule[_core.RULE_EPOCHS]), 0))
+        _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch, self._split(batch),
+                                 opt, self._record, alpha, shuffle, rule, losses)
+        return (state._replace(count=state.count + int(rule[_core.RULE_DONE])),
+                losses[:int(rule[_core.RULE_RUN])])
 
     def population_kernel(self, K, threads):
         # prange pays only with several networks per thread; with one thread (or one network)

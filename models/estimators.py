@@ -36,7 +36,7 @@ from ..kernels.activations import ACTIVATIONS
 from ._mt19937 import LegacyShuffler
 from .mlp import BACKENDS, MLP
 from .optimizers import SGD, Adam, Momentum, Nesterov
-from .training import train
+from .training import train, train_epochs
 
 __all__ = ["MLPClassifier", "MLPRegressor", "ConvergenceWarning", "NotFittedError",
            "HAVE_SKLEARN"]
@@ -664,27 +664,66 @@ class _BaseMLP(BaseEstimator):
             self._opt_state = self._optimizer.init(self._model.params)
         self.n_iter_ = 0
         try:
-            hist = train(self._model, X, T, self._optimizer, batch_size=batch,
-                         epochs=1 if incremental else s.max_iter,
-                         shuffle=reshuffle if reshuffle is not None else False,
-                         callbacks=[end_of_epoch],
-                         schedule=lambda epoch: self._lr, state=self._opt_state, alpha=s.alpha)
+            done = None
+            if (not incremental and not s.early_stopping and not self.verbose
+                    and (s.solver == "adam" or s.schedule == "constant")
+                    and self.best_loss_ is not None):
+                # every epoch and the stopping rule in one compiled call, where the backend
+                # has one (end_of_epoch's bookkeeping, the same bits, without its Python)
+                done = self._fused_epochs(s, X, T, batch, reshuffle)
+            if done is None:
+                hist = train(self._model, X, T, self._optimizer, batch_size=batch,
+                             epochs=1 if incremental else s.max_iter,
+                             shuffle=reshuffle if reshuffle is not None else False,
+                             callbacks=[end_of_epoch], schedule=lambda epoch: self._lr,
+                             state=self._opt_state, alpha=s.alpha)
+                done = hist.state, hist.diverged, hist.stopped_by is not None
         finally:
             if reshuffle is not None:
                 reshuffle.close()
-        self._opt_state = hist.state
-        if hist.diverged:
+        self._opt_state, diverged, stopped = done
+        if diverged:
             raise ValueError(
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed (the training loss became non-finite "
                 f"in epoch {self.n_iter_ + 1})."
             )
-        if not incremental and hist.stopped_by is None and self.n_iter_ == s.max_iter:
+        if not incremental and not stopped and self.n_iter_ == s.max_iter:
             warnings.warn(
                 f"Stochastic Optimizer: Maximum iterations ({s.max_iter}) reached and the "
                 "optimization hasn't converged yet.", ConvergenceWarning, stacklevel=3)
         if s.early_stopping:
             self._model.set_params_vector(self._best_params)
+
+    def _fused_epochs(self, s, X, T, batch, reshuffle):
+        """The epochs of :meth:`_fit_stochastic` and their bookkeeping (``end_of_epoch``'s,
+        for a constant learning rate, no validation and no messages) in one compiled call
+        (:func:`~dlbasics.models.training.train_epochs`): ``(state, diverged, stopped)``, or
+        ``None`` where the backend has no such call or ``rs`` shuffles in Python (nothing
+        ran)."""
+        from . import _core
+
+        n = X.shape[0]
+        shuffle = None
+        if reshuffle is not None:
+            shuffle = reshuffle.compiled_state(n)
+            if shuffle is None:
+                return None
+        rule = _core.epochs_rule(s.max_iter, s.tol, s.n_iter_no_change, self.best_loss_,
+                                 self._no_improvement_count)
+        done = train_epochs(self._model, X, T, self._optimizer, batch, rule, shuffle=shuffle,
+                            state=self._opt_state, alpha=s.alpha, lr=self._lr)
+        if done is None:
+            return None
+        state, losses, stop = done
+        for loss in losses.tolist():
+            self.n_iter_ += 1
+            self.loss_ = loss
+            self.t_ += n
+            self.loss_curve_.append(loss)
+        self.best_loss_ = float(rule[_core.RULE_BEST])
+        self._no_improvement_count = int(rule[_core.RULE_COUNT])
+        return state, stop == _core.DIVERGED, stop == _core.CONVERGED
 
     def _set_lr(self, lr):
         """Change the learning rate between epochs. scikit-learn keeps its velocity in

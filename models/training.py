@@ -206,6 +206,62 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
     return hist
 
 
+def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=None, alpha=0.0,
+                 lr=None):
+    """Up to ``rule[RULE_EPOCHS]`` epochs of :func:`train` in one compiled call, where the
+    model's backend has one for these batches (:meth:`~dlbasics.models.backends.Backend.epochs`:
+    the cpu backend's row split); the drop-in estimators' ``fit``.
+
+    Between the epochs the compiled code shuffles the visiting order with the MT19937 state
+    ``shuffle = (key, pos, words)`` (:func:`dlbasics.models._mt19937.mt_shuffle`, as
+    ``RandomState.shuffle`` of the previous order; ``None``: the rows in order every epoch)
+    and applies scikit-learn's stopping rule of ``rule``
+    (:func:`dlbasics.models._core.split_epoch_kernel`, which updates ``rule`` in place). The
+    epochs are bitwise those of :func:`train` with the same shuffles and a callback that
+    applies the rule, without the Python between epochs.
+
+    Returns
+    -------
+    (state, losses, stop) or None
+        The optimizer state after the epochs, the running loss of each epoch run to its end
+        (ndarray) and why the call ended (``_core.RAN_ALL``, ``CONVERGED`` or ``DIVERGED``);
+        ``None`` where the backend has no such call (nothing ran).
+    """
+    from . import _core
+
+    if not isinstance(optimizer, Optimizer):
+        raise TypeError("optimizer must be a dlbasics.models.optimizers.Optimizer, "
+                        f"got {optimizer!r}")
+    alpha = _checks.real("alpha", alpha, low=0.0)
+    lr = optimizer.lr if lr is None else _checks.real("lr", lr, low=0.0, low_open=True)
+    if not (isinstance(rule, np.ndarray) and rule.dtype == np.float64
+            and rule.shape == (_core.RULE_SIZE,)):
+        raise TypeError("rule must be a float64 vector of _core.RULE_SIZE elements "
+                        "(dlbasics.models._core.epochs_rule)")
+    if shuffle is not None and not (
+            len(shuffle) == 3 and all(isinstance(a, np.ndarray) for a in shuffle)
+            and shuffle[0].dtype == shuffle[2].dtype == np.uint32 and shuffle[1].dtype == np.int64
+            and shuffle[0].shape == shuffle[2].shape == (624,) and shuffle[1].shape == (1,)
+            and 0 <= shuffle[1][0] <= 624):
+        raise TypeError("shuffle must be None or an MT19937 state (key, pos, words): uint32 "
+                        "key and words of 624 words, int64 pos of one element in [0, 624]")
+    X, Y, labels, dense, _ = _validate(model, X, y, None, None)
+    n = X.shape[0]
+    batch = _batch_size(batch_size, n)
+    if state is None:
+        state = optimizer.init(model.params)
+    engine = model.engine
+    if not engine.runs_epochs(batch, optimizer.code, alpha):
+        return None
+    order = np.arange(n, dtype=np.int64)
+    state = engine.start(optimizer, state)
+    with engine.training(batch):
+        state, losses = engine.epochs(X, Y, labels, dense, order, batch, optimizer, state, lr,
+                                      alpha, _core.NO_SHUFFLE if shuffle is None else shuffle,
+                                      rule)
+    return engine.finish(optimizer, state), losses, int(rule[_core.RULE_STOP])
+
+
 def evaluation_recorder(evaluate, train_data, val, metrics):
     """The evaluation at the end of each epoch (and at epoch 0) of one network.
 

@@ -29,6 +29,10 @@ needs_threads = pytest.mark.skipif(
     reason="needs two Numba threads and an OpenMP or TBB threading layer to split")
 
 
+def _one_epoch():  # the trailing arguments of one epoch of split_epoch_kernel
+    return _core.NO_SHUFFLE, _core.epochs_rule(1), np.zeros(1)
+
+
 def _problem(dtype, n=600, sizes=(20, 32, 4), seed=0, **kw):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, sizes[0])).astype(dtype)
@@ -124,7 +128,7 @@ def test_split_bits_do_not_depend_on_the_thread_count(dtype):
                                      _core.data_record(X, Y, labels, dense), order, 250,
                                      model.engine._split(250),
                                      _core.opt_record(opt, opt.init(model.params), model.params),
-                                     out, 0.0)
+                                     out, 0.0, *_one_epoch())
         finally:
             numba.set_num_threads(saved)
         runs.append((model.params.copy(), out.copy()))
@@ -172,7 +176,7 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha, dtype):
 
     def by_kernel(rec, out):
         _core.split_epoch_kernel(model.params, model.grad, net, data, order, batch,
-                                 model.engine._split(batch), rec, out, alpha)
+                                 model.engine._split(batch), rec, out, alpha, *_one_epoch())
 
     def in_turn(workers):
         def kernel(rec, out):
@@ -232,16 +236,16 @@ def test_team_errors_are_raised_not_waited_for():
     p0 = model.params.copy()
     with pytest.raises(ValueError, match="unknown optimizer rule"):
         _core.split_epoch_kernel(model.params, model.grad, net, data, order, 250, split,
-                                 bad_rule, np.zeros(4), 0.0)
+                                 bad_rule, np.zeros(4), 0.0, *_one_epoch())
     hidden_softmax = net[:1] + (np.array([ACTIVATIONS["softmax"]] * 2, dtype=net[1].dtype),) \
         + net[2:]
     with pytest.raises(ValueError, match="softmax"):
         _core.split_epoch_kernel(model.params, model.grad, hidden_softmax, data, order, 250,
-                                 split, rec, np.zeros(4), 0.0)
+                                 split, rec, np.zeros(4), 0.0, *_one_epoch())
     squared = net[:5] + (losses.SQUARED,) + net[6:]
     with pytest.raises(ValueError, match="integer labels need a cross-entropy"):
         _core.split_epoch_kernel(model.params, model.grad, squared, data, order, 250, split,
-                                 rec, np.zeros(4), 0.0)
+                                 rec, np.zeros(4), 0.0, *_one_epoch())
     np.testing.assert_array_equal(model.params, p0)  # nothing ran
     counters, results = network.team_state(3, split[0].shape[0])
     network.team_worker(model.params, model.grad, net, data, order, 250, split, bad_rule, 0.0,

@@ -238,6 +238,9 @@ def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=N
             and rule.shape == (_core.RULE_SIZE,)):
         raise TypeError("rule must be a float64 vector of _core.RULE_SIZE elements "
                         "(dlbasics.models._core.epochs_rule)")
+    epochs = rule[_core.RULE_EPOCHS]
+    if not (math.isfinite(epochs) and epochs >= 0 and epochs == math.floor(epochs)):
+        raise ValueError(f"rule[RULE_EPOCHS] must be a whole number >= 0, got {epochs}")
     if shuffle is not None and not (
             len(shuffle) == 3 and all(isinstance(a, np.ndarray) for a in shuffle)
             and shuffle[0].dtype == shuffle[2].dtype == np.uint32 and shuffle[1].dtype == np.int64
@@ -254,12 +257,29 @@ def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=N
     if not engine.runs_epochs(batch, optimizer.code, alpha):
         return None
     order = np.arange(n, dtype=np.int64)
+    epochs = int(rule[_core.RULE_EPOCHS])
+    run, done, parts = 0, 0, []
     state = engine.start(optimizer, state)
-    with engine.training(batch):
-        state, losses = engine.epochs(X, Y, labels, dense, order, batch, optimizer, state, lr,
-                                      alpha, _core.NO_SHUFFLE if shuffle is None else shuffle,
-                                      rule)
-    return engine.finish(optimizer, state), losses, int(rule[_core.RULE_STOP])
+    try:
+        with engine.training(batch):
+            while True:  # calls of at most EPOCHS_PER_CALL epochs: losses of a bounded size
+                rule[_core.RULE_EPOCHS] = min(epochs - run, EPOCHS_PER_CALL)
+                state, losses = engine.epochs(
+                    X, Y, labels, dense, order, batch, optimizer, state, lr, alpha,
+                    _core.NO_SHUFFLE if shuffle is None else shuffle, rule)
+                parts.append(losses)
+                run += int(rule[_core.RULE_RUN])
+                done += int(rule[_core.RULE_DONE])
+                if rule[_core.RULE_STOP] != _core.RAN_ALL or run >= epochs:
+                    break
+    finally:
+        rule[_core.RULE_EPOCHS], rule[_core.RULE_RUN], rule[_core.RULE_DONE] = epochs, run, done
+    return engine.finish(optimizer, state), np.concatenate(parts), int(rule[_core.RULE_STOP])
+
+
+#: Epochs that :func:`train_epochs` runs in one compiled call at most (a ``max_iter`` of
+#: millions would otherwise allocate as many losses).
+EPOCHS_PER_CALL = 1024
 
 
 def evaluation_recorder(evaluate, train_data, val, metrics):

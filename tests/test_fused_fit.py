@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import dlbasics.models.backends as backends
-from dlbasics.models import SGD, MLPClassifier, MLPRegressor, _core, estimators, train
+from dlbasics.models import SGD, MLPClassifier, MLPRegressor, _core, estimators, train, training
 from dlbasics.models.mlp import MLP
 from dlbasics.models.training import train_epochs
 
@@ -89,6 +89,24 @@ def test_fused_fit_is_the_loops_fit_bit_for_bit(kw, monkeypatch):
 
 
 @needs_threads
+@pytest.mark.parametrize("kw", [dict(max_iter=10), dict(max_iter=60, tol=1e-2, n_iter_no_change=2)])
+def test_fused_fit_in_several_calls(kw, monkeypatch):
+    """``train_epochs`` runs at most ``EPOCHS_PER_CALL`` epochs a compiled call: the order,
+    shuffle state, optimizer state and the rule carry over from call to call."""
+    X, y = _data()
+    a, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=1, **kw), X, y, False,
+                monkeypatch)
+    monkeypatch.setattr(training, "EPOCHS_PER_CALL", 3)
+    calls = []
+    real = _core.split_epoch_kernel
+    monkeypatch.setattr(_core, "split_epoch_kernel", lambda *args: calls.append(1) or real(*args))
+    b, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=1, **kw), X, y, True,
+                monkeypatch)
+    _check_same(a, b)
+    assert len(calls) == -(-b.n_iter_ // 3) > 1  # the stopping epoch ends its call
+
+
+@needs_threads
 def test_fused_warm_start_continues_the_rule_and_the_random_state(monkeypatch):
     """A warm start goes on from ``best_loss_`` and ``_no_improvement_count`` (the rule's
     state), and both fits leave their ``RandomState`` where ``RandomState.shuffle`` would."""
@@ -163,6 +181,9 @@ def test_train_epochs_checks_its_arguments():
         train_epochs(model, X, y, "sgd", 5, _core.epochs_rule(2))
     with pytest.raises(ValueError, match="lr"):
         train_epochs(model, X, y, opt, 5, _core.epochs_rule(2), lr=-1.0)
+    for bad in (-1, 2.5, np.inf, np.nan):
+        with pytest.raises(ValueError, match="RULE_EPOCHS"):
+            train_epochs(model, X, y, opt, 5, _core.epochs_rule(bad))
 
 
 @needs_threads

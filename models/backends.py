@@ -212,18 +212,12 @@ class Backend(abc.ABC):
         return False
 
     def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
-               rule):
+               rule, losses):
         """Up to ``rule[RULE_EPOCHS]`` epochs in one compiled call, as
-        :func:`dlbasics.models._core.split_epoch_kernel` runs them (its ``shuffle`` and
-        ``rule``), where :meth:`runs_epochs` says so.
-
-        Returns
-        -------
-        state : NamedTuple
-            The optimizer state after the epochs.
-        losses : ndarray
-            The running loss of each epoch run to its end (``rule[RULE_RUN]`` of them).
-        """
+        :func:`dlbasics.models._core.split_epoch_kernel` runs them (its ``shuffle``, ``rule``
+        and ``losses``: the running loss of each epoch run to its end, ``rule[RULE_RUN]`` of
+        them), where :meth:`runs_epochs` says so. The parameters and the optimizer state's
+        arrays change in place; ``state.count`` plus ``rule[RULE_DONE]`` is the count after."""
         raise ValueError(f"backend {self.name!r} runs no epochs in one call")
 
     def population_kernel(self, K, threads):
@@ -449,18 +443,18 @@ part_columns`."""
         return not self.col_splits(batch, code, alpha) and self.splits(batch)
 
     def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
-               rule):
+               rule, losses):
         if not self.runs_epochs(batch, optimizer.code, alpha):
             raise ValueError(f"backend 'cpu' runs no epochs of {batch} rows in one call here")
         m = self.model
         net = self.train_net(True)
         data = _core.data_record(X, Y, labels, dense)
         opt = _core.opt_record(optimizer, state, m.params, lr)
-        losses = np.zeros(max(int(rule[_core.RULE_EPOCHS]), 0))
+        if losses.shape[0] < rule[_core.RULE_EPOCHS]:
+            raise ValueError(f"losses holds {losses.shape[0]} epochs, the rule asks for "
+                             f"{int(rule[_core.RULE_EPOCHS])}")
         _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch, self._split(batch),
                                  opt, self._record, alpha, shuffle, rule, losses)
-        return (state._replace(count=state.count + int(rule[_core.RULE_DONE])),
-                losses[:int(rule[_core.RULE_RUN])])
 
     def population_kernel(self, K, threads):
         # prange pays only with several networks per thread; with one thread (or one network)

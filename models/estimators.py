@@ -711,18 +711,21 @@ class _BaseMLP(BaseEstimator):
                 return None
         rule = _core.epochs_rule(s.max_iter, s.tol, s.n_iter_no_change, self.best_loss_,
                                  self._no_improvement_count)
+
+        def book(losses):  # after each compiled call, as end_of_epoch after each epoch
+            for loss in losses.tolist():
+                self.n_iter_ += 1
+                self.loss_ = loss
+                self.t_ += n
+                self.loss_curve_.append(loss)
+            self.best_loss_ = float(rule[_core.RULE_BEST])
+            self._no_improvement_count = int(rule[_core.RULE_COUNT])
+
         done = train_epochs(self._model, X, T, self._optimizer, batch, rule, shuffle=shuffle,
-                            state=self._opt_state, alpha=s.alpha, lr=self._lr)
+                            state=self._opt_state, alpha=s.alpha, lr=self._lr, on_epochs=book)
         if done is None:
             return None
-        state, losses, stop = done
-        for loss in losses.tolist():
-            self.n_iter_ += 1
-            self.loss_ = loss
-            self.t_ += n
-            self.loss_curve_.append(loss)
-        self.best_loss_ = float(rule[_core.RULE_BEST])
-        self._no_improvement_count = int(rule[_core.RULE_COUNT])
+        state, _, stop = done
         return state, stop == _core.DIVERGED, stop == _core.CONVERGED
 
     def _set_lr(self, lr):

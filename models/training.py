@@ -207,24 +207,40 @@ def train(model, X, y, optimizer, batch_size=None, epochs=10, shuffle=True, seed
 
 
 def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=None, alpha=0.0,
-                 lr=None):
-    """Up to ``rule[RULE_EPOCHS]`` epochs of :func:`train` in one compiled call, where the
-    model's backend has one for these batches (:meth:`~dlbasics.models.backends.Backend.epochs`:
+                 lr=None, on_epochs=None):
+    """Up to ``rule[RULE_EPOCHS]`` epochs of :func:`train` in a few compiled calls, where the
+    model's backend has them for these batches (:meth:`~dlbasics.models.backends.Backend.epochs`:
     the cpu backend's row split); the drop-in estimators' ``fit``.
 
-    Between the epochs the compiled code shuffles the visiting order with the MT19937 state
+    Before every epoch the compiled code shuffles the visiting order with the MT19937 state
     ``shuffle = (key, pos, words)`` (:func:`dlbasics.models._mt19937.mt_shuffle`, as
-    ``RandomState.shuffle`` of the previous order; ``None``: the rows in order every epoch)
-    and applies scikit-learn's stopping rule of ``rule``
+    ``RandomState.shuffle`` of the previous order; ``None``: the rows in order every epoch),
+    and after it applies scikit-learn's stopping rule of ``rule``
     (:func:`dlbasics.models._core.split_epoch_kernel`, which updates ``rule`` in place). The
     epochs are bitwise those of :func:`train` with the same shuffles and a callback that
-    applies the rule, without the Python between epochs.
+    applies the rule, without the Python between epochs. A call runs one epoch first, then as
+    many as take about :data:`CALL_SECONDS` (at most :data:`EPOCHS_PER_CALL`), so that an
+    interrupt (Ctrl-C, which compiled code does not see) waits for no more than that.
+
+    Parameters
+    ----------
+    model, X, y, optimizer, state, alpha, lr
+        As for :func:`train` (``lr``: default ``optimizer.lr``).
+    batch_size : int
+    rule : ndarray of shape (RULE_SIZE,), float64
+        From :func:`dlbasics.models._core.epochs_rule`; updated in place (the best loss and
+        the count of epochs without improvement; epochs run, updates made, why it stopped).
+    shuffle : tuple of ndarray, optional
+    on_epochs : callable, optional
+        Called as ``on_epochs(losses)`` after each compiled call with the running losses of
+        its epochs (a view, valid during the call), also when an interrupt arrives right
+        after the call: the caller's record then keeps up with the parameters.
 
     Returns
     -------
     (state, losses, stop) or None
         The optimizer state after the epochs, the running loss of each epoch run to its end
-        (ndarray) and why the call ended (``_core.RAN_ALL``, ``CONVERGED`` or ``DIVERGED``);
+        (ndarray) and why the epochs ended (``_core.RAN_ALL``, ``CONVERGED`` or ``DIVERGED``);
         ``None`` where the backend has no such call (nothing ran).
     """
     from . import _core
@@ -256,30 +272,46 @@ def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=N
     engine = model.engine
     if not engine.runs_epochs(batch, optimizer.code, alpha):
         return None
+    shuffle = _core.NO_SHUFFLE if shuffle is None else shuffle
     order = np.arange(n, dtype=np.int64)
-    epochs = int(rule[_core.RULE_EPOCHS])
-    run, done, parts = 0, 0, []
+    epochs = int(epochs)
+    losses = np.zeros(min(epochs, EPOCHS_PER_CALL))
+    run, done, parts, per_call = 0, 0, [], 1
     state = engine.start(optimizer, state)
+    count = state.count
     try:
         with engine.training(batch):
-            while True:  # calls of at most EPOCHS_PER_CALL epochs: losses of a bounded size
-                rule[_core.RULE_EPOCHS] = min(epochs - run, EPOCHS_PER_CALL)
-                state, losses = engine.epochs(
-                    X, Y, labels, dense, order, batch, optimizer, state, lr, alpha,
-                    _core.NO_SHUFFLE if shuffle is None else shuffle, rule)
-                parts.append(losses)
-                run += int(rule[_core.RULE_RUN])
-                done += int(rule[_core.RULE_DONE])
-                if rule[_core.RULE_STOP] != _core.RAN_ALL or run >= epochs:
+            while run < epochs:
+                rule[_core.RULE_EPOCHS] = min(epochs - run, per_call)
+                rule[_core.RULE_RUN] = -1  # the kernel sets it when the call ends
+                t0 = time.perf_counter()
+                try:
+                    engine.epochs(X, Y, labels, dense, order, batch, optimizer,
+                                  state._replace(count=count + done), lr, alpha, shuffle, rule,
+                                  losses)
+                finally:
+                    k = int(rule[_core.RULE_RUN])
+                    if k >= 0:  # the call ended (an interrupt may be pending)
+                        run += k
+                        done += int(rule[_core.RULE_DONE])
+                        parts.append(losses[:k].copy())
+                        if on_epochs is not None:
+                            on_epochs(losses[:k])
+                seconds = time.perf_counter() - t0
+                if rule[_core.RULE_STOP] != _core.RAN_ALL:
                     break
+                per_call = max(1, min(EPOCHS_PER_CALL,
+                                      int(CALL_SECONDS * k / max(seconds, 1e-9))))
     finally:
         rule[_core.RULE_EPOCHS], rule[_core.RULE_RUN], rule[_core.RULE_DONE] = epochs, run, done
-    return engine.finish(optimizer, state), np.concatenate(parts), int(rule[_core.RULE_STOP])
+    state = engine.finish(optimizer, state._replace(count=count + done))
+    return state, np.concatenate(parts) if parts else losses[:0], int(rule[_core.RULE_STOP])
 
 
-#: Epochs that :func:`train_epochs` runs in one compiled call at most (a ``max_iter`` of
-#: millions would otherwise allocate as many losses).
+#: Epochs that a compiled call of :func:`train_epochs` runs at most (the size of its losses).
 EPOCHS_PER_CALL = 1024
+#: About how long a compiled call of :func:`train_epochs` runs after its first (one epoch).
+CALL_SECONDS = 0.25
 
 
 def evaluation_recorder(evaluate, train_data, val, metrics):

@@ -43,9 +43,10 @@ def _fit(est, X, y, fused, monkeypatch):
             m.setattr(type(est), "_fused_epochs", lambda *a, **k: None)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            est.fit(X, y)
-    if fused:
-        assert calls == [True]
+            try:
+                est.fit(X, y)
+            finally:  # also when fit raises: the epochs ran in one call (or calls)
+                assert calls == ([True] if fused else [])
     return est, [str(w.message) for w in caught]
 
 
@@ -90,20 +91,66 @@ def test_fused_fit_is_the_loops_fit_bit_for_bit(kw, monkeypatch):
 
 @needs_threads
 @pytest.mark.parametrize("kw", [dict(max_iter=10), dict(max_iter=60, tol=1e-2, n_iter_no_change=2)])
-def test_fused_fit_in_several_calls(kw, monkeypatch):
-    """``train_epochs`` runs at most ``EPOCHS_PER_CALL`` epochs a compiled call: the order,
-    shuffle state, optimizer state and the rule carry over from call to call."""
+@pytest.mark.parametrize("call_seconds", [100.0, 0.0])
+def test_fused_fit_in_several_calls(kw, call_seconds, monkeypatch):
+    """``train_epochs`` runs one epoch a first compiled call, then as many as take about
+    ``CALL_SECONDS`` (at most ``EPOCHS_PER_CALL``): the order, shuffle state, optimizer state
+    and the rule carry over from call to call, and the stopping epoch ends its call."""
     X, y = _data()
     a, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=1, **kw), X, y, False,
                 monkeypatch)
     monkeypatch.setattr(training, "EPOCHS_PER_CALL", 3)
+    monkeypatch.setattr(training, "CALL_SECONDS", call_seconds)
     calls = []
     real = _core.split_epoch_kernel
-    monkeypatch.setattr(_core, "split_epoch_kernel", lambda *args: calls.append(1) or real(*args))
+
+    def counted(*args):
+        calls.append(int(args[11][_core.RULE_EPOCHS]))
+        return real(*args)
+
+    monkeypatch.setattr(_core, "split_epoch_kernel", counted)
     b, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=1, **kw), X, y, True,
                 monkeypatch)
     _check_same(a, b)
-    assert len(calls) == -(-b.n_iter_ // 3) > 1  # the stopping epoch ends its call
+    per_call = 3 if call_seconds else 1
+    expected = [1] + [per_call] * (-(-(b.n_iter_ - 1) // per_call))
+    if b.n_iter_ == kw["max_iter"] and (b.n_iter_ - 1) % per_call:
+        expected[-1] = (b.n_iter_ - 1) % per_call  # the last call runs what is left
+    assert calls == expected and len(calls) > 2
+
+
+@needs_threads
+def test_an_interrupt_after_a_call_keeps_the_record_with_the_parameters(monkeypatch):
+    """Ctrl-C reaches Python between the compiled calls: the epochs of the calls that ended
+    are booked (``n_iter_``, ``loss_curve_``, ``t_``, the rule's state), as the loop would
+    have booked them, and the ``RandomState`` is put back."""
+    X, y = _data()
+    monkeypatch.setattr(training, "CALL_SECONDS", 100.0)
+    monkeypatch.setattr(training, "EPOCHS_PER_CALL", 4)
+    real = backends.CpuBackend.epochs
+    calls = []
+
+    def interrupted(self, *args):
+        real(self, *args)
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+
+    rs = np.random.RandomState(3)
+    with monkeypatch.context() as m:
+        m.setattr(backends.CpuBackend, "epochs", interrupted)
+        a = MLPClassifier(hidden_layer_sizes=(10,), random_state=rs, max_iter=50)
+        with pytest.raises(KeyboardInterrupt):
+            a.fit(X, y)
+    assert a.n_iter_ == 5 == len(a.loss_curve_)  # 1 + 4 epochs
+    rs_b = np.random.RandomState(3)
+    b, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=rs_b, max_iter=5), X, y,
+                False, monkeypatch)
+    for name in ("n_iter_", "t_", "loss_", "best_loss_", "loss_curve_", "_no_improvement_count"):
+        assert getattr(a, name) == getattr(b, name), name
+    for p, q in zip(a.coefs_, b.coefs_, strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert rs.random_sample() == rs_b.random_sample()
 
 
 @needs_threads
@@ -126,20 +173,53 @@ def test_fused_warm_start_continues_the_rule_and_the_random_state(monkeypatch):
 
 
 @needs_threads
+def test_fused_warm_starts_stop_on_the_count_they_inherit(monkeypatch):
+    """Warm starts whose losses do not improve by ``tol``: the count of epochs without
+    improvement goes on from fit to fit until the rule stops one early, in both paths."""
+    X, y = _data(900, seed=1)
+    kw = dict(hidden_layer_sizes=(16,), warm_start=True, tol=0.05, n_iter_no_change=5,
+              max_iter=4, random_state=0)
+    a, b = MLPClassifier(**kw), MLPClassifier(**kw)
+    for _ in range(4):
+        _, wa = _fit(a, X, y, True, monkeypatch)
+        _, wb = _fit(b, X, y, False, monkeypatch)
+        _check_same(a, b)
+        assert wa == wb
+    assert a.n_iter_ < 4 and a._no_improvement_count > 5  # stopped by the inherited count
+
+
+@needs_threads
+def test_fused_rule_keeps_the_best_loss_when_the_loss_rises(monkeypatch):
+    """A rate high enough that the loss goes up between epochs: the best loss is the
+    minimum so far, not the last, in both paths."""
+    X, y = _data()
+    kw = dict(hidden_layer_sizes=(24,), learning_rate_init=0.3, max_iter=25,
+              n_iter_no_change=50, random_state=0)
+    a, _ = _fit(MLPClassifier(**kw), X, y, True, monkeypatch)
+    b, _ = _fit(MLPClassifier(**kw), X, y, False, monkeypatch)
+    _check_same(a, b)
+    curve = a.loss_curve_
+    assert a.best_loss_ == min(curve) < curve[-1]
+    assert any(later > earlier for earlier, later in zip(curve, curve[1:], strict=False))
+
+
+@needs_threads
 def test_fused_divergence_raises_in_the_same_epoch(monkeypatch):
-    X, y = _data(400)
-    kw = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=1e5, momentum=0.0,
-              max_iter=30, random_state=0, batch_size=100)
+    """A fit that diverges after some epochs (those booked, the diverging one not): the same
+    error, epoch, record and parameters in both paths."""
+    X, _ = _data(400)
+    kw = dict(hidden_layer_sizes=(24,), solver="sgd", learning_rate_init=0.05, max_iter=30,
+              random_state=0, batch_size=100)
     errors = []
     for fused in (True, False):
         est = MLPRegressor(**kw)
         with pytest.raises(ValueError, match="non-finite") as info:
-            _fit(est, X * 1e3, np.arange(400.0) * 1e3, fused, monkeypatch)
-        errors.append((str(info.value), est.n_iter_, list(est.loss_curve_), est._opt_state.count,
-                       est._model.params.copy()))
-    (ma, na, ca, ta, pa), (mb, nb, cb, tb, pb) = errors
-    assert (ma, na, ca, ta) == (mb, nb, cb, tb)
-    np.testing.assert_array_equal(pa, pb)
+            _fit(est, X, X[:, 0] * 30 + 5, fused, monkeypatch)
+        errors.append((str(info.value), est.n_iter_, list(est.loss_curve_), est.t_,
+                       est._no_improvement_count, est._model.params.copy()))
+    a, b = errors
+    assert a[:5] == b[:5] and a[1] >= 1 and f"epoch {a[1] + 1})" in a[0]
+    np.testing.assert_array_equal(a[5], b[5])
 
 
 def test_where_the_epochs_do_not_run_in_one_call_the_loop_does(monkeypatch):

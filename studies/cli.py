@@ -324,13 +324,14 @@ def cmd_run(args):
             try:
                 c = run_study(study, store, executor, backend=args.backend, fresh=args.fresh,
                               progress=not args.quiet)
-            except BrokenExecutor as exc:  # a worker died: the pool takes no more tasks
+            except BrokenExecutor as exc:  # a new pool's workers died before any task ran
                 if args.debug:
                     raise
-                print(f"{PROG}: error: a worker process died while running {study.name} "
-                      f"({exc}; out of memory? fewer --jobs use less); the runs that finished "
-                      f"are stored in {args.store}, none that did not: run the same command "
-                      "again to do the rest", file=sys.stderr)
+                print(f"{PROG}: error: a worker process died while running {study.name}, "
+                      f"and a new pool's workers died before running anything ({exc}; out of "
+                      f"memory? fewer --jobs use less); the runs that finished are stored in "
+                      f"{args.store}, none that did not: run the same command again to do "
+                      "the rest", file=sys.stderr)
                 broken = True
                 break
             failed += c["failed"]

@@ -24,6 +24,8 @@ Executors (all yield ``(task, rows or exception)`` in completion order; the call
 * :class:`InProcess` - one after another in this process, each on one Numba and one BLAS thread;
 * :class:`LocalPool` - a ``spawn`` process pool of ``jobs`` workers, each limited to one Numba
   and one BLAS thread (set before it imports Numba) so workers do not oversubscribe the cores;
+  a worker that dies is replaced, and the task that killed it found and yielded as failed
+  (:class:`WorkerDied`);
 * :class:`DaskExecutor` - a Dask cluster (``tcp://host:port``, or ``"local"`` for a
   ``LocalCluster`` on 127.0.0.1); the client writes results as futures complete, so a killed
   worker only makes Dask run its task again.
@@ -516,51 +518,167 @@ def _child_env(threads):
                 os.environ[v] = old
 
 
+def _broke(exc):
+    """Whether ``exc`` says that a process pool broke (a worker died)."""
+    from concurrent.futures import BrokenExecutor
+
+    return isinstance(exc, BrokenExecutor)
+
+
+class WorkerDied(RuntimeError):
+    """The worker process running a task died (a crash, the OOM killer): the task's runs are
+    stored as failed with this error."""
+
+
+def _marked(fn, marks, i, task):
+    """``fn(task)`` with a file ``marks/i`` present while it runs: the files left after a worker
+    died name the tasks that were running then (no file where it cannot be written: the task
+    runs all the same)."""
+    path = None
+    if marks is not None:
+        try:
+            with open(os.path.join(marks, str(i)), "w"):
+                path = os.path.join(marks, str(i))
+        except OSError:
+            pass
+    try:
+        return fn(task)
+    finally:
+        if path is not None:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+
+
 class LocalPool:
-    """A ``spawn`` process pool of ``jobs`` workers with one compute thread each."""
+    """A ``spawn`` process pool of ``jobs`` workers with one compute thread each.
+
+    A worker that dies (a crash, the OOM killer) breaks a process pool; this one is replaced
+    by a new one, and :meth:`imap` finds the task that killed its worker: it runs the tasks
+    that were running then again, each alone in a pool of its own (a population task's runs
+    halved while it still kills its worker alone), yields the one that kills it with a
+    :class:`WorkerDied` error (its runs are stored as failed) and goes on with the others."""
 
     threads = 1
 
     def __init__(self, jobs):
+        self.workers = int(jobs)
+        self.name = f"process pool ({self.workers} workers)"
+        self.pool = self._new_pool(self.workers)
+
+    @staticmethod
+    def log(msg):
+        """Say what the pool does about a worker that died (one line on stderr)."""
+        print(f"dlbasics: {msg}", file=sys.stderr, flush=True)
+
+    def _new_pool(self, workers):
         from concurrent.futures import ProcessPoolExecutor
         from multiprocessing import get_context
 
-        self.workers = int(jobs)
-        self.name = f"process pool ({self.workers} workers)"
-        self.pool = ProcessPoolExecutor(max_workers=self.workers,
-                                        mp_context=get_context("spawn"),
-                                        initializer=_init_worker, initargs=(self.threads,))
+        return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=_init_worker, initargs=(self.threads,))
 
     def imap(self, fn, tasks):
         """``fn(task)`` for each task in the workers; yields ``(task, result or the exception it
-        raised)`` as tasks finish.
+        raised)`` as tasks finish. A task that kills its worker (alone, again: see the class)
+        yields a :class:`WorkerDied` error; one that did not when run alone its result.
 
         Raises
         ------
         concurrent.futures.BrokenExecutor
-            A worker died (a crash, the OOM killer): the pool is broken, and every task not
-            finished then fails with it. Raised after the tasks that did finish are yielded,
-            so that no task that never ran is taken for one that failed (a task's failure is
-            stored; a pool's is not the task's); also raised at once by a pool broken before.
+            A new pool broke before any task ran in it (the workers cannot start).
         """
-        from concurrent.futures import BrokenExecutor, as_completed
+        import shutil
+        import tempfile
 
+        try:
+            marks = tempfile.mkdtemp(prefix="dlbasics-running-")
+        except OSError:  # then a dead worker's tasks cannot be told apart: none is run alone
+            marks = None
+        try:
+            todo = list(tasks)
+            fresh = False  # whether self.pool was made in this call
+            while todo:
+                finished, broken = [], None
+                for i, out in self._round(fn, todo, marks):
+                    if isinstance(out, BaseException) and _broke(out):
+                        broken = out
+                        continue
+                    finished.append(i)
+                    yield todo[i], out
+                if broken is None:
+                    return
+                # the broken pool's workers are gone once it is shut down: the marks left
+                # are the tasks that were running when one died
+                self.pool.shutdown(wait=True, cancel_futures=True)
+                running = sorted(int(name) for name in os.listdir(marks)) if marks else []
+                for i in running:
+                    os.remove(os.path.join(marks, str(i)))
+                if not finished and not running and fresh:
+                    raise broken  # a new pool's workers could not start
+                self.pool, fresh = self._new_pool(self.workers), True
+                if running:
+                    self.log(f"a worker process died ({broken}); running the "
+                             f"{len(running)} task(s) it and the others were running again, "
+                             "each alone, to find the one that kills its worker")
+                for i in running:
+                    yield from self._alone(fn, todo[i])
+                done = set(finished) | set(running)
+                todo = [t for i, t in enumerate(todo) if i not in done]
+        finally:
+            if marks is not None:
+                shutil.rmtree(marks, ignore_errors=True)
+
+    def _round(self, fn, tasks, marks):
+        """``(index, result or exception)`` of ``tasks`` in the pool as they finish (a broken
+        pool's ``BrokenExecutor`` for those it did not finish)."""
+        from concurrent.futures import as_completed
+
+        futures, refused = {}, []
         with _child_env(self.threads):  # workers start at the first submissions
-            futures = {self.pool.submit(fn, t): t for t in tasks}
-        broken = None
+            for i, t in enumerate(tasks):
+                try:
+                    futures[self.pool.submit(_marked, fn, marks, i, t)] = i
+                except Exception as exc:  # a pool broken before refuses new tasks
+                    refused.append((i, exc))
+        yield from refused
         try:
             for f in as_completed(futures):
                 try:
                     yield futures[f], f.result()
-                except BrokenExecutor as exc:
-                    broken = exc
                 except Exception as exc:
                     yield futures[f], exc
         finally:
             for f in futures:
                 f.cancel()
-        if broken is not None:
-            raise broken
+
+    def _alone(self, fn, task):
+        """Run ``task`` alone in a pool of one worker: yields ``(task, result)``, or, where it
+        kills the worker, ``(task, WorkerDied)`` for a task of one run or a task that is not
+        a population, else the same for each half of its runs."""
+        pool = self._new_pool(1)
+        try:
+            with _child_env(self.threads):
+                future = pool.submit(fn, task)
+            try:
+                yield task, future.result()
+                return
+            except Exception as exc:
+                if not _broke(exc):
+                    yield task, exc
+                    return
+                died = exc
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        runs = task.get("runs", []) if isinstance(task, dict) else []
+        if isinstance(task, dict) and task.get("population") and len(runs) > 1:
+            half = len(runs) // 2  # a population's runs do not depend on the task they are in
+            for part in (runs[:half], runs[half:]):
+                yield from self._alone(fn, {**task, "runs": part})
+            return
+        self.log(f"a task of {len(runs) or 1} run(s) killed its worker again when run alone: "
+                 "stored as failed")
+        yield task, WorkerDied(f"the worker process running this task died ({died}), again "
+                               "when it ran alone: killed for its memory, or a crash")
 
     def map_ordered(self, fn, tasks):
         """Submit ``fn(*task)`` for every task to the workers now; return an iterator over the

@@ -67,66 +67,86 @@ def test_python_dash_m_studies_runs_the_cli():
     assert out.stderr.strip().startswith("dlbasics: error: unknown study 'nope'")
 
 
-def _exit_worker(task):
-    """A task that kills its pool worker (as a crash or the OOM killer would)."""
-    import os
-
-    os._exit(3)
-
-
-def _exit_in_report_stage(task):
-    """:func:`~dlbasics.studies.runner.execute_task`, but a worker given a run of a report seed
-    of gd_demo (10 and up at the quick profile; its tuning seeds are 0 and 1) dies."""
+def _exit_on_one_run(task):
+    """:func:`~dlbasics.studies.runner.execute_task`, but a worker given the run named by
+    ``DLBASICS_TEST_KILL`` (``config_hash:seed``) dies."""
     import os
 
     from dlbasics.studies import runner
 
-    if any(p["seed"] >= 10 for p in task["runs"]):
+    if any(f"{p['config_hash']}:{p['seed']}" == os.environ.get("DLBASICS_TEST_KILL")
+           for p in task["runs"]):
         os._exit(3)
     return runner.execute_task(task)
+
+
+def _exit_at_start(threads):
+    """A pool worker's initializer that dies: workers that cannot start."""
+    import os
+
+    os._exit(4)
 
 
 def _errors(err):
     return [ln for ln in err.splitlines() if ln.startswith("dlbasics: error:")]
 
 
-def test_a_worker_that_dies_stops_the_run_with_one_line(tmp_path, monkeypatch, capsys,
-                                                       gd_reference):
-    """A worker that dies breaks the pool: ``run`` stops with one line naming the study (not a
-    traceback), stores the runs that finished and none that did not, runs no further study,
-    writes the reports here, exits 1; run again, it does the rest."""
-    from concurrent.futures.process import BrokenProcessPool
+def test_a_worker_that_dies_costs_its_run_not_the_run(tmp_path, monkeypatch, capsys,
+                                                      gd_reference):
+    """A worker that dies on one run (as under the OOM killer) breaks the pool: ``run`` says
+    so, replaces the pool, finds the run by running the tasks that were running again alone,
+    stores it as failed (``WorkerDied``) and every other run as it would have, runs the next
+    study, writes the reports and exits 1; run again, it runs that run again. A pool whose
+    workers cannot start stops ``run`` with one line, nothing stored."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
 
     from dlbasics.studies import runner
+    from dlbasics.studies.store import Store
 
     from .conftest import stored
 
     store, out = tmp_path / "s.sqlite", tmp_path / "reports"
     argv = ["run", "gd_demo", "perceptron", "--store", str(store), "--out", str(out)]
-    # a worker dies in gd_demo's report stage, after its tuning runs
-    monkeypatch.setattr(runner, "execute_task", _exit_in_report_stage)
+    victim = sorted(k for k in gd_reference if k[1] >= 10)[0]  # a report run (tuning: 0, 1)
+    monkeypatch.setenv("DLBASICS_TEST_KILL", f"{victim[0]}:{victim[1]}")
+    monkeypatch.setattr(runner, "execute_task", _exit_on_one_run)
     assert main(argv + ["--jobs", "2"]) == 1
     err = capsys.readouterr().err
-    assert len(_errors(err)) == 1 and _errors(err)[0].startswith(
-        "dlbasics: error: a worker process died while running gd_demo (")
-    assert f"stored in {store}, none that did not" in err
-    assert "perceptron: " not in err.replace(f"perceptron: no runs in {store}", "")
-    assert "could not write its report" not in err  # the reports: here, not in the dead pool
+    assert _errors(err) == []
+    assert "dlbasics: a worker process died (" in err
+    assert "dlbasics: a task of 1 run(s) killed its worker again when run alone" in err
+    assert "1 failed" in err and "perceptron: " in err
+    assert (out / "gd_demo" / "README.md").exists()
+    assert (out / "perceptron" / "README.md").exists()
     runs = stored(store, "gd_demo")
-    assert runs and all(status == "ok" for status, _ in runs.values())  # the tuning runs
-    assert runs.items() <= gd_reference.items()
+    assert runs[victim][0] == "failed"
+    with Store(store) as st:
+        errors = [r["error"] for r in st.rows("gd_demo") if r["status"] == "failed"]
+    assert len(errors) == 1 and errors[0].startswith("dlbasics.studies.runner.WorkerDied: ")
+    assert {k: v for k, v in runs.items() if k != victim} == \
+        {k: v for k, v in gd_reference.items() if k != victim}
     monkeypatch.undo()
-    assert main(argv[:2] + argv[3:] + ["--jobs", "2", "-q"]) == 0  # gd_demo again: the rest
+    assert main(argv[:2] + argv[3:] + ["--jobs", "2", "-q"]) == 0  # the failed run again
     assert stored(store, "gd_demo") == gd_reference
-    # a pool broken before: the first submit refuses; nothing runs, nothing is stored
+
+    # workers that cannot start: one line, exit 1, nothing stored
+    def dying(workers):
+        return ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                   initializer=_exit_at_start, initargs=(1,))
+
     pool = runner.LocalPool(1)
-    with pytest.raises(BrokenProcessPool):
-        list(pool.imap(_exit_worker, ["die"]))
+    pool.pool.shutdown()
+    pool._new_pool = dying
+    pool.pool = dying(1)
     monkeypatch.setattr(runner, "make_executor", lambda jobs=None, scheduler=None: pool)
     store2 = tmp_path / "s2.sqlite"
     assert main(["run", "gd_demo", "--store", str(store2), "--out", str(out), "-q"]) == 1
     err = capsys.readouterr().err
     assert _errors(err) == err.strip().splitlines() and len(_errors(err)) == 1
+    assert _errors(err)[0].startswith("dlbasics: error: a worker process died while running "
+                                      "gd_demo, and a new pool's workers died before running "
+                                      "anything (")
     assert stored(store2, "gd_demo") == {}
 
 

@@ -131,6 +131,60 @@ def test_pool_workers_use_one_thread_and_the_parent_keeps_its_environment():
     assert {v: os.environ.get(v) for v in runner.THREAD_VARS} == before
 
 
+def _die_on_bad(task):
+    """A task's runs back, unless one of them is ``"bad"`` (the worker dies, as under the OOM
+    killer) or ``"raise"``."""
+    if "bad" in task["runs"]:
+        os._exit(3)
+    if "raise" in task["runs"]:
+        raise KeyError("raised")
+    return list(task["runs"])
+
+
+def _die_in_initializer(threads):
+    os._exit(4)
+
+
+def test_a_worker_that_dies_is_replaced_and_its_task_found(capsys):
+    """A task that kills its worker breaks the pool: the pool is replaced, the tasks running
+    then run again alone, a population's runs halved until the run that kills its worker is
+    alone; it yields ``WorkerDied``, every other task its result (or its own error), and the
+    pool takes tasks afterwards. A pool whose workers cannot start raises the broken pool's
+    error."""
+    from concurrent.futures import BrokenExecutor
+
+    tasks = [{"runs": [f"r{k}"], "population": False} for k in range(6)]
+    tasks.insert(2, {"runs": ["p0", "p1", "bad", "p3"], "population": True})
+    tasks.insert(4, {"runs": ["single", "bad"], "population": False})
+    tasks.append({"runs": ["raise"], "population": False})
+    pool = runner.LocalPool(2)
+    try:
+        out = list(pool.imap(_die_on_bad, tasks))
+        runs = sorted(r for _, res in out if isinstance(res, list) for r in res)
+        assert runs == ["p0", "p1", "p3"] + [f"r{k}" for k in range(6)]
+        died = sorted(tuple(t["runs"]) for t, res in out if isinstance(res, runner.WorkerDied))
+        assert died == [("bad",), ("single", "bad")]  # not a population: the whole task
+        raised = [res for _, res in out if isinstance(res, KeyError)]
+        assert len(raised) == 1 and len(out) == 6 + 3 + 1 + 1  # p0..p3 in three parts
+        assert [res for _, res in pool.imap(_die_on_bad, [{"runs": ["ok"]}])] == [["ok"]]
+    finally:
+        pool.close()
+    err = capsys.readouterr().err
+    assert "a worker process died" in err and "killed its worker again" in err
+    pool = runner.LocalPool(1)
+    pool._new_pool = lambda workers: __import__("concurrent.futures").futures \
+        .ProcessPoolExecutor(max_workers=workers, initializer=_die_in_initializer,
+                             initargs=(1,), mp_context=__import__("multiprocessing")
+                             .get_context("spawn"))
+    pool.pool.shutdown()
+    pool.pool = pool._new_pool(1)
+    try:
+        with pytest.raises(BrokenExecutor):
+            list(pool.imap(_die_on_bad, [{"runs": ["ok"]}]))
+    finally:
+        pool.close()
+
+
 def test_run_study_retries_failed_runs_only(tmp_path):
     good = Setting(**XOR, hyper={"lr": 0.5}, batch_size=10, label="good")
     study = Study("t", "t", "q", [good], seeds=[0, 1])

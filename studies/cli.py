@@ -328,7 +328,7 @@ def cmd_run(args):
                 if args.debug:
                     raise
                 print(f"{PROG}: error: a worker process died while running {study.name}, "
-                      f"and a new pool's workers died before running anything ({exc}; out of "
+                      f"and a new pool's workers died before starting a task ({exc}; out of "
                       f"memory? fewer --jobs use less); the runs that finished are stored in "
                       f"{args.store}, none that did not: run the same command again to do "
                       "the rest", file=sys.stderr)

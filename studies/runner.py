@@ -531,22 +531,26 @@ class WorkerDied(RuntimeError):
 
 
 def _marked(fn, marks, i, task):
-    """``fn(task)`` with a file ``marks/i`` present while it runs: the files left after a worker
-    died name the tasks that were running then (no file where it cannot be written: the task
-    runs all the same)."""
-    path = None
+    """``fn(task)`` with two files in ``marks``: ``i.start`` from its start on and ``i.run``
+    while ``fn`` runs. After a worker died, the tasks started and not finished are those that
+    were running (``.run``) or died sending their result; a pool none of whose tasks started
+    could not start its workers. (No files where they cannot be written: the task runs all
+    the same.)"""
+    run = None
     if marks is not None:
         try:
-            with open(os.path.join(marks, str(i)), "w"):
-                path = os.path.join(marks, str(i))
+            for name in (f"{i}.start", f"{i}.run"):
+                with open(os.path.join(marks, name), "w"):
+                    pass
+            run = os.path.join(marks, f"{i}.run")
         except OSError:
             pass
     try:
         return fn(task)
     finally:
-        if path is not None:
+        if run is not None:
             with contextlib.suppress(OSError):
-                os.remove(path)
+                os.remove(run)
 
 
 class LocalPool:
@@ -585,7 +589,7 @@ class LocalPool:
         Raises
         ------
         concurrent.futures.BrokenExecutor
-            A new pool broke before any task ran in it (the workers cannot start).
+            A new pool broke before any of its tasks started (its workers cannot start).
         """
         import shutil
         import tempfile
@@ -607,22 +611,28 @@ class LocalPool:
                     yield todo[i], out
                 if broken is None:
                     return
-                # the broken pool's workers are gone once it is shut down: the marks left
-                # are the tasks that were running when one died
+                # the broken pool's workers are gone once it is shut down: the tasks that
+                # started and did not finish were running when one died (or died sending
+                # their results); without marks every unfinished task is a suspect
                 self.pool.shutdown(wait=True, cancel_futures=True)
-                running = sorted(int(name) for name in os.listdir(marks)) if marks else []
-                for i in running:
-                    os.remove(os.path.join(marks, str(i)))
-                if not finished and not running and fresh:
-                    raise broken  # a new pool's workers could not start
+                if marks is None:
+                    started = set(range(len(todo)))
+                else:
+                    started = {int(name.split(".")[0]) for name in os.listdir(marks)}
+                    for name in os.listdir(marks):
+                        os.remove(os.path.join(marks, name))
+                suspects = sorted(started - set(finished))
+                if not finished and not suspects and fresh:
+                    raise broken  # no task started in a new pool: its workers cannot start
                 self.pool, fresh = self._new_pool(self.workers), True
-                if running:
-                    self.log(f"a worker process died ({broken}); running the "
-                             f"{len(running)} task(s) it and the others were running again, "
-                             "each alone, to find the one that kills its worker")
-                for i in running:
+                if suspects:
+                    self.log(f"a worker process died ({broken}; out of memory? fewer --jobs "
+                             f"use less); running the {len(suspects)} task(s) that were "
+                             "running then again, each alone, to find the one that kills its "
+                             "worker")
+                for i in suspects:
                     yield from self._alone(fn, todo[i])
-                done = set(finished) | set(running)
+                done = set(finished) | set(suspects)
                 todo = [t for i, t in enumerate(todo) if i not in done]
         finally:
             if marks is not None:
@@ -639,6 +649,8 @@ class LocalPool:
                 try:
                     futures[self.pool.submit(_marked, fn, marks, i, t)] = i
                 except Exception as exc:  # a pool broken before refuses new tasks
+                    if not _broke(exc):
+                        raise
                     refused.append((i, exc))
         yield from refused
         try:
@@ -858,7 +870,11 @@ def run_timing(study, store, backend="cpu", fresh=False, progress=True):
     runs = timing_runs(study, backend)
     if fresh:
         store.delete(r.key for r in runs)
-    todo = _missing(runs, store, timing_study_name(study))
+    # not where the same setting and seed failed in the report stage: a run that killed its
+    # pool worker (WorkerDied) would kill this process; the next call times it once it is done
+    done = store.done_keys(study.name)
+    todo = [r for r in _missing(runs, store, timing_study_name(study))
+            if (study.name, r.config_hash, r.seed) in done]
     if not todo:
         return 0
     from tqdm.auto import tqdm

@@ -91,6 +91,7 @@ def _errors(err):
     return [ln for ln in err.splitlines() if ln.startswith("dlbasics: error:")]
 
 
+@pytest.mark.timeout(600)
 def test_a_worker_that_dies_costs_its_run_not_the_run(tmp_path, monkeypatch, capsys,
                                                       gd_reference):
     """A worker that dies on one run (as under the OOM killer) breaks the pool: ``run`` says
@@ -126,9 +127,13 @@ def test_a_worker_that_dies_costs_its_run_not_the_run(tmp_path, monkeypatch, cap
     assert len(errors) == 1 and errors[0].startswith("dlbasics.studies.runner.WorkerDied: ")
     assert {k: v for k, v in runs.items() if k != victim} == \
         {k: v for k, v in gd_reference.items() if k != victim}
+    # the timing pass (in this process) leaves out the setting and seed that killed a worker
+    timed = stored(store, "gd_demo--timing")
+    assert timed and victim not in timed
     monkeypatch.undo()
     assert main(argv[:2] + argv[3:] + ["--jobs", "2", "-q"]) == 0  # the failed run again
     assert stored(store, "gd_demo") == gd_reference
+    assert victim in stored(store, "gd_demo--timing")
 
     # workers that cannot start: one line, exit 1, nothing stored
     def dying(workers):
@@ -145,8 +150,8 @@ def test_a_worker_that_dies_costs_its_run_not_the_run(tmp_path, monkeypatch, cap
     err = capsys.readouterr().err
     assert _errors(err) == err.strip().splitlines() and len(_errors(err)) == 1
     assert _errors(err)[0].startswith("dlbasics: error: a worker process died while running "
-                                      "gd_demo, and a new pool's workers died before running "
-                                      "anything (")
+                                      "gd_demo, and a new pool's workers died before "
+                                      "starting a task (")
     assert stored(store2, "gd_demo") == {}
 
 

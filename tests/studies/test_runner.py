@@ -131,13 +131,22 @@ def test_pool_workers_use_one_thread_and_the_parent_keeps_its_environment():
     assert {v: os.environ.get(v) for v in runner.THREAD_VARS} == before
 
 
+class _DieOnSend:
+    """A result whose pickling kills the worker (as running out of memory there would)."""
+
+    def __reduce__(self):
+        os._exit(5)
+
+
 def _die_on_bad(task):
     """A task's runs back, unless one of them is ``"bad"`` (the worker dies, as under the OOM
-    killer) or ``"raise"``."""
+    killer), ``"send"`` (it dies sending its result) or ``"raise"``."""
     if "bad" in task["runs"]:
         os._exit(3)
     if "raise" in task["runs"]:
         raise KeyError("raised")
+    if "send" in task["runs"]:
+        return _DieOnSend()
     return list(task["runs"])
 
 
@@ -145,30 +154,40 @@ def _die_in_initializer(threads):
     os._exit(4)
 
 
+@pytest.mark.timeout(300)
 def test_a_worker_that_dies_is_replaced_and_its_task_found(capsys):
     """A task that kills its worker breaks the pool: the pool is replaced, the tasks running
     then run again alone, a population's runs halved until the run that kills its worker is
     alone; it yields ``WorkerDied``, every other task its result (or its own error), and the
     pool takes tasks afterwards. A pool whose workers cannot start raises the broken pool's
     error."""
+    import glob
+    import tempfile
     from concurrent.futures import BrokenExecutor
 
     tasks = [{"runs": [f"r{k}"], "population": False} for k in range(6)]
     tasks.insert(2, {"runs": ["p0", "p1", "bad", "p3"], "population": True})
     tasks.insert(4, {"runs": ["single", "bad"], "population": False})
+    tasks.insert(6, {"runs": ["send"], "population": False})
     tasks.append({"runs": ["raise"], "population": False})
+    marks_before = set(glob.glob(os.path.join(tempfile.gettempdir(), "dlbasics-running-*")))
     pool = runner.LocalPool(2)
     try:
         out = list(pool.imap(_die_on_bad, tasks))
         runs = sorted(r for _, res in out if isinstance(res, list) for r in res)
         assert runs == ["p0", "p1", "p3"] + [f"r{k}" for k in range(6)]
         died = sorted(tuple(t["runs"]) for t, res in out if isinstance(res, runner.WorkerDied))
-        assert died == [("bad",), ("single", "bad")]  # not a population: the whole task
+        assert died == [("bad",), ("send",), ("single", "bad")]  # not a population: whole
         raised = [res for _, res in out if isinstance(res, KeyError)]
-        assert len(raised) == 1 and len(out) == 6 + 3 + 1 + 1  # p0..p3 in three parts
+        assert len(raised) == 1 and len(out) == 6 + 3 + 2 + 1  # p0..p3 in three parts
+        # every run yielded exactly once, across the pools that broke
+        assert sorted(r for t, _ in out for r in t["runs"]) == sorted(
+            r for t in tasks for r in t["runs"])
         assert [res for _, res in pool.imap(_die_on_bad, [{"runs": ["ok"]}])] == [["ok"]]
     finally:
         pool.close()
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "dlbasics-running-*"))) \
+        == marks_before
     err = capsys.readouterr().err
     assert "a worker process died" in err and "killed its worker again" in err
     pool = runner.LocalPool(1)
@@ -183,6 +202,10 @@ def test_a_worker_that_dies_is_replaced_and_its_task_found(capsys):
             list(pool.imap(_die_on_bad, [{"runs": ["ok"]}]))
     finally:
         pool.close()
+    pool = runner.LocalPool(1)  # a closed pool refuses tasks: an error, not a task's failure
+    pool.close()
+    with pytest.raises(RuntimeError, match="shutdown"):
+        list(pool.imap(_die_on_bad, [{"runs": ["ok"]}]))
 
 
 def test_run_study_retries_failed_runs_only(tmp_path):

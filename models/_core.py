@@ -177,8 +177,8 @@ def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, a
     counted epochs in a row end the call (:data:`CONVERGED`). ``out`` is the last epoch's (as
     :func:`epoch_kernel` writes it); ``rule``'s last fields what the call did. One epoch with
     no shuffle is :func:`epoch_kernel`'s split form; the epochs of a ``fit`` of the drop-in
-    estimators in one call spare its Python between epochs (about 50 us an epoch, a tenth of
-    a digits epoch on the benchmark machine)."""
+    estimators in a few calls spare its Python between epochs (about 45 us an epoch, a tenth
+    of a digits epoch on the benchmark machine)."""
     key, pos, words = shuffle
     code, hp, s1, s2, s3, count = opt
     epochs = np.intp(rule[RULE_EPOCHS])

@@ -627,10 +627,7 @@ class _BaseMLP(BaseEstimator):
         reshuffle = LegacyShuffler(rs) if s.shuffle else None
 
         def end_of_epoch(epoch, hist, model):
-            self.n_iter_ += 1
-            self.loss_ = hist.train_loss[-1]
-            self.t_ += n
-            self.loss_curve_.append(self.loss_)
+            self._book_epoch(hist.train_loss[-1], n)
             if self.verbose:
                 print(f"Iteration {self.n_iter_}, loss = {self.loss_:.8f}")
             if s.early_stopping:
@@ -668,8 +665,8 @@ class _BaseMLP(BaseEstimator):
             if (not incremental and not s.early_stopping and not self.verbose
                     and (s.solver == "adam" or s.schedule == "constant")
                     and self.best_loss_ is not None):
-                # every epoch and the stopping rule in one compiled call, where the backend
-                # has one (end_of_epoch's bookkeeping, the same bits, without its Python)
+                # the epochs and the stopping rule in compiled code, where the backend has
+                # it (end_of_epoch's bookkeeping, the same bits, without its Python)
                 done = self._fused_epochs(s, X, T, batch, reshuffle)
             if done is None:
                 hist = train(self._model, X, T, self._optimizer, batch_size=batch,
@@ -695,9 +692,16 @@ class _BaseMLP(BaseEstimator):
         if s.early_stopping:
             self._model.set_params_vector(self._best_params)
 
+    def _book_epoch(self, loss, rows):
+        """The record of an epoch of ``rows`` rows ended with running loss ``loss``."""
+        self.n_iter_ += 1
+        self.loss_ = loss
+        self.t_ += rows
+        self.loss_curve_.append(loss)
+
     def _fused_epochs(self, s, X, T, batch, reshuffle):
         """The epochs of :meth:`_fit_stochastic` and their bookkeeping (``end_of_epoch``'s,
-        for a constant learning rate, no validation and no messages) in one compiled call
+        for a constant learning rate, no validation and no messages) in a few compiled calls
         (:func:`~dlbasics.models.training.train_epochs`): ``(state, diverged, stopped)``, or
         ``None`` where the backend has no such call or ``rs`` shuffles in Python (nothing
         ran)."""
@@ -714,10 +718,7 @@ class _BaseMLP(BaseEstimator):
 
         def book(losses):  # after each compiled call, as end_of_epoch after each epoch
             for loss in losses.tolist():
-                self.n_iter_ += 1
-                self.loss_ = loss
-                self.t_ += n
-                self.loss_curve_.append(loss)
+                self._book_epoch(loss, n)
             self.best_loss_ = float(rule[_core.RULE_BEST])
             self._no_improvement_count = int(rule[_core.RULE_COUNT])
 

@@ -531,26 +531,14 @@ class WorkerDied(RuntimeError):
 
 
 def _marked(fn, marks, i, task):
-    """``fn(task)`` with two files in ``marks``: ``i.start`` from its start on and ``i.run``
-    while ``fn`` runs. After a worker died, the tasks started and not finished are those that
-    were running (``.run``) or died sending their result; a pool none of whose tasks started
-    could not start its workers. (No files where they cannot be written: the task runs all
-    the same.)"""
-    run = None
+    """``fn(task)``, with the file ``marks/i`` written as it starts (and left there). After a
+    worker died, the tasks started and not finished were running then, or died sending their
+    result; a pool none of whose tasks started could not start its workers. (No file where it
+    cannot be written: the task runs all the same.)"""
     if marks is not None:
-        try:
-            for name in (f"{i}.start", f"{i}.run"):
-                with open(os.path.join(marks, name), "w"):
-                    pass
-            run = os.path.join(marks, f"{i}.run")
-        except OSError:
+        with contextlib.suppress(OSError), open(os.path.join(marks, str(i)), "w"):
             pass
-    try:
-        return fn(task)
-    finally:
-        if run is not None:
-            with contextlib.suppress(OSError):
-                os.remove(run)
+    return fn(task)
 
 
 class LocalPool:
@@ -618,7 +606,7 @@ class LocalPool:
                 if marks is None:
                     started = set(range(len(todo)))
                 else:
-                    started = {int(name.split(".")[0]) for name in os.listdir(marks)}
+                    started = {int(name) for name in os.listdir(marks)}
                     for name in os.listdir(marks):
                         os.remove(os.path.join(marks, name))
                 suspects = sorted(started - set(finished))

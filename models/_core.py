@@ -18,12 +18,15 @@ from collections import namedtuple
 import numpy as np
 from numba import njit, prange
 
+from ..kernels.atomics import fetch_add, load_acquire
 from ..kernels.colsplit import COL_PARTS, cols_worker
 from ..kernels.losses import loss_dense_kernel, loss_labels_kernel
 from ..kernels.network import (
     BAD,
+    DONE,
     FAILED,
     NO_BLAS,
+    PENALTY,
     Buffers,
     Data,
     Net,
@@ -44,15 +47,19 @@ from ..kernels.network import (
     split_gradient,
     team_checks,
     team_out,
+    team_task,
+    wait_until,
 )
 from ..kernels.optimizers import SGD_CODE
+from ..kernels.probes import WAITING, lap, stamp
 from ..kernels.views import borrow, grid, lent, row
 from ._mt19937 import mt_shuffle
 from ._threads import run_blocks
 
 __all__ = ["Net", "Data", "Buffers", "Opt", "Split", "Population", "NO_BLAS", "net_record",
            "data_record", "buffers_record", "opt_record", "batch_gradient_kernel", "epoch_kernel",
-           "split_gradient_kernel", "split_epoch_kernel", "epochs_rule", "NO_SHUFFLE",
+           "split_gradient_kernel", "split_epoch_kernel", "split_epochs_kernel", "epochs_rule",
+           "NO_SHUFFLE",
            "cols_epoch_kernel",
            "predict_kernel", "evaluate_kernel", "mc_forward_kernel", "population_epoch_kernel",
            "population_epoch_serial"]
@@ -133,7 +140,7 @@ def split_gradient_kernel(params, grad, net, data, order, start, stop, split, st
     return split_gradient(params, grad, net, data, order, start, stop, split, step, alpha)
 
 
-#: Fields of the ``rule`` vector (float64) of :func:`split_epoch_kernel`: what the caller
+#: Fields of the ``rule`` vector (float64) of :func:`split_epochs_kernel`: what the caller
 #: sets (the epochs to run at most; scikit-learn's stopping rule: ``tol``, ``n_iter_no_change``
 #: (negative: no rule), the best loss so far and the epochs without improvement, which the
 #: kernel updates) and what the kernel reports (epochs run to the end, updates made, why it
@@ -145,7 +152,7 @@ RAN_ALL, CONVERGED, DIVERGED = 0, 1, 2
 
 
 def epochs_rule(epochs, tol=0.0, patience=-1.0, best=np.inf, count=0):
-    """A ``rule`` vector of :func:`split_epoch_kernel`: at most ``epochs`` epochs, stopping as
+    """A ``rule`` vector of :func:`split_epochs_kernel`: at most ``epochs`` epochs, stopping as
     scikit-learn's stochastic solvers do when ``patience >= 0``."""
     rule = np.zeros(RULE_SIZE)
     rule[RULE_EPOCHS] = epochs
@@ -156,17 +163,125 @@ def epochs_rule(epochs, tol=0.0, patience=-1.0, best=np.inf, count=0):
     return rule
 
 
-#: The shuffle record of :func:`split_epoch_kernel` that shuffles nothing (the caller orders
+#: The shuffle record of :func:`split_epochs_kernel` that shuffles nothing (the caller orders
 #: the rows): an empty MT19937 key.
 NO_SHUFFLE = (np.zeros(0, np.uint32), np.zeros(1, np.int64), np.zeros(0, np.uint32))
 
 
 @njit(cache=True, parallel=True)
-def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, alpha, shuffle,
-                       rule, losses):
-    """Epochs of :func:`epoch_kernel` with each batch split into row chunks and the update into
-    as many parts, one thread each (:func:`dlbasics.kernels.network.split_epoch`; records as
-    plain tuples, ``split`` a :class:`Split`), up to ``rule[RULE_EPOCHS]`` of them in one call.
+def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, alpha):
+    """:func:`epoch_kernel` with each batch split into row chunks and the update into as many
+    parts, one thread each (:func:`dlbasics.kernels.network.split_epoch`, the threads of a
+    ``prange``; records as plain tuples, ``split`` a :class:`Split`). One epoch a call: the
+    ``train`` loop's; :func:`split_epochs_kernel` runs many in one call."""
+    split_epoch(params, grad, net, data, order, batch, split, opt, out, alpha)
+
+
+#: Slots of the counters of :func:`split_epochs_worker` after the team's (``CLAIMED`` to
+#: ``FAILED``, of which it uses ``DONE``, ``BAD`` and ``FAILED``): the updates of the call's
+#: epochs before the current one, and 1 once the epochs end.
+EPOCHS_UPDATES, EPOCHS_END = 4, 5
+EPOCHS_SLOTS = 6
+
+
+@njit(cache=True)
+def epochs_boundary(e, order, batch, out, shuffle, rule, losses, counters, results):
+    """The serial task between the epochs of :func:`split_epochs_worker`, before epoch ``e``
+    (``e`` = ``rule[RULE_EPOCHS]``: after the last). After an epoch (``e > 0``): its ``out``
+    (:func:`dlbasics.kernels.network.team_out`), its updates counted, its running loss into
+    ``losses[e - 1]`` and scikit-learn's rule (:func:`split_epochs_kernel`); where the epochs
+    end (the last, a diverged epoch or the rule), ``rule``'s report and
+    ``counters[EPOCHS_END]``. Before an epoch: ``order`` shuffled (a non-empty ``shuffle``
+    key), the team's counters and results of the epoch cleared."""
+    n = order.shape[0]
+    epochs = np.intp(rule[RULE_EPOCHS])
+    stop = RAN_ALL
+    if e > 0:
+        team_out(counters, results, n, batch, out)
+        counters[EPOCHS_UPDATES] += np.int64(out[1])
+        if out[3] != 0.0:
+            stop = DIVERGED
+        else:
+            loss = out[0] / out[2]
+            losses[e - 1] = loss
+            if rule[RULE_PATIENCE] >= 0.0:
+                if loss > rule[RULE_BEST] - rule[RULE_TOL]:
+                    rule[RULE_COUNT] += 1.0
+                else:
+                    rule[RULE_COUNT] = 0.0
+                rule[RULE_BEST] = min(rule[RULE_BEST], loss)
+                if rule[RULE_COUNT] > rule[RULE_PATIENCE]:
+                    stop = CONVERGED
+    if stop != RAN_ALL or e == epochs:
+        rule[RULE_RUN] = e - 1 if stop == DIVERGED else e
+        rule[RULE_DONE] = counters[EPOCHS_UPDATES]
+        rule[RULE_STOP] = stop
+        counters[EPOCHS_END] = 1
+        return
+    key, pos, words = shuffle
+    if key.shape[0] != 0:
+        mt_shuffle(key, pos, order, words)
+    counters[BAD] = (n + batch - 1) // batch
+    results[:] = 0.0
+
+
+@njit(cache=True, nogil=True)
+def split_epochs_worker(first, last, params, grad, net, data, order, batch, split, opt, out,
+                        alpha, shuffle, rule, losses, counters, results):
+    """One thread of :func:`split_epochs_kernel`: the tasks of chunks and parts ``first`` to
+    ``last - 1`` (the block of :func:`dlbasics.models._threads.run_blocks`) of every phase of
+    every epoch, and with ``first == 0`` the serial task between the epochs
+    (:func:`epochs_boundary`). The tasks are :func:`dlbasics.kernels.network.team_task`'s, in
+    the order of its epoch, numbered on across the epochs (each epoch's boundary first);
+    each runs after every task numbered before it (``counters[DONE]``,
+    :func:`~dlbasics.kernels.network.wait_until`), so the bits are those of
+    :func:`split_epoch_kernel`'s epochs one after another. One thread alone runs every task in
+    turn. A task that raises is counted in ``counters[FAILED]`` and no task runs after it (its
+    error is lost: :func:`~dlbasics.kernels.network.team_checks` raises the step's own errors
+    before the threads start). Records as plain tuples; ``counters`` and ``results`` as
+    :func:`split_epochs_kernel` makes them."""
+    C = split[0].shape[0]
+    n_batches = (order.shape[0] + batch - 1) // batch
+    per_epoch = 1 + 2 * n_batches * C
+    code, hp, s1, s2, s3, count = opt
+    epochs = np.intp(rule[RULE_EPOCHS])
+    for e in range(epochs + 1):
+        base = e * per_epoch
+        t = stamp()
+        if first == 0:
+            wait_until(counters, DONE, base)
+            if load_acquire(counters, FAILED) == 0:
+                try:
+                    epochs_boundary(e, order, batch, out, shuffle, rule, losses, counters,
+                                    results)
+                except Exception:  # any error: see the docstring
+                    fetch_add(counters, FAILED, 1)
+            fetch_add(counters, DONE, 1)
+        wait_until(counters, DONE, base + 1)
+        lap(t, WAITING)
+        if counters[EPOCHS_END] != 0 or load_acquire(counters, FAILED) != 0:
+            return
+        epoch_opt = (code, hp, s1, s2, s3, count + counters[EPOCHS_UPDATES])
+        for phase in range(2 * n_batches):
+            t = stamp()
+            wait_until(counters, DONE, base + 1 + phase * C)
+            lap(t, WAITING)
+            for c in range(first, last):
+                if load_acquire(counters, FAILED) == 0:
+                    try:
+                        team_task(phase * C + c, params, grad, net, data, order, batch, split,
+                                  epoch_opt, alpha, counters, results)
+                    except Exception:  # any error: see the docstring
+                        fetch_add(counters, FAILED, 1)
+                fetch_add(counters, DONE, 1)
+
+
+def split_epochs_kernel(params, grad, net, data, order, batch, split, opt, out, alpha, shuffle,
+                        rule, losses, threads=None):
+    """Up to ``rule[RULE_EPOCHS]`` epochs of :func:`split_epoch_kernel` in one call, their
+    threads Python threads (:func:`dlbasics.models._threads.run_blocks` of
+    :func:`split_epochs_worker`, which releases the GIL) that stay together from the first
+    epoch to the last; ``threads`` as ``run_blocks`` takes it. The drop-in estimators' ``fit``.
 
     Before each epoch ``order`` is shuffled in place as ``RandomState.shuffle`` would
     (:func:`~dlbasics.models._mt19937.mt_shuffle` on ``shuffle = (key, pos, words)``; an empty
@@ -175,40 +290,26 @@ def split_epoch_kernel(params, grad, net, data, order, batch, split, opt, out, a
     ``rule[RULE_PATIENCE] >= 0`` scikit-learn's rule follows: an epoch whose loss is not below
     the best loss minus ``tol`` counts, any other resets the count, and more than ``patience``
     counted epochs in a row end the call (:data:`CONVERGED`). ``out`` is the last epoch's (as
-    :func:`epoch_kernel` writes it); ``rule``'s last fields what the call did. One epoch with
-    no shuffle is :func:`epoch_kernel`'s split form; the epochs of a ``fit`` of the drop-in
-    estimators in a few calls spare its Python between epochs (about 45 us an epoch, a tenth
-    of a digits epoch on the benchmark machine)."""
-    key, pos, words = shuffle
-    code, hp, s1, s2, s3, count = opt
-    epochs = np.intp(rule[RULE_EPOCHS])
-    done = 0
-    run = 0
-    stop = RAN_ALL
-    for e in range(epochs):
-        if key.shape[0] != 0:
-            mt_shuffle(key, pos, order, words)
-        split_epoch(params, grad, net, data, order, batch, split,
-                    (code, hp, s1, s2, s3, count + done), out, alpha)
-        done += np.intp(out[1])
-        if out[3] != 0.0:
-            stop = DIVERGED
-            break
-        loss = out[0] / out[2]
-        losses[e] = loss
-        run = e + 1
-        if rule[RULE_PATIENCE] >= 0.0:
-            if loss > rule[RULE_BEST] - rule[RULE_TOL]:
-                rule[RULE_COUNT] += 1.0
-            else:
-                rule[RULE_COUNT] = 0.0
-            rule[RULE_BEST] = min(rule[RULE_BEST], loss)
-            if rule[RULE_COUNT] > rule[RULE_PATIENCE]:
-                stop = CONVERGED
-                break
-    rule[RULE_RUN] = run
-    rule[RULE_DONE] = done
-    rule[RULE_STOP] = stop
+    :func:`epoch_kernel` writes it); ``rule``'s last fields what the call did.
+
+    Why not a ``prange`` (as :func:`split_epoch_kernel`): Numba builds the code of the
+    functions a ``prange`` calls again in the parallel loop's function and in its caller (see
+    :mod:`dlbasics.models._threads`). The first digits ``fit`` of the drop-in (Adam, 20
+    epochs, 64-100-10) with an empty cache took 33.8 s with these epochs in a ``prange``
+    kernel, 22.8 s on threads (the same machine, one run each). Python threads cost 30-90 us a
+    call to start and join, which the epochs of a call share (the ``train`` loop's epochs, one
+    a call, keep the ``prange``), and the epochs of a call pay no parallel region each: a
+    digits epoch took 486 against 494 us (the slope of the fastest of 10 fits over 10 and 100
+    epochs). The epochs of a ``fit`` in a few calls spare its Python between epochs (about
+    45 us an epoch, a tenth of a digits epoch on the benchmark machine)."""
+    team_checks(net, data, opt)
+    counters = np.zeros(EPOCHS_SLOTS, np.int64)
+    results = np.zeros(PENALTY + split[0].shape[0])
+    run_blocks(split_epochs_worker, split[0].shape[0], params, grad, net, data, order, batch,
+               split, opt, out, alpha, shuffle, rule, losses, counters, results, threads=threads)
+    if counters[FAILED]:
+        raise ValueError("split_epochs_kernel: a task raised an error (its message is lost in "
+                         "the threads); the parameters may be partly updated")
 
 
 def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, cols, threads=None):

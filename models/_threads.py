@@ -10,10 +10,14 @@ that machine (two threads, trivial work, calls 0.5 ms apart) against about 5 us 
 region measured the same way (1.2-2.6 us back to back, :mod:`dlbasics.kernels.atomics`): 7-9% of
 an epoch of one millisecond, nothing against the epochs of the speed study (tens of milliseconds
 and more). Two paths keep their ``prange``: the single-network split epoch
-(:func:`dlbasics.kernels.network.split_epoch`, epochs of under a millisecond on small data), and
+(:func:`dlbasics.kernels.network.split_epoch` for ``train``'s loop, one epoch a call, of under a
+millisecond on small data), and
 the per-network population epoch (:func:`dlbasics.models._core.population_epoch_kernel`), whose
 code came out faster where Numba built it again (8-15% on two threads; on threads it compiled in
-17.9 s instead of 26.7 s). The functions called here must be compiled with ``nogil=True``.
+17.9 s instead of 26.7 s). The split epoch's many epochs a call, the drop-in estimators'
+``fit`` (:func:`dlbasics.models._core.split_epochs_kernel`), run here: their threads start once
+for up to a quarter of a second of epochs. The functions called here must be compiled with
+``nogil=True``.
 """
 
 from __future__ import annotations

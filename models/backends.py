@@ -214,7 +214,7 @@ class Backend(abc.ABC):
     def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
                rule, losses):
         """Up to ``rule[RULE_EPOCHS]`` epochs in one compiled call, as
-        :func:`dlbasics.models._core.split_epoch_kernel` runs them (its ``shuffle``, ``rule``
+        :func:`dlbasics.models._core.split_epochs_kernel` runs them (its ``shuffle``, ``rule``
         and ``losses``: the running loss of each epoch run to its end, ``rule[RULE_RUN]`` of
         them), where :meth:`runs_epochs` says so. The parameters and the optimizer state's
         arrays change in place; ``state.count`` plus ``rule[RULE_DONE]`` is the count after."""
@@ -241,7 +241,6 @@ class CpuBackend(Backend):
         self._splits = {}  # Split buffers by the largest batch they serve
         self._cols = {}  # column-split workspaces by the largest batch they serve
         self._packed = None  # the column split's packed parameters and their offsets
-        self._one_epoch = (_core.epochs_rule(1), np.zeros(1))  # split_epoch_kernel's rule
 
     def splits(self, rows):
         """Whether a training batch of ``rows`` rows is split into :data:`SPLIT_CHUNKS` row
@@ -428,10 +427,8 @@ part_columns`."""
             _core.cols_epoch_kernel(m.params, m.grad, net, data, order, batch, buf, opt, out,
                                     cols)
         elif split:
-            rule, losses = self._one_epoch
             _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch,
-                                     self._split(batch), opt, out, alpha, _core.NO_SHUFFLE,
-                                     rule, losses)
+                                     self._split(batch), opt, out, alpha)
         else:
             _core.epoch_kernel(m.params, m.grad, net, data, order, batch,
                                _core.buffers_record(m.workspace(batch)), opt, out, alpha)
@@ -439,7 +436,7 @@ part_columns`."""
         return state._replace(count=state.count + done), out[0], done, int(out[2]), out[3] != 0
 
     def runs_epochs(self, batch, code, alpha):
-        # the row split's epochs (its kernel runs one epoch for epoch() too: one compile)
+        # the row split's epochs, on Python threads (split_epochs_kernel)
         return not self.col_splits(batch, code, alpha) and self.splits(batch)
 
     def epochs(self, X, Y, labels, dense, order, batch, optimizer, state, lr, alpha, shuffle,
@@ -453,8 +450,8 @@ part_columns`."""
         if losses.shape[0] < rule[_core.RULE_EPOCHS]:
             raise ValueError(f"losses holds {losses.shape[0]} epochs, the rule asks for "
                              f"{int(rule[_core.RULE_EPOCHS])}")
-        _core.split_epoch_kernel(m.params, m.grad, net, data, order, batch, self._split(batch),
-                                 opt, self._record, alpha, shuffle, rule, losses)
+        _core.split_epochs_kernel(m.params, m.grad, net, data, order, batch, self._split(batch),
+                                  opt, self._record, alpha, shuffle, rule, losses)
 
     def population_kernel(self, K, threads):
         # prange pays only with several networks per thread; with one thread (or one network)

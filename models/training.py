@@ -216,7 +216,7 @@ def train_epochs(model, X, y, optimizer, batch_size, rule, shuffle=None, state=N
     ``shuffle = (key, pos, words)`` (:func:`dlbasics.models._mt19937.mt_shuffle`, as
     ``RandomState.shuffle`` of the previous order; ``None``: the rows in order every epoch),
     and after it applies scikit-learn's stopping rule of ``rule``
-    (:func:`dlbasics.models._core.split_epoch_kernel`, which updates ``rule`` in place). The
+    (:func:`dlbasics.models._core.split_epochs_kernel`, which updates ``rule`` in place). The
     epochs are bitwise those of :func:`train` with the same shuffles and a callback that
     applies the rule, without the Python between epochs. A call runs one epoch first, then as
     many as take about :data:`CALL_SECONDS` (at most :data:`EPOCHS_PER_CALL`), so that an

@@ -1,5 +1,5 @@
 """A drop-in estimator's ``fit`` with all its epochs in one compiled call
-(``dlbasics.models.training.train_epochs``, ``_core.split_epoch_kernel`` with a stopping rule):
+(``dlbasics.models.training.train_epochs``, ``_core.split_epochs_kernel`` with a stopping rule):
 bitwise the fit of the Python loop over epochs (``train`` with the ``end_of_epoch`` callback),
 the same fitted attributes, stopping epoch, optimizer state, divergence and ``RandomState``
 afterwards; where it does not apply, the loop runs."""
@@ -102,13 +102,13 @@ def test_fused_fit_in_several_calls(kw, call_seconds, monkeypatch):
     monkeypatch.setattr(training, "EPOCHS_PER_CALL", 3)
     monkeypatch.setattr(training, "CALL_SECONDS", call_seconds)
     calls = []
-    real = _core.split_epoch_kernel
+    real = _core.split_epochs_kernel
 
     def counted(*args):
         calls.append(int(args[11][_core.RULE_EPOCHS]))
         return real(*args)
 
-    monkeypatch.setattr(_core, "split_epoch_kernel", counted)
+    monkeypatch.setattr(_core, "split_epochs_kernel", counted)
     b, _ = _fit(MLPClassifier(hidden_layer_sizes=(10,), random_state=1, **kw), X, y, True,
                 monkeypatch)
     _check_same(a, b)

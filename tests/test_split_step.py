@@ -29,10 +29,6 @@ needs_threads = pytest.mark.skipif(
     reason="needs two Numba threads and an OpenMP or TBB threading layer to split")
 
 
-def _one_epoch():  # the trailing arguments of one epoch of split_epoch_kernel
-    return _core.NO_SHUFFLE, _core.epochs_rule(1), np.zeros(1)
-
-
 def _problem(dtype, n=600, sizes=(20, 32, 4), seed=0, **kw):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, sizes[0])).astype(dtype)
@@ -128,7 +124,7 @@ def test_split_bits_do_not_depend_on_the_thread_count(dtype):
                                      _core.data_record(X, Y, labels, dense), order, 250,
                                      model.engine._split(250),
                                      _core.opt_record(opt, opt.init(model.params), model.params),
-                                     out, 0.0, *_one_epoch())
+                                     out, 0.0)
         finally:
             numba.set_num_threads(saved)
         runs.append((model.params.copy(), out.copy()))
@@ -176,7 +172,7 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha, dtype):
 
     def by_kernel(rec, out):
         _core.split_epoch_kernel(model.params, model.grad, net, data, order, batch,
-                                 model.engine._split(batch), rec, out, alpha, *_one_epoch())
+                                 model.engine._split(batch), rec, out, alpha)
 
     def in_turn(workers):
         def kernel(rec, out):
@@ -219,6 +215,115 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha, dtype):
 
 
 
+def _mt_state(seed):
+    """An MT19937 ``shuffle`` record of ``_core.split_epochs_kernel`` and the ``RandomState``
+    that it follows."""
+    rs = np.random.RandomState(seed)
+    _, key, pos, _, _ = rs.get_state()
+    return (key.copy(), np.array([pos], np.int64), np.zeros(624, np.uint32)), rs
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype, alpha, tol, patience, ran", [
+    (np.float64, 0.0, 0.0, -1.0, 4),     # no rule: all 4 epochs
+    (np.float32, 1e-3, 10.0, 1.0, 3),    # the rule stops after the third
+])
+def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, tol, patience,
+                                                         ran):
+    """``_core.split_epochs_kernel`` (the epochs of a call on Python threads that stay
+    together) against ``split_epoch_kernel`` called epoch by epoch, each order shuffled by
+    ``RandomState.shuffle`` and scikit-learn's rule applied in Python: the same parameters,
+    optimizer state, running losses, last ``out``, rule and MT19937 state, bit for bit, on one
+    thread and on two (an epoch's last batch of 60 rows whole)."""
+    model, X, y = _problem(dtype, n=560)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    opt, batch, epochs = Adam(1e-2), 250, 4
+    split = model.engine._split(batch)
+    p0 = model.params.copy()
+
+    def fresh():
+        model.set_params_vector(p0)
+        return _core.opt_record(opt, opt.init(model.params), model.params)
+
+    rec = fresh()
+    shuffle, _ = _mt_state(7)
+    order = np.arange(X.shape[0], dtype=np.int64)
+    rule = _core.epochs_rule(epochs, tol, patience)
+    losses, out = np.zeros(epochs), np.zeros(4)
+    _core.split_epochs_kernel(model.params, model.grad, net, data, order, batch, split, rec,
+                              out, alpha, shuffle, rule, losses, threads=threads)
+    got = (model.params.copy(), rec[2].copy(), rec[3].copy(), out.copy(), order.copy())
+
+    ref = fresh()
+    _, rs = _mt_state(7)
+    ref_order = np.arange(X.shape[0], dtype=np.int64)
+    ref_losses, ref_out, best, count, done = [], np.zeros(4), np.inf, 0, 0
+    for _e in range(epochs):
+        rs.shuffle(ref_order)
+        _core.split_epoch_kernel(model.params, model.grad, net, data, ref_order, batch, split,
+                                 ref[:5] + (ref[5] + done,), ref_out, alpha)
+        done += int(ref_out[1])
+        loss = ref_out[0] / ref_out[2]
+        ref_losses.append(loss)
+        if patience >= 0:
+            count = count + 1 if loss > best - tol else 0
+            best = min(best, loss)
+            if count > patience:
+                break
+    assert len(ref_losses) == ran
+    np.testing.assert_array_equal(losses[:ran], ref_losses)
+    for a, b in zip(got, (model.params, ref[2], ref[3], ref_out, ref_order), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert rule[_core.RULE_RUN] == ran and rule[_core.RULE_DONE] == done == 3 * ran
+    assert rule[_core.RULE_STOP] == (_core.RAN_ALL if ran == epochs else _core.CONVERGED)
+    if patience >= 0:
+        assert (rule[_core.RULE_BEST], rule[_core.RULE_COUNT]) == (best, count)
+    _, key, pos, _, _ = rs.get_state()
+    np.testing.assert_array_equal(shuffle[0], key)
+    assert shuffle[1][0] == pos
+
+
+def test_split_epochs_errors_are_raised_not_waited_for():
+    """``_core.split_epochs_kernel`` raises the step's own errors before its threads start;
+    a task that raises all the same (the checks bypassed, one worker running every task) is
+    counted, nothing runs after it (the parameters and the rule's report stay as they were),
+    and the kernel raises instead of its threads waiting; no epochs: nothing runs."""
+    model, X, y = _problem(np.float64, n=560)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    order = np.arange(X.shape[0], dtype=np.int64)
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    split = model.engine._split(250)
+    opt = Adam(1e-2)
+    rec = _core.opt_record(opt, opt.init(model.params), model.params)
+    bad_rule = (99,) + rec[1:]
+    p0 = model.params.copy()
+    rule = _core.epochs_rule(3)
+    rule[_core.RULE_RUN] = -1
+    with pytest.raises(ValueError, match="unknown optimizer rule"):
+        _core.split_epochs_kernel(model.params, model.grad, net, data, order, 250, split,
+                                  bad_rule, np.zeros(4), 0.0, _core.NO_SHUFFLE, rule,
+                                  np.zeros(3))
+    counters = np.zeros(_core.EPOCHS_SLOTS, np.int64)
+    results = np.zeros(network.PENALTY + split[0].shape[0])
+    _core.split_epochs_worker(0, split[0].shape[0], model.params, model.grad, net, data, order,
+                              250, split, bad_rule, np.zeros(4), 0.0, _core.NO_SHUFFLE, rule,
+                              np.zeros(3), counters, results)
+    # the first update task raised; the first epoch's tasks and the next boundary are counted
+    # done (none ran after it), and the worker returned there
+    assert counters[network.FAILED] == 1 and counters[network.DONE] == 1 + 2 * 3 * 2 + 1
+    np.testing.assert_array_equal(model.params, p0)
+    assert rule[_core.RULE_RUN] == -1
+    rule = _core.epochs_rule(0)
+    _core.split_epochs_kernel(model.params, model.grad, net, data, order, 250, split, rec,
+                              np.zeros(4), 0.0, _core.NO_SHUFFLE, rule, np.zeros(0))
+    np.testing.assert_array_equal(model.params, p0)
+    assert (rule[_core.RULE_RUN], rule[_core.RULE_DONE], rule[_core.RULE_STOP]) == (
+        0, 0, _core.RAN_ALL)
+
+
 def test_team_errors_are_raised_not_waited_for():
     """What a task of the split epoch would raise is raised before its threads start, with the
     step's own message (:func:`network.team_checks`); a task that raises all the same (here
@@ -236,16 +341,16 @@ def test_team_errors_are_raised_not_waited_for():
     p0 = model.params.copy()
     with pytest.raises(ValueError, match="unknown optimizer rule"):
         _core.split_epoch_kernel(model.params, model.grad, net, data, order, 250, split,
-                                 bad_rule, np.zeros(4), 0.0, *_one_epoch())
+                                 bad_rule, np.zeros(4), 0.0)
     hidden_softmax = net[:1] + (np.array([ACTIVATIONS["softmax"]] * 2, dtype=net[1].dtype),) \
         + net[2:]
     with pytest.raises(ValueError, match="softmax"):
         _core.split_epoch_kernel(model.params, model.grad, hidden_softmax, data, order, 250,
-                                 split, rec, np.zeros(4), 0.0, *_one_epoch())
+                                 split, rec, np.zeros(4), 0.0)
     squared = net[:5] + (losses.SQUARED,) + net[6:]
     with pytest.raises(ValueError, match="integer labels need a cross-entropy"):
         _core.split_epoch_kernel(model.params, model.grad, squared, data, order, 250, split,
-                                 rec, np.zeros(4), 0.0, *_one_epoch())
+                                 rec, np.zeros(4), 0.0)
     np.testing.assert_array_equal(model.params, p0)  # nothing ran
     counters, results = network.team_state(3, split[0].shape[0])
     network.team_worker(model.params, model.grad, net, data, order, 250, split, bad_rule, 0.0,

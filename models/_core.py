@@ -276,6 +276,19 @@ def split_epochs_worker(first, last, params, grad, net, data, order, batch, spli
                 fetch_add(counters, DONE, 1)
 
 
+def _team_abort(counters):
+    """The ``abort`` of :func:`~dlbasics.models._threads.run_blocks` for a team that meets
+    through ``counters`` (:func:`split_epochs_worker`, :func:`~dlbasics.kernels.colsplit.
+    cols_worker`): a failed task and every task counted done, so that the other threads run
+    nothing more and stop waiting."""
+
+    def abort():
+        counters[FAILED] = 1
+        counters[DONE] = 1 << 62
+
+    return abort
+
+
 def split_epochs_kernel(params, grad, net, data, order, batch, split, opt, out, alpha, shuffle,
                         rule, losses, threads=None):
     """Up to ``rule[RULE_EPOCHS]`` epochs of :func:`split_epoch_kernel` in one call, their
@@ -294,19 +307,24 @@ def split_epochs_kernel(params, grad, net, data, order, batch, split, opt, out, 
 
     Why not a ``prange`` (as :func:`split_epoch_kernel`): Numba builds the code of the
     functions a ``prange`` calls again in the parallel loop's function and in its caller (see
-    :mod:`dlbasics.models._threads`). The first digits ``fit`` of the drop-in (Adam, 20
-    epochs, 64-100-10) with an empty cache took 33.8 s with these epochs in a ``prange``
-    kernel, 22.8 s on threads (the same machine, one run each). Python threads cost 30-90 us a
-    call to start and join, which the epochs of a call share (the ``train`` loop's epochs, one
-    a call, keep the ``prange``), and the epochs of a call pay no parallel region each: a
-    digits epoch took 486 against 494 us (the slope of the fastest of 10 fits over 10 and 100
-    epochs). The epochs of a ``fit`` in a few calls spare its Python between epochs (about
-    45 us an epoch, a tenth of a digits epoch on the benchmark machine)."""
+    :mod:`dlbasics.models._threads`). The first ``fit`` of a default ``MLPClassifier`` on
+    digits with an empty cache (2 cores, whole process after the imports, alternating
+    processes) took 24.0 and 24.1 s on threads against 34.8 and 36.4 s with these epochs in a
+    ``prange`` kernel. The threads cost 30-90 us a call to start and join (32-55 us here;
+    the ``train`` loop's epochs, one a call, keep the ``prange``), which the epochs of a call
+    share, and the epochs pay no parallel region each: a digits epoch took 486 us on threads
+    against 494 us in the ``prange`` kernel (the slope of the fastest of 10 fits over 10 and
+    100 epochs). The epochs of a ``fit`` in a few calls spare its Python between epochs (about
+    45 us an epoch, a tenth of a digits epoch on the benchmark machine). The fits that take the
+    ``train`` loop instead (``early_stopping``, ``verbose``, ``partial_fit``, a varying sgd
+    rate) compile the ``prange`` kernel apart (with the default fit's kernels in the cache,
+    an ``early_stopping`` digits fit took 15 s, against about 1 s when both were one)."""
     team_checks(net, data, opt)
     counters = np.zeros(EPOCHS_SLOTS, np.int64)
     results = np.zeros(PENALTY + split[0].shape[0])
     run_blocks(split_epochs_worker, split[0].shape[0], params, grad, net, data, order, batch,
-               split, opt, out, alpha, shuffle, rule, losses, counters, results, threads=threads)
+               split, opt, out, alpha, shuffle, rule, losses, counters, results, threads=threads,
+               abort=_team_abort(counters))
     if counters[FAILED]:
         raise ValueError("split_epochs_kernel: a task raised an error (its message is lost in "
                          "the threads); the parameters may be partly updated")
@@ -340,7 +358,7 @@ def cols_epoch_kernel(params, grad, net, data, order, batch, buf, opt, out, cols
     results = np.zeros(3)
     base, n_max, packed, poffs = cols
     run_blocks(cols_worker, COL_PARTS, params, grad, net, data, order, batch, buf, opt, counters,
-               results, base, n_max, packed, poffs, threads=threads)
+               results, base, n_max, packed, poffs, threads=threads, abort=_team_abort(counters))
     if counters[FAILED]:
         raise ValueError("cols_epoch_kernel: a task raised an error (its message is lost in the "
                          "threads); the parameters may be partly updated")

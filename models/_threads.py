@@ -16,8 +16,11 @@ the per-network population epoch (:func:`dlbasics.models._core.population_epoch_
 code came out faster where Numba built it again (8-15% on two threads; on threads it compiled in
 17.9 s instead of 26.7 s). The split epoch's many epochs a call, the drop-in estimators'
 ``fit`` (:func:`dlbasics.models._core.split_epochs_kernel`), run here: their threads start once
-for up to a quarter of a second of epochs. The functions called here must be compiled with
-``nogil=True``.
+for calls of about a quarter of a second of epochs (after a first call of one epoch). The
+functions called here must be compiled with ``nogil=True``. Callers in several Python threads
+at once share a pool: where the blocks of a call wait for each other (a team), a caller's
+first block may spin, yielding its core, until another caller's blocks ahead of its own in the
+pool are done (slower, never stuck).
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def _join(futures):
         raise interrupt
 
 
-def run_blocks(fn, n, *args, threads=None):
+def run_blocks(fn, n, *args, threads=None, abort=None):
     """``fn(start, stop, *args)`` on ``T`` contiguous blocks of ``range(n)``, side by side.
 
     ``T`` is ``threads`` (default :func:`numba.get_num_threads`) but at most ``n``; block ``t``
@@ -102,6 +105,12 @@ def run_blocks(fn, n, *args, threads=None):
         Passed on to ``fn``.
     threads : int, optional
         Threads to use; 1 (or ``n <= 1``) runs ``fn(0, n, *args)`` in the calling thread.
+    abort : callable, optional
+        Called with no arguments when the calling thread's block ends in an error or an
+        interrupt (Ctrl-C can arrive before its compiled code starts, while Numba compiles
+        it), before waiting for the other blocks: where the blocks wait for each other's work
+        (a team of :func:`~dlbasics.kernels.network.wait_until`), it must make them return,
+        or they would wait for ever for the work of the block that never ran.
     """
     T = min(numba.get_num_threads() if threads is None else int(threads), n)
     if T <= 1:
@@ -113,6 +122,10 @@ def run_blocks(fn, n, *args, threads=None):
         for t in range(1, T):
             futures.append(pool.submit(fn, t * n // T, (t + 1) * n // T, *args))
         fn(0, n // T, *args)
+    except BaseException:
+        if abort is not None:
+            abort()
+        raise
     finally:
         _join(futures)
     for f in futures:

@@ -240,6 +240,35 @@ def test_other_optimizers_and_dropout_are_refused():
                                 np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), cols)
 
 
+@pytest.mark.timeout(300, method="thread")
+def test_interrupted_before_the_threads_start_does_not_hang(monkeypatch):
+    """Ctrl-C in the calling thread before its part of the column-split epoch starts (e.g.
+    while Numba compiles it), with the other part already running: the other part stops
+    waiting for the tasks that will never run (``run_blocks``' ``abort``) and returns, then the
+    interrupt is raised."""
+    m = _model((30, 40, 3))
+    X, Y, labels, dense = _data(m, 40)
+    opt = SGD(lr=0.1)
+    o = _core.opt_record(opt, opt.init(m.params), m.params, None)
+    buf, cols = m.engine._cols_buffers(8)
+    real = _core.cols_worker
+    ran = []
+
+    def worker(first, last, *args):
+        if first == 0:
+            raise KeyboardInterrupt
+        real(first, last, *args)
+        ran.append(first)
+
+    monkeypatch.setattr(_core, "cols_worker", worker)
+    with pytest.raises(KeyboardInterrupt):
+        _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
+                                _core.data_record(X, Y, labels, dense),
+                                np.arange(40, dtype=np.int64), 8, buf, o, np.zeros(4), cols,
+                                threads=2)
+    assert ran == [1]
+
+
 def test_backend_rule():
     """Plain SGD, 8 to 128 rows, 32k parameters and 1.5M rows x parameters or more, or one row
     and 96k parameters; no dropout, no L2, two threads; before the row split."""

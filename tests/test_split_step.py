@@ -223,23 +223,26 @@ def _mt_state(seed):
     return (key.copy(), np.array([pos], np.int64), np.zeros(624, np.uint32)), rs
 
 
+@pytest.mark.timeout(300, method="thread")
 @pytest.mark.parametrize("threads", [1, 2])
-@pytest.mark.parametrize("dtype, alpha, tol, patience, ran", [
-    (np.float64, 0.0, 0.0, -1.0, 4),     # no rule: all 4 epochs
-    (np.float32, 1e-3, 10.0, 1.0, 3),    # the rule stops after the third
+@pytest.mark.parametrize("dtype, alpha, tol, patience, lr, ran, stop", [
+    (np.float64, 0.0, 0.0, -1.0, 1e-2, 4, _core.RAN_ALL),     # no rule: all 4 epochs
+    (np.float32, 1e-3, 10.0, 1.0, 1e-2, 3, _core.CONVERGED),  # the rule stops after the third
+    (np.float64, 0.0, 0.0, -1.0, 1e30, 2, _core.DIVERGED),    # the third epoch diverges
 ])
 def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, tol, patience,
-                                                         ran):
+                                                         lr, ran, stop):
     """``_core.split_epochs_kernel`` (the epochs of a call on Python threads that stay
     together) against ``split_epoch_kernel`` called epoch by epoch, each order shuffled by
     ``RandomState.shuffle`` and scikit-learn's rule applied in Python: the same parameters,
-    optimizer state, running losses, last ``out``, rule and MT19937 state, bit for bit, on one
-    thread and on two (an epoch's last batch of 60 rows whole)."""
+    optimizer state, running losses, last ``out``, rule (epochs run, updates, why it stopped)
+    and MT19937 state, bit for bit, on one thread and on two (an epoch's last batch of 60
+    rows whole); a diverging epoch ends the call uncounted."""
     model, X, y = _problem(dtype, n=560)
     Y, labels, dense = model.check_y(y, X.shape[0])
     net = _core.net_record(model, 8, 1)
     data = _core.data_record(X, Y, labels, dense)
-    opt, batch, epochs = Adam(1e-2), 250, 4
+    opt, batch, epochs = (SGD(lr) if lr > 1 else Adam(lr)), 250, 4
     split = model.engine._split(batch)
     p0 = model.params.copy()
 
@@ -265,6 +268,8 @@ def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, 
         _core.split_epoch_kernel(model.params, model.grad, net, data, ref_order, batch, split,
                                  ref[:5] + (ref[5] + done,), ref_out, alpha)
         done += int(ref_out[1])
+        if ref_out[3] != 0.0:
+            break
         loss = ref_out[0] / ref_out[2]
         ref_losses.append(loss)
         if patience >= 0:
@@ -276,8 +281,9 @@ def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, 
     np.testing.assert_array_equal(losses[:ran], ref_losses)
     for a, b in zip(got, (model.params, ref[2], ref[3], ref_out, ref_order), strict=True):
         np.testing.assert_array_equal(a, b)
-    assert rule[_core.RULE_RUN] == ran and rule[_core.RULE_DONE] == done == 3 * ran
-    assert rule[_core.RULE_STOP] == (_core.RAN_ALL if ran == epochs else _core.CONVERGED)
+    assert rule[_core.RULE_RUN] == ran and rule[_core.RULE_DONE] == done
+    assert done == 3 * ran + (ref_out[1] if stop == _core.DIVERGED else 0)
+    assert rule[_core.RULE_STOP] == stop
     if patience >= 0:
         assert (rule[_core.RULE_BEST], rule[_core.RULE_COUNT]) == (best, count)
     _, key, pos, _, _ = rs.get_state()
@@ -285,11 +291,13 @@ def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, 
     assert shuffle[1][0] == pos
 
 
-def test_split_epochs_errors_are_raised_not_waited_for():
+@pytest.mark.timeout(300, method="thread")
+def test_split_epochs_errors_are_raised_not_waited_for(monkeypatch):
     """``_core.split_epochs_kernel`` raises the step's own errors before its threads start;
     a task that raises all the same (the checks bypassed, one worker running every task) is
     counted, nothing runs after it (the parameters and the rule's report stay as they were),
-    and the kernel raises instead of its threads waiting; no epochs: nothing runs."""
+    and the kernel raises instead of its threads waiting (one worker running every task, and
+    two threads); no epochs: nothing runs."""
     model, X, y = _problem(np.float64, n=560)
     Y, labels, dense = model.check_y(y, X.shape[0])
     order = np.arange(X.shape[0], dtype=np.int64)
@@ -322,6 +330,52 @@ def test_split_epochs_errors_are_raised_not_waited_for():
     np.testing.assert_array_equal(model.params, p0)
     assert (rule[_core.RULE_RUN], rule[_core.RULE_DONE], rule[_core.RULE_STOP]) == (
         0, 0, _core.RAN_ALL)
+    with monkeypatch.context() as m:  # the same on two threads, through the kernel
+        m.setattr(_core, "team_checks", lambda *args: None)
+        rule = _core.epochs_rule(3)
+        rule[_core.RULE_RUN] = -1
+        with pytest.raises(ValueError, match="a task raised"):
+            _core.split_epochs_kernel(model.params, model.grad, net, data, order, 250, split,
+                                      bad_rule, np.zeros(4), 0.0, _core.NO_SHUFFLE, rule,
+                                      np.zeros(3), threads=2)
+    np.testing.assert_array_equal(model.params, p0)
+    assert rule[_core.RULE_RUN] == -1
+
+
+@pytest.mark.timeout(300, method="thread")
+def test_split_epochs_interrupted_before_they_start_do_not_hang(monkeypatch):
+    """Ctrl-C in the calling thread before its block of ``_core.split_epochs_kernel`` starts
+    (e.g. while Numba compiles it), with the other block already running: that block stops
+    waiting for tasks that will never run (``run_blocks``' ``abort``), the interrupt is raised
+    once it has returned, and nothing ran."""
+    model, X, y = _problem(np.float64, n=560)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    order = np.arange(X.shape[0], dtype=np.int64)
+    net = _core.net_record(model, 8, 1)
+    data = _core.data_record(X, Y, labels, dense)
+    split = model.engine._split(250)
+    opt = Adam(1e-2)
+    rec = _core.opt_record(opt, opt.init(model.params), model.params)
+    p0 = model.params.copy()
+    real = _core.split_epochs_worker
+    ran = []
+
+    def worker(first, last, *args):
+        if first == 0:
+            raise KeyboardInterrupt
+        real(first, last, *args)
+        ran.append(first)
+
+    monkeypatch.setattr(_core, "split_epochs_worker", worker)
+    rule = _core.epochs_rule(3)
+    rule[_core.RULE_RUN] = -1
+    with pytest.raises(KeyboardInterrupt):
+        _core.split_epochs_kernel(model.params, model.grad, net, data, order, 250, split, rec,
+                                  np.zeros(4), 0.0, _core.NO_SHUFFLE, rule, np.zeros(3),
+                                  threads=2)
+    assert ran == [1]  # the other block returned
+    np.testing.assert_array_equal(model.params, p0)
+    assert rule[_core.RULE_RUN] == -1
 
 
 def test_team_errors_are_raised_not_waited_for():

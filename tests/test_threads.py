@@ -49,6 +49,32 @@ def test_blocks_raise_the_error_of_another_thread():
         run_blocks(fn, 4, threads=2)
 
 
+@pytest.mark.timeout(60, method="thread")
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_abort_releases_blocks_that_wait_for_the_first(error):
+    """Blocks that wait for the calling thread's block: where that block ends in an error or
+    an interrupt, ``abort`` runs (once, before the join) and releases them, and the error is
+    raised after they have returned; a call that ends well never aborts."""
+    go, done, aborts = threading.Event(), [], []
+
+    def fn(start, stop, fail):
+        if start == 0:
+            if fail:
+                raise error("first block")
+            go.set()
+        else:
+            go.wait()
+            done.append(start)
+
+    with pytest.raises(error, match="first block"):
+        run_blocks(fn, 3, True, threads=3, abort=lambda: (aborts.append(1), go.set()))
+    assert aborts == [1] and sorted(done) == [1, 2]
+    go.clear()
+    done.clear()
+    run_blocks(fn, 3, False, threads=3, abort=lambda: aborts.append(2))
+    assert aborts == [1] and sorted(done) == [1, 2]
+
+
 @pytest.mark.parametrize("dropout", [False, True])
 def test_per_network_population_equal_for_any_thread_count(monkeypatch, dropout):
     """The per-network path (mixed optimizers; with dropout) gives the same bits whether

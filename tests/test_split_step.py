@@ -215,6 +215,19 @@ def test_team_bits_do_not_depend_on_who_runs_the_tasks(alpha, dtype):
 
 
 
+def _team_problem():
+    """A float64 problem of 560 rows in batches of 250 (two chunks), its rows in order: the
+    model, ``order``, the net and data records, the split, an Adam record, that record with an
+    unknown rule code, and the initial parameters."""
+    model, X, y = _problem(np.float64, n=560)
+    Y, labels, dense = model.check_y(y, X.shape[0])
+    opt = Adam(1e-2)
+    rec = _core.opt_record(opt, opt.init(model.params), model.params)
+    return (model, np.arange(X.shape[0], dtype=np.int64), _core.net_record(model, 8, 1),
+            _core.data_record(X, Y, labels, dense), model.engine._split(250), rec,
+            (99,) + rec[1:], model.params.copy())
+
+
 def _mt_state(seed):
     """An MT19937 ``shuffle`` record of ``_core.split_epochs_kernel`` and the ``RandomState``
     that it follows."""
@@ -294,20 +307,11 @@ def test_split_epochs_are_split_epochs_one_after_another(threads, dtype, alpha, 
 @pytest.mark.timeout(300, method="thread")
 def test_split_epochs_errors_are_raised_not_waited_for(monkeypatch):
     """``_core.split_epochs_kernel`` raises the step's own errors before its threads start;
-    a task that raises all the same (the checks bypassed, one worker running every task) is
-    counted, nothing runs after it (the parameters and the rule's report stay as they were),
-    and the kernel raises instead of its threads waiting (one worker running every task, and
-    two threads); no epochs: nothing runs."""
-    model, X, y = _problem(np.float64, n=560)
-    Y, labels, dense = model.check_y(y, X.shape[0])
-    order = np.arange(X.shape[0], dtype=np.int64)
-    net = _core.net_record(model, 8, 1)
-    data = _core.data_record(X, Y, labels, dense)
-    split = model.engine._split(250)
-    opt = Adam(1e-2)
-    rec = _core.opt_record(opt, opt.init(model.params), model.params)
-    bad_rule = (99,) + rec[1:]
-    p0 = model.params.copy()
+    a task that raises all the same (the checks bypassed) is counted, nothing runs after it
+    (the parameters and the rule's report stay as they were), and the kernel raises instead of
+    its threads waiting (one worker running every task, and two threads through the kernel);
+    no epochs: nothing runs."""
+    model, order, net, data, split, rec, bad_rule, p0 = _team_problem()
     rule = _core.epochs_rule(3)
     rule[_core.RULE_RUN] = -1
     with pytest.raises(ValueError, match="unknown optimizer rule"):
@@ -348,15 +352,7 @@ def test_split_epochs_interrupted_before_they_start_do_not_hang(monkeypatch):
     (e.g. while Numba compiles it), with the other block already running: that block stops
     waiting for tasks that will never run (``run_blocks``' ``abort``), the interrupt is raised
     once it has returned, and nothing ran."""
-    model, X, y = _problem(np.float64, n=560)
-    Y, labels, dense = model.check_y(y, X.shape[0])
-    order = np.arange(X.shape[0], dtype=np.int64)
-    net = _core.net_record(model, 8, 1)
-    data = _core.data_record(X, Y, labels, dense)
-    split = model.engine._split(250)
-    opt = Adam(1e-2)
-    rec = _core.opt_record(opt, opt.init(model.params), model.params)
-    p0 = model.params.copy()
+    model, order, net, data, split, rec, _, p0 = _team_problem()
     real = _core.split_epochs_worker
     ran = []
 
@@ -383,16 +379,7 @@ def test_team_errors_are_raised_not_waited_for():
     step's own message (:func:`network.team_checks`); a task that raises all the same (here
     the checks bypassed) is counted, the tasks after it do not run, and the epoch raises
     instead of its threads waiting for it."""
-    model, X, y = _problem(np.float64, n=560)
-    Y, labels, dense = model.check_y(y, X.shape[0])
-    order = np.arange(X.shape[0], dtype=np.int64)
-    net = _core.net_record(model, 8, 1)
-    data = _core.data_record(X, Y, labels, dense)
-    split = model.engine._split(250)
-    opt = Adam(1e-2)
-    rec = _core.opt_record(opt, opt.init(model.params), model.params)
-    bad_rule = (99,) + rec[1:]
-    p0 = model.params.copy()
+    model, order, net, data, split, rec, bad_rule, p0 = _team_problem()
     with pytest.raises(ValueError, match="unknown optimizer rule"):
         _core.split_epoch_kernel(model.params, model.grad, net, data, order, 250, split,
                                  bad_rule, np.zeros(4), 0.0)
@@ -412,7 +399,7 @@ def test_team_errors_are_raised_not_waited_for():
     assert counters[network.FAILED] == 1  # the first update task; none ran after it
     assert counters[network.DONE] == counters[network.CLAIMED] - 1 == 2 * 3 * 2
     with pytest.raises(ValueError, match="a task raised"):
-        network.team_out(counters, results, X.shape[0], 250, np.zeros(4))
+        network.team_out(counters, results, order.shape[0], 250, np.zeros(4))
     np.testing.assert_array_equal(model.params, p0)
 
 

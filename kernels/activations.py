@@ -2,9 +2,10 @@ r"""Activation functions: value, derivative and backward pass, selectable by nam
 
 Each scalar formula is written once as an ``@njit`` function (:func:`act_scalar`,
 :func:`dact_scalar`, made of :func:`_act_common` and :func:`_act_rare`, :func:`_dact_common`
-and :func:`_dact_rare`) and inlined into the CPU array kernels here (their loops for one common
-activation inline the ``_common`` forms), the fused dense kernels and the GPU twins in
-``dlbasics.kernels.gpu_activations``.
+and :func:`_dact_rare`, the common ones of one small function per activation such as
+``_relu`` and ``_drelu``) and inlined into the CPU array kernels here (their loop for one
+common activation inlines that activation's small function), the fused dense kernels and the
+GPU twins in ``dlbasics.kernels.gpu_activations``.
 
 =============  ===================================================  =============================
 name           :math:`f(z)`                                         :math:`f'(z)`
@@ -164,14 +165,29 @@ def dgelu_tanh_scalar(z):
 
 
 # Numba copies an inlined function's IR at every call site, at a cost that grows with the
-# callee's branches: with all eleven activations inlined into each of act_flat's six loops,
-# copying act_flat's IR took 2.6 s of the 4.1 s of IR inlining in the first training call
-# (784-256-256-10, batch 32, empty cache). The loops specialised on one of the five common
-# activations therefore inline the five-branch _act_common / _dact_common (a constant code
-# leaves one branch); only the loops for any code, derivative_kernel and the GPU kernels inline
-# the whole act_scalar / dact_scalar. Calling the rarer activations instead of inlining them
-# made those loops call a function per element (float32 step and sign 2.6-3.3x slower,
-# softplus and the GELUs 10-19%).
+# callee's branches times its variables. The array loops below (act_flat, dact_mul_inplace,
+# dact_mul_flat) therefore inline one small formula each (_relu, _drelu, ...), their dispatch
+# outside the loops, and one loop for the rarer activations inlines _act_rare / _dact_rare; only
+# derivative_kernel and the GPU kernels inline the whole act_scalar / dact_scalar. Before, each
+# of those loops inlined the five-branch _act_common / _dact_common with a constant code (or the
+# whole act_scalar): inlining them took 2.1 s of the 13.1 s that the first training call of
+# 784-256-256-10 (batch 32, empty cache) spent compiling, 11.4 s since. Calling the rarer
+# activations instead of inlining them made those loops call a function per element (float32
+# step and sign 2.6-3.3x slower, softplus and the GELUs 10-19%).
+
+
+@njit(inline="always", cache=True)
+def _relu(z):
+    """relu: ``z`` where ``z > 0`` (and a NaN, which propagates), else 0."""
+    if z > 0 or z != z:
+        return z
+    return 0.0
+
+
+@njit(inline="always", cache=True)
+def _leaky_relu(z, slope):
+    """leaky relu: ``z`` where ``z > 0``, else ``slope * z``."""
+    return z if z > 0 else slope * z
 
 
 @njit(inline="always", cache=True)
@@ -183,13 +199,11 @@ def _act_common(code, z, slope):
     if code == TANH:
         return tanh(z)  # vectorisable in float32 (dlbasics.kernels.vecmath), libm in float64
     if code == RELU:
-        if z > 0 or z != z:  # NaN propagates
-            return z
-        return 0.0
+        return _relu(z)
     if code == SIGMOID:
         return sigmoid_vec(z)  # vectorisable in float32 (dlbasics.kernels.vecmath)
     if code == LEAKY_RELU:
-        return z if z > 0 else slope * z
+        return _leaky_relu(z, slope)
     return math.nan
 
 
@@ -231,19 +245,43 @@ def act_scalar(code, z, slope):
 
 
 @njit(inline="always", cache=True)
+def _drelu(z):
+    """relu's derivative: 1 where ``z > 0``, else 0."""
+    return 1.0 if z > 0 else 0.0
+
+
+@njit(inline="always", cache=True)
+def _dtanh(a):
+    """tanh's derivative from ``a = tanh(z)``: ``1 - a**2``."""
+    return 1.0 - a * a
+
+
+@njit(inline="always", cache=True)
+def _dsigmoid(a):
+    """The sigmoid's derivative from ``a = sigmoid(z)``: ``a (1 - a)``."""
+    return a * (1.0 - a)
+
+
+@njit(inline="always", cache=True)
+def _dleaky_relu(z, slope):
+    """leaky relu's derivative: 1 where ``z > 0``, else ``slope``."""
+    return 1.0 if z > 0 else slope
+
+
+@njit(inline="always", cache=True)
 def _dact_common(code, z, a, slope):
     """:func:`dact_scalar` of identity, tanh, relu, sigmoid and leaky relu (NaN for another
     code)."""
     if code == IDENTITY:
         return 1.0
     if code == TANH:
-        return 1.0 - a * a
+        return _dtanh(a)
     if code == RELU:
-        return 1.0 if z > 0 else 0.0
+        return _drelu(z)
     if code == SIGMOID:
-        return a * (1.0 - a)
+        return _dsigmoid(a)
     if code == LEAKY_RELU:
-        return 1.0 if z > 0 else slope
+        return _dleaky_relu(z, slope)
     return math.nan
 
 
@@ -270,68 +308,38 @@ def dact_scalar(code, z, a, slope):
     return _dact_common(code, z, a, slope)
 
 
-@njit(inline="always", cache=True)
-def _act_loop(code, z, out, slope):
-    for e in range(z.shape[0]):
-        out[e] = act_scalar(code, z[e], slope)
-
-
-@njit(inline="always", cache=True)
-def _act_loop_common(code, z, out, slope):
-    for e in range(z.shape[0]):
-        out[e] = _act_common(code, z[e], slope)
-
-
-@njit(inline="always", cache=True)
-def _dact_loop(code, z, a, delta, out, slope):
-    for e in range(z.shape[0]):
-        out[e] = delta[e] * dact_scalar(code, z[e], a[e], slope)
-
-
-@njit(inline="always", cache=True)
-def _dact_loop_common(code, z, a, delta, out, slope):
-    for e in range(z.shape[0]):
-        out[e] = delta[e] * _dact_common(code, z[e], a[e], slope)
-
-
-# The in-place loops run over one array: with ``out`` and ``delta`` the same memory, the
-# compiler's run-time overlap test picks the scalar form of _dact_loop (3x slower).
-
-
-@njit(inline="always", cache=True)
-def _dact_inplace_loop(code, z, a, delta, slope):
-    for e in range(z.shape[0]):
-        delta[e] = delta[e] * dact_scalar(code, z[e], a[e], slope)
-
-
-@njit(inline="always", cache=True)
-def _dact_inplace_loop_common(code, z, a, delta, slope):
-    for e in range(z.shape[0]):
-        delta[e] = delta[e] * _dact_common(code, z[e], a[e], slope)
-
-
 @njit(cache=True)
 def act_flat(code, z, out, slope):
     """``out = f(z)`` for 1-D ``z`` and ``out`` (elementwise activations only; may alias).
 
-    One loop per common activation, each with a constant code (:func:`_act_common`): the
-    dispatch leaves the loop, and the compiler can vectorise the loop body; one loop for the
-    others (:func:`act_scalar`).
+    One loop per common activation, the dispatch outside it, so that the compiler can
+    vectorise the loop body; one loop for the others (:func:`_act_rare`).
     """
+    n = z.shape[0]
     if code == RELU:
-        _act_loop_common(RELU, z, out, slope)
+        for e in range(n):
+            out[e] = _relu(z[e])
     elif code == TANH:
-        _act_loop_common(TANH, z, out, slope)
+        for e in range(n):
+            out[e] = tanh(z[e])
     elif code == IDENTITY:
-        _act_loop_common(IDENTITY, z, out, slope)
+        for e in range(n):
+            out[e] = z[e]
     elif code == SIGMOID:
-        _act_loop_common(SIGMOID, z, out, slope)
+        for e in range(n):
+            out[e] = sigmoid_vec(z[e])
     elif code == LEAKY_RELU:
-        _act_loop_common(LEAKY_RELU, z, out, slope)
+        for e in range(n):
+            out[e] = _leaky_relu(z[e], slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
-        _act_loop(code, z, out, slope)
+        for e in range(n):
+            out[e] = _act_rare(code, z[e], slope)
     else:
         raise ValueError("act_flat: unknown (or softmax) activation code")
+
+
+# The in-place loops run over one array: with ``out`` and ``delta`` the same memory, the
+# compiler's run-time overlap test picks the scalar form of dact_mul_flat's loops (3x slower).
 
 
 @njit(cache=True)
@@ -340,18 +348,25 @@ def dact_mul_inplace(code, z, a, delta, slope):
     network step's form, a loop for each common activation and one for any other (what
     :func:`dact_mul_flat` runs where ``out`` is ``delta``; the step compiles this alone, not
     :func:`dact_mul_flat`'s loops into a separate output)."""
+    n = z.shape[0]
     if code == RELU:
-        _dact_inplace_loop_common(RELU, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * _drelu(z[e])
     elif code == TANH:
-        _dact_inplace_loop_common(TANH, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * _dtanh(a[e])
     elif code == IDENTITY:
-        _dact_inplace_loop_common(IDENTITY, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * 1.0
     elif code == SIGMOID:
-        _dact_inplace_loop_common(SIGMOID, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * _dsigmoid(a[e])
     elif code == LEAKY_RELU:
-        _dact_inplace_loop_common(LEAKY_RELU, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * _dleaky_relu(z[e], slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
-        _dact_inplace_loop(code, z, a, delta, slope)
+        for e in range(n):
+            delta[e] = delta[e] * _dact_rare(code, z[e], slope)
     else:
         raise ValueError("dact_mul_inplace: unknown (or softmax) activation code")
 
@@ -361,20 +376,27 @@ def dact_mul_flat(code, z, a, delta, out, slope):
     """``out = delta * f'(z)`` for 1-D arrays, ``a = f(z)`` (elementwise activations only;
     ``out`` may alias ``delta``: in place it is :func:`dact_mul_inplace`). Dispatch outside
     the loop, as in :func:`act_flat`."""
+    n = z.shape[0]
     if out.ctypes.data == delta.ctypes.data and out.strides[0] == delta.strides[0]:
         dact_mul_inplace(code, z, a, delta, slope)
     elif code == RELU:
-        _dact_loop_common(RELU, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * _drelu(z[e])
     elif code == TANH:
-        _dact_loop_common(TANH, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * _dtanh(a[e])
     elif code == IDENTITY:
-        _dact_loop_common(IDENTITY, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * 1.0
     elif code == SIGMOID:
-        _dact_loop_common(SIGMOID, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * _dsigmoid(a[e])
     elif code == LEAKY_RELU:
-        _dact_loop_common(LEAKY_RELU, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * _dleaky_relu(z[e], slope)
     elif 0 <= code < N_CODES and code != SOFTMAX:
-        _dact_loop(code, z, a, delta, out, slope)
+        for e in range(n):
+            out[e] = delta[e] * _dact_rare(code, z[e], slope)
     else:
         raise ValueError("dact_mul_flat: unknown (or softmax) activation code")
 

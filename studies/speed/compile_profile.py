@@ -121,8 +121,8 @@ EARLIER = (("when issue #17 was filed (its text; same machine type)", 20.0, None
            ("the committed report of commit fad64e5", 17.07, 301.0),
            ("the committed report of commit 934cb62", 13.43, 284.0),
            ("the committed report of commit 2126586", 17.46, 285.0),
-           ("the committed report of commit bffb934 (the last before this one; the same code "
-            "on this path)", 14.69, 290.0))
+           ("the committed report of commit bffb934", 14.69, 290.0),
+           ("the committed report of commit 4063168 (the last before this one)", 13.54, 285.0))
 
 #: Functions shown in the report's table.
 REPORT_TOP = 10
@@ -159,7 +159,7 @@ def section(prof, top=REPORT_TOP):
         "Before (the first epoch of the start-up table's empty-cache row, in other runs): "
         f"{before}. Cut between fad64e5 and 934cb62: `act_scalar`, which Numba inlined with "
         "all eleven activations into each loop of `act_flat` (its loops for one activation "
-        "now inline a five-branch form, and so do the derivative's), and the derivative's "
+        "then inlined a five-branch form, and so did the derivative's), and the derivative's "
         "loops into a separate output, which the step does not use; before that, functions "
         "compiled twice (for int64 and uint64 indices) and code the first call did not need. "
         "Since 934cb62: `forward` compiled once for training, evaluation and prediction "
@@ -170,7 +170,11 @@ def section(prof, top=REPORT_TOP):
         "single network with one 0.3-1.7 s (two alternating runs each against 934cb62's "
         "code), nothing on the "
         "path measured here, which calls neither (its code is that of 934cb62: a difference "
-        "from 934cb62's figure is the machine's). What remains is mostly Numba's own typing "
+        "from 934cb62's figure is the machine's). Since 4063168: each loop of `act_flat` and "
+        "of the derivative's `dact_mul_inplace` inlines one small formula (`_relu`, `_drelu`, "
+        "...) instead of the five-branch form with a constant code, whose copies Numba made "
+        "at each of the ten loops (IR inlining 3.6 against 0.9 s; the first epoch 11.4-11.6 "
+        "against 13.1-13.4 s, alternating runs). What remains is mostly Numba's own typing "
         "and lowering, above all for the column-split epoch (`colsplit.cols_worker` and the "
         "phases it calls; Numba optimises each callee's code again in every caller it is "
         "linked into): without any LLVM optimisation (`NUMBA_OPT=0`, in a separate run of the "

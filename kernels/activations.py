@@ -2,10 +2,11 @@ r"""Activation functions: value, derivative and backward pass, selectable by nam
 
 Each scalar formula is written once as an ``@njit`` function (:func:`act_scalar`,
 :func:`dact_scalar`, made of :func:`_act_common` and :func:`_act_rare`, :func:`_dact_common`
-and :func:`_dact_rare`, the common ones of one small function per activation such as
-``_relu`` and ``_drelu``) and inlined into the CPU array kernels here (their loop for one
-common activation inlines that activation's small function), the fused dense kernels and the
-GPU twins in ``dlbasics.kernels.gpu_activations``.
+and :func:`_dact_rare`, the common ones made of small functions such as ``_relu`` and
+``_drelu``, or of :func:`~dlbasics.kernels.vecmath.tanh` and :func:`sigmoid_vec`) and inlined
+into the CPU array kernels here (their loop for one common activation inlines only that
+activation's formula), the fused dense kernels and the GPU twins in
+``dlbasics.kernels.gpu_activations``.
 
 =============  ===================================================  =============================
 name           :math:`f(z)`                                         :math:`f'(z)`
@@ -43,7 +44,7 @@ plain arithmetic that vectorises, evaluated in float64 and correctly rounded to 
 rare near-ties (no libm call per element). In float64 they are libm's, and every float64 result
 is what the plain formulas above give with libm. Softplus (value and derivative) and softmax
 keep libm's ``exp``/``log1p``, and so do the losses (:func:`sigmoid_scalar`): softplus runs in
-the loops for any code of :func:`act_flat`, :func:`dact_mul_inplace` and
+the loops for the rarer activations of :func:`act_flat`, :func:`dact_mul_inplace` and
 :func:`dact_mul_flat`, which do not vectorise, and
 softmax and the losses take one value at a time into a serial sum; in scalar code libm is
 faster (``dlbasics.kernels.vecmath``).
@@ -170,10 +171,11 @@ def dgelu_tanh_scalar(z):
 # outside the loops, and one loop for the rarer activations inlines _act_rare / _dact_rare; only
 # derivative_kernel and the GPU kernels inline the whole act_scalar / dact_scalar. Before, each
 # of those loops inlined the five-branch _act_common / _dact_common with a constant code (or the
-# whole act_scalar): inlining them took 2.1 s of the 13.1 s that the first training call of
-# 784-256-256-10 (batch 32, empty cache) spent compiling, 11.4 s since. Calling the rarer
-# activations instead of inlining them made those loops call a function per element (float32
-# step and sign 2.6-3.3x slower, softplus and the GELUs 10-19%).
+# whole act_scalar): inlining those loops took 2.1 s of the 13.1 s that the first training call
+# of 784-256-256-10 (batch 32, empty cache) spent compiling (all IR inlining of that call: 3.6 s,
+# 0.9 s since), the call 11.4 s since. Calling the rarer activations instead of inlining them
+# made those loops call a function per element (float32 step and sign 2.6-3.3x slower, softplus
+# and the GELUs 10-19%).
 
 
 @njit(inline="always", cache=True)

@@ -93,9 +93,9 @@ an index passed on to a compiled function is cast to ``np.intp`` (:func:`chunk_l
 function is compiled twice (chunk_gradient: 13 s). The lane layout's population epoch runs on
 Python threads instead (:mod:`dlbasics.models._threads`). Inlining has its own cost: Numba
 copies an inlined function's IR at every call site, at a cost that grows with the callee's
-branches, so the activations' loops for one activation inline a five-branch form of the
-activation (``kernels/activations.py``), and the step multiplies by the activations'
-derivative in place only (:func:`dlbasics.kernels.activations.dact_mul_inplace`).
+branches and variables, so the activations' loop for one activation inlines that
+activation's formula alone (``kernels/activations.py``), and the step multiplies by the
+activations' derivative in place only (:func:`dlbasics.kernels.activations.dact_mul_inplace`).
 """
 
 from __future__ import annotations
@@ -1081,21 +1081,23 @@ def epoch(params, grad, net, data, order, batch, buf, opt, out, alpha):
     out[2] = rows
 
 
-# Wrappers that only compiled kernels call (member_epoch; team_task and what it calls:
-# _chunk_gradient, combine_update_part, update_part) are inlined. Numba optimises the code of
-# each separately compiled function, with everything it calls linked in, and turns it into
-# machine code, then does it again in every caller: each level of calls repeated the work of
-# the levels below it. Inlined, the first default MLPClassifier fit of digits with an empty
-# cache took 20.3-21.3 s against 27.0-27.1 s (alternating processes), and the quick profile's
-# first population epoch compiled in 10.7 instead of 13.3 s; results bitwise the same, epoch
-# times unchanged within this machine's noise. Large functions stay separate (forward,
-# backward, apply_update; the column split's parts in dlbasics.kernels.colsplit): copying a
-# large function's Numba IR into its call sites costs more than the repeated optimisation
-# (the column split's three parts inlined: 12.6 against 11.0 s for the first training call of
-# 784-256-256-10).
+# team_task and what it calls (_chunk_gradient, combine_update_part, update_part) are inlined
+# into the team's workers. Numba optimises the code of each separately compiled function, with
+# everything it calls linked in, and turns it into machine code, then does it again in every
+# caller: each level of calls repeated the work of the levels below it. Inlined, the first
+# default MLPClassifier fit of digits with an empty cache took 20.3-21.3 s against 27.0-27.1 s
+# (alternating processes); results bitwise the same, epoch times unchanged within this
+# machine's noise. Not inlined into a parallel loop's body (chunk_gradient in chunk_losses,
+# member_epoch in population_epoch_kernel): there Numba's dead-code elimination drops a store
+# through an array field of a record made in the body (it does not count a named tuple as an
+# alias of the arguments), as it dropped chunk_gradient's store into split.vals. Large
+# functions stay separate too (forward, backward, apply_update; the column split's parts in
+# dlbasics.kernels.colsplit): copying a large function's Numba IR into its call sites costs
+# more than the repeated optimisation (the column split's three parts inlined: 12.6 against
+# 11.0 s for the first training call of 784-256-256-10).
 
 
-@njit(inline="always", cache=True)
+@njit(cache=True)
 def member_epoch(params, grad, net, data, order, batch, buf, opt, seed, out):
     """One epoch of one network of a population: :func:`epoch` with dropout seed ``seed``, the
     hand-written loops only (no BLAS: no second thread pool inside a parallel loop, and the
@@ -1139,8 +1141,9 @@ def chunk_gradient(params, net, data, order, start, stop, split, c, step):
     ``c``. Records as plain tuples (a ``prange`` body cannot hold named tuples).
 
     Called, not inlined, in :func:`chunk_losses`' ``prange``: inlined there, its store into
-    ``split.vals`` was lost (Numba's parallel-loop lowering; ``tests/test_split_step.py``);
-    :func:`team_task` inlines :func:`_chunk_gradient`, the same code."""
+    ``split.vals`` was lost (the parallel loop's dead-code elimination, see above
+    :func:`member_epoch`; ``tests/test_split_step.py`` caught it); :func:`team_task` inlines
+    :func:`_chunk_gradient`, the same code."""
     _chunk_gradient(params, net, data, order, start, stop, split, c, step)
 
 
@@ -1320,8 +1323,9 @@ def _batch_value(split, start, stop, alpha, results):
 def team_task(k, params, grad, net, data, order, batch, split, opt, alpha, counters, results):
     """Task ``k`` of :func:`team_worker`'s epoch: phase ``k // C``, task ``k % C`` of it (``C``
     the chunk count). Even phases: the gradient of chunk ``c`` of batch ``phase // 2``
-    (:func:`chunk_gradient`; with an L2 penalty also the sum of squares of part ``c`` of the
-    weights before the update, :func:`l2_squares_part`, as many parts as chunks). Odd phases:
+    (:func:`chunk_gradient`'s code, inlined: :func:`_chunk_gradient`; with an L2 penalty also
+    the sum of squares of part ``c`` of the weights before the update,
+    :func:`l2_squares_part`, as many parts as chunks). Odd phases:
     part ``c`` of the update (:func:`combine_update_part`); task 0 adds the batch's loss times
     its rows to ``results[TOTAL]``, batch by batch in order. The update tasks of a batch whose
     loss is not finite write nothing but, task 0, the batch number (``counters[BAD]``) and the

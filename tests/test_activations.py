@@ -43,6 +43,22 @@ def test_backward_matches_naive(name, dtype, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", A.ELEMENTWISE)
+def test_act_flat_is_the_scalar_form_bit_for_bit(name, dtype, rng):
+    """``act_flat``'s loop for each activation (one small formula each, or ``_act_rare``) gives
+    the bits of ``act_scalar``, the dispatching form that the GPU kernels inline, rounded to the
+    dtype, on 33 elements (the vector loop and its remainder) with 0, -0, +-inf, NaN and large
+    values among them."""
+    code = A.ACTIVATIONS[name]
+    z = (rng.normal(size=33) * 3).astype(dtype)
+    z[[1, 5, 9, 13, 17, 21, 26]] = [0.0, -0.0, np.inf, -np.inf, np.nan, 50.0, -50.0]
+    out = np.full_like(z, 7.0)
+    A.act_flat(code, z, out, dtype(0.01))
+    want = np.array([A.act_scalar(code, z[e], dtype(0.01)) for e in range(33)]).astype(dtype)
+    np.testing.assert_array_equal(out.view(np.uint8), want.view(np.uint8))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", A.ELEMENTWISE)
 def test_dact_mul_in_place_is_the_separate_output_form_bit_for_bit(name, dtype, rng):
     """``dact_mul_inplace`` (the network step's form), ``dact_mul_flat`` in place and into a
     separate ``out`` give the same bits, and those of ``delta * f'(z)`` with the derivative

@@ -241,7 +241,7 @@ def test_other_optimizers_and_dropout_are_refused():
 
 
 @pytest.mark.timeout(300, method="thread")
-def test_interrupted_before_the_threads_start_does_not_hang(monkeypatch):
+def test_interrupted_before_the_threads_start_does_not_hang(interrupt_first_block):
     """Ctrl-C in the calling thread before its part of the column-split epoch starts (e.g.
     while Numba compiles it), with the other part already running: the other part stops
     waiting for the tasks that will never run (``run_blocks``' ``abort``) and returns, then the
@@ -251,16 +251,7 @@ def test_interrupted_before_the_threads_start_does_not_hang(monkeypatch):
     opt = SGD(lr=0.1)
     o = _core.opt_record(opt, opt.init(m.params), m.params, None)
     buf, cols = m.engine._cols_buffers(8)
-    real = _core.cols_worker
-    ran = []
-
-    def worker(first, last, *args):
-        if first == 0:
-            raise KeyboardInterrupt
-        real(first, last, *args)
-        ran.append(first)
-
-    monkeypatch.setattr(_core, "cols_worker", worker)
+    ran = interrupt_first_block("cols_worker")
     with pytest.raises(KeyboardInterrupt):
         _core.cols_epoch_kernel(m.params, m.grad, _core.net_record(m, 8, 1),
                                 _core.data_record(X, Y, labels, dense),

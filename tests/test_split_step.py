@@ -347,22 +347,13 @@ def test_split_epochs_errors_are_raised_not_waited_for(monkeypatch):
 
 
 @pytest.mark.timeout(300, method="thread")
-def test_split_epochs_interrupted_before_they_start_do_not_hang(monkeypatch):
+def test_split_epochs_interrupted_before_they_start_do_not_hang(interrupt_first_block):
     """Ctrl-C in the calling thread before its block of ``_core.split_epochs_kernel`` starts
     (e.g. while Numba compiles it), with the other block already running: that block stops
     waiting for tasks that will never run (``run_blocks``' ``abort``), the interrupt is raised
     once it has returned, and nothing ran."""
     model, order, net, data, split, rec, _, p0 = _team_problem()
-    real = _core.split_epochs_worker
-    ran = []
-
-    def worker(first, last, *args):
-        if first == 0:
-            raise KeyboardInterrupt
-        real(first, last, *args)
-        ran.append(first)
-
-    monkeypatch.setattr(_core, "split_epochs_worker", worker)
+    ran = interrupt_first_block("split_epochs_worker")
     rule = _core.epochs_rule(3)
     rule[_core.RULE_RUN] = -1
     with pytest.raises(KeyboardInterrupt):

@@ -4,7 +4,9 @@
 per framework (``python -m dlbasics.studies.speed.worker SPEC OUT``), so that no two thread
 pools (NumPy's OpenBLAS, SciPy's OpenBLAS used by Numba's ``np.dot``, PyTorch's, XLA's) ever
 run side by side, and writes the report with :mod:`.report`. Every other module runs inside a
-worker; of them only :mod:`.common` is imported by the driver (it needs NumPy alone).
+worker; of them the driver imports :mod:`.common` (NumPy alone) and :mod:`.limits`' cross-core
+probe (:func:`~.limits.core_latency_ns`, two threads of our own in a compiled loop for a few
+milliseconds before and after each worker, while no worker runs).
 :mod:`.compile_profile` stands apart: where a first call's compile time goes, per function;
 :mod:`.phases` (where the time of our step goes, phase by phase) runs in a process of its own
 that the driver starts, as :mod:`.sklearn_fit` does.
@@ -15,9 +17,9 @@ too; they are imported on first use, so that a worker does not import the driver
 
 
 #: The modules of this package (``from . import report`` must find them, not the driver's names).
-_SUBMODULES = frozenset({"bench", "common", "compile_profile", "limits", "ours", "peer_jax",
-                         "peer_sklearn", "peer_torch", "phases", "report", "scaling",
-                         "sklearn_fit", "worker"})
+_SUBMODULES = frozenset({"_handoff", "bench", "common", "compile_profile", "limits", "ours",
+                         "peer_jax", "peer_sklearn", "peer_torch", "phases", "report",
+                         "scaling", "sklearn_fit", "worker"})
 
 
 def __getattr__(name):

@@ -298,11 +298,23 @@ def _children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
+def _core_latency():
+    """:func:`.limits.core_latency_ns` of this process now (where the machine's two CPUs sit:
+    see :mod:`.limits`), ``None`` where it cannot be measured (one CPU, or the probe failed)."""
+    from .limits import core_latency_ns
+
+    try:
+        return core_latency_ns()
+    except Exception:  # a probe, not a measurement of the study: its failure loses nothing
+        return None
+
+
 def _run_job(name, spec, env, workdir, timeout, log):
     spec_path = workdir / f"{name}.spec.json"
     out_path = workdir / f"{name}.out.json"
     err_path = workdir / f"{name}.log"
     spec_path.write_text(json.dumps(spec))
+    latency_before = _core_latency()
     load_before = os.getloadavg()
     stat0, own0 = _cpu_stat(), _children_cpu_s()
     t0 = time.perf_counter()
@@ -317,6 +329,7 @@ def _run_job(name, spec, env, workdir, timeout, log):
             rc = "timeout"
     wall = time.perf_counter() - t0
     stat1, own = _cpu_stat(), _children_cpu_s() - own0
+    latency_after = _core_latency()
     other = steal = None
     if stat0 is not None and stat1 is not None and wall > 0:
         # What the machine's CPUs did besides this worker, as a share of all cores' time, and
@@ -335,7 +348,7 @@ def _run_job(name, spec, env, workdir, timeout, log):
         "name": name, "kind": spec["kind"], "framework": spec.get("framework"),
         "wall_s": wall, "returncode": rc, "load_before": list(load_before),
         "load_after": list(os.getloadavg()), "worker_cpu_s": own, "other_cpu_share": other,
-        "steal_share": steal,
+        "steal_share": steal, "core_latency_ns": [latency_before, latency_after],
         "peak_rss_mb": doc.get("peak_rss_mb"),
         "info": doc.get("info", {}), "skipped": doc.get("skipped"),
         "error": doc.get("error") or (None if rc == 0 else f"exit {rc}: {tail[-1500:]}"),
@@ -343,6 +356,8 @@ def _run_job(name, spec, env, workdir, timeout, log):
     }
     status = "skipped" if rec["skipped"] else ("ok" if not rec["error"] else "FAILED")
     busy = "" if other is None else f", other programs {100 * other:.0f}% of the CPUs"
+    if latency_before is not None and latency_after is not None:
+        busy += f", cross-core handoff {latency_before:.0f}/{latency_after:.0f} ns"
     log(f"[{name}] {status} in {wall:.1f} s (load {load_before[0]:.2f}{busy})")
     return rec
 

@@ -15,6 +15,16 @@ arrays far larger than the last-level cache (:func:`memory_bandwidth`).
 GEMM: the best rate of a large square float32 matrix product through NumPy's ``matmul``
 (NumPy's bundled OpenBLAS) or SciPy's ``blas.sgemm`` (SciPy's OpenBLAS, the one Numba's
 ``np.dot`` calls), each alone in its process.
+
+Cross-core latency (:func:`core_latency_ns`): how long one thread takes to see another's write
+to a shared cache line, by two threads handing a counter back and forth. It tells where the
+virtual machine's two CPUs sit at that moment: on the 2-core benchmark machine the handoff took
+28-36 ns in some minutes and 167-260 ns in others (two cores sharing a last-level cache, and
+not), and a default ``MLPClassifier`` fit of digits (the 2-thread row split, which meets twice a
+step) took 50-52 against 74-79 ms with the same code in the same process (30 fits, a probe
+before each, 2026-12-07). The speed study measures it before and after each worker
+(:func:`dlbasics.studies.speed.bench.run`), since a ratio of two workers measured under
+different placements compares the placements as much as the code.
 """
 
 from __future__ import annotations
@@ -193,3 +203,54 @@ def memory_bandwidth(mib, repeats):
         raise AssertionError("STREAM triad computed a wrong value")
     return {"threads": numba.get_num_threads(), "mib_per_array": int(mib),
             "gbs": max(rates.values()), "triad_gbs": rates["triad"], "read_gbs": rates["read"]}
+
+
+def core_latency_ns(rounds=20000, repeats=3):
+    """Median time of one handoff of a counter between two threads, in nanoseconds.
+
+    Two Python threads (:func:`dlbasics.models._threads.run_blocks`, each in a compiled loop
+    that releases the GIL) take turns to add one to a shared int64 counter, each spinning on an
+    atomic load until the counter says it is its turn: ``2 * rounds`` handoffs per repeat, each
+    a cache line's trip from one core to the other and back to a waiting load. ``None`` where
+    this process may run on fewer than two CPUs, or 200 handoffs take more than 50 ms (the two
+    threads then share a CPU: a spin that waits for a thread on its own CPU waits for the
+    scheduler).
+
+    Parameters
+    ----------
+    rounds : int
+        Handoffs per thread per repeat (at least 1).
+    repeats : int
+        Timed repeats (at least 1), after one short untimed warm-up.
+
+    Returns
+    -------
+    float or None
+    """
+    import numpy as np
+
+    from ...models._threads import run_blocks
+    from ._handoff import handoff
+
+    if rounds < 1 or repeats < 1:
+        raise ValueError(f"rounds and repeats must be at least 1, got {rounds} and {repeats}")
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count()
+                                                                                     or 1)
+    if len(cpus) < 2:
+        return None
+    counter = np.zeros(1, dtype=np.int64)
+    run_blocks(handoff, 2, counter, 100, threads=2)  # compile or load, start the pool
+    counter[0] = 0
+    t0 = time.perf_counter()
+    run_blocks(handoff, 2, counter, 100, threads=2)
+    if time.perf_counter() - t0 > 0.05:  # the threads share a CPU after all: no spinning
+        return None
+    times = []
+    for _ in range(repeats):
+        counter[0] = 0
+        t0 = time.perf_counter()
+        run_blocks(handoff, 2, counter, rounds, threads=2)
+        times.append((time.perf_counter() - t0) / (2 * rounds) * 1e9)
+        if counter[0] != 2 * rounds:
+            raise AssertionError(f"handoff counter at {counter[0]}, expected {2 * rounds}")
+    return float(np.median(times))

@@ -232,7 +232,40 @@ def _goals_section(res):
             "*first epoch* includes compiling with an empty Numba cache, the overhead is first "
             "minus second epoch with a warm cache, and peak RSS is divided by PyTorch's in the "
             "same one-epoch run.\n\n"
-            + _table(["goal", "measured", "target", "status"], rows) + _unsettled(res["goals"]))
+            + _table(["goal", "measured", "target", "status"], rows) + _unsettled(res["goals"])
+            + _placements(res.get("processes") or ()))
+
+
+#: Cross-core handoff above which the report calls the machine's two CPUs far apart (not
+#: sharing a last-level cache): 28-36 against 167-260 ns on the benchmark machine
+#: (:mod:`dlbasics.studies.speed.limits`).
+FAR_NS = 100.0
+
+
+def _placements(processes):
+    """The paragraph after the goal table on where the machine's CPUs sat while each training
+    and population worker ran: the cross-core handoff (:func:`~dlbasics.studies.speed.limits.\
+core_latency_ns`) before and after it, by worker; empty for results without it (runs before
+    the probe)."""
+    probed = [(p["name"], p["core_latency_ns"]) for p in processes
+              if p.get("kind") in ("train", "population") and p.get("core_latency_ns")
+              and None not in p["core_latency_ns"]]
+    if not probed:
+        return ""
+    seen = [f"{name} {lat[0]:.0f}/{lat[1]:.0f}" for name, lat in probed]
+    far = [f"{name}" for name, lat in probed if max(lat) > FAR_NS]
+    return ("\n\nWhere the machine's two CPUs sat: the time of one handoff of a counter between "
+            "two threads (`dlbasics.studies.speed.limits.core_latency_ns`, ns, measured just "
+            "before and just after each worker). On the 2-core virtual machine this report "
+            "was first written on it took 28-36 ns in some minutes and 167-260 ns in others "
+            "(presumably two cores sharing a last-level cache, and two that do not), and a "
+            "default `MLPClassifier` fit of digits, whose two threads meet twice a step, took "
+            "50-52 against 74-79 ms with the same code in one process: a worker measured in "
+            "the second state is slower for it, and a ratio of two workers measured in "
+            "different states compares the states too. Before/after, by worker: "
+            + "; ".join(seen) + ". "
+            + (f"Above {FAR_NS:.0f} ns before or after: " + "; ".join(far) + "." if far
+               else f"None above {FAR_NS:.0f} ns."))
 
 
 def _unsettled(goals):

@@ -4,9 +4,10 @@
 per framework (``python -m dlbasics.studies.speed.worker SPEC OUT``), so that no two thread
 pools (NumPy's OpenBLAS, SciPy's OpenBLAS used by Numba's ``np.dot``, PyTorch's, XLA's) ever
 run side by side, and writes the report with :mod:`.report`. Every other module runs inside a
-worker; of them the driver imports :mod:`.common` (NumPy alone) and :mod:`.limits`' cross-core
-probe (:func:`~.limits.core_latency_ns`, two threads of our own in a compiled loop for a few
-milliseconds before and after each worker, while no worker runs).
+worker; of them the driver imports :mod:`.common` (NumPy alone) and, for :mod:`.limits`'
+cross-core probe (:func:`~.limits.core_latency_ns`: two threads of ours in a compiled loop,
+about 30 to 200 ms before and after each worker, while no worker runs), Numba and
+:mod:`dlbasics.models`, whose thread pools stay idle in it.
 :mod:`.compile_profile` stands apart: where a first call's compile time goes, per function;
 :mod:`.phases` (where the time of our step goes, phase by phase) runs in a process of its own
 that the driver starts, as :mod:`.sklearn_fit` does.

@@ -298,14 +298,17 @@ def _children_cpu_s():
     return r.ru_utime + r.ru_stime
 
 
-def _core_latency():
+def _core_latency(log):
     """:func:`.limits.core_latency_ns` of this process now (where the machine's two CPUs sit:
-    see :mod:`.limits`), ``None`` where it cannot be measured (one CPU, or the probe failed)."""
+    see :mod:`.limits`); ``None`` where it cannot be measured (one CPU, or two threads that
+    share one) or where the probe failed, which is logged: a probe, not a measurement of the
+    study, so its failure stops nothing."""
     from .limits import core_latency_ns
 
     try:
         return core_latency_ns()
-    except Exception:  # a probe, not a measurement of the study: its failure loses nothing
+    except Exception as exc:
+        log(f"cross-core probe failed: {exc!r}")
         return None
 
 
@@ -314,7 +317,7 @@ def _run_job(name, spec, env, workdir, timeout, log):
     out_path = workdir / f"{name}.out.json"
     err_path = workdir / f"{name}.log"
     spec_path.write_text(json.dumps(spec))
-    latency_before = _core_latency()
+    latency_before = _core_latency(log)
     load_before = os.getloadavg()
     stat0, own0 = _cpu_stat(), _children_cpu_s()
     t0 = time.perf_counter()
@@ -329,7 +332,7 @@ def _run_job(name, spec, env, workdir, timeout, log):
             rc = "timeout"
     wall = time.perf_counter() - t0
     stat1, own = _cpu_stat(), _children_cpu_s() - own0
-    latency_after = _core_latency()
+    latency_after = _core_latency(log)
     other = steal = None
     if stat0 is not None and stat1 is not None and wall > 0:
         # What the machine's CPUs did besides this worker, as a share of all cores' time, and

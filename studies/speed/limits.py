@@ -18,13 +18,15 @@ GEMM: the best rate of a large square float32 matrix product through NumPy's ``m
 
 Cross-core latency (:func:`core_latency_ns`): how long one thread takes to see another's write
 to a shared cache line, by two threads handing a counter back and forth. It tells where the
-virtual machine's two CPUs sit at that moment: on the 2-core benchmark machine the handoff took
-28-36 ns in some minutes and 167-260 ns in others (two cores sharing a last-level cache, and
-not), and a default ``MLPClassifier`` fit of digits (the 2-thread row split, which meets twice a
-step) took 50-52 against 74-79 ms with the same code in the same process (30 fits, a probe
-before each, 2026-12-07). The speed study measures it before and after each worker
-(:func:`dlbasics.studies.speed.bench.run`), since a ratio of two workers measured under
-different placements compares the placements as much as the code.
+virtual machine's two CPUs sit at that moment. On the 2-core benchmark machine it took 23-32 ns
+most of the time and 105-186 ns in bursts of seconds (presumably two cores sharing a last-level
+cache, and two that do not), and default ``MLPClassifier`` fits of digits (the 2-thread row
+split, whose threads meet twice a step) took a median 52.0 ms after a probe of at most 100 ns
+(1,424 fits) and 76.1 ms after one above (131 fits), same code, same process
+(``scripts/core_latency_fits.py``, 150 s of fits with a probe before each, 2026-12-07; its
+output is ``reports/benchmarks/core_latency_fits.txt``). The speed study measures it before and
+after each worker (:func:`dlbasics.studies.speed.bench.run`): a ratio of two workers measured
+under different placements may compare the placements as well as the code.
 """
 
 from __future__ import annotations
@@ -205,52 +207,77 @@ def memory_bandwidth(mib, repeats):
             "gbs": max(rates.values()), "triad_gbs": rates["triad"], "read_gbs": rates["read"]}
 
 
-def core_latency_ns(rounds=20000, repeats=3):
-    """Median time of one handoff of a counter between two threads, in nanoseconds.
+def core_latency_ns(rounds=100000, repeats=5):
+    """Time of one handoff of a counter between two threads, in nanoseconds (fastest repeat).
 
     Two Python threads (:func:`dlbasics.models._threads.run_blocks`, each in a compiled loop
-    that releases the GIL) take turns to add one to a shared int64 counter, each spinning on an
-    atomic load until the counter says it is its turn: ``2 * rounds`` handoffs per repeat, each
-    a cache line's trip from one core to the other and back to a waiting load. ``None`` where
-    this process may run on fewer than two CPUs, or 200 handoffs take more than 50 ms (the two
-    threads then share a CPU: a spin that waits for a thread on its own CPU waits for the
-    scheduler).
+    that releases the GIL, :func:`dlbasics.studies.speed._handoff.handoff`) take turns to add
+    one to a shared int64 counter, each spinning on an atomic load until the counter says it is
+    its turn: ``2 * rounds - 1`` one-way handoffs per repeat (a cache line written by one core
+    and then read by the other), timed with the start and join of the second thread (0.1 to a
+    few ms, which only add: the fastest repeat counts). A repeat in which one wait outlasts
+    :data:`~dlbasics.studies.speed._handoff.MAX_SPINS` spins stops and is run again (a thread
+    was preempted); ``None`` after more such repeats than ``repeats``, where 200 handoffs take
+    more than 50 ms (the two threads then share a CPU: a thread that waits for one on its own
+    CPU waits for the scheduler), or where this process may run on fewer than two CPUs. The
+    threads are not pinned: on a machine of more than two CPUs it measures the pair the
+    scheduler picked.
 
     Parameters
     ----------
     rounds : int
         Handoffs per thread per repeat (at least 1).
     repeats : int
-        Timed repeats (at least 1), after one short untimed warm-up.
+        Timed repeats (at least 1), after two short untimed ones.
 
     Returns
     -------
     float or None
+        Nanoseconds per handoff in the fastest repeat.
     """
-    import numpy as np
-
     from ...models._threads import run_blocks
-    from ._handoff import handoff
+    from ._handoff import STOP, TURN, handoff
 
     if rounds < 1 or repeats < 1:
         raise ValueError(f"rounds and repeats must be at least 1, got {rounds} and {repeats}")
-    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count()
-                                                                                     or 1)
-    if len(cpus) < 2:
+    if len(_cpus()) < 2:
         return None
-    counter = np.zeros(1, dtype=np.int64)
-    run_blocks(handoff, 2, counter, 100, threads=2)  # compile or load, start the pool
-    counter[0] = 0
-    t0 = time.perf_counter()
-    run_blocks(handoff, 2, counter, 100, threads=2)
-    if time.perf_counter() - t0 > 0.05:  # the threads share a CPU after all: no spinning
-        return None
-    times = []
-    for _ in range(repeats):
-        counter[0] = 0
+    import numpy as np
+
+    counter = np.zeros(2, dtype=np.int64)
+
+    def stop():  # this thread interrupted: the other must not wait for its turn for ever
+        counter[STOP] = 1
+
+    def timed(n):
+        counter[:] = 0
         t0 = time.perf_counter()
-        run_blocks(handoff, 2, counter, rounds, threads=2)
-        times.append((time.perf_counter() - t0) / (2 * rounds) * 1e9)
-        if counter[0] != 2 * rounds:
-            raise AssertionError(f"handoff counter at {counter[0]}, expected {2 * rounds}")
-    return float(np.median(times))
+        run_blocks(handoff, 2, counter, n, threads=2, abort=stop)
+        dt = time.perf_counter() - t0
+        if counter[STOP] != 0:  # a wait outlasted MAX_SPINS: the threads share a CPU
+            return None
+        if counter[TURN] != 2 * n:
+            raise AssertionError(f"handoff counter at {counter[TURN]}, expected {2 * n}")
+        return dt
+
+    timed(100)  # compile or load, start the pool's thread
+    first = timed(100)
+    if first is None or first > 0.05:
+        return None
+    times, stopped = [], 0
+    while len(times) < repeats:
+        dt = timed(rounds)
+        if dt is None:  # one wait outlasted MAX_SPINS (a preempted thread, or a shared CPU)
+            stopped += 1
+            if stopped > repeats:
+                return None
+            continue
+        times.append(dt / max(1, 2 * rounds - 1) * 1e9)
+    return min(times)
+
+
+def _cpus():
+    """The CPUs this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
+        return os.sched_getaffinity(0)
+    return range(os.cpu_count() or 1)

@@ -236,9 +236,9 @@ def _goals_section(res):
             + _placements(res.get("processes") or ()))
 
 
-#: Cross-core handoff above which the report calls the machine's two CPUs far apart (not
-#: sharing a last-level cache): 28-36 against 167-260 ns on the benchmark machine
-#: (:mod:`dlbasics.studies.speed.limits`).
+#: Cross-core handoff above which the report names a worker: 28-36 against 167-260 ns on the
+#: benchmark machine (presumably two cores sharing a last-level cache, and two that do not;
+#: :mod:`dlbasics.studies.speed.limits`).
 FAR_NS = 100.0
 
 
@@ -253,16 +253,20 @@ core_latency_ns`) before and after it, by worker; empty for results without it (
     if not probed:
         return ""
     seen = [f"{name} {lat[0]:.0f}/{lat[1]:.0f}" for name, lat in probed]
-    far = [f"{name}" for name, lat in probed if max(lat) > FAR_NS]
+    far = [name for name, lat in probed if max(lat) > FAR_NS]
     return ("\n\nWhere the machine's two CPUs sat: the time of one handoff of a counter between "
             "two threads (`dlbasics.studies.speed.limits.core_latency_ns`, ns, measured just "
-            "before and just after each worker). On the 2-core virtual machine this report "
-            "was first written on it took 28-36 ns in some minutes and 167-260 ns in others "
-            "(presumably two cores sharing a last-level cache, and two that do not), and a "
-            "default `MLPClassifier` fit of digits, whose two threads meet twice a step, took "
-            "50-52 against 74-79 ms with the same code in one process: a worker measured in "
-            "the second state is slower for it, and a ratio of two workers measured in "
-            "different states compares the states too. Before/after, by worker: "
+            "before and just after each worker). On the 2-core virtual machine this paragraph "
+            "was written on, it took 23-32 ns most of the time and 105-186 ns in bursts of "
+            "seconds (presumably two cores sharing a last-level cache, and two that do not), "
+            "and default `MLPClassifier` fits of digits, whose two threads meet twice a step, "
+            "took a median 52.0 ms after a probe of at most 100 ns (1,424 fits) and 76.1 ms "
+            "after one above (131 fits), same code, same process "
+            "(`scripts/core_latency_fits.py`, its output in `core_latency_fits.txt` beside "
+            "this report; other workers were not measured both ways): a "
+            "worker measured in the second state may be slower for it, and a ratio of two "
+            "workers measured in different states may compare the states as well as the code. "
+            "The state between a worker's two probes is not known. Before/after, by worker: "
             + "; ".join(seen) + ". "
             + (f"Above {FAR_NS:.0f} ns before or after: " + "; ".join(far) + "." if far
                else f"None above {FAR_NS:.0f} ns."))

@@ -19,6 +19,7 @@ import numpy as np
 
 
 def main(seconds=120.0):
+    """Fit for ``seconds``, a probe before each fit; print each pair and the summary."""
     from sklearn.datasets import load_digits
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.preprocessing import StandardScaler

@@ -17,16 +17,20 @@ GEMM: the best rate of a large square float32 matrix product through NumPy's ``m
 ``np.dot`` calls), each alone in its process.
 
 Cross-core latency (:func:`core_latency_ns`): how long one thread takes to see another's write
-to a shared cache line, by two threads handing a counter back and forth. It tells where the
-virtual machine's two CPUs sit at that moment. On the 2-core benchmark machine it took 23-32 ns
-most of the time and 105-186 ns in bursts of seconds (presumably two cores sharing a last-level
-cache, and two that do not), and default ``MLPClassifier`` fits of digits (the 2-thread row
-split, whose threads meet twice a step) took a median 52.0 ms after a probe of at most 100 ns
-(1,424 fits) and 76.1 ms after one above (131 fits), same code, same process
-(``scripts/core_latency_fits.py``, 150 s of fits with a probe before each, 2026-12-07; its
-output is ``reports/benchmarks/core_latency_fits.txt``). The speed study measures it before and
-after each worker (:func:`dlbasics.studies.speed.bench.run`): a ratio of two workers measured
-under different placements may compare the placements as well as the code.
+to a shared cache line, by two threads handing a counter back and forth. On the 2-core
+benchmark machine it took 25-33 ns most of the time (1,399 of 1,508 probes) and 156-175 ns in
+bursts of 2 to 22 fits (up to about two seconds), which suggests that the virtual machine's two
+CPUs then sat further apart (presumably cores that do not share a last-level cache, or two
+hyperthreads of one core: the probe cannot tell). Default ``MLPClassifier`` fits of digits on
+two threads took a median 53.6 ms after a probe of at most 100 ns (1,399 fits) and 80.8 ms
+after one above (109 fits), same code, same process (``scripts/core_latency_fits.py``, 150 s of
+fits with a probe before each, 2026-12-07; output in
+``reports/benchmarks/core_latency_fits.txt``). The handoffs themselves cannot explain that: a
+fit is 900 steps, and even ten meetings of its two threads a step at 150 ns more each would be
+1.4 ms of the 27; the probe marks the slow state, whose cost lies elsewhere (not measured). The
+speed study measures it before and after each worker (:func:`dlbasics.studies.speed.bench.run`):
+a ratio of two workers measured in different states may compare the states as well as the
+code.
 """
 
 from __future__ import annotations
@@ -207,7 +211,7 @@ def memory_bandwidth(mib, repeats):
             "gbs": max(rates.values()), "triad_gbs": rates["triad"], "read_gbs": rates["read"]}
 
 
-def core_latency_ns(rounds=100000, repeats=5):
+def core_latency_ns(rounds=100000, repeats=5, deadline_s=1.0):
     """Time of one handoff of a counter between two threads, in nanoseconds (fastest repeat).
 
     Two Python threads (:func:`dlbasics.models._threads.run_blocks`, each in a compiled loop
@@ -215,12 +219,11 @@ def core_latency_ns(rounds=100000, repeats=5):
     one to a shared int64 counter, each spinning on an atomic load until the counter says it is
     its turn: ``2 * rounds - 1`` one-way handoffs per repeat (a cache line written by one core
     and then read by the other), timed with the start and join of the second thread (0.1 to a
-    few ms, which only add: the fastest repeat counts). A repeat in which one wait outlasts
-    :data:`~dlbasics.studies.speed._handoff.MAX_SPINS` spins stops and is run again (a thread
-    was preempted); ``None`` after more such repeats than ``repeats``, where 200 handoffs take
-    more than 50 ms (the two threads then share a CPU: a thread that waits for one on its own
-    CPU waits for the scheduler), or where this process may run on fewer than two CPUs. The
-    threads are not pinned: on a machine of more than two CPUs it measures the pair the
+    few ms; it and any preemption only add: the fastest repeat counts). A watchdog stops a
+    repeat that outlasts ``deadline_s`` (the two threads then share a CPU, and each handoff
+    waits for the scheduler) and the repeat runs again; after more stopped repeats than
+    ``repeats`` the result is ``None``, as where this process may run on fewer than two CPUs.
+    The threads are not pinned: on a machine of more than two CPUs it measures the pair the
     scheduler picked.
 
     Parameters
@@ -228,51 +231,67 @@ def core_latency_ns(rounds=100000, repeats=5):
     rounds : int
         Handoffs per thread per repeat (at least 1).
     repeats : int
-        Timed repeats (at least 1), after two short untimed ones.
+        Timed repeats (at least 1), after two of 100 rounds, untimed.
+    deadline_s : float
+        Seconds a repeat may take (above 0; 200,000 handoffs took 5-40 ms on the benchmark
+        machine).
 
     Returns
     -------
     float or None
         Nanoseconds per handoff in the fastest repeat.
+
+    Raises
+    ------
+    ValueError
+        ``rounds`` or ``repeats`` below 1, or ``deadline_s`` not above 0.
+    AssertionError
+        A repeat ended with the counter anywhere but ``2 * rounds`` (a broken handoff).
     """
+    import threading
+
     from ...models._threads import run_blocks
     from ._handoff import STOP, TURN, handoff
 
     if rounds < 1 or repeats < 1:
         raise ValueError(f"rounds and repeats must be at least 1, got {rounds} and {repeats}")
+    if not deadline_s > 0:
+        raise ValueError(f"deadline_s must be above 0, got {deadline_s}")
     if len(_cpus()) < 2:
         return None
     import numpy as np
 
     counter = np.zeros(2, dtype=np.int64)
 
-    def stop():  # this thread interrupted: the other must not wait for its turn for ever
+    def stop():  # the watchdog, or this thread interrupted: no thread may wait for ever
         counter[STOP] = 1
 
     def timed(n):
         counter[:] = 0
-        t0 = time.perf_counter()
-        run_blocks(handoff, 2, counter, n, threads=2, abort=stop)
-        dt = time.perf_counter() - t0
-        if counter[STOP] != 0:  # a wait outlasted MAX_SPINS: the threads share a CPU
+        watchdog = threading.Timer(deadline_s, stop)
+        watchdog.start()
+        try:
+            t0 = time.perf_counter()
+            run_blocks(handoff, 2, counter, n, threads=2, abort=stop)
+            dt = time.perf_counter() - t0
+        finally:
+            watchdog.cancel()
+        if counter[STOP] != 0:
             return None
         if counter[TURN] != 2 * n:
             raise AssertionError(f"handoff counter at {counter[TURN]}, expected {2 * n}")
         return dt
 
     timed(100)  # compile or load, start the pool's thread
-    first = timed(100)
-    if first is None or first > 0.05:
-        return None
     times, stopped = [], 0
     while len(times) < repeats:
         dt = timed(rounds)
-        if dt is None:  # one wait outlasted MAX_SPINS (a preempted thread, or a shared CPU)
+        if dt is None:
             stopped += 1
             if stopped > repeats:
                 return None
             continue
-        times.append(dt / max(1, 2 * rounds - 1) * 1e9)
+        times.append(dt / (2 * rounds - 1) * 1e9)
     return min(times)
 
 

@@ -236,34 +236,39 @@ def _goals_section(res):
             + _placements(res.get("processes") or ()))
 
 
-#: Cross-core handoff above which the report names a worker: 28-36 against 167-260 ns on the
-#: benchmark machine (presumably two cores sharing a last-level cache, and two that do not;
-#: :mod:`dlbasics.studies.speed.limits`).
+#: Cross-core handoff above which the report names a worker: on the benchmark machine 25-33 ns
+#: most of the time, 156-175 ns in bursts (:mod:`dlbasics.studies.speed.limits`).
 FAR_NS = 100.0
 
 
 def _placements(processes):
-    """The paragraph after the goal table on where the machine's CPUs sat while each training
-    and population worker ran: the cross-core handoff (:func:`~dlbasics.studies.speed.limits.\
-core_latency_ns`) before and after it, by worker; empty for results without it (runs before
-    the probe)."""
+    """The paragraph after the goal table on the cross-core handoff
+    (:func:`dlbasics.studies.speed.limits.core_latency_ns`) just before and just after each
+    training and population worker, ``?`` where the probe gave nothing; empty for results
+    without the probe (runs before it)."""
     probed = [(p["name"], p["core_latency_ns"]) for p in processes
-              if p.get("kind") in ("train", "population") and p.get("core_latency_ns")
-              and None not in p["core_latency_ns"]]
+              if p.get("kind") in ("train", "population") and p.get("core_latency_ns")]
     if not probed:
         return ""
-    seen = [f"{name} {lat[0]:.0f}/{lat[1]:.0f}" for name, lat in probed]
-    far = [name for name, lat in probed if max(lat) > FAR_NS]
-    return ("\n\nWhere the machine's two CPUs sat: the time of one handoff of a counter between "
-            "two threads (`dlbasics.studies.speed.limits.core_latency_ns`, ns, measured just "
-            "before and just after each worker). On the 2-core virtual machine this paragraph "
-            "was written on, it took 23-32 ns most of the time and 105-186 ns in bursts of "
-            "seconds (presumably two cores sharing a last-level cache, and two that do not), "
-            "and default `MLPClassifier` fits of digits, whose two threads meet twice a step, "
-            "took a median 52.0 ms after a probe of at most 100 ns (1,424 fits) and 76.1 ms "
-            "after one above (131 fits), same code, same process "
-            "(`scripts/core_latency_fits.py`, its output in `core_latency_fits.txt` beside "
-            "this report; other workers were not measured both ways): a "
+
+    def ns(x):
+        return "?" if x is None else f"{x:.0f}"
+
+    seen = [f"{name} {ns(lat[0])}/{ns(lat[1])}" for name, lat in probed]
+    far = [name for name, lat in probed if max((x for x in lat if x is not None),
+                                                default=0.0) > FAR_NS]
+    return ("\n\nThe cross-core handoff: the time for one thread to see another's write, two "
+            "threads handing a counter back and forth "
+            "(`dlbasics.studies.speed.limits.core_latency_ns`, ns, just before and just after "
+            "each worker; `?`: not measured, where the two threads kept sharing a CPU or the "
+            "probe failed). On the 2-core "
+            "virtual machine this paragraph was written on, it took 25-33 ns most of the time "
+            "and 156-175 ns in bursts of up to about two seconds, and default "
+            "`MLPClassifier` fits of digits on two threads took a median 53.6 ms after a probe "
+            "of at most 100 ns (1,399 fits) and 80.8 ms after one above (109 fits), same code, "
+            "same process (`scripts/core_latency_fits.py`, its output in "
+            "`core_latency_fits.txt` beside this report; the handoffs themselves are a small "
+            "part of that difference, and other workers were not measured both ways): a "
             "worker measured in the second state may be slower for it, and a ratio of two "
             "workers measured in different states may compare the states as well as the code. "
             "The state between a worker's two probes is not known. Before/after, by worker: "

@@ -413,17 +413,19 @@ def test_placements_paragraph_lists_every_probed_worker_and_the_far_ones():
         {"name": "train_jax", "kind": "train", "core_latency_ns": [35.0, 171.4]},
         {"name": "population_ours", "kind": "population", "core_latency_ns": [168.0, 170.2]},
         {"name": "fma256", "kind": "fma", "core_latency_ns": [400.0, 400.0]},  # not a ratio's
-        {"name": "train_torch", "kind": "train", "core_latency_ns": [None, 30.0]},  # unprobed
+        {"name": "train_torch", "kind": "train", "core_latency_ns": [None, 30.0]},  # one probe
+        {"name": "train_sklearn", "kind": "train", "core_latency_ns": [None, None]},  # none
         {"name": "train_numpy", "kind": "train"},  # results from before the probe
     ]
     text = report._placements(procs)
     assert ("Before/after, by worker: train_cpu 31/34; train_jax 35/171; population_ours "
-            "168/170. Above 100 ns before or after: train_jax; population_ours.") in text
-    assert "fma256" not in text and "train_torch" not in text and "train_numpy" not in text
+            "168/170; train_torch ?/30; train_sklearn ?/?. Above 100 ns before or after: "
+            "train_jax; population_ours.") in text
+    assert "fma256" not in text and "train_numpy" not in text
     near = report._placements(procs[:1])
     assert near.endswith("train_cpu 31/34. None above 100 ns.")
     # results written before the probe existed render as they did
-    assert report._placements(procs[4:]) == "" and report._placements(()) == ""
+    assert report._placements(procs[-1:]) == "" and report._placements(()) == ""
     res = _res()
     res["goals"] = bench._goals(res)
     assert report._goals_section(res).endswith(report._unsettled(res["goals"]))

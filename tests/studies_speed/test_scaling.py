@@ -212,24 +212,35 @@ def test_only_scaling_keeps_the_limits_and_the_sweep(tmp_path):
         "dlbasics bench --profile full --only scaling --out ")
 
 
-def test_core_latency_hands_the_counter_back_and_forth():
+def test_core_latency_hands_the_counter_back_and_forth(monkeypatch):
+    import time
+
     import numpy as np
 
+    import dlbasics.models._threads as threads
     from dlbasics.studies.speed._handoff import STOP, TURN, handoff
     from dlbasics.studies.speed.limits import core_latency_ns
 
     counter = np.zeros(2, dtype=np.int64)
     handoff(0, 1, counter, 1)  # thread 0's one round alone: its turn, 0 -> 1
     assert counter.tolist() == [1, 0]
-    counter[:] = [2, 0]  # both have moved; thread 1 waits for 3, which never comes: gives up
-    handoff(1, 2, counter, 2)
-    assert counter[TURN] == 2 and counter[STOP] == 1
-    counter[:] = [1, 1]  # stopped (an interrupted caller) while it waits: it returns
+    handoff(1, 2, counter, 1)  # then thread 1's: 1 -> 2
+    assert counter.tolist() == [2, 0]
+    counter[:] = [1, 1]  # stopped (watchdog or interrupt) while thread 0 waits for 0: returns
     handoff(0, 1, counter, 5)
-    assert counter.tolist() == [1, 1]
-    with pytest.raises(ValueError, match="rounds and repeats"):
-        core_latency_ns(rounds=0)
+    assert counter[TURN] == 1 and counter[STOP] == 1
+    for bad in ({"rounds": 0}, {"repeats": 0}, {"deadline_s": 0.0}):
+        with pytest.raises(ValueError, match="rounds and repeats|deadline_s"):
+            core_latency_ns(**bad)
     ns = core_latency_ns(rounds=2000, repeats=2)
-    # a cache line between two cores: tens to hundreds of ns; None where the two threads turn
-    # out to share one CPU (one CPU, or a machine busy with other work)
+    # a cache line between two cores: tens to hundreds of ns (a repeat stopped at its 1 s
+    # deadline runs again); None only where the two threads kept sharing one CPU
     assert ns is None or 1.0 < ns < 1e5
+
+    def thread_0_alone(fn, n, *args, threads=None, abort=None):
+        fn(0, 1, *args)  # its second round waits for a thread that never comes
+
+    monkeypatch.setattr(threads, "run_blocks", thread_0_alone)
+    t0 = time.perf_counter()
+    assert core_latency_ns(rounds=10, repeats=2, deadline_s=0.05) is None  # watchdog stops
+    assert time.perf_counter() - t0 < 5.0  # four stopped waits of 0.05 s, not for ever

@@ -19,8 +19,8 @@ GEMM: the best rate of a large square float32 matrix product through NumPy's ``m
 Cross-core latency (:func:`core_latency_ns`): how long one thread takes to see another's write
 to a shared cache line, by two threads handing a counter back and forth. On the 2-core
 benchmark machine it took 25-33 ns most of the time (1,399 of 1,508 probes) and 156-175 ns in
-bursts of 2 to 22 fits (up to about two seconds), which suggests that the virtual machine's two
-CPUs then sat further apart (presumably cores that do not share a last-level cache, or two
+runs of 2 to 22 consecutive probes (several seconds), which suggests that the virtual machine's
+two CPUs then sat further apart (presumably cores that do not share a last-level cache, or two
 hyperthreads of one core: the probe cannot tell). Default ``MLPClassifier`` fits of digits on
 two threads took a median 53.6 ms after a probe of at most 100 ns (1,399 fits) and 80.8 ms
 after one above (109 fits), same code, same process (``scripts/core_latency_fits.py``, 150 s of

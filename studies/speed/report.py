@@ -237,17 +237,17 @@ def _goals_section(res):
 
 
 #: Cross-core handoff above which the report names a worker: on the benchmark machine 25-33 ns
-#: most of the time, 156-175 ns in bursts (:mod:`dlbasics.studies.speed.limits`).
+#: most of the time, 156-175 ns in runs of consecutive probes lasting several seconds
+#: (:mod:`dlbasics.studies.speed.limits`).
 FAR_NS = 100.0
 
 
 def _placements(processes):
     """The paragraph after the goal table on the cross-core handoff
-    (:func:`dlbasics.studies.speed.limits.core_latency_ns`) just before and just after each
-    training and population worker, ``?`` where the probe gave nothing; empty for results
-    without the probe (runs before it)."""
-    probed = [(p["name"], p["core_latency_ns"]) for p in processes
-              if p.get("kind") in ("train", "population") and p.get("core_latency_ns")]
+    (:func:`dlbasics.studies.speed.limits.core_latency_ns`) just before and just after every
+    worker, ``?`` where the probe gave nothing; empty for results without the probe (runs
+    before it)."""
+    probed = [(p["name"], p["core_latency_ns"]) for p in processes if p.get("core_latency_ns")]
     if not probed:
         return ""
 
@@ -261,17 +261,21 @@ def _placements(processes):
             "threads handing a counter back and forth "
             "(`dlbasics.studies.speed.limits.core_latency_ns`, ns, just before and just after "
             "each worker; `?`: not measured, where the two threads kept sharing a CPU or the "
-            "probe failed). On the 2-core "
-            "virtual machine this paragraph was written on, it took 25-33 ns most of the time "
-            "and 156-175 ns in bursts of up to about two seconds, and default "
-            "`MLPClassifier` fits of digits on two threads took a median 53.6 ms after a probe "
-            "of at most 100 ns (1,399 fits) and 80.8 ms after one above (109 fits), same code, "
-            "same process (`scripts/core_latency_fits.py`, its output in "
-            "`core_latency_fits.txt` beside this report; the handoffs themselves are a small "
-            "part of that difference, and other workers were not measured both ways): a "
-            "worker measured in the second state may be slower for it, and a ratio of two "
-            "workers measured in different states may compare the states as well as the code. "
-            "The state between a worker's two probes is not known. Before/after, by worker: "
+            "probe failed). On the 2-core virtual machine this paragraph was written on, it "
+            "took 25-33 ns most of the time and 156-175 ns in runs of 2 to 22 consecutive "
+            "probes (several seconds), and default `MLPClassifier` fits of digits on two "
+            "threads took a median 53.6 ms after a probe of at most 100 ns (1,399 fits) and "
+            "80.8 ms after one above (109 fits), same code, same process "
+            "(`scripts/core_latency_fits.py`, its output in `core_latency_fits.txt` beside "
+            "this report; the handoffs themselves are a small part of that difference, and "
+            "other workers were not measured both ways): a worker measured in the second state "
+            "may be slower for it, and a ratio of two workers measured in different states may "
+            "compare the states as well as the code. The probes bracket a worker and do not "
+            "follow it: the state can change while it runs (in the run of 2026-12-07 this "
+            "paragraph was written in, ours' first training pass, probed at 28 and 30 ns, "
+            "ran 1.17-1.75x slower than its second on every configuration; the passes' "
+            "spread above shows "
+            "where such a change reached a verdict). Before/after, by worker: "
             + "; ".join(seen) + ". "
             + (f"Above {FAR_NS:.0f} ns before or after: " + "; ".join(far) + "." if far
                else f"None above {FAR_NS:.0f} ns."))

@@ -299,7 +299,7 @@ def _children_cpu_s():
 
 
 def _core_latency(log):
-    """:func:`.limits.core_latency_ns` of this process now (where the machine's two CPUs sit:
+    """:func:`.limits.core_latency_ns` of this process now (a marker of the machine's state,
     see :mod:`.limits`); ``None`` where it cannot be measured (one CPU, or two threads that
     share one) or where the probe failed, which is logged: a probe, not a measurement of the
     study, so its failure stops nothing."""

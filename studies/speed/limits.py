@@ -231,7 +231,8 @@ def core_latency_ns(rounds=100000, repeats=5, deadline_s=1.0):
     rounds : int
         Handoffs per thread per repeat (at least 1).
     repeats : int
-        Timed repeats (at least 1), after two of 100 rounds, untimed.
+        Timed repeats (at least 1), after one of 100 rounds, untimed (it compiles or loads
+        the loop and starts the pool's thread; a watchdog stop there changes nothing).
     deadline_s : float
         Seconds a repeat may take (above 0; 200,000 handoffs took 5-40 ms on the benchmark
         machine).

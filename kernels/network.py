@@ -67,7 +67,7 @@ in a caller compiled with ``parallel=True``): each chunk runs :func:`batch_gradi
 own workspace and gradient row, the chunk gradients are combined as ``sum_c (B_c / B) G[c]``
 (:func:`combine_chunks`) and the update is applied in as many parameter parts
 (:func:`update_part`), all in chunk order, so the bits depend on ``C``, never on the thread
-count. The epoch combines, adds the L2 penalty and updates each part in one pass
+count. The epoch combines, adds the L2 penalty and updates each part in one task
 (:func:`combine_update_part`), and its threads stay in one parallel region for the whole
 epoch, meeting between phases through atomic counters (:func:`split_epoch`,
 :func:`team_worker`). On the 2-core benchmark machine a 20-100-4 batch of 200 rows (the
@@ -1217,10 +1217,23 @@ def _prefetch_part(params, split, part, parts):
 
 @njit(inline="always", cache=True)
 def combine_update_part(opt, params, grad, split, start, stop, t, layout, scale, part, parts):
-    """Part ``part`` of ``parts`` of the step after the chunk gradients, in one pass over the
-    part: :func:`combine_chunks`, the L2 penalty's gradient (``scale > 0``,
+    """Part ``part`` of ``parts`` of the step after the chunk gradients, in one task, a pass
+    each over the part: :func:`combine_chunks`, the L2 penalty's gradient (``scale > 0``,
     :func:`l2_grad_part`) and :func:`update_part` at update count ``t``; every operation is
-    elementwise and in the order of the whole step, so the parts give its bits."""
+    elementwise and in the order of the whole step, so the parts give its bits.
+
+    Tried on 2026-12-07 and not kept: the three passes as one for plain SGD, momentum,
+    Nesterov and Adam (each element's gradient formed and used in registers; the same bits,
+    ``tests/test_split_step.py``). With every array in one core's cache it was faster, half of
+    64-100-10's parameters (3,755, float32, two chunks, the penalty) 1.9 against 2.1-2.4 us
+    with Adam and 1.0 against 1.5-1.6 us with Nesterov, but in the team, where the other
+    chunk's gradient comes from the other core, a digits fit of ``MLPClassifier`` (100 epochs,
+    float32) took 52.0-56.3 against 50.1-51.2 ms with adam and 49.3-51.9 against 49.2-50.0 ms
+    with sgd (the fastest of 15 fits in six pairs of alternating processes, leaving out the
+    baselines caught in the machine's slow spells: one with adam, two with sgd), and the phase
+    probes put the update at 0.137-0.139 against 0.128-0.130 thread-ms an epoch. Presumably
+    the separate first pass takes the other core's lines at the pace of plain loads, where
+    the fused pass waited on them between square roots and divisions."""
     _prefetch_part(params, split, part, parts)
     combine_chunks(grad, split, start, stop, part, parts)
     if scale > 0.0:

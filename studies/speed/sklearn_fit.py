@@ -65,6 +65,16 @@ def _fit_seconds(est, X, y, repeats=1):
 #: fastest fit counts.
 REPEATS = 5
 
+#: Seconds of sleep before each timed fit. After a fit of scikit-learn's with BLAS on its
+#: default threads, OpenBLAS's threads keep spinning on the other core for about a tenth of a
+#: second (waiting for more work before they sleep), and a fit of ours that started at once
+#: shared that core: on the 2-core benchmark machine a default digits ``fit`` of ours (adam,
+#: 100 epochs, float32) took 106-149 ms right after scikit-learn's, 81-112 ms after 0.05 s of
+#: sleep, 53-84 after 0.1 s, 52-61 after 0.2 s and 52-54 after 0.4 s (five fits each, one
+#: process). Every timed fit starts after the same pause, so that each starts from an idle
+#: machine, as a fit in a process of its own would.
+PAUSE_S = 0.3
+
 #: The estimators of a round.
 ROUND = ("sklearn", "sklearn_1thread", "ours", "ours64")
 #: The orders of rounds 0-3 (then again), as indices into :data:`ROUND`: a Williams square,
@@ -79,12 +89,12 @@ def round_order(k):
     return tuple(ROUND[i] for i in ORDERS[k % len(ORDERS)])
 
 
-def measure(cases=CASES, random_state=0, repeats=REPEATS):
+def measure(cases=CASES, random_state=0, repeats=REPEATS, pause=PAUSE_S):
     """Time ``fit`` of ours (float32, float64) and scikit-learn's per case (``repeats``
-    rounds of one fit of each, in the orders of :func:`round_order`; the fastest fit of each
-    counts: on a shared machine the others' load only ever slows a fit down, and the 2-core
-    machines of this project change speed for a few seconds at a time, two threads more than
-    one).
+    rounds of one fit of each, in the orders of :func:`round_order`, each timed fit after
+    ``pause`` seconds of sleep (:data:`PAUSE_S`); the fastest fit of each counts: on a shared
+    machine the others' load only ever slows a fit down, and the 2-core machines of this
+    project change speed for a few seconds at a time, two threads more than one).
 
     Returns
     -------
@@ -113,6 +123,7 @@ def measure(cases=CASES, random_state=0, repeats=REPEATS):
         best = dict.fromkeys(ests, (float("inf"), float("inf")))
         for k in range(repeats):
             for which in round_order(k):
+                time.sleep(pause)  # the last fit's BLAS threads stop spinning (PAUSE_S)
                 if which == "sklearn_1thread":
                     with threadpool_limits(limits=1, user_api="blas"):
                         wall, cpu, _ = _fit_seconds(ests[which], X, y)
@@ -130,22 +141,29 @@ def measure(cases=CASES, random_state=0, repeats=REPEATS):
             "ours_acc": float(o32.score(X, y)), "ours64_acc": float(o64.score(X, y)),
             "n_iter": [int(sk.n_iter_), int(o32.n_iter_), int(o64.n_iter_)],
             "started": started, "load_before": load0, "load_after": os.getloadavg()[0],
-            "cpus": os.cpu_count(), "repeats": repeats, "rounds": True,
+            "cpus": os.cpu_count(), "repeats": repeats, "rounds": True, "pause_s": pause,
         })
     return records
 
 
-def _fits(n, rounds=False):
-    """How the fits were timed: in ``n`` rounds (``rounds``; the records of this module) or,
-    in records made before the rounds, one estimator after the other."""
+def _fits(n, rounds=False, pause=None):
+    """How the fits were timed: in ``n`` rounds (``rounds``; the records of this module; each
+    timed fit after ``pause`` seconds of sleep, where the record says so) or, in records made
+    before the rounds, one estimator after the other."""
     words = {2: "two", 3: "three", 4: "four", 5: "five"}
     if rounds:
+        slept = ""
+        if pause:
+            slept = (f", each timed fit after {pause:g} s of sleep (right after scikit-learn's "
+                     "fit with BLAS on its default threads, OpenBLAS's threads kept spinning on "
+                     "the second core for about 0.1 s, and a fit of ours that started at once "
+                     "ran up to 2.9x slower)")
         if n == 1:
-            return "in one process, one fit each, one estimator after the other"
+            return f"in one process, one fit each, one estimator after the other{slept}"
         return (f"in one process, in {words.get(n, str(n))} rounds of one fit of each "
                 "estimator (in orders where each comes first once and follows each other once "
                 "in four rounds, so that each estimator's fits are spread over the same "
-                "minutes), the fastest fit of each")
+                f"minutes){slept}, the fastest fit of each")
     if n == 1:
         return "one after the other in one process, one fit each"
     return f"one after the other in one process, the fastest of {words.get(n, str(n))} fits each"
@@ -189,7 +207,7 @@ def section(records):
             "MLPClassifier` with the same parameters (defaults: 100 ReLU units, alpha 1e-4, "
             "batch 'auto' = 200, random_state 0; adam and sgd run the full `max_iter`, lbfgs "
             "stops where it converges: the iterations each ran are in the table), "
-            f"{_fits(first.get('repeats', 2), first.get('rounds', False))} "
+            f"{_fits(first.get('repeats', 2), first.get('rounds', False), first.get('pause_s'))} "
             "(`dlbasics.studies.speed.sklearn_fit`). "
             "Ratio: scikit-learn's time over ours; "
             "ours in float32 (its default) and float64 (scikit-learn's precision). Ours splits "

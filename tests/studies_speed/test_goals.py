@@ -349,8 +349,11 @@ def test_spread_takes_the_goals_peer_only_for_the_epoch_spread():
 def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
     """Each round fits every estimator once; over four rounds each comes first once and follows
     each other estimator once; the one-thread scikit-learn fit runs with BLAS limited to one
-    thread; each estimator's fastest time lands in its own column; the record and the section
-    say how the fits were timed."""
+    thread; every timed fit comes after a pause of ``PAUSE_S`` (and the untimed compiling fits
+    after none); each estimator's fastest time lands in its own column; the record and the
+    section say how the fits were timed."""
+    import time
+
     from threadpoolctl import threadpool_info
 
     from dlbasics.studies.speed import sklearn_fit
@@ -375,18 +378,26 @@ def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
                       if lib["user_api"] == "blas")
             name = "sklearn_1thread" if one else "sklearn"
         calls.append(name)
+        events.append(name)
         return fake[name] + len(calls) * 1e-3, cpu, est  # the first round is the fastest
 
+    events = []
     monkeypatch.setattr(sklearn_fit, "_fit_seconds", spy)
+    monkeypatch.setattr(time, "sleep", lambda s: events.append(("sleep", s)))
     recs = sklearn_fit.measure(cases=(("digits", "adam", 2),), repeats=5)
+    monkeypatch.undo()
     assert calls == [n for k in range(5) for n in sklearn_fit.round_order(k)]
+    assert events == [e for n in calls for e in (("sleep", sklearn_fit.PAUSE_S), n)]
     r = recs[0]
     first = {n: fake[n] + (calls.index(n) + 1) * 1e-3 for n in fake}
     assert (r["sklearn_s"], r["sklearn_1thread_s"], r["ours_s"], r["ours64_s"]) == (
         first["sklearn"], first["sklearn_1thread"], first["ours"], first["ours64"])
     assert r["ratio"] == first["sklearn"] / first["ours"]
     assert r["rounds"] and r["repeats"] == 5 and r["n_iter"] == [2, 2, 2]
-    assert "in five rounds of one fit of each estimator" in sklearn_fit.section(recs)
+    assert r["pause_s"] == sklearn_fit.PAUSE_S
+    text = sklearn_fit.section(recs)
+    assert "in five rounds of one fit of each estimator" in text
+    assert f"each timed fit after {sklearn_fit.PAUSE_S:g} s of sleep" in text
 
 
 def test_population_section_states_the_lane_widths_of_the_run():

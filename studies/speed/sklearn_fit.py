@@ -111,6 +111,7 @@ def measure(cases=CASES, random_state=0, repeats=REPEATS, pause=PAUSE_S):
 
     records = []
     for name, solver, max_iter in cases:
+        handoff0 = _handoff_ns()
         load0 = os.getloadavg()[0]
         started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         X, y = data(name)
@@ -142,8 +143,21 @@ def measure(cases=CASES, random_state=0, repeats=REPEATS, pause=PAUSE_S):
             "n_iter": [int(sk.n_iter_), int(o32.n_iter_), int(o64.n_iter_)],
             "started": started, "load_before": load0, "load_after": os.getloadavg()[0],
             "cpus": os.cpu_count(), "repeats": repeats, "rounds": True, "pause_s": pause,
+            "core_latency_ns": [handoff0, _handoff_ns()],
         })
     return records
+
+
+def _handoff_ns():
+    """The cross-core handoff now (:func:`.limits.core_latency_ns`, ns: a marker of the
+    machine's state, taken before and after each case), ``None`` where it cannot be measured
+    or the probe fails (a marker, not a measurement of the study: nothing stops for it)."""
+    from .limits import core_latency_ns
+
+    try:
+        return core_latency_ns()
+    except Exception:  # any failure: see the docstring
+        return None
 
 
 def _fits(n, rounds=False, pause=None):
@@ -202,6 +216,7 @@ def section(records):
         when = (f"\n\nMeasured from {first['started']} ({last['started']} for the last case) on "
                 f"{first['cpus']} CPUs; the 1-minute load average (other programs included) "
                 f"was {min(loads):.1f} to {max(loads):.1f} during the fits.")
+        when += _handoffs(records)
     return ("## Drop-in estimators against scikit-learn\n\n"
             "`fit` of `dlbasics.models.MLPClassifier` against `sklearn.neural_network."
             "MLPClassifier` with the same parameters (defaults: 100 ReLU units, alpha 1e-4, "
@@ -225,6 +240,31 @@ def section(records):
             "small products; the conservative ratio is the smaller of the two wall-time "
             "ratios, and the goal is judged on it: "
             "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows) + when)
+
+
+def _handoffs(records):
+    """The sentence on the cross-core handoff before and after each case (records with the
+    probe; empty for those before it)."""
+    from .report import FAR_NS
+
+    probed = [r for r in records if r.get("core_latency_ns")]
+    if not probed:
+        return ""
+
+    def ns(x):
+        return "?" if x is None else f"{x:.0f}"
+
+    cases = "; ".join(f"{r['data']} {r['solver']} {ns(r['core_latency_ns'][0])}/"
+                      f"{ns(r['core_latency_ns'][1])}" for r in probed)
+    far = [f"{r['data']} {r['solver']}" for r in probed
+           if max((x for x in r["core_latency_ns"] if x is not None), default=0.0) > FAR_NS]
+    return (" The cross-core handoff before/after each case "
+            "(`dlbasics.studies.speed.limits.core_latency_ns`, ns; above "
+            f"{FAR_NS:.0f} ns the machine was in the state in which default digits fits of "
+            "ours ran slower, see the cross-core paragraph under \"Goals on this machine\"; "
+            "the probes bracket a case and do not follow it): " + cases + ". "
+            + (f"Above {FAR_NS:.0f} ns: " + "; ".join(far) + "." if far
+               else f"None above {FAR_NS:.0f} ns."))
 
 
 def main(argv=None):

@@ -395,9 +395,33 @@ def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
     assert r["ratio"] == first["sklearn"] / first["ours"]
     assert r["rounds"] and r["repeats"] == 5 and r["n_iter"] == [2, 2, 2]
     assert r["pause_s"] == sklearn_fit.PAUSE_S
+    assert len(r["core_latency_ns"]) == 2  # the probe before and after the case
     text = sklearn_fit.section(recs)
     assert "in five rounds of one fit of each estimator" in text
     assert f"each timed fit after {sklearn_fit.PAUSE_S:g} s of sleep" in text
+    assert "The cross-core handoff before/after each case" in text
+
+
+def test_sklearn_fit_section_names_the_cases_probed_far():
+    """The section lists each case's cross-core handoff before/after (``?`` where the probe
+    gave nothing) and names the cases with a probe above ``FAR_NS``; records without the
+    probe (before it) get no such sentence."""
+    from dlbasics.studies.speed import sklearn_fit
+
+    base = {"rows": 1797, "max_iter": 100, "sklearn_s": 0.5, "ours_s": 0.05, "ours64_s": 0.1,
+            "ratio": 10.0, "ratio64": 5.0, "cpu_ratio": 10.0, "sklearn_1thread_s": 0.5,
+            "ratio_1thread": 10.0, "sklearn_acc": 1.0, "ours_acc": 1.0, "ours64_acc": 1.0,
+            "n_iter": [100, 100, 100], "started": "2026-12-07T19:00:00+00:00",
+            "load_before": 0.5, "load_after": 0.6, "cpus": 2, "repeats": 5, "rounds": True,
+            "pause_s": 0.3}
+    recs = [dict(base, data="digits", solver="adam", core_latency_ns=[27.4, 161.0]),
+            dict(base, data="digits", solver="sgd", core_latency_ns=[None, 28.0])]
+    text = sklearn_fit.section(recs)
+    assert "digits adam 27/161; digits sgd ?/28." in text
+    assert "Above 100 ns: digits adam." in text
+    for r in recs:
+        del r["core_latency_ns"]
+    assert "cross-core handoff before/after" not in sklearn_fit.section(recs)
 
 
 def test_population_section_states_the_lane_widths_of_the_run():

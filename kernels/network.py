@@ -1225,15 +1225,18 @@ def combine_update_part(opt, params, grad, split, start, stop, t, layout, scale,
     Tried on 2026-12-07 and not kept: the three passes as one for plain SGD, momentum,
     Nesterov and Adam (each element's gradient formed and used in registers; the same bits,
     ``tests/test_split_step.py``). With every array in one core's cache it was faster, half of
-    64-100-10's parameters (3,755, float32, two chunks, the penalty) 1.9 against 2.1-2.4 us
-    with Adam and 1.0 against 1.5-1.6 us with Nesterov, but in the team, where the other
-    chunk's gradient comes from the other core, a digits fit of ``MLPClassifier`` (100 epochs,
-    float32) took 52.0-56.3 against 50.1-51.2 ms with adam and 49.3-51.9 against 49.2-50.0 ms
-    with sgd (the fastest of 15 fits in six pairs of alternating processes, leaving out the
-    baselines caught in the machine's slow spells: one with adam, two with sgd), and the phase
-    probes put the update at 0.137-0.139 against 0.128-0.130 thread-ms an epoch. Presumably
-    the separate first pass takes the other core's lines at the pace of plain loads, where
-    the fused pass waited on them between square roots and divisions."""
+    64-100-10's parameters (3,755, float32, two chunks, the penalty) 1.86-1.90 against
+    2.11-2.39 us with Adam and 0.95-1.01 against 1.53-1.63 us with Nesterov (two timings
+    each), but not in the team, where the other chunk's gradient comes from the other core: a
+    digits fit of ``MLPClassifier`` (100 epochs, float32; the fastest of 15 fits in each of six
+    pairs of alternating processes) took 52.0-56.3 against 50.1-74.3 ms with adam, the
+    baseline faster in five pairs (its 74.3 in one of the machine's slow spells), and
+    49.3-51.9 against 49.2-74.8 ms with sgd, no difference shown (two baselines at 71.3 and
+    74.8 ms in slow spells). The phase probes put the update at 0.137-0.139 against
+    0.128-0.130 thread-ms an epoch (at other moments), about 0.45 ms a fit on two threads:
+    under half of adam's difference. Presumably the separate first pass takes the other core's
+    lines at the pace of plain loads, where the fused pass waits on them between square roots
+    and divisions (not measured)."""
     _prefetch_part(params, split, part, parts)
     combine_chunks(grad, split, start, stop, part, parts)
     if scale > 0.0:

@@ -71,17 +71,18 @@ def _tempered(key, words):
 def mt_shuffle(key, pos, x, words):
     """Shuffle the 1-D array ``x`` in place as ``RandomState.shuffle`` does with the MT19937
     state ``key`` (624 ``uint32`` words) at position ``pos[0]``; both advance as NumPy's would.
-    ``words``: 624 ``uint32`` of scratch (the block's outputs, tempered a block at a time: the
-    draws that a rejection discards then wait on a load alone, 7.4 against 8.5 ns an element of
-    100,000). ``x`` must have fewer than 2**32 elements (the caller checks).
+    ``words``: 624 ``uint32`` of scratch (the block's outputs, tempered a block at a time;
+    with the earlier loop below, 7.4 against 8.5 ns an element of 100,000 tempered a draw at a
+    time). ``x`` must have fewer than 2**32 elements (the caller checks).
 
     One pass over the words, without a branch on the draws: each word is taken (the swap of
     ``x[i]`` with ``x[v]``, and ``i`` moves down) or rejected (``x[i]`` swapped with itself),
-    by a select, and the mask is a constant while ``i`` stays above half of it. NumPy's loop,
-    a rejection loop per element, mispredicted the branch on nearly every rejection (the
-    acceptance rate of a bound is between one half and one): on the 2-core benchmark machine
-    3.8 against 10.8 us for digits' 1,797 elements and 208 against 613 us for 100,000 (the
-    same permutations and state, ``tests/test_mt19937.py``)."""
+    by a select, and the mask is a constant while ``i`` stays above half of it. The earlier
+    compiled port of NumPy's loop (a rejection loop per element, its branch taken or not by
+    each draw, which accepts with a probability between one half and one: presumably
+    mispredicted often; not measured) took 10.8 against 3.8 us for digits' 1,797 elements and
+    613 against 208 us for 100,000, side by side in one process on the 2-core benchmark
+    machine (the same permutations and state, ``tests/test_mt19937.py``)."""
     p = pos[0]
     if p < _N:
         _tempered(key, words)

@@ -12,7 +12,9 @@ other, put a whole block in a slow spell). Every fit runs exactly ``max_iter`` e
 (``n_iter_no_change=max_iter``, so the stopping rule never fires) or, for ``lbfgs``,
 ``max_iter`` iterations, so both do the same work. Ours trains in float32 (its default
 ``dtype``) and, in a second column, in float64 as scikit-learn does. Our compile time is
-excluded by a short untimed fit first.
+excluded by a short untimed fit first. Each timed fit starts after a pause (:data:`PAUSE_S`),
+and the cross-core handoff (:func:`.limits.core_latency_ns`) is probed before and after each
+case, as a marker of the machine's state.
 
 Run: ``python -m dlbasics.studies.speed.sklearn_fit [OUT.json] [--quick]``; :func:`section`
 renders the records as the speed report's Markdown section.
@@ -21,6 +23,7 @@ renders the records as the speed report's Markdown section.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -65,14 +68,17 @@ def _fit_seconds(est, X, y, repeats=1):
 #: fastest fit counts.
 REPEATS = 5
 
-#: Seconds of sleep before each timed fit. After a fit of scikit-learn's with BLAS on its
-#: default threads, OpenBLAS's threads keep spinning on the other core for about a tenth of a
-#: second (waiting for more work before they sleep), and a fit of ours that started at once
-#: shared that core: on the 2-core benchmark machine a default digits ``fit`` of ours (adam,
-#: 100 epochs, float32) took 106-149 ms right after scikit-learn's, 81-112 ms after 0.05 s of
-#: sleep, 53-84 after 0.1 s, 52-61 after 0.2 s and 52-54 after 0.4 s (five fits each, one
-#: process). Every timed fit starts after the same pause, so that each starts from an idle
-#: machine, as a fit in a process of its own would.
+#: Seconds of sleep before each timed fit. On the 2-core benchmark machine a default digits
+#: ``fit`` of ours (adam, 100 epochs, float32) took 106-149 ms right after a fit of
+#: scikit-learn's with BLAS on its default threads, 81-112 ms after 0.05 s of sleep, 53-84
+#: after 0.1 s, 52-61 after 0.2 s and 52-54 after 0.4 s (2.0-2.9x down to 1x; five fits each,
+#: one process), and 53-59 ms right after scikit-learn's fit with one BLAS thread, with or
+#: without a pause: presumably OpenBLAS's threads keep spinning on the second core for 0.1-0.2
+#: s after their last work before they sleep, and a fit of ours on both cores shares one with
+#: them. Every timed fit, of every estimator, starts after the same pause, so that none starts
+#: while the last fit's BLAS threads spin. In the rounds' orders (:func:`round_order`) ours
+#: follows scikit-learn's default fit directly in one round of four, so the fastest of five
+#: fits mostly left those out before the pause too.
 PAUSE_S = 0.3
 
 #: The estimators of a round.
@@ -168,10 +174,12 @@ def _fits(n, rounds=False, pause=None):
     if rounds:
         slept = ""
         if pause:
-            slept = (f", each timed fit after {pause:g} s of sleep (right after scikit-learn's "
-                     "fit with BLAS on its default threads, OpenBLAS's threads kept spinning on "
-                     "the second core for about 0.1 s, and a fit of ours that started at once "
-                     "ran up to 2.9x slower)")
+            slept = (f", each timed fit after {pause:g} s of sleep (in a separate measurement "
+                     "on the 2-core benchmark machine, a digits fit of ours that started right "
+                     "after scikit-learn's fit with BLAS on its default threads took 2.0-2.9x "
+                     "as long as one after 0.4 s, presumably while OpenBLAS's threads spun on "
+                     "the second core; the fastest of the rounds mostly left such fits out "
+                     "before the pause too)")
         if n == 1:
             return f"in one process, one fit each, one estimator after the other{slept}"
         return (f"in one process, in {words.get(n, str(n))} rounds of one fit of each "
@@ -235,11 +243,18 @@ def section(records):
             "products large enough for "
             "it (where its CPU time equals its wall time it ran on one core). The CPU-time "
             "ratio (float32, all threads of the process) compares the work done: where ours "
-            "used both cores and scikit-learn one, it is about half the wall-time ratio. "
+            "used both cores and scikit-learn one, it is about half the wall-time ratio; where "
+            "scikit-learn's CPU time exceeds its wall time (its BLAS threads ran), their "
+            "waiting for work may count as work too. "
             "scikit-learn is also timed with BLAS on one thread, often its faster setting on "
             "small products; the conservative ratio is the smaller of the two wall-time "
             "ratios, and the goal is judged on it: "
             "at least 10x with adam and sgd, faster with lbfgs.\n\n" + "\n".join(rows) + when)
+
+
+#: A cross-core handoff above this many ns (and up to ``report.FAR_NS``) is named apart: the
+#: report's cross-core paragraph describes 25-33 ns and 156-175 ns, nothing between.
+NEAR_NS = 40.0
 
 
 def _handoffs(records):
@@ -256,15 +271,22 @@ def _handoffs(records):
 
     cases = "; ".join(f"{r['data']} {r['solver']} {ns(r['core_latency_ns'][0])}/"
                       f"{ns(r['core_latency_ns'][1])}" for r in probed)
-    far = [f"{r['data']} {r['solver']}" for r in probed
-           if max((x for x in r["core_latency_ns"] if x is not None), default=0.0) > FAR_NS]
+
+    def named(low, high):
+        return [f"{r['data']} {r['solver']}" for r in probed
+                if low < max((x for x in r["core_latency_ns"] if x is not None), default=0.0)
+                <= high]
+
+    far, between = named(FAR_NS, math.inf), named(NEAR_NS, FAR_NS)
     return (" The cross-core handoff before/after each case "
             "(`dlbasics.studies.speed.limits.core_latency_ns`, ns; above "
             f"{FAR_NS:.0f} ns the machine was in the state in which default digits fits of "
             "ours ran slower, see the cross-core paragraph under \"Goals on this machine\"; "
             "the probes bracket a case and do not follow it): " + cases + ". "
             + (f"Above {FAR_NS:.0f} ns: " + "; ".join(far) + "." if far
-               else f"None above {FAR_NS:.0f} ns."))
+               else f"None above {FAR_NS:.0f} ns.")
+            + (f" From {NEAR_NS:.0f} to {FAR_NS:.0f} ns, a state that paragraph does not "
+               "describe: " + "; ".join(between) + "." if between else ""))
 
 
 def main(argv=None):

@@ -384,6 +384,8 @@ def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
     events = []
     monkeypatch.setattr(sklearn_fit, "_fit_seconds", spy)
     monkeypatch.setattr(time, "sleep", lambda s: events.append(("sleep", s)))
+    probes = iter([11.0, 22.0])
+    monkeypatch.setattr(sklearn_fit, "_handoff_ns", lambda: next(probes))
     recs = sklearn_fit.measure(cases=(("digits", "adam", 2),), repeats=5)
     monkeypatch.undo()
     assert calls == [n for k in range(5) for n in sklearn_fit.round_order(k)]
@@ -395,7 +397,7 @@ def test_sklearn_fits_are_timed_in_balanced_rounds(monkeypatch):
     assert r["ratio"] == first["sklearn"] / first["ours"]
     assert r["rounds"] and r["repeats"] == 5 and r["n_iter"] == [2, 2, 2]
     assert r["pause_s"] == sklearn_fit.PAUSE_S
-    assert len(r["core_latency_ns"]) == 2  # the probe before and after the case
+    assert r["core_latency_ns"] == [11.0, 22.0]  # the probe before and after the case
     text = sklearn_fit.section(recs)
     assert "in five rounds of one fit of each estimator" in text
     assert f"each timed fit after {sklearn_fit.PAUSE_S:g} s of sleep" in text
@@ -415,10 +417,17 @@ def test_sklearn_fit_section_names_the_cases_probed_far():
             "load_before": 0.5, "load_after": 0.6, "cpus": 2, "repeats": 5, "rounds": True,
             "pause_s": 0.3}
     recs = [dict(base, data="digits", solver="adam", core_latency_ns=[27.4, 161.0]),
-            dict(base, data="digits", solver="sgd", core_latency_ns=[None, 28.0])]
+            dict(base, data="digits", solver="sgd", core_latency_ns=[None, 28.0]),
+            dict(base, data="digits", solver="lbfgs", core_latency_ns=[100.0, 67.0])]
     text = sklearn_fit.section(recs)
-    assert "digits adam 27/161; digits sgd ?/28." in text
-    assert "Above 100 ns: digits adam." in text
+    assert "digits adam 27/161; digits sgd ?/28; digits lbfgs 100/67." in text
+    assert "Above 100 ns: digits adam." in text  # 100 itself is not above
+    assert "From 40 to 100 ns, a state that paragraph does not describe: digits lbfgs." in text
+    assert "None above" not in text
+    recs[0]["core_latency_ns"] = [27.4, 33.0]
+    recs[2]["core_latency_ns"] = [30.0, 40.0]
+    text = sklearn_fit.section(recs)
+    assert "None above 100 ns." in text and "From 40 to 100" not in text
     for r in recs:
         del r["core_latency_ns"]
     assert "cross-core handoff before/after" not in sklearn_fit.section(recs)

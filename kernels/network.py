@@ -746,6 +746,29 @@ def forward(params, net, B, buf, train, step, outputs):
     constants: Numba compiles a function called with a constant for that constant's literal
     type, so the training step, Monte-Carlo dropout and the evaluation with the prediction each
     had a ``forward`` of their own (1.2-1.4 s of compiling each, with an empty cache).
+
+    Tried on 2026-12-07 and not kept, as one prototype (ReLU hidden layers and softmax
+    cross-entropy with labels only): the bias passes of BLAS layers folded into their
+    neighbours (the bias added in the ReLU pass; the hidden bias's gradient summed in
+    :func:`backward`'s activation pass; the output bias and its gradient in the loss pass,
+    which took its exponentials through :func:`dlbasics.kernels.vecmath.exp` in one flat
+    loop). A digits fit of ``MLPClassifier`` (100 epochs, float32; the fastest of 15 fits in
+    each process, 14 pairs of alternating processes, a machine with slow spells) took
+    47.97-48.54 against 49.46-49.80 ms with adam and 47.41-47.64 against 48.51-49.14 ms with
+    sgd (the three fastest processes of each arm): 2-3%. scikit-learn's times in the speed
+    report (BLAS on one thread: 0.47 s adam, 0.46 s sgd) over these standalone fits give
+    9.7-9.8x against 9.4-9.5x (the report's in-process fits: 8.3x and 7.8x), still short of
+    the drop-in's digits goal of 10x (scikit-learn's own fastest fits ranged 0.41-0.51 s
+    across sessions and BLAS settings); not worth the vectorised exponential's first-call
+    compile cost (see :func:`dlbasics.kernels.losses._lse_exps`) and float32 results that
+    differ in the last places (after 20 epochs losses by up to 5e-9, weights by up to 6e-8;
+    ``expf`` is not correctly rounded for 7.6e-5 of the float32 arguments, this exponential
+    for 7.1e-8: :mod:`dlbasics.kernels.vecmath`). The folding alone, with ``math.exp``
+    (bitwise the same results as now), showed no difference: 50.39-50.48 against
+    49.44-50.45 ms with adam (1-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd
+    (about 1% faster; 12 more pairs, the three fastest processes of each arm). The 2-3% was
+    presumably the vectorised exponential's, as ``_lse_exps`` records for it alone (the two
+    prototypes were never run side by side).
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope

@@ -758,7 +758,7 @@ def forward(params, net, B, buf, train, step, outputs):
     sgd (the three fastest processes of each arm): 2-3%. scikit-learn's times in the speed
     report (BLAS on one thread: 0.47 s adam, 0.46 s sgd) over these standalone fits give
     9.7-9.8x against 9.4-9.5x (the report's in-process fits: 8.3x and 7.8x), still short of
-    the drop-in's digits goal of 10x (scikit-learn's own fastest fits ranged 0.41-0.51 s
+    the drop-in's digits goal of 10x (scikit-learn's own fastest fits ranged 0.41-0.53 s
     across sessions and BLAS settings); not worth the vectorised exponential's first-call
     compile cost (see :func:`dlbasics.kernels.losses._lse_exps`) and float32 results that
     differ in the last places (after 20 epochs losses by up to 5e-9, weights by up to 6e-8;

@@ -765,7 +765,7 @@ def forward(params, net, B, buf, train, step, outputs):
     ``expf`` is not correctly rounded for 7.6e-5 of the float32 arguments, this exponential
     for 7.1e-8: :mod:`dlbasics.kernels.vecmath`). The folding alone, with ``math.exp``
     (bitwise the same results as now), showed no difference: 50.39-50.48 against
-    49.44-50.45 ms with adam (1-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd
+    49.44-50.45 ms with adam (0-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd
     (about 1% faster; 12 more pairs, the three fastest processes of each arm). The 2-3% was
     presumably the vectorised exponential's, as ``_lse_exps`` records for it alone (the two
     prototypes were never run side by side).

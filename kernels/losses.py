@@ -70,7 +70,10 @@ def _lse_exps(p, e, keep):
     alternating pairs of processes; 59.1 in the machine's slow state), but the first epoch of
     784-256-256-10 at batch 32 with an empty cache took 13.2-13.4 against 12.0-12.1 s (five
     more compiles; the vectorised exponential is optimised again in each caller it is linked
-    into, four deep in the column split)."""
+    into, four deep in the column split). The training step's class-major output layer
+    (:func:`dlbasics.kernels.network.class_major_loss_kernel`, since the same day) takes it in
+    a function of its own, which Numba does not inline, with no compile time shown (see
+    :func:`dlbasics.kernels.network.forward`)."""
     m = p[0]
     for j in range(1, p.shape[0]):
         if p[j] > m:

@@ -119,6 +119,7 @@ from .optimizers import HP_LR, SGD_CODE, apply_update
 from .optimizers import N_CODES as N_OPT_CODES
 from .probes import ELEMENTWISE, GATHER, LOSS, PRODUCTS, UPDATE, WAITING, lap, stamp
 from .smallgemm import block_forward_grouped, block_grad_w, block_grad_x
+from .vecmath import exp as vexp
 from .views import borrow, grid, lent, prefetch, prefetch_write, row, span
 
 # SciPy's BLAS, which ``np.dot`` calls in compiled code, loaded when this module is imported:
@@ -424,6 +425,18 @@ def own_products(net, B, n_in, n_out):
     return B < net.own_rows and n_in * n_out >= net.own_work
 
 
+def takes_own(own):
+    """Whether :func:`own_products`'s answer ``own`` is ``True`` (``None``: never)."""
+    return bool(own)
+
+
+@overload(takes_own, inline="always")
+def _takes_own(own):
+    if _has_own(own):
+        return lambda own: own
+    return lambda own: False
+
+
 def _field(tup, name):
     return tup.types[tup.fields.index(name)]
 
@@ -522,6 +535,73 @@ def _blas_grad_weights_cpu(ws, ho, do, G, wo, bo, n_in, n_out, B, own, idx):
                                 grid(G, wo, n_in, n_out), span(G, bo, n_out), 0, 0)
 
     return impl
+
+
+def class_major_forward(P, wo, n_in, n_out, ws, ho, zo, B):
+    """``ws[z] = (ws[h] @ W)^T``: the output layer's logits in class-major layout (``n_out``
+    rows of ``B``), without the bias (:func:`class_major_loss` adds it), by BLAS (CPU; a
+    no-op on the GPU, where :func:`class_major` is constant ``False``)."""
+    np.dot(_rows(P, wo, n_in, n_out).T, _rows(ws, ho, B, n_in).T, _rows(ws, zo, n_out, B))
+
+
+def class_major_grad_input(ws, do, P, wo, n_in, n_out, xo, B):
+    """``dx = G^T W^T`` from the class-major output gradient ``G`` (``n_out x B``) at ``do``
+    (row-major ``dx``; CPU; a no-op on the GPU)."""
+    np.dot(_rows(ws, do, n_out, B).T, _rows(P, wo, n_in, n_out).T, _rows(ws, xo, B, n_in))
+
+
+def class_major_grad_weights(ws, ho, do, G, wo, n_in, n_out, B):
+    """``dW = h^T G^T`` from the class-major output gradient at ``do`` (the bias's gradient
+    comes from :func:`class_major_loss`; CPU; a no-op on the GPU)."""
+    np.dot(_rows(ws, ho, B, n_in).T, _rows(ws, do, n_out, B).T, _rows(G, wo, n_in, n_out))
+
+
+@overload(class_major_forward, target="cpu")
+def _class_major_forward_cpu(P, wo, n_in, n_out, ws, ho, zo, B):
+    if not _contiguous(P, ws):
+        return lambda P, wo, n_in, n_out, ws, ho, zo, B: None
+
+    def impl(P, wo, n_in, n_out, ws, ho, zo, B):
+        np.dot(grid(P, wo, n_in, n_out).T, grid(ws, ho, B, n_in).T, grid(ws, zo, n_out, B))
+
+    return impl
+
+
+@overload(class_major_grad_input, target="cpu")
+def _class_major_grad_input_cpu(ws, do, P, wo, n_in, n_out, xo, B):
+    if not _contiguous(P, ws):
+        return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+
+    def impl(ws, do, P, wo, n_in, n_out, xo, B):
+        np.dot(grid(ws, do, n_out, B).T, grid(P, wo, n_in, n_out).T, grid(ws, xo, B, n_in))
+
+    return impl
+
+
+@overload(class_major_grad_weights, target="cpu")
+def _class_major_grad_weights_cpu(ws, ho, do, G, wo, n_in, n_out, B):
+    if not _contiguous(G, ws):
+        return lambda ws, ho, do, G, wo, n_in, n_out, B: None
+
+    def impl(ws, ho, do, G, wo, n_in, n_out, B):
+        np.dot(grid(ws, ho, B, n_in).T, grid(ws, do, n_out, B).T, grid(G, wo, n_in, n_out))
+
+    return impl
+
+
+@overload(class_major_forward, target="cuda")
+def _class_major_forward_cuda(P, wo, n_in, n_out, ws, ho, zo, B):
+    return lambda P, wo, n_in, n_out, ws, ho, zo, B: None
+
+
+@overload(class_major_grad_input, target="cuda")
+def _class_major_grad_input_cuda(ws, do, P, wo, n_in, n_out, xo, B):
+    return lambda ws, do, P, wo, n_in, n_out, xo, B: None
+
+
+@overload(class_major_grad_weights, target="cuda")
+def _class_major_grad_weights_cuda(ws, ho, do, G, wo, n_in, n_out, B):
+    return lambda ws, ho, do, G, wo, n_in, n_out, B: None
 
 
 @overload(blas_ok, target="cuda", inline="always")
@@ -747,28 +827,30 @@ def forward(params, net, B, buf, train, step, outputs):
     type, so the training step, Monte-Carlo dropout and the evaluation with the prediction each
     had a ``forward`` of their own (1.2-1.4 s of compiling each, with an empty cache).
 
-    Tried on 2026-12-07 and not kept, as one prototype (ReLU hidden layers and softmax
-    cross-entropy with labels only): the bias passes of BLAS layers folded into their
-    neighbours (the bias added in the ReLU pass; the hidden bias's gradient summed in
-    :func:`backward`'s activation pass; the output bias and its gradient in the loss pass,
-    which took its exponentials through :func:`dlbasics.kernels.vecmath.exp` in one flat
-    loop). A digits fit of ``MLPClassifier`` (100 epochs, float32; the fastest of 15 fits in
-    each process, 14 pairs of alternating processes, a machine with slow spells) took
-    47.97-48.54 against 49.46-49.80 ms with adam and 47.41-47.64 against 48.51-49.14 ms with
-    sgd (the three fastest processes of each arm): 2-3%. scikit-learn's times in the speed
-    report (BLAS on one thread: 0.47 s adam, 0.46 s sgd) over these standalone fits give
-    9.7-9.8x against 9.4-9.5x (the report's in-process fits: 8.3x and 7.8x), still short of
-    the drop-in's digits goal of 10x (scikit-learn's own fastest fits ranged 0.41-0.53 s
-    across sessions and BLAS settings); not worth the vectorised exponential's first-call
-    compile cost (see :func:`dlbasics.kernels.losses._lse_exps`) and float32 results that
-    differ in the last places (after 20 epochs losses by up to 5e-9, weights by up to 6e-8;
-    ``expf`` is not correctly rounded for 7.6e-5 of the float32 arguments, this exponential
-    for 7.1e-8: :mod:`dlbasics.kernels.vecmath`). The folding alone, with ``math.exp``
-    (bitwise the same results as now), showed no difference: 50.39-50.48 against
-    49.44-50.45 ms with adam (0-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd
-    (about 1% faster; 12 more pairs, the three fastest processes of each arm). The 2-3% was
-    presumably the vectorised exponential's, as ``_lse_exps`` records for it alone (the two
-    prototypes were never run side by side).
+    The training step runs its output layer class-major where :func:`class_major` allows (a
+    fused softmax cross-entropy on BLAS, the CPU): the logits as ``n_out`` rows of ``B``
+    (:func:`class_major_forward`, no output activation, the bias added by the loss), so that
+    the loss's max, exponentials and sums run down whole vectors
+    (:func:`class_major_loss_kernel`). Measured on 2026-12-07 on the 2-core benchmark machine
+    (AMD EPYC, Zen 4): a digits fit of ``MLPClassifier`` (100 epochs, float32; the fastest of
+    15 fits in each process, 16 pairs of alternating processes, separate Numba caches) took
+    46.46-46.49 against 49.51-49.72 ms with adam and 45.32-45.75 against 48.89-49.23 ms with
+    sgd (the three fastest processes of each arm): 6-7% less. The first epoch of
+    784-256-256-10 at batch 32 with an empty cache took 12.72-13.90 against 13.05-15.41 s
+    (three alternating processes each): no difference shown (the loss is a function of its
+    own, which Numba does not inline; the prototype below inlined its exponentials). Float32
+    results differ from the row-major step's in the last places (after 20 epochs of digits,
+    losses by up to 5e-9 and weights by up to 6e-8): the exponential (see
+    :func:`class_major_loss_kernel`).
+
+    Tried the same day and not kept: the bias passes of BLAS layers folded into their
+    neighbours (the bias added in the ReLU pass, the hidden bias's gradient summed in
+    :func:`backward`'s activation pass), bitwise the same results: 50.39-50.48 against
+    49.44-50.45 ms with adam (0-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd (about
+    1% faster; 12 pairs, the three fastest processes of each arm); with the output bias folded
+    into a row-major loss whose exponentials ran through :func:`dlbasics.kernels.vecmath.exp`
+    in one flat loop, 2-3% faster (14 pairs; inlined into its callers, that exponential added
+    1.1-1.4 s to the empty-cache first epoch, see :func:`dlbasics.kernels.losses._lse_exps`).
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope
@@ -799,6 +881,10 @@ def forward(params, net, B, buf, train, step, outputs):
             t = lap(t, ELEMENTWISE)
         zo = offs[l, 0]
         ao = offs[l, 1]
+        if l == L - 1 and not outputs and class_major(net, ws, B, n_in, n_out):
+            class_major_forward(params, layout[l, 2], n_in, n_out, ws, ho, zo, B)
+            lap(t, PRODUCTS)
+            break
         if blas_ok(ws, B, n_in, n_out, min_rows, min_work):
             blas_forward(params, layout[l, 2], layout[l, 3], n_in, n_out, ws, ho, zo, B,
                          own_products(net, B, n_in, n_out), lbuf)
@@ -834,6 +920,119 @@ def loss_rows(code, ws, po, yo, do, lbuf, B, n, dense, eps):
         else:
             total = label_row(code, lbuf[i], p, g, True, eps, inv_n, total)
     return total * inv_n
+
+
+@njit(cache=True)
+def class_major(net, ws, B, n_in, n_out):
+    """Whether the training step runs its output layer class-major (:func:`class_major_loss`):
+    a fused softmax cross-entropy (``CE_LOGITS``) whose output layer goes to BLAS on the CPU
+    (:func:`blas_ok`; never on the GPU) and not to our own products (fewer than
+    :func:`own_products`), with at least 4 inputs (the loss's scratch, ``3 B + 1``
+    elements, lives in the ``B x n_in`` buffer of that layer's ``dx``, free until the loss is
+    done)."""
+    blas = blas_ok(ws, B, n_in, n_out, net.min_rows, net.min_work)
+    own = takes_own(own_products(net, B, n_in, n_out))
+    return blas and not own and net.fused and net.loss_code == losses.CE_LOGITS and n_in >= 4
+
+
+def class_major_loss(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb):
+    """Batch-mean softmax cross-entropy of class-major logits (CPU; 0 on the GPU, where
+    :func:`class_major` is constant ``False``); see :func:`class_major_loss_kernel`."""
+    return class_major_loss_kernel(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb)
+
+
+@njit(cache=True)
+def class_major_loss_kernel(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb):
+    """Batch-mean softmax cross-entropy of the training step's output layer in class-major
+    layout: the logits ``Z`` (``n`` rows of ``B``, :func:`class_major_forward`) at ``zo`` get
+    the bias ``b``; the gradient of the mean w.r.t. them goes to ``G``, class-major, at ``do``,
+    and its row sums, the bias's gradient, to ``gb``. Targets: labels ``lbuf`` or, with
+    ``dense``, the row-major ``B x n`` rows at ``yo``. Scratch: ``3 B + 1`` elements at ``so``.
+
+    Each row's value and gradient follow :func:`~dlbasics.kernels.losses.label_row` and
+    :func:`~dlbasics.kernels.losses.dense_row` operation for operation (the max-shifted sum of
+    exponentials in float64, in class order, the gradient ``e / s`` scaled in float64, the
+    loss summed row by row in float64); what differs is the exponential,
+    :func:`dlbasics.kernels.vecmath.exp`, which vectorises across the rows here (float32:
+    correctly rounded but for rare near-ties, where libm's ``expf`` may differ in the last
+    place; float64: ``math.exp``). With ``B`` rows in each class's row, the max, the
+    exponentials and the sums run down whole vectors, where a row-major row of a few classes
+    fills part of one: on the benchmark machine (2-core AMD EPYC, Zen 4) a digits fit of
+    ``MLPClassifier`` (64-100-10, 100 epochs, float32) took about 6% less time than with the
+    row-major output layer (see :func:`forward`)."""
+    Z = grid(ws, zo, n, B)
+    G = grid(ws, do, n, B)
+    M = span(ws, so, B)
+    s0 = so + B
+    s0 += s0 % 2  # an even offset, so the float64 view is aligned as ws is
+    S = span(ws, s0, 2 * B).view(np.float64)
+    inv_n = 1.0 / B
+    for c in range(n):
+        bc = b[c]
+        zc = row(Z, c)
+        for i in range(B):
+            zc[i] = zc[i] + bc
+    z0 = row(Z, 0)
+    for i in range(B):
+        M[i] = z0[i]
+    for c in range(1, n):
+        zc = row(Z, c)
+        for i in range(B):
+            v = zc[i]
+            m = M[i]
+            M[i] = v if v > m else m
+    for i in range(B):
+        S[i] = 0.0
+    for c in range(n):
+        zc = row(Z, c)
+        gc = row(G, c)
+        for i in range(B):
+            e = vexp(zc[i] - M[i])
+            gc[i] = e
+            S[i] += e
+    total = 0.0
+    if dense:
+        for i in range(B):
+            s = S[i]
+            lse = M[i] + math.log(s)
+            yi = span(ws, yo + i * n, n)
+            ysum = 0.0
+            for j in range(n):
+                total += yi[j] * (lse - Z[j, i])
+                ysum += yi[j]
+            f = 1.0 / s
+            for j in range(n):
+                G[j, i] = (G[j, i] * f * ysum - yi[j]) * inv_n
+    else:
+        for i in range(B):
+            s = S[i]
+            total += (M[i] + math.log(s)) - Z[lbuf[i], i]
+            S[i] = inv_n / s  # the row's factor, then scaled down the rows
+        for c in range(n):
+            gc = row(G, c)
+            for i in range(B):
+                gc[i] = gc[i] * S[i]
+        for i in range(B):
+            G[lbuf[i], i] -= inv_n
+    for j in range(n):  # the bias's gradient: the rows summed in order, as row-major
+        gb[j] = G[j, 0]
+    for i in range(1, B):
+        for j in range(n):
+            gb[j] += G[j, i]
+    return total * inv_n
+
+
+@overload(class_major_loss, target="cpu")
+def _class_major_loss_cpu(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb):
+    if not _contiguous(ws):
+        return lambda ws, zo, yo, do, so, lbuf, B, n, dense, b, gb: 0.0
+    return lambda ws, zo, yo, do, so, lbuf, B, n, dense, b, gb: class_major_loss_kernel(
+        ws, zo, yo, do, so, lbuf, B, n, dense, b, gb)
+
+
+@overload(class_major_loss, target="cuda")
+def _class_major_loss_cuda(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb):
+    return lambda ws, zo, yo, do, so, lbuf, B, n, dense, b, gb: 0.0
 
 
 @njit(cache=True)
@@ -880,8 +1079,14 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
     dL = offs[L, 2]
     yo = offs[L, 1]
     t = stamp()
-    value = loss_rows(loss_code, ws, zL if fused else aL, yo, dL, lbuf, B, n_last, dense_targets,
-                      eps)
+    cm = class_major(net, ws, B, layout[L - 1, 0], n_last)
+    if cm:
+        value = class_major_loss(ws, zL, yo, dL, offs[L, 3], lbuf, B, n_last, dense_targets,
+                                 span(params, layout[L - 1, 3], n_last),
+                                 span(grad, layout[L - 1, 3], n_last))
+    else:
+        value = loss_rows(loss_code, ws, zL if fused else aL, yo, dL, lbuf, B, n_last,
+                          dense_targets, eps)
     if not fused:
         output_backward(codes[L - 1], ws, zL, aL, dL, B, n_last, slope)
     t = lap(t, LOSS)
@@ -902,12 +1107,17 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
         own = own_products(net, B, n_in, n_out)
         nxt = 5 - cur
         xo = offs[L, nxt]
+        out_cm = cm and l == L - 1
         if l > 0:  # dx first: it needs this layer's weights before any fused update
-            if blas:
+            if out_cm:
+                class_major_grad_input(ws, do, params, wo, n_in, n_out, xo, B)
+            elif blas:
                 blas_grad_input(ws, do, params, wo, n_in, n_out, xo, B, own)
             else:
                 _grad_x_loops(ws, do, params, wo, n_out, n_in, n_out, xo, B, 0, n_out)
-        if blas:
+        if out_cm:
+            class_major_grad_weights(ws, ho, do, grad, wo, n_in, n_out, B)
+        elif blas:
             blas_grad_weights(ws, ho, do, grad, wo, bo, n_in, n_out, B, own, lbuf)
         elif sgd_lr > 0:
             _sgd_row_update(ws, ho, do, params, wo, bo, n_out, n_in, n_out, sgd_lr, 0, n_out)

@@ -399,3 +399,73 @@ def test_one_specialisation_per_step_function(tmp_path):
     assert len(sigs["l2_grad_part"]) == 1 and "Literal" not in str(sigs["l2_grad_part"])
     assert len(sigs["chunk_gradient"]) == 1 and sigs["chunk_gradient"][0][7] == "int64"
     assert len(sigs["combine_chunks"]) == 1 and sigs["combine_chunks"][0][4] == "int64"
+
+
+@njit
+def _class_major(net, ws, B, n_in, n_out):
+    """network.class_major of a record as the models pass it (a plain tuple)."""
+    return network.class_major(network.lend_net(net), ws, B, n_in, n_out)
+
+
+def _class_major_problem(dtype, dense, n=37, seed=3):
+    """A softmax network whose output layer (9 -> 5) the training step runs class-major with
+    every product on BLAS (thresholds 1, 1), its rows, and labels or soft targets."""
+    model = MLP(sizes=[6, 9, 5], activation="relu", output="softmax", loss="cross_entropy",
+                dtype=dtype, seed=4)
+    rng = np.random.default_rng(seed)
+    model.params[:] = rng.normal(scale=0.5, size=model.params.size)  # biases not zero
+    X = rng.normal(size=(n, 6)).astype(dtype) * 2
+    if dense:  # rows of non-negative weights, not all summing to 1 (dense_row's ysum)
+        y = rng.uniform(size=(n, 5)).astype(dtype)
+        y[::3] /= y[::3].sum(axis=1, keepdims=True)
+    else:
+        y = rng.integers(0, 5, size=n)
+    return model, X, y
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("dtype,rtol", [(np.float32, 2e-5), (np.float64, 1e-12)])
+def test_class_major_output_layer_is_the_gradient(dtype, rtol, dense):
+    """The training step's class-major output layer (logits as classes x rows, the loss's max,
+    exponentials and sums down the rows): the batch's value and gradient equal the loops' (no
+    BLAS, row-major) to rounding and the float64 reference of tests/naive.py, for labels and
+    for soft targets."""
+    model, X, y = _class_major_problem(dtype, dense)
+    n = X.shape[0]
+    order = np.random.default_rng(7).permutation(n).astype(np.int64)
+    out = []
+    for thresholds in ((1, 1), (network.NO_BLAS, network.NO_BLAS)):
+        net, data, w = _records(model, X, y, n, thresholds)
+        taken = _class_major(net, w.ws, n, 9, 5)
+        assert taken == (thresholds[0] == 1)
+        g = np.full_like(model.params, np.nan)  # every entry written
+        v = _core.batch_gradient_kernel(model.params.copy(), g, net, data, order, 0, n,
+                                        (w.ws, w.offs, w.lbuf), 0)
+        out.append((v, g))
+    (v_cm, g_cm), (v_loops, g_loops) = out
+    assert np.all(np.isfinite(g_cm))
+    np.testing.assert_allclose(g_cm, g_loops, rtol=rtol, atol=rtol * np.abs(g_loops).max())
+    assert v_cm == pytest.approx(v_loops, rel=rtol)
+    kw = dict(sizes=[6, 9, 5], activation="relu", output="softmax", loss="cross_entropy")
+    ref_v, ref_g = naive.net_gradient(naive.network(seed=4, **kw),
+                                      model.params.astype(np.float64),
+                                      X[order].astype(np.float64),
+                                      y[order] if not dense else y[order].astype(np.float64))
+    np.testing.assert_allclose(g_cm, ref_g, rtol=50 * rtol, atol=50 * rtol * np.abs(ref_g).max())
+    assert v_cm == pytest.approx(ref_v, rel=50 * rtol)
+
+
+def test_class_major_output_layer_only_where_it_applies():
+    """The class-major output layer takes only a fused softmax cross-entropy on BLAS, with at
+    least 4 inputs to the output layer (the loss's scratch): not the loops, not contiguous-less
+    buffers, not a sigmoid output, not a 3-input output layer."""
+    model, X, y = _class_major_problem(np.float64, False)
+    net, _, w = _records(model, X, y, 37, (1, 1))
+    assert _class_major(net, w.ws, 37, 9, 5)
+    assert not _class_major(net, w.ws, 37, 3, 5)
+    assert not _class_major(net, np.zeros((w.ws.size, 2))[:, 0], 37, 9, 5)
+    net_loops, _, _ = _records(model, X, y, 37, (network.NO_BLAS, network.NO_BLAS))
+    assert not _class_major(net_loops, w.ws, 37, 9, 5)
+    binary, Xb, yb = _problem("binary-dropout", np.float64)
+    net_b, _, w_b = _records(binary, Xb, yb, 13, (1, 1))
+    assert not _class_major(net_b, w_b.ws, 13, 4, 1)

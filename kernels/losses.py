@@ -71,8 +71,8 @@ def _lse_exps(p, e, keep):
     784-256-256-10 at batch 32 with an empty cache took 13.2-13.4 against 12.0-12.1 s (five
     more compiles; the vectorised exponential is optimised again in each caller it is linked
     into, four deep in the column split). The training step's class-major output layer
-    (:func:`dlbasics.kernels.network.class_major_loss_kernel`, since the same day) takes it in
-    a function of its own, which Numba does not inline, with no compile time shown (see
+    (:func:`dlbasics.kernels.network.class_major_loss_kernel`, since the same day) takes it,
+    for 6-8% of a digits fit at 0.8-1.5 s more of a first fit's compiling (see
     :func:`dlbasics.kernels.network.forward`)."""
     m = p[0]
     for j in range(1, p.shape[0]):

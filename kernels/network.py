@@ -15,8 +15,12 @@ resolved per target at compile time (``numba.extending.overload`` with ``target=
 ``target="cuda"``): :func:`blas_ok` (the thresholds; on the GPU, and on the CPU for
 non-contiguous buffers, the constant ``False``), :func:`blas_forward`, :func:`blas_grad_input`
 and :func:`blas_grad_weights`; on the CPU the last three run our register-blocked products
-(:mod:`dlbasics.kernels.smallgemm`) instead of BLAS where :func:`own_products` says so.
-Everything else, the hand-written loops included, is one source.
+(:mod:`dlbasics.kernels.smallgemm`) instead of BLAS where :func:`own_products` says so. The
+training step's class-major output layer (:func:`class_major`, see :func:`forward`) adds four
+more: :func:`class_major_forward`, :func:`class_major_grad_input`,
+:func:`class_major_grad_weights` and :func:`class_major_loss` (no-ops on the GPU, where
+:func:`class_major` is constant ``False``). Everything else, the hand-written loops included,
+is one source.
 
 The other parallel decompositions of the same step keep their own loops and are tested against
 this one: the lane layout of :mod:`dlbasics.models._lanes` (K networks as the innermost axis of
@@ -835,13 +839,15 @@ def forward(params, net, B, buf, train, step, outputs):
     (AMD EPYC, Zen 4): a digits fit of ``MLPClassifier`` (100 epochs, float32; the fastest of
     15 fits in each process, 16 pairs of alternating processes, separate Numba caches) took
     46.46-46.49 against 49.51-49.72 ms with adam and 45.32-45.75 against 48.89-49.23 ms with
-    sgd (the three fastest processes of each arm): 6-7% less. The first epoch of
-    784-256-256-10 at batch 32 with an empty cache took 12.72-13.90 against 13.05-15.41 s
-    (three alternating processes each): no difference shown (the loss is a function of its
-    own, which Numba does not inline; the prototype below inlined its exponentials). Float32
-    results differ from the row-major step's in the last places (after 20 epochs of digits,
-    losses by up to 5e-9 and weights by up to 6e-8): the exponential (see
-    :func:`class_major_loss_kernel`).
+    sgd (the three fastest processes of each arm): 6-8% less. It costs compile time: the
+    first default ``MLPClassifier`` fit on digits with an empty Numba cache took 21.53-24.92
+    against 20.01-24.12 s, 0.8-1.5 s more in each of three alternating pairs of processes
+    (presumably as Numba optimises the loss again in each compiled caller of :func:`backward`
+    that links it in). Float32 results differ from the row-major step's in the last places
+    (after 20 epochs of digits, losses by up to 5.2e-9 and weights by up to 6e-8): the
+    exponential (see :func:`class_major_loss_kernel`) and, possibly, BLAS's kernels for the
+    transposed operands (the loss alone, in float64, gives the row-major loss's bits:
+    ``tests/test_network_step.py``).
 
     Tried the same day and not kept: the bias passes of BLAS layers folded into their
     neighbours (the bias added in the ReLU pass, the hidden bias's gradient summed in
@@ -849,8 +855,10 @@ def forward(params, net, B, buf, train, step, outputs):
     49.44-50.45 ms with adam (0-2% slower), 48.71-49.36 against 49.13-49.87 ms with sgd (about
     1% faster; 12 pairs, the three fastest processes of each arm); with the output bias folded
     into a row-major loss whose exponentials ran through :func:`dlbasics.kernels.vecmath.exp`
-    in one flat loop, 2-3% faster (14 pairs; inlined into its callers, that exponential added
-    1.1-1.4 s to the empty-cache first epoch, see :func:`dlbasics.kernels.losses._lse_exps`).
+    in one flat loop, 2-3% faster (14 pairs; presumably the exponential's gain, which, inlined
+    into its callers, had added 1.1-1.4 s to the empty-cache first epoch in a loss-only
+    prototype, see :func:`dlbasics.kernels.losses._lse_exps`; the prototypes were never run
+    side by side).
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     inverted, slope = net.inverted, net.slope
@@ -958,13 +966,15 @@ def class_major_loss_kernel(ws, zo, yo, do, so, lbuf, B, n, dense, b, gb):
     place; float64: ``math.exp``). With ``B`` rows in each class's row, the max, the
     exponentials and the sums run down whole vectors, where a row-major row of a few classes
     fills part of one: on the benchmark machine (2-core AMD EPYC, Zen 4) a digits fit of
-    ``MLPClassifier`` (64-100-10, 100 epochs, float32) took about 6% less time than with the
-    row-major output layer (see :func:`forward`)."""
+    ``MLPClassifier`` (64-100-10, 100 epochs, float32) took 6-8% less time than with the
+    row-major output layer (see :func:`forward`). The bias add counts in the ``LOSS`` phase of
+    :mod:`dlbasics.kernels.probes` (in ``PRODUCTS`` on the row-major path)."""
     Z = grid(ws, zo, n, B)
     G = grid(ws, do, n, B)
     M = span(ws, so, B)
     s0 = so + B
-    s0 += s0 % 2  # an even offset, so the float64 view is aligned as ws is
+    if (ws.ctypes.data + s0 * ws.itemsize) % 8:  # the float64 view on an 8-byte boundary
+        s0 += 1
     S = span(ws, s0, 2 * B).view(np.float64)
     inv_n = 1.0 / B
     for c in range(n):
@@ -1065,6 +1075,12 @@ def backward(params, grad, net, B, buf, dense_targets, sgd_lr):
 
     ``sgd_lr > 0`` (one row, no BLAS): instead of writing the gradient, apply plain SGD with
     that rate layer by layer as soon as a layer's ``dx`` has been computed with its old weights.
+
+    Runs after the training step's :func:`forward` (``outputs = not net.fused``, as
+    :func:`batch_gradient` calls it): where :func:`class_major` holds, that left the output
+    layer's logits class-major and without the bias, which the loss then adds
+    (:func:`class_major_loss`); after a ``forward`` with ``outputs`` true the gradient would be
+    wrong.
     """
     layout, codes, keep = lent(net, "layout"), lent(net, "codes"), lent(net, "keep")
     slope = net.slope

@@ -469,3 +469,43 @@ def test_class_major_output_layer_only_where_it_applies():
     binary, Xb, yb = _problem("binary-dropout", np.float64)
     net_b, _, w_b = _records(binary, Xb, yb, 13, (1, 1))
     assert not _class_major(net_b, w_b.ws, 13, 4, 1)
+
+
+@pytest.mark.parametrize("dense", [False, True])
+@pytest.mark.parametrize("B", [1, 23])
+def test_class_major_loss_is_the_row_loss_bit_for_bit_in_float64(dense, B):
+    """In float64 (``vecmath.exp`` is ``math.exp`` there) the class-major loss gives the
+    row-major loss's bits: the value, every gradient entry (transposed) and the bias's gradient
+    (the rows summed in order), with the bias added to the logits as the BLAS route adds it."""
+    rng = np.random.default_rng(B + dense)
+    n = 7
+    Z = rng.normal(size=(B, n)) * 4
+    b = rng.normal(size=n)
+    Y = rng.uniform(size=(B, n))
+    labels = rng.integers(0, n, size=B)
+    eps = 1e-12
+    row_ws = np.concatenate([(Z + b).ravel(), Y.ravel(), np.zeros(B * n)])
+    want = network.loss_rows(4, row_ws, 0, B * n, 2 * B * n, labels, B, n, dense, eps)
+    g = row_ws[2 * B * n :].reshape(B, n)
+    want_gb = g[0].copy()
+    for i in range(1, B):
+        want_gb += g[i]
+    # class-major logits, row-major targets, the gradient zone, then 3B + 2 of scratch
+    ws = np.concatenate([Z.T.ravel(), Y.ravel(), np.full(B * n, np.nan), np.zeros(3 * B + 2)])
+    gb = np.full(n, np.nan)
+    got = network.class_major_loss_kernel(ws, 0, B * n, 2 * B * n, 3 * B * n, labels, B, n,
+                                          dense, b, gb)
+    assert got == want
+    np.testing.assert_array_equal(ws[2 * B * n : 3 * B * n].reshape(n, B).T, g)
+    np.testing.assert_array_equal(gb, want_gb)
+
+
+def test_class_major_output_layer_not_where_own_products_run():
+    """Where the output layer's products are our own (:func:`network.own_products`), the step
+    keeps them and the row-major output layer."""
+    model, X, y = _class_major_problem(np.float32, False)
+    _, _, w = _records(model, X, y, 37, (1, 1))
+    own = _core.net_record(model, 1, 1, 1000, 45)  # 37 rows < 1000, 9 x 5 >= 45 weights
+    assert not _class_major(own, w.ws, 37, 9, 5)
+    not_own = _core.net_record(model, 1, 1, 1000, 46)
+    assert _class_major(not_own, w.ws, 37, 9, 5)

@@ -71,9 +71,10 @@ def _lse_exps(p, e, keep):
     784-256-256-10 at batch 32 with an empty cache took 13.2-13.4 against 12.0-12.1 s (five
     more compiles; the vectorised exponential is optimised again in each caller it is linked
     into, four deep in the column split). The training step's class-major output layer
-    (:func:`dlbasics.kernels.network.class_major_loss_kernel`, since the same day) takes it,
-    for 6-8% of a digits fit at 0.8-1.5 s more of a first fit's compiling (see
-    :func:`dlbasics.kernels.network.forward`)."""
+    (:func:`dlbasics.kernels.network.class_major_loss_kernel`, since the same day) calls it;
+    that layer as a whole made a digits fit take 6-8% less time and a first fit's compiling
+    0.8-1.5 s longer (see :func:`dlbasics.kernels.network.forward`; the exponential's share of
+    either not measured)."""
     m = p[0]
     for j in range(1, p.shape[0]):
         if p[j] > m:

@@ -843,8 +843,9 @@ def forward(params, net, B, buf, train, step, outputs):
     first default ``MLPClassifier`` fit on digits with an empty Numba cache took 21.53-24.92
     against 20.01-24.12 s, 0.8-1.5 s more in each of three alternating pairs of processes
     (the new functions compiled in each caller; presumably most of it the loss, which Numba
-    optimises again in each compiled caller of :func:`backward` that links it in). These were
-    measured on the code of 8b020ba; the scratch's alignment test changed since, not timed.
+    optimises again in each compiled caller of :func:`backward` that links it in). The fit
+    times were measured on the code of 8b020ba (the scratch's alignment test changed since,
+    not timed), the compile times on c9e5374's.
     In the speed report's protocol (each fit after a 0.3 s pause, the fastest of five rounds)
     the first report with this layer read our digits fits at 58 ms, as the last one without
     it had (56.8-58.4 ms), and 9.8x (adam) and 9.0x (sgd) against scikit-learn, short of the

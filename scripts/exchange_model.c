@@ -14,7 +14,10 @@
  * has just written: the lines that must cross between the cores in a row split. Variants of
  * the update isolate the costs: reading the other's G but writing a private array; writing P
  * but reading only the own G; P that the other thread never reads; non-temporal stores to P.
- * Printed: microseconds per step of each phase on each thread, a one-thread run of the same
+ * Thread t always takes row t and half t, as the fused epochs' workers do (split_epochs_worker in
+ * models/_core.py: each thread runs the same chunk and parameter part in every phase); not
+ * modelled: the optimizer's state (local to its part), the step's arithmetic, and any overlap of
+ * the traffic with it. Printed: microseconds per step of each phase on each thread, a one-thread run of the same
  * work (both rows, both halves: nothing crosses), and first the round trip of a counter
  * handed between the two threads (the machine's state: on the 2-vCPU benchmark machine one-way
  * handoffs take 25-33 ns most of the time and 150-175 ns in spells).

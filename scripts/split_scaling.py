@@ -11,14 +11,16 @@ and sgd, fits on standardised digits (scikit-learn's defaults, ``max_iter`` epoc
   other (100 and 50 epochs), which the backend never does by itself (one thread trains a batch
   whole, :meth:`dlbasics.models.backends.CpuBackend.splits`): here it is forced, so that one
   thread does exactly the work of the two, without the cost of sharing it;
+* ``one-whole``: one thread on the default path (each batch trained whole, other bits);
 * scikit-learn's ``MLPClassifier`` with BLAS on its default threads and on one thread.
 
 Rounds of one fit each, in an order rotated every round, every fit after the speed report's
 pause (:data:`dlbasics.studies.speed.sklearn_fit.PAUSE_S`); the fastest fit of each counts.
-From the one-thread fits: the work of an epoch ``e = (T(100) - T(50)) / 50`` and the fixed part
-of a fit ``f = T(100) - 100 e`` (Python, the first epoch's warm-up); a 100-epoch fit on two
-threads that shared the work perfectly would take ``f + 50 e`` (taking the one-thread fixed
-part; two threads also start and join a worker). Printed: each estimator's fastest fit, that
+From the one-thread chunked fits: the work of an epoch ``e = (T(100) - T(50)) / 50`` and the
+fixed part of a fit ``f = T(100) - 100 e`` (Python, the first epoch's warm-up); a 100-epoch fit
+on two threads that shared the work perfectly would take ``f + 50 e``, which is ``T(50)``, the
+50-epoch fit itself (taking the one-thread fixed part; two threads also start and join a
+worker). Printed: each estimator's fastest fit, that
 ideal, the ratio of scikit-learn's faster fit to our measured one (the speed report's
 conservative ratio) and to the ideal, and whether the two-thread and one-thread fits gave the
 same loss curve bit for bit (the chunk count, not the thread count, fixes the bits), with the
@@ -59,6 +61,19 @@ def one_thread_chunks():
         numba.set_num_threads(threads)
 
 
+@contextlib.contextmanager
+def _one_thread():
+    """One Numba thread, the backend's own choices (a batch trained whole)."""
+    import numba
+
+    threads = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(threads)
+
+
 def main(rounds=8):
     """Time the fits of each solver in ``rounds`` rounds; print the table."""
     from sklearn.exceptions import ConvergenceWarning
@@ -70,7 +85,7 @@ def main(rounds=8):
     from dlbasics.studies.speed.sklearn_fit import PAUSE_S, data
 
     X, y = data("digits")
-    names = ("two", "one-100", "one-50", "sklearn", "sklearn-1thread")
+    names = ("two", "one-100", "one-50", "one-whole", "sklearn", "sklearn-1thread")
     for solver in ("adam", "sgd"):
         def make(name, solver=solver):
             epochs = 50 if name == "one-50" else 100
@@ -79,6 +94,8 @@ def main(rounds=8):
                        random_state=0)
 
         def context(name):
+            if name == "one-whole":
+                return _one_thread()
             if name.startswith("one"):
                 return one_thread_chunks()
             if name == "sklearn-1thread":
@@ -89,7 +106,7 @@ def main(rounds=8):
         handoffs = [core_latency_ns()]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            for name in ("two", "one-100"):  # compile or load, untimed
+            for name in ("two", "one-100", "one-whole"):  # compile or load, untimed
                 with context(name):
                     make(name).fit(X[:500], y[:500])
             for k in range(rounds):
@@ -116,6 +133,9 @@ def main(rounds=8):
               f"{(fixed + 100 * e) / ideal:.2f}x)")
         print(f"  scikit-learn's faster fit over ours: measured {theirs / best['two']:.2f}x, "
               f"with perfect scaling {theirs / ideal:.2f}x")
+        print(f"  10x needs a fit of {100 * theirs:.1f} ms: two threads at "
+              f"{best['one-100'] / (theirs / 10):.2f}x of one thread's speed, "
+              f"{1e3 * (theirs / 10 - ideal):.1f} ms a fit over the ideal")
         same = np.array_equal(curves["two"], curves["one-100"])
         print(f"  two-thread and one-thread loss curves bitwise equal: {same}")
 

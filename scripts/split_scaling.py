@@ -43,35 +43,20 @@ import numpy as np
 def one_thread_chunks():
     """One Numba thread, each batch still split into its row chunks (run one after the other).
     Copies :meth:`~dlbasics.models.backends.CpuBackend.splits`' rule but its thread count."""
-    import numba
-
     from dlbasics.models import backends
+    from dlbasics.studies.analysis import one_thread
 
     def splits(self, rows):
         return (backends.SPLIT_CHUNKS > 1 and rows >= self.split_min_rows()
                 and bool(np.all(self.model.keep == 1.0)))
 
-    saved, threads = backends.CpuBackend.splits, numba.get_num_threads()
+    saved = backends.CpuBackend.splits
     backends.CpuBackend.splits = splits
-    numba.set_num_threads(1)
     try:
-        yield
+        with one_thread():
+            yield
     finally:
         backends.CpuBackend.splits = saved
-        numba.set_num_threads(threads)
-
-
-@contextlib.contextmanager
-def _one_thread():
-    """One Numba thread, the backend's own choices (a batch trained whole)."""
-    import numba
-
-    threads = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(threads)
 
 
 def main(rounds=8):
@@ -81,6 +66,7 @@ def main(rounds=8):
     from threadpoolctl import threadpool_limits
 
     from dlbasics.models import MLPClassifier as Ours
+    from dlbasics.studies.analysis import one_thread
     from dlbasics.studies.speed.limits import core_latency_ns
     from dlbasics.studies.speed.sklearn_fit import PAUSE_S, data
 
@@ -95,7 +81,7 @@ def main(rounds=8):
 
         def context(name):
             if name == "one-whole":
-                return _one_thread()
+                return one_thread()
             if name.startswith("one"):
                 return one_thread_chunks()
             if name == "sklearn-1thread":

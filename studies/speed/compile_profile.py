@@ -1,14 +1,16 @@
 """Where the first call's compile time goes, function by function.
 
-:func:`profile_call` runs a callable under Numba's compile-event recorder
-(``numba.core.event.install_recorder("numba:compile")``) and turns the nested start/end events
-into one record per compiled function: its inclusive time (its own compilation and everything
-compiled while typing it), its exclusive time (inclusive minus that of the functions compiled
-inside it) and its nesting depth. A function that Numba loads from its cache, or that was
-compiled before, does not appear, so the profile of a first call is taken in a fresh process
-with an empty cache: :func:`main` starts itself in a subprocess with ``NUMBA_CACHE_DIR`` set to
-a new temporary directory (the user's cache is neither read nor written) and profiles the first
-``train`` epoch of a speed-study network there.
+:func:`profile_call` runs a callable under a listener of Numba's ``numba:compile`` events (like
+``numba.core.event.install_recorder``, but stamping each event with ``time.perf_counter``, the
+clock of the wall time; Numba's recorder uses ``time.time``, and on two clocks a compile could
+seem to outlast the call that holds it) and turns the nested start/end events into one record
+per compiled function: its inclusive time (its own compilation and everything compiled while
+typing it), its exclusive time (inclusive minus that of the functions compiled inside it) and
+its nesting depth. A function that Numba loads from its cache, or that was compiled before, does
+not appear, so the profile of a first call is taken in a fresh process with an empty cache:
+:func:`main` starts itself in a subprocess with ``NUMBA_CACHE_DIR`` set to a new temporary
+directory (the user's cache is neither read nor written) and profiles the first ``train`` epoch
+of a speed-study network there.
 
 Run: ``python -m dlbasics.studies.speed.compile_profile [--net 784-256-256-10] [--batch 32]
 [--top 25] [--json OUT]``. It prints the wall time of the first epoch and the functions with
@@ -77,12 +79,33 @@ def compile_records(events):
     return out
 
 
-def profile_call(fn, *args, **kwargs):
-    """``(result, wall_s, records)``: ``fn(*args, **kwargs)`` under the compile recorder, its
-    wall time and :func:`compile_records` of what it compiled."""
+def _perf_recorder():
+    """A Numba event listener that keeps ``(time.perf_counter(), event)`` in ``.buffer``."""
     from numba.core import event
 
-    with event.install_recorder("numba:compile") as rec:
+    class PerfCounterRecorder(event.Listener):
+        def __init__(self):
+            self.buffer = []
+
+        def on_start(self, ev):
+            self.buffer.append((time.perf_counter(), ev))
+
+        def on_end(self, ev):
+            self.buffer.append((time.perf_counter(), ev))
+
+    return PerfCounterRecorder()
+
+
+def profile_call(fn, *args, **kwargs):
+    """``(result, wall_s, records)``: ``fn(*args, **kwargs)`` under the compile recorder, its
+    wall time and :func:`compile_records` of what it compiled.
+
+    Events and wall time are read from the one clock (``time.perf_counter``), so every record's
+    ``inclusive_s`` is at most ``wall_s``.
+    """
+    from numba.core import event
+
+    with event.install_listener("numba:compile", _perf_recorder()) as rec:
         t0 = time.perf_counter()
         result = fn(*args, **kwargs)
         wall = time.perf_counter() - t0
